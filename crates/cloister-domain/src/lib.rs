@@ -1,0 +1,18 @@
+//! Cloister's domain vocabulary, shared by every layer above it.
+//!
+//! Invariant: this crate is pure data and logic. It does no I/O, knows nothing of HTTP, SQL or
+//! the CLI, and depends on no other Cloister crate.
+
+pub mod audit;
+pub mod ids;
+pub mod member;
+pub mod policy;
+pub mod principal;
+pub mod role;
+
+pub use audit::{AuditEntry, Decision};
+pub use ids::{Email, IdError, ProjectId, ProjectNumber};
+pub use member::{Member, MemberError, PoolRef, PrincipalSetKind};
+pub use policy::{Binding, Policy, PolicyError};
+pub use principal::Principal;
+pub use role::{Permission, Role, RoleError};

@@ -1,0 +1,249 @@
+//! The blob store: large immutable byte streams (object data, image layers) addressed by key.
+//!
+//! Invariant: a blob is visible only once completely written; a failed or interrupted write
+//! leaves nothing under its key.
+
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+const READ_CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error(
+        "invalid blob key {0:?}: keys are 1-512 characters of [a-z0-9._-] in '/'-separated \
+         segments, none empty, '.' or '..'"
+    )]
+    InvalidKey(String),
+    #[error("blob {0} was not found")]
+    NotFound(String),
+    #[error("range {start}..{end} is outside blob {key} of {size} bytes")]
+    BadRange { key: String, start: u64, end: u64, size: u64 },
+    #[error("blob store I/O error on {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("the data stream failed while writing {key}: {source}; nothing was stored")]
+    Source { key: String, source: io::Error },
+}
+
+/// A validated blob key such as `objects/ab/cdef…`: it can never escape the store's root.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BlobKey(String);
+
+impl BlobKey {
+    pub fn new(key: &str) -> Result<Self, BlobError> {
+        let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c);
+        let valid = !key.is_empty()
+            && key.len() <= 512
+            && key
+                .split('/')
+                .all(|s| !s.is_empty() && s != "." && s != ".." && s.chars().all(ok_char));
+        if valid { Ok(Self(key.to_owned())) } else { Err(BlobError::InvalidKey(key.to_owned())) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub size: u64,
+    pub sha256: [u8; 32],
+}
+
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Streams `data` under `key`, replacing any previous blob there; the new blob becomes
+    /// visible only after every byte is durably written.
+    async fn put(&self, key: &BlobKey, data: ByteStream) -> Result<BlobInfo, BlobError>;
+    /// Streams the blob, or `range` of it.
+    async fn get(&self, key: &BlobKey, range: Option<Range<u64>>) -> Result<ByteStream, BlobError>;
+    /// The blob's size, or `None` when absent.
+    async fn size(&self, key: &BlobKey) -> Result<Option<u64>, BlobError>;
+    /// Deletes the blob; returns whether it existed.
+    async fn delete(&self, key: &BlobKey) -> Result<bool, BlobError>;
+}
+
+/// Blobs as files under a root directory: `ROOT/data/KEY`, written via `ROOT/tmp/`.
+pub struct FsBlobStore {
+    root: PathBuf,
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
+    move |source| BlobError::Io { path: path.to_owned(), source }
+}
+
+impl FsBlobStore {
+    /// Opens the store, removing temp files that a crash left behind (no writer can be using
+    /// them: the data directory lock admits one server).
+    pub async fn open(root: &Path) -> Result<Self, BlobError> {
+        let tmp = root.join("tmp");
+        if tokio::fs::try_exists(&tmp).await.map_err(io_at(&tmp))? {
+            let mut entries = tokio::fs::read_dir(&tmp).await.map_err(io_at(&tmp))?;
+            let mut removed = 0;
+            while let Some(e) = entries.next_entry().await.map_err(io_at(&tmp))? {
+                tokio::fs::remove_file(e.path()).await.map_err(io_at(&e.path()))?;
+                removed += 1;
+            }
+            if removed > 0 {
+                tracing::info!(removed, "removed blob temp files left by an interrupted write");
+            }
+        }
+        for dir in [tmp, root.join("data")] {
+            tokio::fs::create_dir_all(&dir).await.map_err(io_at(&dir))?;
+        }
+        Ok(Self { root: root.to_owned() })
+    }
+
+    fn path(&self, key: &BlobKey) -> PathBuf {
+        self.root.join("data").join(key.as_str())
+    }
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn put(&self, key: &BlobKey, mut data: ByteStream) -> Result<BlobInfo, BlobError> {
+        let mut suffix = [0u8; 12];
+        rand::rng().fill_bytes(&mut suffix);
+        let tmp = self.root.join("tmp").join(hex::encode(suffix));
+        let result = async {
+            let mut file = tokio::fs::File::create(&tmp).await.map_err(io_at(&tmp))?;
+            let mut hasher = Sha256::new();
+            let mut size = 0u64;
+            while let Some(chunk) = data.next().await {
+                let chunk = chunk
+                    .map_err(|source| BlobError::Source { key: key.0.clone(), source })?;
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+                file.write_all(&chunk).await.map_err(io_at(&tmp))?;
+            }
+            file.sync_all().await.map_err(io_at(&tmp))?;
+            let dest = self.path(key);
+            if let Some(parent) = dest.parent() {
+                tokio::fs::create_dir_all(parent).await.map_err(io_at(parent))?;
+            }
+            tokio::fs::rename(&tmp, &dest).await.map_err(io_at(&dest))?;
+            Ok(BlobInfo { size, sha256: hasher.finalize().into() })
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+
+    async fn get(&self, key: &BlobKey, range: Option<Range<u64>>) -> Result<ByteStream, BlobError> {
+        let path = self.path(key);
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(BlobError::NotFound(key.0.clone()));
+            }
+            Err(e) => return Err(io_at(&path)(e)),
+        };
+        let size = file.metadata().await.map_err(io_at(&path))?.len();
+        let range = range.unwrap_or(0..size);
+        if range.start > range.end || range.end > size {
+            return Err(BlobError::BadRange { key: key.0.clone(), start: range.start, end: range.end, size });
+        }
+        file.seek(io::SeekFrom::Start(range.start)).await.map_err(io_at(&path))?;
+        let remaining = range.end - range.start;
+        let stream = futures::stream::try_unfold((file, remaining), |(mut file, remaining)| async move {
+            if remaining == 0 {
+                return Ok(None);
+            }
+            let want = remaining.min(READ_CHUNK as u64) as usize;
+            let mut buf = vec![0u8; want];
+            file.read_exact(&mut buf).await?;
+            Ok(Some((Bytes::from(buf), (file, remaining - want as u64))))
+        });
+        Ok(Box::pin(stream))
+    }
+
+    async fn size(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
+        let path = self.path(key);
+        match tokio::fs::metadata(&path).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_at(&path)(e)),
+        }
+    }
+
+    async fn delete(&self, key: &BlobKey) -> Result<bool, BlobError> {
+        let path = self.path(key);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_at(&path)(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(chunks: Vec<io::Result<&'static [u8]>>) -> ByteStream {
+        Box::pin(futures::stream::iter(chunks.into_iter().map(|c| c.map(Bytes::from_static))))
+    }
+
+    async fn collect(s: ByteStream) -> Vec<u8> {
+        s.map(|c| c.unwrap().to_vec()).collect::<Vec<_>>().await.concat()
+    }
+
+    #[tokio::test]
+    async fn blobs_round_trip_whole_and_by_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).await.unwrap();
+        let key = BlobKey::new("objects/ab/cd").unwrap();
+        let info = store.put(&key, stream(vec![Ok(b"hello "), Ok(b"world")])).await.unwrap();
+        assert_eq!(info.size, 11);
+        assert_eq!(hex::encode(info.sha256), hex::encode(Sha256::digest(b"hello world")));
+        assert_eq!(collect(store.get(&key, None).await.unwrap()).await, b"hello world");
+        assert_eq!(collect(store.get(&key, Some(6..11)).await.unwrap()).await, b"world");
+        assert!(matches!(store.get(&key, Some(6..12)).await, Err(BlobError::BadRange { .. })));
+        assert_eq!(store.size(&key).await.unwrap(), Some(11));
+        assert!(store.delete(&key).await.unwrap());
+        assert!(matches!(store.get(&key, None).await, Err(BlobError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_leaves_neither_blob_nor_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).await.unwrap();
+        let key = BlobKey::new("objects/x").unwrap();
+        let broken = stream(vec![Ok(b"partial"), Err(io::Error::other("client went away"))]);
+        let err = store.put(&key, broken).await.unwrap_err().to_string();
+        assert!(err.contains("nothing was stored"), "{err}");
+        assert_eq!(store.size(&key).await.unwrap(), None);
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn temp_files_from_a_crash_are_removed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        std::fs::write(dir.path().join("tmp/leftover"), b"half").unwrap();
+        FsBlobStore::open(dir.path()).await.unwrap();
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn keys_cannot_escape_the_store() {
+        for bad in ["", "../etc/passwd", "a/../../b", "/abs", "a//b", "A", "a/./b", "a\\b"] {
+            assert!(BlobKey::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(BlobKey::new("layers/sha256/0a1b").is_ok());
+    }
+}

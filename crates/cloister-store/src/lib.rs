@@ -1,0 +1,24 @@
+//! Cloister's persistence layer.
+//!
+//! Two traits with one job each, so PostgreSQL and S3 can replace the embedded defaults
+//! without touching the services:
+//! - [`MetadataStore`]: users, credentials, projects, IAM policies, the audit log
+//!   ([`SqliteStore`] is the embedded default);
+//! - [`BlobStore`]: large immutable byte streams ([`FsBlobStore`] is the embedded default).
+//!
+//! [`DataDir`] owns the on-disk layout of the embedded default and the single-server lock.
+//!
+//! Invariant: this crate knows nothing of HTTP or the CLI; it depends only on
+//! `cloister-domain` among Cloister's crates.
+
+pub mod blob;
+pub mod data_dir;
+pub mod metadata;
+mod sqlite;
+
+pub use blob::{BlobError, BlobInfo, BlobKey, BlobStore, ByteStream, FsBlobStore};
+pub use data_dir::{DataDir, DataDirError};
+pub use metadata::{
+    AuditFilter, CredentialRecord, MetadataStore, ProjectRecord, StoreError, UserRecord,
+};
+pub use sqlite::SqliteStore;

@@ -1,0 +1,88 @@
+//! The metadata store: what the control plane knows, as records and a trait.
+//!
+//! Methods are synchronous: the services call them from `spawn_blocking`, which suits both the
+//! embedded SQLite store and a pooled PostgreSQL client later.
+
+use cloister_domain::{AuditEntry, Decision, Email, Policy, ProjectId, ProjectNumber};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("{0} was not found")]
+    NotFound(String),
+    /// Another writer changed the record since the caller read it.
+    #[error("the etag {given:?} is stale: {resource} changed since it was read; read it again and retry")]
+    StaleEtag { resource: String, given: String },
+    #[error("metadata database error: {0}")]
+    Database(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub email: Email,
+    pub display_name: String,
+    /// Platform admins manage users and platform settings; they get no implicit project access.
+    pub admin: bool,
+    pub create_time: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRecord {
+    pub id: String,
+    pub user: Email,
+    /// SHA-256 of the secret; the secret itself is never stored.
+    pub secret_sha256: [u8; 32],
+    pub create_time: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectRecord {
+    pub id: ProjectId,
+    pub number: ProjectNumber,
+    pub display_name: String,
+    pub create_time: String,
+    pub creator: String,
+}
+
+/// Filters for `list_audit`; `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub principal: Option<String>,
+    pub permission: Option<String>,
+    /// Matches the resource itself and everything under it (`projects/p` matches
+    /// `projects/p/serviceAccounts/…`).
+    pub resource_prefix: Option<String>,
+    pub decision: Option<Decision>,
+    /// Only entries at or after this RFC 3339 time.
+    pub since: Option<String>,
+    /// Only entries with an id above this, for paging.
+    pub after_id: Option<i64>,
+    pub limit: usize,
+}
+
+pub trait MetadataStore: Send + Sync + 'static {
+    fn create_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    fn get_user(&self, email: &Email) -> Result<Option<UserRecord>, StoreError>;
+    fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+
+    fn create_credential(&self, credential: &CredentialRecord) -> Result<(), StoreError>;
+    fn get_credential(&self, id: &str) -> Result<Option<CredentialRecord>, StoreError>;
+
+    /// Creates the project and its initial IAM policy atomically. A project number collision
+    /// is reported as `AlreadyExists("project number …")` so the caller can draw another.
+    fn create_project(&self, project: &ProjectRecord, policy: &Policy) -> Result<(), StoreError>;
+    fn get_project(&self, id: &ProjectId) -> Result<Option<ProjectRecord>, StoreError>;
+    fn list_projects(&self) -> Result<Vec<ProjectRecord>, StoreError>;
+
+    /// The policy attached to `resource` (empty when none) and its parent resource, whose
+    /// bindings it inherits.
+    fn get_policy(&self, resource: &str) -> Result<(Policy, Option<String>), StoreError>;
+    /// Replaces `resource`'s policy if `policy.etag` matches the stored one (or is empty, which
+    /// means "unconditionally", as in Google's API). Returns the stored policy with its new etag.
+    fn set_policy(&self, resource: &str, policy: &Policy) -> Result<Policy, StoreError>;
+
+    /// Appends one decision; the log refuses updates and deletes.
+    fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError>;
+    fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
+}

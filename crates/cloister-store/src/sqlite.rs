@@ -1,0 +1,515 @@
+//! The embedded default metadata store: one SQLite database in WAL mode.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use cloister_domain::{AuditEntry, Decision, Email, Policy, ProjectId, ProjectNumber};
+use rand::RngCore;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::metadata::{
+    AuditFilter, CredentialRecord, MetadataStore, ProjectRecord, StoreError, UserRecord,
+};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran. Written by
+/// hand because the migration crates track newer rusqlite releases than the 0.41 we can pin,
+/// and this is all they would do for us.
+const MIGRATIONS: &[&str] = &[
+    // 1: foundation
+    "CREATE TABLE users (
+        email TEXT PRIMARY KEY,
+        display_name TEXT NOT NULL,
+        admin INTEGER NOT NULL,
+        create_time TEXT NOT NULL
+     ) STRICT;
+     CREATE TABLE credentials (
+        id TEXT PRIMARY KEY,
+        user_email TEXT NOT NULL REFERENCES users(email),
+        secret_sha256 BLOB NOT NULL,
+        create_time TEXT NOT NULL
+     ) STRICT;
+     CREATE TABLE projects (
+        id TEXT PRIMARY KEY,
+        number INTEGER NOT NULL UNIQUE,
+        display_name TEXT NOT NULL,
+        create_time TEXT NOT NULL,
+        creator TEXT NOT NULL
+     ) STRICT;
+     CREATE TABLE iam_policies (
+        resource TEXT PRIMARY KEY,
+        parent TEXT,
+        policy TEXT NOT NULL,
+        etag TEXT NOT NULL
+     ) STRICT;
+     CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        permission TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        decision TEXT NOT NULL CHECK (decision IN ('allow', 'deny')),
+        reason TEXT NOT NULL
+     ) STRICT;
+     CREATE INDEX audit_log_resource ON audit_log(resource);
+     CREATE INDEX audit_log_principal ON audit_log(principal);
+     CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+     CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+];
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
+        // FULL: an acknowledged IAM change or audit entry survives power loss, not just a crash.
+        conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
+        conn.pragma_update(None, "foreign_keys", true).map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db)?;
+        migrate(&mut conn)?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        // A panic while holding the lock cannot leave SQLite half-written (transactions roll
+        // back), so a poisoned mutex is safe to keep using.
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut conn)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let applied: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db)?;
+    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Database(format!(
+            "the database schema is version {applied}, newer than this cloister ({}); \
+             run a newer cloister or restore a backup",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction().map_err(db)?;
+        tx.execute_batch(sql).map_err(db)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(db)?;
+        tx.commit().map_err(db)?;
+        tracing::info!(version = i + 1, "applied metadata schema migration");
+    }
+    Ok(())
+}
+
+fn new_etag() -> String {
+    let mut bytes = [0u8; 8];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+fn email_col(row: &Row, i: usize) -> rusqlite::Result<Email> {
+    let s: String = row.get(i)?;
+    Email::parse(&s).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+fn user_row(row: &Row) -> rusqlite::Result<UserRecord> {
+    Ok(UserRecord {
+        email: email_col(row, 0)?,
+        display_name: row.get(1)?,
+        admin: row.get(2)?,
+        create_time: row.get(3)?,
+    })
+}
+
+fn project_row(row: &Row) -> rusqlite::Result<ProjectRecord> {
+    let id: String = row.get(0)?;
+    let number: i64 = row.get(1)?;
+    Ok(ProjectRecord {
+        id: ProjectId::parse(&id).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        number: ProjectNumber(number as u64),
+        display_name: row.get(2)?,
+        create_time: row.get(3)?,
+        creator: row.get(4)?,
+    })
+}
+
+fn audit_row(row: &Row) -> rusqlite::Result<AuditEntry> {
+    let decision: String = row.get(5)?;
+    Ok(AuditEntry {
+        id: row.get(0)?,
+        time: row.get(1)?,
+        principal: row.get(2)?,
+        permission: row.get(3)?,
+        resource: row.get(4)?,
+        decision: Decision::parse(&decision).unwrap_or(Decision::Deny),
+        reason: row.get(6)?,
+    })
+}
+
+fn parse_policy(resource: &str, json: &str, etag: String) -> Result<Policy, StoreError> {
+    let mut policy: Policy = serde_json::from_str(json).map_err(|e| {
+        StoreError::Database(format!("stored policy of {resource} does not parse: {e}"))
+    })?;
+    policy.etag = etag;
+    Ok(policy)
+}
+
+impl MetadataStore for SqliteStore {
+    fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO users (email, display_name, admin, create_time) VALUES (?1, ?2, ?3, ?4)",
+                params![user.email.as_str(), user.display_name, user.admin, user.create_time],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::AlreadyExists(format!("user {}", user.email))
+                } else {
+                    db(e)
+                }
+            })?;
+            Ok(())
+        })
+    }
+
+    fn get_user(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT email, display_name, admin, create_time FROM users WHERE email = ?1",
+                [email.as_str()],
+                user_row,
+            )
+            .optional()
+            .map_err(db)
+        })
+    }
+
+    fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare("SELECT email, display_name, admin, create_time FROM users ORDER BY email")
+                .map_err(db)?;
+            let rows = stmt.query_map([], user_row).map_err(db)?;
+            rows.collect::<Result<_, _>>().map_err(db)
+        })
+    }
+
+    fn create_credential(&self, cred: &CredentialRecord) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO credentials (id, user_email, secret_sha256, create_time) VALUES (?1, ?2, ?3, ?4)",
+                params![cred.id, cred.user.as_str(), cred.secret_sha256.as_slice(), cred.create_time],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::AlreadyExists(format!("credential {}", cred.id))
+                } else {
+                    db(e)
+                }
+            })?;
+            Ok(())
+        })
+    }
+
+    fn get_credential(&self, id: &str) -> Result<Option<CredentialRecord>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT id, user_email, secret_sha256, create_time FROM credentials WHERE id = ?1",
+                [id],
+                |row| {
+                    let hash: Vec<u8> = row.get(2)?;
+                    Ok(CredentialRecord {
+                        id: row.get(0)?,
+                        user: email_col(row, 1)?,
+                        secret_sha256: hash.try_into().unwrap_or([0; 32]),
+                        create_time: row.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(db)
+        })
+    }
+
+    fn create_project(&self, p: &ProjectRecord, policy: &Policy) -> Result<(), StoreError> {
+        let policy_json = serde_json::to_string(&Policy { etag: String::new(), ..policy.clone() })
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        self.with(|c| {
+            let tx = c.transaction().map_err(db)?;
+            let exists: bool = tx
+                .query_row("SELECT 1 FROM projects WHERE id = ?1", [p.id.as_str()], |_| Ok(true))
+                .optional()
+                .map_err(db)?
+                .unwrap_or(false);
+            if exists {
+                return Err(StoreError::AlreadyExists(format!("project {}", p.id)));
+            }
+            tx.execute(
+                "INSERT INTO projects (id, number, display_name, create_time, creator) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![p.id.as_str(), p.number.0 as i64, p.display_name, p.create_time, p.creator],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::AlreadyExists(format!("project number {}", p.number))
+                } else {
+                    db(e)
+                }
+            })?;
+            tx.execute(
+                "INSERT INTO iam_policies (resource, parent, policy, etag) VALUES (?1, NULL, ?2, ?3)",
+                params![p.id.resource_name(), policy_json, new_etag()],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)
+        })
+    }
+
+    fn get_project(&self, id: &ProjectId) -> Result<Option<ProjectRecord>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT id, number, display_name, create_time, creator FROM projects WHERE id = ?1",
+                [id.as_str()],
+                project_row,
+            )
+            .optional()
+            .map_err(db)
+        })
+    }
+
+    fn list_projects(&self) -> Result<Vec<ProjectRecord>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare("SELECT id, number, display_name, create_time, creator FROM projects ORDER BY id")
+                .map_err(db)?;
+            let rows = stmt.query_map([], project_row).map_err(db)?;
+            rows.collect::<Result<_, _>>().map_err(db)
+        })
+    }
+
+    fn get_policy(&self, resource: &str) -> Result<(Policy, Option<String>), StoreError> {
+        let row = self.with(|c| {
+            c.query_row(
+                "SELECT policy, etag, parent FROM iam_policies WHERE resource = ?1",
+                [resource],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?)),
+            )
+            .optional()
+            .map_err(db)
+        })?;
+        match row {
+            Some((json, etag, parent)) => Ok((parse_policy(resource, &json, etag)?, parent)),
+            None => Ok((Policy::default(), None)),
+        }
+    }
+
+    fn set_policy(&self, resource: &str, policy: &Policy) -> Result<Policy, StoreError> {
+        let mut stored = Policy { etag: String::new(), ..policy.clone() };
+        let json = serde_json::to_string(&stored).map_err(|e| StoreError::Database(e.to_string()))?;
+        let etag = new_etag();
+        self.with(|c| {
+            let tx = c.transaction().map_err(db)?;
+            let current: Option<String> = tx
+                .query_row("SELECT etag FROM iam_policies WHERE resource = ?1", [resource], |r| r.get(0))
+                .optional()
+                .map_err(db)?;
+            let Some(current) = current else {
+                return Err(StoreError::NotFound(resource.to_owned()));
+            };
+            if !policy.etag.is_empty() && policy.etag != current {
+                return Err(StoreError::StaleEtag {
+                    resource: resource.to_owned(),
+                    given: policy.etag.clone(),
+                });
+            }
+            tx.execute(
+                "UPDATE iam_policies SET policy = ?2, etag = ?3 WHERE resource = ?1",
+                params![resource, json, etag],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)
+        })?;
+        stored.etag = etag;
+        Ok(stored)
+    }
+
+    fn append_audit(&self, e: &AuditEntry) -> Result<i64, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO audit_log (time, principal, permission, resource, decision, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![e.time, e.principal, e.permission, e.resource, e.decision.as_str(), e.reason],
+            )
+            .map_err(db)?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        // Escape LIKE's wildcards so a resource prefix matches literally.
+        let prefix = f.resource_prefix.as_ref().map(|p| {
+            let escaped = p.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            (p.clone(), format!("{escaped}/%"))
+        });
+        self.with(|c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT id, time, principal, permission, resource, decision, reason FROM audit_log
+                     WHERE (?1 IS NULL OR principal = ?1)
+                       AND (?2 IS NULL OR permission = ?2)
+                       AND (?3 IS NULL OR resource = ?3 OR resource LIKE ?4 ESCAPE '\\')
+                       AND (?5 IS NULL OR decision = ?5)
+                       AND (?6 IS NULL OR time >= ?6)
+                       AND id > ?7
+                     ORDER BY id LIMIT ?8",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        f.principal,
+                        f.permission,
+                        prefix.as_ref().map(|p| &p.0),
+                        prefix.as_ref().map(|p| &p.1),
+                        f.decision.map(Decision::as_str),
+                        f.since,
+                        f.after_id.unwrap_or(0),
+                        f.limit as i64,
+                    ],
+                    audit_row,
+                )
+                .map_err(db)?;
+            rows.collect::<Result<_, _>>().map_err(db)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloister_domain::Member;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("meta.db")).unwrap();
+        (dir, s)
+    }
+
+    fn project(id: &str, number: u64) -> ProjectRecord {
+        ProjectRecord {
+            id: ProjectId::parse(id).unwrap(),
+            number: ProjectNumber(number),
+            display_name: id.into(),
+            create_time: "2026-01-01T00:00:00Z".into(),
+            creator: "user:a@x.com".into(),
+        }
+    }
+
+    fn owner_policy() -> Policy {
+        let mut p = Policy::default();
+        p.add_binding("roles/owner", Member::parse("user:a@x.com").unwrap()).unwrap();
+        p
+    }
+
+    #[test]
+    fn projects_and_policies_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            s.create_project(&project("alpha-1", 123456789012), &owner_policy()).unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let p = s.get_project(&ProjectId::parse("alpha-1").unwrap()).unwrap().unwrap();
+        assert_eq!(p.number, ProjectNumber(123456789012));
+        let (policy, parent) = s.get_policy("projects/alpha-1").unwrap();
+        assert_eq!(policy.bindings, owner_policy().bindings);
+        assert!(parent.is_none());
+        assert!(!policy.etag.is_empty());
+    }
+
+    #[test]
+    fn duplicate_project_ids_and_numbers_are_refused() {
+        let (_d, s) = store();
+        s.create_project(&project("alpha-1", 123456789012), &owner_policy()).unwrap();
+        let e = s.create_project(&project("alpha-1", 223456789012), &owner_policy()).unwrap_err();
+        assert!(e.to_string().contains("project alpha-1 already exists"), "{e}");
+        let e = s.create_project(&project("beta-22", 123456789012), &owner_policy()).unwrap_err();
+        assert!(e.to_string().contains("project number"), "{e}");
+        assert!(s.get_project(&ProjectId::parse("beta-22").unwrap()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_stale_etag_is_refused_and_changes_nothing() {
+        let (_d, s) = store();
+        s.create_project(&project("alpha-1", 123456789012), &owner_policy()).unwrap();
+        let (mut first, _) = s.get_policy("projects/alpha-1").unwrap();
+        let (mut second, _) = s.get_policy("projects/alpha-1").unwrap();
+        first.add_binding("roles/viewer", Member::parse("user:b@x.com").unwrap()).unwrap();
+        let stored = s.set_policy("projects/alpha-1", &first).unwrap();
+        second.add_binding("roles/viewer", Member::parse("user:c@x.com").unwrap()).unwrap();
+        assert!(matches!(s.set_policy("projects/alpha-1", &second), Err(StoreError::StaleEtag { .. })));
+        let (now, _) = s.get_policy("projects/alpha-1").unwrap();
+        assert_eq!(now, stored);
+        assert!(matches!(s.set_policy("projects/nope-123", &first), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn the_audit_log_is_append_only_and_filterable() {
+        let (_d, s) = store();
+        for (i, (res, decision)) in
+            [("projects/a-proj", Decision::Allow), ("projects/a-proj/x/y", Decision::Deny), ("projects/a-proj2", Decision::Deny)]
+                .into_iter()
+                .enumerate()
+        {
+            s.append_audit(&AuditEntry {
+                id: 0,
+                time: format!("2026-01-01T00:00:0{i}Z"),
+                principal: "user:b@x.com".into(),
+                permission: "resourcemanager.projects.get".into(),
+                resource: res.into(),
+                decision,
+                reason: "r".into(),
+            })
+            .unwrap();
+        }
+        let under = |p: &str| AuditFilter { resource_prefix: Some(p.into()), limit: 100, ..Default::default() };
+        assert_eq!(s.list_audit(&under("projects/a-proj")).unwrap().len(), 2, "prefix is per path segment");
+        let denials = AuditFilter { decision: Some(Decision::Deny), limit: 100, ..Default::default() };
+        assert_eq!(s.list_audit(&denials).unwrap().len(), 2);
+        s.with(|c| {
+            let e = c.execute("UPDATE audit_log SET decision = 'allow'", []).unwrap_err();
+            assert!(e.to_string().contains("append-only"));
+            let e = c.execute("DELETE FROM audit_log", []).unwrap_err();
+            assert!(e.to_string().contains("append-only"));
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn users_and_credentials_round_trip() {
+        let (_d, s) = store();
+        let email = Email::parse("a@x.com").unwrap();
+        let user = UserRecord { email: email.clone(), display_name: "A".into(), admin: true, create_time: "t".into() };
+        s.create_user(&user).unwrap();
+        assert!(matches!(s.create_user(&user), Err(StoreError::AlreadyExists(_))));
+        let cred = CredentialRecord { id: "c1".into(), user: email.clone(), secret_sha256: [7; 32], create_time: "t".into() };
+        s.create_credential(&cred).unwrap();
+        assert_eq!(s.get_credential("c1").unwrap().unwrap(), cred);
+        assert!(s.get_credential("c2").unwrap().is_none());
+        assert_eq!(s.list_users().unwrap(), vec![user]);
+    }
+}
