@@ -17,7 +17,7 @@ pub enum PolicyError {
     TooManyMembers { count: usize, max: usize },
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Policy {
     #[serde(default = "one")]
@@ -31,6 +31,12 @@ pub struct Policy {
 
 fn one() -> i32 {
     1
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self { version: 1, bindings: Vec::new(), etag: String::new() }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

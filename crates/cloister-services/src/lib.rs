@@ -1,1 +1,20 @@
+//! Cloister's control-plane services, one module each, composed into one router by [`app`].
+//!
+//! Each service module has its router (HTTP shapes, Google's paths and JSON) apart from its
+//! domain logic; persistence is the `cloister-store` traits. Errors are `thiserror` types,
+//! mapped to Google's JSON error shape in [`error`].
+//!
+//! Invariant: services never call each other over HTTP; they share [`state::AppState`].
 
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod error;
+mod health;
+pub mod iam;
+pub mod json;
+pub mod state;
+pub mod time_util;
+
+pub use app::{BOOTSTRAP_ADMIN_EMAIL, OpenedServer, ServerConfig, StartupError, open};
+pub use error::ApiError;

@@ -1,1 +1,25 @@
-fn main() {}
+//! `cloister`: the server (`cloister server`) and the gcloud-shaped CLI, in one binary.
+
+mod cli;
+mod server;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches};
+
+fn main() -> ExitCode {
+    let matches = cli::Cli::command().get_matches();
+    let command_name = cli::command_name(&matches);
+    let cli = match cli::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ERROR: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(cli::run(cli, command_name))
+}

@@ -1,0 +1,124 @@
+//! Opening a server: the data directory, stores and keys, the bootstrap admin, and the one
+//! router that composes every service.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Uri;
+use cloister_domain::Email;
+use cloister_store::{DataDir, DataDirError, FsBlobStore, MetadataStore, SqliteStore, UserRecord};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::tokens::AccessTokens;
+use crate::error::ApiError;
+use crate::iam::authorizer::Authorizer;
+use crate::state::AppState;
+use crate::{audit, auth, health, iam, time_util};
+
+/// The platform admin created on first start.
+pub const BOOTSTRAP_ADMIN_EMAIL: &str = "admin@cloister.local";
+/// Where the bootstrap admin's credential is written, relative to the data directory.
+pub const BOOTSTRAP_CREDENTIAL_FILE: &str = "bootstrap-admin-credential.json";
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    /// Base URL clients use to reach this server; the issuer of its tokens.
+    pub public_url: String,
+    /// Largest JSON request body accepted by the control-plane APIs.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error(transparent)]
+    Store(#[from] cloister_store::StoreError),
+    #[error(transparent)]
+    Blob(#[from] cloister_store::BlobError),
+    #[error("could not create the bootstrap admin: {0}")]
+    Bootstrap(ApiError),
+    #[error("public URL {0:?} is not an http(s) URL such as https://cloister.example.com")]
+    PublicUrl(String),
+}
+
+pub struct OpenedServer {
+    pub router: Router,
+    /// Holds the data directory lock for as long as the server lives.
+    pub data_dir: DataDir,
+    /// Set when this start created the bootstrap admin: where its credential file is.
+    pub bootstrap_credential: Option<PathBuf>,
+}
+
+pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
+    let public_url = config.public_url.trim_end_matches('/').to_owned();
+    let valid_url = public_url.parse::<Uri>().is_ok_and(|u| {
+        matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+    });
+    if !valid_url {
+        return Err(StartupError::PublicUrl(config.public_url));
+    }
+    let data_dir = DataDir::open(&config.data_dir)?;
+    let store: Arc<dyn MetadataStore> = Arc::new(SqliteStore::open(&data_dir.metadata_db())?);
+    let blobs = Arc::new(FsBlobStore::open(&data_dir.blob_root()).await?);
+    let token_key = data_dir.secret("access-token-hmac.key", 32)?;
+    let state = AppState {
+        authorizer: Authorizer::new(Arc::clone(&store)),
+        store,
+        blobs,
+        tokens: Arc::new(AccessTokens::new(&token_key, &public_url)),
+        public_url,
+    };
+    let bootstrap_credential = bootstrap_admin(&state, &data_dir).await.map_err(StartupError::Bootstrap)?;
+    Ok(OpenedServer { router: router(state, config.max_body_bytes), data_dir, bootstrap_credential })
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(auth::router::router())
+        .merge(iam::projects::router())
+        .merge(iam::users::router())
+        .merge(iam::roles::router())
+        .merge(audit::router())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("No API at {}: check the endpoint and the path", uri.path()))
+}
+
+/// On a server with no users, creates the bootstrap admin and writes its credential (0600) to
+/// the data directory. Returns the file's path when it did.
+async fn bootstrap_admin(state: &AppState, data_dir: &DataDir) -> Result<Option<PathBuf>, ApiError> {
+    if !state.db(|s| s.list_users()).await?.is_empty() {
+        return Ok(None);
+    }
+    let email = Email::parse(BOOTSTRAP_ADMIN_EMAIL).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let admin = UserRecord {
+        email: email.clone(),
+        display_name: "Bootstrap admin".into(),
+        admin: true,
+        create_time: time_util::now_rfc3339(),
+    };
+    let token_uri = format!("{}/oauth2/token", state.public_url);
+    let (record, file) = auth::credentials::generate(&email, &token_uri, &admin.create_time);
+    // The file first: a crash before the database writes leaves no users, so the next start
+    // bootstraps again and overwrites it.
+    let path = data_dir.root().join(BOOTSTRAP_CREDENTIAL_FILE);
+    let json = serde_json::to_vec_pretty(&file).map_err(|e| ApiError::Internal(e.to_string()))?;
+    cloister_store::data_dir::write_private_file(&path, &json).map_err(|e| ApiError::Internal(e.to_string()))?;
+    state
+        .db(move |s| {
+            s.create_user(&admin)?;
+            s.create_credential(&record)
+        })
+        .await?;
+    Ok(Some(path))
+}

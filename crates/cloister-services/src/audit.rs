@@ -1,0 +1,87 @@
+//! `GET /cloister/v1/auditLogs`: reading the append-only log of decisions.
+//!
+//! Platform admins read everything. Anyone else must name a project (`resource=projects/P`)
+//! and hold `logging.privateLogEntries.list` on it, as Google gates its data-access logs.
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use cloister_domain::{Decision, Principal};
+use cloister_store::AuditFilter;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/cloister/v1/auditLogs", get(list))
+}
+
+const MAX_PAGE: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListQuery {
+    principal: Option<String>,
+    permission: Option<String>,
+    resource: Option<String>,
+    decision: Option<String>,
+    since: Option<String>,
+    page_size: Option<usize>,
+    page_token: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let decision = match q.decision.as_deref() {
+        None => None,
+        Some(d) => Some(Decision::parse(&d.to_ascii_lowercase()).ok_or_else(|| {
+            ApiError::InvalidArgument(format!("decision {d:?} must be allow or deny"))
+        })?),
+    };
+    let after_id = match q.page_token.as_deref() {
+        None | Some("") => None,
+        Some(t) => Some(t.parse::<i64>().map_err(|_| ApiError::InvalidArgument(format!("pageToken {t:?} is not one this API returned")))?),
+    };
+    if let Some(since) = &q.since {
+        time::OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| ApiError::InvalidArgument(format!("since {since:?} is not an RFC 3339 time ({e}), e.g. 2026-11-24T09:00:00Z")))?;
+    }
+    if !is_admin(&state, &caller).await? {
+        let Some(project) = q.resource.as_deref().filter(|r| r.starts_with("projects/")) else {
+            return Err(ApiError::PermissionDenied {
+                message: format!(
+                    "{caller} is not a platform admin: name a project to read its audit log (--resource projects/PROJECT)"
+                ),
+                permission: "logging.privateLogEntries.list".into(),
+                resource: "platform".into(),
+            });
+        };
+        let project = project.split('/').take(2).collect::<Vec<_>>().join("/");
+        state.authorizer.check(&caller, "logging.privateLogEntries.list", &project).await?;
+    }
+    let limit = q.page_size.unwrap_or(100).clamp(1, MAX_PAGE);
+    let filter = AuditFilter {
+        principal: q.principal,
+        permission: q.permission,
+        resource_prefix: q.resource,
+        decision,
+        since: q.since,
+        after_id,
+        limit,
+    };
+    let entries = state.db(move |s| s.list_audit(&filter)).await?;
+    let next = (entries.len() == limit).then(|| entries.last().map(|e| e.id.to_string())).flatten();
+    Ok(Json(json!({ "entries": entries, "nextPageToken": next })))
+}
+
+async fn is_admin(state: &AppState, caller: &Principal) -> Result<bool, ApiError> {
+    let Principal::User(email) = caller else { return Ok(false) };
+    let email = email.clone();
+    Ok(state.db(move |s| s.get_user(&email)).await?.is_some_and(|u| u.admin))
+}

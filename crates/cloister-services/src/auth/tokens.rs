@@ -1,0 +1,152 @@
+//! Access tokens: HS256 JWTs signed with a key from the data directory, valid one hour.
+//!
+//! HMAC suits these tokens: only Cloister servers verify them, and every replica that shares
+//! the key verifies without shared session state. (Tokens that outside parties verify, such
+//! as attestation tokens, are RS256 with a published JWKS.)
+
+use cloister_domain::{Email, Principal};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+
+use crate::time_util;
+
+/// Google's access token lifetime.
+pub const ACCESS_TOKEN_LIFETIME_SECS: i64 = 3600;
+const AUDIENCE: &str = "cloister-api";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("the access token expired at {0}; get a fresh one (`cloister auth print-access-token` refreshes it)")]
+    Expired(String),
+    #[error("the access token's signature does not verify: it was altered, or it was not issued by this Cloister")]
+    BadSignature,
+    #[error("the bearer token is not a Cloister access token ({0})")]
+    Malformed(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    aud: String,
+    /// The principal as a member string: `user:…`, `serviceAccount:…`.
+    sub: String,
+    iat: i64,
+    exp: i64,
+}
+
+pub struct AccessTokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    issuer: String,
+}
+
+impl AccessTokens {
+    pub fn new(key: &[u8], issuer: &str) -> Self {
+        Self {
+            encoding: EncodingKey::from_secret(key),
+            decoding: DecodingKey::from_secret(key),
+            issuer: issuer.to_owned(),
+        }
+    }
+
+    /// Issues a token for `principal`, valid from `iat` for one hour. Returns it with its expiry.
+    pub fn issue_at(&self, principal: &Principal, iat: i64) -> (String, i64) {
+        let exp = iat + ACCESS_TOKEN_LIFETIME_SECS;
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: AUDIENCE.into(),
+            sub: principal.to_string(),
+            iat,
+            exp,
+        };
+        // Encoding HS256 over serializable claims cannot fail.
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .unwrap_or_default();
+        (token, exp)
+    }
+
+    pub fn issue(&self, principal: &Principal) -> (String, i64) {
+        self.issue_at(principal, time_util::now_unix())
+    }
+
+    /// Verifies signature, algorithm, issuer, audience and expiry (no leeway: a token is valid
+    /// for exactly its hour), and returns the principal it names.
+    pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| {
+            match e.kind() {
+                ErrorKind::ExpiredSignature => {
+                    let exp = jsonwebtoken::dangerous::insecure_decode::<Claims>(token)
+                        .map(|d| time_util::unix_to_rfc3339(d.claims.exp))
+                        .unwrap_or_else(|_| "an earlier time".into());
+                    TokenError::Expired(exp)
+                }
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                ErrorKind::InvalidIssuer => TokenError::Malformed("issued by another server".into()),
+                ErrorKind::InvalidAlgorithm => TokenError::Malformed("wrong signing algorithm".into()),
+                other => TokenError::Malformed(format!("{other:?}")),
+            }
+        })?;
+        principal_from_subject(&data.claims.sub)
+            .ok_or_else(|| TokenError::Malformed("unknown subject".into()))
+    }
+}
+
+fn principal_from_subject(sub: &str) -> Option<Principal> {
+    if let Some(email) = sub.strip_prefix("user:") {
+        return Email::parse(email).ok().map(Principal::User);
+    }
+    if let Some(email) = sub.strip_prefix("serviceAccount:") {
+        return Email::parse(email).ok().map(Principal::ServiceAccount);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice() -> Principal {
+        Principal::User(Email::parse("alice@example.com").unwrap())
+    }
+
+    #[test]
+    fn a_fresh_token_verifies_as_its_principal() {
+        let t = AccessTokens::new(&[1; 32], "http://cloister.test");
+        let (token, exp) = t.issue(&alice());
+        assert_eq!(exp - time_util::now_unix(), ACCESS_TOKEN_LIFETIME_SECS);
+        assert_eq!(t.verify(&token).unwrap(), alice());
+        // Another replica sharing the key verifies it too.
+        let replica = AccessTokens::new(&[1; 32], "http://cloister.test");
+        assert_eq!(replica.verify(&token).unwrap(), alice());
+    }
+
+    #[test]
+    fn expired_tampered_foreign_and_garbage_tokens_are_refused() {
+        let t = AccessTokens::new(&[1; 32], "http://cloister.test");
+        let (old, _) = t.issue_at(&alice(), time_util::now_unix() - ACCESS_TOKEN_LIFETIME_SECS - 1);
+        assert!(matches!(t.verify(&old), Err(TokenError::Expired(_))));
+
+        let (token, _) = t.issue(&alice());
+        let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+        let forged = jsonwebtoken::dangerous::insecure_decode::<Claims>(&token).unwrap().claims;
+        let forged = Claims { sub: "user:mallory@example.com".into(), ..forged };
+        use base64::Engine;
+        parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&forged).unwrap());
+        assert_eq!(t.verify(&parts.join(".")), Err(TokenError::BadSignature));
+
+        let other_key = AccessTokens::new(&[2; 32], "http://cloister.test");
+        assert_eq!(other_key.verify(&token), Err(TokenError::BadSignature));
+        assert!(matches!(t.verify("not-a-jwt"), Err(TokenError::Malformed(_))));
+
+        // alg=none with the same claims is refused.
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let none = format!("{header}.{}.", token.split('.').nth(1).unwrap());
+        assert!(t.verify(&none).is_err());
+    }
+}

@@ -1,0 +1,90 @@
+//! API errors and their mapping to HTTP status and Google's JSON error shape:
+//! `{"error":{"code":403,"message":"…","status":"PERMISSION_DENIED","errors":[…],"details":[…]}}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cloister_store::StoreError;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{message}")]
+    PermissionDenied { message: String, permission: String, resource: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// A concurrent change won (stale etag); the caller should re-read and retry.
+    #[error("{0}")]
+    Aborted(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "badRequest"),
+            ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "required"),
+            ApiError::PermissionDenied { .. } => (StatusCode::FORBIDDEN, "PERMISSION_DENIED", "forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND", "notFound"),
+            ApiError::AlreadyExists(_) => (StatusCode::CONFLICT, "ALREADY_EXISTS", "conflict"),
+            ApiError::Aborted(_) => (StatusCode::CONFLICT, "ABORTED", "conflict"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "INVALID_ARGUMENT", "uploadTooLarge"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "backendError"),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::AlreadyExists(what) => ApiError::AlreadyExists(format!("{what} already exists")),
+            StoreError::NotFound(what) => ApiError::NotFound(format!("{what} was not found")),
+            e @ StoreError::StaleEtag { .. } => ApiError::Aborted(e.to_string()),
+            StoreError::Database(msg) => ApiError::Internal(msg),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, status_name, reason) = self.status();
+        let message = match &self {
+            ApiError::Internal(detail) => {
+                // The detail may name files or SQL; the client gets a generic message.
+                tracing::error!(error = %detail, "internal error");
+                "Internal error. The server log has the details.".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut error = json!({
+            "code": status.as_u16(),
+            "message": message,
+            "status": status_name,
+            "errors": [{"message": message, "domain": "global", "reason": reason}],
+        });
+        if let ApiError::PermissionDenied { permission, resource, .. } = &self {
+            error["details"] = json!([{
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "IAM_PERMISSION_DENIED",
+                "domain": "iam.googleapis.com",
+                "metadata": {"permission": permission, "resource": resource},
+            }]);
+        }
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"cloister\""));
+        }
+        response
+    }
+}

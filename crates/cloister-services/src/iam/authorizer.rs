@@ -1,0 +1,128 @@
+//! The one place permissions are decided: default deny, bindings inherited from ancestors,
+//! and every decision written to the audit log.
+
+use std::sync::Arc;
+
+use cloister_domain::{AuditEntry, Decision, Permission, Principal, role};
+use cloister_store::{MetadataStore, StoreError};
+
+use crate::error::ApiError;
+use crate::state::blocking;
+use crate::time_util;
+
+/// Resource hierarchies are shallow (project → resource → child); a longer chain means a
+/// corrupt parent link, not a real hierarchy.
+const MAX_DEPTH: usize = 8;
+
+#[derive(Clone)]
+pub struct Authorizer {
+    store: Arc<dyn MetadataStore>,
+}
+
+/// Why a permission is held: which role, bound on which resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub role: String,
+    pub bound_on: String,
+}
+
+impl Authorizer {
+    pub fn new(store: Arc<dyn MetadataStore>) -> Self {
+        Self { store }
+    }
+
+    /// Allows or refuses `permission` on `resource` for `principal`, and records the decision.
+    pub async fn check(
+        &self,
+        principal: &Principal,
+        permission: Permission,
+        resource: &str,
+    ) -> Result<Grant, ApiError> {
+        let grants = self.grants(principal, &[permission], resource).await?;
+        let grant = grants.into_iter().next().flatten();
+        let (decision, reason) = match &grant {
+            Some(g) => (Decision::Allow, format!("granted by {} bound on {}", g.role, g.bound_on)),
+            None => (
+                Decision::Deny,
+                format!("no role granting {permission} is bound to {principal} on {resource} or its ancestors"),
+            ),
+        };
+        self.record(principal.to_string(), permission, resource, decision, reason).await;
+        grant.ok_or_else(|| denied(principal, permission, resource))
+    }
+
+    /// For each permission, the grant that gives it to `principal` on `resource`, if any.
+    /// Reads the policy chain once. Records nothing: callers use this to filter lists and to
+    /// answer `testIamPermissions`, which are questions, not accesses.
+    pub async fn grants(
+        &self,
+        principal: &Principal,
+        permissions: &[Permission],
+        resource: &str,
+    ) -> Result<Vec<Option<Grant>>, ApiError> {
+        let resource = resource.to_owned();
+        let chain = blocking(&self.store, move |s| policy_chain(s, &resource)).await?;
+        Ok(permissions
+            .iter()
+            .map(|p| {
+                chain.iter().find_map(|(on, policy)| {
+                    policy.role_granting(principal, p).map(|role| Grant { role: role.to_owned(), bound_on: on.clone() })
+                })
+            })
+            .collect())
+    }
+
+    /// Appends an audit entry; a failure to write it is logged, never shown to the caller.
+    pub async fn record(&self, principal: String, permission: &str, resource: &str, decision: Decision, reason: String) {
+        let entry = AuditEntry {
+            id: 0,
+            time: time_util::now_rfc3339(),
+            principal,
+            permission: permission.to_owned(),
+            resource: resource.to_owned(),
+            decision,
+            reason,
+        };
+        if let Err(e) = blocking(&self.store, move |s| s.append_audit(&entry)).await {
+            tracing::error!(error = %e, "could not append to the audit log");
+        }
+    }
+}
+
+fn policy_chain(
+    store: &dyn MetadataStore,
+    resource: &str,
+) -> Result<Vec<(String, cloister_domain::Policy)>, StoreError> {
+    let mut chain = Vec::new();
+    let mut next = Some(resource.to_owned());
+    while let Some(name) = next.take() {
+        if chain.len() == MAX_DEPTH {
+            return Err(StoreError::Database(format!("resource hierarchy above {resource} is deeper than {MAX_DEPTH}")));
+        }
+        let (policy, parent) = store.get_policy(&name)?;
+        chain.push((name, policy));
+        next = parent;
+    }
+    Ok(chain)
+}
+
+/// The 403 a caller sees: what was denied, on what, and how to get it.
+pub fn denied(principal: &Principal, permission: &str, resource: &str) -> ApiError {
+    let roles: Vec<&str> = role::roles_granting(permission).collect();
+    let suggestion = roles.iter().find(|r| **r != "roles/owner").or(roles.first()).copied().unwrap_or("roles/owner");
+    let how = match resource.strip_prefix("projects/").filter(|p| !p.contains('/')) {
+        Some(project) => format!(
+            "`cloister projects add-iam-policy-binding {project} --member={principal} --role={suggestion}`"
+        ),
+        None => format!("an add-iam-policy-binding for {principal} with role {suggestion} on {resource}"),
+    };
+    ApiError::PermissionDenied {
+        message: format!(
+            "Permission '{permission}' denied on resource '{resource}' (or it may not exist) for \
+             {principal}. Roles that grant it: {}. An owner of the resource can grant one: {how}.",
+            roles.join(", ")
+        ),
+        permission: permission.to_owned(),
+        resource: resource.to_owned(),
+    }
+}

@@ -1,0 +1,7 @@
+//! IAM: the authorizer every service calls, projects (Resource Manager), users (platform admin),
+//! and the predefined roles.
+
+pub mod authorizer;
+pub mod projects;
+pub mod roles;
+pub mod users;

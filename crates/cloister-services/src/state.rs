@@ -1,0 +1,42 @@
+//! State shared by every service: the stores and the server's token keys.
+
+use std::sync::Arc;
+
+use cloister_store::{BlobStore, MetadataStore};
+
+use crate::auth::tokens::AccessTokens;
+use crate::error::ApiError;
+use crate::iam::authorizer::Authorizer;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn MetadataStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub tokens: Arc<AccessTokens>,
+    pub authorizer: Authorizer,
+    /// The server's public base URL, without a trailing slash (the token issuer).
+    pub public_url: String,
+}
+
+impl AppState {
+    /// Runs a metadata-store call off the async runtime's worker threads.
+    pub async fn db<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&dyn MetadataStore) -> Result<T, cloister_store::StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        blocking(&self.store, f).await
+    }
+}
+
+pub(crate) async fn blocking<T, F>(store: &Arc<dyn MetadataStore>, f: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&dyn MetadataStore) -> Result<T, cloister_store::StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .map_err(|e| ApiError::Internal(format!("metadata task failed: {e}")))?
+        .map_err(ApiError::from)
+}

@@ -1,0 +1,21 @@
+//! Timestamps as Google's APIs write them: RFC 3339 in UTC.
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+pub fn now_unix() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    // Formatting a valid UTC time as RFC 3339 cannot fail for years 0..=9999.
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+pub fn now_rfc3339() -> String {
+    rfc3339(OffsetDateTime::now_utc())
+}
+
+pub fn unix_to_rfc3339(secs: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(secs).map(rfc3339).unwrap_or_default()
+}

@@ -1,0 +1,119 @@
+//! The gcloud-shaped CLI: argument parsing, dispatch, and turning errors into a message and a
+//! non-zero exit.
+
+mod audit;
+mod auth;
+mod config;
+pub mod format;
+mod iam;
+mod projects;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use cloister_client::{ApiClient, ClientError, Profile, Profiles};
+
+use crate::server::{self, ServerArgs};
+use format::Format;
+
+#[derive(Debug, Parser)]
+#[command(name = "cloister", version, about = "Cloister: a self-hostable Confidential Space")]
+pub struct Cli {
+    /// The CLI profile to use (like a gcloud configuration) [default: the active profile].
+    #[arg(long, global = true, env = "CLOISTER_PROFILE")]
+    profile: Option<String>,
+    /// Output format: json, yaml or value(FIELD[,FIELD…]).
+    #[arg(long, global = true, default_value = "default", value_parser = parse_format)]
+    format: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    if s == "default" { Ok(Format::Default) } else { s.parse() }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Cloister server (every control-plane service on one port).
+    Server(ServerArgs),
+    /// CLI profiles and settings.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Log in with a credential file; print access tokens.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
+    /// Projects and their IAM policies.
+    #[command(subcommand)]
+    Projects(projects::ProjectsCommand),
+    /// Users and roles.
+    #[command(subcommand)]
+    Iam(iam::IamCommand),
+    /// The audit log of authorization decisions.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+}
+
+/// What a command needs: the profiles, the chosen profile, and the output format.
+pub struct Context {
+    profiles: Profiles,
+    profile_override: Option<String>,
+    format: Format,
+}
+
+impl Context {
+    fn profile(&self) -> Result<Profile, ClientError> {
+        self.profiles.resolve(self.profile_override.as_deref())
+    }
+
+    async fn client(&self) -> Result<ApiClient, ClientError> {
+        ApiClient::for_profile(&self.profiles, &self.profile()?).await
+    }
+}
+
+pub async fn run(cli: Cli, command_name: String) -> ExitCode {
+    let result = match cli.command {
+        Command::Server(args) => server::run(args).await,
+        command => match Profiles::load(&Profiles::default_dir()) {
+            Ok(profiles) => {
+                let mut ctx = Context { profiles, profile_override: cli.profile, format: cli.format };
+                dispatch(&mut ctx, command).await
+            }
+            Err(e) => Err(e.into()),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            match e.downcast_ref::<ClientError>() {
+                Some(ClientError::Api { .. }) => eprintln!("ERROR: ({command_name}) {e}"),
+                _ => eprintln!("ERROR: ({command_name}) {e:#}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(ctx: &mut Context, command: Command) -> Result<()> {
+    match command {
+        Command::Server(_) => unreachable!("handled in run"),
+        Command::Config(c) => config::run(ctx, c),
+        Command::Auth(c) => auth::run(ctx, c).await,
+        Command::Projects(c) => projects::run(ctx, c).await,
+        Command::Iam(c) => iam::run(ctx, c).await,
+        Command::Audit(c) => audit::run(ctx, c).await,
+    }
+}
+
+/// `cloister.projects.describe`-style name of the invoked command, as gcloud prints in errors.
+pub fn command_name(matches: &clap::ArgMatches) -> String {
+    let mut name = String::from("cloister");
+    let mut cur = matches;
+    while let Some((sub, next)) = cur.subcommand() {
+        name.push('.');
+        name.push_str(sub);
+        cur = next;
+    }
+    name
+}

@@ -1,0 +1,137 @@
+//! `cloister projects …`: Resource Manager projects and their IAM policies.
+
+use anyhow::Result;
+use clap::Subcommand;
+use cloister_client::{ApiClient, ClientError};
+use serde_json::{Value, json};
+
+use super::Context;
+use super::format::{print_list, print_one};
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectsCommand {
+    /// Create a project; you become its owner.
+    Create {
+        project_id: String,
+        /// Display name [default: the id].
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Projects you can see.
+    List,
+    Describe { project_id: String },
+    GetIamPolicy { project_id: String },
+    /// Grant ROLE to MEMBER on the project (read-modify-write with the policy's etag).
+    AddIamPolicyBinding {
+        project_id: String,
+        #[arg(long)]
+        member: String,
+        #[arg(long)]
+        role: String,
+    },
+    /// Remove MEMBER from ROLE on the project.
+    RemoveIamPolicyBinding {
+        project_id: String,
+        #[arg(long)]
+        member: String,
+        #[arg(long)]
+        role: String,
+    },
+    /// Which of PERMISSIONS you hold on the project.
+    TestIamPermissions {
+        project_id: String,
+        #[arg(required = true)]
+        permissions: Vec<String>,
+    },
+}
+
+pub async fn run(ctx: &mut Context, c: ProjectsCommand) -> Result<()> {
+    let client = ctx.client().await?;
+    match c {
+        ProjectsCommand::Create { project_id, name } => {
+            let op = client.post("/v1/projects", &json!({"projectId": project_id, "name": name})).await?;
+            let mut project = op["response"].clone();
+            if let Some(obj) = project.as_object_mut() {
+                obj.remove("@type");
+            }
+            eprintln!("Created project [{project_id}].");
+            print_one(&ctx.format, &project)
+        }
+        ProjectsCommand::List => {
+            let resp = client.get("/v1/projects").await?;
+            let items = resp["projects"].as_array().cloned().unwrap_or_default();
+            print_list(&ctx.format, &items, &[("PROJECT_ID", "projectId"), ("NAME", "name"), ("PROJECT_NUMBER", "projectNumber")])
+        }
+        ProjectsCommand::Describe { project_id } => {
+            print_one(&ctx.format, &client.get(&format!("/v1/projects/{project_id}")).await?)
+        }
+        ProjectsCommand::GetIamPolicy { project_id } => {
+            print_one(&ctx.format, &get_policy(&client, &project_id).await?)
+        }
+        ProjectsCommand::AddIamPolicyBinding { project_id, member, role } => {
+            let policy = edit_policy(&client, &project_id, |p| add_member(p, &role, &member)).await?;
+            eprintln!("Updated IAM policy for project [{project_id}].");
+            print_one(&ctx.format, &policy)
+        }
+        ProjectsCommand::RemoveIamPolicyBinding { project_id, member, role } => {
+            let policy = edit_policy(&client, &project_id, |p| remove_member(p, &role, &member)).await?;
+            eprintln!("Updated IAM policy for project [{project_id}].");
+            print_one(&ctx.format, &policy)
+        }
+        ProjectsCommand::TestIamPermissions { project_id, permissions } => {
+            let resp = client
+                .post(&format!("/v1/projects/{project_id}:testIamPermissions"), &json!({"permissions": permissions}))
+                .await?;
+            print_one(&ctx.format, &resp)
+        }
+    }
+}
+
+async fn get_policy(client: &ApiClient, project: &str) -> Result<Value, ClientError> {
+    client.post(&format!("/v1/projects/{project}:getIamPolicy"), &json!({})).await
+}
+
+/// Read, change, write with the etag; retried when another writer got there first.
+async fn edit_policy(client: &ApiClient, project: &str, change: impl Fn(&mut Value)) -> Result<Value> {
+    let mut attempts = 0;
+    loop {
+        let mut policy = get_policy(client, project).await?;
+        change(&mut policy);
+        match client.post(&format!("/v1/projects/{project}:setIamPolicy"), &json!({"policy": policy})).await {
+            Err(ClientError::Api { status, .. }) if status == "ABORTED" && attempts < 3 => attempts += 1,
+            other => return Ok(other?),
+        }
+    }
+}
+
+fn add_member(policy: &mut Value, role: &str, member: &str) {
+    let bindings = bindings(policy);
+    match bindings.iter_mut().find(|b| b["role"] == role) {
+        Some(b) => {
+            if let Some(members) = b["members"].as_array_mut() {
+                if !members.iter().any(|m| m == member) {
+                    members.push(json!(member));
+                }
+            }
+        }
+        None => bindings.push(json!({"role": role, "members": [member]})),
+    }
+}
+
+fn remove_member(policy: &mut Value, role: &str, member: &str) {
+    let bindings = bindings(policy);
+    for b in bindings.iter_mut().filter(|b| b["role"] == role) {
+        if let Some(members) = b["members"].as_array_mut() {
+            members.retain(|m| m != member);
+        }
+    }
+    bindings.retain(|b| b["members"].as_array().is_some_and(|m| !m.is_empty()));
+}
+
+fn bindings(policy: &mut Value) -> &mut Vec<Value> {
+    if !policy["bindings"].is_array() {
+        policy["bindings"] = json!([]);
+    }
+    // Just ensured it is an array.
+    policy["bindings"].as_array_mut().expect("bindings is an array")
+}

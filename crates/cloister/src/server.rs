@@ -1,0 +1,126 @@
+//! `cloister server`: configuration (flags, environment, config file), logging, the listener,
+//! and graceful shutdown around the services' router.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Every setting can come from a flag, an environment variable, or the config file, in that
+/// order of precedence.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "CLOISTER_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory holding the database, blobs and keys [default: $XDG_DATA_HOME/cloister].
+    #[arg(long, env = "CLOISTER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// URL clients reach this server at; the issuer of its tokens [default: http://LISTEN].
+    #[arg(long, env = "CLOISTER_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Log format.
+    #[arg(long, env = "CLOISTER_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+    /// Largest JSON request body accepted, in bytes.
+    #[arg(long, env = "CLOISTER_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// A TOML file with any of: listen, data_dir, public_url, log_format, max_body_bytes.
+    #[arg(long, env = "CLOISTER_SERVER_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    public_url: Option<String>,
+    log_format: Option<LogFormat>,
+    max_body_bytes: Option<usize>,
+}
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub async fn run(args: ServerArgs) -> Result<()> {
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading server config {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("server config {} does not parse", path.display()))?
+        }
+        None => ConfigFile::default(),
+    };
+    let log_format = args.log_format.or(file.log_format).unwrap_or(LogFormat::Text);
+    init_logging(log_format);
+
+    let listen = match args.listen.or(file.listen) {
+        Some(addr) => addr,
+        None => DEFAULT_LISTEN.parse()?,
+    };
+    let data_dir = match args.data_dir.or(file.data_dir) {
+        Some(dir) => dir,
+        None => dirs::data_dir()
+            .context("no data directory: pass --data-dir (or set CLOISTER_DATA_DIR, or XDG_DATA_HOME)")?
+            .join("cloister"),
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}: pass another address with --listen"))?;
+    let bound = listener.local_addr()?;
+    let public_url = args.public_url.or(file.public_url).unwrap_or_else(|| format!("http://{bound}"));
+    let config = cloister_services::ServerConfig {
+        data_dir: data_dir.clone(),
+        public_url: public_url.clone(),
+        max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(DEFAULT_MAX_BODY_BYTES),
+    };
+    let opened = cloister_services::open(config).await?;
+    if let Some(path) = &opened.bootstrap_credential {
+        tracing::info!(
+            path = %path.display(),
+            "created the bootstrap platform admin {}; its credential file is at this path (log in with `cloister auth login --credential-file PATH`)",
+            cloister_services::BOOTSTRAP_ADMIN_EMAIL
+        );
+    }
+    tracing::info!(address = %bound, public_url = %public_url, data_dir = %data_dir.display(), "cloister server listening");
+    axum::serve(listener, opened.router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("cloister server stopped");
+    drop(opened.data_dir);
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLOISTER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT; in-flight requests then finish before the server exits.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop the server with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down gracefully"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down gracefully"),
+    }
+}
