@@ -11,7 +11,11 @@ use crate::profiles::{CachedToken, Profile, Profiles};
 pub enum ClientError {
     /// The server refused: its HTTP status, Google's status name, and its message.
     #[error("{status}: {message}")]
-    Api { http_status: u16, status: String, message: String },
+    Api {
+        http_status: u16,
+        status: String,
+        message: String,
+    },
     #[error("could not reach {endpoint}: {detail}. Is `cloister server` running there?")]
     Transport { endpoint: String, detail: String },
     #[error("{0}")]
@@ -41,13 +45,20 @@ fn now_unix() -> i64 {
 impl ApiClient {
     /// A client without credentials (for `/healthz` and the token endpoint).
     pub fn anonymous(endpoint: &str) -> Self {
-        Self { http: reqwest::Client::new(), endpoint: endpoint.trim_end_matches('/').to_owned(), token: None }
+        Self {
+            http: reqwest::Client::new(),
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            token: None,
+        }
     }
 
     /// A client authenticated as `profile`'s credential, reusing its cached token while fresh.
     pub async fn for_profile(profiles: &Profiles, profile: &Profile) -> Result<Self, ClientError> {
         let token = access_token(profiles, profile).await?;
-        Ok(Self { token: Some(token), ..Self::anonymous(&profile.endpoint) })
+        Ok(Self {
+            token: Some(token),
+            ..Self::anonymous(&profile.endpoint)
+        })
     }
 
     pub fn endpoint(&self) -> &str {
@@ -58,7 +69,11 @@ impl ApiClient {
         self.send(Method::GET, path, &[], None).await
     }
 
-    pub async fn get_query(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ClientError> {
+    pub async fn get_query(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Value, ClientError> {
         self.send(Method::GET, path, query, None).await
     }
 
@@ -77,7 +92,10 @@ impl ApiClient {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
-        let mut req = self.http.request(method, format!("{}{path}", self.endpoint)).query(query);
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.endpoint))
+            .query(query);
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }
@@ -92,11 +110,18 @@ impl ApiClient {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        if status.is_success() { Ok(value) } else { Err(api_error(status, &value)) }
+        if status.is_success() {
+            Ok(value)
+        } else {
+            Err(api_error(status, &value))
+        }
     }
 
     fn transport(&self, e: reqwest::Error) -> ClientError {
-        ClientError::Transport { endpoint: self.endpoint.clone(), detail: e.to_string() }
+        ClientError::Transport {
+            endpoint: self.endpoint.clone(),
+            detail: e.to_string(),
+        }
     }
 }
 
@@ -104,22 +129,37 @@ impl ApiClient {
 fn api_error(status: StatusCode, body: &Value) -> ClientError {
     let err = &body["error"];
     let (name, message) = if err.is_object() {
-        (err["status"].as_str().unwrap_or("ERROR").to_owned(), err["message"].as_str().unwrap_or("").to_owned())
+        (
+            err["status"].as_str().unwrap_or("ERROR").to_owned(),
+            err["message"].as_str().unwrap_or("").to_owned(),
+        )
     } else if let Some(code) = err.as_str() {
-        (code.to_owned(), body["error_description"].as_str().unwrap_or("").to_owned())
+        (
+            code.to_owned(),
+            body["error_description"].as_str().unwrap_or("").to_owned(),
+        )
     } else {
-        ("ERROR".to_owned(), body.as_str().map(str::to_owned).unwrap_or_else(|| body.to_string()))
+        (
+            "ERROR".to_owned(),
+            body.as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| body.to_string()),
+        )
     };
-    ClientError::Api { http_status: status.as_u16(), status: name, message }
+    ClientError::Api {
+        http_status: status.as_u16(),
+        status: name,
+        message,
+    }
 }
 
 /// The profile's access token: the cached one while it has more than a few minutes left,
 /// otherwise a new one from the server's token endpoint (then cached, mode 0600).
 pub async fn access_token(profiles: &Profiles, profile: &Profile) -> Result<String, ClientError> {
-    if let Some(cached) = profiles.cached_token(&profile.name) {
-        if cached.expires_at - now_unix() > REFRESH_MARGIN_SECS {
-            return Ok(cached.access_token);
-        }
+    if let Some(cached) = profiles.cached_token(&profile.name)
+        && cached.expires_at - now_unix() > REFRESH_MARGIN_SECS
+    {
+        return Ok(cached.access_token);
     }
     let cred = profiles.credential(&profile.name)?;
     let client = ApiClient::anonymous(&profile.endpoint);
@@ -139,9 +179,15 @@ pub async fn access_token(profiles: &Profiles, profile: &Profile) -> Result<Stri
     if !status.is_success() {
         return Err(api_error(status, &body));
     }
-    let token: TokenResponse = serde_json::from_value(body)
-        .map_err(|e| ClientError::Config(format!("the token endpoint answered an unexpected shape: {e}")))?;
-    let cached = CachedToken { access_token: token.access_token, expires_at: now_unix() + token.expires_in };
+    let token: TokenResponse = serde_json::from_value(body).map_err(|e| {
+        ClientError::Config(format!(
+            "the token endpoint answered an unexpected shape: {e}"
+        ))
+    })?;
+    let cached = CachedToken {
+        access_token: token.access_token,
+        expires_at: now_unix() + token.expires_in,
+    };
     profiles.cache_token(&profile.name, &cached)?;
     Ok(cached.access_token)
 }

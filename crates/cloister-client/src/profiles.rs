@@ -63,7 +63,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ClientError + '_ {
 
 fn valid_name(name: &str) -> Result<(), ClientError> {
     let ok = (1..=64).contains(&name.len())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
@@ -78,18 +80,24 @@ impl Profiles {
         if let Some(dir) = std::env::var_os("CLOISTER_CONFIG_DIR") {
             return PathBuf::from(dir);
         }
-        dirs::config_dir().unwrap_or_else(|| PathBuf::from(".")).join("cloister")
+        dirs::config_dir()
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("cloister")
     }
 
     pub fn load(dir: &Path) -> Result<Self, ClientError> {
         let path = dir.join("config.toml");
         let config = match fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text)
-                .map_err(|e| ClientError::Config(format!("{} does not parse: {e}", path.display())))?,
+            Ok(text) => toml::from_str(&text).map_err(|e| {
+                ClientError::Config(format!("{} does not parse: {e}", path.display()))
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => ConfigFile::default(),
             Err(e) => return Err(io(&path)(e)),
         };
-        Ok(Self { dir: dir.to_owned(), config })
+        Ok(Self {
+            dir: dir.to_owned(),
+            config,
+        })
     }
 
     fn save(&self) -> Result<(), ClientError> {
@@ -98,7 +106,12 @@ impl Profiles {
     }
 
     /// Creates (or updates the endpoint of) a profile; the first profile becomes active.
-    pub fn create(&mut self, name: &str, endpoint: &str, project: Option<String>) -> Result<Profile, ClientError> {
+    pub fn create(
+        &mut self,
+        name: &str,
+        endpoint: &str,
+        project: Option<String>,
+    ) -> Result<Profile, ClientError> {
         valid_name(name)?;
         let endpoint = endpoint.trim_end_matches('/');
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
@@ -106,9 +119,13 @@ impl Profiles {
                 "endpoint {endpoint:?} must be an http:// or https:// URL, e.g. http://127.0.0.1:8080"
             )));
         }
-        self.config
-            .profiles
-            .insert(name.to_owned(), ProfileSettings { endpoint: endpoint.to_owned(), project });
+        self.config.profiles.insert(
+            name.to_owned(),
+            ProfileSettings {
+                endpoint: endpoint.to_owned(),
+                project,
+            },
+        );
         if self.config.active_profile.is_none() {
             self.config.active_profile = Some(name.to_owned());
         }
@@ -123,15 +140,26 @@ impl Profiles {
         self.get(name)
     }
 
-    pub fn set_project(&mut self, name: &str, project: Option<String>) -> Result<Profile, ClientError> {
-        let settings = self.config.profiles.get_mut(name).ok_or_else(|| unknown(name))?;
+    pub fn set_project(
+        &mut self,
+        name: &str,
+        project: Option<String>,
+    ) -> Result<Profile, ClientError> {
+        let settings = self
+            .config
+            .profiles
+            .get_mut(name)
+            .ok_or_else(|| unknown(name))?;
         settings.project = project;
         self.save()?;
         self.get(name)
     }
 
     pub fn delete(&mut self, name: &str) -> Result<(), ClientError> {
-        self.config.profiles.remove(name).ok_or_else(|| unknown(name))?;
+        self.config
+            .profiles
+            .remove(name)
+            .ok_or_else(|| unknown(name))?;
         if self.config.active_profile.as_deref() == Some(name) {
             self.config.active_profile = None;
         }
@@ -142,11 +170,19 @@ impl Profiles {
     }
 
     pub fn list(&self) -> Vec<Profile> {
-        self.config.profiles.keys().filter_map(|n| self.get(n).ok()).collect()
+        self.config
+            .profiles
+            .keys()
+            .filter_map(|n| self.get(n).ok())
+            .collect()
     }
 
     pub fn get(&self, name: &str) -> Result<Profile, ClientError> {
-        let s = self.config.profiles.get(name).ok_or_else(|| unknown(name))?;
+        let s = self
+            .config
+            .profiles
+            .get(name)
+            .ok_or_else(|| unknown(name))?;
         Ok(Profile {
             name: name.to_owned(),
             endpoint: s.endpoint.clone(),
@@ -176,7 +212,8 @@ impl Profiles {
     }
 
     pub fn save_credential(&self, profile: &str, cred: &CredentialFile) -> Result<(), ClientError> {
-        let json = serde_json::to_vec_pretty(cred).map_err(|e| ClientError::Config(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(cred).map_err(|e| ClientError::Config(e.to_string()))?;
         write_private(&self.credential_path(profile), &json)?;
         let _ = fs::remove_file(self.token_path(profile));
         Ok(())
@@ -206,7 +243,10 @@ impl Profiles {
 /// Parses a credential file, saying what is wrong with it.
 pub fn parse_credential(text: &[u8], path: &Path) -> Result<CredentialFile, ClientError> {
     let cred: CredentialFile = serde_json::from_slice(text).map_err(|e| {
-        ClientError::Config(format!("{} is not a Cloister credential file: {e}", path.display()))
+        ClientError::Config(format!(
+            "{} is not a Cloister credential file: {e}",
+            path.display()
+        ))
     })?;
     if cred.kind != "cloister_user_credential" {
         return Err(ClientError::Config(format!(
@@ -251,12 +291,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut p = Profiles::load(dir.path()).unwrap();
         p.create("primus", "http://127.0.0.1:1/", None).unwrap();
-        p.create("secundus", "http://127.0.0.1:2", Some("secundus-1".into())).unwrap();
+        p.create("secundus", "http://127.0.0.1:2", Some("secundus-1".into()))
+            .unwrap();
         let p = Profiles::load(dir.path()).unwrap();
         assert_eq!(p.resolve(None).unwrap().name, "primus");
         assert_eq!(p.resolve(None).unwrap().endpoint, "http://127.0.0.1:1");
-        assert_eq!(p.resolve(Some("secundus")).unwrap().project.as_deref(), Some("secundus-1"));
-        assert!(p.resolve(Some("nobody")).unwrap_err().to_string().contains("does not exist"));
+        assert_eq!(
+            p.resolve(Some("secundus")).unwrap().project.as_deref(),
+            Some("secundus-1")
+        );
+        assert!(
+            p.resolve(Some("nobody"))
+                .unwrap_err()
+                .to_string()
+                .contains("does not exist")
+        );
     }
 
     #[test]
@@ -264,9 +313,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut p = Profiles::load(dir.path()).unwrap();
         assert!(p.create("Bad Name", "http://x", None).is_err());
-        assert!(p.create("ok", "ftp://x", None).unwrap_err().to_string().contains("http://"));
-        let err = parse_credential(br#"{"type":"service_account"}"#, Path::new("f.json")).unwrap_err();
-        assert!(err.to_string().contains("not a Cloister credential file"), "{err}");
+        assert!(
+            p.create("ok", "ftp://x", None)
+                .unwrap_err()
+                .to_string()
+                .contains("http://")
+        );
+        let err =
+            parse_credential(br#"{"type":"service_account"}"#, Path::new("f.json")).unwrap_err();
+        assert!(
+            err.to_string().contains("not a Cloister credential file"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -283,7 +341,10 @@ mod tests {
             token_uri: "http://x/oauth2/token".into(),
         };
         p.save_credential("a", &cred).unwrap();
-        let mode = fs::metadata(dir.path().join("credentials/a.json")).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join("credentials/a.json"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(p.credential("a").unwrap().client_id, "cred-1");
     }

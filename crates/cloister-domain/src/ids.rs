@@ -22,7 +22,10 @@ pub struct ProjectId(String);
 
 impl ProjectId {
     pub fn parse(id: &str) -> Result<Self, IdError> {
-        let fail = |why| IdError::ProjectId { id: id.to_owned(), why };
+        let fail = |why| IdError::ProjectId {
+            id: id.to_owned(),
+            why,
+        };
         if id.len() < 6 {
             return Err(fail("it is shorter than 6 characters"));
         }
@@ -35,7 +38,10 @@ impl ProjectId {
         if id.ends_with('-') {
             return Err(fail("it ends with a hyphen"));
         }
-        if !id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+        if !id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
             return Err(fail("it contains a character other than a-z, 0-9 and '-'"));
         }
         Ok(Self(id.to_owned()))
@@ -93,7 +99,10 @@ pub struct Email(String);
 
 impl Email {
     pub fn parse(email: &str) -> Result<Self, IdError> {
-        let fail = |why| IdError::Email { email: email.to_owned(), why };
+        let fail = |why| IdError::Email {
+            email: email.to_owned(),
+            why,
+        };
         if email.len() > 254 {
             return Err(fail("it is longer than 254 characters"));
         }
@@ -108,7 +117,9 @@ impl Email {
         }
         let allowed = |c: char| c.is_ascii_alphanumeric() || "._+-".contains(c);
         if !local.chars().all(allowed) || !domain.chars().all(allowed) {
-            return Err(fail("it contains a character other than letters, digits and . _ + -"));
+            return Err(fail(
+                "it contains a character other than letters, digits and . _ + -",
+            ));
         }
         if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
             return Err(fail("the domain is not of the form NAME.TLD"));
@@ -167,8 +178,18 @@ mod tests {
 
     #[test]
     fn emails_are_validated_and_lowercased() {
-        assert_eq!(Email::parse("Alice@Example.COM").unwrap().as_str(), "alice@example.com");
-        for bad in ["alice", "@example.com", "alice@", "a@b@c.com", "al ice@x.com", "a@localhost"] {
+        assert_eq!(
+            Email::parse("Alice@Example.COM").unwrap().as_str(),
+            "alice@example.com"
+        );
+        for bad in [
+            "alice",
+            "@example.com",
+            "alice@",
+            "a@b@c.com",
+            "al ice@x.com",
+            "a@localhost",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }

@@ -54,16 +54,27 @@ pub enum Member {
     User(Email),
     ServiceAccount(Email),
     /// One federated identity: `principal://…/POOL/subject/SUBJECT`.
-    Principal { pool: PoolRef, subject: String },
+    Principal {
+        pool: PoolRef,
+        subject: String,
+    },
     /// A set of federated identities of one pool.
-    PrincipalSet { pool: PoolRef, kind: PrincipalSetKind },
+    PrincipalSet {
+        pool: PoolRef,
+        kind: PrincipalSetKind,
+    },
 }
 
 impl Member {
     pub fn parse(member: &str) -> Result<Self, MemberError> {
-        let fail = |why: String| MemberError { member: member.to_owned(), why };
+        let fail = |why: String| MemberError {
+            member: member.to_owned(),
+            why,
+        };
         if let Some(email) = member.strip_prefix("user:") {
-            return Email::parse(email).map(Member::User).map_err(|e| fail(e.to_string()));
+            return Email::parse(email)
+                .map(Member::User)
+                .map_err(|e| fail(e.to_string()));
         }
         if let Some(email) = member.strip_prefix("serviceAccount:") {
             let email = Email::parse(email).map_err(|e| fail(e.to_string()))?;
@@ -82,7 +93,10 @@ impl Member {
             if subject.is_empty() || subject.len() > 127 {
                 return Err(fail("the subject must be 1 to 127 bytes".into()));
             }
-            return Ok(Member::Principal { pool, subject: subject.to_owned() });
+            return Ok(Member::Principal {
+                pool,
+                subject: subject.to_owned(),
+            });
         }
         if let Some(rest) = member.strip_prefix("principalSet:") {
             let (pool, tail) = parse_pool(rest).map_err(fail)?;
@@ -105,7 +119,10 @@ impl Member {
                 if value.is_empty() {
                     return Err(fail("the attribute value is empty".into()));
                 }
-                PrincipalSetKind::Attribute { name: name.to_owned(), value: value.to_owned() }
+                PrincipalSetKind::Attribute {
+                    name: name.to_owned(),
+                    value: value.to_owned(),
+                }
             } else {
                 return Err(fail(
                     "after the pool a principal set needs /*, /group/GROUP or /attribute.NAME/VALUE"
@@ -135,16 +152,25 @@ fn parse_pool(rest: &str) -> Result<(PoolRef, &str), String> {
         .parse::<u64>()
         .ok()
         .filter(|n| (ProjectNumber::MIN..=ProjectNumber::MAX).contains(n))
-        .ok_or_else(|| format!("{number:?} is not a project number (federated members name the project by number)"))?;
+        .ok_or_else(|| {
+            format!(
+                "{number:?} is not a project number (federated members name the project by number)"
+            )
+        })?;
     if location != "global" {
-        return Err(format!("location {location:?} is not supported: pools live in \"global\""));
+        return Err(format!(
+            "location {location:?} is not supported: pools live in \"global\""
+        ));
     }
     if !is_pool_id(pool_id) {
         return Err(format!(
             "pool id {pool_id:?} must be 4 to 32 lowercase letters, digits or hyphens"
         ));
     }
-    let pool = PoolRef { project_number: ProjectNumber(project_number), pool_id: pool_id.to_owned() };
+    let pool = PoolRef {
+        project_number: ProjectNumber(project_number),
+        pool_id: pool_id.to_owned(),
+    };
     Ok((pool, tail))
 }
 
@@ -152,13 +178,17 @@ pub fn is_pool_id(id: &str) -> bool {
     (4..=32).contains(&id.len())
         && id.starts_with(|c: char| c.is_ascii_lowercase())
         && !id.ends_with('-')
-        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 fn is_attribute_name(name: &str) -> bool {
     (1..=100).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 impl fmt::Display for Member {
@@ -167,7 +197,11 @@ impl fmt::Display for Member {
             Member::User(e) => write!(f, "user:{e}"),
             Member::ServiceAccount(e) => write!(f, "serviceAccount:{e}"),
             Member::Principal { pool, subject } => {
-                write!(f, "principal:{IAM_HOST}{}/subject/{subject}", pool.resource_name())
+                write!(
+                    f,
+                    "principal:{IAM_HOST}{}/subject/{subject}",
+                    pool.resource_name()
+                )
             }
             Member::PrincipalSet { pool, kind } => {
                 write!(f, "principalSet:{IAM_HOST}{}/", pool.resource_name())?;
@@ -207,7 +241,9 @@ mod tests {
         for m in [
             "user:alice@example.com".to_owned(),
             "serviceAccount:workload-sa@secundus-1.iam.gserviceaccount.com".to_owned(),
-            format!("principal:{POOL}/subject/https://www.googleapis.com/compute/v1/projects/p/zones/z/instances/i"),
+            format!(
+                "principal:{POOL}/subject/https://www.googleapis.com/compute/v1/projects/p/zones/z/instances/i"
+            ),
             format!("principalSet:{POOL}/*"),
             format!("principalSet:{POOL}/group/admins"),
             format!("principalSet:{POOL}/attribute.image_digest/sha256:abc"),
@@ -224,14 +260,35 @@ mod tests {
             ("user:alice", "no '@'"),
             ("group:eng@example.com", "unknown member type"),
             ("serviceAccount:bob@example.com", "iam.gserviceaccount.com"),
-            ("principal://iam.googleapis.com/projects/primus/locations/global/workloadIdentityPools/pool/subject/x", "not a project number"),
-            (&format!("principal:{POOL}/attribute.x/y"), "/subject/SUBJECT"),
+            (
+                "principal://iam.googleapis.com/projects/primus/locations/global/workloadIdentityPools/pool/subject/x",
+                "not a project number",
+            ),
+            (
+                &format!("principal:{POOL}/attribute.x/y"),
+                "/subject/SUBJECT",
+            ),
             (&format!("principal:{POOL}/subject/"), "1 to 127"),
-            (&format!("principalSet:{POOL}/attribute.Bad-Name/v"), "attribute name"),
-            (&format!("principalSet:{POOL}/attribute.name"), "attribute.NAME/VALUE"),
-            (&format!("principalSet:{POOL}/everyone"), "principal set needs"),
-            ("principalSet://iam.googleapis.com/projects/123456789012/locations/us/workloadIdentityPools/pool/*", "global"),
-            ("principalSet://evil.example.com/projects/123456789012/locations/global/workloadIdentityPools/pool/*", "iam.googleapis.com"),
+            (
+                &format!("principalSet:{POOL}/attribute.Bad-Name/v"),
+                "attribute name",
+            ),
+            (
+                &format!("principalSet:{POOL}/attribute.name"),
+                "attribute.NAME/VALUE",
+            ),
+            (
+                &format!("principalSet:{POOL}/everyone"),
+                "principal set needs",
+            ),
+            (
+                "principalSet://iam.googleapis.com/projects/123456789012/locations/us/workloadIdentityPools/pool/*",
+                "global",
+            ),
+            (
+                "principalSet://evil.example.com/projects/123456789012/locations/global/workloadIdentityPools/pool/*",
+                "iam.googleapis.com",
+            ),
         ];
         for (bad, why) in cases {
             let err = Member::parse(bad).unwrap_err().to_string();

@@ -35,7 +35,11 @@ fn one() -> i32 {
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { version: 1, bindings: Vec::new(), etag: String::new() }
+        Self {
+            version: 1,
+            bindings: Vec::new(),
+            etag: String::new(),
+        }
     }
 }
 
@@ -55,12 +59,17 @@ impl Policy {
         for b in &self.bindings {
             Role::lookup(&b.role)?;
             if b.members.is_empty() {
-                return Err(PolicyError::EmptyBinding { role: b.role.clone() });
+                return Err(PolicyError::EmptyBinding {
+                    role: b.role.clone(),
+                });
             }
             count += b.members.len();
         }
         if count > Self::MAX_MEMBERS {
-            return Err(PolicyError::TooManyMembers { count, max: Self::MAX_MEMBERS });
+            return Err(PolicyError::TooManyMembers {
+                count,
+                max: Self::MAX_MEMBERS,
+            });
         }
         Ok(())
     }
@@ -71,7 +80,10 @@ impl Policy {
         match self.bindings.iter_mut().find(|b| b.role == role) {
             Some(b) if b.members.contains(&member) => return Ok(false),
             Some(b) => b.members.push(member),
-            None => self.bindings.push(Binding { role: role.to_owned(), members: vec![member] }),
+            None => self.bindings.push(Binding {
+                role: role.to_owned(),
+                members: vec![member],
+            }),
         }
         Ok(true)
     }
@@ -130,8 +142,14 @@ mod tests {
         p.add_binding("roles/viewer", user("b@x.com")).unwrap();
         let bob = Principal::User(Email::parse("b@x.com").unwrap());
         let eve = Principal::User(Email::parse("eve@x.com").unwrap());
-        assert_eq!(p.role_granting(&bob, "resourcemanager.projects.get"), Some("roles/viewer"));
-        assert_eq!(p.role_granting(&bob, "resourcemanager.projects.setIamPolicy"), None);
+        assert_eq!(
+            p.role_granting(&bob, "resourcemanager.projects.get"),
+            Some("roles/viewer")
+        );
+        assert_eq!(
+            p.role_granting(&bob, "resourcemanager.projects.setIamPolicy"),
+            None
+        );
         assert_eq!(p.role_granting(&eve, "resourcemanager.projects.get"), None);
     }
 
@@ -147,9 +165,10 @@ mod tests {
             r#"{"bindings":[{"role":"roles/owner","members":["a@x.com"]}]}"#,
         );
         assert!(bad.unwrap_err().to_string().contains("invalid member"));
-        let unknown: Policy =
-            serde_json::from_str(r#"{"bindings":[{"role":"roles/nope","members":["user:a@x.com"]}]}"#)
-                .unwrap();
+        let unknown: Policy = serde_json::from_str(
+            r#"{"bindings":[{"role":"roles/nope","members":["user:a@x.com"]}]}"#,
+        )
+        .unwrap();
         assert!(matches!(unknown.validate(), Err(PolicyError::Role(_))));
     }
 }

@@ -33,7 +33,12 @@ impl Principal {
             (Principal::Federated { subject, .. }, Member::Principal { pool, subject: s }) => {
                 self.in_pool(pool) && subject == s
             }
-            (Principal::Federated { attributes, groups, .. }, Member::PrincipalSet { pool, kind }) => {
+            (
+                Principal::Federated {
+                    attributes, groups, ..
+                },
+                Member::PrincipalSet { pool, kind },
+            ) => {
                 self.in_pool(pool)
                     && match kind {
                         PrincipalSetKind::All => true,
@@ -59,7 +64,12 @@ impl fmt::Display for Principal {
         match self {
             Principal::User(e) => write!(f, "user:{e}"),
             Principal::ServiceAccount(e) => write!(f, "serviceAccount:{e}"),
-            Principal::Federated { pool_project_number, pool_id, subject, .. } => write!(
+            Principal::Federated {
+                pool_project_number,
+                pool_id,
+                subject,
+                ..
+            } => write!(
                 f,
                 "principal://iam.googleapis.com/projects/{pool_project_number}/locations/global/workloadIdentityPools/{pool_id}/subject/{subject}"
             ),
@@ -90,7 +100,9 @@ mod tests {
         let alice = Principal::User(Email::parse("alice@example.com").unwrap());
         assert!(alice.is_named_by(&member("user:alice@example.com")));
         assert!(!alice.is_named_by(&member("user:bob@example.com")));
-        assert!(!alice.is_named_by(&member("serviceAccount:alice@p-123456.iam.gserviceaccount.com")));
+        assert!(!alice.is_named_by(&member(
+            "serviceAccount:alice@p-123456.iam.gserviceaccount.com"
+        )));
     }
 
     #[test]
@@ -104,8 +116,12 @@ mod tests {
         assert!(!p.is_named_by(&member(&format!("principalSet:{other}/*"))));
         assert!(p.is_named_by(&member(&format!("principalSet:{pool}/group/ml"))));
         assert!(!p.is_named_by(&member(&format!("principalSet:{pool}/group/ops"))));
-        assert!(p.is_named_by(&member(&format!("principalSet:{pool}/attribute.image_digest/sha256:abc"))));
-        assert!(!p.is_named_by(&member(&format!("principalSet:{pool}/attribute.image_digest/sha256:def"))));
+        assert!(p.is_named_by(&member(&format!(
+            "principalSet:{pool}/attribute.image_digest/sha256:abc"
+        ))));
+        assert!(!p.is_named_by(&member(&format!(
+            "principalSet:{pool}/attribute.image_digest/sha256:def"
+        ))));
         assert_eq!(p.to_string(), format!("principal:{pool}/subject/sub-1"));
     }
 }

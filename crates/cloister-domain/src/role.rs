@@ -10,7 +10,9 @@ pub enum RoleError {
         "role {0:?} is not supported. Use one of the predefined roles (`cloister iam roles list` shows them), e.g. roles/viewer"
     )]
     Unknown(String),
-    #[error("permission {0:?} is not a permission Cloister knows (e.g. resourcemanager.projects.get)")]
+    #[error(
+        "permission {0:?} is not a permission Cloister knows (e.g. resourcemanager.projects.get)"
+    )]
     UnknownPermission(String),
 }
 
@@ -23,7 +25,10 @@ pub struct Role {
 
 impl Role {
     pub fn lookup(name: &str) -> Result<&'static Role, RoleError> {
-        ROLES.iter().find(|r| r.name == name).ok_or_else(|| RoleError::Unknown(name.to_owned()))
+        ROLES
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| RoleError::Unknown(name.to_owned()))
     }
 
     pub fn grants(&self, permission: &str) -> bool {
@@ -46,7 +51,10 @@ pub fn lookup_permission(name: &str) -> Result<Permission, RoleError> {
 
 /// Predefined roles whose permission list contains `permission`, for "ask for one of these" hints.
 pub fn roles_granting(permission: &str) -> impl Iterator<Item = &'static str> + '_ {
-    ROLES.iter().filter(move |r| r.grants(permission)).map(|r| r.name)
+    ROLES
+        .iter()
+        .filter(move |r| r.grants(permission))
+        .map(|r| r.name)
 }
 
 /// Every permission Cloister checks, in one place so a role cannot name a permission that no
@@ -207,8 +215,16 @@ const ARTIFACT_WRITER: &[Permission] = &[
 ];
 
 static ROLES: &[Role] = &[
-    Role { name: "roles/owner", title: "Owner", permissions: ALL_PERMISSIONS },
-    Role { name: "roles/viewer", title: "Viewer", permissions: VIEWER },
+    Role {
+        name: "roles/owner",
+        title: "Owner",
+        permissions: ALL_PERMISSIONS,
+    },
+    Role {
+        name: "roles/viewer",
+        title: "Viewer",
+        permissions: VIEWER,
+    },
     Role {
         name: "roles/storage.admin",
         title: "Storage Admin",
@@ -430,21 +446,37 @@ mod tests {
     #[test]
     fn every_role_of_the_design_exists_and_lists_only_known_permissions() {
         let design = [
-            "roles/owner", "roles/viewer", "roles/storage.admin", "roles/storage.objectViewer",
-            "roles/storage.objectCreator", "roles/storage.objectUser", "roles/storage.objectAdmin",
-            "roles/iam.serviceAccountAdmin", "roles/iam.serviceAccountUser",
-            "roles/iam.serviceAccountTokenCreator", "roles/iam.workloadIdentityUser",
-            "roles/iam.workloadIdentityPoolAdmin", "roles/cloudkms.admin",
-            "roles/cloudkms.cryptoKeyEncrypter", "roles/cloudkms.cryptoKeyDecrypter",
-            "roles/cloudkms.cryptoKeyEncrypterDecrypter", "roles/artifactregistry.reader",
-            "roles/artifactregistry.writer", "roles/artifactregistry.admin", "roles/compute.admin",
-            "roles/confidentialcomputing.workloadUser", "roles/logging.logWriter",
+            "roles/owner",
+            "roles/viewer",
+            "roles/storage.admin",
+            "roles/storage.objectViewer",
+            "roles/storage.objectCreator",
+            "roles/storage.objectUser",
+            "roles/storage.objectAdmin",
+            "roles/iam.serviceAccountAdmin",
+            "roles/iam.serviceAccountUser",
+            "roles/iam.serviceAccountTokenCreator",
+            "roles/iam.workloadIdentityUser",
+            "roles/iam.workloadIdentityPoolAdmin",
+            "roles/cloudkms.admin",
+            "roles/cloudkms.cryptoKeyEncrypter",
+            "roles/cloudkms.cryptoKeyDecrypter",
+            "roles/cloudkms.cryptoKeyEncrypterDecrypter",
+            "roles/artifactregistry.reader",
+            "roles/artifactregistry.writer",
+            "roles/artifactregistry.admin",
+            "roles/compute.admin",
+            "roles/confidentialcomputing.workloadUser",
+            "roles/logging.logWriter",
         ];
         for name in design {
             let role = Role::lookup(name).unwrap();
             assert!(!role.permissions.is_empty(), "{name}");
             for p in role.permissions {
-                assert!(ALL_PERMISSIONS.contains(p), "{name} lists unknown permission {p}");
+                assert!(
+                    ALL_PERMISSIONS.contains(p),
+                    "{name} lists unknown permission {p}"
+                );
             }
         }
         assert_eq!(Role::all().len(), design.len());
@@ -454,21 +486,50 @@ mod tests {
     fn roles_grant_what_the_codelab_relies_on_and_nothing_more() {
         let grants = |r: &str, p: &str| Role::lookup(r).unwrap().grants(p);
         assert!(grants("roles/viewer", "resourcemanager.projects.get"));
-        assert!(!grants("roles/viewer", "resourcemanager.projects.setIamPolicy"));
-        assert!(!grants("roles/viewer", "storage.objects.get"), "viewer does not read data");
+        assert!(!grants(
+            "roles/viewer",
+            "resourcemanager.projects.setIamPolicy"
+        ));
+        assert!(
+            !grants("roles/viewer", "storage.objects.get"),
+            "viewer does not read data"
+        );
         assert!(grants("roles/storage.objectViewer", "storage.objects.get"));
-        assert!(!grants("roles/storage.objectViewer", "storage.objects.create"));
+        assert!(!grants(
+            "roles/storage.objectViewer",
+            "storage.objects.create"
+        ));
         assert!(grants("roles/storage.objectUser", "storage.objects.delete"));
-        assert!(grants("roles/iam.workloadIdentityUser", "iam.serviceAccounts.getAccessToken"));
-        assert!(!grants("roles/iam.workloadIdentityUser", "iam.serviceAccounts.actAs"));
-        assert!(grants("roles/confidentialcomputing.workloadUser", "confidentialcomputing.challenges.verify"));
-        assert!(!grants("roles/cloudkms.admin", "cloudkms.cryptoKeyVersions.useToDecrypt"));
-        assert!(!grants("roles/artifactregistry.reader", "artifactregistry.repositories.uploadArtifacts"));
+        assert!(grants(
+            "roles/iam.workloadIdentityUser",
+            "iam.serviceAccounts.getAccessToken"
+        ));
+        assert!(!grants(
+            "roles/iam.workloadIdentityUser",
+            "iam.serviceAccounts.actAs"
+        ));
+        assert!(grants(
+            "roles/confidentialcomputing.workloadUser",
+            "confidentialcomputing.challenges.verify"
+        ));
+        assert!(!grants(
+            "roles/cloudkms.admin",
+            "cloudkms.cryptoKeyVersions.useToDecrypt"
+        ));
+        assert!(!grants(
+            "roles/artifactregistry.reader",
+            "artifactregistry.repositories.uploadArtifacts"
+        ));
     }
 
     #[test]
     fn unknown_roles_and_permissions_are_refused() {
-        assert!(Role::lookup("roles/superuser").unwrap_err().to_string().contains("roles/superuser"));
+        assert!(
+            Role::lookup("roles/superuser")
+                .unwrap_err()
+                .to_string()
+                .contains("roles/superuser")
+        );
         assert!(Role::lookup("owner").is_err());
         assert!(lookup_permission("storage.objects.get").is_ok());
         assert!(lookup_permission("storage.objects.steal").is_err());

@@ -55,9 +55,9 @@ pub struct OpenedServer {
 
 pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
     let public_url = config.public_url.trim_end_matches('/').to_owned();
-    let valid_url = public_url.parse::<Uri>().is_ok_and(|u| {
-        matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
-    });
+    let valid_url = public_url
+        .parse::<Uri>()
+        .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
     if !valid_url {
         return Err(StartupError::PublicUrl(config.public_url));
     }
@@ -72,8 +72,14 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         tokens: Arc::new(AccessTokens::new(&token_key, &public_url)),
         public_url,
     };
-    let bootstrap_credential = bootstrap_admin(&state, &data_dir).await.map_err(StartupError::Bootstrap)?;
-    Ok(OpenedServer { router: router(state, config.max_body_bytes), data_dir, bootstrap_credential })
+    let bootstrap_credential = bootstrap_admin(&state, &data_dir)
+        .await
+        .map_err(StartupError::Bootstrap)?;
+    Ok(OpenedServer {
+        router: router(state, config.max_body_bytes),
+        data_dir,
+        bootstrap_credential,
+    })
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -91,16 +97,23 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
 }
 
 async fn not_found(uri: Uri) -> ApiError {
-    ApiError::NotFound(format!("No API at {}: check the endpoint and the path", uri.path()))
+    ApiError::NotFound(format!(
+        "No API at {}: check the endpoint and the path",
+        uri.path()
+    ))
 }
 
 /// On a server with no users, creates the bootstrap admin and writes its credential (0600) to
 /// the data directory. Returns the file's path when it did.
-async fn bootstrap_admin(state: &AppState, data_dir: &DataDir) -> Result<Option<PathBuf>, ApiError> {
+async fn bootstrap_admin(
+    state: &AppState,
+    data_dir: &DataDir,
+) -> Result<Option<PathBuf>, ApiError> {
     if !state.db(|s| s.list_users()).await?.is_empty() {
         return Ok(None);
     }
-    let email = Email::parse(BOOTSTRAP_ADMIN_EMAIL).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let email =
+        Email::parse(BOOTSTRAP_ADMIN_EMAIL).map_err(|e| ApiError::Internal(e.to_string()))?;
     let admin = UserRecord {
         email: email.clone(),
         display_name: "Bootstrap admin".into(),
@@ -113,7 +126,8 @@ async fn bootstrap_admin(state: &AppState, data_dir: &DataDir) -> Result<Option<
     // bootstraps again and overwrites it.
     let path = data_dir.root().join(BOOTSTRAP_CREDENTIAL_FILE);
     let json = serde_json::to_vec_pretty(&file).map_err(|e| ApiError::Internal(e.to_string()))?;
-    cloister_store::data_dir::write_private_file(&path, &json).map_err(|e| ApiError::Internal(e.to_string()))?;
+    cloister_store::data_dir::write_private_file(&path, &json)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     state
         .db(move |s| {
             s.create_user(&admin)?;

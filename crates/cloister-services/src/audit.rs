@@ -46,11 +46,17 @@ async fn list(
     };
     let after_id = match q.page_token.as_deref() {
         None | Some("") => None,
-        Some(t) => Some(t.parse::<i64>().map_err(|_| ApiError::InvalidArgument(format!("pageToken {t:?} is not one this API returned")))?),
+        Some(t) => Some(t.parse::<i64>().map_err(|_| {
+            ApiError::InvalidArgument(format!("pageToken {t:?} is not one this API returned"))
+        })?),
     };
     if let Some(since) = &q.since {
         time::OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339)
-            .map_err(|e| ApiError::InvalidArgument(format!("since {since:?} is not an RFC 3339 time ({e}), e.g. 2026-11-24T09:00:00Z")))?;
+            .map_err(|e| {
+                ApiError::InvalidArgument(format!(
+                    "since {since:?} is not an RFC 3339 time ({e}), e.g. 2026-11-24T09:00:00Z"
+                ))
+            })?;
     }
     if !is_admin(&state, &caller).await? {
         let Some(project) = q.resource.as_deref().filter(|r| r.starts_with("projects/")) else {
@@ -63,7 +69,10 @@ async fn list(
             });
         };
         let project = project.split('/').take(2).collect::<Vec<_>>().join("/");
-        state.authorizer.check(&caller, "logging.privateLogEntries.list", &project).await?;
+        state
+            .authorizer
+            .check(&caller, "logging.privateLogEntries.list", &project)
+            .await?;
     }
     let limit = q.page_size.unwrap_or(100).clamp(1, MAX_PAGE);
     let filter = AuditFilter {
@@ -76,12 +85,19 @@ async fn list(
         limit,
     };
     let entries = state.db(move |s| s.list_audit(&filter)).await?;
-    let next = (entries.len() == limit).then(|| entries.last().map(|e| e.id.to_string())).flatten();
+    let next = (entries.len() == limit)
+        .then(|| entries.last().map(|e| e.id.to_string()))
+        .flatten();
     Ok(Json(json!({ "entries": entries, "nextPageToken": next })))
 }
 
 async fn is_admin(state: &AppState, caller: &Principal) -> Result<bool, ApiError> {
-    let Principal::User(email) = caller else { return Ok(false) };
+    let Principal::User(email) = caller else {
+        return Ok(false);
+    };
     let email = email.clone();
-    Ok(state.db(move |s| s.get_user(&email)).await?.is_some_and(|u| u.admin))
+    Ok(state
+        .db(move |s| s.get_user(&email))
+        .await?
+        .is_some_and(|u| u.admin))
 }

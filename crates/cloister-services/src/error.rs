@@ -14,7 +14,11 @@ pub enum ApiError {
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{message}")]
-    PermissionDenied { message: String, permission: String, resource: String },
+    PermissionDenied {
+        message: String,
+        permission: String,
+        resource: String,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -31,14 +35,28 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            ApiError::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "badRequest"),
-            ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "required"),
-            ApiError::PermissionDenied { .. } => (StatusCode::FORBIDDEN, "PERMISSION_DENIED", "forbidden"),
+            ApiError::InvalidArgument(_) => {
+                (StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "badRequest")
+            }
+            ApiError::Unauthenticated(_) => {
+                (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "required")
+            }
+            ApiError::PermissionDenied { .. } => {
+                (StatusCode::FORBIDDEN, "PERMISSION_DENIED", "forbidden")
+            }
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND", "notFound"),
             ApiError::AlreadyExists(_) => (StatusCode::CONFLICT, "ALREADY_EXISTS", "conflict"),
             ApiError::Aborted(_) => (StatusCode::CONFLICT, "ABORTED", "conflict"),
-            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "INVALID_ARGUMENT", "uploadTooLarge"),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "backendError"),
+            ApiError::PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "INVALID_ARGUMENT",
+                "uploadTooLarge",
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "backendError",
+            ),
         }
     }
 }
@@ -46,7 +64,9 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::AlreadyExists(what) => ApiError::AlreadyExists(format!("{what} already exists")),
+            StoreError::AlreadyExists(what) => {
+                ApiError::AlreadyExists(format!("{what} already exists"))
+            }
             StoreError::NotFound(what) => ApiError::NotFound(format!("{what} was not found")),
             e @ StoreError::StaleEtag { .. } => ApiError::Aborted(e.to_string()),
             StoreError::Database(msg) => ApiError::Internal(msg),
@@ -71,7 +91,12 @@ impl IntoResponse for ApiError {
             "status": status_name,
             "errors": [{"message": message, "domain": "global", "reason": reason}],
         });
-        if let ApiError::PermissionDenied { permission, resource, .. } = &self {
+        if let ApiError::PermissionDenied {
+            permission,
+            resource,
+            ..
+        } = &self
+        {
             error["details"] = json!([{
                 "@type": "type.googleapis.com/google.rpc.ErrorInfo",
                 "reason": "IAM_PERMISSION_DENIED",
@@ -81,9 +106,10 @@ impl IntoResponse for ApiError {
         }
         let mut response = (status, Json(json!({ "error": error }))).into_response();
         if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"cloister\""));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"cloister\""),
+            );
         }
         response
     }

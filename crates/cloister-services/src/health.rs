@@ -13,6 +13,8 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn health(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    state.db(|s| s.list_audit(&Default::default()).map(|_| ())).await?;
+    state
+        .db(|s| s.list_audit(&Default::default()).map(|_| ()))
+        .await?;
     Ok(Json(json!({"status": "ok"})))
 }

@@ -20,8 +20,14 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(body_rejection)?;
-        let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
         serde_json::from_slice(body)
             .map(ApiJson)
             .map_err(|e| ApiError::InvalidArgument(format!("Invalid JSON payload: {e}")))
@@ -31,9 +37,13 @@ where
 pub fn body_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge(
-            "The request body is larger than this API accepts (1 MiB); send a smaller request".into(),
+            "The request body is larger than this API accepts (1 MiB); send a smaller request"
+                .into(),
         )
     } else {
-        ApiError::InvalidArgument(format!("Could not read the request body: {}", rejection.body_text()))
+        ApiError::InvalidArgument(format!(
+            "Could not read the request body: {}",
+            rejection.body_text()
+        ))
     }
 }

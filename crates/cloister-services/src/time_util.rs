@@ -17,5 +17,7 @@ pub fn now_rfc3339() -> String {
 }
 
 pub fn unix_to_rfc3339(secs: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(secs).map(rfc3339).unwrap_or_default()
+    OffsetDateTime::from_unix_timestamp(secs)
+        .map(rfc3339)
+        .unwrap_or_default()
 }

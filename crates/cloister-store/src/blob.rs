@@ -29,7 +29,12 @@ pub enum BlobError {
     #[error("blob {0} was not found")]
     NotFound(String),
     #[error("range {start}..{end} is outside blob {key} of {size} bytes")]
-    BadRange { key: String, start: u64, end: u64, size: u64 },
+    BadRange {
+        key: String,
+        start: u64,
+        end: u64,
+        size: u64,
+    },
     #[error("blob store I/O error on {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("the data stream failed while writing {key}: {source}; nothing was stored")]
@@ -48,7 +53,11 @@ impl BlobKey {
             && key
                 .split('/')
                 .all(|s| !s.is_empty() && s != "." && s != ".." && s.chars().all(ok_char));
-        if valid { Ok(Self(key.to_owned())) } else { Err(BlobError::InvalidKey(key.to_owned())) }
+        if valid {
+            Ok(Self(key.to_owned()))
+        } else {
+            Err(BlobError::InvalidKey(key.to_owned()))
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -81,7 +90,10 @@ pub struct FsBlobStore {
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BlobError + '_ {
-    move |source| BlobError::Io { path: path.to_owned(), source }
+    move |source| BlobError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 impl FsBlobStore {
@@ -93,17 +105,24 @@ impl FsBlobStore {
             let mut entries = tokio::fs::read_dir(&tmp).await.map_err(io_at(&tmp))?;
             let mut removed = 0;
             while let Some(e) = entries.next_entry().await.map_err(io_at(&tmp))? {
-                tokio::fs::remove_file(e.path()).await.map_err(io_at(&e.path()))?;
+                tokio::fs::remove_file(e.path())
+                    .await
+                    .map_err(io_at(&e.path()))?;
                 removed += 1;
             }
             if removed > 0 {
-                tracing::info!(removed, "removed blob temp files left by an interrupted write");
+                tracing::info!(
+                    removed,
+                    "removed blob temp files left by an interrupted write"
+                );
             }
         }
         for dir in [tmp, root.join("data")] {
             tokio::fs::create_dir_all(&dir).await.map_err(io_at(&dir))?;
         }
-        Ok(Self { root: root.to_owned() })
+        Ok(Self {
+            root: root.to_owned(),
+        })
     }
 
     fn path(&self, key: &BlobKey) -> PathBuf {
@@ -122,8 +141,10 @@ impl BlobStore for FsBlobStore {
             let mut hasher = Sha256::new();
             let mut size = 0u64;
             while let Some(chunk) = data.next().await {
-                let chunk = chunk
-                    .map_err(|source| BlobError::Source { key: key.0.clone(), source })?;
+                let chunk = chunk.map_err(|source| BlobError::Source {
+                    key: key.0.clone(),
+                    source,
+                })?;
                 hasher.update(&chunk);
                 size += chunk.len() as u64;
                 file.write_all(&chunk).await.map_err(io_at(&tmp))?;
@@ -131,10 +152,15 @@ impl BlobStore for FsBlobStore {
             file.sync_all().await.map_err(io_at(&tmp))?;
             let dest = self.path(key);
             if let Some(parent) = dest.parent() {
-                tokio::fs::create_dir_all(parent).await.map_err(io_at(parent))?;
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(io_at(parent))?;
             }
             tokio::fs::rename(&tmp, &dest).await.map_err(io_at(&dest))?;
-            Ok(BlobInfo { size, sha256: hasher.finalize().into() })
+            Ok(BlobInfo {
+                size,
+                sha256: hasher.finalize().into(),
+            })
         }
         .await;
         if result.is_err() {
@@ -155,19 +181,27 @@ impl BlobStore for FsBlobStore {
         let size = file.metadata().await.map_err(io_at(&path))?.len();
         let range = range.unwrap_or(0..size);
         if range.start > range.end || range.end > size {
-            return Err(BlobError::BadRange { key: key.0.clone(), start: range.start, end: range.end, size });
+            return Err(BlobError::BadRange {
+                key: key.0.clone(),
+                start: range.start,
+                end: range.end,
+                size,
+            });
         }
-        file.seek(io::SeekFrom::Start(range.start)).await.map_err(io_at(&path))?;
+        file.seek(io::SeekFrom::Start(range.start))
+            .await
+            .map_err(io_at(&path))?;
         let remaining = range.end - range.start;
-        let stream = futures::stream::try_unfold((file, remaining), |(mut file, remaining)| async move {
-            if remaining == 0 {
-                return Ok(None);
-            }
-            let want = remaining.min(READ_CHUNK as u64) as usize;
-            let mut buf = vec![0u8; want];
-            file.read_exact(&mut buf).await?;
-            Ok(Some((Bytes::from(buf), (file, remaining - want as u64))))
-        });
+        let stream =
+            futures::stream::try_unfold((file, remaining), |(mut file, remaining)| async move {
+                if remaining == 0 {
+                    return Ok(None);
+                }
+                let want = remaining.min(READ_CHUNK as u64) as usize;
+                let mut buf = vec![0u8; want];
+                file.read_exact(&mut buf).await?;
+                Ok(Some((Bytes::from(buf), (file, remaining - want as u64))))
+            });
         Ok(Box::pin(stream))
     }
 
@@ -195,11 +229,16 @@ mod tests {
     use super::*;
 
     fn stream(chunks: Vec<io::Result<&'static [u8]>>) -> ByteStream {
-        Box::pin(futures::stream::iter(chunks.into_iter().map(|c| c.map(Bytes::from_static))))
+        Box::pin(futures::stream::iter(
+            chunks.into_iter().map(|c| c.map(Bytes::from_static)),
+        ))
     }
 
     async fn collect(s: ByteStream) -> Vec<u8> {
-        s.map(|c| c.unwrap().to_vec()).collect::<Vec<_>>().await.concat()
+        s.map(|c| c.unwrap().to_vec())
+            .collect::<Vec<_>>()
+            .await
+            .concat()
     }
 
     #[tokio::test]
@@ -207,15 +246,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsBlobStore::open(dir.path()).await.unwrap();
         let key = BlobKey::new("objects/ab/cd").unwrap();
-        let info = store.put(&key, stream(vec![Ok(b"hello "), Ok(b"world")])).await.unwrap();
+        let info = store
+            .put(&key, stream(vec![Ok(b"hello "), Ok(b"world")]))
+            .await
+            .unwrap();
         assert_eq!(info.size, 11);
-        assert_eq!(hex::encode(info.sha256), hex::encode(Sha256::digest(b"hello world")));
-        assert_eq!(collect(store.get(&key, None).await.unwrap()).await, b"hello world");
-        assert_eq!(collect(store.get(&key, Some(6..11)).await.unwrap()).await, b"world");
-        assert!(matches!(store.get(&key, Some(6..12)).await, Err(BlobError::BadRange { .. })));
+        assert_eq!(
+            hex::encode(info.sha256),
+            hex::encode(Sha256::digest(b"hello world"))
+        );
+        assert_eq!(
+            collect(store.get(&key, None).await.unwrap()).await,
+            b"hello world"
+        );
+        assert_eq!(
+            collect(store.get(&key, Some(6..11)).await.unwrap()).await,
+            b"world"
+        );
+        assert!(matches!(
+            store.get(&key, Some(6..12)).await,
+            Err(BlobError::BadRange { .. })
+        ));
         assert_eq!(store.size(&key).await.unwrap(), Some(11));
         assert!(store.delete(&key).await.unwrap());
-        assert!(matches!(store.get(&key, None).await, Err(BlobError::NotFound(_))));
+        assert!(matches!(
+            store.get(&key, None).await,
+            Err(BlobError::NotFound(_))
+        ));
     }
 
     #[tokio::test]
@@ -223,11 +280,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsBlobStore::open(dir.path()).await.unwrap();
         let key = BlobKey::new("objects/x").unwrap();
-        let broken = stream(vec![Ok(b"partial"), Err(io::Error::other("client went away"))]);
+        let broken = stream(vec![
+            Ok(b"partial"),
+            Err(io::Error::other("client went away")),
+        ]);
         let err = store.put(&key, broken).await.unwrap_err().to_string();
         assert!(err.contains("nothing was stored"), "{err}");
         assert_eq!(store.size(&key).await.unwrap(), None);
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 
     #[tokio::test]
@@ -236,12 +299,24 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
         std::fs::write(dir.path().join("tmp/leftover"), b"half").unwrap();
         FsBlobStore::open(dir.path()).await.unwrap();
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 
     #[test]
     fn keys_cannot_escape_the_store() {
-        for bad in ["", "../etc/passwd", "a/../../b", "/abs", "a//b", "A", "a/./b", "a\\b"] {
+        for bad in [
+            "",
+            "../etc/passwd",
+            "a/../../b",
+            "/abs",
+            "a//b",
+            "A",
+            "a/./b",
+            "a\\b",
+        ] {
             assert!(BlobKey::new(bad).is_err(), "{bad:?}");
         }
         assert!(BlobKey::new("layers/sha256/0a1b").is_ok());

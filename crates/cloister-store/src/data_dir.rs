@@ -20,11 +20,18 @@ pub enum DataDirError {
     #[error("secret file {path} is readable by others (mode {mode:o}); run `chmod 600 {path}`")]
     InsecureSecret { path: PathBuf, mode: u32 },
     #[error("secret file {path} holds {len} bytes, expected {expected}; restore it from a backup")]
-    BadSecret { path: PathBuf, len: usize, expected: usize },
+    BadSecret {
+        path: PathBuf,
+        len: usize,
+        expected: usize,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DataDirError + '_ {
-    move |source| DataDirError::Io { path: path.to_owned(), source }
+    move |source| DataDirError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// An opened, locked data directory. The lock is held until this value is dropped.
@@ -59,13 +66,19 @@ impl DataDir {
                     "" => String::new(),
                     pid => format!(" (pid {pid})"),
                 };
-                return Err(DataDirError::Locked { dir: root.to_owned(), holder });
+                return Err(DataDirError::Locked {
+                    dir: root.to_owned(),
+                    holder,
+                });
             }
             Err(TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
         }
         lock.set_len(0).map_err(io_err(&lock_path))?;
         write!(lock, "{}", std::process::id()).map_err(io_err(&lock_path))?;
-        Ok(Self { root: root.to_owned(), _lock: lock })
+        Ok(Self {
+            root: root.to_owned(),
+            _lock: lock,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -93,13 +106,21 @@ impl DataDir {
             write_private_file(&path, &bytes)?;
             return Ok(bytes);
         }
-        let mode = fs::metadata(&path).map_err(io_err(&path))?.permissions().mode() & 0o777;
+        let mode = fs::metadata(&path)
+            .map_err(io_err(&path))?
+            .permissions()
+            .mode()
+            & 0o777;
         if mode & 0o077 != 0 {
             return Err(DataDirError::InsecureSecret { path, mode });
         }
         let bytes = fs::read(&path).map_err(io_err(&path))?;
         if bytes.len() != len {
-            return Err(DataDirError::BadSecret { path, len: bytes.len(), expected: len });
+            return Err(DataDirError::BadSecret {
+                path,
+                len: bytes.len(),
+                expected: len,
+            });
         }
         Ok(bytes)
     }
@@ -120,7 +141,9 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), DataDirErr
     f.sync_all().map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))?;
     if let Some(parent) = path.parent() {
-        File::open(parent).and_then(|d| d.sync_all()).map_err(io_err(parent))?;
+        File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(parent))?;
     }
     Ok(())
 }
@@ -135,7 +158,10 @@ mod tests {
         let first = DataDir::open(dir.path()).unwrap();
         let err = DataDir::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("in use by another cloister server"), "{err}");
-        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         drop(first);
         DataDir::open(dir.path()).unwrap();
     }
@@ -147,10 +173,19 @@ mod tests {
         let a = d.secret("k", 32).unwrap();
         assert_eq!(d.secret("k", 32).unwrap(), a);
         let path = dir.path().join("keys/k");
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(d.secret("k", 32), Err(DataDirError::InsecureSecret { .. })));
+        assert!(matches!(
+            d.secret("k", 32),
+            Err(DataDirError::InsecureSecret { .. })
+        ));
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(matches!(d.secret("k", 16), Err(DataDirError::BadSecret { .. })));
+        assert!(matches!(
+            d.secret("k", 16),
+            Err(DataDirError::BadSecret { .. })
+        ));
     }
 }

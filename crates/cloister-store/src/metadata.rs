@@ -12,7 +12,9 @@ pub enum StoreError {
     #[error("{0} was not found")]
     NotFound(String),
     /// Another writer changed the record since the caller read it.
-    #[error("the etag {given:?} is stale: {resource} changed since it was read; read it again and retry")]
+    #[error(
+        "the etag {given:?} is stale: {resource} changed since it was read; read it again and retry"
+    )]
     StaleEtag { resource: String, given: String },
     #[error("metadata database error: {0}")]
     Database(String),

@@ -70,16 +70,24 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let mut conn = Connection::open(path).map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
         // FULL: an acknowledged IAM change or audit entry survives power loss, not just a crash.
-        conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db)?;
         conn.pragma_update(None, "foreign_keys", true).map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db)?;
         migrate(&mut conn)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         // A panic while holding the lock cannot leave SQLite half-written (transactions roll
         // back), so a poisoned mutex is safe to keep using.
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
@@ -88,7 +96,9 @@ impl SqliteStore {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let applied: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db)?;
+    let applied: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(db)?;
     let applied = usize::try_from(applied).unwrap_or(usize::MAX);
     if applied > MIGRATIONS.len() {
         return Err(StoreError::Database(format!(
@@ -100,7 +110,8 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let tx = conn.transaction().map_err(db)?;
         tx.execute_batch(sql).map_err(db)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(db)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(db)?;
         tx.commit().map_err(db)?;
         tracing::info!(version = i + 1, "applied metadata schema migration");
     }
@@ -121,7 +132,9 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 
 fn email_col(row: &Row, i: usize) -> rusqlite::Result<Email> {
     let s: String = row.get(i)?;
-    Email::parse(&s).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+    Email::parse(&s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 fn user_row(row: &Row) -> rusqlite::Result<UserRecord> {
@@ -246,8 +259,11 @@ impl MetadataStore for SqliteStore {
     }
 
     fn create_project(&self, p: &ProjectRecord, policy: &Policy) -> Result<(), StoreError> {
-        let policy_json = serde_json::to_string(&Policy { etag: String::new(), ..policy.clone() })
-            .map_err(|e| StoreError::Database(e.to_string()))?;
+        let policy_json = serde_json::to_string(&Policy {
+            etag: String::new(),
+            ..policy.clone()
+        })
+        .map_err(|e| StoreError::Database(e.to_string()))?;
         self.with(|c| {
             let tx = c.transaction().map_err(db)?;
             let exists: bool = tx
@@ -305,7 +321,13 @@ impl MetadataStore for SqliteStore {
             c.query_row(
                 "SELECT policy, etag, parent FROM iam_policies WHERE resource = ?1",
                 [resource],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                },
             )
             .optional()
             .map_err(db)
@@ -317,13 +339,21 @@ impl MetadataStore for SqliteStore {
     }
 
     fn set_policy(&self, resource: &str, policy: &Policy) -> Result<Policy, StoreError> {
-        let mut stored = Policy { etag: String::new(), ..policy.clone() };
-        let json = serde_json::to_string(&stored).map_err(|e| StoreError::Database(e.to_string()))?;
+        let mut stored = Policy {
+            etag: String::new(),
+            ..policy.clone()
+        };
+        let json =
+            serde_json::to_string(&stored).map_err(|e| StoreError::Database(e.to_string()))?;
         let etag = new_etag();
         self.with(|c| {
             let tx = c.transaction().map_err(db)?;
             let current: Option<String> = tx
-                .query_row("SELECT etag FROM iam_policies WHERE resource = ?1", [resource], |r| r.get(0))
+                .query_row(
+                    "SELECT etag FROM iam_policies WHERE resource = ?1",
+                    [resource],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(db)?;
             let Some(current) = current else {
@@ -360,7 +390,10 @@ impl MetadataStore for SqliteStore {
     fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
         // Escape LIKE's wildcards so a resource prefix matches literally.
         let prefix = f.resource_prefix.as_ref().map(|p| {
-            let escaped = p.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            let escaped = p
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
             (p.clone(), format!("{escaped}/%"))
         });
         self.with(|c| {
@@ -419,7 +452,8 @@ mod tests {
 
     fn owner_policy() -> Policy {
         let mut p = Policy::default();
-        p.add_binding("roles/owner", Member::parse("user:a@x.com").unwrap()).unwrap();
+        p.add_binding("roles/owner", Member::parse("user:a@x.com").unwrap())
+            .unwrap();
         p
     }
 
@@ -429,10 +463,14 @@ mod tests {
         let path = dir.path().join("meta.db");
         {
             let s = SqliteStore::open(&path).unwrap();
-            s.create_project(&project("alpha-1", 123456789012), &owner_policy()).unwrap();
+            s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+                .unwrap();
         }
         let s = SqliteStore::open(&path).unwrap();
-        let p = s.get_project(&ProjectId::parse("alpha-1").unwrap()).unwrap().unwrap();
+        let p = s
+            .get_project(&ProjectId::parse("alpha-1").unwrap())
+            .unwrap()
+            .unwrap();
         assert_eq!(p.number, ProjectNumber(123456789012));
         let (policy, parent) = s.get_policy("projects/alpha-1").unwrap();
         assert_eq!(policy.bindings, owner_policy().bindings);
@@ -443,36 +481,62 @@ mod tests {
     #[test]
     fn duplicate_project_ids_and_numbers_are_refused() {
         let (_d, s) = store();
-        s.create_project(&project("alpha-1", 123456789012), &owner_policy()).unwrap();
-        let e = s.create_project(&project("alpha-1", 223456789012), &owner_policy()).unwrap_err();
-        assert!(e.to_string().contains("project alpha-1 already exists"), "{e}");
-        let e = s.create_project(&project("beta-22", 123456789012), &owner_policy()).unwrap_err();
+        s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+            .unwrap();
+        let e = s
+            .create_project(&project("alpha-1", 223456789012), &owner_policy())
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("project alpha-1 already exists"),
+            "{e}"
+        );
+        let e = s
+            .create_project(&project("beta-22", 123456789012), &owner_policy())
+            .unwrap_err();
         assert!(e.to_string().contains("project number"), "{e}");
-        assert!(s.get_project(&ProjectId::parse("beta-22").unwrap()).unwrap().is_none());
+        assert!(
+            s.get_project(&ProjectId::parse("beta-22").unwrap())
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
     fn a_stale_etag_is_refused_and_changes_nothing() {
         let (_d, s) = store();
-        s.create_project(&project("alpha-1", 123456789012), &owner_policy()).unwrap();
+        s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+            .unwrap();
         let (mut first, _) = s.get_policy("projects/alpha-1").unwrap();
         let (mut second, _) = s.get_policy("projects/alpha-1").unwrap();
-        first.add_binding("roles/viewer", Member::parse("user:b@x.com").unwrap()).unwrap();
+        first
+            .add_binding("roles/viewer", Member::parse("user:b@x.com").unwrap())
+            .unwrap();
         let stored = s.set_policy("projects/alpha-1", &first).unwrap();
-        second.add_binding("roles/viewer", Member::parse("user:c@x.com").unwrap()).unwrap();
-        assert!(matches!(s.set_policy("projects/alpha-1", &second), Err(StoreError::StaleEtag { .. })));
+        second
+            .add_binding("roles/viewer", Member::parse("user:c@x.com").unwrap())
+            .unwrap();
+        assert!(matches!(
+            s.set_policy("projects/alpha-1", &second),
+            Err(StoreError::StaleEtag { .. })
+        ));
         let (now, _) = s.get_policy("projects/alpha-1").unwrap();
         assert_eq!(now, stored);
-        assert!(matches!(s.set_policy("projects/nope-123", &first), Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            s.set_policy("projects/nope-123", &first),
+            Err(StoreError::NotFound(_))
+        ));
     }
 
     #[test]
     fn the_audit_log_is_append_only_and_filterable() {
         let (_d, s) = store();
-        for (i, (res, decision)) in
-            [("projects/a-proj", Decision::Allow), ("projects/a-proj/x/y", Decision::Deny), ("projects/a-proj2", Decision::Deny)]
-                .into_iter()
-                .enumerate()
+        for (i, (res, decision)) in [
+            ("projects/a-proj", Decision::Allow),
+            ("projects/a-proj/x/y", Decision::Deny),
+            ("projects/a-proj2", Decision::Deny),
+        ]
+        .into_iter()
+        .enumerate()
         {
             s.append_audit(&AuditEntry {
                 id: 0,
@@ -485,12 +549,26 @@ mod tests {
             })
             .unwrap();
         }
-        let under = |p: &str| AuditFilter { resource_prefix: Some(p.into()), limit: 100, ..Default::default() };
-        assert_eq!(s.list_audit(&under("projects/a-proj")).unwrap().len(), 2, "prefix is per path segment");
-        let denials = AuditFilter { decision: Some(Decision::Deny), limit: 100, ..Default::default() };
+        let under = |p: &str| AuditFilter {
+            resource_prefix: Some(p.into()),
+            limit: 100,
+            ..Default::default()
+        };
+        assert_eq!(
+            s.list_audit(&under("projects/a-proj")).unwrap().len(),
+            2,
+            "prefix is per path segment"
+        );
+        let denials = AuditFilter {
+            decision: Some(Decision::Deny),
+            limit: 100,
+            ..Default::default()
+        };
         assert_eq!(s.list_audit(&denials).unwrap().len(), 2);
         s.with(|c| {
-            let e = c.execute("UPDATE audit_log SET decision = 'allow'", []).unwrap_err();
+            let e = c
+                .execute("UPDATE audit_log SET decision = 'allow'", [])
+                .unwrap_err();
             assert!(e.to_string().contains("append-only"));
             let e = c.execute("DELETE FROM audit_log", []).unwrap_err();
             assert!(e.to_string().contains("append-only"));
@@ -503,10 +581,23 @@ mod tests {
     fn users_and_credentials_round_trip() {
         let (_d, s) = store();
         let email = Email::parse("a@x.com").unwrap();
-        let user = UserRecord { email: email.clone(), display_name: "A".into(), admin: true, create_time: "t".into() };
+        let user = UserRecord {
+            email: email.clone(),
+            display_name: "A".into(),
+            admin: true,
+            create_time: "t".into(),
+        };
         s.create_user(&user).unwrap();
-        assert!(matches!(s.create_user(&user), Err(StoreError::AlreadyExists(_))));
-        let cred = CredentialRecord { id: "c1".into(), user: email.clone(), secret_sha256: [7; 32], create_time: "t".into() };
+        assert!(matches!(
+            s.create_user(&user),
+            Err(StoreError::AlreadyExists(_))
+        ));
+        let cred = CredentialRecord {
+            id: "c1".into(),
+            user: email.clone(),
+            secret_sha256: [7; 32],
+            create_time: "t".into(),
+        };
         s.create_credential(&cred).unwrap();
         assert_eq!(s.get_credential("c1").unwrap().unwrap(), cred);
         assert!(s.get_credential("c2").unwrap().is_none());

@@ -57,11 +57,15 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading server config {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("server config {} does not parse", path.display()))?
+            toml::from_str(&text)
+                .with_context(|| format!("server config {} does not parse", path.display()))?
         }
         None => ConfigFile::default(),
     };
-    let log_format = args.log_format.or(file.log_format).unwrap_or(LogFormat::Text);
+    let log_format = args
+        .log_format
+        .or(file.log_format)
+        .unwrap_or(LogFormat::Text);
     init_logging(log_format);
 
     let listen = match args.listen.or(file.listen) {
@@ -71,18 +75,28 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let data_dir = match args.data_dir.or(file.data_dir) {
         Some(dir) => dir,
         None => dirs::data_dir()
-            .context("no data directory: pass --data-dir (or set CLOISTER_DATA_DIR, or XDG_DATA_HOME)")?
+            .context(
+                "no data directory: pass --data-dir (or set CLOISTER_DATA_DIR, or XDG_DATA_HOME)",
+            )?
             .join("cloister"),
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {listen}: pass another address with --listen"))?;
+        .with_context(|| {
+            format!("cannot listen on {listen}: pass another address with --listen")
+        })?;
     let bound = listener.local_addr()?;
-    let public_url = args.public_url.or(file.public_url).unwrap_or_else(|| format!("http://{bound}"));
+    let public_url = args
+        .public_url
+        .or(file.public_url)
+        .unwrap_or_else(|| format!("http://{bound}"));
     let config = cloister_services::ServerConfig {
         data_dir: data_dir.clone(),
         public_url: public_url.clone(),
-        max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        max_body_bytes: args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(DEFAULT_MAX_BODY_BYTES),
     };
     let opened = cloister_services::open(config).await?;
     if let Some(path) = &opened.bootstrap_credential {
@@ -105,7 +119,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CLOISTER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -115,7 +131,10 @@ fn init_logging(format: LogFormat) {
 /// Resolves on SIGTERM or SIGINT; in-flight requests then finish before the server exits.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop the server with SIGKILL");
         return std::future::pending().await;
     };

@@ -24,17 +24,22 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| ApiError::Unauthenticated(MISSING.into()))?;
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| ApiError::Unauthenticated(MISSING.into()))?;
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .ok_or_else(|| ApiError::Unauthenticated(MISSING.into()))?;
-        let principal = state
-            .tokens
-            .verify(token)
-            .map_err(|e| ApiError::Unauthenticated(format!("Invalid authentication credential: {e}.")))?;
+        let principal = state.tokens.verify(token).map_err(|e| {
+            ApiError::Unauthenticated(format!("Invalid authentication credential: {e}."))
+        })?;
         // A user deleted after the token was issued loses access at once, not in an hour.
         if let Principal::User(email) = &principal {
             let email = email.clone();
@@ -57,7 +62,10 @@ impl FromRequestParts<AppState> for AdminCaller {
         let is_admin = match &principal {
             Principal::User(email) => {
                 let email = email.clone();
-                state.db(move |s| s.get_user(&email)).await?.is_some_and(|u| u.admin)
+                state
+                    .db(move |s| s.get_user(&email))
+                    .await?
+                    .is_some_and(|u| u.admin)
             }
             _ => false,
         };

@@ -27,7 +27,11 @@ struct TokenRequest {
 
 /// An OAuth 2 error response (RFC 6749 §5.2), the shape OAuth clients expect from this endpoint.
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (status, Json(json!({"error": error, "error_description": description}))).into_response()
+    (
+        status,
+        Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response()
 }
 
 async fn token(State(state): State<AppState>, Form(req): Form<TokenRequest>) -> Response {
@@ -39,7 +43,11 @@ async fn token(State(state): State<AppState>, Form(req): Form<TokenRequest>) -> 
         );
     }
     let (Some(id), Some(secret)) = (req.client_id, req.client_secret) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "client_id and client_secret are required");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "client_id and client_secret are required",
+        );
     };
     let lookup_id = id.clone();
     let record = match state.db(move |s| s.get_credential(&lookup_id)).await {
@@ -49,12 +57,24 @@ async fn token(State(state): State<AppState>, Form(req): Form<TokenRequest>) -> 
     let denied = "The client_id and client_secret do not match a credential issued by this server. \
                   Ask a platform admin for a new credential file.";
     let Some(record) = record.filter(|r| credentials::secret_matches(r, &secret)) else {
-        audit(&state, format!("credential:{id}"), Decision::Deny, "unknown credential or wrong secret").await;
+        audit(
+            &state,
+            format!("credential:{id}"),
+            Decision::Deny,
+            "unknown credential or wrong secret",
+        )
+        .await;
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", denied);
     };
     let principal = Principal::User(record.user.clone());
     let (access_token, exp) = state.tokens.issue(&principal);
-    audit(&state, principal.to_string(), Decision::Allow, &format!("credential {id}")).await;
+    audit(
+        &state,
+        principal.to_string(),
+        Decision::Allow,
+        &format!("credential {id}"),
+    )
+    .await;
     Json(json!({
         "access_token": access_token,
         "token_type": "Bearer",

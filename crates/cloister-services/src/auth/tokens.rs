@@ -16,9 +16,13 @@ const AUDIENCE: &str = "cloister-api";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
-    #[error("the access token expired at {0}; get a fresh one (`cloister auth print-access-token` refreshes it)")]
+    #[error(
+        "the access token expired at {0}; get a fresh one (`cloister auth print-access-token` refreshes it)"
+    )]
     Expired(String),
-    #[error("the access token's signature does not verify: it was altered, or it was not issued by this Cloister")]
+    #[error(
+        "the access token's signature does not verify: it was altered, or it was not issued by this Cloister"
+    )]
     BadSignature,
     #[error("the bearer token is not a Cloister access token ({0})")]
     Malformed(String),
@@ -77,8 +81,8 @@ impl AccessTokens {
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| {
-            match e.kind() {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
+            |e| match e.kind() {
                 ErrorKind::ExpiredSignature => {
                     let exp = jsonwebtoken::dangerous::insecure_decode::<Claims>(token)
                         .map(|d| time_util::unix_to_rfc3339(d.claims.exp))
@@ -86,11 +90,15 @@ impl AccessTokens {
                     TokenError::Expired(exp)
                 }
                 ErrorKind::InvalidSignature => TokenError::BadSignature,
-                ErrorKind::InvalidIssuer => TokenError::Malformed("issued by another server".into()),
-                ErrorKind::InvalidAlgorithm => TokenError::Malformed("wrong signing algorithm".into()),
+                ErrorKind::InvalidIssuer => {
+                    TokenError::Malformed("issued by another server".into())
+                }
+                ErrorKind::InvalidAlgorithm => {
+                    TokenError::Malformed("wrong signing algorithm".into())
+                }
                 other => TokenError::Malformed(format!("{other:?}")),
-            }
-        })?;
+            },
+        )?;
         principal_from_subject(&data.claims.sub)
             .ok_or_else(|| TokenError::Malformed("unknown subject".into()))
     }
@@ -128,13 +136,21 @@ mod tests {
     #[test]
     fn expired_tampered_foreign_and_garbage_tokens_are_refused() {
         let t = AccessTokens::new(&[1; 32], "http://cloister.test");
-        let (old, _) = t.issue_at(&alice(), time_util::now_unix() - ACCESS_TOKEN_LIFETIME_SECS - 1);
+        let (old, _) = t.issue_at(
+            &alice(),
+            time_util::now_unix() - ACCESS_TOKEN_LIFETIME_SECS - 1,
+        );
         assert!(matches!(t.verify(&old), Err(TokenError::Expired(_))));
 
         let (token, _) = t.issue(&alice());
         let mut parts: Vec<String> = token.split('.').map(String::from).collect();
-        let forged = jsonwebtoken::dangerous::insecure_decode::<Claims>(&token).unwrap().claims;
-        let forged = Claims { sub: "user:mallory@example.com".into(), ..forged };
+        let forged = jsonwebtoken::dangerous::insecure_decode::<Claims>(&token)
+            .unwrap()
+            .claims;
+        let forged = Claims {
+            sub: "user:mallory@example.com".into(),
+            ..forged
+        };
         use base64::Engine;
         parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(serde_json::to_vec(&forged).unwrap());
@@ -142,10 +158,14 @@ mod tests {
 
         let other_key = AccessTokens::new(&[2; 32], "http://cloister.test");
         assert_eq!(other_key.verify(&token), Err(TokenError::BadSignature));
-        assert!(matches!(t.verify("not-a-jwt"), Err(TokenError::Malformed(_))));
+        assert!(matches!(
+            t.verify("not-a-jwt"),
+            Err(TokenError::Malformed(_))
+        ));
 
         // alg=none with the same claims is refused.
-        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"alg":"none","typ":"JWT"}"#);
         let none = format!("{header}.{}.", token.split('.').nth(1).unwrap());
         assert!(t.verify(&none).is_err());
     }

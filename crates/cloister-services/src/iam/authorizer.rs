@@ -41,13 +41,25 @@ impl Authorizer {
         let grants = self.grants(principal, &[permission], resource).await?;
         let grant = grants.into_iter().next().flatten();
         let (decision, reason) = match &grant {
-            Some(g) => (Decision::Allow, format!("granted by {} bound on {}", g.role, g.bound_on)),
+            Some(g) => (
+                Decision::Allow,
+                format!("granted by {} bound on {}", g.role, g.bound_on),
+            ),
             None => (
                 Decision::Deny,
-                format!("no role granting {permission} is bound to {principal} on {resource} or its ancestors"),
+                format!(
+                    "no role granting {permission} is bound to {principal} on {resource} or its ancestors"
+                ),
             ),
         };
-        self.record(principal.to_string(), permission, resource, decision, reason).await;
+        self.record(
+            principal.to_string(),
+            permission,
+            resource,
+            decision,
+            reason,
+        )
+        .await;
         grant.ok_or_else(|| denied(principal, permission, resource))
     }
 
@@ -66,14 +78,24 @@ impl Authorizer {
             .iter()
             .map(|p| {
                 chain.iter().find_map(|(on, policy)| {
-                    policy.role_granting(principal, p).map(|role| Grant { role: role.to_owned(), bound_on: on.clone() })
+                    policy.role_granting(principal, p).map(|role| Grant {
+                        role: role.to_owned(),
+                        bound_on: on.clone(),
+                    })
                 })
             })
             .collect())
     }
 
     /// Appends an audit entry; a failure to write it is logged, never shown to the caller.
-    pub async fn record(&self, principal: String, permission: &str, resource: &str, decision: Decision, reason: String) {
+    pub async fn record(
+        &self,
+        principal: String,
+        permission: &str,
+        resource: &str,
+        decision: Decision,
+        reason: String,
+    ) {
         let entry = AuditEntry {
             id: 0,
             time: time_util::now_rfc3339(),
@@ -97,7 +119,9 @@ fn policy_chain(
     let mut next = Some(resource.to_owned());
     while let Some(name) = next.take() {
         if chain.len() == MAX_DEPTH {
-            return Err(StoreError::Database(format!("resource hierarchy above {resource} is deeper than {MAX_DEPTH}")));
+            return Err(StoreError::Database(format!(
+                "resource hierarchy above {resource} is deeper than {MAX_DEPTH}"
+            )));
         }
         let (policy, parent) = store.get_policy(&name)?;
         chain.push((name, policy));
@@ -109,12 +133,22 @@ fn policy_chain(
 /// The 403 a caller sees: what was denied, on what, and how to get it.
 pub fn denied(principal: &Principal, permission: &str, resource: &str) -> ApiError {
     let roles: Vec<&str> = role::roles_granting(permission).collect();
-    let suggestion = roles.iter().find(|r| **r != "roles/owner").or(roles.first()).copied().unwrap_or("roles/owner");
-    let how = match resource.strip_prefix("projects/").filter(|p| !p.contains('/')) {
+    let suggestion = roles
+        .iter()
+        .find(|r| **r != "roles/owner")
+        .or(roles.first())
+        .copied()
+        .unwrap_or("roles/owner");
+    let how = match resource
+        .strip_prefix("projects/")
+        .filter(|p| !p.contains('/'))
+    {
         Some(project) => format!(
             "`cloister projects add-iam-policy-binding {project} --member={principal} --role={suggestion}`"
         ),
-        None => format!("an add-iam-policy-binding for {principal} with role {suggestion} on {resource}"),
+        None => format!(
+            "an add-iam-policy-binding for {principal} with role {suggestion} on {resource}"
+        ),
     };
     ApiError::PermissionDenied {
         message: format!(

@@ -69,7 +69,13 @@ async fn create(
     if !matches!(caller, Principal::User(_)) {
         state
             .authorizer
-            .record(caller.to_string(), "resourcemanager.projects.create", &resource, Decision::Deny, "only users create projects".into())
+            .record(
+                caller.to_string(),
+                "resourcemanager.projects.create",
+                &resource,
+                Decision::Deny,
+                "only users create projects".into(),
+            )
             .await;
         return Err(ApiError::PermissionDenied {
             message: format!("Only users may create projects; {caller} is not a user."),
@@ -78,15 +84,22 @@ async fn create(
         });
     }
     let mut policy = Policy::default();
-    policy.add_binding("roles/owner", Member::parse(&caller.to_string()).map_err(|e| ApiError::Internal(e.to_string()))?)?;
+    policy.add_binding(
+        "roles/owner",
+        Member::parse(&caller.to_string()).map_err(|e| ApiError::Internal(e.to_string()))?,
+    )?;
     let display_name = req.name.unwrap_or_else(|| id.to_string());
     if display_name.len() > 100 {
-        return Err(ApiError::InvalidArgument("The project name must be at most 100 characters".into()));
+        return Err(ApiError::InvalidArgument(
+            "The project name must be at most 100 characters".into(),
+        ));
     }
     let record = loop {
         let record = ProjectRecord {
             id: id.clone(),
-            number: ProjectNumber(rand::rng().random_range(ProjectNumber::MIN..=ProjectNumber::MAX)),
+            number: ProjectNumber(
+                rand::rng().random_range(ProjectNumber::MIN..=ProjectNumber::MAX),
+            ),
             display_name: display_name.clone(),
             create_time: time_util::now_rfc3339(),
             creator: caller.to_string(),
@@ -106,13 +119,22 @@ async fn create(
     };
     state
         .authorizer
-        .record(caller.to_string(), "resourcemanager.projects.create", &resource, Decision::Allow, "any user may create a project".into())
+        .record(
+            caller.to_string(),
+            "resourcemanager.projects.create",
+            &resource,
+            Decision::Allow,
+            "any user may create a project".into(),
+        )
         .await;
     let number = record.number;
-    let mut response = serde_json::to_value(ProjectView::from(record)).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut response = serde_json::to_value(ProjectView::from(record))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     response["@type"] = json!("type.googleapis.com/google.cloudresourcemanager.v1.Project");
     // v1 create returns a long-running operation; creation here is synchronous, so it is done.
-    Ok(Json(json!({"name": format!("operations/cp.{number}"), "done": true, "response": response})))
+    Ok(Json(
+        json!({"name": format!("operations/cp.{number}"), "done": true, "response": response}),
+    ))
 }
 
 async fn load(state: &AppState, id: &ProjectId) -> Result<ProjectRecord, ApiError> {
@@ -130,15 +152,28 @@ async fn describe(
 ) -> Result<Json<ProjectView>, ApiError> {
     let id = parse_id(&name)?;
     // Check first: a caller without access learns nothing about whether the project exists.
-    state.authorizer.check(&caller, "resourcemanager.projects.get", &id.resource_name()).await?;
+    state
+        .authorizer
+        .check(&caller, "resourcemanager.projects.get", &id.resource_name())
+        .await?;
     Ok(Json(load(&state, &id).await?.into()))
 }
 
-async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<Value>, ApiError> {
     let all = state.db(|s| s.list_projects()).await?;
     let mut visible = Vec::new();
     for p in all {
-        let grants = state.authorizer.grants(&caller, &["resourcemanager.projects.get"], &p.id.resource_name()).await?;
+        let grants = state
+            .authorizer
+            .grants(
+                &caller,
+                &["resourcemanager.projects.get"],
+                &p.id.resource_name(),
+            )
+            .await?;
         if grants.first().is_some_and(Option::is_some) {
             visible.push(ProjectView::from(p));
         }
@@ -175,14 +210,21 @@ async fn custom_method(
     let resource = id.resource_name();
     match method {
         "getIamPolicy" => {
-            state.authorizer.check(&caller, "resourcemanager.projects.getIamPolicy", &resource).await?;
+            state
+                .authorizer
+                .check(&caller, "resourcemanager.projects.getIamPolicy", &resource)
+                .await?;
             let (policy, _) = state.db(move |s| s.get_policy(&resource)).await?;
             Ok(Json(to_json(&policy)?))
         }
         "setIamPolicy" => {
-            let req: SetIamPolicy = serde_json::from_value(body)
-                .map_err(|e| ApiError::InvalidArgument(format!("Invalid setIamPolicy request: {e}")))?;
-            state.authorizer.check(&caller, "resourcemanager.projects.setIamPolicy", &resource).await?;
+            let req: SetIamPolicy = serde_json::from_value(body).map_err(|e| {
+                ApiError::InvalidArgument(format!("Invalid setIamPolicy request: {e}"))
+            })?;
+            state
+                .authorizer
+                .check(&caller, "resourcemanager.projects.setIamPolicy", &resource)
+                .await?;
             let policy = validate_project_policy(&state, req.policy).await?;
             let stored = state.db(move |s| s.set_policy(&resource, &policy)).await.map_err(|e| match e {
                 ApiError::Aborted(_) => ApiError::Aborted(format!(
@@ -193,18 +235,30 @@ async fn custom_method(
             Ok(Json(to_json(&stored)?))
         }
         "testIamPermissions" => {
-            let req: TestIamPermissions = serde_json::from_value(body)
-                .map_err(|e| ApiError::InvalidArgument(format!("Invalid testIamPermissions request: {e}")))?;
+            let req: TestIamPermissions = serde_json::from_value(body).map_err(|e| {
+                ApiError::InvalidArgument(format!("Invalid testIamPermissions request: {e}"))
+            })?;
             let permissions = req
                 .permissions
                 .iter()
                 .map(|p| role::lookup_permission(p))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
-            let grants = state.authorizer.grants(&caller, &permissions, &resource).await?;
-            let held: Vec<&str> =
-                permissions.iter().zip(grants).filter(|(_, g)| g.is_some()).map(|(p, _)| *p).collect();
-            Ok(Json(if held.is_empty() { json!({}) } else { json!({ "permissions": held }) }))
+            let grants = state
+                .authorizer
+                .grants(&caller, &permissions, &resource)
+                .await?;
+            let held: Vec<&str> = permissions
+                .iter()
+                .zip(grants)
+                .filter(|(_, g)| g.is_some())
+                .map(|(p, _)| *p)
+                .collect();
+            Ok(Json(if held.is_empty() {
+                json!({})
+            } else {
+                json!({ "permissions": held })
+            }))
         }
         other => Err(ApiError::NotFound(format!(
             "Unknown method :{other} on projects; use :getIamPolicy, :setIamPolicy or :testIamPermissions"
@@ -219,7 +273,9 @@ fn to_json(policy: &Policy) -> Result<Value, ApiError> {
 /// Refuses unknown roles, users that do not exist, and a policy that leaves the project with
 /// no owner (nobody could ever change it again).
 async fn validate_project_policy(state: &AppState, policy: Policy) -> Result<Policy, ApiError> {
-    policy.validate().map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+    policy
+        .validate()
+        .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
     let users: Vec<_> = policy
         .bindings
         .iter()
@@ -245,7 +301,11 @@ async fn validate_project_policy(state: &AppState, policy: Policy) -> Result<Pol
             "User {user} does not exist. A platform admin creates users with `cloister iam users create {user}`"
         )));
     }
-    if !policy.bindings.iter().any(|b| b.role == "roles/owner" && !b.members.is_empty()) {
+    if !policy
+        .bindings
+        .iter()
+        .any(|b| b.role == "roles/owner" && !b.members.is_empty())
+    {
         return Err(ApiError::InvalidArgument(
             "The policy would leave the project without an owner; keep at least one member in roles/owner".into(),
         ));

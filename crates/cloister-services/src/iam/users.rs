@@ -18,7 +18,10 @@ use crate::time_util;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/cloister/v1/users", get(list).post(create))
-        .route("/cloister/v1/users/{email}/credentials", post(create_credential))
+        .route(
+            "/cloister/v1/users/{email}/credentials",
+            post(create_credential),
+        )
 }
 
 #[derive(Deserialize)]
@@ -60,7 +63,11 @@ async fn create(
 ) -> Result<Json<UserView>, ApiError> {
     let email = Email::parse(&req.email).map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
     let user = UserRecord {
-        display_name: if req.display_name.is_empty() { email.to_string() } else { req.display_name },
+        display_name: if req.display_name.is_empty() {
+            email.to_string()
+        } else {
+            req.display_name
+        },
         email,
         admin: req.admin,
         create_time: time_util::now_rfc3339(),
@@ -69,12 +76,21 @@ async fn create(
     state.db(move |s| s.create_user(&stored)).await?;
     state
         .authorizer
-        .record(admin.to_string(), "cloister.users.create", &format!("users/{}", user.email), Decision::Allow, "platform admin".into())
+        .record(
+            admin.to_string(),
+            "cloister.users.create",
+            &format!("users/{}", user.email),
+            Decision::Allow,
+            "platform admin".into(),
+        )
         .await;
     Ok(Json(user.into()))
 }
 
-async fn list(State(state): State<AppState>, AdminCaller(_): AdminCaller) -> Result<Json<Value>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    AdminCaller(_): AdminCaller,
+) -> Result<Json<Value>, ApiError> {
     let users = state.db(|s| s.list_users()).await?;
     let users: Vec<UserView> = users.into_iter().map(UserView::from).collect();
     Ok(Json(json!({ "users": users })))
@@ -95,7 +111,13 @@ async fn create_credential(
     let file = issue_credential(&state, &email).await?;
     state
         .authorizer
-        .record(admin.to_string(), "cloister.credentials.create", &format!("users/{email}"), Decision::Allow, format!("credential {}", file.client_id))
+        .record(
+            admin.to_string(),
+            "cloister.credentials.create",
+            &format!("users/{email}"),
+            Decision::Allow,
+            format!("credential {}", file.client_id),
+        )
         .await;
     Ok(Json(file))
 }

@@ -35,7 +35,15 @@ pub enum AuditCommand {
 }
 
 pub async fn run(ctx: &mut Context, c: AuditCommand) -> Result<()> {
-    let AuditCommand::List { principal, permission, resource, project, decision, since, limit } = c;
+    let AuditCommand::List {
+        principal,
+        permission,
+        resource,
+        project,
+        decision,
+        since,
+        limit,
+    } = c;
     let client = ctx.client().await?;
     let resource = resource.or(project.map(|p| format!("projects/{p}")));
     let query: Vec<(&str, String)> = [
@@ -66,6 +74,13 @@ pub async fn run(ctx: &mut Context, c: AuditCommand) -> Result<()> {
     print_list(
         &ctx.format,
         &entries,
-        &[("TIME", "time"), ("DECISION", "decision"), ("PRINCIPAL", "principal"), ("PERMISSION", "permission"), ("RESOURCE", "resource"), ("REASON", "reason")],
+        &[
+            ("TIME", "time"),
+            ("DECISION", "decision"),
+            ("PRINCIPAL", "principal"),
+            ("PERMISSION", "permission"),
+            ("RESOURCE", "resource"),
+            ("REASON", "reason"),
+        ],
     )
 }

@@ -27,13 +27,20 @@ pub async fn run(ctx: &mut Context, c: AuthCommand) -> Result<()> {
     let profile = ctx.profile()?;
     match c {
         AuthCommand::Login { credential_file } => {
-            let text = std::fs::read(&credential_file)
-                .with_context(|| format!("reading credential file {}", credential_file.display()))?;
+            let text = std::fs::read(&credential_file).with_context(|| {
+                format!("reading credential file {}", credential_file.display())
+            })?;
             let cred = parse_credential(&text, &credential_file)?;
             ctx.profiles.save_credential(&profile.name, &cred)?;
             access_token(&ctx.profiles, &profile).await?;
-            eprintln!("Logged in as [{}] in profile [{}].", cred.client_email, profile.name);
-            print_one(&ctx.format, &json!({"account": cred.client_email, "profile": profile.name}))
+            eprintln!(
+                "Logged in as [{}] in profile [{}].",
+                cred.client_email, profile.name
+            );
+            print_one(
+                &ctx.format,
+                &json!({"account": cred.client_email, "profile": profile.name}),
+            )
         }
         AuthCommand::PrintAccessToken => {
             println!("{}", access_token(&ctx.profiles, &profile).await?);

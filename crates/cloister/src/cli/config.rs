@@ -34,10 +34,16 @@ pub enum ProfilesCommand {
         activate: bool,
     },
     /// Make a profile the active one.
-    Activate { name: String },
+    Activate {
+        name: String,
+    },
     List,
-    Describe { name: String },
-    Delete { name: String },
+    Describe {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
 }
 
 pub fn run(ctx: &mut Context, c: ConfigCommand) -> Result<()> {
@@ -51,7 +57,12 @@ pub fn run(ctx: &mut Context, c: ConfigCommand) -> Result<()> {
 fn profiles(ctx: &mut Context, c: ProfilesCommand) -> Result<()> {
     let view = |p: cloister_client::Profile| serde_json::to_value(p);
     match c {
-        ProfilesCommand::Create { name, endpoint, project, activate } => {
+        ProfilesCommand::Create {
+            name,
+            endpoint,
+            project,
+            activate,
+        } => {
             let mut p = ctx.profiles.create(&name, &endpoint, project)?;
             if activate {
                 p = ctx.profiles.activate(&name)?;
@@ -65,10 +76,26 @@ fn profiles(ctx: &mut Context, c: ProfilesCommand) -> Result<()> {
             Ok(())
         }
         ProfilesCommand::List => {
-            let items: Vec<_> = ctx.profiles.list().into_iter().map(view).collect::<Result<_, _>>()?;
-            print_list(&ctx.format, &items, &[("NAME", "name"), ("IS_ACTIVE", "active"), ("ENDPOINT", "endpoint"), ("PROJECT", "project")])
+            let items: Vec<_> = ctx
+                .profiles
+                .list()
+                .into_iter()
+                .map(view)
+                .collect::<Result<_, _>>()?;
+            print_list(
+                &ctx.format,
+                &items,
+                &[
+                    ("NAME", "name"),
+                    ("IS_ACTIVE", "active"),
+                    ("ENDPOINT", "endpoint"),
+                    ("PROJECT", "project"),
+                ],
+            )
         }
-        ProfilesCommand::Describe { name } => print_one(&ctx.format, &view(ctx.profiles.get(&name)?)?),
+        ProfilesCommand::Describe { name } => {
+            print_one(&ctx.format, &view(ctx.profiles.get(&name)?)?)
+        }
         ProfilesCommand::Delete { name } => {
             ctx.profiles.delete(&name)?;
             eprintln!("Deleted [{name}].");

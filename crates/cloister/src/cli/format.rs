@@ -27,7 +27,9 @@ impl FromStr for Format {
                 let inner = s
                     .strip_prefix("value(")
                     .and_then(|r| r.strip_suffix(')'))
-                    .ok_or_else(|| format!("unknown format {s:?}: use json, yaml or value(FIELD[,FIELD…])"))?;
+                    .ok_or_else(|| {
+                        format!("unknown format {s:?}: use json, yaml or value(FIELD[,FIELD…])")
+                    })?;
                 let fields: Vec<String> = inner.split(',').map(|f| f.trim().to_owned()).collect();
                 if fields.iter().any(String::is_empty) {
                     return Err(format!("{s:?} names an empty field: value(FIELD[,FIELD…])"));
@@ -61,7 +63,11 @@ fn scalar(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(items)) => items.iter().map(|i| scalar(Some(i))).collect::<Vec<_>>().join(";"),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| scalar(Some(i)))
+            .collect::<Vec<_>>()
+            .join(";"),
         Some(other) => other.to_string(),
     }
 }
@@ -75,7 +81,14 @@ pub fn print_one(format: &Format, v: &Value) -> Result<()> {
         Format::Json => println!("{}", serde_json::to_string_pretty(v)?),
         Format::Yaml | Format::Default => print!("{}", yaml(v)?),
         Format::Value(fields) => {
-            println!("{}", fields.iter().map(|f| scalar(lookup(v, f))).collect::<Vec<_>>().join("\t"))
+            println!(
+                "{}",
+                fields
+                    .iter()
+                    .map(|f| scalar(lookup(v, f)))
+                    .collect::<Vec<_>>()
+                    .join("\t")
+            )
         }
     }
     Ok(())
@@ -100,16 +113,27 @@ pub fn print_list(format: &Format, items: &[Value], columns: &[(&str, &str)]) ->
                 eprintln!("Listed 0 items.");
                 return Ok(());
             }
-            let rows: Vec<Vec<String>> =
-                items.iter().map(|i| columns.iter().map(|(_, p)| scalar(lookup(i, p))).collect()).collect();
+            let rows: Vec<Vec<String>> = items
+                .iter()
+                .map(|i| columns.iter().map(|(_, p)| scalar(lookup(i, p))).collect())
+                .collect();
             let widths: Vec<usize> = columns
                 .iter()
                 .enumerate()
-                .map(|(c, (h, _))| rows.iter().map(|r| r[c].len()).chain([h.len()]).max().unwrap_or(0))
+                .map(|(c, (h, _))| {
+                    rows.iter()
+                        .map(|r| r[c].len())
+                        .chain([h.len()])
+                        .max()
+                        .unwrap_or(0)
+                })
                 .collect();
             let line = |cells: Vec<&str>| {
-                let padded: Vec<String> =
-                    cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+                let padded: Vec<String> = cells
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
                 println!("{}", padded.join("  ").trim_end());
             };
             line(columns.iter().map(|(h, _)| *h).collect());

@@ -51,7 +51,12 @@ pub enum RolesCommand {
 pub async fn run(ctx: &mut Context, c: IamCommand) -> Result<()> {
     let client = ctx.client().await?;
     match c {
-        IamCommand::Users(UsersCommand::Create { email, display_name, admin, credential_file }) => {
+        IamCommand::Users(UsersCommand::Create {
+            email,
+            display_name,
+            admin,
+            credential_file,
+        }) => {
             let user = client
                 .post("/cloister/v1/users", &json!({"email": email, "displayName": display_name.unwrap_or_default(), "admin": admin}))
                 .await?;
@@ -64,11 +69,20 @@ pub async fn run(ctx: &mut Context, c: IamCommand) -> Result<()> {
         IamCommand::Users(UsersCommand::List) => {
             let resp = client.get("/cloister/v1/users").await?;
             let items = resp["users"].as_array().cloned().unwrap_or_default();
-            print_list(&ctx.format, &items, &[("EMAIL", "email"), ("DISPLAY_NAME", "displayName"), ("ADMIN", "admin")])
+            print_list(
+                &ctx.format,
+                &items,
+                &[
+                    ("EMAIL", "email"),
+                    ("DISPLAY_NAME", "displayName"),
+                    ("ADMIN", "admin"),
+                ],
+            )
         }
-        IamCommand::Users(UsersCommand::IssueCredential { email, credential_file }) => {
-            issue(&client, &email, &credential_file).await
-        }
+        IamCommand::Users(UsersCommand::IssueCredential {
+            email,
+            credential_file,
+        }) => issue(&client, &email, &credential_file).await,
         IamCommand::Roles(RolesCommand::List) => {
             let resp = client.get("/v1/roles").await?;
             let items = resp["roles"].as_array().cloned().unwrap_or_default();
@@ -76,11 +90,16 @@ pub async fn run(ctx: &mut Context, c: IamCommand) -> Result<()> {
         }
         IamCommand::Roles(RolesCommand::Describe { role }) => {
             let resp = client.get("/v1/roles").await?;
-            let found = resp["roles"].as_array().and_then(|r| r.iter().find(|r| r["name"] == role.as_str())).cloned();
+            let found = resp["roles"]
+                .as_array()
+                .and_then(|r| r.iter().find(|r| r["name"] == role.as_str()))
+                .cloned();
             let role_view: Value = found.ok_or_else(|| ClientError::Api {
                 http_status: 404,
                 status: "NOT_FOUND".into(),
-                message: format!("role {role} does not exist; `cloister iam roles list` shows them"),
+                message: format!(
+                    "role {role} does not exist; `cloister iam roles list` shows them"
+                ),
             })?;
             print_one(&ctx.format, &role_view)
         }
@@ -88,16 +107,30 @@ pub async fn run(ctx: &mut Context, c: IamCommand) -> Result<()> {
 }
 
 async fn issue(client: &cloister_client::ApiClient, email: &str, path: &PathBuf) -> Result<()> {
-    let cred = client.post(&format!("/cloister/v1/users/{email}/credentials"), &json!({})).await?;
+    let cred = client
+        .post(
+            &format!("/cloister/v1/users/{email}/credentials"),
+            &json!({}),
+        )
+        .await?;
     let bytes = serde_json::to_vec_pretty(&cred)?;
-    write_secret(path, &bytes).with_context(|| format!("writing credential file {}", path.display()))?;
-    eprintln!("Wrote a credential for [{email}] to [{}]. It is shown only once: keep it secret.", path.display());
+    write_secret(path, &bytes)
+        .with_context(|| format!("writing credential file {}", path.display()))?;
+    eprintln!(
+        "Wrote a credential for [{email}] to [{}]. It is shown only once: keep it secret.",
+        path.display()
+    );
     Ok(())
 }
 
 fn write_secret(path: &PathBuf, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(bytes)
 }

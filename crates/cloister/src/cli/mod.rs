@@ -18,7 +18,11 @@ use crate::server::{self, ServerArgs};
 use format::Format;
 
 #[derive(Debug, Parser)]
-#[command(name = "cloister", version, about = "Cloister: a self-hostable Confidential Space")]
+#[command(
+    name = "cloister",
+    version,
+    about = "Cloister: a self-hostable Confidential Space"
+)]
 pub struct Cli {
     /// The CLI profile to use (like a gcloud configuration) [default: the active profile].
     #[arg(long, global = true, env = "CLOISTER_PROFILE")]
@@ -31,7 +35,11 @@ pub struct Cli {
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
-    if s == "default" { Ok(Format::Default) } else { s.parse() }
+    if s == "default" {
+        Ok(Format::Default)
+    } else {
+        s.parse()
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,7 +85,11 @@ pub async fn run(cli: Cli, command_name: String) -> ExitCode {
         Command::Server(args) => server::run(args).await,
         command => match Profiles::load(&Profiles::default_dir()) {
             Ok(profiles) => {
-                let mut ctx = Context { profiles, profile_override: cli.profile, format: cli.format };
+                let mut ctx = Context {
+                    profiles,
+                    profile_override: cli.profile,
+                    format: cli.format,
+                };
                 dispatch(&mut ctx, command).await
             }
             Err(e) => Err(e.into()),

@@ -19,8 +19,12 @@ pub enum ProjectsCommand {
     },
     /// Projects you can see.
     List,
-    Describe { project_id: String },
-    GetIamPolicy { project_id: String },
+    Describe {
+        project_id: String,
+    },
+    GetIamPolicy {
+        project_id: String,
+    },
     /// Grant ROLE to MEMBER on the project (read-modify-write with the policy's etag).
     AddIamPolicyBinding {
         project_id: String,
@@ -49,7 +53,12 @@ pub async fn run(ctx: &mut Context, c: ProjectsCommand) -> Result<()> {
     let client = ctx.client().await?;
     match c {
         ProjectsCommand::Create { project_id, name } => {
-            let op = client.post("/v1/projects", &json!({"projectId": project_id, "name": name})).await?;
+            let op = client
+                .post(
+                    "/v1/projects",
+                    &json!({"projectId": project_id, "name": name}),
+                )
+                .await?;
             let mut project = op["response"].clone();
             if let Some(obj) = project.as_object_mut() {
                 obj.remove("@type");
@@ -60,27 +69,52 @@ pub async fn run(ctx: &mut Context, c: ProjectsCommand) -> Result<()> {
         ProjectsCommand::List => {
             let resp = client.get("/v1/projects").await?;
             let items = resp["projects"].as_array().cloned().unwrap_or_default();
-            print_list(&ctx.format, &items, &[("PROJECT_ID", "projectId"), ("NAME", "name"), ("PROJECT_NUMBER", "projectNumber")])
+            print_list(
+                &ctx.format,
+                &items,
+                &[
+                    ("PROJECT_ID", "projectId"),
+                    ("NAME", "name"),
+                    ("PROJECT_NUMBER", "projectNumber"),
+                ],
+            )
         }
-        ProjectsCommand::Describe { project_id } => {
-            print_one(&ctx.format, &client.get(&format!("/v1/projects/{project_id}")).await?)
-        }
+        ProjectsCommand::Describe { project_id } => print_one(
+            &ctx.format,
+            &client.get(&format!("/v1/projects/{project_id}")).await?,
+        ),
         ProjectsCommand::GetIamPolicy { project_id } => {
             print_one(&ctx.format, &get_policy(&client, &project_id).await?)
         }
-        ProjectsCommand::AddIamPolicyBinding { project_id, member, role } => {
-            let policy = edit_policy(&client, &project_id, |p| add_member(p, &role, &member)).await?;
+        ProjectsCommand::AddIamPolicyBinding {
+            project_id,
+            member,
+            role,
+        } => {
+            let policy =
+                edit_policy(&client, &project_id, |p| add_member(p, &role, &member)).await?;
             eprintln!("Updated IAM policy for project [{project_id}].");
             print_one(&ctx.format, &policy)
         }
-        ProjectsCommand::RemoveIamPolicyBinding { project_id, member, role } => {
-            let policy = edit_policy(&client, &project_id, |p| remove_member(p, &role, &member)).await?;
+        ProjectsCommand::RemoveIamPolicyBinding {
+            project_id,
+            member,
+            role,
+        } => {
+            let policy =
+                edit_policy(&client, &project_id, |p| remove_member(p, &role, &member)).await?;
             eprintln!("Updated IAM policy for project [{project_id}].");
             print_one(&ctx.format, &policy)
         }
-        ProjectsCommand::TestIamPermissions { project_id, permissions } => {
+        ProjectsCommand::TestIamPermissions {
+            project_id,
+            permissions,
+        } => {
             let resp = client
-                .post(&format!("/v1/projects/{project_id}:testIamPermissions"), &json!({"permissions": permissions}))
+                .post(
+                    &format!("/v1/projects/{project_id}:testIamPermissions"),
+                    &json!({"permissions": permissions}),
+                )
                 .await?;
             print_one(&ctx.format, &resp)
         }
@@ -88,17 +122,31 @@ pub async fn run(ctx: &mut Context, c: ProjectsCommand) -> Result<()> {
 }
 
 async fn get_policy(client: &ApiClient, project: &str) -> Result<Value, ClientError> {
-    client.post(&format!("/v1/projects/{project}:getIamPolicy"), &json!({})).await
+    client
+        .post(&format!("/v1/projects/{project}:getIamPolicy"), &json!({}))
+        .await
 }
 
 /// Read, change, write with the etag; retried when another writer got there first.
-async fn edit_policy(client: &ApiClient, project: &str, change: impl Fn(&mut Value)) -> Result<Value> {
+async fn edit_policy(
+    client: &ApiClient,
+    project: &str,
+    change: impl Fn(&mut Value),
+) -> Result<Value> {
     let mut attempts = 0;
     loop {
         let mut policy = get_policy(client, project).await?;
         change(&mut policy);
-        match client.post(&format!("/v1/projects/{project}:setIamPolicy"), &json!({"policy": policy})).await {
-            Err(ClientError::Api { status, .. }) if status == "ABORTED" && attempts < 3 => attempts += 1,
+        match client
+            .post(
+                &format!("/v1/projects/{project}:setIamPolicy"),
+                &json!({"policy": policy}),
+            )
+            .await
+        {
+            Err(ClientError::Api { status, .. }) if status == "ABORTED" && attempts < 3 => {
+                attempts += 1
+            }
             other => return Ok(other?),
         }
     }
@@ -108,10 +156,10 @@ fn add_member(policy: &mut Value, role: &str, member: &str) {
     let bindings = bindings(policy);
     match bindings.iter_mut().find(|b| b["role"] == role) {
         Some(b) => {
-            if let Some(members) = b["members"].as_array_mut() {
-                if !members.iter().any(|m| m == member) {
-                    members.push(json!(member));
-                }
+            if let Some(members) = b["members"].as_array_mut()
+                && !members.iter().any(|m| m == member)
+            {
+                members.push(json!(member));
             }
         }
         None => bindings.push(json!({"role": role, "members": [member]})),
@@ -133,5 +181,7 @@ fn bindings(policy: &mut Value) -> &mut Vec<Value> {
         policy["bindings"] = json!([]);
     }
     // Just ensured it is an array.
-    policy["bindings"].as_array_mut().expect("bindings is an array")
+    policy["bindings"]
+        .as_array_mut()
+        .expect("bindings is an array")
 }

@@ -1,0 +1,460 @@
+//! The control-plane API in process: real stores on a temp data dir, requests through the
+//! same router the server runs.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Api {
+    router: Router,
+    _dir: tempfile::TempDir,
+    _server: cloister_services::OpenedServer,
+    admin: String,
+}
+
+impl Api {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = cloister_services::open(cloister_services::ServerConfig {
+            data_dir: dir.path().join("data"),
+            public_url: "http://cloister.test".into(),
+            max_body_bytes: 64 * 1024,
+        })
+        .await
+        .unwrap();
+        let cred: Value = serde_json::from_slice(
+            &std::fs::read(opened.bootstrap_credential.as_ref().unwrap()).unwrap(),
+        )
+        .unwrap();
+        let router = opened.router.clone();
+        let mut api = Api {
+            router,
+            _dir: dir,
+            _server: opened,
+            admin: String::new(),
+        };
+        api.admin = api.login(&cred).await;
+        api
+    }
+
+    async fn login(&self, cred: &Value) -> String {
+        let form = format!(
+            "grant_type=client_credentials&client_id={}&client_secret={}",
+            cred["client_id"].as_str().unwrap(),
+            cred["client_secret"].as_str().unwrap()
+        );
+        let req = Request::post("/oauth2/token")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(form))
+            .unwrap();
+        let (status, body) = self.send(req).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn call(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(
+                body.map(|b| Body::from(b.to_string()))
+                    .unwrap_or_else(Body::empty),
+            )
+            .unwrap();
+        self.send(req).await
+    }
+
+    /// Creates a user and returns an access token for it.
+    async fn user(&self, email: &str) -> String {
+        let (s, b) = self
+            .call(
+                &self.admin,
+                "POST",
+                "/cloister/v1/users",
+                Some(json!({"email": email})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let (s, cred) = self
+            .call(
+                &self.admin,
+                "POST",
+                &format!("/cloister/v1/users/{email}/credentials"),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{cred}");
+        self.login(&cred).await
+    }
+}
+
+fn message(body: &Value) -> &str {
+    body["error"]["message"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn healthz_answers() {
+    let api = Api::start().await;
+    let (s, b) = api
+        .send(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!((s, b), (StatusCode::OK, json!({"status": "ok"})));
+}
+
+#[tokio::test]
+async fn bad_project_ids_are_refused_with_the_rule() {
+    let api = Api::start().await;
+    let alice = api.user("alice@example.com").await;
+    for bad in [
+        "Bad_Id",
+        "short",
+        "../../etc",
+        "-starts-with-hyphen",
+        "a-very-long-project-id-over-thirty",
+    ] {
+        let (s, b) = api
+            .call(
+                &alice,
+                "POST",
+                "/v1/projects",
+                Some(json!({"projectId": bad})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {b}");
+        assert_eq!(b["error"]["status"], "INVALID_ARGUMENT");
+        assert!(message(&b).contains("invalid project id"), "{b}");
+    }
+    let (_, list) = api.call(&alice, "GET", "/v1/projects", None).await;
+    assert_eq!(list["projects"], json!([]), "nothing was created");
+}
+
+#[tokio::test]
+async fn duplicate_projects_are_refused() {
+    let api = Api::start().await;
+    let alice = api.user("alice@example.com").await;
+    let bob = api.user("bob@example.com").await;
+    let (s, op) = api
+        .call(
+            &alice,
+            "POST",
+            "/v1/projects",
+            Some(json!({"projectId": "alpha-proj"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(op["done"], true);
+    let number = op["response"]["projectNumber"].as_str().unwrap();
+    assert_eq!(number.len(), 12, "project numbers have 12 digits: {number}");
+    let (s, b) = api
+        .call(
+            &bob,
+            "POST",
+            "/v1/projects",
+            Some(json!({"projectId": "alpha-proj"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert!(message(&b).contains("already exists"));
+}
+
+async fn project_with_owner(api: &Api, token: &str, id: &str) {
+    let (s, b) = api
+        .call(
+            token,
+            "POST",
+            "/v1/projects",
+            Some(json!({"projectId": id})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}
+
+async fn set_policy(api: &Api, token: &str, id: &str, policy: Value) -> (StatusCode, Value) {
+    api.call(
+        token,
+        "POST",
+        &format!("/v1/projects/{id}:setIamPolicy"),
+        Some(json!({"policy": policy})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn unknown_roles_malformed_members_and_unknown_users_are_refused_and_change_nothing() {
+    let api = Api::start().await;
+    let alice = api.user("alice@example.com").await;
+    project_with_owner(&api, &alice, "alpha-proj").await;
+    let (_, before) = api
+        .call(&alice, "POST", "/v1/projects/alpha-proj:getIamPolicy", None)
+        .await;
+    let owner = json!({"role": "roles/owner", "members": ["user:alice@example.com"]});
+    let cases = [
+        (
+            json!({"bindings": [owner, {"role": "roles/superuser", "members": ["user:alice@example.com"]}]}),
+            "roles/superuser",
+        ),
+        (
+            json!({"bindings": [owner, {"role": "roles/viewer", "members": ["bob@example.com"]}]}),
+            "invalid member",
+        ),
+        (
+            json!({"bindings": [owner, {"role": "roles/viewer", "members": ["principalSet://iam.googleapis.com/projects/primus/locations/global/workloadIdentityPools/p/*"]}]}),
+            "not a project number",
+        ),
+        (
+            json!({"bindings": [owner, {"role": "roles/viewer", "members": ["user:ghost@example.com"]}]}),
+            "ghost@example.com does not exist",
+        ),
+        (
+            json!({"bindings": [{"role": "roles/viewer", "members": ["user:alice@example.com"]}]}),
+            "without an owner",
+        ),
+        (
+            json!({"bindings": [owner, {"role": "roles/viewer", "members": []}]}),
+            "no members",
+        ),
+    ];
+    for (policy, why) in cases {
+        let (s, b) = set_policy(&api, &alice, "alpha-proj", policy).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{why}: {b}");
+        assert!(message(&b).contains(why), "{why}: {b}");
+    }
+    let (_, after) = api
+        .call(&alice, "POST", "/v1/projects/alpha-proj:getIamPolicy", None)
+        .await;
+    assert_eq!(
+        before, after,
+        "refused changes leave the policy and its etag untouched"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_etag_is_aborted() {
+    let api = Api::start().await;
+    let alice = api.user("alice@example.com").await;
+    api.user("bob@example.com").await;
+    project_with_owner(&api, &alice, "alpha-proj").await;
+    let (_, mut policy) = api
+        .call(&alice, "POST", "/v1/projects/alpha-proj:getIamPolicy", None)
+        .await;
+    let (s, _) = set_policy(&api, &alice, "alpha-proj", policy.clone()).await;
+    assert_eq!(s, StatusCode::OK);
+    policy["bindings"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"role": "roles/viewer", "members": ["user:bob@example.com"]}));
+    let (s, b) = set_policy(&api, &alice, "alpha-proj", policy).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert_eq!(b["error"]["status"], "ABORTED");
+    assert!(message(&b).contains("Read it again and retry"));
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_bodies_are_refused_with_a_useful_message() {
+    let api = Api::start().await;
+    let alice = api.user("alice@example.com").await;
+    let huge = json!({"projectId": "alpha-proj", "name": "x".repeat(100 * 1024)});
+    let (s, b) = api.call(&alice, "POST", "/v1/projects", Some(huge)).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
+    assert!(message(&b).contains("larger than this API accepts"), "{b}");
+    let req = Request::post("/v1/projects")
+        .header("authorization", format!("Bearer {alice}"))
+        .body(Body::from("{\"projectId\": "))
+        .unwrap();
+    let (s, b) = api.send(req).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        message(&b).contains("Invalid JSON payload") && message(&b).contains("line 1"),
+        "{b}"
+    );
+    let (s, b) = api
+        .call(
+            &alice,
+            "POST",
+            "/v1/projects",
+            Some(json!({"name": "no id"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(message(&b).contains("projectId"), "{b}");
+    let (_, list) = api.call(&alice, "GET", "/v1/projects", None).await;
+    assert_eq!(list["projects"], json!([]));
+}
+
+#[tokio::test]
+async fn missing_garbage_and_tampered_tokens_get_401() {
+    let api = Api::start().await;
+    let alice = api.user("alice@example.com").await;
+    let (s, b) = api
+        .send(Request::get("/v1/projects").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(
+        message(&b).contains("missing required authentication credential"),
+        "{b}"
+    );
+    let (s, b) = api.call("garbage", "GET", "/v1/projects", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(message(&b).contains("not a Cloister access token"), "{b}");
+    // Swap the payload of alice's token for the admin's: the signature no longer matches.
+    let a: Vec<&str> = alice.split('.').collect();
+    let admin: Vec<&str> = api.admin.split('.').collect();
+    let tampered = format!("{}.{}.{}", a[0], admin[1], a[2]);
+    let (s, b) = api.call(&tampered, "GET", "/cloister/v1/users", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(message(&b).contains("signature does not verify"), "{b}");
+}
+
+#[tokio::test]
+async fn wrong_credentials_get_invalid_client_and_an_audit_entry() {
+    let api = Api::start().await;
+    let req = Request::post("/oauth2/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(
+            "grant_type=client_credentials&client_id=cred-nope&client_secret=guess",
+        ))
+        .unwrap();
+    let (s, b) = api.send(req).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(b["error"], "invalid_client");
+    let (_, log) = api
+        .call(
+            &api.admin,
+            "GET",
+            "/cloister/v1/auditLogs?decision=deny",
+            None,
+        )
+        .await;
+    let entries = log["entries"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["principal"] == "credential:cred-nope"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn only_platform_admins_manage_users() {
+    let api = Api::start().await;
+    let alice = api.user("alice@example.com").await;
+    let (s, b) = api
+        .call(
+            &alice,
+            "POST",
+            "/cloister/v1/users",
+            Some(json!({"email": "eve@example.com"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    let (s, _) = api
+        .call(
+            &alice,
+            "POST",
+            "/cloister/v1/users/alice@example.com/credentials",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (_, users) = api
+        .call(&api.admin, "GET", "/cloister/v1/users", None)
+        .await;
+    assert_eq!(
+        users["users"].as_array().unwrap().len(),
+        2,
+        "eve was not created"
+    );
+    let (s, b) = api
+        .call(
+            &api.admin,
+            "POST",
+            "/cloister/v1/users",
+            Some(json!({"email": "not-an-email"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(message(&b).contains("invalid email"), "{b}");
+}
+
+#[tokio::test]
+async fn test_iam_permissions_reports_exactly_what_is_held() {
+    let api = Api::start().await;
+    let alice = api.user("alice@example.com").await;
+    let bob = api.user("bob@example.com").await;
+    project_with_owner(&api, &alice, "alpha-proj").await;
+    let (_, mut policy) = api
+        .call(&alice, "POST", "/v1/projects/alpha-proj:getIamPolicy", None)
+        .await;
+    policy["bindings"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"role": "roles/viewer", "members": ["user:bob@example.com"]}));
+    assert_eq!(
+        set_policy(&api, &alice, "alpha-proj", policy).await.0,
+        StatusCode::OK
+    );
+    let ask = json!({"permissions": ["resourcemanager.projects.get", "resourcemanager.projects.setIamPolicy"]});
+    let (_, b) = api
+        .call(
+            &bob,
+            "POST",
+            "/v1/projects/alpha-proj:testIamPermissions",
+            Some(ask.clone()),
+        )
+        .await;
+    assert_eq!(b, json!({"permissions": ["resourcemanager.projects.get"]}));
+    let (_, a) = api
+        .call(
+            &alice,
+            "POST",
+            "/v1/projects/alpha-proj:testIamPermissions",
+            Some(ask),
+        )
+        .await;
+    assert_eq!(a["permissions"].as_array().unwrap().len(), 2);
+    let bad = json!({"permissions": ["storage.objects.steal"]});
+    let (s, b) = api
+        .call(
+            &bob,
+            "POST",
+            "/v1/projects/alpha-proj:testIamPermissions",
+            Some(bad),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(message(&b).contains("storage.objects.steal"));
+}
+
+#[tokio::test]
+async fn unknown_paths_get_googles_404_shape() {
+    let api = Api::start().await;
+    let (s, b) = api.call(&api.admin, "GET", "/v1/nothing", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(b["error"]["code"], 404);
+    let (s, _) = api
+        .call(&api.admin, "POST", "/v1/projects/alpha-proj:steal", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

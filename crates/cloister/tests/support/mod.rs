@@ -1,0 +1,171 @@
+//! Drives the real `cloister` binary: a server on an ephemeral port with a temp data dir, and
+//! CLI invocations with their own config directory.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cloister");
+
+pub struct Server {
+    child: Child,
+    pub address: String,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts a server on `data_dir`; returns once it logs that it is listening.
+    pub fn start(data_dir: &Path) -> Server {
+        Self::try_start(data_dir, &[]).unwrap_or_else(|log| panic!("server did not start:\n{log}"))
+    }
+
+    /// Starts a server with extra flags, or returns its log if it exits before listening.
+    pub fn try_start(data_dir: &Path, extra: &[&str]) -> Result<Server, String> {
+        let mut child = Command::new(BIN)
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn cloister server");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("cloister server listening") {
+                    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                    let _ = tx.send(
+                        v["fields"]["address"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    );
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        // A generous bound only so a broken build fails instead of hanging CI.
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(address) => Ok(Server {
+                child,
+                address,
+                log,
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                Err(log.lock().unwrap().join("\n"))
+            }
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// SIGTERM, then wait: the server must shut down gracefully and exit 0.
+    pub fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(
+            exit.success(),
+            "server exited with {exit}: {}",
+            self.log.lock().unwrap().join("\n")
+        );
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The CLI with its own config directory (profiles, credentials, cached tokens).
+pub struct Cli {
+    pub config_dir: PathBuf,
+}
+
+impl Cli {
+    pub fn new(config_dir: PathBuf) -> Self {
+        Cli { config_dir }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("CLOISTER_CONFIG_DIR", &self.config_dir)
+            .env_remove("CLOISTER_PROFILE")
+            .output()
+            .expect("run cloister")
+    }
+
+    /// Runs and expects success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "`cloister {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs and expects failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "`cloister {}` unexpectedly succeeded",
+            args.join(" ")
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["--format", "json"]);
+        serde_json::from_str(&self.ok(&all)).expect("json output")
+    }
+}
+
+/// Logs `profile` in to `server` with `credential`.
+pub fn login(cli: &Cli, server: &Server, profile: &str, credential: &Path) {
+    cli.ok(&[
+        "config",
+        "profiles",
+        "create",
+        profile,
+        "--endpoint",
+        &server.endpoint(),
+    ]);
+    cli.ok(&[
+        "--profile",
+        profile,
+        "auth",
+        "login",
+        "--credential-file",
+        credential.to_str().unwrap(),
+    ]);
+}

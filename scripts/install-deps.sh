@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what building and testing Cloister needs on Debian 12 (as root). Idempotent.
+set -euo pipefail
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is missing: install Rust 1.89 or newer (https://rustup.rs), then run this again." >&2
+  exit 1
+fi
+
+# Debian packages the build and the tests use. Skipped when all are present, so repeated runs
+# and machines without network access to Debian still work.
+packages=(gcc pkg-config ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
