@@ -40,6 +40,8 @@ fn claims() -> Value {
     })
 }
 
+type Mutation = Box<dyn Fn(&mut Value)>;
+
 fn input(assertion: Value) -> Input {
     Input {
         assertion,
@@ -62,7 +64,7 @@ fn the_codelab_condition_accepts_the_authorized_workload() {
 #[test]
 fn each_single_claim_mutation_is_refused_and_the_failing_clause_is_named() {
     let c = Condition::compile(&codelab_condition()).unwrap();
-    let mutations: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    let mutations: Vec<(&str, Mutation, &str)> = vec![
         (
             "wrong digest",
             Box::new(|v: &mut Value| {

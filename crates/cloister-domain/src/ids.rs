@@ -13,6 +13,50 @@ pub enum IdError {
     ProjectId { id: String, why: &'static str },
     #[error("invalid email {email:?}: {why}. Expected NAME@DOMAIN, e.g. \"alice@example.com\"")]
     Email { email: String, why: &'static str },
+    #[error(
+        "invalid service account id {id:?}: {why}. An account id is 6 to 30 characters: lowercase \
+         letters, digits and hyphens, starting with a letter and not ending with a hyphen (e.g. \"workload-sa\")"
+    )]
+    AccountId { id: String, why: &'static str },
+}
+
+/// Google's rule for project ids and service account ids alike: 6–30 characters of
+/// `[a-z0-9-]`, starting with a letter, not ending with a hyphen.
+fn check_resource_id(id: &str) -> Result<(), &'static str> {
+    if id.len() < 6 {
+        return Err("it is shorter than 6 characters");
+    }
+    if id.len() > 30 {
+        return Err("it is longer than 30 characters");
+    }
+    if !id.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err("it does not start with a lowercase letter");
+    }
+    if id.ends_with('-') {
+        return Err("it ends with a hyphen");
+    }
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err("it contains a character other than a-z, 0-9 and '-'");
+    }
+    Ok(())
+}
+
+/// The email of service account `account_id` in `project`: `NAME@PROJECT.iam.gserviceaccount.com`.
+pub fn service_account_email(account_id: &str, project: &ProjectId) -> Result<Email, IdError> {
+    check_resource_id(account_id).map_err(|why| IdError::AccountId {
+        id: account_id.to_owned(),
+        why,
+    })?;
+    Email::parse(&format!("{account_id}@{project}.iam.gserviceaccount.com"))
+}
+
+/// The project id of a service account email, when it has Google's form.
+pub fn service_account_project(email: &Email) -> Option<ProjectId> {
+    let (_, domain) = email.as_str().split_once('@')?;
+    ProjectId::parse(domain.strip_suffix(".iam.gserviceaccount.com")?).ok()
 }
 
 /// A project id such as `primus-bank` (Google's rules: 6–30 chars, `[a-z][a-z0-9-]*[a-z0-9]`).
@@ -174,6 +218,28 @@ mod tests {
             assert!(err.contains(why), "{bad}: {err}");
             assert!(err.contains(bad), "error names the input: {err}");
         }
+    }
+
+    #[test]
+    fn service_account_emails_follow_googles_form() {
+        let p = ProjectId::parse("secundus-bank").unwrap();
+        let e = service_account_email("workload-sa", &p).unwrap();
+        assert_eq!(
+            e.as_str(),
+            "workload-sa@secundus-bank.iam.gserviceaccount.com"
+        );
+        assert_eq!(service_account_project(&e), Some(p.clone()));
+        assert!(
+            service_account_email("sa", &p)
+                .unwrap_err()
+                .to_string()
+                .contains("service account id")
+        );
+        assert!(service_account_email("Bad_Id", &p).is_err());
+        assert_eq!(
+            service_account_project(&Email::parse("a@example.com").unwrap()),
+            None
+        );
     }
 
     #[test]

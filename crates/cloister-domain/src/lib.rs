@@ -11,7 +11,9 @@ pub mod principal;
 pub mod role;
 
 pub use audit::{AuditEntry, Decision};
-pub use ids::{Email, IdError, ProjectId, ProjectNumber};
+pub use ids::{
+    Email, IdError, ProjectId, ProjectNumber, service_account_email, service_account_project,
+};
 pub use member::{Member, MemberError, PoolRef, PrincipalSetKind};
 pub use policy::{Binding, Policy, PolicyError};
 pub use principal::Principal;

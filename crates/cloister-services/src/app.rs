@@ -15,7 +15,7 @@ use crate::auth::tokens::AccessTokens;
 use crate::error::ApiError;
 use crate::iam::authorizer::Authorizer;
 use crate::state::AppState;
-use crate::{audit, auth, health, iam, time_util};
+use crate::{audit, auth, federation, health, iam, time_util};
 
 /// The platform admin created on first start.
 pub const BOOTSTRAP_ADMIN_EMAIL: &str = "admin@cloister.local";
@@ -70,6 +70,8 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         store,
         blobs,
         tokens: Arc::new(AccessTokens::new(&token_key, &public_url)),
+        providers: Arc::default(),
+        jwks: Arc::default(),
         public_url,
     };
     let bootstrap_credential = bootstrap_admin(&state, &data_dir)
@@ -87,6 +89,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(health::router())
         .merge(auth::router::router())
         .merge(iam::projects::router())
+        .merge(iam::service_accounts::router())
+        .merge(federation::resources::router())
+        .merge(federation::sts::router())
         .merge(iam::users::router())
         .merge(iam::roles::router())
         .merge(audit::router())

@@ -74,6 +74,12 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<cloister_domain::PolicyError> for ApiError {
+    fn from(e: cloister_domain::PolicyError) -> Self {
+        ApiError::InvalidArgument(e.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, status_name, reason) = self.status();

@@ -6,6 +6,8 @@ use cloister_store::{BlobStore, MetadataStore};
 
 use crate::auth::tokens::AccessTokens;
 use crate::error::ApiError;
+use crate::federation::jwks::JwksCache;
+use crate::federation::provider::ProviderCache;
 use crate::iam::authorizer::Authorizer;
 
 #[derive(Clone)]
@@ -14,6 +16,10 @@ pub struct AppState {
     pub blobs: Arc<dyn BlobStore>,
     pub tokens: Arc<AccessTokens>,
     pub authorizer: Authorizer,
+    /// Compiled providers, keyed by (name, etag).
+    pub providers: Arc<ProviderCache>,
+    /// Issuers' published keys.
+    pub jwks: Arc<JwksCache>,
     /// The server's public base URL, without a trailing slash (the token issuer).
     pub public_url: String,
 }

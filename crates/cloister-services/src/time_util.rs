@@ -21,3 +21,14 @@ pub fn unix_to_rfc3339(secs: i64) -> String {
         .map(rfc3339)
         .unwrap_or_default()
 }
+
+/// RFC 3339 without fractional seconds (`2026-11-24T09:00:00Z`): the form Google's client
+/// libraries parse in `expireTime`.
+pub fn unix_to_rfc3339_seconds(secs: i64) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}

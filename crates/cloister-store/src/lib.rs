@@ -19,6 +19,7 @@ mod sqlite;
 pub use blob::{BlobError, BlobInfo, BlobKey, BlobStore, ByteStream, FsBlobStore};
 pub use data_dir::{DataDir, DataDirError};
 pub use metadata::{
-    AuditFilter, CredentialRecord, MetadataStore, ProjectRecord, StoreError, UserRecord,
+    AuditFilter, CredentialRecord, FederationRecord, MetadataStore, ProjectRecord,
+    ServiceAccountRecord, StoreError, UserRecord,
 };
 pub use sqlite::SqliteStore;

@@ -47,6 +47,40 @@ pub struct ProjectRecord {
     pub creator: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccountRecord {
+    pub email: Email,
+    pub project_id: ProjectId,
+    /// Google's 21-digit numeric id, stable for the account's life.
+    pub unique_id: String,
+    pub display_name: String,
+    pub description: String,
+    pub disabled: bool,
+    pub create_time: String,
+}
+
+impl ServiceAccountRecord {
+    /// The IAM resource name: `projects/PROJECT/serviceAccounts/EMAIL`.
+    pub fn resource_name(&self) -> String {
+        format!(
+            "projects/{}/serviceAccounts/{}",
+            self.project_id, self.email
+        )
+    }
+}
+
+/// A workload identity pool or provider: its Google resource name, the project it belongs to,
+/// and its Google JSON representation (the services own its shape).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FederationRecord {
+    /// `projects/NUMBER/locations/global/workloadIdentityPools/POOL[/providers/PROVIDER]`.
+    pub name: String,
+    pub project_id: ProjectId,
+    pub resource: serde_json::Value,
+    /// Changes on every update, so compiled forms can be cached by (name, etag).
+    pub etag: String,
+}
+
 /// Filters for `list_audit`; `None` means "any".
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -76,6 +110,35 @@ pub trait MetadataStore: Send + Sync + 'static {
     fn create_project(&self, project: &ProjectRecord, policy: &Policy) -> Result<(), StoreError>;
     fn get_project(&self, id: &ProjectId) -> Result<Option<ProjectRecord>, StoreError>;
     fn list_projects(&self) -> Result<Vec<ProjectRecord>, StoreError>;
+
+    /// Creates the account and its (empty) IAM policy, whose parent is the project.
+    fn create_service_account(&self, account: &ServiceAccountRecord) -> Result<(), StoreError>;
+    fn get_service_account(
+        &self,
+        email: &Email,
+    ) -> Result<Option<ServiceAccountRecord>, StoreError>;
+    fn list_service_accounts(
+        &self,
+        project: &ProjectId,
+    ) -> Result<Vec<ServiceAccountRecord>, StoreError>;
+    /// Deletes the account and its IAM policy; returns whether it existed.
+    fn delete_service_account(&self, email: &Email) -> Result<bool, StoreError>;
+
+    /// Creates a pool or provider. A provider's pool must exist.
+    fn create_federation(&self, record: &FederationRecord) -> Result<(), StoreError>;
+    fn get_federation(&self, name: &str) -> Result<Option<FederationRecord>, StoreError>;
+    /// Pools of a project (`parent` = `projects/NUMBER/locations/global`) or providers of a
+    /// pool (`parent` = the pool's name): the records directly under `parent`.
+    fn list_federation(&self, parent: &str) -> Result<Vec<FederationRecord>, StoreError>;
+    /// Replaces the resource if `expected_etag` still matches; returns the new etag.
+    fn update_federation(
+        &self,
+        name: &str,
+        resource: &serde_json::Value,
+        expected_etag: &str,
+    ) -> Result<String, StoreError>;
+    /// Deletes a record and everything under it; returns whether it existed.
+    fn delete_federation(&self, name: &str) -> Result<bool, StoreError>;
 
     /// The policy attached to `resource` (empty when none) and its parent resource, whose
     /// bindings it inherits.

@@ -8,7 +8,8 @@ use rand::RngCore;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::metadata::{
-    AuditFilter, CredentialRecord, MetadataStore, ProjectRecord, StoreError, UserRecord,
+    AuditFilter, CredentialRecord, FederationRecord, MetadataStore, ProjectRecord,
+    ServiceAccountRecord, StoreError, UserRecord,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran. Written by
@@ -56,6 +57,25 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
      CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+    // 2: workload identity federation
+    "CREATE TABLE service_accounts (
+        email TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL REFERENCES projects(id),
+        unique_id TEXT NOT NULL UNIQUE,
+        display_name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        disabled INTEGER NOT NULL,
+        create_time TEXT NOT NULL
+     ) STRICT;
+     CREATE INDEX service_accounts_project ON service_accounts(project_id);
+     CREATE TABLE federation (
+        name TEXT PRIMARY KEY,
+        parent TEXT NOT NULL,
+        project_id TEXT NOT NULL REFERENCES projects(id),
+        resource TEXT NOT NULL,
+        etag TEXT NOT NULL
+     ) STRICT;
+     CREATE INDEX federation_parent ON federation(parent);",
 ];
 
 pub struct SqliteStore {
@@ -171,6 +191,45 @@ fn audit_row(row: &Row) -> rusqlite::Result<AuditEntry> {
         decision: Decision::parse(&decision).unwrap_or(Decision::Deny),
         reason: row.get(6)?,
     })
+}
+
+fn text_err(i: usize, e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+}
+
+const SERVICE_ACCOUNT_COLUMNS: &str =
+    "email, project_id, unique_id, display_name, description, disabled, create_time";
+
+fn service_account_row(row: &Row) -> rusqlite::Result<ServiceAccountRecord> {
+    let project: String = row.get(1)?;
+    Ok(ServiceAccountRecord {
+        email: email_col(row, 0)?,
+        project_id: ProjectId::parse(&project).map_err(|e| text_err(1, e))?,
+        unique_id: row.get(2)?,
+        display_name: row.get(3)?,
+        description: row.get(4)?,
+        disabled: row.get(5)?,
+        create_time: row.get(6)?,
+    })
+}
+
+fn federation_row(row: &Row) -> rusqlite::Result<FederationRecord> {
+    let project: String = row.get(1)?;
+    let resource: String = row.get(2)?;
+    Ok(FederationRecord {
+        name: row.get(0)?,
+        project_id: ProjectId::parse(&project).map_err(|e| text_err(1, e))?,
+        resource: serde_json::from_str(&resource).map_err(|e| text_err(2, e))?,
+        etag: row.get(3)?,
+    })
+}
+
+/// The parent of a pool is its project's location; of a provider, its pool.
+fn federation_parent(name: &str) -> String {
+    match name.rfind("/providers/") {
+        Some(i) => name[..i].to_owned(),
+        None => name.rsplitn(3, '/').nth(2).unwrap_or_default().to_owned(),
+    }
 }
 
 fn parse_policy(resource: &str, json: &str, etag: String) -> Result<Policy, StoreError> {
@@ -313,6 +372,180 @@ impl MetadataStore for SqliteStore {
                 .map_err(db)?;
             let rows = stmt.query_map([], project_row).map_err(db)?;
             rows.collect::<Result<_, _>>().map_err(db)
+        })
+    }
+
+    fn create_service_account(&self, a: &ServiceAccountRecord) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction().map_err(db)?;
+            tx.execute(
+                &format!("INSERT INTO service_accounts ({SERVICE_ACCOUNT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                params![a.email.as_str(), a.project_id.as_str(), a.unique_id, a.display_name, a.description, a.disabled, a.create_time],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::AlreadyExists(format!("service account {}", a.email))
+                } else {
+                    db(e)
+                }
+            })?;
+            tx.execute(
+                "INSERT OR REPLACE INTO iam_policies (resource, parent, policy, etag) VALUES (?1, ?2, ?3, ?4)",
+                params![a.resource_name(), a.project_id.resource_name(), r#"{"version":1,"bindings":[]}"#, new_etag()],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)
+        })
+    }
+
+    fn get_service_account(
+        &self,
+        email: &Email,
+    ) -> Result<Option<ServiceAccountRecord>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                &format!("SELECT {SERVICE_ACCOUNT_COLUMNS} FROM service_accounts WHERE email = ?1"),
+                [email.as_str()],
+                service_account_row,
+            )
+            .optional()
+            .map_err(db)
+        })
+    }
+
+    fn list_service_accounts(
+        &self,
+        project: &ProjectId,
+    ) -> Result<Vec<ServiceAccountRecord>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {SERVICE_ACCOUNT_COLUMNS} FROM service_accounts WHERE project_id = ?1 ORDER BY email"
+                ))
+                .map_err(db)?;
+            let rows = stmt.query_map([project.as_str()], service_account_row).map_err(db)?;
+            rows.collect::<Result<_, _>>().map_err(db)
+        })
+    }
+
+    fn delete_service_account(&self, email: &Email) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction().map_err(db)?;
+            let project: Option<String> = tx
+                .query_row(
+                    "SELECT project_id FROM service_accounts WHERE email = ?1",
+                    [email.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?;
+            let Some(project) = project else {
+                return Ok(false);
+            };
+            tx.execute(
+                "DELETE FROM service_accounts WHERE email = ?1",
+                [email.as_str()],
+            )
+            .map_err(db)?;
+            tx.execute(
+                "DELETE FROM iam_policies WHERE resource = ?1",
+                [format!("projects/{project}/serviceAccounts/{email}")],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(true)
+        })
+    }
+
+    fn create_federation(&self, r: &FederationRecord) -> Result<(), StoreError> {
+        let parent = federation_parent(&r.name);
+        let json = r.resource.to_string();
+        self.with(|c| {
+            let tx = c.transaction().map_err(db)?;
+            if parent.contains("/workloadIdentityPools/") {
+                let pool: Option<i64> = tx
+                    .query_row("SELECT 1 FROM federation WHERE name = ?1", [&parent], |r| r.get(0))
+                    .optional()
+                    .map_err(db)?;
+                if pool.is_none() {
+                    return Err(StoreError::NotFound(format!("workload identity pool {parent}")));
+                }
+            }
+            tx.execute(
+                "INSERT INTO federation (name, parent, project_id, resource, etag) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![r.name, parent, r.project_id.as_str(), json, r.etag],
+            )
+            .map_err(|e| if is_unique_violation(&e) { StoreError::AlreadyExists(r.name.clone()) } else { db(e) })?;
+            tx.commit().map_err(db)
+        })
+    }
+
+    fn get_federation(&self, name: &str) -> Result<Option<FederationRecord>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT name, project_id, resource, etag FROM federation WHERE name = ?1",
+                [name],
+                federation_row,
+            )
+            .optional()
+            .map_err(db)
+        })
+    }
+
+    fn list_federation(&self, parent: &str) -> Result<Vec<FederationRecord>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare("SELECT name, project_id, resource, etag FROM federation WHERE parent = ?1 ORDER BY name")
+                .map_err(db)?;
+            let rows = stmt.query_map([parent], federation_row).map_err(db)?;
+            rows.collect::<Result<_, _>>().map_err(db)
+        })
+    }
+
+    fn update_federation(
+        &self,
+        name: &str,
+        resource: &serde_json::Value,
+        expected_etag: &str,
+    ) -> Result<String, StoreError> {
+        let etag = new_etag();
+        let json = resource.to_string();
+        self.with(|c| {
+            let changed = c
+                .execute(
+                    "UPDATE federation SET resource = ?2, etag = ?3 WHERE name = ?1 AND etag = ?4",
+                    params![name, json, etag, expected_etag],
+                )
+                .map_err(db)?;
+            if changed == 1 {
+                return Ok(etag.clone());
+            }
+            let exists: Option<i64> = c
+                .query_row("SELECT 1 FROM federation WHERE name = ?1", [name], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(db)?;
+            match exists {
+                Some(_) => Err(StoreError::StaleEtag {
+                    resource: name.to_owned(),
+                    given: expected_etag.to_owned(),
+                }),
+                None => Err(StoreError::NotFound(name.to_owned())),
+            }
+        })
+    }
+
+    fn delete_federation(&self, name: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction().map_err(db)?;
+            tx.execute("DELETE FROM federation WHERE parent = ?1", [name])
+                .map_err(db)?;
+            let n = tx
+                .execute("DELETE FROM federation WHERE name = ?1", [name])
+                .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(n == 1)
         })
     }
 
@@ -575,6 +808,78 @@ mod tests {
             Ok(())
         })
         .unwrap();
+    }
+
+    #[test]
+    fn service_accounts_inherit_from_their_project_and_vanish_with_their_policy() {
+        let (_d, s) = store();
+        s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+            .unwrap();
+        let sa = ServiceAccountRecord {
+            email: Email::parse("sa-1@alpha-1.iam.gserviceaccount.com").unwrap(),
+            project_id: ProjectId::parse("alpha-1").unwrap(),
+            unique_id: "100000000000000000001".into(),
+            display_name: "d".into(),
+            description: String::new(),
+            disabled: false,
+            create_time: "t".into(),
+        };
+        s.create_service_account(&sa).unwrap();
+        assert!(matches!(
+            s.create_service_account(&sa),
+            Err(StoreError::AlreadyExists(_))
+        ));
+        let (policy, parent) = s.get_policy(&sa.resource_name()).unwrap();
+        assert!(policy.bindings.is_empty());
+        assert_eq!(parent.as_deref(), Some("projects/alpha-1"));
+        assert_eq!(
+            s.list_service_accounts(&sa.project_id).unwrap(),
+            vec![sa.clone()]
+        );
+        assert!(s.delete_service_account(&sa.email).unwrap());
+        assert!(!s.delete_service_account(&sa.email).unwrap());
+        assert_eq!(s.get_policy(&sa.resource_name()).unwrap().1, None);
+    }
+
+    #[test]
+    fn providers_need_their_pool_and_updates_compare_etags() {
+        let (_d, s) = store();
+        s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+            .unwrap();
+        let pool = "projects/123456789012/locations/global/workloadIdentityPools/pool-1";
+        let provider = format!("{pool}/providers/prov-1");
+        let rec = |name: &str| FederationRecord {
+            name: name.into(),
+            project_id: ProjectId::parse("alpha-1").unwrap(),
+            resource: serde_json::json!({"name": name}),
+            etag: "e0".into(),
+        };
+        assert!(matches!(
+            s.create_federation(&rec(&provider)),
+            Err(StoreError::NotFound(_))
+        ));
+        s.create_federation(&rec(pool)).unwrap();
+        s.create_federation(&rec(&provider)).unwrap();
+        assert_eq!(
+            s.list_federation("projects/123456789012/locations/global")
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(s.list_federation(pool).unwrap().len(), 1);
+        let e1 = s
+            .update_federation(&provider, &serde_json::json!({"x": 1}), "e0")
+            .unwrap();
+        assert!(matches!(
+            s.update_federation(&provider, &serde_json::json!({"x": 2}), "e0"),
+            Err(StoreError::StaleEtag { .. })
+        ));
+        assert_eq!(s.get_federation(&provider).unwrap().unwrap().etag, e1);
+        assert!(s.delete_federation(pool).unwrap());
+        assert!(
+            s.get_federation(&provider).unwrap().is_none(),
+            "providers go with their pool"
+        );
     }
 
     #[test]

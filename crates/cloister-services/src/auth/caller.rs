@@ -6,6 +6,7 @@ use axum::http::request::Parts;
 use cloister_domain::Principal;
 
 use crate::error::ApiError;
+use crate::iam::service_accounts;
 use crate::state::AppState;
 
 /// The authenticated principal of a request (from `Authorization: Bearer TOKEN`).
@@ -40,15 +41,20 @@ impl FromRequestParts<AppState> for Caller {
         let principal = state.tokens.verify(token).map_err(|e| {
             ApiError::Unauthenticated(format!("Invalid authentication credential: {e}."))
         })?;
-        // A user deleted after the token was issued loses access at once, not in an hour.
-        if let Principal::User(email) = &principal {
-            let email = email.clone();
-            let exists = state.db(move |s| s.get_user(&email)).await?.is_some();
-            if !exists {
-                return Err(ApiError::Unauthenticated(format!(
-                    "Invalid authentication credential: the token's principal {principal} no longer exists."
-                )));
+        // A user or service account deleted (or disabled) after the token was issued loses
+        // access at once, not when the token expires.
+        let active = match &principal {
+            Principal::User(email) => {
+                let email = email.clone();
+                state.db(move |s| s.get_user(&email)).await?.is_some()
             }
+            Principal::ServiceAccount(_) => service_accounts::is_active(state, &principal).await?,
+            Principal::Federated { .. } => true,
+        };
+        if !active {
+            return Err(ApiError::Unauthenticated(format!(
+                "Invalid authentication credential: the token's principal {principal} no longer exists or is disabled."
+            )));
         }
         Ok(Caller(principal))
     }

@@ -4,6 +4,8 @@
 //! the key verifies without shared session state. (Tokens that outside parties verify, such
 //! as attestation tokens, are RS256 with a published JWKS.)
 
+use std::collections::BTreeMap;
+
 use cloister_domain::{Email, Principal};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
@@ -32,10 +34,25 @@ pub enum TokenError {
 struct Claims {
     iss: String,
     aud: String,
-    /// The principal as a member string: `user:…`, `serviceAccount:…`.
+    /// The principal as a member string: `user:…`, `serviceAccount:…`, `principal://…`.
     sub: String,
     iat: i64,
     exp: i64,
+    /// For a federated principal (from STS): its pool and mapped attributes, so that
+    /// `principalSet://…/attribute.NAME/VALUE` bindings can match without a lookup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fed: Option<Federated>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Federated {
+    project_number: u64,
+    pool: String,
+    subject: String,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    groups: Vec<String>,
 }
 
 pub struct AccessTokens {
@@ -53,20 +70,43 @@ impl AccessTokens {
         }
     }
 
-    /// Issues a token for `principal`, valid from `iat` for one hour. Returns it with its expiry.
-    pub fn issue_at(&self, principal: &Principal, iat: i64) -> (String, i64) {
-        let exp = iat + ACCESS_TOKEN_LIFETIME_SECS;
+    /// Issues a token for `principal`, valid from `iat` for `lifetime` seconds. Returns it with
+    /// its expiry.
+    pub fn issue_with(&self, principal: &Principal, iat: i64, lifetime: i64) -> (String, i64) {
+        let exp = iat + lifetime;
+        let fed = match principal {
+            Principal::Federated {
+                pool_project_number,
+                pool_id,
+                subject,
+                attributes,
+                groups,
+            } => Some(Federated {
+                project_number: *pool_project_number,
+                pool: pool_id.clone(),
+                subject: subject.clone(),
+                attributes: attributes.clone(),
+                groups: groups.clone(),
+            }),
+            _ => None,
+        };
         let claims = Claims {
             iss: self.issuer.clone(),
             aud: AUDIENCE.into(),
             sub: principal.to_string(),
             iat,
             exp,
+            fed,
         };
         // Encoding HS256 over serializable claims cannot fail.
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .unwrap_or_default();
         (token, exp)
+    }
+
+    /// Issues a one-hour token valid from `iat`.
+    pub fn issue_at(&self, principal: &Principal, iat: i64) -> (String, i64) {
+        self.issue_with(principal, iat, ACCESS_TOKEN_LIFETIME_SECS)
     }
 
     pub fn issue(&self, principal: &Principal) -> (String, i64) {
@@ -99,12 +139,24 @@ impl AccessTokens {
                 other => TokenError::Malformed(format!("{other:?}")),
             },
         )?;
-        principal_from_subject(&data.claims.sub)
+        principal_from_claims(data.claims)
             .ok_or_else(|| TokenError::Malformed("unknown subject".into()))
     }
 }
 
-fn principal_from_subject(sub: &str) -> Option<Principal> {
+fn principal_from_claims(claims: Claims) -> Option<Principal> {
+    if let Some(fed) = claims.fed {
+        let principal = Principal::Federated {
+            pool_project_number: fed.project_number,
+            pool_id: fed.pool,
+            subject: fed.subject,
+            attributes: fed.attributes,
+            groups: fed.groups,
+        };
+        // The subject names the same identity the federation claims describe.
+        return (principal.to_string() == claims.sub).then_some(principal);
+    }
+    let sub = claims.sub;
     if let Some(email) = sub.strip_prefix("user:") {
         return Email::parse(email).ok().map(Principal::User);
     }
@@ -131,6 +183,20 @@ mod tests {
         // Another replica sharing the key verifies it too.
         let replica = AccessTokens::new(&[1; 32], "http://cloister.test");
         assert_eq!(replica.verify(&token).unwrap(), alice());
+    }
+
+    #[test]
+    fn federated_principals_round_trip_with_their_attributes() {
+        let t = AccessTokens::new(&[1; 32], "http://cloister.test");
+        let p = Principal::Federated {
+            pool_project_number: 123456789012,
+            pool_id: "primus-pool".into(),
+            subject: "https://www.googleapis.com/compute/v1/projects/p/zones/z/instances/i".into(),
+            attributes: BTreeMap::from([("image_digest".into(), "sha256:1".into())]),
+            groups: vec![],
+        };
+        let (token, _) = t.issue(&p);
+        assert_eq!(t.verify(&token).unwrap(), p);
     }
 
     #[test]

@@ -124,10 +124,21 @@ fn policy_chain(
             )));
         }
         let (policy, parent) = store.get_policy(&name)?;
+        // A resource without a stored policy (not created, or deleted) still sits under its
+        // project, so the project's owners get a 404 for it rather than a 403.
+        next = parent.or_else(|| implied_parent(&name));
         chain.push((name, policy));
-        next = parent;
     }
     Ok(chain)
+}
+
+/// `projects/P/anything…` lies under `projects/P`.
+fn implied_parent(resource: &str) -> Option<String> {
+    let mut parts = resource.splitn(3, '/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("projects"), Some(project), Some(_)) => Some(format!("projects/{project}")),
+        _ => None,
+    }
 }
 
 /// The 403 a caller sees: what was denied, on what, and how to get it.

@@ -2,6 +2,8 @@
 //! and the predefined roles.
 
 pub mod authorizer;
+pub mod policy_api;
 pub mod projects;
 pub mod roles;
+pub mod service_accounts;
 pub mod users;

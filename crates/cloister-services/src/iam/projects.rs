@@ -4,12 +4,13 @@
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use cloister_domain::{Decision, Member, Policy, Principal, ProjectId, ProjectNumber, role};
-use cloister_store::{ProjectRecord, StoreError};
+use cloister_domain::{Decision, Member, Policy, Principal, ProjectId, ProjectNumber};
+use cloister_store::ProjectRecord;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::policy_api;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::json::ApiJson;
@@ -181,20 +182,6 @@ async fn list(
     Ok(Json(json!({ "projects": visible })))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetIamPolicy {
-    policy: Policy,
-    #[serde(default, rename = "updateMask")]
-    _update_mask: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct TestIamPermissions {
-    #[serde(default)]
-    permissions: Vec<String>,
-}
-
 async fn custom_method(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -210,111 +197,24 @@ async fn custom_method(
     let resource = id.resource_name();
     match method {
         "getIamPolicy" => {
-            state
-                .authorizer
-                .check(&caller, "resourcemanager.projects.getIamPolicy", &resource)
-                .await?;
-            let (policy, _) = state.db(move |s| s.get_policy(&resource)).await?;
-            Ok(Json(to_json(&policy)?))
+            policy_api::get(
+                &state,
+                &caller,
+                &resource,
+                "resourcemanager.projects.getIamPolicy",
+            )
+            .await
         }
         "setIamPolicy" => {
-            let req: SetIamPolicy = serde_json::from_value(body).map_err(|e| {
-                ApiError::InvalidArgument(format!("Invalid setIamPolicy request: {e}"))
-            })?;
-            state
-                .authorizer
-                .check(&caller, "resourcemanager.projects.setIamPolicy", &resource)
-                .await?;
-            let policy = validate_project_policy(&state, req.policy).await?;
-            let stored = state.db(move |s| s.set_policy(&resource, &policy)).await.map_err(|e| match e {
-                ApiError::Aborted(_) => ApiError::Aborted(format!(
-                    "The policy of project {id} changed since it was read (stale etag). Read it again and retry."
-                )),
-                other => other,
-            })?;
-            Ok(Json(to_json(&stored)?))
+            let rules = policy_api::Rules {
+                permission: "resourcemanager.projects.setIamPolicy",
+                keep_an_owner: true,
+            };
+            policy_api::set(&state, &caller, &resource, rules, body).await
         }
-        "testIamPermissions" => {
-            let req: TestIamPermissions = serde_json::from_value(body).map_err(|e| {
-                ApiError::InvalidArgument(format!("Invalid testIamPermissions request: {e}"))
-            })?;
-            let permissions = req
-                .permissions
-                .iter()
-                .map(|p| role::lookup_permission(p))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
-            let grants = state
-                .authorizer
-                .grants(&caller, &permissions, &resource)
-                .await?;
-            let held: Vec<&str> = permissions
-                .iter()
-                .zip(grants)
-                .filter(|(_, g)| g.is_some())
-                .map(|(p, _)| *p)
-                .collect();
-            Ok(Json(if held.is_empty() {
-                json!({})
-            } else {
-                json!({ "permissions": held })
-            }))
-        }
+        "testIamPermissions" => policy_api::test(&state, &caller, &resource, body).await,
         other => Err(ApiError::NotFound(format!(
             "Unknown method :{other} on projects; use :getIamPolicy, :setIamPolicy or :testIamPermissions"
         ))),
-    }
-}
-
-fn to_json(policy: &Policy) -> Result<Value, ApiError> {
-    serde_json::to_value(policy).map_err(|e| ApiError::Internal(e.to_string()))
-}
-
-/// Refuses unknown roles, users that do not exist, and a policy that leaves the project with
-/// no owner (nobody could ever change it again).
-async fn validate_project_policy(state: &AppState, policy: Policy) -> Result<Policy, ApiError> {
-    policy
-        .validate()
-        .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
-    let users: Vec<_> = policy
-        .bindings
-        .iter()
-        .flat_map(|b| &b.members)
-        .filter_map(|m| match m {
-            Member::User(e) => Some(e.clone()),
-            _ => None,
-        })
-        .collect();
-    let missing = state
-        .db(move |s| {
-            let mut missing = Vec::new();
-            for u in users {
-                if s.get_user(&u)?.is_none() {
-                    missing.push(u.to_string());
-                }
-            }
-            Ok::<_, StoreError>(missing)
-        })
-        .await?;
-    if let Some(user) = missing.first() {
-        return Err(ApiError::InvalidArgument(format!(
-            "User {user} does not exist. A platform admin creates users with `cloister iam users create {user}`"
-        )));
-    }
-    if !policy
-        .bindings
-        .iter()
-        .any(|b| b.role == "roles/owner" && !b.members.is_empty())
-    {
-        return Err(ApiError::InvalidArgument(
-            "The policy would leave the project without an owner; keep at least one member in roles/owner".into(),
-        ));
-    }
-    Ok(policy)
-}
-
-impl From<cloister_domain::PolicyError> for ApiError {
-    fn from(e: cloister_domain::PolicyError) -> Self {
-        ApiError::InvalidArgument(e.to_string())
     }
 }

@@ -1,0 +1,196 @@
+//! The heart of federation: verify a subject token against a provider, map its claims, and
+//! apply the attribute condition. Used by STS and by `explain`.
+
+use axum::http::StatusCode;
+use cloister_condition::{Input, MappedAttributes};
+use cloister_domain::Principal;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+
+use super::jwks;
+use super::provider::CompiledProvider;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::time_util;
+
+pub const MAX_SUBJECT_TOKEN_BYTES: usize = 16 * 1024;
+/// The clock skew tolerated between the issuer and Cloister.
+pub const CLOCK_SKEW_SECS: u64 = 60;
+/// Google's exact answer when the attribute condition refuses a credential.
+pub const CONDITION_REJECTED: &str = "The given credential is rejected by the attribute condition.";
+const INVALID_TARGET: &str = "The target service indicated by the \"audience\" parameters is invalid. This might either be because the pool or provider is disabled or deleted or because it doesn't exist.";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{INVALID_TARGET}")]
+    InvalidTarget,
+    #[error("{0}")]
+    InvalidGrant(String),
+    /// The condition said no (or failed); `reason` is for the audit log, never the client.
+    #[error("{CONDITION_REJECTED}")]
+    Rejected { reason: String },
+    #[error(transparent)]
+    Internal(#[from] ApiError),
+}
+
+impl ExchangeError {
+    /// The HTTP status and OAuth error code (RFC 6749 §5.2, as Google's STS uses them).
+    pub fn oauth(&self) -> (StatusCode, &'static str) {
+        match self {
+            ExchangeError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ExchangeError::InvalidTarget => (StatusCode::BAD_REQUEST, "invalid_target"),
+            ExchangeError::InvalidGrant(_) => (StatusCode::BAD_REQUEST, "invalid_grant"),
+            ExchangeError::Rejected { .. } => (StatusCode::BAD_REQUEST, "unauthorized_client"),
+            ExchangeError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+        }
+    }
+}
+
+fn grant(msg: String) -> ExchangeError {
+    ExchangeError::InvalidGrant(msg)
+}
+
+/// Verifies signature, algorithm, issuer, audience and time claims; returns the claims.
+pub async fn verify_subject_token(
+    state: &AppState,
+    provider: &CompiledProvider,
+    token: &str,
+) -> Result<Value, ExchangeError> {
+    if token.len() > MAX_SUBJECT_TOKEN_BYTES {
+        return Err(ExchangeError::InvalidRequest(format!(
+            "The subject token is {} bytes; at most {MAX_SUBJECT_TOKEN_BYTES} are accepted.",
+            token.len()
+        )));
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|e| {
+        grant(format!(
+            "The subject token is not a well-formed JWT ({e}); 'alg: none' is never accepted."
+        ))
+    })?;
+    // Asymmetric algorithms only: an HMAC "signed" with the issuer's public key proves nothing.
+    if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
+        return Err(grant(format!(
+            "The subject token is signed with {:?}; only RS256 and ES256 are accepted.",
+            header.alg
+        )));
+    }
+    let kid = header.kid.as_deref();
+    let jwk = match &provider.jwks {
+        Some(set) => jwks::select(set, &provider.issuer, kid),
+        None => state.jwks.key(&provider.issuer, kid).await,
+    }
+    .map_err(|e| grant(format!("The subject token cannot be verified: {e}.")))?;
+    let key = DecodingKey::from_jwk(&jwk)
+        .map_err(|e| grant(format!("The issuer's key {kid:?} is unusable: {e}.")))?;
+
+    let mut validation = Validation::new(header.alg);
+    validation.leeway = CLOCK_SKEW_SECS;
+    validation.validate_nbf = true;
+    validation.set_issuer(&[&provider.issuer]);
+    let audiences: Vec<String> = if provider.allowed_audiences.is_empty() {
+        vec![
+            format!("https://iam.googleapis.com/{}", provider.name),
+            format!("//iam.googleapis.com/{}", provider.name),
+        ]
+    } else {
+        provider.allowed_audiences.clone()
+    };
+    validation.set_audience(&audiences);
+    validation.set_required_spec_claims(&["exp", "iat", "iss", "aud"]);
+
+    let unverified = || {
+        jsonwebtoken::dangerous::insecure_decode::<Value>(token)
+            .map(|d| d.claims)
+            .unwrap_or_default()
+    };
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .map_err(|e| match e.kind() {
+            ErrorKind::InvalidSignature => grant("The subject token's signature does not verify: the token was altered or not signed by the issuer.".into()),
+            ErrorKind::ExpiredSignature => grant(format!(
+                "The subject token expired at {}.",
+                time_util::unix_to_rfc3339_seconds(unverified()["exp"].as_i64().unwrap_or_default())
+            )),
+            ErrorKind::ImmatureSignature => grant(format!(
+                "The subject token is not valid before {}.",
+                time_util::unix_to_rfc3339_seconds(unverified()["nbf"].as_i64().unwrap_or_default())
+            )),
+            ErrorKind::InvalidIssuer => grant(format!(
+                "The issuer in the subject token ({}) does not match the provider's issuer {}.",
+                unverified()["iss"], provider.issuer
+            )),
+            ErrorKind::InvalidAudience => grant(format!(
+                "The audience in the subject token ({}) is not one the provider allows ({}).",
+                unverified()["aud"],
+                audiences.join(", ")
+            )),
+            ErrorKind::MissingRequiredClaim(c) => grant(format!("The subject token has no {c} claim.")),
+            ErrorKind::InvalidAlgorithm => grant("The subject token's algorithm does not match the issuer's key.".into()),
+            other => grant(format!("The subject token is not a well-formed JWT ({other:?}).")),
+        })?
+        .claims;
+    let iat = claims["iat"].as_f64().unwrap_or_default();
+    if iat > (time_util::now_unix() as u64 + CLOCK_SKEW_SECS) as f64 {
+        return Err(grant(format!(
+            "The subject token was issued in the future ({}).",
+            time_util::unix_to_rfc3339_seconds(iat as i64)
+        )));
+    }
+    Ok(claims)
+}
+
+/// The condition's input for verified claims and their mapped attributes.
+pub fn condition_input(claims: &Value, mapped: &MappedAttributes) -> Input {
+    let mut input = Input {
+        assertion: claims.clone(),
+        ..Default::default()
+    };
+    input
+        .google
+        .insert("subject".into(), Value::String(mapped.subject.clone()));
+    input.google.insert(
+        "groups".into(),
+        mapped.groups.iter().cloned().map(Value::String).collect(),
+    );
+    for (k, v) in &mapped.attributes {
+        input.attribute.insert(k.clone(), Value::String(v.clone()));
+    }
+    input
+}
+
+/// Maps the claims and applies the condition; returns the federated principal.
+pub fn authorize(provider: &CompiledProvider, claims: &Value) -> Result<Principal, ExchangeError> {
+    let mapped = provider
+        .mapping
+        .apply(claims)
+        .map_err(|e| grant(format!("The attribute mapping failed: {e}.")))?;
+    if let Some(condition) = &provider.condition {
+        let input = condition_input(claims, &mapped);
+        let verdict = condition.evaluate(&input);
+        if verdict != Ok(true) {
+            let failed: Vec<String> = condition
+                .explain(&input)
+                .into_iter()
+                .filter(|c| c.outcome != cloister_condition::ClauseOutcome::Pass)
+                .map(|c| serde_json::to_string(&c).unwrap_or_default())
+                .collect();
+            let reason = match verdict {
+                Err(e) => format!("{e}; failing clauses: {}", failed.join("; ")),
+                _ => format!(
+                    "attribute condition is false; failing clauses: {}",
+                    failed.join("; ")
+                ),
+            };
+            return Err(ExchangeError::Rejected { reason });
+        }
+    }
+    Ok(Principal::Federated {
+        pool_project_number: provider.pool_project_number,
+        pool_id: provider.pool_id.clone(),
+        subject: mapped.subject,
+        attributes: mapped.attributes,
+        groups: mapped.groups,
+    })
+}

@@ -1,0 +1,90 @@
+//! Explain (beyond Google): why a given subject token is or is not accepted by a provider —
+//! token verification, the mapped attributes, and each top-level clause of the condition with
+//! PASS / FAIL / error and the values it compared.
+
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::exchange::{self, condition_input};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExplainRequest {
+    subject_token: String,
+}
+
+pub async fn explain(
+    state: &AppState,
+    provider_name: &str,
+    body: Value,
+) -> Result<Json<Value>, ApiError> {
+    let req: ExplainRequest = serde_json::from_value(body).map_err(|e| {
+        ApiError::InvalidArgument(format!(
+            "Invalid explain request (expected {{\"subjectToken\": JWT}}): {e}"
+        ))
+    })?;
+    let provider = state
+        .providers
+        .get(state, provider_name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "Workload identity pool provider {provider_name} was not found"
+            ))
+        })?;
+    let verified = exchange::verify_subject_token(state, &provider, &req.subject_token).await;
+    // Even a token that fails verification is worth explaining: its claims are shown as
+    // unverified, so the owner sees both problems at once.
+    let claims = match &verified {
+        Ok(claims) => claims.clone(),
+        Err(_) => jsonwebtoken::dangerous::insecure_decode::<Value>(&req.subject_token)
+            .map(|d| d.claims)
+            .map_err(|e| {
+                ApiError::InvalidArgument(format!("The subject token is not a JWT: {e}"))
+            })?,
+    };
+    let verification = match &verified {
+        Ok(_) => json!({"outcome": "PASS"}),
+        Err(e) => json!({"outcome": "ERROR", "detail": e.to_string()}),
+    };
+    let (mapping, clauses, condition_ok) = match provider.mapping.apply(&claims) {
+        Err(e) => (
+            json!({"outcome": "ERROR", "detail": e.to_string()}),
+            json!([]),
+            false,
+        ),
+        Ok(mapped) => {
+            let mapped_json = json!({
+                "outcome": "PASS",
+                "google.subject": mapped.subject,
+                "google.groups": mapped.groups,
+                "attributes": mapped.attributes,
+            });
+            match &provider.condition {
+                None => (mapped_json, json!([]), true),
+                Some(condition) => {
+                    let input = condition_input(&claims, &mapped);
+                    let ok = condition.evaluate(&input) == Ok(true);
+                    (
+                        mapped_json,
+                        serde_json::to_value(condition.explain(&input)).unwrap_or_default(),
+                        ok,
+                    )
+                }
+            }
+        }
+    };
+    let accepted = verified.is_ok() && condition_ok && !provider.disabled;
+    Ok(Json(json!({
+        "provider": provider.name,
+        "result": if accepted { "ACCEPTED" } else { "REJECTED" },
+        "providerDisabled": provider.disabled,
+        "tokenVerification": verification,
+        "attributeMapping": mapping,
+        "attributeCondition": provider.condition.as_ref().map(|c| c.source()),
+        "clauses": clauses,
+    })))
+}

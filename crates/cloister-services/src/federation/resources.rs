@@ -1,0 +1,514 @@
+//! Workload identity pools and OIDC providers (IAM v1 shapes): create, get, list, patch,
+//! delete. Settings are validated and compiled before anything is stored, so a provider with
+//! a broken condition never exists.
+
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use cloister_domain::{Permission, Principal, ProjectId};
+use cloister_store::{FederationRecord, ProjectRecord};
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::explain;
+use super::provider::{self, ProviderSettings};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::json::ApiJson;
+use crate::state::AppState;
+
+const POOLS: &str = "/v1/projects/{project}/locations/{location}/workloadIdentityPools";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(POOLS, get(list_pools).post(create_pool))
+        .route(
+            &format!("{POOLS}/{{pool}}"),
+            get(get_pool).patch(patch_pool).delete(delete_pool),
+        )
+        .route(
+            &format!("{POOLS}/{{pool}}/providers"),
+            get(list_providers).post(create_provider),
+        )
+        .route(
+            &format!("{POOLS}/{{pool}}/providers/{{provider}}"),
+            get(get_provider)
+                .patch(patch_provider)
+                .delete(delete_provider)
+                .post(provider_method),
+        )
+}
+
+/// Google's rule for pool and provider ids: 4–32 of `[a-z0-9-]`, no `gcp-` prefix.
+fn check_id(kind: &str, id: &str) -> Result<(), ApiError> {
+    let ok = (4..=32).contains(&id.len())
+        && id.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && !id.ends_with('-')
+        && !id.starts_with("gcp-")
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidArgument(format!(
+            "invalid {kind} id {id:?}: 4 to 32 lowercase letters, digits and hyphens, not starting with \"gcp-\""
+        )))
+    }
+}
+
+/// The project a path names, by id or by number as Google accepts both.
+pub async fn resolve_project(
+    state: &AppState,
+    project: &str,
+    location: &str,
+) -> Result<ProjectRecord, ApiError> {
+    if location != "global" {
+        return Err(ApiError::InvalidArgument(format!(
+            "location {location:?} is not supported: workload identity pools live in \"global\""
+        )));
+    }
+    let key = project.to_owned();
+    let found = state
+        .db(move |s| match key.parse::<u64>() {
+            Ok(n) => Ok(s.list_projects()?.into_iter().find(|p| p.number.0 == n)),
+            Err(_) => match ProjectId::parse(&key) {
+                Ok(id) => s.get_project(&id),
+                Err(_) => Ok(None),
+            },
+        })
+        .await?;
+    found.ok_or_else(|| ApiError::NotFound(format!("Project {project} was not found")))
+}
+
+/// Checks `permission` on the project, then resolves it (so a refused caller learns nothing).
+async fn authorized_project(
+    state: &AppState,
+    caller: &Principal,
+    project: &str,
+    location: &str,
+    permission: Permission,
+) -> Result<ProjectRecord, ApiError> {
+    let by_id = ProjectId::parse(project).ok();
+    if let Some(id) = &by_id {
+        state
+            .authorizer
+            .check(caller, permission, &id.resource_name())
+            .await?;
+    }
+    let record = resolve_project(state, project, location).await?;
+    if by_id.is_none() {
+        state
+            .authorizer
+            .check(caller, permission, &record.id.resource_name())
+            .await?;
+    }
+    Ok(record)
+}
+
+fn pool_name(p: &ProjectRecord, pool: &str) -> String {
+    format!(
+        "projects/{}/locations/global/workloadIdentityPools/{pool}",
+        p.number
+    )
+}
+
+fn done(resource: &str, response: Value) -> Json<Value> {
+    let mut id = [0u8; 8];
+    rand::rng().fill_bytes(&mut id);
+    Json(
+        json!({"name": format!("{resource}/operations/{}", hex::encode(id)), "done": true, "response": response}),
+    )
+}
+
+fn new_etag() -> String {
+    let mut id = [0u8; 8];
+    rand::rng().fill_bytes(&mut id);
+    hex::encode(id)
+}
+
+async fn load(state: &AppState, name: &str, kind: &str) -> Result<FederationRecord, ApiError> {
+    let lookup = name.to_owned();
+    state
+        .db(move |s| s.get_federation(&lookup))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("{kind} {name} was not found")))
+}
+
+fn with_name(mut resource: Value, name: &str) -> Value {
+    resource["name"] = json!(name);
+    resource["state"] = json!("ACTIVE");
+    resource
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PoolQuery {
+    workload_identity_pool_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProviderQuery {
+    workload_identity_pool_provider_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PatchQuery {
+    update_mask: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PoolSettings {
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    disabled: bool,
+    #[serde(default, rename = "name")]
+    _name: Option<String>,
+    #[serde(default, rename = "state")]
+    _state: Option<String>,
+}
+
+fn pool_resource(settings: &PoolSettings) -> Value {
+    json!({"displayName": settings.display_name, "description": settings.description, "disabled": settings.disabled})
+}
+
+async fn create_pool(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((project, location)): Path<(String, String)>,
+    Query(q): Query<PoolQuery>,
+    ApiJson(settings): ApiJson<PoolSettings>,
+) -> Result<Json<Value>, ApiError> {
+    let id = q.workload_identity_pool_id.ok_or_else(|| {
+        ApiError::InvalidArgument("the query parameter workloadIdentityPoolId is required".into())
+    })?;
+    check_id("workload identity pool", &id)?;
+    let project = authorized_project(
+        &state,
+        &caller,
+        &project,
+        &location,
+        "iam.workloadIdentityPools.create",
+    )
+    .await?;
+    let name = pool_name(&project, &id);
+    let record = FederationRecord {
+        name: name.clone(),
+        project_id: project.id,
+        resource: pool_resource(&settings),
+        etag: new_etag(),
+    };
+    let resource = record.resource.clone();
+    state.db(move |s| s.create_federation(&record)).await?;
+    Ok(done(&name, with_name(resource, &name)))
+}
+
+async fn list_pools(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((project, location)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let project = authorized_project(
+        &state,
+        &caller,
+        &project,
+        &location,
+        "iam.workloadIdentityPools.list",
+    )
+    .await?;
+    let parent = format!("projects/{}/locations/global", project.number);
+    let pools = state.db(move |s| s.list_federation(&parent)).await?;
+    let pools: Vec<Value> = pools
+        .into_iter()
+        .map(|r| with_name(r.resource, &r.name))
+        .collect();
+    Ok(Json(json!({ "workloadIdentityPools": pools })))
+}
+
+async fn get_pool(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((project, location, pool)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let project = authorized_project(
+        &state,
+        &caller,
+        &project,
+        &location,
+        "iam.workloadIdentityPools.get",
+    )
+    .await?;
+    let record = load(
+        &state,
+        &pool_name(&project, &pool),
+        "Workload identity pool",
+    )
+    .await?;
+    Ok(Json(with_name(record.resource, &record.name)))
+}
+
+async fn patch_pool(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((project, location, pool)): Path<(String, String, String)>,
+    Query(q): Query<PatchQuery>,
+    ApiJson(patch): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let project = authorized_project(
+        &state,
+        &caller,
+        &project,
+        &location,
+        "iam.workloadIdentityPools.update",
+    )
+    .await?;
+    let record = load(
+        &state,
+        &pool_name(&project, &pool),
+        "Workload identity pool",
+    )
+    .await?;
+    let merged = merge(record.resource.clone(), &patch, q.update_mask.as_deref())?;
+    let settings: PoolSettings = serde_json::from_value(merged)
+        .map_err(|e| ApiError::InvalidArgument(format!("Invalid workload identity pool: {e}")))?;
+    let resource = pool_resource(&settings);
+    store_update(&state, &record, resource.clone()).await?;
+    Ok(done(&record.name, with_name(resource, &record.name)))
+}
+
+async fn delete_pool(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((project, location, pool)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let project = authorized_project(
+        &state,
+        &caller,
+        &project,
+        &location,
+        "iam.workloadIdentityPools.delete",
+    )
+    .await?;
+    let name = pool_name(&project, &pool);
+    let lookup = name.clone();
+    if !state.db(move |s| s.delete_federation(&lookup)).await? {
+        return Err(ApiError::NotFound(format!(
+            "Workload identity pool {name} was not found"
+        )));
+    }
+    Ok(done(&name, json!({})))
+}
+
+/// Parses and validates provider settings from a request body; returns the resource to store.
+fn provider_resource(body: Value) -> Result<Value, ApiError> {
+    let settings: ProviderSettings = serde_json::from_value(body).map_err(|e| {
+        ApiError::InvalidArgument(format!("Invalid workload identity pool provider: {e}"))
+    })?;
+    provider::validate(&settings)?;
+    serde_json::to_value(&settings).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+async fn create_provider(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((project, location, pool)): Path<(String, String, String)>,
+    Query(q): Query<ProviderQuery>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let id = q.workload_identity_pool_provider_id.ok_or_else(|| {
+        ApiError::InvalidArgument(
+            "the query parameter workloadIdentityPoolProviderId is required".into(),
+        )
+    })?;
+    check_id("workload identity pool provider", &id)?;
+    let project = authorized_project(
+        &state,
+        &caller,
+        &project,
+        &location,
+        "iam.workloadIdentityPoolProviders.create",
+    )
+    .await?;
+    let resource = provider_resource(body)?;
+    let name = format!("{}/providers/{id}", pool_name(&project, &pool));
+    let record = FederationRecord {
+        name: name.clone(),
+        project_id: project.id,
+        resource: resource.clone(),
+        etag: new_etag(),
+    };
+    state.db(move |s| s.create_federation(&record)).await?;
+    Ok(done(&name, with_name(resource, &name)))
+}
+
+async fn list_providers(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((project, location, pool)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let project = authorized_project(
+        &state,
+        &caller,
+        &project,
+        &location,
+        "iam.workloadIdentityPoolProviders.list",
+    )
+    .await?;
+    let parent = pool_name(&project, &pool);
+    let providers = state.db(move |s| s.list_federation(&parent)).await?;
+    let providers: Vec<Value> = providers
+        .into_iter()
+        .map(|r| with_name(r.resource, &r.name))
+        .collect();
+    Ok(Json(json!({ "workloadIdentityPoolProviders": providers })))
+}
+
+async fn get_provider(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((project, location, pool, provider)): Path<(String, String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let project = authorized_project(
+        &state,
+        &caller,
+        &project,
+        &location,
+        "iam.workloadIdentityPoolProviders.get",
+    )
+    .await?;
+    let name = format!("{}/providers/{provider}", pool_name(&project, &pool));
+    let record = load(&state, &name, "Workload identity pool provider").await?;
+    Ok(Json(with_name(record.resource, &record.name)))
+}
+
+async fn patch_provider(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((project, location, pool, provider)): Path<(String, String, String, String)>,
+    Query(q): Query<PatchQuery>,
+    ApiJson(patch): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let project = authorized_project(
+        &state,
+        &caller,
+        &project,
+        &location,
+        "iam.workloadIdentityPoolProviders.update",
+    )
+    .await?;
+    let name = format!("{}/providers/{provider}", pool_name(&project, &pool));
+    let record = load(&state, &name, "Workload identity pool provider").await?;
+    let merged = merge(record.resource.clone(), &patch, q.update_mask.as_deref())?;
+    let resource = provider_resource(merged)?;
+    store_update(&state, &record, resource.clone()).await?;
+    Ok(done(&name, with_name(resource, &name)))
+}
+
+async fn delete_provider(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((project, location, pool, provider)): Path<(String, String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let project = authorized_project(
+        &state,
+        &caller,
+        &project,
+        &location,
+        "iam.workloadIdentityPoolProviders.delete",
+    )
+    .await?;
+    let name = format!("{}/providers/{provider}", pool_name(&project, &pool));
+    let lookup = name.clone();
+    if !state.db(move |s| s.delete_federation(&lookup)).await? {
+        return Err(ApiError::NotFound(format!(
+            "Workload identity pool provider {name} was not found"
+        )));
+    }
+    Ok(done(&name, json!({})))
+}
+
+async fn provider_method(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((project, location, pool, provider)): Path<(String, String, String, String)>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let Some((provider, "explain")) = provider.split_once(':') else {
+        return Err(ApiError::NotFound(format!(
+            "POST …/providers/{provider} is not a method; use :explain"
+        )));
+    };
+    let project = authorized_project(
+        &state,
+        &caller,
+        &project,
+        &location,
+        "iam.workloadIdentityPoolProviders.get",
+    )
+    .await?;
+    let name = format!("{}/providers/{provider}", pool_name(&project, &pool));
+    explain::explain(&state, &name, body).await
+}
+
+async fn store_update(
+    state: &AppState,
+    record: &FederationRecord,
+    resource: Value,
+) -> Result<(), ApiError> {
+    let (name, etag) = (record.name.clone(), record.etag.clone());
+    state
+        .db(move |s| s.update_federation(&name, &resource, &etag))
+        .await
+        .map(|_| ())
+}
+
+/// Applies a PATCH: the fields named in `update_mask` (camelCase, comma-separated, `oidc.x`
+/// for nested ones), or every field present in the patch when there is no mask.
+fn merge(mut current: Value, patch: &Value, update_mask: Option<&str>) -> Result<Value, ApiError> {
+    let Some(patch_obj) = patch.as_object() else {
+        return Err(ApiError::InvalidArgument(
+            "the request body must be a JSON object".into(),
+        ));
+    };
+    let fields: Vec<String> = match update_mask {
+        Some(mask) => mask
+            .split(',')
+            .map(|f| f.trim().to_owned())
+            .filter(|f| !f.is_empty())
+            .collect(),
+        None => patch_obj.keys().cloned().collect(),
+    };
+    for field in fields {
+        let path: Vec<&str> = field.split('.').collect();
+        let value = path
+            .iter()
+            .try_fold(patch, |v, k| v.get(*k))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let mut target = &mut current;
+        for key in &path[..path.len() - 1] {
+            if !target.get(*key).is_some_and(Value::is_object) {
+                target[*key] = Value::Object(Map::new());
+            }
+            target = &mut target[*key];
+        }
+        let last = path[path.len() - 1];
+        match target.as_object_mut() {
+            Some(obj) if value.is_null() => {
+                obj.remove(last);
+            }
+            Some(obj) => {
+                obj.insert(last.to_owned(), value);
+            }
+            None => return Err(ApiError::InvalidArgument(format!("cannot update {field}"))),
+        }
+    }
+    Ok(current)
+}

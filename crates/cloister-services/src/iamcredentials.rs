@@ -1,0 +1,107 @@
+//! IAM Credentials: short-lived credentials for service accounts
+//! (`POST /v1/projects/-/serviceAccounts/EMAIL:generateAccessToken`).
+//!
+//! Allowed when the caller holds `iam.serviceAccounts.getAccessToken` on the account: directly
+//! (`roles/iam.serviceAccountTokenCreator`) or, for federated principals, through
+//! `roles/iam.workloadIdentityUser`. The authorizer records each decision: that is the
+//! impersonation audit trail.
+
+use axum::Json;
+use cloister_domain::{Email, Principal};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::tokens::ACCESS_TOKEN_LIFETIME_SECS;
+use crate::error::ApiError;
+use crate::iam::service_accounts;
+use crate::state::AppState;
+use crate::time_util;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GenerateAccessToken {
+    #[serde(default)]
+    scope: Vec<String>,
+    #[serde(default)]
+    lifetime: Option<String>,
+    #[serde(default)]
+    delegates: Vec<String>,
+}
+
+/// Parses Google's duration form (`"3600s"`) into seconds within 1..=3600.
+fn lifetime(given: Option<&str>) -> Result<i64, ApiError> {
+    let Some(text) = given else {
+        return Ok(ACCESS_TOKEN_LIFETIME_SECS);
+    };
+    let secs = text
+        .strip_suffix('s')
+        .and_then(|n| n.parse::<f64>().ok())
+        .filter(|n| n.is_finite())
+        .ok_or_else(|| {
+            ApiError::InvalidArgument(format!(
+                "lifetime {text:?} is not a duration such as \"3600s\""
+            ))
+        })?;
+    if !(1.0..=ACCESS_TOKEN_LIFETIME_SECS as f64).contains(&secs) {
+        return Err(ApiError::InvalidArgument(format!(
+            "lifetime {text:?} is out of range: 1s to {ACCESS_TOKEN_LIFETIME_SECS}s"
+        )));
+    }
+    Ok(secs as i64)
+}
+
+pub async fn generate_access_token(
+    state: &AppState,
+    caller: &Principal,
+    email: &Email,
+    resource: &str,
+    body: Value,
+) -> Result<Json<Value>, ApiError> {
+    let req: GenerateAccessToken = serde_json::from_value(body).map_err(|e| {
+        ApiError::InvalidArgument(format!("Invalid generateAccessToken request: {e}"))
+    })?;
+    if req.scope.is_empty() {
+        return Err(ApiError::InvalidArgument(
+            "scope is required, e.g. [\"https://www.googleapis.com/auth/cloud-platform\"]".into(),
+        ));
+    }
+    if !req.delegates.is_empty() {
+        return Err(ApiError::InvalidArgument(
+            "delegation chains (delegates) are not supported; impersonate the account directly"
+                .into(),
+        ));
+    }
+    let lifetime = lifetime(req.lifetime.as_deref())?;
+    state
+        .authorizer
+        .check(caller, "iam.serviceAccounts.getAccessToken", resource)
+        .await?;
+    let account = service_accounts::load(state, email).await?;
+    if account.disabled {
+        return Err(ApiError::InvalidArgument(format!(
+            "Service account {email} is disabled"
+        )));
+    }
+    let (token, exp) = state.tokens.issue_with(
+        &Principal::ServiceAccount(email.clone()),
+        time_util::now_unix(),
+        lifetime,
+    );
+    Ok(Json(
+        json!({ "accessToken": token, "expireTime": time_util::unix_to_rfc3339_seconds(exp) }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_are_googles_durations_within_an_hour() {
+        assert_eq!(lifetime(None).unwrap(), 3600);
+        assert_eq!(lifetime(Some("600s")).unwrap(), 600);
+        assert!(lifetime(Some("7200s")).is_err());
+        assert!(lifetime(Some("0s")).is_err());
+        assert!(lifetime(Some("ten minutes")).is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! The control-plane API in process: real stores on a temp data dir, requests through the
+//! same router the server runs.
+
+#![allow(dead_code)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub struct Api {
+    router: Router,
+    _dir: tempfile::TempDir,
+    _server: cloister_services::OpenedServer,
+    pub admin: String,
+}
+
+impl Api {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = cloister_services::open(cloister_services::ServerConfig {
+            data_dir: dir.path().join("data"),
+            public_url: "http://cloister.test".into(),
+            max_body_bytes: 64 * 1024,
+        })
+        .await
+        .unwrap();
+        let cred: Value = serde_json::from_slice(
+            &std::fs::read(opened.bootstrap_credential.as_ref().unwrap()).unwrap(),
+        )
+        .unwrap();
+        let router = opened.router.clone();
+        let mut api = Api {
+            router,
+            _dir: dir,
+            _server: opened,
+            admin: String::new(),
+        };
+        api.admin = api.login(&cred).await;
+        api
+    }
+
+    pub async fn login(&self, cred: &Value) -> String {
+        let form = format!(
+            "grant_type=client_credentials&client_id={}&client_secret={}",
+            cred["client_id"].as_str().unwrap(),
+            cred["client_secret"].as_str().unwrap()
+        );
+        let req = Request::post("/oauth2/token")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(form))
+            .unwrap();
+        let (status, body) = self.send(req).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    pub async fn call(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(
+                body.map(|b| Body::from(b.to_string()))
+                    .unwrap_or_else(Body::empty),
+            )
+            .unwrap();
+        self.send(req).await
+    }
+
+    /// Creates a user and returns an access token for it.
+    pub async fn user(&self, email: &str) -> String {
+        let (s, b) = self
+            .call(
+                &self.admin,
+                "POST",
+                "/cloister/v1/users",
+                Some(json!({"email": email})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let (s, cred) = self
+            .call(
+                &self.admin,
+                "POST",
+                &format!("/cloister/v1/users/{email}/credentials"),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{cred}");
+        self.login(&cred).await
+    }
+}
+
+pub fn message(body: &Value) -> &str {
+    body["error"]["message"].as_str().unwrap_or_default()
+}
