@@ -22,3 +22,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
+
+# Python packages the wire-compatibility tests drive Cloister with (Google's own client library).
+if ! python3 -c 'import google.auth, requests' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check 'google-auth==2.62.2' 'requests>=2.31'
+fi

@@ -81,6 +81,15 @@ impl ApiClient {
         self.send(Method::POST, path, &[], Some(body)).await
     }
 
+    pub async fn patch_query(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: &Value,
+    ) -> Result<Value, ClientError> {
+        self.send(Method::PATCH, path, query, Some(body)).await
+    }
+
     pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
         self.send(Method::DELETE, path, &[], None).await
     }

@@ -24,8 +24,9 @@ struct GenerateAccessToken {
     scope: Vec<String>,
     #[serde(default)]
     lifetime: Option<String>,
+    /// Google's clients send `null` when there is no chain.
     #[serde(default)]
-    delegates: Vec<String>,
+    delegates: Option<Vec<String>>,
 }
 
 /// Parses Google's duration form (`"3600s"`) into seconds within 1..=3600.
@@ -65,7 +66,7 @@ pub async fn generate_access_token(
             "scope is required, e.g. [\"https://www.googleapis.com/auth/cloud-platform\"]".into(),
         ));
     }
-    if !req.delegates.is_empty() {
+    if req.delegates.as_ref().is_some_and(|d| !d.is_empty()) {
         return Err(ApiError::InvalidArgument(
             "delegation chains (delegates) are not supported; impersonate the account directly"
                 .into(),

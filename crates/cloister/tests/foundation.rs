@@ -3,48 +3,7 @@
 
 mod support;
 
-use support::{Cli, Server, login};
-
-const PUBLIC_URL: &str = "http://cloister.test";
-
-struct World {
-    dir: tempfile::TempDir,
-    server: Server,
-    cli: Cli,
-}
-
-impl World {
-    /// A server with the admin logged in and users alice and bob with their own profiles.
-    fn with_two_users() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        // A fixed public URL: it is the token issuer, and must survive a restart on a new port.
-        let server = Server::try_start(&data, &["--public-url", PUBLIC_URL]).unwrap();
-        let cli = Cli::new(dir.path().join("config"));
-        login(
-            &cli,
-            &server,
-            "admin",
-            &data.join("bootstrap-admin-credential.json"),
-        );
-        for user in ["alice", "bob"] {
-            let cred = dir.path().join(format!("{user}.json"));
-            let email = format!("{user}@example.com");
-            cli.ok(&[
-                "--profile",
-                "admin",
-                "iam",
-                "users",
-                "create",
-                &email,
-                "--credential-file",
-                cred.to_str().unwrap(),
-            ]);
-            login(&cli, &server, user, &cred);
-        }
-        World { dir, server, cli }
-    }
-}
+use support::{Cli, PUBLIC_URL, Server, World};
 
 #[test]
 fn a_user_is_refused_on_anothers_project_until_granted_viewer_then_can_read_but_not_change() {

@@ -40,23 +40,30 @@ impl FromStr for Format {
     }
 }
 
-/// Looks up `a.b[0].c` in `v`.
+/// Looks up `a.b[0].c` in `v`. A map key that itself contains dots (`google.subject` in an
+/// attribute mapping) is found too: the longest run of segments naming a key wins.
 pub fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    let mut cur = v;
-    for part in path.split('.') {
-        let (key, indexes) = match part.find('[') {
-            Some(i) => (&part[..i], &part[i..]),
-            None => (part, ""),
+    let parts: Vec<&str> = path.split('.').collect();
+    lookup_parts(v, &parts)
+}
+
+fn lookup_parts<'a>(v: &'a Value, parts: &[&str]) -> Option<&'a Value> {
+    if parts.is_empty() {
+        return Some(v);
+    }
+    (1..=parts.len()).rev().find_map(|n| {
+        let segment = parts[..n].join(".");
+        let (key, indexes) = match segment.find('[') {
+            Some(i) => (&segment[..i], &segment[i..]),
+            None => (segment.as_str(), ""),
         };
-        if !key.is_empty() {
-            cur = cur.get(key)?;
-        }
+        let mut cur = if key.is_empty() { v } else { v.get(key)? };
         for idx in indexes.split('[').skip(1) {
             let n: usize = idx.strip_suffix(']')?.parse().ok()?;
             cur = cur.get(n)?;
         }
-    }
-    Some(cur)
+        lookup_parts(cur, &parts[n..])
+    })
 }
 
 fn scalar(v: Option<&Value>) -> String {
@@ -167,6 +174,11 @@ mod tests {
         assert_eq!(lookup(&v, "a.b[1].c"), Some(&json!("x")));
         assert_eq!(lookup(&v, "a.b[0].c"), Some(&json!(1)));
         assert_eq!(lookup(&v, "a.z"), None);
+        let m = json!({"attributeMapping": {"google.subject": "assertion.sub"}});
+        assert_eq!(
+            lookup(&m, "attributeMapping.google.subject"),
+            Some(&json!("assertion.sub"))
+        );
         assert_eq!(scalar(lookup(&v, "n")), "12");
     }
 }

@@ -18,6 +18,12 @@ pub enum IamCommand {
     /// Predefined roles.
     #[command(subcommand)]
     Roles(RolesCommand),
+    /// Service accounts and their IAM policies.
+    #[command(subcommand)]
+    ServiceAccounts(super::service_accounts::ServiceAccountsCommand),
+    /// Workload identity pools and their OIDC providers.
+    #[command(subcommand)]
+    WorkloadIdentityPools(super::workload_identity::PoolsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -49,6 +55,11 @@ pub enum RolesCommand {
 }
 
 pub async fn run(ctx: &mut Context, c: IamCommand) -> Result<()> {
+    let c = match c {
+        IamCommand::ServiceAccounts(c) => return super::service_accounts::run(ctx, c).await,
+        IamCommand::WorkloadIdentityPools(c) => return super::workload_identity::run(ctx, c).await,
+        other => other,
+    };
     let client = ctx.client().await?;
     match c {
         IamCommand::Users(UsersCommand::Create {
@@ -102,6 +113,9 @@ pub async fn run(ctx: &mut Context, c: IamCommand) -> Result<()> {
                 ),
             })?;
             print_one(&ctx.format, &role_view)
+        }
+        IamCommand::ServiceAccounts(_) | IamCommand::WorkloadIdentityPools(_) => {
+            unreachable!("dispatched above")
         }
     }
 }

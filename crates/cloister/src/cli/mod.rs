@@ -6,7 +6,10 @@ mod auth;
 mod config;
 pub mod format;
 mod iam;
+mod policy;
 mod projects;
+mod service_accounts;
+mod workload_identity;
 
 use std::process::ExitCode;
 
@@ -77,6 +80,19 @@ impl Context {
 
     async fn client(&self) -> Result<ApiClient, ClientError> {
         ApiClient::for_profile(&self.profiles, &self.profile()?).await
+    }
+
+    /// `--project`, else the profile's project (`cloister config set project P`).
+    fn project(&self, flag: Option<String>) -> Result<String, ClientError> {
+        if let Some(p) = flag {
+            return Ok(p);
+        }
+        self.profile()?.project.ok_or_else(|| {
+            ClientError::Config(
+                "no project: pass --project, or set one with `cloister config set project PROJECT`"
+                    .into(),
+            )
+        })
     }
 }
 

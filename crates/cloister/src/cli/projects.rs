@@ -2,11 +2,11 @@
 
 use anyhow::Result;
 use clap::Subcommand;
-use cloister_client::{ApiClient, ClientError};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::Context;
 use super::format::{print_list, print_one};
+use super::policy::{add_member, edit_policy, get_policy, remove_member};
 
 #[derive(Debug, Subcommand)]
 pub enum ProjectsCommand {
@@ -83,16 +83,19 @@ pub async fn run(ctx: &mut Context, c: ProjectsCommand) -> Result<()> {
             &ctx.format,
             &client.get(&format!("/v1/projects/{project_id}")).await?,
         ),
-        ProjectsCommand::GetIamPolicy { project_id } => {
-            print_one(&ctx.format, &get_policy(&client, &project_id).await?)
-        }
+        ProjectsCommand::GetIamPolicy { project_id } => print_one(
+            &ctx.format,
+            &get_policy(&client, &format!("/v1/projects/{project_id}")).await?,
+        ),
         ProjectsCommand::AddIamPolicyBinding {
             project_id,
             member,
             role,
         } => {
-            let policy =
-                edit_policy(&client, &project_id, |p| add_member(p, &role, &member)).await?;
+            let policy = edit_policy(&client, &format!("/v1/projects/{project_id}"), |p| {
+                add_member(p, &role, &member)
+            })
+            .await?;
             eprintln!("Updated IAM policy for project [{project_id}].");
             print_one(&ctx.format, &policy)
         }
@@ -101,8 +104,10 @@ pub async fn run(ctx: &mut Context, c: ProjectsCommand) -> Result<()> {
             member,
             role,
         } => {
-            let policy =
-                edit_policy(&client, &project_id, |p| remove_member(p, &role, &member)).await?;
+            let policy = edit_policy(&client, &format!("/v1/projects/{project_id}"), |p| {
+                remove_member(p, &role, &member)
+            })
+            .await?;
             eprintln!("Updated IAM policy for project [{project_id}].");
             print_one(&ctx.format, &policy)
         }
@@ -119,69 +124,4 @@ pub async fn run(ctx: &mut Context, c: ProjectsCommand) -> Result<()> {
             print_one(&ctx.format, &resp)
         }
     }
-}
-
-async fn get_policy(client: &ApiClient, project: &str) -> Result<Value, ClientError> {
-    client
-        .post(&format!("/v1/projects/{project}:getIamPolicy"), &json!({}))
-        .await
-}
-
-/// Read, change, write with the etag; retried when another writer got there first.
-async fn edit_policy(
-    client: &ApiClient,
-    project: &str,
-    change: impl Fn(&mut Value),
-) -> Result<Value> {
-    let mut attempts = 0;
-    loop {
-        let mut policy = get_policy(client, project).await?;
-        change(&mut policy);
-        match client
-            .post(
-                &format!("/v1/projects/{project}:setIamPolicy"),
-                &json!({"policy": policy}),
-            )
-            .await
-        {
-            Err(ClientError::Api { status, .. }) if status == "ABORTED" && attempts < 3 => {
-                attempts += 1
-            }
-            other => return Ok(other?),
-        }
-    }
-}
-
-fn add_member(policy: &mut Value, role: &str, member: &str) {
-    let bindings = bindings(policy);
-    match bindings.iter_mut().find(|b| b["role"] == role) {
-        Some(b) => {
-            if let Some(members) = b["members"].as_array_mut()
-                && !members.iter().any(|m| m == member)
-            {
-                members.push(json!(member));
-            }
-        }
-        None => bindings.push(json!({"role": role, "members": [member]})),
-    }
-}
-
-fn remove_member(policy: &mut Value, role: &str, member: &str) {
-    let bindings = bindings(policy);
-    for b in bindings.iter_mut().filter(|b| b["role"] == role) {
-        if let Some(members) = b["members"].as_array_mut() {
-            members.retain(|m| m != member);
-        }
-    }
-    bindings.retain(|b| b["members"].as_array().is_some_and(|m| !m.is_empty()));
-}
-
-fn bindings(policy: &mut Value) -> &mut Vec<Value> {
-    if !policy["bindings"].is_array() {
-        policy["bindings"] = json!([]);
-    }
-    // Just ensured it is an array.
-    policy["bindings"]
-        .as_array_mut()
-        .expect("bindings is an array")
 }

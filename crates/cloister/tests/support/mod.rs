@@ -169,3 +169,50 @@ pub fn login(cli: &Cli, server: &Server, profile: &str, credential: &Path) {
         credential.to_str().unwrap(),
     ]);
 }
+
+/// A running server, the CLI, and users alice and bob with their own profiles (plus `admin`).
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub server: Server,
+    pub cli: Cli,
+}
+
+/// A fixed public URL: it is the token issuer, and must survive a restart on a new port.
+pub const PUBLIC_URL: &str = "http://cloister.test";
+
+impl World {
+    pub fn with_two_users() -> World {
+        Self::with_users(&["--public-url", PUBLIC_URL])
+    }
+
+    /// Like `with_two_users`, with extra server flags.
+    pub fn with_users(server_flags: &[&str]) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let server = Server::try_start(&data, server_flags)
+            .unwrap_or_else(|log| panic!("server did not start:\n{log}"));
+        let cli = Cli::new(dir.path().join("config"));
+        login(
+            &cli,
+            &server,
+            "admin",
+            &data.join("bootstrap-admin-credential.json"),
+        );
+        for user in ["alice", "bob"] {
+            let cred = dir.path().join(format!("{user}.json"));
+            let email = format!("{user}@example.com");
+            cli.ok(&[
+                "--profile",
+                "admin",
+                "iam",
+                "users",
+                "create",
+                &email,
+                "--credential-file",
+                cred.to_str().unwrap(),
+            ]);
+            login(&cli, &server, user, &cred);
+        }
+        World { dir, server, cli }
+    }
+}

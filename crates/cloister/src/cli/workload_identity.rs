@@ -1,0 +1,441 @@
+//! `cloister iam workload-identity-pools …` and `… providers create-oidc|update-oidc|describe|
+//! list|delete|explain`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Map, Value, json};
+
+use super::Context;
+use super::format::{print_list, print_one};
+
+#[derive(Debug, Args)]
+pub struct Location {
+    #[arg(long)]
+    project: Option<String>,
+    /// Pools live in "global".
+    #[arg(long, default_value = "global")]
+    location: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolsCommand {
+    Create {
+        pool: String,
+        #[command(flatten)]
+        at: Location,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        disabled: bool,
+    },
+    Describe {
+        pool: String,
+        #[command(flatten)]
+        at: Location,
+    },
+    List {
+        #[command(flatten)]
+        at: Location,
+    },
+    Delete {
+        pool: String,
+        #[command(flatten)]
+        at: Location,
+    },
+    /// OIDC providers of a pool.
+    #[command(subcommand)]
+    Providers(ProvidersCommand),
+}
+
+/// Provider settings; on update only the flags given change.
+#[derive(Debug, Args)]
+pub struct ProviderFlags {
+    #[arg(long)]
+    issuer_uri: Option<String>,
+    /// Comma-separated audiences a subject token may carry.
+    #[arg(long, value_delimiter = ',')]
+    allowed_audiences: Option<Vec<String>>,
+    /// KEY=EXPR pairs, comma-separated (gcloud's `^DELIM^` prefix picks another delimiter),
+    /// e.g. google.subject=assertion.sub.
+    #[arg(long)]
+    attribute_mapping: Option<String>,
+    /// A CEL expression that must hold for a token to be accepted.
+    #[arg(long)]
+    attribute_condition: Option<String>,
+    /// A JWK set file used instead of fetching the issuer's keys.
+    #[arg(long)]
+    jwk_json_path: Option<PathBuf>,
+    #[arg(long)]
+    display_name: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+    #[arg(long)]
+    disabled: Option<bool>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProvidersCommand {
+    CreateOidc {
+        provider: String,
+        #[arg(long)]
+        workload_identity_pool: String,
+        #[command(flatten)]
+        at: Location,
+        #[command(flatten)]
+        settings: ProviderFlags,
+    },
+    UpdateOidc {
+        provider: String,
+        #[arg(long)]
+        workload_identity_pool: String,
+        #[command(flatten)]
+        at: Location,
+        #[command(flatten)]
+        settings: ProviderFlags,
+    },
+    Describe {
+        provider: String,
+        #[arg(long)]
+        workload_identity_pool: String,
+        #[command(flatten)]
+        at: Location,
+    },
+    List {
+        #[arg(long)]
+        workload_identity_pool: String,
+        #[command(flatten)]
+        at: Location,
+    },
+    Delete {
+        provider: String,
+        #[arg(long)]
+        workload_identity_pool: String,
+        #[command(flatten)]
+        at: Location,
+    },
+    /// Why a token is or is not accepted: each clause of the condition with PASS/FAIL/error.
+    Explain {
+        provider: String,
+        #[arg(long)]
+        workload_identity_pool: String,
+        #[command(flatten)]
+        at: Location,
+        /// A file holding the subject token (a JWT).
+        #[arg(long)]
+        token: PathBuf,
+    },
+}
+
+/// Parses gcloud's dict flag syntax: `k=v,k2=v2`, or `^;^k=v;k2=v2` with another delimiter.
+pub fn parse_mapping(text: &str) -> Result<BTreeMap<String, String>> {
+    let (delimiter, body) = match text.strip_prefix('^').and_then(|r| r.split_once('^')) {
+        Some((d, rest)) if !d.is_empty() => (d.to_owned(), rest),
+        _ => (",".to_owned(), text),
+    };
+    let mut out = BTreeMap::new();
+    for item in body
+        .split(delimiter.as_str())
+        .filter(|i| !i.trim().is_empty())
+    {
+        let Some((k, v)) = item.split_once('=') else {
+            bail!("--attribute-mapping item {item:?} is not KEY=EXPRESSION");
+        };
+        out.insert(k.trim().to_owned(), v.trim().to_owned());
+    }
+    Ok(out)
+}
+
+impl ProviderFlags {
+    /// The provider resource fields these flags set, and their update mask.
+    fn to_body(&self) -> Result<(Value, Vec<&'static str>)> {
+        let mut body = Map::new();
+        let mut oidc = Map::new();
+        let mut mask = Vec::new();
+        if let Some(v) = &self.issuer_uri {
+            oidc.insert("issuerUri".into(), json!(v));
+            mask.push("oidc.issuerUri");
+        }
+        if let Some(v) = &self.allowed_audiences {
+            oidc.insert("allowedAudiences".into(), json!(v));
+            mask.push("oidc.allowedAudiences");
+        }
+        if let Some(path) = &self.jwk_json_path {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            oidc.insert("jwksJson".into(), json!(text));
+            mask.push("oidc.jwksJson");
+        }
+        if let Some(v) = &self.attribute_mapping {
+            body.insert("attributeMapping".into(), json!(parse_mapping(v)?));
+            mask.push("attributeMapping");
+        }
+        if let Some(v) = &self.attribute_condition {
+            body.insert("attributeCondition".into(), json!(v));
+            mask.push("attributeCondition");
+        }
+        for (key, value) in [
+            ("displayName", &self.display_name),
+            ("description", &self.description),
+        ] {
+            if let Some(v) = value {
+                body.insert(key.into(), json!(v));
+                mask.push(if key == "displayName" {
+                    "displayName"
+                } else {
+                    "description"
+                });
+            }
+        }
+        if let Some(v) = self.disabled {
+            body.insert("disabled".into(), json!(v));
+            mask.push("disabled");
+        }
+        if !oidc.is_empty() {
+            body.insert("oidc".into(), Value::Object(oidc));
+        }
+        Ok((Value::Object(body), mask))
+    }
+}
+
+fn pools_path(ctx: &Context, at: Location) -> Result<String> {
+    Ok(format!(
+        "/v1/projects/{}/locations/{}/workloadIdentityPools",
+        ctx.project(at.project)?,
+        at.location
+    ))
+}
+
+pub async fn run(ctx: &mut Context, c: PoolsCommand) -> Result<()> {
+    let client = ctx.client().await?;
+    match c {
+        PoolsCommand::Create {
+            pool,
+            at,
+            display_name,
+            description,
+            disabled,
+        } => {
+            let body = json!({"displayName": display_name.unwrap_or_default(), "description": description.unwrap_or_default(), "disabled": disabled});
+            let op = client
+                .post(
+                    &format!("{}?workloadIdentityPoolId={pool}", pools_path(ctx, at)?),
+                    &body,
+                )
+                .await?;
+            eprintln!("Created workload identity pool [{pool}].");
+            print_one(&ctx.format, &op["response"])
+        }
+        PoolsCommand::Describe { pool, at } => print_one(
+            &ctx.format,
+            &client
+                .get(&format!("{}/{pool}", pools_path(ctx, at)?))
+                .await?,
+        ),
+        PoolsCommand::List { at } => {
+            let resp = client.get(&pools_path(ctx, at)?).await?;
+            let items = resp["workloadIdentityPools"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            print_list(
+                &ctx.format,
+                &items,
+                &[
+                    ("NAME", "name"),
+                    ("DISPLAY_NAME", "displayName"),
+                    ("DISABLED", "disabled"),
+                ],
+            )
+        }
+        PoolsCommand::Delete { pool, at } => {
+            client
+                .delete(&format!("{}/{pool}", pools_path(ctx, at)?))
+                .await?;
+            eprintln!("Deleted workload identity pool [{pool}].");
+            Ok(())
+        }
+        PoolsCommand::Providers(p) => providers(ctx, &client, p).await,
+    }
+}
+
+async fn providers(
+    ctx: &Context,
+    client: &cloister_client::ApiClient,
+    c: ProvidersCommand,
+) -> Result<()> {
+    let base = |pool: &str, at: Location| -> Result<String> {
+        Ok(format!("{}/{pool}/providers", pools_path(ctx, at)?))
+    };
+    match c {
+        ProvidersCommand::CreateOidc {
+            provider,
+            workload_identity_pool,
+            at,
+            settings,
+        } => {
+            let (body, _) = settings.to_body()?;
+            let path = format!(
+                "{}?workloadIdentityPoolProviderId={provider}",
+                base(&workload_identity_pool, at)?
+            );
+            let op = client.post(&path, &body).await?;
+            eprintln!("Created workload identity pool provider [{provider}].");
+            print_one(&ctx.format, &op["response"])
+        }
+        ProvidersCommand::UpdateOidc {
+            provider,
+            workload_identity_pool,
+            at,
+            settings,
+        } => {
+            let (body, mask) = settings.to_body()?;
+            if mask.is_empty() {
+                bail!(
+                    "nothing to update: pass at least one setting flag (e.g. --attribute-condition)"
+                );
+            }
+            let path = format!("{}/{provider}", base(&workload_identity_pool, at)?);
+            let op = client
+                .patch_query(&path, &[("updateMask", mask.join(","))], &body)
+                .await?;
+            eprintln!("Updated workload identity pool provider [{provider}].");
+            print_one(&ctx.format, &op["response"])
+        }
+        ProvidersCommand::Describe {
+            provider,
+            workload_identity_pool,
+            at,
+        } => print_one(
+            &ctx.format,
+            &client
+                .get(&format!(
+                    "{}/{provider}",
+                    base(&workload_identity_pool, at)?
+                ))
+                .await?,
+        ),
+        ProvidersCommand::List {
+            workload_identity_pool,
+            at,
+        } => {
+            let resp = client.get(&base(&workload_identity_pool, at)?).await?;
+            let items = resp["workloadIdentityPoolProviders"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            print_list(
+                &ctx.format,
+                &items,
+                &[
+                    ("NAME", "name"),
+                    ("ISSUER", "oidc.issuerUri"),
+                    ("DISABLED", "disabled"),
+                ],
+            )
+        }
+        ProvidersCommand::Delete {
+            provider,
+            workload_identity_pool,
+            at,
+        } => {
+            client
+                .delete(&format!(
+                    "{}/{provider}",
+                    base(&workload_identity_pool, at)?
+                ))
+                .await?;
+            eprintln!("Deleted workload identity pool provider [{provider}].");
+            Ok(())
+        }
+        ProvidersCommand::Explain {
+            provider,
+            workload_identity_pool,
+            at,
+            token,
+        } => {
+            let jwt = std::fs::read_to_string(&token)
+                .with_context(|| format!("reading token file {}", token.display()))?;
+            let path = format!("{}/{provider}:explain", base(&workload_identity_pool, at)?);
+            let report = client
+                .post(&path, &json!({"subjectToken": jwt.trim()}))
+                .await?;
+            if ctx.format == super::format::Format::Default {
+                print_explanation(&report);
+                Ok(())
+            } else {
+                print_one(&ctx.format, &report)
+            }
+        }
+    }
+}
+
+/// A human-readable explanation: one line per step and per clause.
+fn print_explanation(r: &Value) {
+    let s = |v: &Value| {
+        v.as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string())
+    };
+    println!("provider: {}", s(&r["provider"]));
+    println!("result:   {}", s(&r["result"]));
+    let verification = &r["tokenVerification"];
+    println!(
+        "token verification: {} {}",
+        s(&verification["outcome"]),
+        verification["detail"].as_str().unwrap_or("")
+    );
+    let mapping = &r["attributeMapping"];
+    println!(
+        "attribute mapping:  {} {}",
+        s(&mapping["outcome"]),
+        mapping["detail"].as_str().unwrap_or("")
+    );
+    if mapping["outcome"] == "PASS" {
+        println!("  google.subject = {}", s(&mapping["google.subject"]));
+    }
+    if r["providerDisabled"] == true {
+        println!("the provider is disabled");
+    }
+    for clause in r["clauses"].as_array().into_iter().flatten() {
+        let detail = clause["detail"]
+            .as_str()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default();
+        println!(
+            "{:<5} {}{detail}",
+            s(&clause["outcome"]),
+            s(&clause["clause"])
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        for pair in clause["compared"].as_array().into_iter().flatten() {
+            println!("        {} = {}", s(&pair[0]), pair[1]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mappings_parse_with_gclouds_delimiters() {
+        let m = parse_mapping("google.subject=assertion.sub,attribute.x=assertion.y").unwrap();
+        assert_eq!(m["google.subject"], "assertion.sub");
+        assert_eq!(m["attribute.x"], "assertion.y");
+        let m = parse_mapping("^;^google.subject=assertion.sub;attribute.z=assertion.a.join(',')")
+            .unwrap();
+        assert_eq!(m["attribute.z"], "assertion.a.join(',')");
+        assert_eq!(
+            parse_mapping("google.subject='assertion.sub'").unwrap()["google.subject"],
+            "'assertion.sub'"
+        );
+        assert!(parse_mapping("nonsense").is_err());
+    }
+}

@@ -1,0 +1,269 @@
+//! Workload identity federation through the real binary and CLI, and through Google's own
+//! Python client library (google-auth) for wire compatibility.
+
+mod support;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use support::World;
+
+const ISSUER: &str = "https://issuer.test";
+const DIGEST: &str = "sha256:4b1f8ac8e3c7a2f1c9d1e0b5f7a6d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6";
+const PRIMUS_SA: &str = "primus-sa@primus-bank.iam.gserviceaccount.com";
+
+fn fixture(name: &str) -> String {
+    format!(
+        "{}/../cloister-services/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn condition() -> String {
+    format!(
+        "assertion.swname == 'CONFIDENTIAL_SPACE' && 'STABLE' in assertion.submods.confidential_space.support_attributes && assertion.submods.container.image_digest == '{DIGEST}'"
+    )
+}
+
+fn token(digest: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({
+        "iss": ISSUER, "aud": "https://sts.googleapis.com", "sub": "instance-1",
+        "iat": now, "exp": now + 3600, "swname": "CONFIDENTIAL_SPACE",
+        "submods": {"confidential_space": {"support_attributes": ["STABLE"]}, "container": {"image_digest": digest}}
+    });
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-1".into());
+    let key =
+        EncodingKey::from_rsa_pem(&std::fs::read(fixture("issuer-rsa.pem")).unwrap()).unwrap();
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+/// Primus's project, service account, pool and provider, all made with the CLI.
+fn primus(w: &World) -> String {
+    let cli = &w.cli;
+    let a = |args: &[&str]| {
+        let mut all = vec!["--profile", "alice"];
+        all.extend(args);
+        cli.ok(&all)
+    };
+    let number = a(&[
+        "projects",
+        "create",
+        "primus-bank",
+        "--format",
+        "value(projectNumber)",
+    ])
+    .trim()
+    .to_owned();
+    a(&[
+        "iam",
+        "service-accounts",
+        "create",
+        "primus-sa",
+        "--project",
+        "primus-bank",
+    ]);
+    a(&[
+        "iam",
+        "workload-identity-pools",
+        "create",
+        "primus-pool",
+        "--project",
+        "primus-bank",
+        "--location",
+        "global",
+    ]);
+    a(&[
+        "iam",
+        "workload-identity-pools",
+        "providers",
+        "create-oidc",
+        "attestation-verifier",
+        "--workload-identity-pool",
+        "primus-pool",
+        "--project",
+        "primus-bank",
+        "--location",
+        "global",
+        "--issuer-uri",
+        ISSUER,
+        "--allowed-audiences",
+        "https://sts.googleapis.com",
+        "--attribute-mapping",
+        "google.subject=assertion.sub",
+        "--attribute-condition",
+        &condition(),
+        "--jwk-json-path",
+        &fixture("issuer-jwks.json"),
+    ]);
+    let pool_set = format!(
+        "principalSet://iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/primus-pool/*"
+    );
+    a(&[
+        "iam",
+        "service-accounts",
+        "add-iam-policy-binding",
+        PRIMUS_SA,
+        "--member",
+        &pool_set,
+        "--role",
+        "roles/iam.workloadIdentityUser",
+    ]);
+    a(&[
+        "projects",
+        "add-iam-policy-binding",
+        "primus-bank",
+        "--member",
+        &format!("serviceAccount:{PRIMUS_SA}"),
+        "--role",
+        "roles/viewer",
+    ]);
+    number
+}
+
+#[test]
+fn providers_are_managed_and_explained_with_the_cli() {
+    let w = World::with_two_users();
+    primus(&w);
+    let cli = &w.cli;
+    let provider = [
+        "--workload-identity-pool",
+        "primus-pool",
+        "--project",
+        "primus-bank",
+    ];
+    let mut describe = vec![
+        "--profile",
+        "alice",
+        "iam",
+        "workload-identity-pools",
+        "providers",
+        "describe",
+        "attestation-verifier",
+    ];
+    describe.extend(provider);
+    describe.extend([
+        "--format",
+        "value(oidc.issuerUri,attributeMapping.google.subject)",
+    ]);
+    assert_eq!(cli.ok(&describe).trim(), format!("{ISSUER}\tassertion.sub"));
+
+    // A condition with a syntax error is refused with its position; the old one stays.
+    let mut update = vec![
+        "--profile",
+        "alice",
+        "iam",
+        "workload-identity-pools",
+        "providers",
+        "update-oidc",
+        "attestation-verifier",
+    ];
+    update.extend(provider);
+    update.extend(["--attribute-condition", "assertion.swname == "]);
+    let err = cli.fails(&update);
+    assert!(
+        err.contains("INVALID_ARGUMENT")
+            && err.contains("does not compile")
+            && err.contains("line 1"),
+        "{err}"
+    );
+
+    let token_file = w.dir.path().join("token.jwt");
+    std::fs::write(&token_file, token("sha256:0000")).unwrap();
+    let mut explain = vec![
+        "--profile",
+        "alice",
+        "iam",
+        "workload-identity-pools",
+        "providers",
+        "explain",
+        "attestation-verifier",
+    ];
+    explain.extend(provider);
+    explain.extend(["--token", token_file.to_str().unwrap()]);
+    let out = cli.ok(&explain);
+    assert!(out.contains("result:   REJECTED"), "{out}");
+    assert!(
+        out.contains("PASS  assertion.swname == 'CONFIDENTIAL_SPACE'"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FAIL  assertion.submods.container.image_digest"),
+        "{out}"
+    );
+    assert!(
+        out.contains("assertion.submods.container.image_digest = \"sha256:0000\""),
+        "{out}"
+    );
+
+    // Bob may not read Primus's provider.
+    let mut bob = describe.clone();
+    bob[1] = "bob";
+    let err = cli.fails(&bob);
+    assert!(
+        err.contains("iam.workloadIdentityPoolProviders.get"),
+        "{err}"
+    );
+}
+
+#[test]
+fn googles_python_client_exchanges_and_impersonates_against_cloister() {
+    let w = World::with_users(&[]);
+    let number = primus(&w);
+    let endpoint = w.server.endpoint();
+    let token_file = w.dir.path().join("subject.jwt");
+    std::fs::write(&token_file, token(DIGEST)).unwrap();
+    let config = json!({
+        "type": "external_account",
+        "audience": format!("//iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/primus-pool/providers/attestation-verifier"),
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": format!("{endpoint}/v1/token"),
+        "service_account_impersonation_url": format!("{endpoint}/v1/projects/-/serviceAccounts/{PRIMUS_SA}:generateAccessToken"),
+        "credential_source": {"file": token_file.to_str().unwrap()},
+    });
+    let config_file = w.dir.path().join("external-account.json");
+    std::fs::write(&config_file, config.to_string()).unwrap();
+    let script = format!(
+        "{}/tests/python/google_auth_federation.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = std::process::Command::new("python3")
+        .args([
+            &script,
+            config_file.to_str().unwrap(),
+            &endpoint,
+            "primus-bank",
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "google-auth failed (scripts/test.sh installs it with pip):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["service_account_email"], PRIMUS_SA);
+    assert_eq!(result["status"], 200, "{result}");
+    assert_eq!(result["project"]["projectId"], "primus-bank");
+
+    // The unauthorized image gets Google's exact refusal through the same library.
+    std::fs::write(&token_file, token("sha256:0000")).unwrap();
+    let out = std::process::Command::new("python3")
+        .args([
+            &script,
+            config_file.to_str().unwrap(),
+            &endpoint,
+            "primus-bank",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("The given credential is rejected by the attribute condition."),
+        "{err}"
+    );
+}
