@@ -14,8 +14,9 @@ use tower_http::trace::TraceLayer;
 use crate::auth::tokens::AccessTokens;
 use crate::error::ApiError;
 use crate::iam::authorizer::Authorizer;
+use crate::signing::SigningKeys;
 use crate::state::AppState;
-use crate::{audit, auth, federation, health, iam, time_util};
+use crate::{audit, auth, federation, health, iam, oidc, time_util};
 
 /// The platform admin created on first start.
 pub const BOOTSTRAP_ADMIN_EMAIL: &str = "admin@cloister.local";
@@ -41,6 +42,8 @@ pub enum StartupError {
     Blob(#[from] cloister_store::BlobError),
     #[error("could not create the bootstrap admin: {0}")]
     Bootstrap(ApiError),
+    #[error(transparent)]
+    Signing(#[from] crate::signing::SigningError),
     #[error("public URL {0:?} is not an http(s) URL such as https://cloister.example.com")]
     PublicUrl(String),
 }
@@ -65,12 +68,17 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
     let store: Arc<dyn MetadataStore> = Arc::new(SqliteStore::open(&data_dir.metadata_db())?);
     let blobs = Arc::new(FsBlobStore::open(&data_dir.blob_root()).await?);
     let token_key = data_dir.secret("access-token-hmac.key", 32)?;
+    let account_keys = SigningKeys::open(
+        &data_dir.root().join("keys/accounts"),
+        &format!("{public_url}/accounts"),
+    )?;
     let state = AppState {
         authorizer: Authorizer::new(Arc::clone(&store)),
         store,
         blobs,
         tokens: Arc::new(AccessTokens::new(&token_key, &public_url)),
         providers: Arc::default(),
+        account_keys: Arc::new(account_keys),
         jwks: Arc::default(),
         public_url,
     };
@@ -92,6 +100,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(iam::service_accounts::router())
         .merge(federation::resources::router())
         .merge(federation::sts::router())
+        .merge(oidc::router())
         .merge(iam::users::router())
         .merge(iam::roles::router())
         .merge(audit::router())

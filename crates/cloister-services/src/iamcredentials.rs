@@ -19,6 +19,17 @@ use crate::time_util;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
+struct GenerateIdToken {
+    #[serde(default)]
+    audience: String,
+    #[serde(default)]
+    include_email: bool,
+    #[serde(default)]
+    delegates: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct GenerateAccessToken {
     #[serde(default)]
     scope: Vec<String>,
@@ -91,6 +102,54 @@ pub async fn generate_access_token(
     Ok(Json(
         json!({ "accessToken": token, "expireTime": time_util::unix_to_rfc3339_seconds(exp) }),
     ))
+}
+
+/// `:generateIdToken`: an RS256 OIDC ID token for the account, for `audience`, signed by the
+/// `PUBLIC_URL/accounts` issuer (verifiable through its discovery document and JWKS).
+pub async fn generate_id_token(
+    state: &AppState,
+    caller: &Principal,
+    email: &Email,
+    resource: &str,
+    body: Value,
+) -> Result<Json<Value>, ApiError> {
+    let req: GenerateIdToken = serde_json::from_value(body)
+        .map_err(|e| ApiError::InvalidArgument(format!("Invalid generateIdToken request: {e}")))?;
+    if req.audience.is_empty() || req.audience.len() > 2048 {
+        return Err(ApiError::InvalidArgument(
+            "audience is required (at most 2048 characters)".into(),
+        ));
+    }
+    if req.delegates.as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(ApiError::InvalidArgument(
+            "delegation chains (delegates) are not supported; impersonate the account directly"
+                .into(),
+        ));
+    }
+    state
+        .authorizer
+        .check(caller, "iam.serviceAccounts.getOpenIdToken", resource)
+        .await?;
+    let account = service_accounts::load(state, email).await?;
+    if account.disabled {
+        return Err(ApiError::InvalidArgument(format!(
+            "Service account {email} is disabled"
+        )));
+    }
+    let now = time_util::now_unix();
+    let mut claims = json!({
+        "iss": state.account_keys.issuer(),
+        "aud": req.audience,
+        "sub": account.unique_id,
+        "azp": account.unique_id,
+        "iat": now,
+        "exp": now + ACCESS_TOKEN_LIFETIME_SECS,
+    });
+    if req.include_email {
+        claims["email"] = json!(email.as_str());
+        claims["email_verified"] = json!(true);
+    }
+    Ok(Json(json!({ "token": state.account_keys.sign(&claims) })))
 }
 
 #[cfg(test)]

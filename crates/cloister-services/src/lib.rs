@@ -15,6 +15,8 @@ mod health;
 pub mod iam;
 pub mod iamcredentials;
 pub mod json;
+mod oidc;
+pub mod signing;
 pub mod state;
 pub mod time_util;
 

@@ -9,6 +9,7 @@ use crate::error::ApiError;
 use crate::federation::jwks::JwksCache;
 use crate::federation::provider::ProviderCache;
 use crate::iam::authorizer::Authorizer;
+use crate::signing::SigningKeys;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -18,6 +19,8 @@ pub struct AppState {
     pub authorizer: Authorizer,
     /// Compiled providers, keyed by (name, etag).
     pub providers: Arc<ProviderCache>,
+    /// The keys of service-account ID tokens (issuer `PUBLIC_URL/accounts`).
+    pub account_keys: Arc<SigningKeys>,
     /// Issuers' published keys.
     pub jwks: Arc<JwksCache>,
     /// The server's public base URL, without a trailing slash (the token issuer).

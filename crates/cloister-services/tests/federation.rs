@@ -842,3 +842,44 @@ async fn service_accounts_are_created_listed_and_deleted_with_validation() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(message(&b).contains("does not exist"), "{b}");
 }
+
+#[tokio::test]
+async fn id_tokens_verify_against_the_published_jwks_and_need_get_open_id_token() {
+    let p = Primus::setup().await;
+    let bob = p.api.user("bob@example.com").await;
+    let path = format!("/v1/projects/-/serviceAccounts/{PRIMUS_SA}:generateIdToken");
+    let body = json!({"audience": "https://verifier.test", "includeEmail": true});
+    let (s, b) = p.api.call(&bob, "POST", &path, Some(body.clone())).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    assert!(message(&b).contains("iam.serviceAccounts.getOpenIdToken"));
+    // Alice owns the project, which includes getOpenIdToken on its accounts.
+    let (s, b) = p.api.call(&p.alice, "POST", &path, Some(body)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let token = b["token"].as_str().unwrap();
+    let (_, discovery) = p
+        .api
+        .send(
+            Request::get("/accounts/.well-known/openid-configuration")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(discovery["issuer"], "http://cloister.test/accounts");
+    assert_eq!(discovery["jwks_uri"], "http://cloister.test/accounts/jwks");
+    let (_, jwks) = p
+        .api
+        .send(Request::get("/accounts/jwks").body(Body::empty()).unwrap())
+        .await;
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks).unwrap();
+    let kid = jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwks.find(&kid).unwrap()).unwrap();
+    let mut v = jsonwebtoken::Validation::new(Algorithm::RS256);
+    v.set_audience(&["https://verifier.test"]);
+    v.set_issuer(&["http://cloister.test/accounts"]);
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &v)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["email"], PRIMUS_SA);
+    assert_eq!(claims["email_verified"], true);
+    assert_eq!(claims["sub"].as_str().unwrap().len(), 21);
+}

@@ -34,6 +34,7 @@ struct Cached {
 pub struct JwksCache {
     http: reqwest::Client,
     issuers: Mutex<HashMap<String, Cached>>,
+    refetch_after: Duration,
 }
 
 impl Default for JwksCache {
@@ -46,6 +47,7 @@ impl Default for JwksCache {
         Self {
             http,
             issuers: Mutex::new(HashMap::new()),
+            refetch_after: REFETCH_AFTER,
         }
     }
 }
@@ -81,7 +83,7 @@ impl JwksCache {
         };
         match cached {
             Some((Ok(key), age)) if age < CACHE_FOR => return Ok(key),
-            Some((Err(e), age)) if age < REFETCH_AFTER => return Err(e),
+            Some((Err(e), age)) if age < self.refetch_after => return Err(e),
             _ => {}
         }
         let keys = self.fetch(issuer).await?;
@@ -139,5 +141,114 @@ impl JwksCache {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
         self.issuers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Json;
+    use axum::extract::State;
+    use axum::routing::get;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn key(kid: &str) -> Value {
+        json!({"kty": "RSA", "kid": kid, "alg": "RS256", "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw", "e": "AQAB"})
+    }
+
+    /// A local OIDC issuer whose published keys can change; counts the JWKS fetches.
+    async fn issuer(keys: Arc<Mutex<Vec<Value>>>, fetches: Arc<AtomicUsize>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let discovery = json!({"issuer": base, "jwks_uri": format!("{base}/keys")});
+        let app =
+            axum::Router::new()
+                .route(
+                    "/.well-known/openid-configuration",
+                    get(move || async move { Json(discovery) }),
+                )
+                .route(
+                    "/keys",
+                    get(
+                        |State((keys, fetches)): State<(
+                            Arc<Mutex<Vec<Value>>>,
+                            Arc<AtomicUsize>,
+                        )>| async move {
+                            fetches.fetch_add(1, Ordering::SeqCst);
+                            let keys = keys.lock().unwrap().clone();
+                            Json(json!({ "keys": keys }))
+                        },
+                    ),
+                )
+                .with_state((keys, fetches));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        base
+    }
+
+    #[tokio::test]
+    async fn keys_are_found_through_discovery_cached_and_refetched_on_an_unknown_kid() {
+        let keys = Arc::new(Mutex::new(vec![key("k1")]));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let base = issuer(Arc::clone(&keys), Arc::clone(&fetches)).await;
+        let cache = JwksCache {
+            refetch_after: Duration::ZERO,
+            ..Default::default()
+        };
+        assert_eq!(
+            cache
+                .key(&base, Some("k1"))
+                .await
+                .unwrap()
+                .common
+                .key_id
+                .as_deref(),
+            Some("k1")
+        );
+        cache.key(&base, Some("k1")).await.unwrap();
+        assert_eq!(
+            fetches.load(Ordering::SeqCst),
+            1,
+            "a fresh cache is not refetched"
+        );
+        // The issuer rotates in k2: a token naming k2 makes the cache fetch again.
+        keys.lock().unwrap().push(key("k2"));
+        assert!(cache.key(&base, Some("k2")).await.is_ok());
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+        let err = cache.key(&base, Some("k9")).await.unwrap_err().to_string();
+        assert!(err.contains("\"k9\""), "{err}");
+    }
+
+    #[tokio::test]
+    async fn unknown_kids_do_not_make_cloister_hammer_the_issuer() {
+        let keys = Arc::new(Mutex::new(vec![key("k1")]));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let base = issuer(keys, Arc::clone(&fetches)).await;
+        let cache = JwksCache::default();
+        cache.key(&base, Some("k1")).await.unwrap();
+        for _ in 0..5 {
+            assert!(matches!(
+                cache.key(&base, Some("nope")).await,
+                Err(JwksError::UnknownKid { .. })
+            ));
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_issuer_is_a_clear_error() {
+        let cache = JwksCache::default();
+        let err = cache
+            .key("http://127.0.0.1:9", Some("k"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("could not fetch the keys of issuer http://127.0.0.1:9"),
+            "{err}"
+        );
     }
 }

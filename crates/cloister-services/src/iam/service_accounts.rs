@@ -210,9 +210,12 @@ async fn custom_method(
         "generateAccessToken" => {
             iamcredentials::generate_access_token(&state, &caller, &email, &resource, body).await
         }
+        "generateIdToken" => {
+            iamcredentials::generate_id_token(&state, &caller, &email, &resource, body).await
+        }
         other => Err(ApiError::NotFound(format!(
             "Unknown method :{other} on service accounts; use :getIamPolicy, :setIamPolicy, \
-             :testIamPermissions or :generateAccessToken"
+             :testIamPermissions, :generateAccessToken or :generateIdToken"
         ))),
     }
 }

@@ -1,0 +1,185 @@
+//! RS256 signing keys for the tokens outside parties verify (service-account ID tokens now,
+//! attestation tokens with the verifier), published as a JWKS with OIDC discovery.
+//!
+//! Keys live in the data directory as PKCS#8 PEM files (0600), one directory per issuer; the
+//! newest signs, and every key on disk stays in the JWKS so tokens it signed keep verifying.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use rsa::pkcs1::EncodeRsaPrivateKey;
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::traits::PublicKeyParts;
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SigningError {
+    #[error("signing key {path}: {detail}")]
+    Key { path: PathBuf, detail: String },
+}
+
+struct Key {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    jwk: Value,
+}
+
+pub struct SigningKeys {
+    issuer: String,
+    /// Oldest first; the last one signs.
+    keys: Vec<Key>,
+}
+
+fn load(path: &Path) -> Result<Key, SigningError> {
+    let fail = |detail: String| SigningError::Key {
+        path: path.to_owned(),
+        detail,
+    };
+    let pem = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let private = rsa::RsaPrivateKey::from_pkcs8_pem(&pem)
+        .map_err(|e| fail(format!("not a PKCS#8 RSA key: {e}")))?;
+    let der = private.to_pkcs1_der().map_err(|e| fail(e.to_string()))?;
+    let public_der = private
+        .to_public_key()
+        .to_public_key_der()
+        .map_err(|e| fail(e.to_string()))?;
+    // The key id is a digest of the public key, so it is the same on every replica.
+    let kid = hex::encode(&Sha256::digest(public_der.as_bytes())[..8]);
+    let (n, e) = (
+        URL_SAFE_NO_PAD.encode(private.n().to_bytes_be()),
+        URL_SAFE_NO_PAD.encode(private.e().to_bytes_be()),
+    );
+    let decoding = DecodingKey::from_rsa_components(&n, &e).map_err(|e| fail(e.to_string()))?;
+    Ok(Key {
+        jwk: json!({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid, "n": n, "e": e}),
+        kid,
+        encoding: EncodingKey::from_rsa_der(der.as_bytes()),
+        decoding,
+    })
+}
+
+fn generate(dir: &Path) -> Result<(), SigningError> {
+    let fail = |detail: String| SigningError::Key {
+        path: dir.to_owned(),
+        detail,
+    };
+    let key =
+        rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).map_err(|e| fail(e.to_string()))?;
+    let pem = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| fail(e.to_string()))?;
+    let name = format!("{}.pem", crate::time_util::now_unix());
+    cloister_store::data_dir::write_private_file(&dir.join(name), pem.as_bytes())
+        .map_err(|e| fail(e.to_string()))
+}
+
+impl SigningKeys {
+    /// Loads the keys in `dir` (creating the first one if there is none) for `issuer`.
+    pub fn open(dir: &Path, issuer: &str) -> Result<Self, SigningError> {
+        let fail = |detail: String| SigningError::Key {
+            path: dir.to_owned(),
+            detail,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+        let list = || -> Result<Vec<PathBuf>, SigningError> {
+            let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(|e| fail(e.to_string()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "pem"))
+                .collect();
+            paths.sort();
+            Ok(paths)
+        };
+        let mut paths = list()?;
+        if paths.is_empty() {
+            generate(dir)?;
+            paths = list()?;
+        }
+        let keys = paths
+            .iter()
+            .map(|p| load(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            issuer: issuer.to_owned(),
+            keys,
+        })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Signs `claims` with the newest key (RS256, with its `kid`).
+    pub fn sign<T: Serialize>(&self, claims: &T) -> String {
+        let Some(key) = self.keys.last() else {
+            return String::new();
+        };
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(key.kid.clone());
+        // RS256 over serializable claims with a loaded key cannot fail.
+        jsonwebtoken::encode(&header, claims, &key.encoding).unwrap_or_default()
+    }
+
+    /// The key with `kid`, for verifying this issuer's own tokens in process.
+    pub fn decoding_key(&self, kid: &str) -> Option<&DecodingKey> {
+        self.keys.iter().find(|k| k.kid == kid).map(|k| &k.decoding)
+    }
+
+    /// Every key, for `GET …/jwks`.
+    pub fn jwks(&self) -> Value {
+        json!({ "keys": self.keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() })
+    }
+
+    pub fn jwk_set(&self) -> JwkSet {
+        serde_json::from_value(self.jwks()).unwrap_or(JwkSet { keys: vec![] })
+    }
+
+    /// The OIDC discovery document for this issuer, its JWKS at `jwks_uri`.
+    pub fn discovery(&self, jwks_uri: &str) -> Value {
+        json!({
+            "issuer": self.issuer,
+            "jwks_uri": jwks_uri,
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "claims_supported": ["iss", "aud", "sub", "iat", "exp", "email", "email_verified", "azp"],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_persist_sign_and_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = SigningKeys::open(dir.path(), "http://issuer.test").unwrap();
+        let token = keys.sign(&json!({"sub": "x", "exp": 4_000_000_000u64}));
+        let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
+        let again = SigningKeys::open(dir.path(), "http://issuer.test").unwrap();
+        let key = again.decoding_key(&kid).expect("same key after reopening");
+        let mut v = jsonwebtoken::Validation::new(Algorithm::RS256);
+        v.required_spec_claims.clear();
+        v.validate_aud = false;
+        assert!(jsonwebtoken::decode::<Value>(&token, key, &v).is_ok());
+        assert_eq!(again.jwks()["keys"].as_array().unwrap().len(), 1);
+        let mode = std::fs::metadata(
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path(),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+    }
+}
