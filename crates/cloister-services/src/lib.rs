@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod audit;
+mod audit_log;
 pub mod auth;
 pub mod error;
 pub mod federation;

@@ -147,7 +147,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// means "unconditionally", as in Google's API). Returns the stored policy with its new etag.
     fn set_policy(&self, resource: &str, policy: &Policy) -> Result<Policy, StoreError>;
 
-    /// Appends one decision; the log refuses updates and deletes.
-    fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError>;
+    /// Appends decisions in one transaction (callers batch them to share one disk sync); the
+    /// log refuses updates and deletes.
+    fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
     fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
 }

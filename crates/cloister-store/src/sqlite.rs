@@ -609,14 +609,21 @@ impl MetadataStore for SqliteStore {
         Ok(stored)
     }
 
-    fn append_audit(&self, e: &AuditEntry) -> Result<i64, StoreError> {
+    fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
-                "INSERT INTO audit_log (time, principal, permission, resource, decision, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![e.time, e.principal, e.permission, e.resource, e.decision.as_str(), e.reason],
-            )
-            .map_err(db)?;
-            Ok(c.last_insert_rowid())
+            let tx = c.transaction().map_err(db)?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO audit_log (time, principal, permission, resource, decision, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )
+                    .map_err(db)?;
+                for e in entries {
+                    stmt.execute(params![e.time, e.principal, e.permission, e.resource, e.decision.as_str(), e.reason])
+                        .map_err(db)?;
+                }
+            }
+            tx.commit().map_err(db)
         })
     }
 
@@ -771,7 +778,7 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            s.append_audit(&AuditEntry {
+            s.append_audit(&[AuditEntry {
                 id: 0,
                 time: format!("2026-01-01T00:00:0{i}Z"),
                 principal: "user:b@x.com".into(),
@@ -779,7 +786,7 @@ mod tests {
                 resource: res.into(),
                 decision,
                 reason: "r".into(),
-            })
+            }])
             .unwrap();
         }
         let under = |p: &str| AuditFilter {

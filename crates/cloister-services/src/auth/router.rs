@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Form, Json, Router};
-use cloister_domain::{AuditEntry, Decision, Principal};
+use cloister_domain::{Decision, Principal};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -84,16 +84,5 @@ async fn token(State(state): State<AppState>, Form(req): Form<TokenRequest>) -> 
 }
 
 async fn audit(state: &AppState, principal: String, decision: Decision, reason: &str) {
-    let entry = AuditEntry {
-        id: 0,
-        time: time_util::now_rfc3339(),
-        principal,
-        permission: "auth.accessTokens.issue".into(),
-        resource: "platform".into(),
-        decision,
-        reason: reason.to_owned(),
-    };
-    if let Err(e) = state.db(move |s| s.append_audit(&entry)).await {
-        tracing::error!(error = %e, "could not append to the audit log");
-    }
+    state.authorizer.record(principal, "auth.accessTokens.issue", "platform", decision, reason.to_owned()).await;
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use cloister_domain::{AuditEntry, Decision, Permission, Principal, role};
 use cloister_store::{MetadataStore, StoreError};
 
+use crate::audit_log::AuditLog;
 use crate::error::ApiError;
 use crate::state::blocking;
 use crate::time_util;
@@ -17,6 +18,7 @@ const MAX_DEPTH: usize = 8;
 #[derive(Clone)]
 pub struct Authorizer {
     store: Arc<dyn MetadataStore>,
+    audit: AuditLog,
 }
 
 /// Why a permission is held: which role, bound on which resource.
@@ -28,7 +30,7 @@ pub struct Grant {
 
 impl Authorizer {
     pub fn new(store: Arc<dyn MetadataStore>) -> Self {
-        Self { store }
+        Self { audit: AuditLog::start(Arc::clone(&store)), store }
     }
 
     /// Allows or refuses `permission` on `resource` for `principal`, and records the decision.
@@ -87,7 +89,8 @@ impl Authorizer {
             .collect())
     }
 
-    /// Appends an audit entry; a failure to write it is logged, never shown to the caller.
+    /// Appends an audit entry (durably, before returning); a failure to write it is logged,
+    /// never shown to the caller.
     pub async fn record(
         &self,
         principal: String,
@@ -105,9 +108,7 @@ impl Authorizer {
             decision,
             reason,
         };
-        if let Err(e) = blocking(&self.store, move |s| s.append_audit(&entry)).await {
-            tracing::error!(error = %e, "could not append to the audit log");
-        }
+        self.audit.record(entry).await;
     }
 }
 
