@@ -96,8 +96,5 @@ async fn is_admin(state: &AppState, caller: &Principal) -> Result<bool, ApiError
         return Ok(false);
     };
     let email = email.clone();
-    Ok(state
-        .db(move |s| s.get_user(&email))
-        .await?
-        .is_some_and(|u| u.admin))
+    Ok(state.read(|s| s.get_user(&email))?.is_some_and(|u| u.admin))
 }

@@ -38,6 +38,18 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Runs a metadata-store *read* inline on the async runtime. Reads take microseconds and
+    /// never wait for a writer's disk sync (separate connections, WAL), so handing them to the
+    /// blocking pool would cost more in thread switches than it saves. Writes use [`Self::db`].
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&dyn MetadataStore) -> Result<T, cloister_store::StoreError>,
+    ) -> Result<T, ApiError> {
+        f(self.store.as_ref()).map_err(ApiError::from)
+    }
+}
+
 pub(crate) async fn blocking<T, F>(store: &Arc<dyn MetadataStore>, f: F) -> Result<T, ApiError>
 where
     F: FnOnce(&dyn MetadataStore) -> Result<T, cloister_store::StoreError> + Send + 'static,

@@ -2,10 +2,11 @@
 
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cloister_domain::{AuditEntry, Decision, Email, Policy, ProjectId, ProjectNumber};
 use rand::RngCore;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use crate::metadata::{
     AuditFilter, CredentialRecord, FederationRecord, MetadataStore, ProjectRecord,
@@ -78,9 +79,15 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX federation_parent ON federation(parent);",
 ];
 
+/// One connection for writes and a few for reads: in WAL mode readers never wait for a
+/// writer's disk sync, so reads can run on the async runtime without stalling it.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
 }
+
+const READERS: usize = 4;
 
 fn db(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e.to_string())
@@ -99,8 +106,21 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(db)?;
         migrate(&mut conn)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let r = Connection::open_with_flags(path, flags).map_err(db)?;
+                r.busy_timeout(std::time::Duration::from_secs(5))
+                    .map_err(db)?;
+                r.set_prepared_statement_cache_capacity(64);
+                Ok(Mutex::new(r))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        conn.set_prepared_statement_cache_capacity(64);
         Ok(Self {
             conn: Mutex::new(conn),
+            readers,
+            next_reader: AtomicUsize::new(0),
         })
     }
 
@@ -111,6 +131,25 @@ impl SqliteStore {
         // A panic while holding the lock cannot leave SQLite half-written (transactions roll
         // back), so a poisoned mutex is safe to keep using.
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut conn)
+    }
+}
+
+impl SqliteStore {
+    /// Runs a read on a free reader connection (or waits for the next one in turn).
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.readers.len() {
+            if let Ok(mut conn) = self.readers[(start + i) % self.readers.len()].try_lock() {
+                return f(&mut conn);
+            }
+        }
+        let mut conn = self.readers[start % self.readers.len()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         f(&mut conn)
     }
 }
@@ -259,21 +298,23 @@ impl MetadataStore for SqliteStore {
     }
 
     fn get_user(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
-        self.with(|c| {
-            c.query_row(
+        self.read(|c| {
+            c.prepare_cached(
                 "SELECT email, display_name, admin, create_time FROM users WHERE email = ?1",
-                [email.as_str()],
-                user_row,
             )
+            .map_err(db)?
+            .query_row([email.as_str()], user_row)
             .optional()
             .map_err(db)
         })
     }
 
     fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c
-                .prepare("SELECT email, display_name, admin, create_time FROM users ORDER BY email")
+                .prepare_cached(
+                    "SELECT email, display_name, admin, create_time FROM users ORDER BY email",
+                )
                 .map_err(db)?;
             let rows = stmt.query_map([], user_row).map_err(db)?;
             rows.collect::<Result<_, _>>().map_err(db)
@@ -298,20 +339,20 @@ impl MetadataStore for SqliteStore {
     }
 
     fn get_credential(&self, id: &str) -> Result<Option<CredentialRecord>, StoreError> {
-        self.with(|c| {
-            c.query_row(
+        self.read(|c| {
+            c.prepare_cached(
                 "SELECT id, user_email, secret_sha256, create_time FROM credentials WHERE id = ?1",
-                [id],
-                |row| {
-                    let hash: Vec<u8> = row.get(2)?;
-                    Ok(CredentialRecord {
-                        id: row.get(0)?,
-                        user: email_col(row, 1)?,
-                        secret_sha256: hash.try_into().unwrap_or([0; 32]),
-                        create_time: row.get(3)?,
-                    })
-                },
             )
+            .map_err(db)?
+            .query_row([id], |row| {
+                let hash: Vec<u8> = row.get(2)?;
+                Ok(CredentialRecord {
+                    id: row.get(0)?,
+                    user: email_col(row, 1)?,
+                    secret_sha256: hash.try_into().unwrap_or([0; 32]),
+                    create_time: row.get(3)?,
+                })
+            })
             .optional()
             .map_err(db)
         })
@@ -354,21 +395,21 @@ impl MetadataStore for SqliteStore {
     }
 
     fn get_project(&self, id: &ProjectId) -> Result<Option<ProjectRecord>, StoreError> {
-        self.with(|c| {
-            c.query_row(
+        self.read(|c| {
+            c.prepare_cached(
                 "SELECT id, number, display_name, create_time, creator FROM projects WHERE id = ?1",
-                [id.as_str()],
-                project_row,
             )
+            .map_err(db)?
+            .query_row([id.as_str()], project_row)
             .optional()
             .map_err(db)
         })
     }
 
     fn list_projects(&self) -> Result<Vec<ProjectRecord>, StoreError> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c
-                .prepare("SELECT id, number, display_name, create_time, creator FROM projects ORDER BY id")
+                .prepare_cached("SELECT id, number, display_name, create_time, creator FROM projects ORDER BY id")
                 .map_err(db)?;
             let rows = stmt.query_map([], project_row).map_err(db)?;
             rows.collect::<Result<_, _>>().map_err(db)
@@ -402,12 +443,12 @@ impl MetadataStore for SqliteStore {
         &self,
         email: &Email,
     ) -> Result<Option<ServiceAccountRecord>, StoreError> {
-        self.with(|c| {
-            c.query_row(
-                &format!("SELECT {SERVICE_ACCOUNT_COLUMNS} FROM service_accounts WHERE email = ?1"),
-                [email.as_str()],
-                service_account_row,
-            )
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {SERVICE_ACCOUNT_COLUMNS} FROM service_accounts WHERE email = ?1"
+            ))
+            .map_err(db)?
+            .query_row([email.as_str()], service_account_row)
             .optional()
             .map_err(db)
         })
@@ -417,9 +458,9 @@ impl MetadataStore for SqliteStore {
         &self,
         project: &ProjectId,
     ) -> Result<Vec<ServiceAccountRecord>, StoreError> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c
-                .prepare(&format!(
+                .prepare_cached(&format!(
                     "SELECT {SERVICE_ACCOUNT_COLUMNS} FROM service_accounts WHERE project_id = ?1 ORDER BY email"
                 ))
                 .map_err(db)?;
@@ -481,21 +522,21 @@ impl MetadataStore for SqliteStore {
     }
 
     fn get_federation(&self, name: &str) -> Result<Option<FederationRecord>, StoreError> {
-        self.with(|c| {
-            c.query_row(
+        self.read(|c| {
+            c.prepare_cached(
                 "SELECT name, project_id, resource, etag FROM federation WHERE name = ?1",
-                [name],
-                federation_row,
             )
+            .map_err(db)?
+            .query_row([name], federation_row)
             .optional()
             .map_err(db)
         })
     }
 
     fn list_federation(&self, parent: &str) -> Result<Vec<FederationRecord>, StoreError> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c
-                .prepare("SELECT name, project_id, resource, etag FROM federation WHERE parent = ?1 ORDER BY name")
+                .prepare_cached("SELECT name, project_id, resource, etag FROM federation WHERE parent = ?1 ORDER BY name")
                 .map_err(db)?;
             let rows = stmt.query_map([parent], federation_row).map_err(db)?;
             rows.collect::<Result<_, _>>().map_err(db)
@@ -550,20 +591,18 @@ impl MetadataStore for SqliteStore {
     }
 
     fn get_policy(&self, resource: &str) -> Result<(Policy, Option<String>), StoreError> {
-        let row = self.with(|c| {
-            c.query_row(
-                "SELECT policy, etag, parent FROM iam_policies WHERE resource = ?1",
-                [resource],
-                |r| {
+        let row = self.read(|c| {
+            c.prepare_cached("SELECT policy, etag, parent FROM iam_policies WHERE resource = ?1")
+                .map_err(db)?
+                .query_row([resource], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, String>(1)?,
                         r.get::<_, Option<String>>(2)?,
                     ))
-                },
-            )
-            .optional()
-            .map_err(db)
+                })
+                .optional()
+                .map_err(db)
         })?;
         match row {
             Some((json, etag, parent)) => Ok((parse_policy(resource, &json, etag)?, parent)),
@@ -636,9 +675,9 @@ impl MetadataStore for SqliteStore {
                 .replace('_', "\\_");
             (p.clone(), format!("{escaped}/%"))
         });
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c
-                .prepare(
+                .prepare_cached(
                     "SELECT id, time, principal, permission, resource, decision, reason FROM audit_log
                      WHERE (?1 IS NULL OR principal = ?1)
                        AND (?2 IS NULL OR permission = ?2)

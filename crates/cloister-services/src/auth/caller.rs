@@ -46,7 +46,7 @@ impl FromRequestParts<AppState> for Caller {
         let active = match &principal {
             Principal::User(email) => {
                 let email = email.clone();
-                state.db(move |s| s.get_user(&email)).await?.is_some()
+                state.read(|s| s.get_user(&email))?.is_some()
             }
             Principal::ServiceAccount(_) => service_accounts::is_active(state, &principal).await?,
             Principal::Federated { .. } => true,
@@ -68,10 +68,7 @@ impl FromRequestParts<AppState> for AdminCaller {
         let is_admin = match &principal {
             Principal::User(email) => {
                 let email = email.clone();
-                state
-                    .db(move |s| s.get_user(&email))
-                    .await?
-                    .is_some_and(|u| u.admin)
+                state.read(|s| s.get_user(&email))?.is_some_and(|u| u.admin)
             }
             _ => false,
         };

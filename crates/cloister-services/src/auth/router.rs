@@ -84,5 +84,14 @@ async fn token(State(state): State<AppState>, Form(req): Form<TokenRequest>) -> 
 }
 
 async fn audit(state: &AppState, principal: String, decision: Decision, reason: &str) {
-    state.authorizer.record(principal, "auth.accessTokens.issue", "platform", decision, reason.to_owned()).await;
+    state
+        .authorizer
+        .record(
+            principal,
+            "auth.accessTokens.issue",
+            "platform",
+            decision,
+            reason.to_owned(),
+        )
+        .await;
 }

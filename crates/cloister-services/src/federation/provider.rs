@@ -159,9 +159,8 @@ impl ProviderCache {
             .map(|(p, _)| p.to_owned())
             .unwrap_or_default();
         let lookup = name.to_owned();
-        let (provider, pool) = state
-            .db(move |s| Ok((s.get_federation(&lookup)?, s.get_federation(&pool_name)?)))
-            .await?;
+        let (provider, pool) =
+            state.read(|s| Ok((s.get_federation(&lookup)?, s.get_federation(&pool_name)?)))?;
         let (Some(provider), Some(pool)) = (provider, pool) else {
             return Ok(None);
         };

@@ -131,8 +131,7 @@ fn new_etag() -> String {
 async fn load(state: &AppState, name: &str, kind: &str) -> Result<FederationRecord, ApiError> {
     let lookup = name.to_owned();
     state
-        .db(move |s| s.get_federation(&lookup))
-        .await?
+        .read(|s| s.get_federation(&lookup))?
         .ok_or_else(|| ApiError::NotFound(format!("{kind} {name} was not found")))
 }
 

@@ -8,7 +8,6 @@ use cloister_store::{MetadataStore, StoreError};
 
 use crate::audit_log::AuditLog;
 use crate::error::ApiError;
-use crate::state::blocking;
 use crate::time_util;
 
 /// Resource hierarchies are shallow (project → resource → child); a longer chain means a
@@ -30,7 +29,10 @@ pub struct Grant {
 
 impl Authorizer {
     pub fn new(store: Arc<dyn MetadataStore>) -> Self {
-        Self { audit: AuditLog::start(Arc::clone(&store)), store }
+        Self {
+            audit: AuditLog::start(Arc::clone(&store)),
+            store,
+        }
     }
 
     /// Allows or refuses `permission` on `resource` for `principal`, and records the decision.
@@ -75,7 +77,8 @@ impl Authorizer {
         resource: &str,
     ) -> Result<Vec<Option<Grant>>, ApiError> {
         let resource = resource.to_owned();
-        let chain = blocking(&self.store, move |s| policy_chain(s, &resource)).await?;
+        // Reads run inline: see `AppState::read`.
+        let chain = policy_chain(self.store.as_ref(), &resource)?;
         Ok(permissions
             .iter()
             .map(|p| {

@@ -66,8 +66,7 @@ pub fn resource_of(email: &str) -> Result<(Email, String), ApiError> {
 pub async fn load(state: &AppState, email: &Email) -> Result<ServiceAccountRecord, ApiError> {
     let lookup = email.clone();
     state
-        .db(move |s| s.get_service_account(&lookup))
-        .await?
+        .read(|s| s.get_service_account(&lookup))?
         .ok_or_else(|| ApiError::NotFound(format!("Service account {email} does not exist")))
 }
 
@@ -227,7 +226,6 @@ pub async fn is_active(state: &AppState, principal: &Principal) -> Result<bool, 
     };
     let email = email.clone();
     Ok(state
-        .db(move |s| s.get_service_account(&email))
-        .await?
+        .read(|s| s.get_service_account(&email))?
         .is_some_and(|a| !a.disabled))
 }

@@ -103,7 +103,7 @@ async fn create_credential(
 ) -> Result<Json<CredentialFile>, ApiError> {
     let email = Email::parse(&email).map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
     let lookup = email.clone();
-    if state.db(move |s| s.get_user(&lookup)).await?.is_none() {
+    if state.read(|s| s.get_user(&lookup))?.is_none() {
         return Err(ApiError::NotFound(format!(
             "User {email} does not exist; create it first with `cloister iam users create {email}`"
         )));
