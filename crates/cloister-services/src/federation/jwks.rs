@@ -160,31 +160,27 @@ mod tests {
         json!({"kty": "RSA", "kid": kid, "alg": "RS256", "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw", "e": "AQAB"})
     }
 
+    type Published = (Arc<Mutex<Vec<Value>>>, Arc<AtomicUsize>);
+
     /// A local OIDC issuer whose published keys can change; counts the JWKS fetches.
     async fn issuer(keys: Arc<Mutex<Vec<Value>>>, fetches: Arc<AtomicUsize>) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let discovery = json!({"issuer": base, "jwks_uri": format!("{base}/keys")});
-        let app =
-            axum::Router::new()
-                .route(
-                    "/.well-known/openid-configuration",
-                    get(move || async move { Json(discovery) }),
-                )
-                .route(
-                    "/keys",
-                    get(
-                        |State((keys, fetches)): State<(
-                            Arc<Mutex<Vec<Value>>>,
-                            Arc<AtomicUsize>,
-                        )>| async move {
-                            fetches.fetch_add(1, Ordering::SeqCst);
-                            let keys = keys.lock().unwrap().clone();
-                            Json(json!({ "keys": keys }))
-                        },
-                    ),
-                )
-                .with_state((keys, fetches));
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                get(move || async move { Json(discovery) }),
+            )
+            .route(
+                "/keys",
+                get(|State((keys, fetches)): State<Published>| async move {
+                    fetches.fetch_add(1, Ordering::SeqCst);
+                    let keys = keys.lock().unwrap().clone();
+                    Json(json!({ "keys": keys }))
+                }),
+            )
+            .with_state((keys, fetches));
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         base
     }
