@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::iam::authorizer::Authorizer;
 use crate::signing::SigningKeys;
 use crate::state::AppState;
-use crate::{audit, auth, federation, health, iam, oidc, time_util};
+use crate::{audit, auth, federation, health, iam, oidc, time_util, verifier};
 
 /// The platform admin created on first start.
 pub const BOOTSTRAP_ADMIN_EMAIL: &str = "admin@cloister.local";
@@ -68,6 +68,8 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
     let store: Arc<dyn MetadataStore> = Arc::new(SqliteStore::open(&data_dir.metadata_db())?);
     let blobs = Arc::new(FsBlobStore::open(&data_dir.blob_root()).await?);
     let token_key = data_dir.secret("access-token-hmac.key", 32)?;
+    let attestation_keys =
+        SigningKeys::open(&data_dir.root().join("keys/attestation"), &public_url)?;
     let account_keys = SigningKeys::open(
         &data_dir.root().join("keys/accounts"),
         &format!("{public_url}/accounts"),
@@ -79,6 +81,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         tokens: Arc::new(AccessTokens::new(&token_key, &public_url)),
         providers: Arc::default(),
         account_keys: Arc::new(account_keys),
+        attestation_keys: Arc::new(attestation_keys),
         jwks: Arc::default(),
         public_url,
     };
@@ -101,6 +104,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(federation::resources::router())
         .merge(federation::sts::router())
         .merge(oidc::router())
+        .merge(verifier::challenges::router())
+        .merge(verifier::reference_values::router())
         .merge(iam::users::router())
         .merge(iam::roles::router())
         .merge(audit::router())

@@ -20,6 +20,7 @@ mod oidc;
 pub mod signing;
 pub mod state;
 pub mod time_util;
+pub mod verifier;
 
 pub use app::{BOOTSTRAP_ADMIN_EMAIL, OpenedServer, ServerConfig, StartupError, open};
 pub use error::ApiError;

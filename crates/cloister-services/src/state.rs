@@ -21,6 +21,8 @@ pub struct AppState {
     pub providers: Arc<ProviderCache>,
     /// The keys of service-account ID tokens (issuer `PUBLIC_URL/accounts`).
     pub account_keys: Arc<SigningKeys>,
+    /// The keys of attestation tokens (issuer `PUBLIC_URL`).
+    pub attestation_keys: Arc<SigningKeys>,
     /// Issuers' published keys.
     pub jwks: Arc<JwksCache>,
     /// The server's public base URL, without a trailing slash (the token issuer).

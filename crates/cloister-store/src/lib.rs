@@ -19,7 +19,7 @@ mod sqlite;
 pub use blob::{BlobError, BlobInfo, BlobKey, BlobStore, ByteStream, FsBlobStore};
 pub use data_dir::{DataDir, DataDirError};
 pub use metadata::{
-    AuditFilter, CredentialRecord, FederationRecord, MetadataStore, ProjectRecord,
-    ServiceAccountRecord, StoreError, UserRecord,
+    AuditFilter, ChallengeRecord, ConsumeError, CredentialRecord, FederationRecord, MetadataStore,
+    ProjectRecord, ReferenceValueRecord, ServiceAccountRecord, StoreError, UserRecord,
 };
 pub use sqlite::SqliteStore;

@@ -81,6 +81,39 @@ pub struct FederationRecord {
     pub etag: String,
 }
 
+/// A verifier challenge: a random nonce, single use, short-lived (times in unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeRecord {
+    /// `projects/PROJECT/locations/LOCATION/challenges/ID`.
+    pub name: String,
+    pub project_id: ProjectId,
+    pub nonce: Vec<u8>,
+    pub create_time: i64,
+    pub expire_time: i64,
+}
+
+/// Why a challenge could not be consumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsumeError {
+    NotFound,
+    AlreadyUsed,
+    Expired { expire_time: i64 },
+}
+
+/// A trusted launcher build: its measurement and what tokens say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferenceValueRecord {
+    /// Hex digest of the launcher measurement.
+    pub measurement: String,
+    pub swversion: String,
+    /// `disabled-since-boot` or `enabled`.
+    pub dbgstat: String,
+    /// Some of `LATEST`, `STABLE`, `USABLE`, `EXPERIMENTAL`.
+    pub support_attributes: Vec<String>,
+    pub description: String,
+    pub create_time: String,
+}
+
 /// Filters for `list_audit`; `None` means "any".
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -139,6 +172,24 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<String, StoreError>;
     /// Deletes a record and everything under it; returns whether it existed.
     fn delete_federation(&self, name: &str) -> Result<bool, StoreError>;
+
+    fn create_challenge(&self, challenge: &ChallengeRecord) -> Result<(), StoreError>;
+    /// Marks the challenge used if it exists, is unused and has not expired at `now`; the
+    /// database decides, so it holds across replicas.
+    fn consume_challenge(
+        &self,
+        name: &str,
+        now: i64,
+    ) -> Result<Result<ChallengeRecord, ConsumeError>, StoreError>;
+
+    /// Adds or replaces the reference value for a measurement.
+    fn put_reference_value(&self, value: &ReferenceValueRecord) -> Result<(), StoreError>;
+    fn get_reference_value(
+        &self,
+        measurement: &str,
+    ) -> Result<Option<ReferenceValueRecord>, StoreError>;
+    fn list_reference_values(&self) -> Result<Vec<ReferenceValueRecord>, StoreError>;
+    fn delete_reference_value(&self, measurement: &str) -> Result<bool, StoreError>;
 
     /// The policy attached to `resource` (empty when none) and its parent resource, whose
     /// bindings it inherits.

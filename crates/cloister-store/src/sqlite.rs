@@ -9,8 +9,8 @@ use rand::RngCore;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use crate::metadata::{
-    AuditFilter, CredentialRecord, FederationRecord, MetadataStore, ProjectRecord,
-    ServiceAccountRecord, StoreError, UserRecord,
+    AuditFilter, ChallengeRecord, ConsumeError, CredentialRecord, FederationRecord, MetadataStore,
+    ProjectRecord, ReferenceValueRecord, ServiceAccountRecord, StoreError, UserRecord,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran. Written by
@@ -77,6 +77,23 @@ const MIGRATIONS: &[&str] = &[
         etag TEXT NOT NULL
      ) STRICT;
      CREATE INDEX federation_parent ON federation(parent);",
+    // 3: attestation verifier
+    "CREATE TABLE challenges (
+        name TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL REFERENCES projects(id),
+        nonce BLOB NOT NULL,
+        create_time INTEGER NOT NULL,
+        expire_time INTEGER NOT NULL,
+        used INTEGER NOT NULL
+     ) STRICT;
+     CREATE TABLE reference_values (
+        measurement TEXT PRIMARY KEY,
+        swversion TEXT NOT NULL,
+        dbgstat TEXT NOT NULL,
+        support_attributes TEXT NOT NULL,
+        description TEXT NOT NULL,
+        create_time TEXT NOT NULL
+     ) STRICT;",
 ];
 
 /// One connection for writes and a few for reads: in WAL mode readers never wait for a
@@ -269,6 +286,18 @@ fn federation_parent(name: &str) -> String {
         Some(i) => name[..i].to_owned(),
         None => name.rsplitn(3, '/').nth(2).unwrap_or_default().to_owned(),
     }
+}
+
+fn reference_value_row(row: &Row) -> rusqlite::Result<ReferenceValueRecord> {
+    let attrs: String = row.get(3)?;
+    Ok(ReferenceValueRecord {
+        measurement: row.get(0)?,
+        swversion: row.get(1)?,
+        dbgstat: row.get(2)?,
+        support_attributes: serde_json::from_str(&attrs).map_err(|e| text_err(3, e))?,
+        description: row.get(4)?,
+        create_time: row.get(5)?,
+    })
 }
 
 fn parse_policy(resource: &str, json: &str, etag: String) -> Result<Policy, StoreError> {
@@ -587,6 +616,109 @@ impl MetadataStore for SqliteStore {
                 .map_err(db)?;
             tx.commit().map_err(db)?;
             Ok(n == 1)
+        })
+    }
+
+    fn create_challenge(&self, c: &ChallengeRecord) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO challenges (name, project_id, nonce, create_time, expire_time, used) VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+                params![c.name, c.project_id.as_str(), c.nonce, c.create_time, c.expire_time],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn consume_challenge(
+        &self,
+        name: &str,
+        now: i64,
+    ) -> Result<Result<ChallengeRecord, ConsumeError>, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction().map_err(db)?;
+            let row = tx
+                .query_row(
+                    "SELECT name, project_id, nonce, create_time, expire_time, used FROM challenges WHERE name = ?1",
+                    [name],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Vec<u8>>(2)?,
+                            r.get::<_, i64>(3)?,
+                            r.get::<_, i64>(4)?,
+                            r.get::<_, bool>(5)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(db)?;
+            let Some((name, project, nonce, create_time, expire_time, used)) = row else {
+                return Ok(Err(ConsumeError::NotFound));
+            };
+            if used {
+                return Ok(Err(ConsumeError::AlreadyUsed));
+            }
+            if expire_time <= now {
+                return Ok(Err(ConsumeError::Expired { expire_time }));
+            }
+            // The conditional update is what makes the challenge single use across replicas
+            // sharing the database: only one transaction can flip `used`.
+            let changed = tx.execute("UPDATE challenges SET used = 1 WHERE name = ?1 AND used = 0", [&name]).map_err(db)?;
+            tx.commit().map_err(db)?;
+            if changed != 1 {
+                return Ok(Err(ConsumeError::AlreadyUsed));
+            }
+            let project_id = ProjectId::parse(&project).map_err(|e| StoreError::Database(e.to_string()))?;
+            Ok(Ok(ChallengeRecord { name, project_id, nonce, create_time, expire_time }))
+        })
+    }
+
+    fn put_reference_value(&self, v: &ReferenceValueRecord) -> Result<(), StoreError> {
+        let attrs = serde_json::to_string(&v.support_attributes)
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        self.with(|conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO reference_values (measurement, swversion, dbgstat, support_attributes, description, create_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![v.measurement, v.swversion, v.dbgstat, attrs, v.description, v.create_time],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn get_reference_value(
+        &self,
+        measurement: &str,
+    ) -> Result<Option<ReferenceValueRecord>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT measurement, swversion, dbgstat, support_attributes, description, create_time FROM reference_values WHERE measurement = ?1")
+                .map_err(db)?
+                .query_row([measurement], reference_value_row)
+                .optional()
+                .map_err(db)
+        })
+    }
+
+    fn list_reference_values(&self) -> Result<Vec<ReferenceValueRecord>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT measurement, swversion, dbgstat, support_attributes, description, create_time FROM reference_values ORDER BY measurement")
+                .map_err(db)?;
+            let rows = stmt.query_map([], reference_value_row).map_err(db)?;
+            rows.collect::<Result<_, _>>().map_err(db)
+        })
+    }
+
+    fn delete_reference_value(&self, measurement: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            Ok(c.execute(
+                "DELETE FROM reference_values WHERE measurement = ?1",
+                [measurement],
+            )
+            .map_err(db)?
+                == 1)
         })
     }
 
@@ -925,6 +1057,35 @@ mod tests {
         assert!(
             s.get_federation(&provider).unwrap().is_none(),
             "providers go with their pool"
+        );
+    }
+
+    #[test]
+    fn a_challenge_is_consumed_once_and_never_after_it_expires() {
+        let (_d, s) = store();
+        s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+            .unwrap();
+        let c = |name: &str, expire_time| ChallengeRecord {
+            name: name.into(),
+            project_id: ProjectId::parse("alpha-1").unwrap(),
+            nonce: vec![1; 32],
+            create_time: 100,
+            expire_time,
+        };
+        s.create_challenge(&c("c1", 200)).unwrap();
+        s.create_challenge(&c("c2", 150)).unwrap();
+        assert_eq!(s.consume_challenge("c1", 120).unwrap(), Ok(c("c1", 200)));
+        assert_eq!(
+            s.consume_challenge("c1", 121).unwrap(),
+            Err(ConsumeError::AlreadyUsed)
+        );
+        assert_eq!(
+            s.consume_challenge("c2", 150).unwrap(),
+            Err(ConsumeError::Expired { expire_time: 150 })
+        );
+        assert_eq!(
+            s.consume_challenge("c3", 120).unwrap(),
+            Err(ConsumeError::NotFound)
         );
     }
 

@@ -78,7 +78,10 @@ pub async fn verify_subject_token(
         )));
     }
     let kid = header.kid.as_deref();
-    let jwk = match &provider.jwks {
+    // This Cloister's own verifier is read in process, never over HTTP to ourselves.
+    let local = (provider.issuer.trim_end_matches('/') == state.public_url)
+        .then(|| state.attestation_keys.jwk_set());
+    let jwk = match provider.jwks.as_ref().or(local.as_ref()) {
         Some(set) => jwks::select(set, &provider.issuer, kid),
         None => state.jwks.key(&provider.issuer, kid).await,
     }

@@ -11,8 +11,8 @@ use tower::ServiceExt;
 
 pub struct Api {
     router: Router,
-    _dir: tempfile::TempDir,
-    _server: cloister_services::OpenedServer,
+    pub dir: tempfile::TempDir,
+    pub server: cloister_services::OpenedServer,
     pub admin: String,
 }
 
@@ -33,8 +33,8 @@ impl Api {
         let router = opened.router.clone();
         let mut api = Api {
             router,
-            _dir: dir,
-            _server: opened,
+            dir,
+            server: opened,
             admin: String::new(),
         };
         api.admin = api.login(&cred).await;

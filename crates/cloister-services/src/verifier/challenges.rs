@@ -1,0 +1,361 @@
+//! `POST /v1/projects/{p}/locations/{l}/challenges` and
+//! `POST /v1/projects/{p}/locations/{l}/challenges/{id}:verifyAttestation`.
+
+use axum::extract::{Path, State};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use cloister_domain::{Decision, Email, Principal, ProjectId};
+use cloister_eventlog::{COS_EVENT_PCR, EventLog};
+use cloister_store::{ChallengeRecord, ConsumeError};
+use jsonwebtoken::{Algorithm, Validation};
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::claims::{Verified, token_claims};
+use super::{CHALLENGE_LIFETIME_SECS, DEFAULT_AUDIENCE, TOKEN_LIFETIME_SECS};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::json::ApiJson;
+use crate::state::AppState;
+use crate::time_util;
+
+const MAX_NONCES: usize = 6;
+const NONCE_BYTES: std::ops::RangeInclusive<usize> = 8..=88;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/projects/{project}/locations/{location}/challenges",
+            post(create),
+        )
+        .route(
+            "/v1/projects/{project}/locations/{location}/challenges/{challenge}",
+            post(verify),
+        )
+}
+
+fn parse_location(project: &str, location: &str) -> Result<ProjectId, ApiError> {
+    let project =
+        ProjectId::parse(project).map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+    let ok = !location.is_empty()
+        && location.len() <= 32
+        && location
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !ok {
+        return Err(ApiError::InvalidArgument(format!(
+            "location {location:?} is not a location such as us-central1"
+        )));
+    }
+    Ok(project)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((project, location)): Path<(String, String)>,
+    ApiJson(_): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let project = parse_location(&project, &location)?;
+    state
+        .authorizer
+        .check(
+            &caller,
+            "confidentialcomputing.challenges.create",
+            &project.resource_name(),
+        )
+        .await?;
+    let lookup = project.clone();
+    if state.read(|s| s.get_project(&lookup))?.is_none() {
+        return Err(ApiError::NotFound(format!(
+            "Project {project} was not found"
+        )));
+    }
+    let mut nonce = vec![0u8; 32];
+    rand::rng().fill_bytes(&mut nonce);
+    let now = time_util::now_unix();
+    let record = ChallengeRecord {
+        name: format!(
+            "projects/{project}/locations/{location}/challenges/{}",
+            uuid::Uuid::new_v4()
+        ),
+        project_id: project,
+        nonce,
+        create_time: now,
+        expire_time: now + CHALLENGE_LIFETIME_SECS,
+    };
+    let stored = record.clone();
+    state.db(move |s| s.create_challenge(&stored)).await?;
+    Ok(Json(json!({
+        "name": record.name,
+        "createTime": time_util::unix_to_rfc3339_seconds(record.create_time),
+        "expireTime": time_util::unix_to_rfc3339_seconds(record.expire_time),
+        "used": false,
+        "tpmNonce": STANDARD.encode(&record.nonce),
+    })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct VerifyRequest {
+    #[serde(default)]
+    gcp_credentials: GcpCredentials,
+    #[serde(default)]
+    token_options: TokenOptions,
+    /// Cloister's `INSECURE` evidence: the canonical event log with nothing to vouch for it.
+    #[serde(default)]
+    insecure_attestation: Option<InsecureAttestation>,
+    #[serde(default)]
+    tpm_attestation: Option<Value>,
+    #[serde(default)]
+    sev_snp_attestation: Option<Value>,
+    #[serde(default)]
+    td_ccel: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct GcpCredentials {
+    #[serde(default)]
+    service_account_id_tokens: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct TokenOptions {
+    #[serde(default)]
+    audience: Option<String>,
+    #[serde(default)]
+    nonce: Vec<String>,
+    #[serde(default)]
+    token_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InsecureAttestation {
+    /// Base64 of the encoded canonical event log.
+    canonical_event_log: String,
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::InvalidArgument(msg.into())
+}
+
+fn check_token_options(o: &TokenOptions) -> Result<(), ApiError> {
+    if o.nonce.len() > MAX_NONCES {
+        return Err(bad(format!(
+            "tokenOptions.nonce has {} nonces; at most {MAX_NONCES} are allowed",
+            o.nonce.len()
+        )));
+    }
+    if let Some(n) = o.nonce.iter().find(|n| !NONCE_BYTES.contains(&n.len())) {
+        return Err(bad(format!(
+            "tokenOptions.nonce {n:?} is {} bytes; each nonce must be 8 to 88 bytes",
+            n.len()
+        )));
+    }
+    if o.audience
+        .as_ref()
+        .is_some_and(|a| a.is_empty() || a.len() > 512)
+    {
+        return Err(bad("tokenOptions.audience must be 1 to 512 characters"));
+    }
+    match o.token_type.as_deref() {
+        None | Some("") | Some("OIDC") | Some("TOKEN_TYPE_OIDC") => Ok(()),
+        Some(other) => Err(bad(format!(
+            "tokenOptions.tokenType {other:?} is not supported; use TOKEN_TYPE_OIDC"
+        ))),
+    }
+}
+
+/// Verifies a service account ID token issued by this Cloister (in process: the issuer is
+/// ours) for the verifier's audience; returns its email.
+fn verify_id_token(state: &AppState, token: &str) -> Result<Email, ApiError> {
+    let refuse = |why: String| {
+        ApiError::InvalidArgument(format!("gcpCredentials.serviceAccountIdTokens: {why}"))
+    };
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|e| refuse(format!("not a JWT ({e})")))?;
+    if header.alg != Algorithm::RS256 {
+        return Err(refuse("ID tokens are RS256".into()));
+    }
+    let kid = header
+        .kid
+        .ok_or_else(|| refuse("the ID token has no kid".into()))?;
+    let key = state.account_keys.decoding_key(&kid).ok_or_else(|| {
+        refuse(format!(
+            "key {kid:?} is not one of this Cloister's service-account keys"
+        ))
+    })?;
+    let mut v = Validation::new(Algorithm::RS256);
+    v.set_issuer(&[state.account_keys.issuer()]);
+    v.set_audience(&[&state.public_url]);
+    v.leeway = 60;
+    let claims = jsonwebtoken::decode::<Value>(token, key, &v)
+        .map_err(|e| {
+            refuse(format!(
+                "the ID token does not verify ({e}); request one for audience {}",
+                state.public_url
+            ))
+        })?
+        .claims;
+    let email = claims["email"].as_str().ok_or_else(|| {
+        refuse("the ID token has no email claim; request it with includeEmail".into())
+    })?;
+    Email::parse(email).map_err(|e| refuse(e.to_string()))
+}
+
+async fn verify(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((project, location, challenge)): Path<(String, String, String)>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let Some((id, "verifyAttestation")) = challenge.split_once(':') else {
+        return Err(ApiError::NotFound(format!(
+            "POST …/challenges/{challenge} is not a method; use :verifyAttestation"
+        )));
+    };
+    let project = parse_location(&project, &location)?;
+    let name = format!("projects/{project}/locations/{location}/challenges/{id}");
+    let Principal::ServiceAccount(caller_email) = &caller else {
+        return Err(ApiError::PermissionDenied {
+            message: format!(
+                "verifyAttestation is called by the instance's service account, not {caller}"
+            ),
+            permission: "confidentialcomputing.challenges.verify".into(),
+            resource: project.resource_name(),
+        });
+    };
+    state
+        .authorizer
+        .check(
+            &caller,
+            "confidentialcomputing.challenges.verify",
+            &project.resource_name(),
+        )
+        .await?;
+    let req: VerifyRequest = serde_json::from_value(body)
+        .map_err(|e| bad(format!("Invalid verifyAttestation request: {e}")))?;
+    check_token_options(&req.token_options)?;
+
+    // The ID tokens name the accounts the token will vouch for: they must be the caller's.
+    if req.gcp_credentials.service_account_id_tokens.is_empty() {
+        return Err(bad(
+            "gcpCredentials.serviceAccountIdTokens must hold the instance service account's ID token",
+        ));
+    }
+    let mut accounts = Vec::new();
+    for token in &req.gcp_credentials.service_account_id_tokens {
+        let email = verify_id_token(&state, token)?;
+        if email != *caller_email {
+            return Err(ApiError::PermissionDenied {
+                message: format!(
+                    "the ID token is for {email}, but the caller is {caller_email}; send the caller's own ID token"
+                ),
+                permission: "confidentialcomputing.challenges.verify".into(),
+                resource: project.resource_name(),
+            });
+        }
+        if !accounts.contains(&email.to_string()) {
+            accounts.push(email.to_string());
+        }
+    }
+
+    let kinds = [
+        req.insecure_attestation.is_some(),
+        req.tpm_attestation.is_some(),
+        req.sev_snp_attestation.is_some(),
+        req.td_ccel.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        return Err(bad(
+            "send exactly one kind of evidence: insecureAttestation (tpmAttestation, sevSnpAttestation and tdCcel are not verified by this Cloister yet)",
+        ));
+    }
+    // Consume the challenge before judging the evidence: a nonce is spent even on failure.
+    let now = time_util::now_unix();
+    let consumed = {
+        let name = name.clone();
+        state.db(move |s| s.consume_challenge(&name, now)).await?
+    };
+    let _challenge = match consumed {
+        Ok(c) => c,
+        Err(ConsumeError::NotFound) => {
+            return Err(ApiError::NotFound(format!(
+                "Challenge {name} was not found"
+            )));
+        }
+        Err(ConsumeError::AlreadyUsed) => {
+            return Err(bad(format!(
+                "Challenge {name} was already used; request a new challenge for each attestation"
+            )));
+        }
+        Err(ConsumeError::Expired { expire_time }) => {
+            return Err(bad(format!(
+                "Challenge {name} expired at {}; request a new challenge",
+                time_util::unix_to_rfc3339_seconds(expire_time)
+            )));
+        }
+    };
+    let Some(insecure) = req.insecure_attestation else {
+        return Err(bad(
+            "only insecureAttestation evidence is verified by this Cloister yet; vTPM, SEV-SNP and TDX are not (never silently downgraded)",
+        ));
+    };
+    let log = STANDARD
+        .decode(insecure.canonical_event_log.as_bytes())
+        .map_err(|e| {
+            bad(format!(
+                "insecureAttestation.canonicalEventLog is not base64: {e}"
+            ))
+        })?;
+    let container = EventLog::decode(&log)
+        .and_then(|l| l.container_claims(COS_EVENT_PCR))
+        .map_err(|e| bad(format!("insecureAttestation.canonicalEventLog: {e}")))?;
+    let verified = Verified {
+        hwmodel: "INSECURE",
+        secboot: false,
+        dbgstat: "enabled".into(),
+        swversion: Vec::new(),
+        support_attributes: Vec::new(),
+        container,
+        gce: None,
+        // Nothing proves which instance sent INSECURE evidence; the subject says so (and fits
+        // Google's 127-byte limit on mapped subjects).
+        subject: format!("insecure://{project}/{location}/{id}"),
+        service_accounts: accounts,
+    };
+    let audience = req
+        .token_options
+        .audience
+        .as_deref()
+        .unwrap_or(DEFAULT_AUDIENCE);
+    let claims = token_claims(
+        &verified,
+        &state.public_url,
+        audience,
+        &req.token_options.nonce,
+        now,
+        TOKEN_LIFETIME_SECS,
+    );
+    let token = state.attestation_keys.sign(&claims);
+    state
+        .authorizer
+        .record(
+            caller.to_string(),
+            "confidentialcomputing.attestationTokens.issue",
+            &name,
+            Decision::Allow,
+            format!(
+                "INSECURE evidence; image {}",
+                verified.container.image_digest
+            ),
+        )
+        .await;
+    Ok(Json(json!({ "oidcClaimsToken": token })))
+}

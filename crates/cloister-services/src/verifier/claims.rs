@@ -1,0 +1,90 @@
+//! The claims of an attestation token, with Confidential Space's names and shapes. Every
+//! value comes from verified evidence, the verified ID token, or the reference values.
+
+use cloister_eventlog::ContainerClaims;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// What the verifier established, and where each part came from.
+pub struct Verified {
+    /// `hwmodel`: the truth about the hardware (`INSECURE` for unverified evidence).
+    pub hwmodel: &'static str,
+    pub secboot: bool,
+    pub dbgstat: String,
+    pub swversion: Vec<String>,
+    pub support_attributes: Vec<String>,
+    pub container: ContainerClaims,
+    /// `submods.gce`, when the evidence proves the instance identity.
+    pub gce: Option<Value>,
+    pub subject: String,
+    pub service_accounts: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Container<'a> {
+    image_reference: &'a str,
+    image_digest: &'a str,
+    restart_policy: &'a str,
+    image_id: &'a str,
+    args: &'a [String],
+    env: &'a std::collections::BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    cmd_override: &'a [String],
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    env_override: &'a std::collections::BTreeMap<String, String>,
+}
+
+/// The token's claims for `issuer`, `audience`, the caller's `nonces`, at `now`.
+pub fn token_claims(
+    v: &Verified,
+    issuer: &str,
+    audience: &str,
+    nonces: &[String],
+    now: i64,
+    lifetime: i64,
+) -> Value {
+    let c = &v.container;
+    let container = Container {
+        image_reference: &c.image_reference,
+        image_digest: &c.image_digest,
+        restart_policy: &c.restart_policy,
+        image_id: &c.image_id,
+        args: &c.args,
+        env: &c.env,
+        cmd_override: &c.cmd_override,
+        env_override: &c.env_override,
+    };
+    let mut submods = json!({
+        "container": container,
+        "confidential_space": {
+            "support_attributes": v.support_attributes,
+            "monitoring_enabled": {"memory": c.memory_monitoring.unwrap_or(false)},
+        },
+    });
+    if let Some(gce) = &v.gce {
+        submods["gce"] = gce.clone();
+    }
+    let mut claims = json!({
+        "iss": issuer,
+        "aud": audience,
+        "sub": v.subject,
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime,
+        "eat_profile": "https://cloud.google.com/confidential-computing/confidential-space/docs/reference/token-claims",
+        "secboot": v.secboot,
+        "oemid": 11129,
+        "hwmodel": v.hwmodel,
+        "swname": "CONFIDENTIAL_SPACE",
+        "swversion": v.swversion,
+        "dbgstat": v.dbgstat,
+        "google_service_accounts": v.service_accounts,
+        "submods": submods,
+    });
+    match nonces {
+        [] => {}
+        [one] => claims["eat_nonce"] = json!(one),
+        many => claims["eat_nonce"] = json!(many),
+    }
+    claims
+}

@@ -1,0 +1,18 @@
+//! The attestation verifier (Confidential Computing API shapes): challenges,
+//! `verifyAttestation`, attestation tokens with Confidential Space's claims, and the
+//! reference values of trusted launcher builds.
+//!
+//! Evidence kinds: `INSECURE` (the canonical event log alone, for tests and laptops; its
+//! tokens say so). vTPM, SEV-SNP and TDX evidence are not verified yet: a request carrying
+//! them is refused with a clear error, never downgraded.
+
+pub mod challenges;
+pub mod claims;
+pub mod reference_values;
+
+/// How long a challenge may wait for its evidence.
+pub const CHALLENGE_LIFETIME_SECS: i64 = 600;
+/// Attestation tokens live an hour, as Confidential Space's do.
+pub const TOKEN_LIFETIME_SECS: i64 = 3600;
+/// The audience of a token when the caller asks for none: Google's STS.
+pub const DEFAULT_AUDIENCE: &str = "https://sts.googleapis.com";

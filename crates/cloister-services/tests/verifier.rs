@@ -1,0 +1,496 @@
+//! The attestation verifier with INSECURE evidence: challenges, verifyAttestation, tokens with
+//! Confidential Space's claims, and every refusal.
+
+mod support;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use cloister_eventlog::{COS_EVENT_PCR, Event, EventLog, EventType, HashAlg};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Value, json};
+use support::{Api, message};
+
+const WORKLOAD_SA: &str = "workload-sa@secundus-bank.iam.gserviceaccount.com";
+const OTHER_SA: &str = "other-sa@secundus-bank.iam.gserviceaccount.com";
+const DIGEST: &str = "sha256:4b1f8ac8e3c7a2f1c9d1e0b5f7a6d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6";
+const REFERENCE: &str = "cloister.test/primus-bank/primus-workloads/workload-container:latest";
+
+fn event_log(extra_after_separator: bool) -> String {
+    let banks = [HashAlg::Sha256];
+    let mut log = EventLog::default();
+    for e in [
+        Event::new(EventType::ImageRef, REFERENCE),
+        Event::new(EventType::ImageDigest, DIGEST),
+        Event::new(EventType::RestartPolicy, "Never"),
+        Event::new(EventType::ImageId, "sha256:1111"),
+        Event::new(EventType::Arg, "/workload"),
+        Event::new(EventType::EnvVar, "GCE_METADATA_HOST=127.0.0.1:8081"),
+        Event::new(EventType::LaunchSeparator, Vec::new()),
+    ] {
+        log.append(COS_EVENT_PCR, &banks, &e);
+    }
+    if extra_after_separator {
+        log.append(
+            COS_EVENT_PCR,
+            &banks,
+            &Event::new(EventType::EnvVar, "SNEAKY=1"),
+        );
+    }
+    STANDARD.encode(log.encode())
+}
+
+struct Secundus {
+    api: Api,
+    owner: String,
+    /// The instance service account's access token and ID token.
+    sa_token: String,
+    sa_id_token: String,
+}
+
+impl Secundus {
+    async fn setup() -> Secundus {
+        let api = Api::start().await;
+        let owner = api.user("secundus@example.com").await;
+        let (s, b) = api
+            .call(
+                &owner,
+                "POST",
+                "/v1/projects",
+                Some(json!({"projectId": "secundus-bank"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        for id in ["workload-sa", "other-sa"] {
+            let (s, b) = api
+                .call(
+                    &owner,
+                    "POST",
+                    "/v1/projects/secundus-bank/serviceAccounts",
+                    Some(json!({"accountId": id})),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+        }
+        let (_, mut policy) = api
+            .call(
+                &owner,
+                "POST",
+                "/v1/projects/secundus-bank:getIamPolicy",
+                None,
+            )
+            .await;
+        policy["bindings"].as_array_mut().unwrap().push(json!({
+            "role": "roles/confidentialcomputing.workloadUser",
+            "members": [format!("serviceAccount:{WORKLOAD_SA}")]
+        }));
+        let (s, b) = api
+            .call(
+                &owner,
+                "POST",
+                "/v1/projects/secundus-bank:setIamPolicy",
+                Some(json!({"policy": policy})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let (sa_token, sa_id_token) = tokens(&api, &owner, WORKLOAD_SA).await;
+        Secundus {
+            api,
+            owner,
+            sa_token,
+            sa_id_token,
+        }
+    }
+
+    async fn challenge(&self) -> (String, String) {
+        let (s, b) = self
+            .api
+            .call(
+                &self.sa_token,
+                "POST",
+                "/v1/projects/secundus-bank/locations/us-west1/challenges",
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(
+            STANDARD
+                .decode(b["tpmNonce"].as_str().unwrap())
+                .unwrap()
+                .len(),
+            32
+        );
+        (
+            b["name"].as_str().unwrap().to_owned(),
+            b["tpmNonce"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn verify(&self, caller: &str, challenge: &str, body: Value) -> (StatusCode, Value) {
+        self.api
+            .call(
+                caller,
+                "POST",
+                &format!("/v1/{challenge}:verifyAttestation"),
+                Some(body),
+            )
+            .await
+    }
+
+    fn request(&self, log: String, nonces: &[&str]) -> Value {
+        json!({
+            "gcpCredentials": {"serviceAccountIdTokens": [self.sa_id_token]},
+            "insecureAttestation": {"canonicalEventLog": log},
+            "tokenOptions": {"audience": "https://sts.googleapis.com", "nonce": nonces, "tokenType": "TOKEN_TYPE_OIDC"},
+        })
+    }
+}
+
+/// An access token and an ID token (audience: the verifier) for `sa`, made by its owner.
+async fn tokens(api: &Api, owner: &str, sa: &str) -> (String, String) {
+    let base = format!("/v1/projects/-/serviceAccounts/{sa}");
+    let (s, b) = api
+        .call(
+            owner,
+            "POST",
+            &format!("{base}:generateAccessToken"),
+            Some(json!({"scope": ["x"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let access = b["accessToken"].as_str().unwrap().to_owned();
+    let (s, b) = api
+        .call(
+            owner,
+            "POST",
+            &format!("{base}:generateIdToken"),
+            Some(json!({"audience": "http://cloister.test", "includeEmail": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    (access, b["token"].as_str().unwrap().to_owned())
+}
+
+async fn verify_token(api: &Api, token: &str) -> Value {
+    let (_, discovery) = api
+        .send(
+            Request::get("/.well-known/openid-configuration")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(discovery["issuer"], "http://cloister.test");
+    assert_eq!(discovery["jwks_uri"], "http://cloister.test/jwks");
+    let (_, jwks) = api
+        .send(Request::get("/jwks").body(Body::empty()).unwrap())
+        .await;
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks).unwrap();
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.alg, Algorithm::RS256);
+    let key = DecodingKey::from_jwk(jwks.find(&header.kid.unwrap()).unwrap()).unwrap();
+    let mut v = Validation::new(Algorithm::RS256);
+    v.set_audience(&["https://sts.googleapis.com"]);
+    v.set_issuer(&["http://cloister.test"]);
+    jsonwebtoken::decode::<Value>(token, &key, &v)
+        .unwrap()
+        .claims
+}
+
+#[tokio::test]
+async fn insecure_evidence_yields_a_token_whose_claims_come_from_the_event_log() {
+    let s = Secundus::setup().await;
+    let (challenge, _) = s.challenge().await;
+    let nonces = ["nonce-0001", "a-second-nonce-of-more-bytes"];
+    let (status, b) = s
+        .verify(
+            &s.sa_token,
+            &challenge,
+            s.request(event_log(false), &nonces),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    let claims = verify_token(&s.api, b["oidcClaimsToken"].as_str().unwrap()).await;
+    assert_eq!(claims["hwmodel"], "INSECURE");
+    assert_eq!(claims["dbgstat"], "enabled");
+    assert_eq!(claims["secboot"], false);
+    assert_eq!(claims["swname"], "CONFIDENTIAL_SPACE");
+    assert_eq!(
+        claims["submods"]["confidential_space"]["support_attributes"],
+        json!([])
+    );
+    assert_eq!(claims["google_service_accounts"], json!([WORKLOAD_SA]));
+    assert_eq!(claims["eat_nonce"], json!(nonces));
+    let container = &claims["submods"]["container"];
+    assert_eq!(container["image_digest"], DIGEST);
+    assert_eq!(container["image_reference"], REFERENCE);
+    assert_eq!(container["restart_policy"], "Never");
+    assert_eq!(container["args"], json!(["/workload"]));
+    assert_eq!(container["env"]["GCE_METADATA_HOST"], "127.0.0.1:8081");
+    assert!(
+        claims["submods"]["gce"].is_null(),
+        "INSECURE evidence proves no instance identity"
+    );
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        3600
+    );
+}
+
+#[tokio::test]
+async fn a_challenge_is_single_use_and_expires() {
+    let s = Secundus::setup().await;
+    let (challenge, _) = s.challenge().await;
+    let (status, _) = s
+        .verify(&s.sa_token, &challenge, s.request(event_log(false), &[]))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, b) = s
+        .verify(&s.sa_token, &challenge, s.request(event_log(false), &[]))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message(&b).contains("already used"), "{b}");
+    // A challenge past its expiry, written straight into the database.
+    let store = cloister_store::SqliteStore::open(&s.api.server.data_dir.metadata_db()).unwrap();
+    use cloister_store::MetadataStore;
+    let name = "projects/secundus-bank/locations/us-west1/challenges/expired-1";
+    store
+        .create_challenge(&cloister_store::ChallengeRecord {
+            name: name.into(),
+            project_id: cloister_domain::ProjectId::parse("secundus-bank").unwrap(),
+            nonce: vec![0; 32],
+            create_time: 1,
+            expire_time: 2,
+        })
+        .unwrap();
+    let (status, b) = s
+        .verify(&s.sa_token, name, s.request(event_log(false), &[]))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        message(&b).contains("expired at 1970-01-01T00:00:02Z"),
+        "{b}"
+    );
+    let (status, _) = s
+        .verify(
+            &s.sa_token,
+            "projects/secundus-bank/locations/us-west1/challenges/nope",
+            s.request(event_log(false), &[]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn bad_evidence_and_bad_token_options_are_refused() {
+    let s = Secundus::setup().await;
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            s.request(event_log(true), &[]),
+            "after the launch separator",
+        ),
+        (s.request("not base64!".into(), &[]), "not base64"),
+        (
+            s.request(STANDARD.encode([0u8, 0, 0, 0, 8, 1]), &[]),
+            "truncated",
+        ),
+        (
+            s.request(event_log(false), &["a", "b", "c", "d", "e", "f", "g"]),
+            "at most 6",
+        ),
+        (s.request(event_log(false), &["short"]), "8 to 88 bytes"),
+        (
+            s.request(event_log(false), &[&"x".repeat(89)]),
+            "8 to 88 bytes",
+        ),
+        (
+            {
+                let mut r = s.request(event_log(false), &[]);
+                r["tokenOptions"]["tokenType"] = json!("TOKEN_TYPE_PKI");
+                r
+            },
+            "not supported",
+        ),
+        (
+            {
+                let mut r = s.request(event_log(false), &[]);
+                r["tpmAttestation"] = json!({"quotes": []});
+                r
+            },
+            "exactly one kind of evidence",
+        ),
+        (
+            {
+                let mut r = s.request(event_log(false), &[]);
+                r.as_object_mut().unwrap().remove("insecureAttestation");
+                r["tpmAttestation"] = json!({"quotes": []});
+                r
+            },
+            "never silently downgraded",
+        ),
+    ];
+    for (body, why) in cases {
+        let (challenge, _) = s.challenge().await;
+        let (status, b) = s.verify(&s.sa_token, &challenge, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{why}: {b}");
+        assert!(message(&b).contains(why), "{why}: {b}");
+    }
+}
+
+#[tokio::test]
+async fn only_the_instance_account_with_workload_user_gets_a_token() {
+    let s = Secundus::setup().await;
+    let (other_token, other_id_token) = tokens(&s.api, &s.owner, OTHER_SA).await;
+    // Another account's ID token with the workload account's credentials.
+    let (challenge, _) = s.challenge().await;
+    let mut body = s.request(event_log(false), &[]);
+    body["gcpCredentials"]["serviceAccountIdTokens"] = json!([other_id_token]);
+    let (status, b) = s.verify(&s.sa_token, &challenge, body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{b}");
+    assert!(message(&b).contains("ID token is for other-sa"), "{b}");
+    // An account without roles/confidentialcomputing.workloadUser.
+    let (status, b) = s
+        .verify(&other_token, &challenge, s.request(event_log(false), &[]))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{b}");
+    assert!(
+        message(&b).contains("confidentialcomputing.challenges.verify"),
+        "{b}"
+    );
+    // A user, not a service account.
+    let (status, _) = s
+        .verify(&s.owner, &challenge, s.request(event_log(false), &[]))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A forged ID token (signed by a key this Cloister never had).
+    let mut body = s.request(event_log(false), &[]);
+    let forged = {
+        let parts: Vec<&str> = s.sa_id_token.split('.').collect();
+        format!("{}.{}.{}", parts[0], parts[1], "AAAA")
+    };
+    body["gcpCredentials"]["serviceAccountIdTokens"] = json!([forged]);
+    let (status, b) = s.verify(&s.sa_token, &challenge, body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{b}");
+    assert!(message(&b).contains("does not verify"), "{b}");
+    // None of the refusals spent the challenge.
+    let (status, b) = s
+        .verify(&s.sa_token, &challenge, s.request(event_log(false), &[]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+}
+
+#[tokio::test]
+async fn the_token_passes_sts_when_the_condition_allows_insecure_evidence_and_not_otherwise() {
+    let s = Secundus::setup().await;
+    let (challenge, _) = s.challenge().await;
+    let (_, b) = s
+        .verify(&s.sa_token, &challenge, s.request(event_log(false), &[]))
+        .await;
+    let token = b["oidcClaimsToken"].as_str().unwrap().to_owned();
+    let pools = "/v1/projects/secundus-bank/locations/global/workloadIdentityPools";
+    s.api
+        .call(
+            &s.owner,
+            "POST",
+            &format!("{pools}?workloadIdentityPoolId=pool-1"),
+            Some(json!({})),
+        )
+        .await;
+    let base = format!(
+        "assertion.swname == 'CONFIDENTIAL_SPACE' && assertion.submods.container.image_digest == '{DIGEST}' && '{WORKLOAD_SA}' in assertion.google_service_accounts"
+    );
+    for (provider, condition) in [
+        ("lenient", base.clone()),
+        (
+            "codelab",
+            format!(
+                "{base} && 'STABLE' in assertion.submods.confidential_space.support_attributes"
+            ),
+        ),
+    ] {
+        let body = json!({
+            "attributeMapping": {"google.subject": "assertion.sub"},
+            "attributeCondition": condition,
+            // The issuer is this Cloister itself: its keys are read in process.
+            "oidc": {"issuerUri": "http://cloister.test", "allowedAudiences": ["https://sts.googleapis.com"]},
+        });
+        let (st, b) = s
+            .api
+            .call(
+                &s.owner,
+                "POST",
+                &format!("{pools}/pool-1/providers?workloadIdentityPoolProviderId={provider}"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+    }
+    let (_, project) = s
+        .api
+        .call(&s.owner, "GET", "/v1/projects/secundus-bank", None)
+        .await;
+    let number = project["projectNumber"].as_str().unwrap();
+    let sts = |provider: &str| {
+        let form = serde_urlencoded::to_string([
+            ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+            ("audience", &format!("//iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/pool-1/providers/{provider}")),
+            ("subject_token", &token),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+        ])
+        .unwrap();
+        Request::post("/v1/token")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(form))
+            .unwrap()
+    };
+    let (st, b) = s.api.send(sts("lenient")).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let (st, b) = s.api.send(sts("codelab")).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        b["error_description"],
+        "The given credential is rejected by the attribute condition."
+    );
+}
+
+#[tokio::test]
+async fn reference_values_are_admin_only_and_validated() {
+    let s = Secundus::setup().await;
+    let path = "/cloister/v1/verifier/referenceValues";
+    let good = json!({"measurement": "ab".repeat(32), "swversion": "250101", "supportAttributes": ["STABLE", "USABLE"]});
+    let (st, _) = s.api.call(&s.owner, "POST", path, Some(good.clone())).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, b) = s.api.call(&s.api.admin, "POST", path, Some(good)).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert_eq!(b["dbgstat"], "disabled-since-boot");
+    for (bad, why) in [
+        (
+            json!({"measurement": "xyz", "swversion": "1"}),
+            "hex digest",
+        ),
+        (
+            json!({"measurement": "ab".repeat(32), "swversion": "1", "supportAttributes": ["GOLD"]}),
+            "GOLD",
+        ),
+        (
+            json!({"measurement": "ab".repeat(32), "swversion": "1", "dbgstat": "maybe"}),
+            "dbgstat",
+        ),
+    ] {
+        let (st, b) = s.api.call(&s.api.admin, "POST", path, Some(bad)).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{b}");
+        assert!(message(&b).contains(why), "{b}");
+    }
+    let (_, list) = s.api.call(&s.api.admin, "GET", path, None).await;
+    assert_eq!(list["referenceValues"].as_array().unwrap().len(), 1);
+    let (st, _) = s
+        .api
+        .call(
+            &s.api.admin,
+            "DELETE",
+            &format!("{path}/{}", "ab".repeat(32)),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+}
