@@ -24,6 +24,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python packages the wire-compatibility tests drive Cloister with (Google's own client library).
-if ! python3 -c 'import google.auth, requests' >/dev/null 2>&1; then
-  python3 -m pip install --quiet --disable-pip-version-check 'google-auth==2.62.2' 'requests>=2.31'
+if ! python3 -c 'import google.auth, requests, jwt, cryptography' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check \
+    'google-auth==2.62.2' 'requests>=2.31' 'PyJWT[crypto]==2.15.1'
 fi

@@ -1,4 +1,4 @@
-//! `cloister auth login|print-access-token`.
+//! `cloister auth login|print-access-token|print-identity-token`.
 
 use std::path::PathBuf;
 
@@ -20,7 +20,24 @@ pub enum AuthCommand {
     },
     /// Print a current access token for the profile (refreshed when near expiry), for other
     /// tools to send as `Authorization: Bearer TOKEN`.
-    PrintAccessToken,
+    PrintAccessToken {
+        /// Print a token for this service account instead (needs
+        /// iam.serviceAccounts.getAccessToken on it).
+        #[arg(long)]
+        impersonate_service_account: Option<String>,
+    },
+    /// Print an OIDC ID token for a service account you may impersonate (needs
+    /// iam.serviceAccounts.getOpenIdToken on it).
+    PrintIdentityToken {
+        #[arg(long)]
+        impersonate_service_account: String,
+        /// The token's audience.
+        #[arg(long)]
+        audiences: String,
+        /// Add the email and email_verified claims.
+        #[arg(long)]
+        include_email: bool,
+    },
 }
 
 pub async fn run(ctx: &mut Context, c: AuthCommand) -> Result<()> {
@@ -42,8 +59,38 @@ pub async fn run(ctx: &mut Context, c: AuthCommand) -> Result<()> {
                 &json!({"account": cred.client_email, "profile": profile.name}),
             )
         }
-        AuthCommand::PrintAccessToken => {
+        AuthCommand::PrintAccessToken {
+            impersonate_service_account: None,
+        } => {
             println!("{}", access_token(&ctx.profiles, &profile).await?);
+            Ok(())
+        }
+        AuthCommand::PrintAccessToken {
+            impersonate_service_account: Some(sa),
+        } => {
+            let client = ctx.client().await?;
+            let body = json!({"scope": ["https://www.googleapis.com/auth/cloud-platform"]});
+            let resp = client
+                .post(
+                    &format!("/v1/projects/-/serviceAccounts/{sa}:generateAccessToken"),
+                    &body,
+                )
+                .await?;
+            println!("{}", resp["accessToken"].as_str().unwrap_or_default());
+            Ok(())
+        }
+        AuthCommand::PrintIdentityToken {
+            impersonate_service_account,
+            audiences,
+            include_email,
+        } => {
+            let client = ctx.client().await?;
+            let body = json!({"audience": audiences, "includeEmail": include_email});
+            let path = format!(
+                "/v1/projects/-/serviceAccounts/{impersonate_service_account}:generateIdToken"
+            );
+            let resp = client.post(&path, &body).await?;
+            println!("{}", resp["token"].as_str().unwrap_or_default());
             Ok(())
         }
     }

@@ -1,6 +1,7 @@
 //! The gcloud-shaped CLI: argument parsing, dispatch, and turning errors into a message and a
 //! non-zero exit.
 
+mod attest;
 mod audit;
 mod auth;
 mod config;
@@ -9,6 +10,7 @@ mod iam;
 mod policy;
 mod projects;
 mod service_accounts;
+mod verifier;
 mod workload_identity;
 
 use std::process::ExitCode;
@@ -64,6 +66,12 @@ enum Command {
     /// The audit log of authorization decisions.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Attestation tokens.
+    #[command(subcommand)]
+    Attest(attest::AttestCommand),
+    /// The attestation verifier's settings.
+    #[command(subcommand)]
+    Verifier(verifier::VerifierCommand),
 }
 
 /// What a command needs: the profiles, the chosen profile, and the output format.
@@ -131,6 +139,8 @@ async fn dispatch(ctx: &mut Context, command: Command) -> Result<()> {
         Command::Projects(c) => projects::run(ctx, c).await,
         Command::Iam(c) => iam::run(ctx, c).await,
         Command::Audit(c) => audit::run(ctx, c).await,
+        Command::Attest(c) => attest::run(ctx, c).await,
+        Command::Verifier(c) => verifier::run(ctx, c).await,
     }
 }
 
