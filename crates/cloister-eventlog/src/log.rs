@@ -19,6 +19,7 @@ pub enum HashAlg {
     Sha1,
     Sha256,
     Sha384,
+    Sha512,
 }
 
 impl HashAlg {
@@ -27,13 +28,19 @@ impl HashAlg {
             HashAlg::Sha1 => 0x04,
             HashAlg::Sha256 => 0x0B,
             HashAlg::Sha384 => 0x0C,
+            HashAlg::Sha512 => 0x0D,
         }
     }
 
     pub fn from_tpm_id(id: u8) -> Option<Self> {
-        [HashAlg::Sha1, HashAlg::Sha256, HashAlg::Sha384]
-            .into_iter()
-            .find(|a| a.tpm_id() == id)
+        [
+            HashAlg::Sha1,
+            HashAlg::Sha256,
+            HashAlg::Sha384,
+            HashAlg::Sha512,
+        ]
+        .into_iter()
+        .find(|a| a.tpm_id() == id)
     }
 
     pub fn size(self) -> usize {
@@ -41,6 +48,7 @@ impl HashAlg {
             HashAlg::Sha1 => 20,
             HashAlg::Sha256 => 32,
             HashAlg::Sha384 => 48,
+            HashAlg::Sha512 => 64,
         }
     }
 
@@ -56,6 +64,7 @@ impl HashAlg {
             HashAlg::Sha1 => run::<sha1::Sha1>(parts),
             HashAlg::Sha256 => run::<sha2::Sha256>(parts),
             HashAlg::Sha384 => run::<sha2::Sha384>(parts),
+            HashAlg::Sha512 => run::<sha2::Sha512>(parts),
         }
     }
 }
@@ -66,6 +75,7 @@ impl fmt::Display for HashAlg {
             HashAlg::Sha1 => "SHA-1",
             HashAlg::Sha256 => "SHA-256",
             HashAlg::Sha384 => "SHA-384",
+            HashAlg::Sha512 => "SHA-512",
         })
     }
 }
