@@ -15,6 +15,7 @@ use crate::auth::tokens::AccessTokens;
 use crate::error::ApiError;
 use crate::iam::authorizer::Authorizer;
 use crate::signing::SigningKeys;
+use cloister_tpm::identity::IdentityCa;
 use crate::state::AppState;
 use crate::{audit, auth, federation, health, iam, oidc, time_util, verifier};
 
@@ -44,6 +45,8 @@ pub enum StartupError {
     Bootstrap(ApiError),
     #[error(transparent)]
     Signing(#[from] crate::signing::SigningError),
+    #[error("instance identity CA in {path}: {detail}")]
+    IdentityCa { path: PathBuf, detail: String },
     #[error("public URL {0:?} is not an http(s) URL such as https://cloister.example.com")]
     PublicUrl(String),
 }
@@ -70,6 +73,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
     let token_key = data_dir.secret("access-token-hmac.key", 32)?;
     let attestation_keys =
         SigningKeys::open(&data_dir.root().join("keys/attestation"), &public_url)?;
+    let identity_ca = Arc::new(open_identity_ca(&data_dir)?);
     let account_keys = SigningKeys::open(
         &data_dir.root().join("keys/accounts"),
         &format!("{public_url}/accounts"),
@@ -82,6 +86,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         providers: Arc::default(),
         account_keys: Arc::new(account_keys),
         attestation_keys: Arc::new(attestation_keys),
+        identity_ca,
         jwks: Arc::default(),
         public_url,
     };
@@ -95,6 +100,24 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
     })
 }
 
+/// The platform's instance identity CA: its key (0600) and certificate in `keys/identity-ca/`,
+/// created on first start.
+fn open_identity_ca(data_dir: &DataDir) -> Result<IdentityCa, StartupError> {
+    let dir = data_dir.root().join("keys/identity-ca");
+    let fail = |detail: String| StartupError::IdentityCa { path: dir.clone(), detail };
+    let (key_path, cert_path) = (dir.join("key.pem"), dir.join("cert.der"));
+    if key_path.exists() && cert_path.exists() {
+        let key = std::fs::read_to_string(&key_path).map_err(|e| fail(e.to_string()))?;
+        let cert = std::fs::read(&cert_path).map_err(|e| fail(e.to_string()))?;
+        return IdentityCa::load(&key, &cert).map_err(|e| fail(e.to_string()));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
+    let ca = IdentityCa::generate(time::OffsetDateTime::now_utc()).map_err(|e| fail(e.to_string()))?;
+    cloister_store::data_dir::write_private_file(&key_path, ca.key_pem().as_bytes()).map_err(|e| fail(e.to_string()))?;
+    cloister_store::data_dir::write_private_file(&cert_path, ca.cert_der()).map_err(|e| fail(e.to_string()))?;
+    Ok(ca)
+}
+
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .merge(health::router())
@@ -106,6 +129,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(oidc::router())
         .merge(verifier::challenges::router())
         .merge(verifier::reference_values::router())
+        .merge(verifier::identity_ca::router())
         .merge(iam::users::router())
         .merge(iam::roles::router())
         .merge(audit::router())

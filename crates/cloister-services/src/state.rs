@@ -23,6 +23,8 @@ pub struct AppState {
     pub account_keys: Arc<SigningKeys>,
     /// The keys of attestation tokens (issuer `PUBLIC_URL`).
     pub attestation_keys: Arc<SigningKeys>,
+    /// The platform CA that certifies instances' attestation keys.
+    pub identity_ca: Arc<cloister_tpm::identity::IdentityCa>,
     /// Issuers' published keys.
     pub jwks: Arc<JwksCache>,
     /// The server's public base URL, without a trailing slash (the token issuer).

@@ -314,7 +314,7 @@ async fn bad_evidence_and_bad_token_options_are_refused() {
         (
             {
                 let mut r = s.request(event_log(false), &[]);
-                r["tpmAttestation"] = json!({"quotes": []});
+                r["sevSnpAttestation"] = json!({"report": "AAAA"});
                 r
             },
             "exactly one kind of evidence",
@@ -323,7 +323,7 @@ async fn bad_evidence_and_bad_token_options_are_refused() {
             {
                 let mut r = s.request(event_log(false), &[]);
                 r.as_object_mut().unwrap().remove("insecureAttestation");
-                r["tpmAttestation"] = json!({"quotes": []});
+                r["tdCcel"] = json!({"ccelAcpiTable": "AAAA"});
                 r
             },
             "never silently downgraded",

@@ -13,6 +13,11 @@
 
 #[cfg(feature = "tss")]
 pub mod attester;
+
+/// The PCR into which the platform measures the launcher binary (SHA-256 of the file) before
+/// starting it; its value in the SHA-256 bank is the launcher measurement that reference
+/// values name. PCR 13 holds the container events (`cloister_eventlog::COS_EVENT_PCR`).
+pub const LAUNCHER_PCR: u8 = 12;
 pub mod identity;
 pub mod quote;
 #[cfg(feature = "tss")]

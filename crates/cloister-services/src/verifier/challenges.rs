@@ -7,14 +7,14 @@ use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use cloister_domain::{Decision, Email, Principal, ProjectId};
-use cloister_eventlog::{COS_EVENT_PCR, EventLog};
 use cloister_store::{ChallengeRecord, ConsumeError};
 use jsonwebtoken::{Algorithm, Validation};
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::claims::{Verified, token_claims};
+use super::claims::token_claims;
+use super::evidence;
 use super::{CHALLENGE_LIFETIME_SECS, DEFAULT_AUDIENCE, TOKEN_LIFETIME_SECS};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -105,11 +105,10 @@ struct VerifyRequest {
     gcp_credentials: GcpCredentials,
     #[serde(default)]
     token_options: TokenOptions,
-    /// Cloister's `INSECURE` evidence: the canonical event log with nothing to vouch for it.
     #[serde(default)]
-    insecure_attestation: Option<InsecureAttestation>,
+    insecure_attestation: Option<evidence::InsecureAttestation>,
     #[serde(default)]
-    tpm_attestation: Option<Value>,
+    tpm_attestation: Option<evidence::TpmAttestation>,
     #[serde(default)]
     sev_snp_attestation: Option<Value>,
     #[serde(default)]
@@ -132,13 +131,6 @@ struct TokenOptions {
     nonce: Vec<String>,
     #[serde(default)]
     token_type: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct InsecureAttestation {
-    /// Base64 of the encoded canonical event log.
-    canonical_event_log: String,
 }
 
 fn bad(msg: impl Into<String>) -> ApiError {
@@ -274,7 +266,7 @@ async fn verify(
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         return Err(bad(
-            "send exactly one kind of evidence: insecureAttestation (tpmAttestation, sevSnpAttestation and tdCcel are not verified by this Cloister yet)",
+            "send exactly one kind of evidence: insecureAttestation or tpmAttestation (sevSnpAttestation and tdCcel are not verified by this Cloister yet)",
         ));
     }
     // Consume the challenge before judging the evidence: a nonce is spent even on failure.
@@ -283,7 +275,7 @@ async fn verify(
         let name = name.clone();
         state.db(move |s| s.consume_challenge(&name, now)).await?
     };
-    let _challenge = match consumed {
+    let challenge = match consumed {
         Ok(c) => c,
         Err(ConsumeError::NotFound) => {
             return Err(ApiError::NotFound(format!(
@@ -302,33 +294,14 @@ async fn verify(
             )));
         }
     };
-    let Some(insecure) = req.insecure_attestation else {
-        return Err(bad(
-            "only insecureAttestation evidence is verified by this Cloister yet; vTPM, SEV-SNP and TDX are not (never silently downgraded)",
-        ));
-    };
-    let log = STANDARD
-        .decode(insecure.canonical_event_log.as_bytes())
-        .map_err(|e| {
-            bad(format!(
-                "insecureAttestation.canonicalEventLog is not base64: {e}"
-            ))
-        })?;
-    let container = EventLog::decode(&log)
-        .and_then(|l| l.container_claims(COS_EVENT_PCR))
-        .map_err(|e| bad(format!("insecureAttestation.canonicalEventLog: {e}")))?;
-    let verified = Verified {
-        hwmodel: "INSECURE",
-        secboot: false,
-        dbgstat: "enabled".into(),
-        swversion: Vec::new(),
-        support_attributes: Vec::new(),
-        container,
-        gce: None,
-        // Nothing proves which instance sent INSECURE evidence; the subject says so (and fits
-        // Google's 127-byte limit on mapped subjects).
-        subject: format!("insecure://{project}/{location}/{id}"),
-        service_accounts: accounts,
+    let verified = match (&req.insecure_attestation, &req.tpm_attestation) {
+        (Some(e), None) => evidence::insecure(e, &challenge, accounts)?,
+        (None, Some(e)) => evidence::vtpm(&state, e, &challenge, accounts)?,
+        _ => {
+            return Err(bad(
+                "SEV-SNP and TDX evidence are not verified by this Cloister yet (never silently downgraded): send insecureAttestation or tpmAttestation",
+            ));
+        }
     };
     let audience = req
         .token_options
@@ -352,8 +325,8 @@ async fn verify(
             &name,
             Decision::Allow,
             format!(
-                "INSECURE evidence; image {}",
-                verified.container.image_digest
+                "{} evidence; image {}",
+                verified.hwmodel, verified.container.image_digest
             ),
         )
         .await;

@@ -2,12 +2,16 @@
 //! `verifyAttestation`, attestation tokens with Confidential Space's claims, and the
 //! reference values of trusted launcher builds.
 //!
-//! Evidence kinds: `INSECURE` (the canonical event log alone, for tests and laptops; its
-//! tokens say so). vTPM, SEV-SNP and TDX evidence are not verified yet: a request carrying
-//! them is refused with a clear error, never downgraded.
+//! Evidence kinds: `VTPM` (a TPM quote by an attestation key the instance identity CA
+//! certified, over PCR 12 = the launcher measurement and PCR 13 = the replayed canonical
+//! event log) and `INSECURE` (the canonical event log alone, for tests and laptops; its tokens
+//! say so). SEV-SNP and TDX evidence are not verified yet: a request carrying them is refused
+//! with a clear error, never downgraded.
 
 pub mod challenges;
 pub mod claims;
+mod evidence;
+pub mod identity_ca;
 pub mod reference_values;
 
 /// How long a challenge may wait for its evidence.

@@ -1,0 +1,139 @@
+//! Judging evidence: each kind turns into [`Verified`] claims, or a refusal that says what
+//! failed. Nothing here trusts a value the evidence does not prove.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use cloister_eventlog::{COS_EVENT_PCR, ContainerClaims, EventLog, HashAlg};
+use cloister_store::ChallengeRecord;
+use cloister_tpm::LAUNCHER_PCR;
+use cloister_tpm::identity::verify_ak_cert;
+use cloister_tpm::quote::{bank_id, verify_quote};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::claims::Verified;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::InvalidArgument(msg.into())
+}
+
+fn b64(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
+    STANDARD.decode(text.as_bytes()).map_err(|e| bad(format!("{field} is not base64: {e}")))
+}
+
+/// Cloister's `INSECURE` evidence: the canonical event log with nothing to vouch for it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InsecureAttestation {
+    canonical_event_log: String,
+}
+
+/// vTPM evidence in the Confidential Computing API's shape.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TpmAttestation {
+    quotes: Vec<TpmQuote>,
+    canonical_event_log: String,
+    /// The AK certificate (DER, base64) from the instance identity CA.
+    ak_cert: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TpmQuote {
+    /// The PCR bank's TPM algorithm id (11 = SHA-256).
+    hash_algo: u16,
+    /// PCR index → value (base64).
+    pcr_values: BTreeMap<String, String>,
+    raw_quote: String,
+    raw_signature: String,
+}
+
+fn container_claims(log: &EventLog, field: &str) -> Result<ContainerClaims, ApiError> {
+    log.container_claims(COS_EVENT_PCR).map_err(|e| bad(format!("{field}: {e}")))
+}
+
+pub fn insecure(e: &InsecureAttestation, challenge: &ChallengeRecord, accounts: Vec<String>) -> Result<Verified, ApiError> {
+    let field = "insecureAttestation.canonicalEventLog";
+    let log = EventLog::decode(&b64(field, &e.canonical_event_log)?).map_err(|err| bad(format!("{field}: {err}")))?;
+    let id = challenge.name.rsplit('/').next().unwrap_or_default();
+    Ok(Verified {
+        hwmodel: "INSECURE",
+        secboot: false,
+        dbgstat: "enabled".into(),
+        swversion: Vec::new(),
+        support_attributes: Vec::new(),
+        container: container_claims(&log, field)?,
+        gce: None,
+        // Nothing proves which instance sent INSECURE evidence; the subject says so (and fits
+        // Google's 127-byte limit on mapped subjects).
+        subject: format!("insecure://{}/{id}", challenge.project_id),
+        service_accounts: accounts,
+    })
+}
+
+pub fn vtpm(state: &AppState, e: &TpmAttestation, challenge: &ChallengeRecord, accounts: Vec<String>) -> Result<Verified, ApiError> {
+    let now = time::OffsetDateTime::now_utc();
+    let cert = b64("tpmAttestation.akCert", &e.ak_cert)?;
+    let (ak, instance) = verify_ak_cert(&cert, state.identity_ca.cert_der(), now)
+        .map_err(|err| bad(format!("tpmAttestation.akCert: {err}")))?;
+    let sha256 = bank_id("sha256").unwrap_or(0x000b);
+    let quote = e
+        .quotes
+        .iter()
+        .find(|q| q.hash_algo == sha256)
+        .ok_or_else(|| bad("tpmAttestation.quotes has no quote of the SHA-256 PCR bank (hashAlgo 11)"))?;
+    let mut pcrs = BTreeMap::new();
+    for (index, value) in &quote.pcr_values {
+        let index: u8 = index.parse().map_err(|_| bad(format!("tpmAttestation pcrValues key {index:?} is not a PCR index")))?;
+        pcrs.insert(index, b64("tpmAttestation pcrValues", value)?);
+    }
+    let attest = b64("tpmAttestation rawQuote", &quote.raw_quote)?;
+    let signature = b64("tpmAttestation rawSignature", &quote.raw_signature)?;
+    verify_quote(&attest, &signature, &ak, &challenge.nonce, sha256, &pcrs).map_err(|err| bad(format!("tpmAttestation: {err}")))?;
+
+    let field = "tpmAttestation.canonicalEventLog";
+    let log = EventLog::decode(&b64(field, &e.canonical_event_log)?).map_err(|err| bad(format!("{field}: {err}")))?;
+    let quoted = pcrs.get(&COS_EVENT_PCR).ok_or_else(|| bad(format!("the quote does not cover PCR {COS_EVENT_PCR}, where container events are measured")))?;
+    let replayed = log.replay(HashAlg::Sha256, COS_EVENT_PCR).map_err(|err| bad(format!("{field}: {err}")))?;
+    if &replayed != quoted {
+        return Err(bad(format!(
+            "{field} does not replay to the quoted PCR {COS_EVENT_PCR}: the log is not what was measured"
+        )));
+    }
+    let container = container_claims(&log, field)?;
+
+    // The launcher's measurement decides what the token may say about the software.
+    let launcher = pcrs.get(&LAUNCHER_PCR).ok_or_else(|| bad(format!("the quote does not cover PCR {LAUNCHER_PCR}, the launcher measurement")))?;
+    let measurement = hex::encode(launcher);
+    let reference = state.read(|s| s.get_reference_value(&measurement))?;
+    let (swversion, dbgstat, support_attributes) = match reference {
+        Some(r) => (vec![r.swversion], r.dbgstat, r.support_attributes),
+        // An unknown launcher gets no support attributes, and is not vouched free of debug.
+        None => (Vec::new(), "enabled".to_owned(), Vec::new()),
+    };
+    Ok(Verified {
+        hwmodel: "VTPM",
+        secboot: false,
+        dbgstat,
+        swversion,
+        support_attributes,
+        container,
+        gce: Some(json!({
+            "zone": instance.zone,
+            "project_id": instance.project_id,
+            "project_number": instance.project_number.to_string(),
+            "instance_name": instance.instance_name,
+            "instance_id": instance.instance_id.to_string(),
+        })),
+        subject: format!(
+            "https://www.googleapis.com/compute/v1/projects/{}/zones/{}/instances/{}",
+            instance.project_id, instance.zone, instance.instance_name
+        ),
+        service_accounts: accounts,
+    })
+}
