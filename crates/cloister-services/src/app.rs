@@ -15,9 +15,9 @@ use crate::auth::tokens::AccessTokens;
 use crate::error::ApiError;
 use crate::iam::authorizer::Authorizer;
 use crate::signing::SigningKeys;
-use cloister_tpm::identity::IdentityCa;
 use crate::state::AppState;
 use crate::{audit, auth, federation, health, iam, oidc, time_util, verifier};
+use cloister_tpm::identity::IdentityCa;
 
 /// The platform admin created on first start.
 pub const BOOTSTRAP_ADMIN_EMAIL: &str = "admin@cloister.local";
@@ -104,7 +104,10 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
 /// created on first start.
 fn open_identity_ca(data_dir: &DataDir) -> Result<IdentityCa, StartupError> {
     let dir = data_dir.root().join("keys/identity-ca");
-    let fail = |detail: String| StartupError::IdentityCa { path: dir.clone(), detail };
+    let fail = |detail: String| StartupError::IdentityCa {
+        path: dir.clone(),
+        detail,
+    };
     let (key_path, cert_path) = (dir.join("key.pem"), dir.join("cert.der"));
     if key_path.exists() && cert_path.exists() {
         let key = std::fs::read_to_string(&key_path).map_err(|e| fail(e.to_string()))?;
@@ -112,9 +115,12 @@ fn open_identity_ca(data_dir: &DataDir) -> Result<IdentityCa, StartupError> {
         return IdentityCa::load(&key, &cert).map_err(|e| fail(e.to_string()));
     }
     std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
-    let ca = IdentityCa::generate(time::OffsetDateTime::now_utc()).map_err(|e| fail(e.to_string()))?;
-    cloister_store::data_dir::write_private_file(&key_path, ca.key_pem().as_bytes()).map_err(|e| fail(e.to_string()))?;
-    cloister_store::data_dir::write_private_file(&cert_path, ca.cert_der()).map_err(|e| fail(e.to_string()))?;
+    let ca =
+        IdentityCa::generate(time::OffsetDateTime::now_utc()).map_err(|e| fail(e.to_string()))?;
+    cloister_store::data_dir::write_private_file(&key_path, ca.key_pem().as_bytes())
+        .map_err(|e| fail(e.to_string()))?;
+    cloister_store::data_dir::write_private_file(&cert_path, ca.cert_der())
+        .map_err(|e| fail(e.to_string()))?;
     Ok(ca)
 }
 

@@ -22,7 +22,9 @@ fn bad(msg: impl Into<String>) -> ApiError {
 }
 
 fn b64(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
-    STANDARD.decode(text.as_bytes()).map_err(|e| bad(format!("{field} is not base64: {e}")))
+    STANDARD
+        .decode(text.as_bytes())
+        .map_err(|e| bad(format!("{field} is not base64: {e}")))
 }
 
 /// Cloister's `INSECURE` evidence: the canonical event log with nothing to vouch for it.
@@ -54,12 +56,18 @@ struct TpmQuote {
 }
 
 fn container_claims(log: &EventLog, field: &str) -> Result<ContainerClaims, ApiError> {
-    log.container_claims(COS_EVENT_PCR).map_err(|e| bad(format!("{field}: {e}")))
+    log.container_claims(COS_EVENT_PCR)
+        .map_err(|e| bad(format!("{field}: {e}")))
 }
 
-pub fn insecure(e: &InsecureAttestation, challenge: &ChallengeRecord, accounts: Vec<String>) -> Result<Verified, ApiError> {
+pub fn insecure(
+    e: &InsecureAttestation,
+    challenge: &ChallengeRecord,
+    accounts: Vec<String>,
+) -> Result<Verified, ApiError> {
     let field = "insecureAttestation.canonicalEventLog";
-    let log = EventLog::decode(&b64(field, &e.canonical_event_log)?).map_err(|err| bad(format!("{field}: {err}")))?;
+    let log = EventLog::decode(&b64(field, &e.canonical_event_log)?)
+        .map_err(|err| bad(format!("{field}: {err}")))?;
     let id = challenge.name.rsplit('/').next().unwrap_or_default();
     Ok(Verified {
         hwmodel: "INSECURE",
@@ -76,7 +84,12 @@ pub fn insecure(e: &InsecureAttestation, challenge: &ChallengeRecord, accounts: 
     })
 }
 
-pub fn vtpm(state: &AppState, e: &TpmAttestation, challenge: &ChallengeRecord, accounts: Vec<String>) -> Result<Verified, ApiError> {
+pub fn vtpm(
+    state: &AppState,
+    e: &TpmAttestation,
+    challenge: &ChallengeRecord,
+    accounts: Vec<String>,
+) -> Result<Verified, ApiError> {
     let now = time::OffsetDateTime::now_utc();
     let cert = b64("tpmAttestation.akCert", &e.ak_cert)?;
     let (ak, instance) = verify_ak_cert(&cert, state.identity_ca.cert_der(), now)
@@ -86,20 +99,34 @@ pub fn vtpm(state: &AppState, e: &TpmAttestation, challenge: &ChallengeRecord, a
         .quotes
         .iter()
         .find(|q| q.hash_algo == sha256)
-        .ok_or_else(|| bad("tpmAttestation.quotes has no quote of the SHA-256 PCR bank (hashAlgo 11)"))?;
+        .ok_or_else(|| {
+            bad("tpmAttestation.quotes has no quote of the SHA-256 PCR bank (hashAlgo 11)")
+        })?;
     let mut pcrs = BTreeMap::new();
     for (index, value) in &quote.pcr_values {
-        let index: u8 = index.parse().map_err(|_| bad(format!("tpmAttestation pcrValues key {index:?} is not a PCR index")))?;
+        let index: u8 = index.parse().map_err(|_| {
+            bad(format!(
+                "tpmAttestation pcrValues key {index:?} is not a PCR index"
+            ))
+        })?;
         pcrs.insert(index, b64("tpmAttestation pcrValues", value)?);
     }
     let attest = b64("tpmAttestation rawQuote", &quote.raw_quote)?;
     let signature = b64("tpmAttestation rawSignature", &quote.raw_signature)?;
-    verify_quote(&attest, &signature, &ak, &challenge.nonce, sha256, &pcrs).map_err(|err| bad(format!("tpmAttestation: {err}")))?;
+    verify_quote(&attest, &signature, &ak, &challenge.nonce, sha256, &pcrs)
+        .map_err(|err| bad(format!("tpmAttestation: {err}")))?;
 
     let field = "tpmAttestation.canonicalEventLog";
-    let log = EventLog::decode(&b64(field, &e.canonical_event_log)?).map_err(|err| bad(format!("{field}: {err}")))?;
-    let quoted = pcrs.get(&COS_EVENT_PCR).ok_or_else(|| bad(format!("the quote does not cover PCR {COS_EVENT_PCR}, where container events are measured")))?;
-    let replayed = log.replay(HashAlg::Sha256, COS_EVENT_PCR).map_err(|err| bad(format!("{field}: {err}")))?;
+    let log = EventLog::decode(&b64(field, &e.canonical_event_log)?)
+        .map_err(|err| bad(format!("{field}: {err}")))?;
+    let quoted = pcrs.get(&COS_EVENT_PCR).ok_or_else(|| {
+        bad(format!(
+            "the quote does not cover PCR {COS_EVENT_PCR}, where container events are measured"
+        ))
+    })?;
+    let replayed = log
+        .replay(HashAlg::Sha256, COS_EVENT_PCR)
+        .map_err(|err| bad(format!("{field}: {err}")))?;
     if &replayed != quoted {
         return Err(bad(format!(
             "{field} does not replay to the quoted PCR {COS_EVENT_PCR}: the log is not what was measured"
@@ -108,7 +135,11 @@ pub fn vtpm(state: &AppState, e: &TpmAttestation, challenge: &ChallengeRecord, a
     let container = container_claims(&log, field)?;
 
     // The launcher's measurement decides what the token may say about the software.
-    let launcher = pcrs.get(&LAUNCHER_PCR).ok_or_else(|| bad(format!("the quote does not cover PCR {LAUNCHER_PCR}, the launcher measurement")))?;
+    let launcher = pcrs.get(&LAUNCHER_PCR).ok_or_else(|| {
+        bad(format!(
+            "the quote does not cover PCR {LAUNCHER_PCR}, the launcher measurement"
+        ))
+    })?;
     let measurement = hex::encode(launcher);
     let reference = state.read(|s| s.get_reference_value(&measurement))?;
     let (swversion, dbgstat, support_attributes) = match reference {

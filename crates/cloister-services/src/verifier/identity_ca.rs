@@ -20,7 +20,10 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/cloister/v1/identityCa", get(certificate))
-        .route("/cloister/v1/identityCa:certifyAttestationKey", post(certify))
+        .route(
+            "/cloister/v1/identityCa:certifyAttestationKey",
+            post(certify),
+        )
 }
 
 async fn certificate(State(state): State<AppState>) -> Json<Value> {
@@ -35,15 +38,33 @@ struct CertifyRequest {
     instance: InstanceIdentity,
 }
 
-async fn certify(State(state): State<AppState>, AdminCaller(admin): AdminCaller, ApiJson(req): ApiJson<CertifyRequest>) -> Result<Json<Value>, ApiError> {
+async fn certify(
+    State(state): State<AppState>,
+    AdminCaller(admin): AdminCaller,
+    ApiJson(req): ApiJson<CertifyRequest>,
+) -> Result<Json<Value>, ApiError> {
     let key = STANDARD
         .decode(req.attestation_key.as_bytes())
         .map_err(|e| ApiError::InvalidArgument(format!("attestationKey is not base64: {e}")))?;
     let cert = state
         .identity_ca
         .certify_ak(&key, &req.instance, time::OffsetDateTime::now_utc())
-        .map_err(|e| ApiError::InvalidArgument(format!("cannot certify this attestation key: {e}")))?;
-    let resource = format!("projects/{}/zones/{}/instances/{}", req.instance.project_id, req.instance.zone, req.instance.instance_name);
-    state.authorizer.record(admin.to_string(), "cloister.identityCa.certify", &resource, Decision::Allow, "platform admin".into()).await;
+        .map_err(|e| {
+            ApiError::InvalidArgument(format!("cannot certify this attestation key: {e}"))
+        })?;
+    let resource = format!(
+        "projects/{}/zones/{}/instances/{}",
+        req.instance.project_id, req.instance.zone, req.instance.instance_name
+    );
+    state
+        .authorizer
+        .record(
+            admin.to_string(),
+            "cloister.identityCa.certify",
+            &resource,
+            Decision::Allow,
+            "platform admin".into(),
+        )
+        .await;
     Ok(Json(json!({ "certificate": STANDARD.encode(cert) })))
 }
