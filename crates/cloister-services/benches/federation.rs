@@ -5,8 +5,12 @@
 //! `cargo bench -p cloister-services --bench federation` (optional env: BENCH_SECONDS,
 //! BENCH_CONCURRENCY). Client and server share the machine, as they would on one host.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use common::{BenchServer, SERVER_THREADS, cpu_seconds, env_or, report, runtimes};
 
 use cloister_condition::{Condition, Input};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -48,75 +52,11 @@ fn claims() -> Value {
     })
 }
 
-async fn post(http: &reqwest::Client, url: &str, token: &str, body: Value) -> Value {
-    let resp = http
-        .post(url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = resp.status();
-    let v: Value = resp.json().await.unwrap_or_default();
-    assert!(status.is_success(), "{url}: {status} {v}");
-    v
-}
-
-/// CPU seconds used so far by this process's threads whose names start with one of `prefixes`
-/// (from /proc; clock ticks of 10 ms).
-fn cpu_seconds(prefixes: &[&str]) -> f64 {
-    let mut ticks = 0u64;
-    for task in std::fs::read_dir("/proc/self/task")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if !prefixes.iter().any(|p| comm.starts_with(p)) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        // Fields after the parenthesised name: state is 3rd, utime 14th, stime 15th.
-        let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or_default();
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        ticks += fields
-            .get(11)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0);
-        ticks += fields
-            .get(12)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    ticks as f64 / 100.0
-}
-
-const SERVER_THREADS: &[&str] = &["server", "audit-writer", "tokio-runtime-w"];
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
-
 fn main() {
-    let seconds: u64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
-    let concurrency: usize = std::env::var("BENCH_CONCURRENCY")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(32);
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let concurrency = env_or("BENCH_CONCURRENCY", 32) as usize;
     cel_evaluations();
-    // The server and the load generator get their own runtimes (and thread names), so a
-    // profile can tell their costs apart.
-    let runtime = |name: &str| {
-        tokio::runtime::Builder::new_multi_thread()
-            .thread_name(name)
-            .enable_all()
-            .build()
-            .expect("runtime")
-    };
-    let (server, client) = (runtime("server"), runtime("client"));
+    let (server, client) = runtimes();
     client.block_on(exchanges(server.handle().clone(), seconds, concurrency));
 }
 
@@ -143,129 +83,67 @@ fn cel_evaluations() {
 }
 
 async fn exchanges(server: tokio::runtime::Handle, seconds: u64, concurrency: usize) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data_dir = dir.path().join("data");
-    let (base, cred, _opened) = server
-        .spawn(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let base = format!("http://{}", listener.local_addr().expect("addr"));
-            let config = cloister_services::ServerConfig {
-                data_dir,
-                public_url: base.clone(),
-                max_body_bytes: 1 << 20,
-            };
-            let opened = cloister_services::open(config).await.expect("open");
-            let path = opened.bootstrap_credential.clone().expect("bootstrap");
-            let cred: Value =
-                serde_json::from_slice(&std::fs::read(path).expect("read")).expect("json");
-            tokio::spawn(axum::serve(listener, opened.router.clone()).into_future());
-            (base, cred, opened)
-        })
-        .await
-        .expect("server");
-    let http = reqwest::Client::new();
-
-    // Setup: the admin creates a project, Primus's SA, pool, provider and binding.
-    let token = |c: Value| {
-        let http = http.clone();
-        let base = base.clone();
-        async move {
-            let resp: Value = http
-                .post(format!("{base}/oauth2/token"))
-                .form(&[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", c["client_id"].as_str().unwrap()),
-                    ("client_secret", c["client_secret"].as_str().unwrap()),
-                ])
-                .send()
-                .await
-                .expect("login")
-                .json()
-                .await
-                .expect("json");
-            resp["access_token"].as_str().expect("token").to_owned()
-        }
-    };
-    let admin = token(cred).await;
-    let alice_cred = {
-        post(
-            &http,
-            &format!("{base}/cloister/v1/users"),
-            &admin,
-            json!({"email": "alice@example.com"}),
-        )
+    let srv = BenchServer::start(&server).await;
+    // Setup: a user creates a project, Primus's SA, pool, provider and binding.
+    let alice = srv.user("alice@example.com").await;
+    let op = srv
+        .post("/v1/projects", &alice, json!({"projectId": "primus-bank"}))
         .await;
-        post(
-            &http,
-            &format!("{base}/cloister/v1/users/alice@example.com/credentials"),
-            &admin,
-            json!({}),
-        )
-        .await
-    };
-    let alice = token(alice_cred).await;
-    let op = post(
-        &http,
-        &format!("{base}/v1/projects"),
-        &alice,
-        json!({"projectId": "primus-bank"}),
-    )
-    .await;
     let number = op["response"]["projectNumber"]
         .as_str()
         .expect("number")
         .to_owned();
-    post(
-        &http,
-        &format!("{base}/v1/projects/primus-bank/serviceAccounts"),
+    srv.post(
+        "/v1/projects/primus-bank/serviceAccounts",
         &alice,
         json!({"accountId": "primus-sa"}),
     )
     .await;
-    let pools = format!("{base}/v1/projects/primus-bank/locations/global/workloadIdentityPools");
-    post(
-        &http,
+    let pools = "/v1/projects/primus-bank/locations/global/workloadIdentityPools";
+    srv.post(
         &format!("{pools}?workloadIdentityPoolId=primus-pool"),
         &alice,
         json!({}),
     )
     .await;
-    post(&http, &format!("{pools}/primus-pool/providers?workloadIdentityPoolProviderId=verifier"), &alice, json!({
-        "attributeMapping": {"google.subject": "assertion.sub"},
-        "attributeCondition": condition(),
-        "oidc": {"issuerUri": "https://issuer.test", "allowedAudiences": ["https://sts.googleapis.com"], "jwksJson": String::from_utf8(fixture("issuer-jwks.json")).unwrap()}
-    })).await;
+    let jwks = String::from_utf8(fixture("issuer-jwks.json")).expect("utf8");
+    srv.post(
+        &format!("{pools}/primus-pool/providers?workloadIdentityPoolProviderId=verifier"),
+        &alice,
+        json!({
+            "attributeMapping": {"google.subject": "assertion.sub"},
+            "attributeCondition": condition(),
+            "oidc": {"issuerUri": "https://issuer.test", "allowedAudiences": ["https://sts.googleapis.com"], "jwksJson": jwks}
+        }),
+    )
+    .await;
     let member = format!(
         "principalSet://iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/primus-pool/*"
     );
-    post(&http, &format!("{base}/v1/projects/-/serviceAccounts/{PRIMUS_SA}:setIamPolicy"), &alice,
-        json!({"policy": {"bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [member]}]}})).await;
+    let binding = json!({"policy": {"bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [member]}]}});
+    srv.post(
+        &format!("/v1/projects/-/serviceAccounts/{PRIMUS_SA}:setIamPolicy"),
+        &alice,
+        binding,
+    )
+    .await;
     let audience = format!(
         "//iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/primus-pool/providers/verifier"
     );
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("rsa-1".into());
-    let subject = jsonwebtoken::encode(
-        &header,
-        &claims(),
-        &EncodingKey::from_rsa_pem(&fixture("issuer-rsa.pem")).unwrap(),
-    )
-    .unwrap();
+    let key = EncodingKey::from_rsa_pem(&fixture("issuer-rsa.pem")).expect("key");
+    let subject = jsonwebtoken::encode(&header, &claims(), &key).expect("sign");
 
+    let srv = Arc::new(srv);
     let pair = {
-        let (http, base) = (http.clone(), base.clone());
+        let srv = Arc::clone(&srv);
         Arc::new(move || {
-            let (http, base, audience, subject) = (
-                http.clone(),
-                base.clone(),
-                audience.clone(),
-                subject.clone(),
-            );
+            let (srv, audience, subject) = (Arc::clone(&srv), audience.clone(), subject.clone());
             async move {
-                let sts: Value = http
-                    .post(format!("{base}/v1/token"))
+                let sts: Value = srv
+                    .http
+                    .post(format!("{}/v1/token", srv.base))
                     .form(&[
                         (
                             "grant_type",
@@ -287,15 +165,14 @@ async fn exchanges(server: tokio::runtime::Handle, seconds: u64, concurrency: us
                     .await
                     .expect("sts json");
                 let federated = sts["access_token"].as_str().expect("federated token");
-                let sa = post(
-                    &http,
-                    &format!(
-                        "{base}/v1/projects/-/serviceAccounts/{PRIMUS_SA}:generateAccessToken"
-                    ),
-                    federated,
-                    json!({"scope": ["https://www.googleapis.com/auth/cloud-platform"]}),
-                )
-                .await;
+                let scope = json!({"scope": ["https://www.googleapis.com/auth/cloud-platform"]});
+                let sa = srv
+                    .post(
+                        &format!("/v1/projects/-/serviceAccounts/{PRIMUS_SA}:generateAccessToken"),
+                        federated,
+                        scope,
+                    )
+                    .await;
                 assert!(sa["accessToken"].is_string());
             }
         })
@@ -327,19 +204,10 @@ async fn exchanges(server: tokio::runtime::Handle, seconds: u64, concurrency: us
     }
     let elapsed = start.elapsed().as_secs_f64();
     let server_cpu = cpu_seconds(SERVER_THREADS) - server_cpu_before;
-    all.sort();
-    let pairs = all.len() as f64;
-    println!(
-        "sts+generateAccessToken: {concurrency} clients, {seconds}s: {:.0} pairs/s; pair latency p50 {:.2} ms, p99 {:.2} ms ({} pairs)",
-        pairs / elapsed,
-        percentile(&all, 0.50).as_secs_f64() * 1e3,
-        percentile(&all, 0.99).as_secs_f64() * 1e3,
-        all.len()
-    );
-    println!(
-        "server CPU: {:.2} ms per pair ({:.0}% of the 2 cores; the load generator used the rest) => server capacity on 2 dedicated cores ≈ {:.0} pairs/s",
-        server_cpu * 1e3 / pairs,
-        server_cpu / elapsed / 2.0 * 100.0,
-        2.0 * pairs / server_cpu
+    report(
+        &format!("sts+generateAccessToken pairs, {concurrency} clients, {seconds}s"),
+        all,
+        elapsed,
+        server_cpu,
     );
 }
