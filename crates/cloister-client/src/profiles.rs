@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::api::ClientError;
+pub use cloister_domain::CredentialFile;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct ConfigFile {
@@ -32,17 +33,6 @@ pub struct Profile {
     pub endpoint: String,
     pub project: Option<String>,
     pub active: bool,
-}
-
-/// A user credential file as the server issues it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CredentialFile {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub client_email: String,
-    pub client_id: String,
-    pub client_secret: String,
-    pub token_uri: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -248,7 +238,7 @@ pub fn parse_credential(text: &[u8], path: &Path) -> Result<CredentialFile, Clie
             path.display()
         ))
     })?;
-    if cred.kind != "cloister_user_credential" {
+    if cred.kind != cloister_domain::CREDENTIAL_TYPE {
         return Err(ClientError::Config(format!(
             "{} has type {:?}; expected \"cloister_user_credential\"",
             path.display(),

@@ -4,6 +4,7 @@
 //! the CLI, and depends on no other Cloister crate.
 
 pub mod audit;
+pub mod credential;
 pub mod ids;
 pub mod member;
 pub mod policy;
@@ -11,6 +12,7 @@ pub mod principal;
 pub mod role;
 
 pub use audit::{AuditEntry, Decision};
+pub use credential::{CREDENTIAL_TYPE, CredentialFile};
 pub use ids::{
     Email, IdError, ProjectId, ProjectNumber, service_account_email, service_account_project,
 };

@@ -8,6 +8,7 @@
 
 use axum::Json;
 use cloister_domain::{Email, Principal};
+use cloister_store::ServiceAccountRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -38,6 +39,30 @@ struct GenerateAccessToken {
     /// Google's clients send `null` when there is no chain.
     #[serde(default)]
     delegates: Option<Vec<String>>,
+}
+
+/// Google's clients send `delegates` (`null` when there is no chain); chains are not supported.
+fn refuse_delegates(delegates: Option<&[String]>) -> Result<(), ApiError> {
+    match delegates {
+        Some(d) if !d.is_empty() => Err(ApiError::InvalidArgument(
+            "delegation chains (delegates) are not supported; impersonate the account directly"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+async fn enabled_account(
+    state: &AppState,
+    email: &Email,
+) -> Result<ServiceAccountRecord, ApiError> {
+    let account = service_accounts::load(state, email).await?;
+    if account.disabled {
+        return Err(ApiError::InvalidArgument(format!(
+            "Service account {email} is disabled"
+        )));
+    }
+    Ok(account)
 }
 
 /// Parses Google's duration form (`"3600s"`) into seconds within 1..=3600.
@@ -77,23 +102,13 @@ pub async fn generate_access_token(
             "scope is required, e.g. [\"https://www.googleapis.com/auth/cloud-platform\"]".into(),
         ));
     }
-    if req.delegates.as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(ApiError::InvalidArgument(
-            "delegation chains (delegates) are not supported; impersonate the account directly"
-                .into(),
-        ));
-    }
+    refuse_delegates(req.delegates.as_deref())?;
     let lifetime = lifetime(req.lifetime.as_deref())?;
     state
         .authorizer
         .check(caller, "iam.serviceAccounts.getAccessToken", resource)
         .await?;
-    let account = service_accounts::load(state, email).await?;
-    if account.disabled {
-        return Err(ApiError::InvalidArgument(format!(
-            "Service account {email} is disabled"
-        )));
-    }
+    enabled_account(state, email).await?;
     let (token, exp) = state.tokens.issue_with(
         &Principal::ServiceAccount(email.clone()),
         time_util::now_unix(),
@@ -120,22 +135,12 @@ pub async fn generate_id_token(
             "audience is required (at most 2048 characters)".into(),
         ));
     }
-    if req.delegates.as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(ApiError::InvalidArgument(
-            "delegation chains (delegates) are not supported; impersonate the account directly"
-                .into(),
-        ));
-    }
+    refuse_delegates(req.delegates.as_deref())?;
     state
         .authorizer
         .check(caller, "iam.serviceAccounts.getOpenIdToken", resource)
         .await?;
-    let account = service_accounts::load(state, email).await?;
-    if account.disabled {
-        return Err(ApiError::InvalidArgument(format!(
-            "Service account {email} is disabled"
-        )));
-    }
+    let account = enabled_account(state, email).await?;
     let now = time_util::now_unix();
     let mut claims = json!({
         "iss": state.account_keys.issuer(),

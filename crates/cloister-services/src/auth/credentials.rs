@@ -5,26 +5,11 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use cloister_domain::Email;
+use cloister_domain::{CREDENTIAL_TYPE, CredentialFile, Email};
 use cloister_store::CredentialRecord;
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-
-pub const CREDENTIAL_TYPE: &str = "cloister_user_credential";
-
-/// The credential file a user receives: like a Google service-account key file, it is all a
-/// client needs to obtain access tokens.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CredentialFile {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub client_email: String,
-    pub client_id: String,
-    pub client_secret: String,
-    pub token_uri: String,
-}
 
 /// Creates a new credential for `user`: the record to store and the file to hand out.
 pub fn generate(user: &Email, token_uri: &str, now: &str) -> (CredentialRecord, CredentialFile) {

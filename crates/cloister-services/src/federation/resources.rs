@@ -231,49 +231,57 @@ async fn list_pools(
     Ok(Json(json!({ "workloadIdentityPools": pools })))
 }
 
+type PoolPath = Path<(String, String, String)>;
+type ProviderPath = Path<(String, String, String, String)>;
+
+/// The pool a path names, once `permission` on its project is checked.
+async fn pool_at(
+    state: &AppState,
+    caller: &Principal,
+    path: &(String, String, String),
+    permission: Permission,
+) -> Result<String, ApiError> {
+    let (project, location, pool) = path;
+    let project = authorized_project(state, caller, project, location, permission).await?;
+    Ok(pool_name(&project, pool))
+}
+
+/// The provider a path names, once `permission` on its project is checked.
+async fn provider_at(
+    state: &AppState,
+    caller: &Principal,
+    (project, location, pool, provider): &(String, String, String, String),
+    permission: Permission,
+) -> Result<String, ApiError> {
+    let pool = pool_at(
+        state,
+        caller,
+        &(project.clone(), location.clone(), pool.clone()),
+        permission,
+    )
+    .await?;
+    Ok(format!("{pool}/providers/{provider}"))
+}
+
 async fn get_pool(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path((project, location, pool)): Path<(String, String, String)>,
+    Path(path): PoolPath,
 ) -> Result<Json<Value>, ApiError> {
-    let project = authorized_project(
-        &state,
-        &caller,
-        &project,
-        &location,
-        "iam.workloadIdentityPools.get",
-    )
-    .await?;
-    let record = load(
-        &state,
-        &pool_name(&project, &pool),
-        "Workload identity pool",
-    )
-    .await?;
+    let name = pool_at(&state, &caller, &path, "iam.workloadIdentityPools.get").await?;
+    let record = load(&state, &name, "Workload identity pool").await?;
     Ok(Json(with_name(record.resource, &record.name)))
 }
 
 async fn patch_pool(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path((project, location, pool)): Path<(String, String, String)>,
+    Path(path): PoolPath,
     Query(q): Query<PatchQuery>,
     ApiJson(patch): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let project = authorized_project(
-        &state,
-        &caller,
-        &project,
-        &location,
-        "iam.workloadIdentityPools.update",
-    )
-    .await?;
-    let record = load(
-        &state,
-        &pool_name(&project, &pool),
-        "Workload identity pool",
-    )
-    .await?;
+    let name = pool_at(&state, &caller, &path, "iam.workloadIdentityPools.update").await?;
+    let record = load(&state, &name, "Workload identity pool").await?;
     let merged = merge(record.resource.clone(), &patch, q.update_mask.as_deref())?;
     let settings: PoolSettings = serde_json::from_value(merged)
         .map_err(|e| ApiError::InvalidArgument(format!("Invalid workload identity pool: {e}")))?;
@@ -285,22 +293,17 @@ async fn patch_pool(
 async fn delete_pool(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path((project, location, pool)): Path<(String, String, String)>,
+    Path(path): PoolPath,
 ) -> Result<Json<Value>, ApiError> {
-    let project = authorized_project(
-        &state,
-        &caller,
-        &project,
-        &location,
-        "iam.workloadIdentityPools.delete",
-    )
-    .await?;
-    let name = pool_name(&project, &pool);
+    let name = pool_at(&state, &caller, &path, "iam.workloadIdentityPools.delete").await?;
+    remove(&state, name, "Workload identity pool").await
+}
+
+/// Deletes a pool (with its providers) or a provider.
+async fn remove(state: &AppState, name: String, kind: &str) -> Result<Json<Value>, ApiError> {
     let lookup = name.clone();
     if !state.db(move |s| s.delete_federation(&lookup)).await? {
-        return Err(ApiError::NotFound(format!(
-            "Workload identity pool {name} was not found"
-        )));
+        return Err(ApiError::NotFound(format!("{kind} {name} was not found")));
     }
     Ok(done(&name, json!({})))
 }
@@ -372,17 +375,15 @@ async fn list_providers(
 async fn get_provider(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path((project, location, pool, provider)): Path<(String, String, String, String)>,
+    Path(path): ProviderPath,
 ) -> Result<Json<Value>, ApiError> {
-    let project = authorized_project(
+    let name = provider_at(
         &state,
         &caller,
-        &project,
-        &location,
+        &path,
         "iam.workloadIdentityPoolProviders.get",
     )
     .await?;
-    let name = format!("{}/providers/{provider}", pool_name(&project, &pool));
     let record = load(&state, &name, "Workload identity pool provider").await?;
     Ok(Json(with_name(record.resource, &record.name)))
 }
@@ -390,19 +391,17 @@ async fn get_provider(
 async fn patch_provider(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path((project, location, pool, provider)): Path<(String, String, String, String)>,
+    Path(path): ProviderPath,
     Query(q): Query<PatchQuery>,
     ApiJson(patch): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let project = authorized_project(
+    let name = provider_at(
         &state,
         &caller,
-        &project,
-        &location,
+        &path,
         "iam.workloadIdentityPoolProviders.update",
     )
     .await?;
-    let name = format!("{}/providers/{provider}", pool_name(&project, &pool));
     let record = load(&state, &name, "Workload identity pool provider").await?;
     let merged = merge(record.resource.clone(), &patch, q.update_mask.as_deref())?;
     let resource = provider_resource(merged)?;
@@ -413,30 +412,22 @@ async fn patch_provider(
 async fn delete_provider(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path((project, location, pool, provider)): Path<(String, String, String, String)>,
+    Path(path): ProviderPath,
 ) -> Result<Json<Value>, ApiError> {
-    let project = authorized_project(
+    let name = provider_at(
         &state,
         &caller,
-        &project,
-        &location,
+        &path,
         "iam.workloadIdentityPoolProviders.delete",
     )
     .await?;
-    let name = format!("{}/providers/{provider}", pool_name(&project, &pool));
-    let lookup = name.clone();
-    if !state.db(move |s| s.delete_federation(&lookup)).await? {
-        return Err(ApiError::NotFound(format!(
-            "Workload identity pool provider {name} was not found"
-        )));
-    }
-    Ok(done(&name, json!({})))
+    remove(&state, name, "Workload identity pool provider").await
 }
 
 async fn provider_method(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path((project, location, pool, provider)): Path<(String, String, String, String)>,
+    Path((project, location, pool, provider)): ProviderPath,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let Some((provider, "explain")) = provider.split_once(':') else {
@@ -444,15 +435,14 @@ async fn provider_method(
             "POST …/providers/{provider} is not a method; use :explain"
         )));
     };
-    let project = authorized_project(
+    let path = (project, location, pool, provider.to_owned());
+    let name = provider_at(
         &state,
         &caller,
-        &project,
-        &location,
+        &path,
         "iam.workloadIdentityPoolProviders.get",
     )
     .await?;
-    let name = format!("{}/providers/{provider}", pool_name(&project, &pool));
     explain::explain(&state, &name, body).await
 }
 

@@ -9,11 +9,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::auth::AdminCaller;
-use crate::auth::credentials::{self, CredentialFile};
+use crate::auth::credentials;
 use crate::error::ApiError;
 use crate::json::ApiJson;
 use crate::state::AppState;
 use crate::time_util;
+use cloister_domain::CredentialFile;
 
 pub fn router() -> Router<AppState> {
     Router::new()
