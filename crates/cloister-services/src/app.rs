@@ -136,6 +136,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(verifier::challenges::router())
         .merge(verifier::reference_values::router())
         .merge(verifier::identity_ca::router())
+        .merge(verifier::signing_keys::router())
         .merge(iam::users::router())
         .merge(iam::roles::router())
         .merge(audit::router())

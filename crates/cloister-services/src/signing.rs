@@ -1,10 +1,13 @@
 //! RS256 signing keys for the tokens outside parties verify (service-account ID tokens now,
 //! attestation tokens with the verifier), published as a JWKS with OIDC discovery.
 //!
-//! Keys live in the data directory as PKCS#8 PEM files (0600), one directory per issuer; the
-//! newest signs, and every key on disk stays in the JWKS so tokens it signed keep verifying.
+//! Keys live in the data directory as PKCS#8 PEM files (0600) named by their creation time,
+//! one directory per issuer; the newest signs, and every key on disk stays in the JWKS so
+//! tokens it signed keep verifying. Rotation adds a key and retires the keys whose successor
+//! is older than a token's lifetime (every token they signed has expired).
 
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -24,6 +27,8 @@ pub enum SigningError {
 }
 
 struct Key {
+    /// Creation time, unix nanoseconds (the file name).
+    created: i128,
     kid: String,
     encoding: EncodingKey,
     decoding: DecodingKey,
@@ -32,8 +37,9 @@ struct Key {
 
 pub struct SigningKeys {
     issuer: String,
+    dir: PathBuf,
     /// Oldest first; the last one signs.
-    keys: Vec<Key>,
+    keys: RwLock<Vec<Key>>,
 }
 
 fn load(path: &Path) -> Result<Key, SigningError> {
@@ -56,7 +62,13 @@ fn load(path: &Path) -> Result<Key, SigningError> {
         URL_SAFE_NO_PAD.encode(private.e().to_bytes_be()),
     );
     let decoding = DecodingKey::from_rsa_components(&n, &e).map_err(|e| fail(e.to_string()))?;
+    let created = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     Ok(Key {
+        created,
         jwk: json!({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid, "n": n, "e": e}),
         kid,
         encoding: EncodingKey::from_rsa_der(der.as_bytes()),
@@ -74,50 +86,84 @@ fn generate(dir: &Path) -> Result<(), SigningError> {
     let pem = key
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| fail(e.to_string()))?;
-    let name = format!("{}.pem", crate::time_util::now_unix());
+    let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+    let name = format!("{nanos:020}.pem");
     cloister_store::data_dir::write_private_file(&dir.join(name), pem.as_bytes())
         .map_err(|e| fail(e.to_string()))
+}
+
+fn list(dir: &Path) -> Result<Vec<PathBuf>, SigningError> {
+    let fail = |detail: String| SigningError::Key {
+        path: dir.to_owned(),
+        detail,
+    };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| fail(e.to_string()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pem"))
+        .collect();
+    paths.sort();
+    Ok(paths)
 }
 
 impl SigningKeys {
     /// Loads the keys in `dir` (creating the first one if there is none) for `issuer`.
     pub fn open(dir: &Path, issuer: &str) -> Result<Self, SigningError> {
-        let fail = |detail: String| SigningError::Key {
+        std::fs::create_dir_all(dir).map_err(|e| SigningError::Key {
             path: dir.to_owned(),
-            detail,
-        };
-        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-        let list = || -> Result<Vec<PathBuf>, SigningError> {
-            let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-                .map_err(|e| fail(e.to_string()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "pem"))
-                .collect();
-            paths.sort();
-            Ok(paths)
-        };
-        let mut paths = list()?;
-        if paths.is_empty() {
+            detail: e.to_string(),
+        })?;
+        if list(dir)?.is_empty() {
             generate(dir)?;
-            paths = list()?;
         }
-        let keys = paths
+        let keys = list(dir)?
             .iter()
             .map(|p| load(p))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             issuer: issuer.to_owned(),
-            keys,
+            dir: dir.to_owned(),
+            keys: RwLock::new(keys),
         })
+    }
+
+    fn keys(&self) -> std::sync::RwLockReadGuard<'_, Vec<Key>> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn issuer(&self) -> &str {
         &self.issuer
     }
 
+    /// Adds a new signing key, retires keys whose successor is more than `retire_after_secs`
+    /// old, and returns the new key id.
+    pub fn rotate(&self, retire_after_secs: i64) -> Result<String, SigningError> {
+        generate(&self.dir)?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+        let paths = list(&self.dir)?;
+        let mut keep = Vec::new();
+        for (i, path) in paths.iter().enumerate() {
+            let successor = paths.get(i + 1).map(|p| load(p)).transpose()?;
+            let retired = successor
+                .is_some_and(|s| s.created + i128::from(retire_after_secs) * 1_000_000_000 <= now);
+            if retired {
+                std::fs::remove_file(path).map_err(|e| SigningError::Key {
+                    path: path.clone(),
+                    detail: e.to_string(),
+                })?;
+            } else {
+                keep.push(load(path)?);
+            }
+        }
+        let kid = keep.last().map(|k| k.kid.clone()).unwrap_or_default();
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keep;
+        Ok(kid)
+    }
+
     /// Signs `claims` with the newest key (RS256, with its `kid`).
     pub fn sign<T: Serialize>(&self, claims: &T) -> String {
-        let Some(key) = self.keys.last() else {
+        let keys = self.keys();
+        let Some(key) = keys.last() else {
             return String::new();
         };
         let mut header = Header::new(Algorithm::RS256);
@@ -127,13 +173,16 @@ impl SigningKeys {
     }
 
     /// The key with `kid`, for verifying this issuer's own tokens in process.
-    pub fn decoding_key(&self, kid: &str) -> Option<&DecodingKey> {
-        self.keys.iter().find(|k| k.kid == kid).map(|k| &k.decoding)
+    pub fn decoding_key(&self, kid: &str) -> Option<DecodingKey> {
+        self.keys()
+            .iter()
+            .find(|k| k.kid == kid)
+            .map(|k| k.decoding.clone())
     }
 
     /// Every key, for `GET …/jwks`.
     pub fn jwks(&self) -> Value {
-        json!({ "keys": self.keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() })
+        json!({ "keys": self.keys().iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() })
     }
 
     pub fn jwk_set(&self) -> JwkSet {
@@ -164,7 +213,7 @@ mod tests {
         let token = keys.sign(&json!({"sub": "x", "exp": 4_000_000_000u64}));
         let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
         let again = SigningKeys::open(dir.path(), "http://issuer.test").unwrap();
-        let key = again.decoding_key(&kid).expect("same key after reopening");
+        let key = &again.decoding_key(&kid).expect("same key after reopening");
         let mut v = jsonwebtoken::Validation::new(Algorithm::RS256);
         v.required_spec_claims.clear();
         v.validate_aud = false;
@@ -181,5 +230,30 @@ mod tests {
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn rotation_signs_with_the_new_key_and_retires_keys_only_after_their_tokens_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = SigningKeys::open(dir.path(), "http://issuer.test").unwrap();
+        let kid = |t: &str| jsonwebtoken::decode_header(t).unwrap().kid.unwrap();
+        let first = kid(&keys.sign(&json!({"n": 1})));
+        let second = keys.rotate(3600).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(kid(&keys.sign(&json!({"n": 2}))), second);
+        assert!(
+            keys.decoding_key(&first).is_some(),
+            "tokens of the old key still verify"
+        );
+        assert_eq!(keys.jwks()["keys"].as_array().unwrap().len(), 2);
+        // With no lifetime left to honour, the superseded keys are retired.
+        let third = keys.rotate(0).unwrap();
+        assert!(keys.decoding_key(&first).is_none());
+        assert!(keys.decoding_key(&second).is_none());
+        assert_eq!(keys.jwks()["keys"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            SigningKeys::open(dir.path(), "x").unwrap().jwks()["keys"][0]["kid"],
+            third
+        );
     }
 }

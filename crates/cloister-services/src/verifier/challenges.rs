@@ -187,7 +187,7 @@ fn verify_id_token(state: &AppState, token: &str) -> Result<Email, ApiError> {
     v.set_issuer(&[state.account_keys.issuer()]);
     v.set_audience(&[&state.public_url]);
     v.leeway = 60;
-    let claims = jsonwebtoken::decode::<Value>(token, key, &v)
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &v)
         .map_err(|e| {
             refuse(format!(
                 "the ID token does not verify ({e}); request one for audience {}",

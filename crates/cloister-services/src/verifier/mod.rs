@@ -13,6 +13,7 @@ pub mod claims;
 mod evidence;
 pub mod identity_ca;
 pub mod reference_values;
+pub mod signing_keys;
 
 /// How long a challenge may wait for its evidence.
 pub const CHALLENGE_LIFETIME_SECS: i64 = 600;

@@ -1,4 +1,5 @@
-//! `cloister verifier reference-values add|list|delete` (platform admins).
+//! `cloister verifier reference-values add|list|delete` and `signing-keys list|rotate`
+//! (platform admins).
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -12,6 +13,17 @@ pub enum VerifierCommand {
     /// Trusted launcher builds and what tokens say about them.
     #[command(subcommand)]
     ReferenceValues(ReferenceValuesCommand),
+    /// The attestation token signing keys.
+    #[command(subcommand)]
+    SigningKeys(SigningKeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SigningKeysCommand {
+    /// Key ids in the JWKS, oldest first (the last one signs).
+    List,
+    /// Start signing with a new key; old keys stay published until their tokens expire.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,7 +51,25 @@ pub enum ReferenceValuesCommand {
 pub async fn run(ctx: &mut Context, c: VerifierCommand) -> Result<()> {
     let client = ctx.client().await?;
     let path = "/cloister/v1/verifier/referenceValues";
-    let VerifierCommand::ReferenceValues(c) = c;
+    let c = match c {
+        VerifierCommand::ReferenceValues(c) => c,
+        VerifierCommand::SigningKeys(SigningKeysCommand::List) => {
+            return print_one(
+                &ctx.format,
+                &client.get("/cloister/v1/verifier/signingKeys").await?,
+            );
+        }
+        VerifierCommand::SigningKeys(SigningKeysCommand::Rotate) => {
+            let resp = client
+                .post("/cloister/v1/verifier/signingKeys:rotate", &json!({}))
+                .await?;
+            eprintln!(
+                "Attestation tokens are now signed with key [{}].",
+                resp["kid"].as_str().unwrap_or_default()
+            );
+            return print_one(&ctx.format, &resp);
+        }
+    };
     match c {
         ReferenceValuesCommand::Add {
             measurement,
