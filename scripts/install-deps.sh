@@ -25,7 +25,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python packages the wire-compatibility tests drive Cloister with (Google's own client library).
-if ! python3 -c 'import google.auth, requests, jwt, cryptography' >/dev/null 2>&1; then
+if ! python3 -c 'import google.auth, google.cloud.storage, requests, jwt, cryptography' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check \
-    'google-auth==2.62.2' 'requests>=2.31' 'PyJWT[crypto]==2.15.1'
+    'google-auth==2.62.2' 'google-cloud-storage==3.17.1' 'requests>=2.31' 'PyJWT[crypto]==2.15.1'
 fi

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::iam::authorizer::Authorizer;
 use crate::signing::SigningKeys;
 use crate::state::AppState;
-use crate::{audit, auth, federation, health, iam, oidc, time_util, verifier};
+use crate::{audit, auth, federation, health, iam, oidc, storage, time_util, verifier};
 use cloister_tpm::identity::IdentityCa;
 
 /// The platform admin created on first start.
@@ -133,6 +133,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(federation::resources::router())
         .merge(federation::sts::router())
         .merge(oidc::router())
+        .merge(storage::buckets::router())
+        .merge(storage::objects::router())
+        .merge(storage::upload::router())
         .merge(verifier::challenges::router())
         .merge(verifier::reference_values::router())
         .merge(verifier::identity_ca::router())

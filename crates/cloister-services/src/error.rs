@@ -28,6 +28,9 @@ pub enum ApiError {
     Aborted(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A request precondition (`ifGenerationMatch`, …) does not hold.
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -47,6 +50,11 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND", "notFound"),
             ApiError::AlreadyExists(_) => (StatusCode::CONFLICT, "ALREADY_EXISTS", "conflict"),
             ApiError::Aborted(_) => (StatusCode::CONFLICT, "ABORTED", "conflict"),
+            ApiError::PreconditionFailed(_) => (
+                StatusCode::PRECONDITION_FAILED,
+                "FAILED_PRECONDITION",
+                "conditionNotMet",
+            ),
             ApiError::PayloadTooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "INVALID_ARGUMENT",

@@ -19,6 +19,7 @@ pub mod json;
 mod oidc;
 pub mod signing;
 pub mod state;
+pub mod storage;
 pub mod time_util;
 pub mod verifier;
 

@@ -19,7 +19,8 @@ mod sqlite;
 pub use blob::{BlobError, BlobInfo, BlobKey, BlobStore, ByteStream, FsBlobStore};
 pub use data_dir::{DataDir, DataDirError};
 pub use metadata::{
-    AuditFilter, ChallengeRecord, ConsumeError, CredentialRecord, FederationRecord, MetadataStore,
-    ProjectRecord, ReferenceValueRecord, ServiceAccountRecord, StoreError, UserRecord,
+    AuditFilter, BucketRecord, ChallengeRecord, ConsumeError, CredentialRecord, FederationRecord,
+    MetadataStore, ObjectRecord, Preconditions, ProjectRecord, ReferenceValueRecord,
+    ServiceAccountRecord, StoreError, UserRecord,
 };
 pub use sqlite::SqliteStore;

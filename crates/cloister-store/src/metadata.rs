@@ -114,6 +114,56 @@ pub struct ReferenceValueRecord {
     pub create_time: String,
 }
 
+/// A Cloud Storage bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketRecord {
+    pub name: String,
+    pub project_id: ProjectId,
+    pub location: String,
+    pub storage_class: String,
+    pub create_time: String,
+}
+
+impl BucketRecord {
+    /// The IAM resource name, as Google writes it: `projects/_/buckets/NAME`.
+    pub fn resource_name(&self) -> String {
+        format!("projects/_/buckets/{}", self.name)
+    }
+}
+
+/// The live generation of an object: its metadata and where its bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRecord {
+    pub bucket: String,
+    pub name: String,
+    pub generation: i64,
+    pub metageneration: i64,
+    pub size: u64,
+    pub md5: [u8; 16],
+    pub crc32c: u32,
+    pub content_type: String,
+    pub create_time: String,
+    pub update_time: String,
+    /// The blob holding the bytes.
+    pub blob_key: String,
+}
+
+/// Conditions on the live generation (`0` = the object must not exist).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Preconditions {
+    pub if_generation_match: Option<i64>,
+    pub if_generation_not_match: Option<i64>,
+}
+
+impl Preconditions {
+    /// Whether an object whose live generation is `current` (None: absent) meets these.
+    pub fn hold(&self, current: Option<i64>) -> bool {
+        let generation = current.unwrap_or(0);
+        self.if_generation_match.is_none_or(|g| g == generation)
+            && self.if_generation_not_match.is_none_or(|g| g != generation)
+    }
+}
+
 /// Filters for `list_audit`; `None` means "any".
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -190,6 +240,39 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Option<ReferenceValueRecord>, StoreError>;
     fn list_reference_values(&self) -> Result<Vec<ReferenceValueRecord>, StoreError>;
     fn delete_reference_value(&self, measurement: &str) -> Result<bool, StoreError>;
+
+    /// Creates the bucket and its IAM policy (parent: the project); names are global.
+    fn create_bucket(&self, bucket: &BucketRecord) -> Result<(), StoreError>;
+    fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>, StoreError>;
+    fn list_buckets(&self, project: &ProjectId) -> Result<Vec<BucketRecord>, StoreError>;
+    /// Deletes an empty bucket and its policy; `AlreadyExists` names the objects still in it.
+    fn delete_bucket(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Makes `object` the live generation if `pre` holds for the current one, atomically.
+    /// Returns the blob key of the generation it replaced (for the caller to delete), or
+    /// `Err(current generation)` when the preconditions fail.
+    fn put_object(
+        &self,
+        object: &ObjectRecord,
+        pre: Preconditions,
+    ) -> Result<Result<Option<String>, Option<i64>>, StoreError>;
+    fn get_object(&self, bucket: &str, name: &str) -> Result<Option<ObjectRecord>, StoreError>;
+    /// Objects whose names start with `prefix` and sort after `start_after`, in name order.
+    fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+    ) -> Result<Vec<ObjectRecord>, StoreError>;
+    /// Deletes the live generation if `pre` holds; returns its blob key, or
+    /// `Err(current generation)` when the preconditions fail.
+    fn delete_object(
+        &self,
+        bucket: &str,
+        name: &str,
+        pre: Preconditions,
+    ) -> Result<Result<Option<String>, Option<i64>>, StoreError>;
 
     /// The policy attached to `resource` (empty when none) and its parent resource, whose
     /// bindings it inherits.

@@ -9,8 +9,9 @@ use rand::RngCore;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use crate::metadata::{
-    AuditFilter, ChallengeRecord, ConsumeError, CredentialRecord, FederationRecord, MetadataStore,
-    ProjectRecord, ReferenceValueRecord, ServiceAccountRecord, StoreError, UserRecord,
+    AuditFilter, BucketRecord, ChallengeRecord, ConsumeError, CredentialRecord, FederationRecord,
+    MetadataStore, ObjectRecord, Preconditions, ProjectRecord, ReferenceValueRecord,
+    ServiceAccountRecord, StoreError, UserRecord,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran. Written by
@@ -93,6 +94,29 @@ const MIGRATIONS: &[&str] = &[
         support_attributes TEXT NOT NULL,
         description TEXT NOT NULL,
         create_time TEXT NOT NULL
+     ) STRICT;",
+    // 4: Cloud Storage
+    "CREATE TABLE buckets (
+        name TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL REFERENCES projects(id),
+        location TEXT NOT NULL,
+        storage_class TEXT NOT NULL,
+        create_time TEXT NOT NULL
+     ) STRICT;
+     CREATE INDEX buckets_project ON buckets(project_id);
+     CREATE TABLE objects (
+        bucket TEXT NOT NULL REFERENCES buckets(name),
+        name TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        metageneration INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        md5 BLOB NOT NULL,
+        crc32c INTEGER NOT NULL,
+        content_type TEXT NOT NULL,
+        create_time TEXT NOT NULL,
+        update_time TEXT NOT NULL,
+        blob_key TEXT NOT NULL,
+        PRIMARY KEY (bucket, name)
      ) STRICT;",
 ];
 
@@ -298,6 +322,53 @@ fn reference_value_row(row: &Row) -> rusqlite::Result<ReferenceValueRecord> {
         description: row.get(4)?,
         create_time: row.get(5)?,
     })
+}
+
+const BUCKET_COLUMNS: &str = "name, project_id, location, storage_class, create_time";
+const OBJECT_COLUMNS: &str = "bucket, name, generation, metageneration, size, md5, crc32c, content_type, create_time, update_time, blob_key";
+
+fn bucket_row(row: &Row) -> rusqlite::Result<BucketRecord> {
+    let project: String = row.get(1)?;
+    Ok(BucketRecord {
+        name: row.get(0)?,
+        project_id: ProjectId::parse(&project).map_err(|e| text_err(1, e))?,
+        location: row.get(2)?,
+        storage_class: row.get(3)?,
+        create_time: row.get(4)?,
+    })
+}
+
+fn object_row(row: &Row) -> rusqlite::Result<ObjectRecord> {
+    let md5: Vec<u8> = row.get(5)?;
+    let size: i64 = row.get(4)?;
+    let crc: i64 = row.get(6)?;
+    Ok(ObjectRecord {
+        bucket: row.get(0)?,
+        name: row.get(1)?,
+        generation: row.get(2)?,
+        metageneration: row.get(3)?,
+        size: size as u64,
+        md5: md5.try_into().unwrap_or([0; 16]),
+        crc32c: crc as u32,
+        content_type: row.get(7)?,
+        create_time: row.get(8)?,
+        update_time: row.get(9)?,
+        blob_key: row.get(10)?,
+    })
+}
+
+fn current_generation(
+    tx: &rusqlite::Transaction,
+    bucket: &str,
+    name: &str,
+) -> Result<Option<(i64, String)>, StoreError> {
+    tx.query_row(
+        "SELECT generation, blob_key FROM objects WHERE bucket = ?1 AND name = ?2",
+        [bucket, name],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+    .map_err(db)
 }
 
 fn parse_policy(resource: &str, json: &str, etag: String) -> Result<Policy, StoreError> {
@@ -719,6 +790,152 @@ impl MetadataStore for SqliteStore {
             )
             .map_err(db)?
                 == 1)
+        })
+    }
+
+    fn create_bucket(&self, b: &BucketRecord) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction().map_err(db)?;
+            tx.execute(
+                &format!("INSERT INTO buckets ({BUCKET_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
+                params![b.name, b.project_id.as_str(), b.location, b.storage_class, b.create_time],
+            )
+            .map_err(|e| if is_unique_violation(&e) { StoreError::AlreadyExists(format!("bucket {}", b.name)) } else { db(e) })?;
+            tx.execute(
+                "INSERT OR REPLACE INTO iam_policies (resource, parent, policy, etag) VALUES (?1, ?2, ?3, ?4)",
+                params![b.resource_name(), b.project_id.resource_name(), r#"{"version":1,"bindings":[]}"#, new_etag()],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)
+        })
+    }
+
+    fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = ?1"
+            ))
+            .map_err(db)?
+            .query_row([name], bucket_row)
+            .optional()
+            .map_err(db)
+        })
+    }
+
+    fn list_buckets(&self, project: &ProjectId) -> Result<Vec<BucketRecord>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {BUCKET_COLUMNS} FROM buckets WHERE project_id = ?1 ORDER BY name"
+                ))
+                .map_err(db)?;
+            let rows = stmt.query_map([project.as_str()], bucket_row).map_err(db)?;
+            rows.collect::<Result<_, _>>().map_err(db)
+        })
+    }
+
+    fn delete_bucket(&self, name: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction().map_err(db)?;
+            let objects: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM objects WHERE bucket = ?1",
+                    [name],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            if objects > 0 {
+                return Err(StoreError::AlreadyExists(format!(
+                    "{objects} objects in bucket {name}"
+                )));
+            }
+            let n = tx
+                .execute("DELETE FROM buckets WHERE name = ?1", [name])
+                .map_err(db)?;
+            tx.execute(
+                "DELETE FROM iam_policies WHERE resource = ?1",
+                [format!("projects/_/buckets/{name}")],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(n == 1)
+        })
+    }
+
+    fn put_object(
+        &self,
+        o: &ObjectRecord,
+        pre: Preconditions,
+    ) -> Result<Result<Option<String>, Option<i64>>, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction().map_err(db)?;
+            let current = current_generation(&tx, &o.bucket, &o.name)?;
+            if !pre.hold(current.as_ref().map(|c| c.0)) {
+                return Ok(Err(current.map(|c| c.0)));
+            }
+            tx.execute(
+                &format!("INSERT OR REPLACE INTO objects ({OBJECT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+                params![
+                    o.bucket, o.name, o.generation, o.metageneration, o.size as i64, o.md5.as_slice(), o.crc32c as i64,
+                    o.content_type, o.create_time, o.update_time, o.blob_key
+                ],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(Ok(current.map(|c| c.1)))
+        })
+    }
+
+    fn get_object(&self, bucket: &str, name: &str) -> Result<Option<ObjectRecord>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ?1 AND name = ?2"
+            ))
+            .map_err(db)?
+            .query_row([bucket, name], object_row)
+            .optional()
+            .map_err(db)
+        })
+    }
+
+    fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+    ) -> Result<Vec<ObjectRecord>, StoreError> {
+        self.read(|c| {
+            // Names compare as bytes (BINARY collation), the order Cloud Storage lists in.
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = ?1 AND substr(name, 1, length(?2)) = ?2 AND name > ?3 ORDER BY name LIMIT ?4"
+                ))
+                .map_err(db)?;
+            let rows = stmt.query_map(params![bucket, prefix, start_after, limit as i64], object_row).map_err(db)?;
+            rows.collect::<Result<_, _>>().map_err(db)
+        })
+    }
+
+    fn delete_object(
+        &self,
+        bucket: &str,
+        name: &str,
+        pre: Preconditions,
+    ) -> Result<Result<Option<String>, Option<i64>>, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction().map_err(db)?;
+            let current = current_generation(&tx, bucket, name)?;
+            if current.is_some() && !pre.hold(current.as_ref().map(|c| c.0)) {
+                return Ok(Err(current.map(|c| c.0)));
+            }
+            tx.execute(
+                "DELETE FROM objects WHERE bucket = ?1 AND name = ?2",
+                [bucket, name],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(Ok(current.map(|c| c.1)))
         })
     }
 

@@ -58,6 +58,10 @@ impl Api {
         body["access_token"].as_str().unwrap().to_owned()
     }
 
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
     pub async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
         let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();

@@ -1,0 +1,288 @@
+//! Objects: metadata, download (whole or by `Range`), listing with prefix/delimiter/paging,
+//! and delete.
+
+use std::collections::BTreeSet;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use cloister_store::{BlobKey, ObjectRecord};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    PreconditionQuery, authorized_bucket, check_object_name, etag, object_view, precondition_failed,
+};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/storage/v1/b/{bucket}/o", get(list))
+        .route(
+            "/storage/v1/b/{bucket}/o/{object}",
+            get(get_object).delete(delete),
+        )
+        .route(
+            "/download/storage/v1/b/{bucket}/o/{object}",
+            get(get_object),
+        )
+}
+
+const MAX_PAGE: usize = 1000;
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct GetQuery {
+    alt: Option<String>,
+    generation: Option<i64>,
+    if_generation_match: Option<i64>,
+    if_generation_not_match: Option<i64>,
+}
+
+async fn load(
+    state: &AppState,
+    bucket: &str,
+    name: &str,
+    generation: Option<i64>,
+) -> Result<ObjectRecord, ApiError> {
+    check_object_name(name)?;
+    let missing = || ApiError::NotFound(format!("No such object: {bucket}/{name}"));
+    let object = state
+        .read(|s| s.get_object(bucket, name))?
+        .ok_or_else(missing)?;
+    if generation.is_some_and(|g| g != object.generation) {
+        return Err(missing());
+    }
+    Ok(object)
+}
+
+async fn get_object(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((bucket, name)): Path<(String, String)>,
+    Query(q): Query<GetQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorized_bucket(&state, &caller, &bucket, "storage.objects.get").await?;
+    let object = load(&state, &bucket, &name, q.generation).await?;
+    let pre = PreconditionQuery {
+        if_generation_match: q.if_generation_match,
+        if_generation_not_match: q.if_generation_not_match,
+    };
+    if !pre.preconditions().hold(Some(object.generation)) {
+        return Err(precondition_failed(&bucket, &name, Some(object.generation)));
+    }
+    if q.alt.as_deref() != Some("media") {
+        return Ok(Json(object_view(&state, &object)).into_response());
+    }
+    media(&state, &object, headers.get(header::RANGE)).await
+}
+
+/// Parses `bytes=a-b`, `bytes=a-` and `bytes=-n` against `size`; `Err` when unsatisfiable.
+fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None); // several ranges: serve the whole object, as HTTP allows
+    }
+    let (start, end) = spec.split_once('-').ok_or(())?;
+    let (start, end) = match (start.trim(), end.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().map_err(|_| ())?;
+            (size.saturating_sub(n), size.checked_sub(1).ok_or(())?)
+        }
+        (a, "") => (a.parse().map_err(|_| ())?, size.checked_sub(1).ok_or(())?),
+        (a, b) => (
+            a.parse().map_err(|_| ())?,
+            b.parse::<u64>()
+                .map_err(|_| ())?
+                .min(size.saturating_sub(1)),
+        ),
+    };
+    if start > end || start >= size {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+async fn media(
+    state: &AppState,
+    object: &ObjectRecord,
+    range: Option<&HeaderValue>,
+) -> Result<Response, ApiError> {
+    let range = match range.and_then(|v| v.to_str().ok()) {
+        None => None,
+        Some(v) => parse_range(v, object.size).map_err(|()| {
+            ApiError::InvalidArgument(format!(
+                "The Range {v:?} cannot be satisfied for an object of {} bytes",
+                object.size
+            ))
+        })?,
+    };
+    let key = BlobKey::new(&object.blob_key).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let stream = state
+        .blobs
+        .get(&key, range.map(|(a, b)| a..b + 1))
+        .await
+        .map_err(|e| {
+            ApiError::Internal(format!("reading {}/{}: {e}", object.bucket, object.name))
+        })?;
+    let mut response = Response::new(Body::from_stream(stream));
+    let h = response.headers_mut();
+    let set = |h: &mut HeaderMap, k: &'static str, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    };
+    set(h, "content-type", object.content_type.clone());
+    set(h, "etag", etag(object));
+    set(h, "x-goog-generation", object.generation.to_string());
+    set(
+        h,
+        "x-goog-metageneration",
+        object.metageneration.to_string(),
+    );
+    set(h, "x-goog-stored-content-length", object.size.to_string());
+    set(
+        h,
+        "x-goog-hash",
+        format!(
+            "crc32c={},md5={}",
+            STANDARD.encode(object.crc32c.to_be_bytes()),
+            STANDARD.encode(object.md5)
+        ),
+    );
+    set(h, "accept-ranges", "bytes".into());
+    match range {
+        Some((a, b)) => {
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            set(
+                response.headers_mut(),
+                "content-range",
+                format!("bytes {a}-{b}/{}", object.size),
+            );
+            set(
+                response.headers_mut(),
+                "content-length",
+                (b + 1 - a).to_string(),
+            );
+        }
+        None => set(
+            response.headers_mut(),
+            "content-length",
+            object.size.to_string(),
+        ),
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ListQuery {
+    #[serde(default)]
+    prefix: String,
+    delimiter: Option<String>,
+    page_token: Option<String>,
+    max_results: Option<usize>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(bucket): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorized_bucket(&state, &caller, &bucket, "storage.objects.list").await?;
+    let limit = q.max_results.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+    let mut after = match q.page_token.as_deref() {
+        None | Some("") => String::new(),
+        Some(t) => String::from_utf8(STANDARD.decode(t).map_err(|_| {
+            ApiError::InvalidArgument("pageToken is not one this API returned".into())
+        })?)
+        .map_err(|_| ApiError::InvalidArgument("pageToken is not one this API returned".into()))?,
+    };
+    let delimiter = q.delimiter.filter(|d| !d.is_empty());
+    let (mut items, mut prefixes) = (Vec::new(), BTreeSet::new());
+    let mut next = None;
+    // Each page holds up to `limit` entries, items and collapsed prefixes together.
+    'pages: loop {
+        let batch = state.read(|s| s.list_objects(&bucket, &q.prefix, &after, limit))?;
+        let exhausted = batch.len() < limit;
+        for o in batch {
+            if items.len() + prefixes.len() == limit {
+                next = Some(after.clone());
+                break 'pages;
+            }
+            after = o.name.clone();
+            let rest = &o.name[q.prefix.len()..];
+            match delimiter
+                .as_deref()
+                .and_then(|d| rest.find(d).map(|i| i + d.len()))
+            {
+                Some(end) => {
+                    let p = format!("{}{}", q.prefix, &rest[..end]);
+                    // Skip the rest of this prefix: everything below it sorts before the next one.
+                    after = format!("{p}\u{10FFFF}");
+                    prefixes.insert(p);
+                }
+                None => items.push(object_view(&state, &o)),
+            }
+        }
+        if exhausted {
+            break;
+        }
+    }
+    let mut body = json!({ "kind": "storage#objects", "items": items });
+    if !prefixes.is_empty() {
+        body["prefixes"] = json!(prefixes);
+    }
+    if let Some(token) = next {
+        body["nextPageToken"] = json!(STANDARD.encode(token));
+    }
+    Ok(Json(body))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((bucket, name)): Path<(String, String)>,
+    Query(q): Query<PreconditionQuery>,
+) -> Result<StatusCode, ApiError> {
+    authorized_bucket(&state, &caller, &bucket, "storage.objects.delete").await?;
+    check_object_name(&name)?;
+    let (b, n, pre) = (bucket.clone(), name.clone(), q.preconditions());
+    match state.db(move |s| s.delete_object(&b, &n, pre)).await? {
+        Ok(Some(blob)) => {
+            super::upload::remove_blob(&state, &blob).await;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Ok(None) => Err(ApiError::NotFound(format!(
+            "No such object: {bucket}/{name}"
+        ))),
+        Err(current) => Err(precondition_failed(&bucket, &name, current)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges_follow_http() {
+        assert_eq!(parse_range("bytes=0-4", 10), Ok(Some((0, 4))));
+        assert_eq!(parse_range("bytes=5-", 10), Ok(Some((5, 9))));
+        assert_eq!(parse_range("bytes=-3", 10), Ok(Some((7, 9))));
+        assert_eq!(parse_range("bytes=8-100", 10), Ok(Some((8, 9))));
+        assert_eq!(parse_range("bytes=10-", 10), Err(()));
+        assert_eq!(parse_range("bytes=5-2", 10), Err(()));
+        assert_eq!(parse_range("items=0-1", 10), Ok(None));
+    }
+}

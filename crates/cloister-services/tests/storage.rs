@@ -1,0 +1,437 @@
+//! The Cloud Storage JSON API subset in process: buckets, uploads (media, multipart),
+//! downloads with Range, listing, preconditions, checksums, and who may do what.
+
+mod support;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use support::{Api, message};
+
+struct World {
+    api: Api,
+    owner: String,
+    reader: String,
+}
+
+impl World {
+    async fn new() -> World {
+        let api = Api::start().await;
+        let owner = api.user("primus@example.com").await;
+        let reader = api.user("secundus@example.com").await;
+        let (s, b) = api
+            .call(
+                &owner,
+                "POST",
+                "/v1/projects",
+                Some(json!({"projectId": "primus-bank"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let (s, b) = api
+            .call(
+                &owner,
+                "POST",
+                "/storage/v1/b?project=primus-bank",
+                Some(json!({"name": "primus-models"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        World { api, owner, reader }
+    }
+
+    async fn upload(
+        &self,
+        token: &str,
+        name: &str,
+        bytes: &[u8],
+        query: &str,
+    ) -> (StatusCode, Value) {
+        let req = Request::post(format!(
+            "/upload/storage/v1/b/primus-models/o?uploadType=media&name={name}{query}"
+        ))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/octet-stream")
+        .body(Body::from(bytes.to_vec()))
+        .unwrap();
+        self.api.send(req).await
+    }
+
+    async fn download(
+        &self,
+        token: &str,
+        name: &str,
+        range: Option<&str>,
+    ) -> (StatusCode, Vec<u8>, axum::http::HeaderMap) {
+        let mut req = Request::get(format!(
+            "/download/storage/v1/b/primus-models/o/{name}?alt=media"
+        ))
+        .header("authorization", format!("Bearer {token}"));
+        if let Some(r) = range {
+            req = req.header("range", r);
+        }
+        let resp = tower::ServiceExt::oneshot(self.api.router(), req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        (
+            status,
+            axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap()
+                .to_vec(),
+            headers,
+        )
+    }
+
+    async fn grant(&self, member: &str, role: &str) {
+        let (_, mut policy) = self
+            .api
+            .call(&self.owner, "GET", "/storage/v1/b/primus-models/iam", None)
+            .await;
+        policy["bindings"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"role": role, "members": [member]}));
+        let (s, b) = self
+            .api
+            .call(
+                &self.owner,
+                "PUT",
+                "/storage/v1/b/primus-models/iam",
+                Some(policy),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+}
+
+#[tokio::test]
+async fn media_uploads_round_trip_with_checksums_and_ranges() {
+    let w = World::new().await;
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let (s, o) = w.upload(&w.owner, "models%2Fmodel.onnx", &data, "").await;
+    assert_eq!(s, StatusCode::OK, "{o}");
+    assert_eq!(o["name"], "models/model.onnx");
+    assert_eq!(o["size"], "100000");
+    use md5::Digest;
+    assert_eq!(o["md5Hash"], STANDARD.encode(md5::Md5::digest(&data)));
+    assert_eq!(
+        o["crc32c"],
+        STANDARD.encode(crc32c::crc32c(&data).to_be_bytes())
+    );
+    let (s, body, headers) = w.download(&w.owner, "models%2Fmodel.onnx", None).await;
+    assert_eq!((s, body.len()), (StatusCode::OK, data.len()));
+    assert_eq!(body, data);
+    assert_eq!(
+        headers["x-goog-generation"],
+        o["generation"].as_str().unwrap()
+    );
+    let (s, body, headers) = w
+        .download(&w.owner, "models%2Fmodel.onnx", Some("bytes=10-19"))
+        .await;
+    assert_eq!(s, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, &data[10..20]);
+    assert_eq!(headers["content-range"], "bytes 10-19/100000");
+    let (s, _, _) = w
+        .download(&w.owner, "models%2Fmodel.onnx", Some("bytes=200000-"))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn multipart_uploads_check_the_checksum_the_client_sent() {
+    let w = World::new().await;
+    let multipart = |md5: &str| {
+        format!(
+            "--b\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{{\"name\":\"config.json\",\"contentType\":\"application/json\",\"md5Hash\":\"{md5}\"}}\r\n--b\r\nContent-Type: application/json\r\n\r\n{{\"k\":1}}\r\n--b--\r\n"
+        )
+    };
+    use md5::Digest;
+    let good = STANDARD.encode(md5::Md5::digest(b"{\"k\":1}"));
+    let send = |body: String| {
+        Request::post("/upload/storage/v1/b/primus-models/o?uploadType=multipart")
+            .header("authorization", format!("Bearer {}", w.owner))
+            .header("content-type", "multipart/related; boundary=b")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let (s, b) = w
+        .api
+        .send(send(multipart(&STANDARD.encode([0u8; 16]))))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(
+        message(&b).contains("checksum you specified does not match"),
+        "{b}"
+    );
+    let (s, _) = w
+        .api
+        .call(
+            &w.owner,
+            "GET",
+            "/storage/v1/b/primus-models/o/config.json",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "nothing was stored");
+    let (s, b) = w.api.send(send(multipart(&good))).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["contentType"], "application/json");
+    assert_eq!(b["size"], "7");
+}
+
+#[tokio::test]
+async fn generation_preconditions_decide_concurrent_writers() {
+    let w = World::new().await;
+    let (s, first) = w
+        .upload(&w.owner, "result", b"one", "&ifGenerationMatch=0")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    let (s, b) = w
+        .upload(&w.owner, "result", b"two", "&ifGenerationMatch=0")
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::PRECONDITION_FAILED,
+        "create-only refuses an existing object: {b}"
+    );
+    let generation = first["generation"].as_str().unwrap();
+    let (s, second) = w
+        .upload(
+            &w.owner,
+            "result",
+            b"two",
+            &format!("&ifGenerationMatch={generation}"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{second}");
+    let (s, _) = w
+        .upload(
+            &w.owner,
+            "result",
+            b"three",
+            &format!("&ifGenerationMatch={generation}"),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::PRECONDITION_FAILED,
+        "the old generation no longer matches"
+    );
+    let (_, body, _) = w.download(&w.owner, "result", None).await;
+    assert_eq!(body, b"two");
+}
+
+#[tokio::test]
+async fn listing_uses_prefix_delimiter_and_pages() {
+    let w = World::new().await;
+    for name in [
+        "a.jpg",
+        "b.png",
+        "dir%2Fc.jpg",
+        "dir%2Fsub%2Fd.jpg",
+        "e.txt",
+    ] {
+        assert_eq!(w.upload(&w.owner, name, b"x", "").await.0, StatusCode::OK);
+    }
+    let (_, all) = w
+        .api
+        .call(
+            &w.owner,
+            "GET",
+            "/storage/v1/b/primus-models/o?delimiter=/",
+            None,
+        )
+        .await;
+    let names: Vec<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a.jpg", "b.png", "e.txt"]);
+    assert_eq!(all["prefixes"], json!(["dir/"]));
+    let (_, page) = w
+        .api
+        .call(
+            &w.owner,
+            "GET",
+            "/storage/v1/b/primus-models/o?maxResults=2",
+            None,
+        )
+        .await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let token = page["nextPageToken"].as_str().unwrap();
+    let (_, rest) = w
+        .api
+        .call(
+            &w.owner,
+            "GET",
+            &format!("/storage/v1/b/primus-models/o?maxResults=10&pageToken={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 3);
+    assert!(rest["nextPageToken"].is_null());
+    let (_, under) = w
+        .api
+        .call(
+            &w.owner,
+            "GET",
+            "/storage/v1/b/primus-models/o?prefix=dir/",
+            None,
+        )
+        .await;
+    assert_eq!(under["items"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn roles_decide_who_reads_writes_and_deletes_and_denials_are_audited() {
+    let w = World::new().await;
+    assert_eq!(
+        w.upload(&w.owner, "model", b"secret weights", "").await.0,
+        StatusCode::OK
+    );
+    let (s, _, _) = w.download(&w.reader, "model", None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (_, log) = w
+        .api
+        .call(
+            &w.owner,
+            "GET",
+            "/cloister/v1/auditLogs?resource=projects/primus-bank&decision=deny",
+            None,
+        )
+        .await;
+    assert!(
+        log["entries"]
+            .as_array()
+            .map(|e| e.is_empty())
+            .unwrap_or(true),
+        "bucket decisions are under projects/_"
+    );
+    let (_, log) = w
+        .api
+        .call(
+            &w.api.admin,
+            "GET",
+            "/cloister/v1/auditLogs?resource=projects/_/buckets/primus-models&decision=deny",
+            None,
+        )
+        .await;
+    let entry = &log["entries"][0];
+    assert_eq!(entry["permission"], "storage.objects.get");
+    assert_eq!(entry["principal"], "user:secundus@example.com");
+
+    w.grant("user:secundus@example.com", "roles/storage.objectViewer")
+        .await;
+    let (s, body, _) = w.download(&w.reader, "model", None).await;
+    assert_eq!(
+        (s, body.as_slice()),
+        (StatusCode::OK, &b"secret weights"[..])
+    );
+    assert_eq!(
+        w.upload(&w.reader, "mine", b"x", "").await.0,
+        StatusCode::FORBIDDEN,
+        "objectViewer cannot write"
+    );
+    let (s, _) = w
+        .api
+        .call(
+            &w.reader,
+            "DELETE",
+            "/storage/v1/b/primus-models/o/model",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    w.grant("user:secundus@example.com", "roles/storage.objectCreator")
+        .await;
+    assert_eq!(
+        w.upload(&w.reader, "mine", b"x", "").await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        w.upload(&w.reader, "model", b"overwrite", "").await.0,
+        StatusCode::FORBIDDEN,
+        "objectCreator cannot overwrite"
+    );
+
+    w.grant("user:secundus@example.com", "roles/storage.objectUser")
+        .await;
+    assert_eq!(
+        w.upload(&w.reader, "model", b"overwrite", "").await.0,
+        StatusCode::OK
+    );
+    let (s, _) = w
+        .api
+        .call(
+            &w.reader,
+            "DELETE",
+            "/storage/v1/b/primus-models/o/model",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _, _) = w.download(&w.owner, "model", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn buckets_are_global_validated_and_deleted_only_when_empty() {
+    let w = World::new().await;
+    let (s, b) = w
+        .api
+        .call(
+            &w.owner,
+            "POST",
+            "/storage/v1/b?project=primus-bank",
+            Some(json!({"name": "primus-models"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    let (s, b) = w
+        .api
+        .call(
+            &w.owner,
+            "POST",
+            "/storage/v1/b?project=primus-bank",
+            Some(json!({"name": "Bad..Name"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, _) = w
+        .api
+        .call(
+            &w.reader,
+            "POST",
+            "/storage/v1/b?project=primus-bank",
+            Some(json!({"name": "secundus-b"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(w.upload(&w.owner, "x", b"1", "").await.0, StatusCode::OK);
+    let (s, b) = w
+        .api
+        .call(&w.owner, "DELETE", "/storage/v1/b/primus-models", None)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(message(&b).contains("not empty"), "{b}");
+    w.api
+        .call(&w.owner, "DELETE", "/storage/v1/b/primus-models/o/x", None)
+        .await;
+    let (s, _) = w
+        .api
+        .call(&w.owner, "DELETE", "/storage/v1/b/primus-models", None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = w
+        .api
+        .call(&w.owner, "GET", "/storage/v1/b/primus-models", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
