@@ -90,6 +90,19 @@ impl ApiClient {
         self.send(Method::PATCH, path, query, Some(body)).await
     }
 
+    pub async fn post_query(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: &Value,
+    ) -> Result<Value, ClientError> {
+        self.send(Method::POST, path, query, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        self.send(Method::PUT, path, &[], Some(body)).await
+    }
+
     pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
         self.send(Method::DELETE, path, &[], None).await
     }
@@ -124,6 +137,76 @@ impl ApiClient {
         } else {
             Err(api_error(status, &value))
         }
+    }
+
+    /// Streams `file` as the body of a POST (a media upload); the file is never held whole.
+    pub async fn upload_file(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        file: &std::path::Path,
+        content_type: &str,
+    ) -> Result<Value, ClientError> {
+        let handle = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| ClientError::Config(format!("cannot read {}: {e}", file.display())))?;
+        let len = handle.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(handle));
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.endpoint))
+            .query(query)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
+        let status = resp.status();
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(value)
+        } else {
+            Err(api_error(status, &value))
+        }
+    }
+
+    /// Streams a GET's body into `out` (a download); returns the number of bytes written.
+    pub async fn download(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    ) -> Result<u64, ClientError> {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let mut req = self
+            .http
+            .get(format!("{}{path}", self.endpoint))
+            .query(query);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let value: Value = resp.json().await.unwrap_or(Value::Null);
+            return Err(api_error(status, &value));
+        }
+        let mut written = 0u64;
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.transport(e))?;
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| ClientError::Config(format!("writing the download: {e}")))?;
+            written += chunk.len() as u64;
+        }
+        out.flush()
+            .await
+            .map_err(|e| ClientError::Config(format!("writing the download: {e}")))?;
+        Ok(written)
     }
 
     fn transport(&self, e: reqwest::Error) -> ClientError {

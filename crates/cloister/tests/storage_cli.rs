@@ -45,3 +45,112 @@ fn googles_storage_client_works_against_cloister() {
     assert_eq!(r["content_type"], "image/jpeg");
     assert_eq!(r["after_delete"], serde_json::json!(["model.onnx"]));
 }
+
+#[test]
+fn the_cli_copies_lists_and_shares_objects() {
+    let w = World::with_two_users();
+    let alice = |args: &[&str]| {
+        let mut all = vec!["--profile", "alice"];
+        all.extend(args);
+        w.cli.ok(&all)
+    };
+    alice(&["projects", "create", "primus-bank"]);
+    alice(&[
+        "storage",
+        "buckets",
+        "create",
+        "gs://primus-models",
+        "--project",
+        "primus-bank",
+    ]);
+    let model: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let local = w.dir.path().join("model.onnx");
+    std::fs::write(&local, &model).unwrap();
+    alice(&[
+        "storage",
+        "cp",
+        local.to_str().unwrap(),
+        "gs://primus-models/models/",
+    ]);
+    let listing = alice(&["storage", "ls", "gs://primus-models"]);
+    assert!(listing.contains("gs://primus-models/models/"), "{listing}");
+    let deep = alice(&[
+        "storage",
+        "ls",
+        "gs://primus-models",
+        "--recursive",
+        "--format",
+        "value(url,size)",
+    ]);
+    assert_eq!(deep.trim(), "gs://primus-models/models/model.onnx\t3000000");
+    let back = w.dir.path().join("back.onnx");
+    alice(&[
+        "storage",
+        "cp",
+        "gs://primus-models/models/model.onnx",
+        back.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&back).unwrap(), model);
+
+    // Bob may read once granted objectViewer, and never write.
+    let err = w.cli.fails(&[
+        "--profile",
+        "bob",
+        "storage",
+        "cat",
+        "gs://primus-models/models/model.onnx",
+    ]);
+    assert!(err.contains("storage.objects.get"), "{err}");
+    alice(&[
+        "storage",
+        "buckets",
+        "add-iam-policy-binding",
+        "gs://primus-models",
+        "--member",
+        "user:bob@example.com",
+        "--role",
+        "roles/storage.objectViewer",
+    ]);
+    let bob_copy = w.dir.path().join("bob.onnx");
+    w.cli.ok(&[
+        "--profile",
+        "bob",
+        "storage",
+        "cp",
+        "gs://primus-models/models/model.onnx",
+        bob_copy.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&bob_copy).unwrap(), model);
+    let err = w.cli.fails(&[
+        "--profile",
+        "bob",
+        "storage",
+        "cp",
+        local.to_str().unwrap(),
+        "gs://primus-models/stolen",
+    ]);
+    assert!(err.contains("storage.objects.create"), "{err}");
+    let missing = w.dir.path().join("missing.onnx");
+    let err = w.cli.fails(&[
+        "--profile",
+        "bob",
+        "storage",
+        "cp",
+        "gs://primus-models/nope",
+        missing.to_str().unwrap(),
+    ]);
+    assert!(err.contains("NOT_FOUND"), "{err}");
+    assert!(!missing.exists(), "a failed download leaves no file");
+
+    let err = w.cli.fails(&[
+        "--profile",
+        "alice",
+        "storage",
+        "buckets",
+        "delete",
+        "gs://primus-models",
+    ]);
+    assert!(err.contains("not empty"), "{err}");
+    alice(&["storage", "rm", "gs://primus-models/models/model.onnx"]);
+    alice(&["storage", "buckets", "delete", "gs://primus-models"]);
+}

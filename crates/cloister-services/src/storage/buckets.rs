@@ -1,6 +1,6 @@
 //! Buckets: create, get, list, delete (only when empty), and their IAM policies.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -24,6 +24,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/storage/v1/b/{bucket}/iam",
             get(get_policy).put(set_policy),
+        )
+        .route(
+            "/storage/v1/b/{bucket}/iam/testPermissions",
+            get(test_permissions),
         )
 }
 
@@ -188,4 +192,28 @@ async fn set_policy(
     policy["kind"] = json!("storage#policy");
     policy["resourceId"] = json!(resource);
     Ok(Json(policy))
+}
+
+/// `GET …/iam/testPermissions?permissions=P&permissions=Q`: which of them the caller holds.
+async fn test_permissions(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(bucket): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    existing_bucket(&state, &bucket)?;
+    let permissions: Vec<String> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .filter(|(k, _)| k == "permissions")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    let Json(held) = policy_api::test(
+        &state,
+        &caller,
+        &format!("projects/_/buckets/{bucket}"),
+        json!({ "permissions": permissions }),
+    )
+    .await?;
+    Ok(Json(
+        json!({"kind": "storage#testIamPermissionsResponse", "permissions": held["permissions"].as_array().cloned().unwrap_or_default()}),
+    ))
 }

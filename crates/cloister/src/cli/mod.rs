@@ -10,6 +10,7 @@ mod iam;
 mod policy;
 mod projects;
 mod service_accounts;
+mod storage;
 mod verifier;
 mod workload_identity;
 
@@ -66,6 +67,9 @@ enum Command {
     /// The audit log of authorization decisions.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Cloud Storage buckets and objects (gs:// URLs).
+    #[command(subcommand)]
+    Storage(storage::StorageCommand),
     /// Attestation tokens.
     #[command(subcommand)]
     Attest(attest::AttestCommand),
@@ -140,6 +144,7 @@ async fn dispatch(ctx: &mut Context, command: Command) -> Result<()> {
         Command::Iam(c) => iam::run(ctx, c).await,
         Command::Audit(c) => audit::run(ctx, c).await,
         Command::Attest(c) => attest::run(ctx, c).await,
+        Command::Storage(c) => storage::run(ctx, c).await,
         Command::Verifier(c) => verifier::run(ctx, c).await,
     }
 }
