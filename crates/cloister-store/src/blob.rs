@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
@@ -136,33 +136,75 @@ impl BlobStore for FsBlobStore {
         let mut suffix = [0u8; 12];
         rand::rng().fill_bytes(&mut suffix);
         let tmp = self.root.join("tmp").join(hex::encode(suffix));
-        let result = async {
-            let mut file = tokio::fs::File::create(&tmp).await.map_err(io_at(&tmp))?;
+        // A writer thread hashes and writes while this task receives the next chunks, so disk
+        // I/O, hashing and the network overlap instead of taking turns.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<Bytes>>(8);
+        let writer_tmp = tmp.clone();
+        let writer = tokio::task::spawn_blocking(move || -> Result<Option<BlobInfo>, BlobError> {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&writer_tmp).map_err(io_at(&writer_tmp))?;
             let mut hasher = Sha256::new();
             let mut size = 0u64;
-            while let Some(chunk) = data.next().await {
-                let chunk = chunk.map_err(|source| BlobError::Source {
-                    key: key.0.clone(),
-                    source,
-                })?;
+            while let Some(message) = rx.blocking_recv() {
+                let Some(chunk) = message else {
+                    file.sync_all().map_err(io_at(&writer_tmp))?;
+                    return Ok(Some(BlobInfo {
+                        size,
+                        sha256: hasher.finalize().into(),
+                    }));
+                };
                 hasher.update(&chunk);
                 size += chunk.len() as u64;
-                file.write_all(&chunk).await.map_err(io_at(&tmp))?;
+                file.write_all(&chunk).map_err(io_at(&writer_tmp))?;
             }
-            file.sync_all().await.map_err(io_at(&tmp))?;
-            let dest = self.path(key);
-            if let Some(parent) = dest.parent() {
-                tokio::fs::create_dir_all(parent)
-                    .await
-                    .map_err(io_at(parent))?;
+            Ok(None) // the sender went away without finishing: the upload failed
+        });
+        let mut source_error = None;
+        while let Some(chunk) = data.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    if tx.send(Some(chunk)).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Err(e) => {
+                    source_error = Some(e);
+                    break;
+                }
             }
-            tokio::fs::rename(&tmp, &dest).await.map_err(io_at(&dest))?;
-            Ok(BlobInfo {
-                size,
-                sha256: hasher.finalize().into(),
-            })
         }
-        .await;
+        if source_error.is_none() {
+            let _ = tx.send(None).await;
+        }
+        drop(tx);
+        let written = writer.await.map_err(|e| BlobError::Io {
+            path: tmp.clone(),
+            source: io::Error::other(e),
+        });
+        let result = match (written, source_error) {
+            (_, Some(source)) => Err(BlobError::Source {
+                key: key.0.clone(),
+                source,
+            }),
+            (Err(e), None) | (Ok(Err(e)), None) => Err(e),
+            (Ok(Ok(None)), None) => Err(BlobError::Io {
+                path: tmp.clone(),
+                source: io::Error::other("the writer stopped early"),
+            }),
+            (Ok(Ok(Some(info))), None) => {
+                let dest = self.path(key);
+                async {
+                    if let Some(parent) = dest.parent() {
+                        tokio::fs::create_dir_all(parent)
+                            .await
+                            .map_err(io_at(parent))?;
+                    }
+                    tokio::fs::rename(&tmp, &dest).await.map_err(io_at(&dest))?;
+                    Ok(info)
+                }
+                .await
+            }
+        };
         if result.is_err() {
             let _ = tokio::fs::remove_file(&tmp).await;
         }
