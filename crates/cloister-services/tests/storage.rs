@@ -435,3 +435,63 @@ async fn buckets_are_global_validated_and_deleted_only_when_empty() {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn resumable_uploads_survive_interruption_and_resume_where_they_stopped() {
+    let w = World::new().await;
+    let req = Request::post("/upload/storage/v1/b/primus-models/o?uploadType=resumable")
+        .header("authorization", format!("Bearer {}", w.owner))
+        .header("x-upload-content-type", "application/octet-stream")
+        .body(Body::from(json!({"name": "big.bin"}).to_string()))
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(w.api.router(), req)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let session = location
+        .strip_prefix("http://cloister.test")
+        .unwrap()
+        .to_owned();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 199) as u8).collect();
+    let put = |range: String, body: Vec<u8>| {
+        Request::put(session.clone())
+            .header("content-range", range)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let send = |req| async {
+        tower::ServiceExt::oneshot(w.api.router(), req)
+            .await
+            .unwrap()
+    };
+    let r = send(put("bytes 0-99999/*".into(), data[..100_000].to_vec())).await;
+    assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(r.headers()["range"], "bytes=0-99999");
+    // The client lost track: it asks how far the upload got, and a wrong offset is refused.
+    let r = send(put("bytes */300000".into(), vec![])).await;
+    assert_eq!(r.headers()["range"], "bytes=0-99999");
+    let r = send(put("bytes 0-99999/300000".into(), data[..100_000].to_vec())).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let (s, _) = w
+        .api
+        .call(
+            &w.owner,
+            "GET",
+            "/storage/v1/b/primus-models/o/big.bin",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "not visible until complete");
+    let r = send(put(
+        "bytes 100000-299999/300000".into(),
+        data[100_000..].to_vec(),
+    ))
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, body, _) = w.download(&w.owner, "big.bin", None).await;
+    assert_eq!(body, data);
+    // The finished session is gone; a cancelled one too.
+    let r = send(put("bytes */300000".into(), vec![])).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}

@@ -21,6 +21,6 @@ pub use data_dir::{DataDir, DataDirError};
 pub use metadata::{
     AuditFilter, BucketRecord, ChallengeRecord, ConsumeError, CredentialRecord, FederationRecord,
     MetadataStore, ObjectRecord, Preconditions, ProjectRecord, ReferenceValueRecord,
-    ServiceAccountRecord, StoreError, UserRecord,
+    ServiceAccountRecord, StoreError, UploadSession, UserRecord,
 };
 pub use sqlite::SqliteStore;

@@ -164,6 +164,20 @@ impl Preconditions {
     }
 }
 
+/// A resumable upload in progress. The upload id is the session's secret (as Google's session
+/// URI is); the bytes received so far are in blobs `uploads/ID/OFFSET`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadSession {
+    pub upload_id: String,
+    pub bucket: String,
+    pub name: String,
+    pub content_type: String,
+    pub preconditions: Preconditions,
+    /// Bytes received and durably stored so far.
+    pub received: u64,
+    pub create_time: i64,
+}
+
 /// Filters for `list_audit`; `None` means "any".
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -273,6 +287,17 @@ pub trait MetadataStore: Send + Sync + 'static {
         name: &str,
         pre: Preconditions,
     ) -> Result<Result<Option<String>, Option<i64>>, StoreError>;
+
+    fn create_upload_session(&self, session: &UploadSession) -> Result<(), StoreError>;
+    fn get_upload_session(&self, upload_id: &str) -> Result<Option<UploadSession>, StoreError>;
+    /// Moves `received` from `from` to `to`; false when another request moved it first.
+    fn advance_upload_session(
+        &self,
+        upload_id: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<bool, StoreError>;
+    fn delete_upload_session(&self, upload_id: &str) -> Result<bool, StoreError>;
 
     /// The policy attached to `resource` (empty when none) and its parent resource, whose
     /// bindings it inherits.

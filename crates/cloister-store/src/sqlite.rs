@@ -11,7 +11,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use crate::metadata::{
     AuditFilter, BucketRecord, ChallengeRecord, ConsumeError, CredentialRecord, FederationRecord,
     MetadataStore, ObjectRecord, Preconditions, ProjectRecord, ReferenceValueRecord,
-    ServiceAccountRecord, StoreError, UserRecord,
+    ServiceAccountRecord, StoreError, UploadSession, UserRecord,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran. Written by
@@ -117,6 +117,17 @@ const MIGRATIONS: &[&str] = &[
         update_time TEXT NOT NULL,
         blob_key TEXT NOT NULL,
         PRIMARY KEY (bucket, name)
+     ) STRICT;",
+    // 5: resumable uploads
+    "CREATE TABLE upload_sessions (
+        upload_id TEXT PRIMARY KEY,
+        bucket TEXT NOT NULL REFERENCES buckets(name),
+        name TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        if_generation_match INTEGER,
+        if_generation_not_match INTEGER,
+        received INTEGER NOT NULL,
+        create_time INTEGER NOT NULL
      ) STRICT;",
 ];
 
@@ -936,6 +947,62 @@ impl MetadataStore for SqliteStore {
             .map_err(db)?;
             tx.commit().map_err(db)?;
             Ok(Ok(current.map(|c| c.1)))
+        })
+    }
+
+    fn create_upload_session(&self, u: &UploadSession) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO upload_sessions (upload_id, bucket, name, content_type, if_generation_match, if_generation_not_match, received, create_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![u.upload_id, u.bucket, u.name, u.content_type, u.preconditions.if_generation_match, u.preconditions.if_generation_not_match, u.received as i64, u.create_time],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn get_upload_session(&self, upload_id: &str) -> Result<Option<UploadSession>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT upload_id, bucket, name, content_type, if_generation_match, if_generation_not_match, received, create_time FROM upload_sessions WHERE upload_id = ?1")
+                .map_err(db)?
+                .query_row([upload_id], |r| {
+                    Ok(UploadSession {
+                        upload_id: r.get(0)?,
+                        bucket: r.get(1)?,
+                        name: r.get(2)?,
+                        content_type: r.get(3)?,
+                        preconditions: Preconditions { if_generation_match: r.get(4)?, if_generation_not_match: r.get(5)? },
+                        received: r.get::<_, i64>(6)? as u64,
+                        create_time: r.get(7)?,
+                    })
+                })
+                .optional()
+                .map_err(db)
+        })
+    }
+
+    fn advance_upload_session(
+        &self,
+        upload_id: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let n = c
+                .execute("UPDATE upload_sessions SET received = ?3 WHERE upload_id = ?1 AND received = ?2", params![upload_id, from as i64, to as i64])
+                .map_err(db)?;
+            Ok(n == 1)
+        })
+    }
+
+    fn delete_upload_session(&self, upload_id: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            Ok(c.execute(
+                "DELETE FROM upload_sessions WHERE upload_id = ?1",
+                [upload_id],
+            )
+            .map_err(db)?
+                == 1)
         })
     }
 

@@ -44,6 +44,10 @@ fn googles_storage_client_works_against_cloister() {
     assert_eq!(r["partial"], "weights");
     assert_eq!(r["content_type"], "image/jpeg");
     assert_eq!(r["after_delete"], serde_json::json!(["model.onnx"]));
+    assert_eq!(
+        r["big_round_trip"], true,
+        "a 10 MiB resumable upload in 4 MiB chunks"
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@
 
 pub mod buckets;
 pub mod objects;
+mod resumable;
 pub mod upload;
 
 use base64::Engine;

@@ -1,7 +1,7 @@
 //! Uploads: `uploadType=media` and `uploadType=multipart` (JSON metadata + media, as Google's
 //! client libraries send small objects). Bytes stream into the blob store while MD5 and CRC32C
 //! are computed; the object becomes visible only after its blob is durable and any checksum
-//! the client sent matches. (Resumable uploads are not implemented yet.)
+//! the client sent matches. Resumable uploads are in `resumable.rs`.
 
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +21,7 @@ use rand::RngCore;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::resumable;
 use super::{
     PreconditionQuery, authorized_bucket, check_object_name, object_view, precondition_failed,
 };
@@ -32,7 +33,10 @@ use crate::time_util;
 const MAX_METADATA_BYTES: usize = 64 * 1024;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/upload/storage/v1/b/{bucket}/o", post(upload))
+    Router::new().route(
+        "/upload/storage/v1/b/{bucket}/o",
+        post(upload).put(resumable::chunk).delete(resumable::cancel),
+    )
 }
 
 /// (Flattening the precondition fields into this struct would break numeric parsing in
@@ -58,11 +62,11 @@ impl UploadQuery {
 /// The metadata part of a multipart upload (the fields Cloister keeps).
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct ObjectMetadata {
-    name: Option<String>,
-    content_type: Option<String>,
-    md5_hash: Option<String>,
-    crc32c: Option<String>,
+pub(super) struct ObjectMetadata {
+    pub name: Option<String>,
+    pub content_type: Option<String>,
+    pub md5_hash: Option<String>,
+    pub crc32c: Option<String>,
 }
 
 #[derive(Default)]
@@ -83,6 +87,24 @@ fn summed(
     }))
 }
 
+/// Replacing an object deletes its old generation, so it takes `storage.objects.delete` too
+/// (objectCreator may add objects, never overwrite them).
+pub(super) async fn check_overwrite(
+    state: &AppState,
+    caller: &Principal,
+    bucket: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    if state.read(|s| s.get_object(bucket, name))?.is_some() {
+        let resource = format!("projects/_/buckets/{bucket}");
+        state
+            .authorizer
+            .check(caller, "storage.objects.delete", &resource)
+            .await?;
+    }
+    Ok(())
+}
+
 pub async fn remove_blob(state: &AppState, key: &str) {
     if let Ok(key) = BlobKey::new(key)
         && let Err(e) = state.blobs.delete(&key).await
@@ -98,7 +120,8 @@ async fn upload(
     Query(q): Query<UploadQuery>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     authorized_bucket(&state, &caller, &bucket, "storage.objects.create").await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -108,9 +131,17 @@ async fn upload(
     let bytes = body.into_data_stream().map_err(std::io::Error::other);
     match q.upload_type.as_deref() {
         Some("media") => {
-            let name = q.name.clone().ok_or_else(|| ApiError::InvalidArgument("uploadType=media needs the query parameter name".into()))?;
-            let metadata = ObjectMetadata { name: Some(name), content_type: Some(content_type), ..Default::default() };
-            store(&state, &caller, &bucket, metadata, &q.pre(), bytes).await
+            let name = q.name.clone().ok_or_else(|| {
+                ApiError::InvalidArgument("uploadType=media needs the query parameter name".into())
+            })?;
+            let metadata = ObjectMetadata {
+                name: Some(name),
+                content_type: Some(content_type),
+                ..Default::default()
+            };
+            store(&state, Some(&caller), &bucket, metadata, &q.pre(), bytes)
+                .await
+                .map(|v| Json(v).into_response())
         }
         Some("multipart") => {
             let boundary = content_type
@@ -118,54 +149,71 @@ async fn upload(
                 .ok()
                 .filter(|m| m.type_() == mime::MULTIPART)
                 .and_then(|m| m.get_param(mime::BOUNDARY).map(|b| b.to_string()))
-                .ok_or_else(|| ApiError::InvalidArgument("uploadType=multipart needs Content-Type: multipart/related; boundary=…".into()))?;
+                .ok_or_else(|| {
+                    ApiError::InvalidArgument(
+                        "uploadType=multipart needs Content-Type: multipart/related; boundary=…"
+                            .into(),
+                    )
+                })?;
             let mut parts = multer::Multipart::new(bytes, boundary);
-            let bad = |e: multer::Error| ApiError::InvalidArgument(format!("Malformed multipart body: {e}"));
-            let first = parts.next_field().await.map_err(bad)?.ok_or_else(|| ApiError::InvalidArgument("the multipart body has no metadata part".into()))?;
+            let bad = |e: multer::Error| {
+                ApiError::InvalidArgument(format!("Malformed multipart body: {e}"))
+            };
+            let first = parts.next_field().await.map_err(bad)?.ok_or_else(|| {
+                ApiError::InvalidArgument("the multipart body has no metadata part".into())
+            })?;
             let json = first.bytes().await.map_err(bad)?;
             if json.len() > MAX_METADATA_BYTES {
-                return Err(ApiError::PayloadTooLarge(format!("object metadata is larger than {MAX_METADATA_BYTES} bytes")));
+                return Err(ApiError::PayloadTooLarge(format!(
+                    "object metadata is larger than {MAX_METADATA_BYTES} bytes"
+                )));
             }
-            let mut metadata: ObjectMetadata = serde_json::from_slice(&json)
-                .map_err(|e| ApiError::InvalidArgument(format!("the multipart metadata part is not object JSON: {e}")))?;
+            let mut metadata: ObjectMetadata = serde_json::from_slice(&json).map_err(|e| {
+                ApiError::InvalidArgument(format!(
+                    "the multipart metadata part is not object JSON: {e}"
+                ))
+            })?;
             if let Some(name) = &q.name {
                 metadata.name.get_or_insert_with(|| name.clone());
             }
-            let media = parts.next_field().await.map_err(bad)?.ok_or_else(|| ApiError::InvalidArgument("the multipart body has no media part".into()))?;
+            let media = parts.next_field().await.map_err(bad)?.ok_or_else(|| {
+                ApiError::InvalidArgument("the multipart body has no media part".into())
+            })?;
             if metadata.content_type.is_none() {
                 metadata.content_type = media.content_type().map(|m| m.to_string());
             }
             let media = media.map_err(std::io::Error::other);
-            store(&state, &caller, &bucket, metadata, &q.pre(), media).await
+            store(&state, Some(&caller), &bucket, metadata, &q.pre(), media)
+                .await
+                .map(|v| Json(v).into_response())
         }
-        Some("resumable") => Err(ApiError::InvalidArgument(
-            "resumable uploads are not supported by this Cloister yet; use uploadType=media or multipart".into(),
-        )),
-        other => Err(ApiError::InvalidArgument(format!("uploadType {other:?} is not one of media, multipart"))),
+        Some("resumable") => {
+            resumable::start(&state, &caller, &bucket, &q.name, &q.pre(), &headers, bytes).await
+        }
+        other => Err(ApiError::InvalidArgument(format!(
+            "uploadType {other:?} is not one of media, multipart, resumable"
+        ))),
     }
 }
 
-async fn store(
+/// Stores `bytes` as the new live generation of the object `metadata` names. With `caller`,
+/// replacing an existing object also takes `storage.objects.delete` (checked at the start of
+/// a resumable upload instead).
+pub(super) async fn store(
     state: &AppState,
-    caller: &Principal,
+    caller: Option<&Principal>,
     bucket: &str,
     metadata: ObjectMetadata,
     pre: &PreconditionQuery,
     bytes: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Value, ApiError> {
     let name = metadata
         .name
         .clone()
         .ok_or_else(|| ApiError::InvalidArgument("the object has no name".into()))?;
     check_object_name(&name)?;
-    // Replacing an object deletes its old generation, so it takes storage.objects.delete too
-    // (objectCreator may add objects, never overwrite them).
-    if state.read(|s| s.get_object(bucket, &name))?.is_some() {
-        let resource = format!("projects/_/buckets/{bucket}");
-        state
-            .authorizer
-            .check(caller, "storage.objects.delete", &resource)
-            .await?;
+    if let Some(caller) = caller {
+        check_overwrite(state, caller, bucket, &name).await?;
     }
     let mut id = [0u8; 16];
     rand::rng().fill_bytes(&mut id);
@@ -228,7 +276,7 @@ async fn store(
             if let Some(old) = replaced {
                 remove_blob(state, &old).await;
             }
-            Ok(Json(object_view(state, &object)))
+            Ok(object_view(state, &object))
         }
         Ok(Err(current)) => {
             remove_blob(state, &blob).await;

@@ -13,6 +13,11 @@ client = storage.Client(
 bucket = client.create_bucket(bucket_name)
 bucket.blob("images/cat.jpg").upload_from_string(b"\xff\xd8 not really a jpeg", content_type="image/jpeg")
 bucket.blob("model.onnx").upload_from_string(b"weights" * 1000)
+big = bytes(range(256)) * (10 * 4096)  # 10 MiB: the client uploads it resumably
+resumable = bucket.blob("big.bin", chunk_size=4 * 1024 * 1024)
+resumable.upload_from_string(big)
+big_back = bucket.blob("big.bin").download_as_bytes()
+bucket.blob("big.bin").delete()
 names = [b.name for b in client.list_blobs(bucket_name)]
 top = client.list_blobs(bucket_name, delimiter="/")
 top_names = [b.name for b in top]
@@ -30,4 +35,5 @@ print(json.dumps({
     "content_type": meta.content_type,
     "md5": meta.md5_hash,
     "after_delete": after,
+    "big_round_trip": big_back == big,
 }))

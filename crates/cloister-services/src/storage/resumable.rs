@@ -1,0 +1,318 @@
+//! Resumable uploads (the JSON API's protocol): a POST opens a session and answers its URI in
+//! `Location`; PUTs carry chunks with `Content-Range: bytes A-B/TOTAL` (or `/*` while the total
+//! is unknown) and get 308 with `Range: bytes=0-N` until the last chunk; a PUT with
+//! `bytes */TOTAL` asks how far the upload got. Sessions live in the database, so any replica
+//! can continue one; chunks are blobs `uploads/ID/OFFSET`, joined into the object at the end.
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cloister_domain::Principal;
+use cloister_store::{BlobKey, UploadSession};
+use futures::{Stream, StreamExt, TryStreamExt};
+use rand::RngCore;
+use serde::Deserialize;
+
+use super::upload::{ObjectMetadata, check_overwrite, remove_blob, store};
+use super::{PreconditionQuery, check_object_name};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const MAX_METADATA_BYTES: usize = 64 * 1024;
+
+#[derive(Deserialize, Default)]
+pub struct SessionQuery {
+    upload_id: Option<String>,
+}
+
+fn chunk_key(upload_id: &str, offset: u64) -> Result<BlobKey, ApiError> {
+    BlobKey::new(&format!("uploads/{upload_id}/{offset:020}"))
+        .map_err(|e| ApiError::InvalidArgument(e.to_string()))
+}
+
+/// Opens a session; the request body is the object's JSON metadata (possibly empty).
+pub async fn start(
+    state: &AppState,
+    caller: &Principal,
+    bucket: &str,
+    name: &Option<String>,
+    pre: &PreconditionQuery,
+    headers: &HeaderMap,
+    body: impl Stream<Item = std::io::Result<Bytes>> + Send,
+) -> Result<Response, ApiError> {
+    let mut json = Vec::new();
+    let mut body = std::pin::pin!(body);
+    while let Some(chunk) = body.next().await {
+        json.extend_from_slice(
+            &chunk.map_err(|e| ApiError::InvalidArgument(format!("reading the request: {e}")))?,
+        );
+        if json.len() > MAX_METADATA_BYTES {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "object metadata is larger than {MAX_METADATA_BYTES} bytes"
+            )));
+        }
+    }
+    let metadata: ObjectMetadata = if json.iter().all(u8::is_ascii_whitespace) {
+        ObjectMetadata::default()
+    } else {
+        serde_json::from_slice(&json).map_err(|e| {
+            ApiError::InvalidArgument(format!(
+                "the resumable upload's metadata is not object JSON: {e}"
+            ))
+        })?
+    };
+    let name = metadata
+        .name
+        .or(name.clone())
+        .ok_or_else(|| ApiError::InvalidArgument("the object has no name".into()))?;
+    check_object_name(&name)?;
+    check_overwrite(state, caller, bucket, &name).await?;
+    let content_type = metadata
+        .content_type
+        .or_else(|| {
+            headers
+                .get("x-upload-content-type")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let mut id = [0u8; 16];
+    rand::rng().fill_bytes(&mut id);
+    let session = UploadSession {
+        upload_id: hex::encode(id),
+        bucket: bucket.to_owned(),
+        name,
+        content_type,
+        preconditions: pre.preconditions(),
+        received: 0,
+        create_time: crate::time_util::now_unix(),
+    };
+    let location = format!(
+        "{}/upload/storage/v1/b/{bucket}/o?uploadType=resumable&upload_id={}",
+        state.public_url, session.upload_id
+    );
+    state.db(move |s| s.create_upload_session(&session)).await?;
+    let mut response = StatusCode::OK.into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+fn session_of(state: &AppState, q: &SessionQuery, bucket: &str) -> Result<UploadSession, ApiError> {
+    let id = q
+        .upload_id
+        .as_deref()
+        .ok_or_else(|| ApiError::InvalidArgument("upload_id is required".into()))?;
+    let session = state
+        .read(|s| s.get_upload_session(id))?
+        .filter(|s| s.bucket == bucket)
+        .ok_or_else(|| ApiError::NotFound(format!("No such upload session: {id}")))?;
+    Ok(session)
+}
+
+/// 308 with the range received so far.
+fn incomplete(received: u64) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    if received > 0
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes=0-{}", received - 1))
+    {
+        response.headers_mut().insert(header::RANGE, v);
+    }
+    response
+}
+
+/// `Content-Range: bytes A-B/T`, `bytes A-B/*`, `bytes */T` or `bytes */*` →
+/// (Some((A, B)) or None for a status query, Some(T) or None).
+fn parse_content_range(value: &str) -> Option<(Option<(u64, u64)>, Option<u64>)> {
+    let spec = value.trim().strip_prefix("bytes ")?;
+    let (range, total) = spec.split_once('/')?;
+    let total = match total {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    let range = match range {
+        "*" => None,
+        r => {
+            let (a, b) = r.split_once('-')?;
+            let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
+            if b < a {
+                return None;
+            }
+            Some((a, b))
+        }
+    };
+    Some((range, total))
+}
+
+/// A PUT on the session URI: a chunk, or a status query.
+pub async fn chunk(
+    State(state): State<AppState>,
+    Path(bucket): Path<String>,
+    Query(q): Query<SessionQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    // The session id is the credential, as with Google's session URIs.
+    let session = session_of(&state, &q, &bucket)?;
+    let range = headers
+        .get(header::CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("bytes */*");
+    let (range, total) = parse_content_range(range).ok_or_else(|| {
+        ApiError::InvalidArgument(format!(
+            "Content-Range {range:?} is not bytes A-B/TOTAL, bytes A-B/* or bytes */TOTAL"
+        ))
+    })?;
+    let mut received = session.received;
+    if let Some((a, b)) = range {
+        if a != received {
+            return Err(ApiError::InvalidArgument(format!(
+                "this chunk starts at byte {a}, but the upload has {received} bytes: resume from byte {received}"
+            )));
+        }
+        let key = chunk_key(&session.upload_id, a)?;
+        let stream = Box::pin(body.into_data_stream().map_err(std::io::Error::other));
+        let info = state
+            .blobs
+            .put(&key, stream)
+            .await
+            .map_err(|e| ApiError::InvalidArgument(format!("the chunk was not stored: {e}")))?;
+        if info.size != b - a + 1 {
+            let _ = state.blobs.delete(&key).await;
+            return Err(ApiError::InvalidArgument(format!(
+                "Content-Range announced {} bytes but the body held {}",
+                b - a + 1,
+                info.size
+            )));
+        }
+        let (id, to) = (session.upload_id.clone(), b + 1);
+        if !state
+            .db(move |s| s.advance_upload_session(&id, a, to))
+            .await?
+        {
+            let _ = state.blobs.delete(&key).await;
+            return Err(ApiError::Aborted("another request advanced this upload at the same time; query its status and resume".into()));
+        }
+        received = b + 1;
+    }
+    match total {
+        Some(t) if t == received => finish(&state, &session, received).await,
+        Some(t) if t < received => Err(ApiError::InvalidArgument(format!(
+            "the total {t} is less than the {received} bytes received"
+        ))),
+        _ => Ok(incomplete(received)),
+    }
+}
+
+/// The session's chunks, in order, as one stream.
+fn joined(
+    state: &AppState,
+    upload_id: String,
+    total: u64,
+) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    let blobs = std::sync::Arc::clone(&state.blobs);
+    futures::stream::try_unfold(0u64, move |offset| {
+        let (blobs, upload_id) = (std::sync::Arc::clone(&blobs), upload_id.clone());
+        async move {
+            if offset >= total {
+                return Ok::<_, std::io::Error>(None);
+            }
+            let key = BlobKey::new(&format!("uploads/{upload_id}/{offset:020}"))
+                .map_err(std::io::Error::other)?;
+            let size = blobs
+                .size(&key)
+                .await
+                .map_err(std::io::Error::other)?
+                .ok_or_else(|| std::io::Error::other(format!("chunk at {offset} is missing")))?;
+            let stream = blobs.get(&key, None).await.map_err(std::io::Error::other)?;
+            Ok(Some((stream, offset + size)))
+        }
+    })
+    .try_flatten()
+}
+
+async fn remove_chunks(state: &AppState, upload_id: &str, total: u64) {
+    let mut offset = 0;
+    while offset < total {
+        let Ok(key) = chunk_key(upload_id, offset) else {
+            return;
+        };
+        match state.blobs.size(&key).await {
+            Ok(Some(size)) if size > 0 => {
+                remove_blob(state, key.as_str()).await;
+                offset += size;
+            }
+            _ => return,
+        }
+    }
+}
+
+async fn finish(
+    state: &AppState,
+    session: &UploadSession,
+    total: u64,
+) -> Result<Response, ApiError> {
+    let metadata = ObjectMetadata {
+        name: Some(session.name.clone()),
+        content_type: Some(session.content_type.clone()),
+        ..Default::default()
+    };
+    let pre = PreconditionQuery {
+        if_generation_match: session.preconditions.if_generation_match,
+        if_generation_not_match: session.preconditions.if_generation_not_match,
+    };
+    let stored = store(
+        state,
+        None,
+        &session.bucket,
+        metadata,
+        &pre,
+        joined(state, session.upload_id.clone(), total),
+    )
+    .await;
+    remove_chunks(state, &session.upload_id, total).await;
+    let id = session.upload_id.clone();
+    state.db(move |s| s.delete_upload_session(&id)).await?;
+    Ok(Json(stored?).into_response())
+}
+
+/// DELETE on the session URI: cancel the upload and drop what it received.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(bucket): Path<String>,
+    Query(q): Query<SessionQuery>,
+) -> Result<Response, ApiError> {
+    let session = session_of(&state, &q, &bucket)?;
+    remove_chunks(&state, &session.upload_id, session.received).await;
+    let id = session.upload_id.clone();
+    state.db(move |s| s.delete_upload_session(&id)).await?;
+    // Google answers a cancelled upload with 499.
+    Ok(StatusCode::from_u16(499)
+        .map(IntoResponse::into_response)
+        .unwrap_or_else(|_| StatusCode::NO_CONTENT.into_response()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_content_range;
+
+    #[test]
+    fn content_ranges_parse() {
+        assert_eq!(
+            parse_content_range("bytes 0-99/200"),
+            Some((Some((0, 99)), Some(200)))
+        );
+        assert_eq!(
+            parse_content_range("bytes 100-199/*"),
+            Some((Some((100, 199)), None))
+        );
+        assert_eq!(parse_content_range("bytes */200"), Some((None, Some(200))));
+        assert_eq!(parse_content_range("bytes */*"), Some((None, None)));
+        assert_eq!(parse_content_range("bytes 9-1/*"), None);
+        assert_eq!(parse_content_range("items 0-1/2"), None);
+    }
+}
