@@ -125,9 +125,12 @@ fn incomplete(received: u64) -> Response {
     response
 }
 
+/// The byte range a chunk carries (none for a status query), and the total if known.
+type ContentRange = (Option<(u64, u64)>, Option<u64>);
+
 /// `Content-Range: bytes A-B/T`, `bytes A-B/*`, `bytes */T` or `bytes */*` →
 /// (Some((A, B)) or None for a status query, Some(T) or None).
-fn parse_content_range(value: &str) -> Option<(Option<(u64, u64)>, Option<u64>)> {
+fn parse_content_range(value: &str) -> Option<ContentRange> {
     let spec = value.trim().strip_prefix("bytes ")?;
     let (range, total) = spec.split_once('/')?;
     let total = match total {
