@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::iam::authorizer::Authorizer;
 use crate::signing::SigningKeys;
 use crate::state::AppState;
-use crate::{audit, auth, federation, health, iam, oidc, storage, time_util, verifier};
+use crate::{audit, auth, federation, health, iam, kms, oidc, storage, time_util, verifier};
 use cloister_tpm::identity::IdentityCa;
 
 /// The platform admin created on first start.
@@ -71,6 +71,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
     let store: Arc<dyn MetadataStore> = Arc::new(SqliteStore::open(&data_dir.metadata_db())?);
     let blobs = Arc::new(FsBlobStore::open(&data_dir.blob_root()).await?);
     let token_key = data_dir.secret("access-token-hmac.key", 32)?;
+    let kek = data_dir.secret("kms-kek.key", 32)?;
     let attestation_keys =
         SigningKeys::open(&data_dir.root().join("keys/attestation"), &public_url)?;
     let identity_ca = Arc::new(open_identity_ca(&data_dir)?);
@@ -86,6 +87,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         providers: Arc::default(),
         account_keys: Arc::new(account_keys),
         attestation_keys: Arc::new(attestation_keys),
+        kek: Arc::new(kek),
         identity_ca,
         jwks: Arc::default(),
         public_url,
@@ -133,6 +135,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(federation::resources::router())
         .merge(federation::sts::router())
         .merge(oidc::router())
+        .merge(kms::router::router())
         .merge(storage::buckets::router())
         .merge(storage::objects::router())
         .merge(storage::upload::router())

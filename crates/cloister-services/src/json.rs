@@ -37,7 +37,7 @@ where
 pub fn body_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge(
-            "The request body is larger than this API accepts (1 MiB); send a smaller request"
+            "The request body is larger than this API accepts (the server's --max-body-bytes, 1 MiB by default); send a smaller request"
                 .into(),
         )
     } else {

@@ -16,6 +16,7 @@ mod health;
 pub mod iam;
 pub mod iamcredentials;
 pub mod json;
+pub mod kms;
 mod oidc;
 pub mod signing;
 pub mod state;

@@ -21,6 +21,8 @@ pub struct AppState {
     pub providers: Arc<ProviderCache>,
     /// The keys of service-account ID tokens (issuer `PUBLIC_URL/accounts`).
     pub account_keys: Arc<SigningKeys>,
+    /// The key-encryption key that wraps KMS key material at rest.
+    pub kek: Arc<Vec<u8>>,
     /// The keys of attestation tokens (issuer `PUBLIC_URL`).
     pub attestation_keys: Arc<SigningKeys>,
     /// The platform CA that certifies instances' attestation keys.

@@ -168,7 +168,7 @@ async fn a_stale_etag_is_aborted() {
 async fn oversized_and_malformed_bodies_are_refused_with_a_useful_message() {
     let api = Api::start().await;
     let alice = api.user("alice@example.com").await;
-    let huge = json!({"projectId": "alpha-proj", "name": "x".repeat(100 * 1024)});
+    let huge = json!({"projectId": "alpha-proj", "name": "x".repeat(2 * 1024 * 1024)});
     let (s, b) = api.call(&alice, "POST", "/v1/projects", Some(huge)).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
     assert!(message(&b).contains("larger than this API accepts"), "{b}");

@@ -20,7 +20,8 @@ pub use blob::{BlobError, BlobInfo, BlobKey, BlobStore, ByteStream, FsBlobStore}
 pub use data_dir::{DataDir, DataDirError};
 pub use metadata::{
     AuditFilter, BucketRecord, ChallengeRecord, ConsumeError, CredentialRecord, FederationRecord,
-    MetadataStore, ObjectRecord, Preconditions, ProjectRecord, ReferenceValueRecord,
-    ServiceAccountRecord, StoreError, UploadSession, UserRecord,
+    KmsCryptoKey, KmsKeyRing, KmsKeyVersion, MetadataStore, ObjectRecord, Preconditions,
+    ProjectRecord, ReferenceValueRecord, ServiceAccountRecord, StoreError, UploadSession,
+    UserRecord,
 };
 pub use sqlite::SqliteStore;

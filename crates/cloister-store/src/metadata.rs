@@ -178,6 +178,36 @@ pub struct UploadSession {
     pub create_time: i64,
 }
 
+/// A KMS key ring, crypto key or crypto key version (resource names as Google's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsKeyRing {
+    /// `projects/P/locations/L/keyRings/R`.
+    pub name: String,
+    pub project_id: ProjectId,
+    pub create_time: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsCryptoKey {
+    /// `…/keyRings/R/cryptoKeys/K`.
+    pub name: String,
+    pub key_ring: String,
+    pub purpose: String,
+    pub primary_version: u32,
+    pub create_time: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsKeyVersion {
+    pub key: String,
+    pub version: u32,
+    /// `ENABLED`, `DISABLED` or `DESTROYED`.
+    pub state: String,
+    /// The key material, encrypted under the server's key-encryption key.
+    pub wrapped_material: Vec<u8>,
+    pub create_time: String,
+}
+
 /// Filters for `list_audit`; `None` means "any".
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -298,6 +328,30 @@ pub trait MetadataStore: Send + Sync + 'static {
         to: u64,
     ) -> Result<bool, StoreError>;
     fn delete_upload_session(&self, upload_id: &str) -> Result<bool, StoreError>;
+
+    /// Creates a key ring and its IAM policy (parent: the project).
+    fn create_key_ring(&self, ring: &KmsKeyRing) -> Result<(), StoreError>;
+    fn get_key_ring(&self, name: &str) -> Result<Option<KmsKeyRing>, StoreError>;
+    /// Key rings whose names start with `parent/` (`projects/P/locations/L`).
+    fn list_key_rings(&self, parent: &str) -> Result<Vec<KmsKeyRing>, StoreError>;
+    /// Creates a crypto key with its first version and IAM policy (parent: the key ring).
+    fn create_crypto_key(
+        &self,
+        key: &KmsCryptoKey,
+        first: &KmsKeyVersion,
+    ) -> Result<(), StoreError>;
+    fn get_crypto_key(&self, name: &str) -> Result<Option<KmsCryptoKey>, StoreError>;
+    fn list_crypto_keys(&self, key_ring: &str) -> Result<Vec<KmsCryptoKey>, StoreError>;
+    /// Adds the next version and makes it primary (rotation); returns its number.
+    fn rotate_crypto_key(
+        &self,
+        key: &str,
+        material: Vec<u8>,
+        create_time: &str,
+    ) -> Result<u32, StoreError>;
+    fn get_key_version(&self, key: &str, version: u32)
+    -> Result<Option<KmsKeyVersion>, StoreError>;
+    fn list_key_versions(&self, key: &str) -> Result<Vec<KmsKeyVersion>, StoreError>;
 
     /// The policy attached to `resource` (empty when none) and its parent resource, whose
     /// bindings it inherits.

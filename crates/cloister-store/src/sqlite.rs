@@ -10,8 +10,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use crate::metadata::{
     AuditFilter, BucketRecord, ChallengeRecord, ConsumeError, CredentialRecord, FederationRecord,
-    MetadataStore, ObjectRecord, Preconditions, ProjectRecord, ReferenceValueRecord,
-    ServiceAccountRecord, StoreError, UploadSession, UserRecord,
+    KmsCryptoKey, KmsKeyRing, KmsKeyVersion, MetadataStore, ObjectRecord, Preconditions,
+    ProjectRecord, ReferenceValueRecord, ServiceAccountRecord, StoreError, UploadSession,
+    UserRecord,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran. Written by
@@ -128,6 +129,27 @@ const MIGRATIONS: &[&str] = &[
         if_generation_not_match INTEGER,
         received INTEGER NOT NULL,
         create_time INTEGER NOT NULL
+     ) STRICT;",
+    // 6: Cloud KMS
+    "CREATE TABLE kms_key_rings (
+        name TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL REFERENCES projects(id),
+        create_time TEXT NOT NULL
+     ) STRICT;
+     CREATE TABLE kms_crypto_keys (
+        name TEXT PRIMARY KEY,
+        key_ring TEXT NOT NULL REFERENCES kms_key_rings(name),
+        purpose TEXT NOT NULL,
+        primary_version INTEGER NOT NULL,
+        create_time TEXT NOT NULL
+     ) STRICT;
+     CREATE TABLE kms_key_versions (
+        key TEXT NOT NULL REFERENCES kms_crypto_keys(name),
+        version INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        wrapped_material BLOB NOT NULL,
+        create_time TEXT NOT NULL,
+        PRIMARY KEY (key, version)
      ) STRICT;",
 ];
 
@@ -380,6 +402,35 @@ fn current_generation(
     )
     .optional()
     .map_err(db)
+}
+
+fn key_ring_row(row: &Row) -> rusqlite::Result<KmsKeyRing> {
+    let project: String = row.get(1)?;
+    Ok(KmsKeyRing {
+        name: row.get(0)?,
+        project_id: ProjectId::parse(&project).map_err(|e| text_err(1, e))?,
+        create_time: row.get(2)?,
+    })
+}
+
+fn crypto_key_row(row: &Row) -> rusqlite::Result<KmsCryptoKey> {
+    Ok(KmsCryptoKey {
+        name: row.get(0)?,
+        key_ring: row.get(1)?,
+        purpose: row.get(2)?,
+        primary_version: row.get(3)?,
+        create_time: row.get(4)?,
+    })
+}
+
+fn key_version_row(row: &Row) -> rusqlite::Result<KmsKeyVersion> {
+    Ok(KmsKeyVersion {
+        key: row.get(0)?,
+        version: row.get(1)?,
+        state: row.get(2)?,
+        wrapped_material: row.get(3)?,
+        create_time: row.get(4)?,
+    })
 }
 
 fn parse_policy(resource: &str, json: &str, etag: String) -> Result<Policy, StoreError> {
@@ -1003,6 +1054,134 @@ impl MetadataStore for SqliteStore {
             )
             .map_err(db)?
                 == 1)
+        })
+    }
+
+    fn create_key_ring(&self, r: &KmsKeyRing) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction().map_err(db)?;
+            tx.execute("INSERT INTO kms_key_rings (name, project_id, create_time) VALUES (?1, ?2, ?3)", params![r.name, r.project_id.as_str(), r.create_time])
+                .map_err(|e| if is_unique_violation(&e) { StoreError::AlreadyExists(format!("key ring {}", r.name)) } else { db(e) })?;
+            tx.execute(
+                "INSERT OR REPLACE INTO iam_policies (resource, parent, policy, etag) VALUES (?1, ?2, ?3, ?4)",
+                params![r.name, r.project_id.resource_name(), r#"{"version":1,"bindings":[]}"#, new_etag()],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)
+        })
+    }
+
+    fn get_key_ring(&self, name: &str) -> Result<Option<KmsKeyRing>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT name, project_id, create_time FROM kms_key_rings WHERE name = ?1",
+            )
+            .map_err(db)?
+            .query_row([name], key_ring_row)
+            .optional()
+            .map_err(db)
+        })
+    }
+
+    fn list_key_rings(&self, parent: &str) -> Result<Vec<KmsKeyRing>, StoreError> {
+        let prefix = format!("{parent}/keyRings/");
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT name, project_id, create_time FROM kms_key_rings WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name")
+                .map_err(db)?;
+            let rows = stmt.query_map([&prefix], key_ring_row).map_err(db)?;
+            rows.collect::<Result<_, _>>().map_err(db)
+        })
+    }
+
+    fn create_crypto_key(&self, k: &KmsCryptoKey, first: &KmsKeyVersion) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction().map_err(db)?;
+            tx.execute(
+                "INSERT INTO kms_crypto_keys (name, key_ring, purpose, primary_version, create_time) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![k.name, k.key_ring, k.purpose, k.primary_version, k.create_time],
+            )
+            .map_err(|e| if is_unique_violation(&e) { StoreError::AlreadyExists(format!("crypto key {}", k.name)) } else { db(e) })?;
+            tx.execute(
+                "INSERT INTO kms_key_versions (key, version, state, wrapped_material, create_time) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![k.name, first.version, first.state, first.wrapped_material, first.create_time],
+            )
+            .map_err(db)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO iam_policies (resource, parent, policy, etag) VALUES (?1, ?2, ?3, ?4)",
+                params![k.name, k.key_ring, r#"{"version":1,"bindings":[]}"#, new_etag()],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)
+        })
+    }
+
+    fn get_crypto_key(&self, name: &str) -> Result<Option<KmsCryptoKey>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT name, key_ring, purpose, primary_version, create_time FROM kms_crypto_keys WHERE name = ?1")
+                .map_err(db)?
+                .query_row([name], crypto_key_row)
+                .optional()
+                .map_err(db)
+        })
+    }
+
+    fn list_crypto_keys(&self, key_ring: &str) -> Result<Vec<KmsCryptoKey>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT name, key_ring, purpose, primary_version, create_time FROM kms_crypto_keys WHERE key_ring = ?1 ORDER BY name")
+                .map_err(db)?;
+            let rows = stmt.query_map([key_ring], crypto_key_row).map_err(db)?;
+            rows.collect::<Result<_, _>>().map_err(db)
+        })
+    }
+
+    fn rotate_crypto_key(
+        &self,
+        key: &str,
+        material: Vec<u8>,
+        create_time: &str,
+    ) -> Result<u32, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction().map_err(db)?;
+            let next: u32 = tx
+                .query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM kms_key_versions WHERE key = ?1", [key], |r| r.get(0))
+                .map_err(db)?;
+            tx.execute(
+                "INSERT INTO kms_key_versions (key, version, state, wrapped_material, create_time) VALUES (?1, ?2, 'ENABLED', ?3, ?4)",
+                params![key, next, material, create_time],
+            )
+            .map_err(db)?;
+            let n = tx.execute("UPDATE kms_crypto_keys SET primary_version = ?2 WHERE name = ?1", params![key, next]).map_err(db)?;
+            if n != 1 {
+                return Err(StoreError::NotFound(format!("crypto key {key}")));
+            }
+            tx.commit().map_err(db)?;
+            Ok(next)
+        })
+    }
+
+    fn get_key_version(
+        &self,
+        key: &str,
+        version: u32,
+    ) -> Result<Option<KmsKeyVersion>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT key, version, state, wrapped_material, create_time FROM kms_key_versions WHERE key = ?1 AND version = ?2")
+                .map_err(db)?
+                .query_row(params![key, version], key_version_row)
+                .optional()
+                .map_err(db)
+        })
+    }
+
+    fn list_key_versions(&self, key: &str) -> Result<Vec<KmsKeyVersion>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT key, version, state, wrapped_material, create_time FROM kms_key_versions WHERE key = ?1 ORDER BY version")
+                .map_err(db)?;
+            let rows = stmt.query_map([key], key_version_row).map_err(db)?;
+            rows.collect::<Result<_, _>>().map_err(db)
         })
     }
 

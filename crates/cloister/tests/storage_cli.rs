@@ -158,3 +158,36 @@ fn the_cli_copies_lists_and_shares_objects() {
     alice(&["storage", "rm", "gs://primus-models/models/model.onnx"]);
     alice(&["storage", "buckets", "delete", "gs://primus-models"]);
 }
+
+#[test]
+fn kms_keys_are_created_used_and_shared_with_the_cli() {
+    let w = World::with_two_users();
+    let alice = |args: &[&str]| {
+        let mut all = vec!["--profile", "alice"];
+        all.extend(args);
+        w.cli.ok(&all)
+    };
+    alice(&["projects", "create", "primus-bank"]);
+    alice(&["kms", "keyrings", "create", "primus-ring", "--project", "primus-bank", "--location", "global"]);
+    alice(&["kms", "keys", "create", "model-key", "--keyring", "primus-ring", "--purpose", "encryption", "--project", "primus-bank"]);
+    let plain = w.dir.path().join("dek.bin");
+    let sealed = w.dir.path().join("dek.enc");
+    let back = w.dir.path().join("dek.out");
+    std::fs::write(&plain, b"a data encryption key").unwrap();
+    let key = ["--key", "model-key", "--keyring", "primus-ring", "--project", "primus-bank"];
+    let mut encrypt = vec!["kms", "encrypt", "--plaintext-file", plain.to_str().unwrap(), "--ciphertext-file", sealed.to_str().unwrap()];
+    encrypt.extend(key);
+    alice(&encrypt);
+    assert_ne!(std::fs::read(&sealed).unwrap(), b"a data encryption key");
+    let mut decrypt = vec!["kms", "decrypt", "--ciphertext-file", sealed.to_str().unwrap(), "--plaintext-file", back.to_str().unwrap()];
+    decrypt.extend(key);
+    let mut bob = vec!["--profile", "bob"];
+    bob.extend(decrypt.iter().copied());
+    let err = w.cli.fails(&bob);
+    assert!(err.contains("useToDecrypt"), "{err}");
+    let mut grant = vec!["kms", "keys", "add-iam-policy-binding", "--member", "user:bob@example.com", "--role", "roles/cloudkms.cryptoKeyDecrypter"];
+    grant.extend(key);
+    alice(&grant);
+    w.cli.ok(&bob);
+    assert_eq!(std::fs::read(&back).unwrap(), b"a data encryption key");
+}

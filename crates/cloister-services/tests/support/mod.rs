@@ -24,7 +24,7 @@ impl Api {
         let opened = cloister_services::open(cloister_services::ServerConfig {
             data_dir: dir.path().join("data"),
             public_url: "http://cloister.test".into(),
-            max_body_bytes: 64 * 1024,
+            max_body_bytes: 1024 * 1024,
         })
         .await
         .unwrap();

@@ -7,6 +7,7 @@ mod auth;
 mod config;
 pub mod format;
 mod iam;
+mod kms;
 mod policy;
 mod projects;
 mod service_accounts;
@@ -67,6 +68,9 @@ enum Command {
     /// The audit log of authorization decisions.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Cloud KMS key rings, keys, encrypt and decrypt.
+    #[command(subcommand)]
+    Kms(kms::KmsCommand),
     /// Cloud Storage buckets and objects (gs:// URLs).
     #[command(subcommand)]
     Storage(storage::StorageCommand),
@@ -145,6 +149,7 @@ async fn dispatch(ctx: &mut Context, command: Command) -> Result<()> {
         Command::Audit(c) => audit::run(ctx, c).await,
         Command::Attest(c) => attest::run(ctx, c).await,
         Command::Storage(c) => storage::run(ctx, c).await,
+        Command::Kms(c) => kms::run(ctx, c).await,
         Command::Verifier(c) => verifier::run(ctx, c).await,
     }
 }

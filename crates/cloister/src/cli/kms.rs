@@ -1,0 +1,267 @@
+//! `cloister kms keyrings|keys|encrypt|decrypt`, as gcloud spells them.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::Context;
+use super::format::{print_list, print_one};
+use super::policy::{add_member, edit_policy, get_policy, remove_member};
+
+#[derive(Debug, Args)]
+pub struct At {
+    #[arg(long)]
+    project: Option<String>,
+    #[arg(long, default_value = "global")]
+    location: String,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyRef {
+    /// The crypto key.
+    #[arg(long)]
+    key: String,
+    #[arg(long)]
+    keyring: String,
+    #[command(flatten)]
+    at: At,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KmsCommand {
+    #[command(subcommand)]
+    Keyrings(KeyringsCommand),
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Encrypt a file (up to 64 KiB) with a key.
+    Encrypt {
+        #[command(flatten)]
+        key: KeyRef,
+        #[arg(long)]
+        plaintext_file: PathBuf,
+        #[arg(long)]
+        ciphertext_file: PathBuf,
+        #[arg(long)]
+        additional_authenticated_data_file: Option<PathBuf>,
+    },
+    /// Decrypt a file made by `encrypt`.
+    Decrypt {
+        #[command(flatten)]
+        key: KeyRef,
+        #[arg(long)]
+        ciphertext_file: PathBuf,
+        #[arg(long)]
+        plaintext_file: PathBuf,
+        #[arg(long)]
+        additional_authenticated_data_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyringsCommand {
+    Create {
+        keyring: String,
+        #[command(flatten)]
+        at: At,
+    },
+    List {
+        #[command(flatten)]
+        at: At,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    Create {
+        key: String,
+        #[arg(long)]
+        keyring: String,
+        /// encryption (ENCRYPT_DECRYPT) is the purpose Cloister supports.
+        #[arg(long, default_value = "encryption")]
+        purpose: String,
+        #[command(flatten)]
+        at: At,
+    },
+    List {
+        #[arg(long)]
+        keyring: String,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Make a new primary version; older versions still decrypt.
+    Rotate {
+        #[command(flatten)]
+        key: KeyRef,
+    },
+    GetIamPolicy {
+        #[command(flatten)]
+        key: KeyRef,
+    },
+    AddIamPolicyBinding {
+        #[command(flatten)]
+        key: KeyRef,
+        #[arg(long)]
+        member: String,
+        #[arg(long)]
+        role: String,
+    },
+    RemoveIamPolicyBinding {
+        #[command(flatten)]
+        key: KeyRef,
+        #[arg(long)]
+        member: String,
+        #[arg(long)]
+        role: String,
+    },
+}
+
+fn rings(ctx: &Context, at: &At) -> Result<String> {
+    Ok(format!(
+        "/v1/projects/{}/locations/{}/keyRings",
+        ctx.project(at.project.clone())?,
+        at.location
+    ))
+}
+
+fn key_path(ctx: &Context, k: &KeyRef) -> Result<String> {
+    Ok(format!(
+        "{}/{}/cryptoKeys/{}",
+        rings(ctx, &k.at)?,
+        k.keyring,
+        k.key
+    ))
+}
+
+fn read_aad(path: &Option<PathBuf>) -> Result<Vec<u8>> {
+    match path {
+        Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display())),
+        None => Ok(Vec::new()),
+    }
+}
+
+pub async fn run(ctx: &mut Context, c: KmsCommand) -> Result<()> {
+    let client = ctx.client().await?;
+    match c {
+        KmsCommand::Keyrings(KeyringsCommand::Create { keyring, at }) => {
+            let r = client
+                .post(
+                    &format!("{}?keyRingId={keyring}", rings(ctx, &at)?),
+                    &json!({}),
+                )
+                .await?;
+            eprintln!("Created key ring [{keyring}].");
+            print_one(&ctx.format, &r)
+        }
+        KmsCommand::Keyrings(KeyringsCommand::List { at }) => {
+            let r = client.get(&rings(ctx, &at)?).await?;
+            print_list(
+                &ctx.format,
+                r["keyRings"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default(),
+                &[("NAME", "name")],
+            )
+        }
+        KmsCommand::Keys(KeysCommand::Create {
+            key,
+            keyring,
+            purpose,
+            at,
+        }) => {
+            let purpose = if purpose == "encryption" {
+                "ENCRYPT_DECRYPT".to_owned()
+            } else {
+                purpose
+            };
+            let path = format!(
+                "{}/{keyring}/cryptoKeys?cryptoKeyId={key}",
+                rings(ctx, &at)?
+            );
+            let k = client.post(&path, &json!({"purpose": purpose})).await?;
+            eprintln!("Created key [{key}].");
+            print_one(&ctx.format, &k)
+        }
+        KmsCommand::Keys(KeysCommand::List { keyring, at }) => {
+            let r = client
+                .get(&format!("{}/{keyring}/cryptoKeys", rings(ctx, &at)?))
+                .await?;
+            print_list(
+                &ctx.format,
+                r["cryptoKeys"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default(),
+                &[
+                    ("NAME", "name"),
+                    ("PURPOSE", "purpose"),
+                    ("PRIMARY", "primary.name"),
+                ],
+            )
+        }
+        KmsCommand::Keys(KeysCommand::Rotate { key }) => print_one(
+            &ctx.format,
+            &client
+                .post(&format!("{}:rotate", key_path(ctx, &key)?), &json!({}))
+                .await?,
+        ),
+        KmsCommand::Keys(KeysCommand::GetIamPolicy { key }) => print_one(
+            &ctx.format,
+            &get_policy(&client, &key_path(ctx, &key)?).await?,
+        ),
+        KmsCommand::Keys(KeysCommand::AddIamPolicyBinding { key, member, role }) => print_one(
+            &ctx.format,
+            &edit_policy(&client, &key_path(ctx, &key)?, |p| {
+                add_member(p, &role, &member)
+            })
+            .await?,
+        ),
+        KmsCommand::Keys(KeysCommand::RemoveIamPolicyBinding { key, member, role }) => print_one(
+            &ctx.format,
+            &edit_policy(&client, &key_path(ctx, &key)?, |p| {
+                remove_member(p, &role, &member)
+            })
+            .await?,
+        ),
+        KmsCommand::Encrypt {
+            key,
+            plaintext_file,
+            ciphertext_file,
+            additional_authenticated_data_file,
+        } => {
+            let plaintext = std::fs::read(&plaintext_file)
+                .with_context(|| format!("reading {}", plaintext_file.display()))?;
+            let aad = read_aad(&additional_authenticated_data_file)?;
+            let body = json!({"plaintext": STANDARD.encode(plaintext), "additionalAuthenticatedData": STANDARD.encode(aad)});
+            let r = client
+                .post(&format!("{}:encrypt", key_path(ctx, &key)?), &body)
+                .await?;
+            let ciphertext = STANDARD.decode(r["ciphertext"].as_str().unwrap_or_default())?;
+            std::fs::write(&ciphertext_file, ciphertext)
+                .with_context(|| format!("writing {}", ciphertext_file.display()))?;
+            Ok(())
+        }
+        KmsCommand::Decrypt {
+            key,
+            ciphertext_file,
+            plaintext_file,
+            additional_authenticated_data_file,
+        } => {
+            let ciphertext = std::fs::read(&ciphertext_file)
+                .with_context(|| format!("reading {}", ciphertext_file.display()))?;
+            let aad = read_aad(&additional_authenticated_data_file)?;
+            let body = json!({"ciphertext": STANDARD.encode(ciphertext), "additionalAuthenticatedData": STANDARD.encode(aad)});
+            let r = client
+                .post(&format!("{}:decrypt", key_path(ctx, &key)?), &body)
+                .await?;
+            let plaintext = STANDARD.decode(r["plaintext"].as_str().unwrap_or_default())?;
+            std::fs::write(&plaintext_file, plaintext)
+                .with_context(|| format!("writing {}", plaintext_file.display()))?;
+            Ok(())
+        }
+    }
+}
