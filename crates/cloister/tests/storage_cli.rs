@@ -168,26 +168,117 @@ fn kms_keys_are_created_used_and_shared_with_the_cli() {
         w.cli.ok(&all)
     };
     alice(&["projects", "create", "primus-bank"]);
-    alice(&["kms", "keyrings", "create", "primus-ring", "--project", "primus-bank", "--location", "global"]);
-    alice(&["kms", "keys", "create", "model-key", "--keyring", "primus-ring", "--purpose", "encryption", "--project", "primus-bank"]);
+    alice(&[
+        "kms",
+        "keyrings",
+        "create",
+        "primus-ring",
+        "--project",
+        "primus-bank",
+        "--location",
+        "global",
+    ]);
+    alice(&[
+        "kms",
+        "keys",
+        "create",
+        "model-key",
+        "--keyring",
+        "primus-ring",
+        "--purpose",
+        "encryption",
+        "--project",
+        "primus-bank",
+    ]);
     let plain = w.dir.path().join("dek.bin");
     let sealed = w.dir.path().join("dek.enc");
     let back = w.dir.path().join("dek.out");
     std::fs::write(&plain, b"a data encryption key").unwrap();
-    let key = ["--key", "model-key", "--keyring", "primus-ring", "--project", "primus-bank"];
-    let mut encrypt = vec!["kms", "encrypt", "--plaintext-file", plain.to_str().unwrap(), "--ciphertext-file", sealed.to_str().unwrap()];
+    let key = [
+        "--key",
+        "model-key",
+        "--keyring",
+        "primus-ring",
+        "--project",
+        "primus-bank",
+    ];
+    let mut encrypt = vec![
+        "kms",
+        "encrypt",
+        "--plaintext-file",
+        plain.to_str().unwrap(),
+        "--ciphertext-file",
+        sealed.to_str().unwrap(),
+    ];
     encrypt.extend(key);
     alice(&encrypt);
     assert_ne!(std::fs::read(&sealed).unwrap(), b"a data encryption key");
-    let mut decrypt = vec!["kms", "decrypt", "--ciphertext-file", sealed.to_str().unwrap(), "--plaintext-file", back.to_str().unwrap()];
+    let mut decrypt = vec![
+        "kms",
+        "decrypt",
+        "--ciphertext-file",
+        sealed.to_str().unwrap(),
+        "--plaintext-file",
+        back.to_str().unwrap(),
+    ];
     decrypt.extend(key);
     let mut bob = vec!["--profile", "bob"];
     bob.extend(decrypt.iter().copied());
     let err = w.cli.fails(&bob);
     assert!(err.contains("useToDecrypt"), "{err}");
-    let mut grant = vec!["kms", "keys", "add-iam-policy-binding", "--member", "user:bob@example.com", "--role", "roles/cloudkms.cryptoKeyDecrypter"];
+    let mut grant = vec![
+        "kms",
+        "keys",
+        "add-iam-policy-binding",
+        "--member",
+        "user:bob@example.com",
+        "--role",
+        "roles/cloudkms.cryptoKeyDecrypter",
+    ];
     grant.extend(key);
     alice(&grant);
     w.cli.ok(&bob);
     assert_eq!(std::fs::read(&back).unwrap(), b"a data encryption key");
+
+    // Envelope encryption of a file larger than KMS takes, then tampering.
+    let model: Vec<u8> = (0..3_500_000u32).map(|i| (i % 241) as u8).collect();
+    let (plain, sealed, out) = (
+        w.dir.path().join("model.onnx"),
+        w.dir.path().join("model.enc"),
+        w.dir.path().join("model.dec"),
+    );
+    std::fs::write(&plain, &model).unwrap();
+    let mut enc = vec![
+        "kms",
+        "encrypt-file",
+        plain.to_str().unwrap(),
+        sealed.to_str().unwrap(),
+    ];
+    enc.extend(key);
+    alice(&enc);
+    w.cli.ok(&[
+        "--profile",
+        "bob",
+        "kms",
+        "decrypt-file",
+        sealed.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&out).unwrap(), model);
+    let mut bytes = std::fs::read(&sealed).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&sealed, &bytes).unwrap();
+    std::fs::remove_file(&out).unwrap();
+    let err = w.cli.fails(&[
+        "--profile",
+        "bob",
+        "kms",
+        "decrypt-file",
+        sealed.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
+    assert!(err.contains("altered"), "{err}");
+    assert!(!out.exists(), "no plaintext is released");
+    assert!(!w.dir.path().join("model.dec.cloister-partial").exists());
 }

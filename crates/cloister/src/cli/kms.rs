@@ -48,6 +48,15 @@ pub enum KmsCommand {
         #[arg(long)]
         additional_authenticated_data_file: Option<PathBuf>,
     },
+    /// Encrypt a file of any size: a fresh data key, wrapped by KEY, seals a chunked AEAD stream.
+    EncryptFile {
+        #[command(flatten)]
+        key: KeyRef,
+        input: PathBuf,
+        output: PathBuf,
+    },
+    /// Decrypt a file made by `encrypt-file` (the key named in its header must let you decrypt).
+    DecryptFile { input: PathBuf, output: PathBuf },
     /// Decrypt a file made by `encrypt`.
     Decrypt {
         #[command(flatten)]
@@ -142,6 +151,9 @@ fn read_aad(path: &Option<PathBuf>) -> Result<Vec<u8>> {
         None => Ok(Vec::new()),
     }
 }
+
+/// Associated data binding a wrapped data key to its use.
+const ENVELOPE_AAD: &[u8] = b"cloister-envelope";
 
 pub async fn run(ctx: &mut Context, c: KmsCommand) -> Result<()> {
     let client = ctx.client().await?;
@@ -244,6 +256,70 @@ pub async fn run(ctx: &mut Context, c: KmsCommand) -> Result<()> {
             std::fs::write(&ciphertext_file, ciphertext)
                 .with_context(|| format!("writing {}", ciphertext_file.display()))?;
             Ok(())
+        }
+        KmsCommand::EncryptFile { key, input, output } => {
+            let path = key_path(ctx, &key)?;
+            let data_key = cloister_envelope::data_key();
+            let body = json!({"plaintext": STANDARD.encode(data_key), "additionalAuthenticatedData": STANDARD.encode(ENVELOPE_AAD)});
+            let wrapped = client.post(&format!("{path}:encrypt"), &body).await?;
+            let wrapped = STANDARD.decode(wrapped["ciphertext"].as_str().unwrap_or_default())?;
+            let kms_key = path.trim_start_matches("/v1/").to_owned();
+            let n = tokio::task::spawn_blocking(move || -> Result<u64> {
+                let reader = std::io::BufReader::new(
+                    std::fs::File::open(&input)
+                        .with_context(|| format!("reading {}", input.display()))?,
+                );
+                let writer = std::io::BufWriter::new(
+                    std::fs::File::create(&output)
+                        .with_context(|| format!("creating {}", output.display()))?,
+                );
+                Ok(cloister_envelope::encrypt(
+                    &data_key, &kms_key, &wrapped, reader, writer,
+                )?)
+            })
+            .await??;
+            eprintln!("Encrypted {n} bytes.");
+            Ok(())
+        }
+        KmsCommand::DecryptFile { input, output } => {
+            let mut reader = std::io::BufReader::new(
+                std::fs::File::open(&input)
+                    .with_context(|| format!("reading {}", input.display()))?,
+            );
+            let (header, header_bytes) = cloister_envelope::read_header(&mut reader)?;
+            let body = json!({"ciphertext": header.wrapped_key, "additionalAuthenticatedData": STANDARD.encode(ENVELOPE_AAD)});
+            let unwrapped = client
+                .post(&format!("/v1/{}:decrypt", header.kms_key), &body)
+                .await?;
+            let data_key: [u8; 32] = STANDARD
+                .decode(unwrapped["plaintext"].as_str().unwrap_or_default())?
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("the unwrapped data key is not 32 bytes"))?;
+            // Into a temporary file: a tampered file leaves no plaintext behind.
+            let tmp = PathBuf::from(format!("{}.cloister-partial", output.display()));
+            let tmp_for_task = tmp.clone();
+            let result = tokio::task::spawn_blocking(move || -> Result<u64> {
+                let writer = std::io::BufWriter::new(std::fs::File::create(&tmp_for_task)?);
+                Ok(cloister_envelope::decrypt(
+                    &data_key,
+                    &header,
+                    &header_bytes,
+                    reader,
+                    writer,
+                )?)
+            })
+            .await?;
+            match result {
+                Ok(n) => {
+                    std::fs::rename(&tmp, &output)?;
+                    eprintln!("Decrypted {n} bytes.");
+                    Ok(())
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    Err(e)
+                }
+            }
         }
         KmsCommand::Decrypt {
             key,
