@@ -282,3 +282,129 @@ fn kms_keys_are_created_used_and_shared_with_the_cli() {
     assert!(!out.exists(), "no plaintext is released");
     assert!(!w.dir.path().join("model.dec.cloister-partial").exists());
 }
+
+#[test]
+fn a_server_killed_mid_upload_leaves_every_object_complete_or_absent() {
+    use std::process::{Command, Stdio};
+    let w = World::with_two_users();
+    let data = w.dir.path().join("data");
+    w.cli
+        .ok(&["--profile", "alice", "projects", "create", "primus-bank"]);
+    w.cli.ok(&[
+        "--profile",
+        "alice",
+        "storage",
+        "buckets",
+        "create",
+        "gs://crash-test",
+        "--project",
+        "primus-bank",
+    ]);
+    let files: Vec<(String, Vec<u8>)> = (0..6u32)
+        .map(|n| {
+            (
+                format!("file-{n}.bin"),
+                (0..4_000_000u32)
+                    .map(|i| ((i * (n + 3)) % 251) as u8)
+                    .collect(),
+            )
+        })
+        .collect();
+    for (name, bytes) in &files {
+        std::fs::write(w.dir.path().join(name), bytes).unwrap();
+    }
+    // Two uploads finish before the crash; the rest run concurrently when it comes.
+    for (name, _) in &files[..2] {
+        w.cli.ok(&[
+            "--profile",
+            "alice",
+            "storage",
+            "cp",
+            w.dir.path().join(name).to_str().unwrap(),
+            &format!("gs://crash-test/{name}"),
+        ]);
+    }
+    let uploads: Vec<_> = files[2..]
+        .iter()
+        .map(|(name, _)| {
+            Command::new(support::BIN)
+                .args([
+                    "--profile",
+                    "alice",
+                    "storage",
+                    "cp",
+                    w.dir.path().join(name).to_str().unwrap(),
+                    &format!("gs://crash-test/{name}"),
+                ])
+                .env("CLOISTER_CONFIG_DIR", &w.cli.config_dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Kill once bytes are being written (a temp file exists): a bounded wait, not a timing test.
+    let tmp = data.join("blobs/tmp");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no upload started writing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let World { dir, server, cli } = w;
+    server.kill9();
+    for mut u in uploads {
+        let _ = u.wait();
+    }
+
+    let server = support::Server::try_start(&data, &["--public-url", support::PUBLIC_URL]).unwrap();
+    for profile in ["alice"] {
+        cli.ok(&[
+            "config",
+            "profiles",
+            "create",
+            profile,
+            "--endpoint",
+            &server.endpoint(),
+        ]);
+    }
+    let listed = cli.ok(&[
+        "--profile",
+        "alice",
+        "storage",
+        "ls",
+        "gs://crash-test",
+        "--format",
+        "value(url)",
+    ]);
+    for (name, bytes) in &files {
+        let url = format!("gs://crash-test/{name}");
+        if listed.lines().any(|l| l == url) {
+            let back = dir.path().join(format!("{name}.back"));
+            cli.ok(&[
+                "--profile",
+                "alice",
+                "storage",
+                "cp",
+                &url,
+                back.to_str().unwrap(),
+            ]);
+            assert_eq!(
+                &std::fs::read(&back).unwrap(),
+                bytes,
+                "{name} is listed, so it must be whole"
+            );
+        }
+    }
+    assert!(
+        listed.lines().count() >= 2,
+        "the uploads that finished before the crash survive: {listed}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "no temp file survives a restart"
+    );
+}

@@ -94,6 +94,14 @@ impl Server {
     }
 }
 
+impl Server {
+    /// SIGKILL: the server dies at once, mid-request, as in a crash.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
