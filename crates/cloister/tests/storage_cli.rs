@@ -360,16 +360,14 @@ fn a_server_killed_mid_upload_leaves_every_object_complete_or_absent() {
     }
 
     let server = support::Server::try_start(&data, &["--public-url", support::PUBLIC_URL]).unwrap();
-    for profile in ["alice"] {
-        cli.ok(&[
-            "config",
-            "profiles",
-            "create",
-            profile,
-            "--endpoint",
-            &server.endpoint(),
-        ]);
-    }
+    cli.ok(&[
+        "config",
+        "profiles",
+        "create",
+        "alice",
+        "--endpoint",
+        &server.endpoint(),
+    ]);
     let listed = cli.ok(&[
         "--profile",
         "alice",
