@@ -15,12 +15,10 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use rand::RngCore;
 use serde::Deserialize;
 
-use super::upload::{ObjectMetadata, check_overwrite, remove_blob, store};
+use super::upload::{MAX_METADATA_BYTES, ObjectMetadata, check_overwrite, remove_blob, store};
 use super::{PreconditionQuery, check_object_name};
 use crate::error::ApiError;
 use crate::state::AppState;
-
-const MAX_METADATA_BYTES: usize = 64 * 1024;
 
 #[derive(Deserialize, Default)]
 pub struct SessionQuery {

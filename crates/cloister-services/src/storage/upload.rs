@@ -30,7 +30,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::time_util;
 
-const MAX_METADATA_BYTES: usize = 64 * 1024;
+/// Largest JSON metadata part accepted with an upload.
+pub(super) const MAX_METADATA_BYTES: usize = 64 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new().route(

@@ -145,6 +145,22 @@ fn key_path(ctx: &Context, k: &KeyRef) -> Result<String> {
     ))
 }
 
+/// `KEY:encrypt` or `KEY:decrypt` of a whole (small) file: `[method, input field, output field]`.
+async fn crypt(
+    client: &cloister_client::ApiClient,
+    key: &str,
+    [method, input_field, output_field]: [&str; 3],
+    input: &std::path::Path,
+    output: &std::path::Path,
+    aad: &[u8],
+) -> Result<()> {
+    let data = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let body = json!({ input_field: STANDARD.encode(data), "additionalAuthenticatedData": STANDARD.encode(aad) });
+    let r = client.post(&format!("{key}:{method}"), &body).await?;
+    let out = STANDARD.decode(r[output_field].as_str().unwrap_or_default())?;
+    std::fs::write(output, out).with_context(|| format!("writing {}", output.display()))
+}
+
 fn read_aad(path: &Option<PathBuf>) -> Result<Vec<u8>> {
     match path {
         Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display())),
@@ -245,17 +261,17 @@ pub async fn run(ctx: &mut Context, c: KmsCommand) -> Result<()> {
             ciphertext_file,
             additional_authenticated_data_file,
         } => {
-            let plaintext = std::fs::read(&plaintext_file)
-                .with_context(|| format!("reading {}", plaintext_file.display()))?;
+            let path = key_path(ctx, &key)?;
             let aad = read_aad(&additional_authenticated_data_file)?;
-            let body = json!({"plaintext": STANDARD.encode(plaintext), "additionalAuthenticatedData": STANDARD.encode(aad)});
-            let r = client
-                .post(&format!("{}:encrypt", key_path(ctx, &key)?), &body)
-                .await?;
-            let ciphertext = STANDARD.decode(r["ciphertext"].as_str().unwrap_or_default())?;
-            std::fs::write(&ciphertext_file, ciphertext)
-                .with_context(|| format!("writing {}", ciphertext_file.display()))?;
-            Ok(())
+            crypt(
+                &client,
+                &path,
+                ["encrypt", "plaintext", "ciphertext"],
+                &plaintext_file,
+                &ciphertext_file,
+                &aad,
+            )
+            .await
         }
         KmsCommand::EncryptFile { key, input, output } => {
             let path = key_path(ctx, &key)?;
@@ -327,17 +343,17 @@ pub async fn run(ctx: &mut Context, c: KmsCommand) -> Result<()> {
             plaintext_file,
             additional_authenticated_data_file,
         } => {
-            let ciphertext = std::fs::read(&ciphertext_file)
-                .with_context(|| format!("reading {}", ciphertext_file.display()))?;
+            let path = key_path(ctx, &key)?;
             let aad = read_aad(&additional_authenticated_data_file)?;
-            let body = json!({"ciphertext": STANDARD.encode(ciphertext), "additionalAuthenticatedData": STANDARD.encode(aad)});
-            let r = client
-                .post(&format!("{}:decrypt", key_path(ctx, &key)?), &body)
-                .await?;
-            let plaintext = STANDARD.decode(r["plaintext"].as_str().unwrap_or_default())?;
-            std::fs::write(&plaintext_file, plaintext)
-                .with_context(|| format!("writing {}", plaintext_file.display()))?;
-            Ok(())
+            crypt(
+                &client,
+                &path,
+                ["decrypt", "ciphertext", "plaintext"],
+                &ciphertext_file,
+                &plaintext_file,
+                &aad,
+            )
+            .await
         }
     }
 }
