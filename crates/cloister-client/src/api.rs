@@ -146,12 +146,10 @@ impl ApiClient {
         query: &[(&str, String)],
         file: &std::path::Path,
         content_type: &str,
+        progress: &Progress,
     ) -> Result<Value, ClientError> {
-        let handle = tokio::fs::File::open(file)
-            .await
-            .map_err(|e| ClientError::Config(format!("cannot read {}: {e}", file.display())))?;
-        let len = handle.metadata().await.map(|m| m.len()).unwrap_or(0);
-        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(handle));
+        let (handle, len) = open_file(file).await?;
+        let body = reqwest::Body::wrap_stream(counted(handle, u64::MAX, progress.clone()));
         let mut req = self
             .http
             .post(format!("{}{path}", self.endpoint))
@@ -163,12 +161,148 @@ impl ApiClient {
             req = req.bearer_auth(token);
         }
         let resp = req.send().await.map_err(|e| self.transport(e))?;
-        let status = resp.status();
-        let value: Value = resp.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            Ok(value)
-        } else {
-            Err(api_error(status, &value))
+        json_result(resp).await
+    }
+
+    /// Uploads `file` with the resumable protocol: a session (POST `path` with
+    /// `uploadType=resumable`), then chunks of `chunk_size` bytes. When a chunk fails in
+    /// transit, asks the server how much it holds and continues from there, so a large upload
+    /// survives a dropped connection or a server restart without starting over.
+    pub async fn upload_file_resumable(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        file: &std::path::Path,
+        content_type: &str,
+        chunk_size: u64,
+        progress: &Progress,
+    ) -> Result<Value, ClientError> {
+        use tokio::io::AsyncSeekExt;
+        const ATTEMPTS: u32 = 5;
+        let (_, total) = open_file(file).await?;
+        let mut query = query.to_vec();
+        query.push(("uploadType", "resumable".to_owned()));
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.endpoint))
+            .query(&query)
+            .header("x-upload-content-type", content_type)
+            .header("x-upload-content-length", total)
+            .json(&serde_json::json!({"contentType": content_type}));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
+        let location = match resp.headers().get(reqwest::header::LOCATION) {
+            Some(l) if resp.status().is_success() => l
+                .to_str()
+                .map_err(|_| ClientError::Config("the session URI is not text".into()))?
+                .to_owned(),
+            _ => return json_result(resp).await,
+        };
+        // The session URI names the server's public URL; this client reaches the same server
+        // at its configured endpoint (which differs behind a proxy or in tests), so only the
+        // path and query are kept.
+        let session = match location.split_once("://") {
+            Some((_, rest)) => format!(
+                "{}{}",
+                self.endpoint,
+                rest.find('/').map_or("", |i| &rest[i..])
+            ),
+            None => format!("{}{location}", self.endpoint),
+        };
+        let chunk_size = chunk_size.max(256 * 1024);
+        let mut offset = 0u64;
+        let mut failures = 0;
+        loop {
+            progress.set(offset);
+            let end = (offset + chunk_size).min(total);
+            let sent = async {
+                let (mut handle, _) = open_file(file).await?;
+                handle
+                    .seek(std::io::SeekFrom::Start(offset))
+                    .await
+                    .map_err(|e| ClientError::Config(format!("reading {}: {e}", file.display())))?;
+                let range = if total == 0 {
+                    "bytes */0".to_owned()
+                } else {
+                    format!("bytes {offset}-{}/{total}", end - 1)
+                };
+                let body = reqwest::Body::wrap_stream(counted(
+                    handle,
+                    end - offset,
+                    progress.offset_by(offset),
+                ));
+                self.http
+                    .put(&session)
+                    .header(reqwest::header::CONTENT_RANGE, range)
+                    .header(reqwest::header::CONTENT_LENGTH, end - offset)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| self.transport(e))
+            }
+            .await;
+            let resp = match sent {
+                Ok(resp) => resp,
+                Err(e @ ClientError::Transport { .. }) if failures < ATTEMPTS => {
+                    failures += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200 << failures)).await;
+                    match self.upload_status(&session, total).await {
+                        Ok(Some(held)) => offset = held,
+                        Ok(None) => return Err(e),
+                        Err(_) => {}
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if resp.status().as_u16() == 308 {
+                offset = held_bytes(resp.headers());
+                continue;
+            }
+            progress.set(total);
+            return json_result(resp).await;
+        }
+    }
+
+    /// How many bytes a resumable session holds; `None` once it is finished or gone.
+    async fn upload_status(&self, session: &str, total: u64) -> Result<Option<u64>, ClientError> {
+        let resp = self
+            .http
+            .put(session)
+            .header(reqwest::header::CONTENT_RANGE, format!("bytes */{total}"))
+            .header(reqwest::header::CONTENT_LENGTH, 0)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        Ok((resp.status().as_u16() == 308).then(|| held_bytes(resp.headers())))
+    }
+
+    /// The digest of the manifest at `/v2/NAME/manifests/REFERENCE` (a HEAD, as `docker`
+    /// resolves a tag), accepting every manifest type.
+    pub async fn manifest_digest(&self, path: &str) -> Result<String, ClientError> {
+        const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+        let mut req = self
+            .http
+            .get(format!("{}{path}", self.endpoint))
+            .header(reqwest::header::ACCEPT, ACCEPT);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
+        let digest = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        match digest {
+            Some(d) if resp.status().is_success() => Ok(d),
+            _ => json_result(resp).await.and_then(|_| {
+                Err(ClientError::Config(format!(
+                    "the registry answered {path} without a Docker-Content-Digest"
+                )))
+            }),
         }
     }
 
@@ -178,6 +312,7 @@ impl ApiClient {
         path: &str,
         query: &[(&str, String)],
         out: &mut (impl tokio::io::AsyncWrite + Unpin),
+        progress: &Progress,
     ) -> Result<u64, ClientError> {
         use futures::StreamExt;
         use tokio::io::AsyncWriteExt;
@@ -202,6 +337,7 @@ impl ApiClient {
                 .await
                 .map_err(|e| ClientError::Config(format!("writing the download: {e}")))?;
             written += chunk.len() as u64;
+            progress.set(written);
         }
         out.flush()
             .await
@@ -217,6 +353,80 @@ impl ApiClient {
     }
 }
 
+/// Reports how many bytes of a transfer are done (the CLI draws a progress bar from it).
+#[derive(Clone, Default)]
+pub struct Progress {
+    report: Option<std::sync::Arc<dyn Fn(u64) + Send + Sync>>,
+    base: u64,
+}
+
+impl Progress {
+    pub fn new(report: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        Self {
+            report: Some(std::sync::Arc::new(report)),
+            base: 0,
+        }
+    }
+
+    fn set(&self, done: u64) {
+        if let Some(r) = &self.report {
+            r(self.base + done);
+        }
+    }
+
+    fn offset_by(&self, base: u64) -> Self {
+        Self {
+            report: self.report.clone(),
+            base: self.base + base,
+        }
+    }
+}
+
+async fn open_file(file: &std::path::Path) -> Result<(tokio::fs::File, u64), ClientError> {
+    let handle = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| ClientError::Config(format!("cannot read {}: {e}", file.display())))?;
+    let len = handle.metadata().await.map(|m| m.len()).unwrap_or(0);
+    Ok((handle, len))
+}
+
+/// Up to `limit` bytes of `file` as a stream, reporting progress as they are read.
+fn counted(
+    file: tokio::fs::File,
+    limit: u64,
+    progress: Progress,
+) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+    use futures::TryStreamExt;
+    use tokio::io::AsyncReadExt;
+    let mut done = 0u64;
+    tokio_util::io::ReaderStream::with_capacity(file.take(limit), 256 * 1024).inspect_ok(
+        move |chunk| {
+            done += chunk.len() as u64;
+            progress.set(done);
+        },
+    )
+}
+
+/// The end of `Range: bytes=0-N` in a 308 answer, as the next offset (0 when absent).
+fn held_bytes(headers: &reqwest::header::HeaderMap) -> u64 {
+    headers
+        .get(reqwest::header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit('-').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .map_or(0, |n| n + 1)
+}
+
+async fn json_result(resp: reqwest::Response) -> Result<Value, ClientError> {
+    let status = resp.status();
+    let value: Value = resp.json().await.unwrap_or(Value::Null);
+    if status.is_success() {
+        Ok(value)
+    } else {
+        Err(api_error(status, &value))
+    }
+}
+
 /// Reads Google's `{"error":{"code","message","status"}}` or OAuth's `{"error","error_description"}`.
 fn api_error(status: StatusCode, body: &Value) -> ClientError {
     let err = &body["error"];
@@ -224,6 +434,12 @@ fn api_error(status: StatusCode, body: &Value) -> ClientError {
         (
             err["status"].as_str().unwrap_or("ERROR").to_owned(),
             err["message"].as_str().unwrap_or("").to_owned(),
+        )
+    } else if let Some(first) = body["errors"].get(0) {
+        // The OCI distribution API's `{"errors":[{"code","message"}]}`.
+        (
+            first["code"].as_str().unwrap_or("ERROR").to_owned(),
+            first["message"].as_str().unwrap_or("").to_owned(),
         )
     } else if let Some(code) = err.as_str() {
         (

@@ -6,5 +6,5 @@
 pub mod api;
 pub mod profiles;
 
-pub use api::{ApiClient, ClientError};
+pub use api::{ApiClient, ClientError, Progress};
 pub use profiles::{CredentialFile, Profile, Profiles};

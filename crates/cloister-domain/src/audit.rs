@@ -43,4 +43,8 @@ pub struct AuditEntry {
     pub decision: Decision,
     /// Why: the role that granted, or what was missing.
     pub reason: String,
+    /// The project the resource belongs to (`projects/P`), where it has one; lets a
+    /// project's owners find decisions on resources not named under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }

@@ -16,7 +16,9 @@ use crate::error::ApiError;
 use crate::iam::authorizer::Authorizer;
 use crate::signing::SigningKeys;
 use crate::state::AppState;
-use crate::{audit, auth, federation, health, iam, kms, oidc, storage, time_util, verifier};
+use crate::{
+    audit, auth, federation, health, iam, kms, oidc, registry, storage, time_util, verifier,
+};
 use cloister_tpm::identity::IdentityCa;
 
 /// The platform admin created on first start.
@@ -138,7 +140,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(kms::router::router())
         .merge(storage::buckets::router())
         .merge(storage::objects::router())
+        .merge(storage::copy::router())
         .merge(storage::upload::router())
+        .merge(registry::router())
         .merge(verifier::challenges::router())
         .merge(verifier::reference_values::router())
         .merge(verifier::identity_ca::router())

@@ -18,6 +18,7 @@ pub mod iamcredentials;
 pub mod json;
 pub mod kms;
 mod oidc;
+pub mod registry;
 pub mod signing;
 pub mod state;
 pub mod storage;

@@ -2,7 +2,8 @@
 //!
 //! Two traits with one job each, so PostgreSQL and S3 can replace the embedded defaults
 //! without touching the services:
-//! - [`MetadataStore`]: users, credentials, projects, IAM policies, the audit log
+//! - [`MetadataStore`]: users, credentials, projects, IAM policies, the audit log, and (as its
+//!   supertrait [`RegistryStore`]) Artifact Registry's repositories, manifests and tags
 //!   ([`SqliteStore`] is the embedded default);
 //! - [`BlobStore`]: large immutable byte streams ([`FsBlobStore`] is the embedded default).
 //!
@@ -14,6 +15,7 @@
 pub mod blob;
 pub mod data_dir;
 pub mod metadata;
+pub mod registry;
 mod sqlite;
 
 pub use blob::{BlobError, BlobInfo, BlobKey, BlobStore, ByteStream, FsBlobStore};
@@ -23,5 +25,9 @@ pub use metadata::{
     KmsCryptoKey, KmsKeyRing, KmsKeyVersion, MetadataStore, ObjectRecord, Preconditions,
     ProjectRecord, ReferenceValueRecord, ServiceAccountRecord, StoreError, UploadSession,
     UserRecord,
+};
+pub use registry::{
+    ImageRef, ImageVersion, ManifestRecord, ManifestRefs, RegistryBlob, RegistryStore,
+    RegistryUpload, RepositoryRecord,
 };
 pub use sqlite::SqliteStore;

@@ -151,6 +151,62 @@ const MIGRATIONS: &[&str] = &[
         create_time TEXT NOT NULL,
         PRIMARY KEY (key, version)
      ) STRICT;",
+    // 7: the project that owns each audited resource, so a project's owners see decisions on
+    // resources named outside `projects/P/…` (buckets are `projects/_/buckets/B`).
+    "ALTER TABLE audit_log ADD COLUMN project TEXT;
+     CREATE INDEX audit_log_project ON audit_log(project);",
+    // 8: Artifact Registry (see `registry.rs`)
+    "CREATE TABLE registry_repositories (
+        name TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL REFERENCES projects(id),
+        location TEXT NOT NULL,
+        repository_id TEXT NOT NULL,
+        format TEXT NOT NULL,
+        description TEXT NOT NULL,
+        create_time TEXT NOT NULL,
+        UNIQUE (project_id, repository_id)
+     ) STRICT;
+     CREATE TABLE registry_blobs (
+        digest TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        blob_key TEXT NOT NULL
+     ) STRICT;
+     CREATE TABLE registry_blob_links (
+        repository TEXT NOT NULL REFERENCES registry_repositories(name),
+        image TEXT NOT NULL,
+        digest TEXT NOT NULL REFERENCES registry_blobs(digest),
+        PRIMARY KEY (repository, image, digest)
+     ) STRICT;
+     CREATE INDEX registry_blob_links_digest ON registry_blob_links(digest);
+     CREATE TABLE registry_manifests (
+        repository TEXT NOT NULL REFERENCES registry_repositories(name),
+        image TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        media_type TEXT NOT NULL,
+        content BLOB NOT NULL,
+        subject TEXT,
+        artifact_type TEXT,
+        create_time TEXT NOT NULL,
+        PRIMARY KEY (repository, image, digest)
+     ) STRICT;
+     CREATE INDEX registry_manifests_subject ON registry_manifests(repository, image, subject);
+     CREATE TABLE registry_tags (
+        repository TEXT NOT NULL,
+        image TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        PRIMARY KEY (repository, image, tag),
+        FOREIGN KEY (repository, image, digest) REFERENCES registry_manifests(repository, image, digest)
+     ) STRICT;
+     CREATE TABLE registry_uploads (
+        upload_id TEXT PRIMARY KEY,
+        repository TEXT NOT NULL REFERENCES registry_repositories(name),
+        image TEXT NOT NULL,
+        received INTEGER NOT NULL,
+        chunks INTEGER NOT NULL,
+        single_chunk_sha256 TEXT,
+        create_time INTEGER NOT NULL
+     ) STRICT;",
 ];
 
 /// One connection for writes and a few for reads: in WAL mode readers never wait for a
@@ -162,6 +218,8 @@ pub struct SqliteStore {
 }
 
 const READERS: usize = 4;
+
+mod registry;
 
 fn db(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e.to_string())
@@ -303,6 +361,7 @@ fn audit_row(row: &Row) -> rusqlite::Result<AuditEntry> {
         resource: row.get(4)?,
         decision: Decision::parse(&decision).unwrap_or(Decision::Deny),
         reason: row.get(6)?,
+        project: row.get(7)?,
     })
 }
 
@@ -1249,11 +1308,11 @@ impl MetadataStore for SqliteStore {
             {
                 let mut stmt = tx
                     .prepare_cached(
-                        "INSERT INTO audit_log (time, principal, permission, resource, decision, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        "INSERT INTO audit_log (time, principal, permission, resource, decision, reason, project) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     )
                     .map_err(db)?;
                 for e in entries {
-                    stmt.execute(params![e.time, e.principal, e.permission, e.resource, e.decision.as_str(), e.reason])
+                    stmt.execute(params![e.time, e.principal, e.permission, e.resource, e.decision.as_str(), e.reason, e.project])
                         .map_err(db)?;
                 }
             }
@@ -1273,10 +1332,10 @@ impl MetadataStore for SqliteStore {
         self.read(|c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT id, time, principal, permission, resource, decision, reason FROM audit_log
+                    "SELECT id, time, principal, permission, resource, decision, reason, project FROM audit_log
                      WHERE (?1 IS NULL OR principal = ?1)
                        AND (?2 IS NULL OR permission = ?2)
-                       AND (?3 IS NULL OR resource = ?3 OR resource LIKE ?4 ESCAPE '\\')
+                       AND (?3 IS NULL OR resource = ?3 OR resource LIKE ?4 ESCAPE '\\' OR project = ?3)
                        AND (?5 IS NULL OR decision = ?5)
                        AND (?6 IS NULL OR time >= ?6)
                        AND id > ?7
@@ -1408,6 +1467,7 @@ mod tests {
             ("projects/a-proj", Decision::Allow),
             ("projects/a-proj/x/y", Decision::Deny),
             ("projects/a-proj2", Decision::Deny),
+            ("projects/_/buckets/b1", Decision::Allow),
         ]
         .into_iter()
         .enumerate()
@@ -1420,6 +1480,14 @@ mod tests {
                 resource: res.into(),
                 decision,
                 reason: "r".into(),
+                project: Some(
+                    if res.contains("a-proj2") {
+                        "projects/a-proj2"
+                    } else {
+                        "projects/a-proj"
+                    }
+                    .into(),
+                ),
             }])
             .unwrap();
         }
@@ -1430,8 +1498,8 @@ mod tests {
         };
         assert_eq!(
             s.list_audit(&under("projects/a-proj")).unwrap().len(),
-            2,
-            "prefix is per path segment"
+            3,
+            "prefix is per path segment; resources named elsewhere match by owning project"
         );
         let denials = AuditFilter {
             decision: Some(Decision::Deny),

@@ -48,6 +48,149 @@ fn googles_storage_client_works_against_cloister() {
         r["big_round_trip"], true,
         "a 10 MiB resumable upload in 4 MiB chunks"
     );
+    assert_eq!(
+        r["copy_same"], true,
+        "copy_blob (rewriteTo) copies the bytes"
+    );
+}
+
+#[test]
+fn the_cli_copies_folders_recursively_between_disk_and_buckets() {
+    let w = World::with_two_users();
+    let alice = |args: &[&str]| {
+        let mut all = vec!["--profile", "alice"];
+        all.extend(args);
+        w.cli.ok(&all)
+    };
+    alice(&["projects", "create", "primus-bank"]);
+    for b in ["gs://primus-input", "gs://primus-archive"] {
+        alice(&[
+            "storage",
+            "buckets",
+            "create",
+            b,
+            "--project",
+            "primus-bank",
+        ]);
+    }
+    let images = w.dir.path().join("images");
+    std::fs::create_dir_all(images.join("night")).unwrap();
+    std::fs::write(images.join("cat.jpg"), b"cat").unwrap();
+    std::fs::write(images.join("night/owl.png"), b"owl").unwrap();
+    // Above the resumable threshold: goes up in chunks through an upload session.
+    let big: Vec<u8> = (0..9_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(images.join("big.bin"), &big).unwrap();
+    let err = w.cli.fails(&[
+        "--profile",
+        "alice",
+        "storage",
+        "cp",
+        images.to_str().unwrap(),
+        "gs://primus-input",
+    ]);
+    assert!(err.contains("-r"), "{err}");
+    alice(&[
+        "storage",
+        "cp",
+        "-r",
+        images.to_str().unwrap(),
+        "gs://primus-input",
+    ]);
+    let listed = alice(&[
+        "storage",
+        "ls",
+        "-r",
+        "gs://primus-input",
+        "--format",
+        "value(url)",
+    ]);
+    assert_eq!(
+        listed.lines().collect::<Vec<_>>(),
+        [
+            "gs://primus-input/images/big.bin",
+            "gs://primus-input/images/cat.jpg",
+            "gs://primus-input/images/night/owl.png"
+        ]
+    );
+
+    // gs:// → gs:// is a server-side copy; folders keep their name.
+    alice(&[
+        "storage",
+        "cp",
+        "-r",
+        "gs://primus-input/images",
+        "gs://primus-archive/2026",
+    ]);
+    alice(&[
+        "storage",
+        "cp",
+        "gs://primus-input/images/cat.jpg",
+        "gs://primus-archive/single/",
+    ]);
+    assert_eq!(
+        alice(&[
+            "storage",
+            "cat",
+            "gs://primus-archive/2026/images/night/owl.png"
+        ]),
+        "owl"
+    );
+    assert_eq!(
+        alice(&["storage", "cat", "gs://primus-archive/single/cat.jpg"]),
+        "cat"
+    );
+
+    let out = w.dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    alice(&[
+        "storage",
+        "cp",
+        "-r",
+        "gs://primus-archive/2026/images",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(out.join("images/big.bin")).unwrap(), big);
+    assert_eq!(
+        std::fs::read(out.join("images/night/owl.png")).unwrap(),
+        b"owl"
+    );
+
+    // A bucket cannot make a recursive download write outside its destination.
+    alice(&[
+        "storage",
+        "cp",
+        images.join("cat.jpg").to_str().unwrap(),
+        "gs://primus-archive/evil/../../escaped",
+    ]);
+    let trap = w.dir.path().join("trap");
+    std::fs::create_dir_all(&trap).unwrap();
+    let err = w.cli.fails(&[
+        "--profile",
+        "alice",
+        "storage",
+        "cp",
+        "-r",
+        "gs://primus-archive/evil",
+        trap.to_str().unwrap(),
+    ]);
+    assert!(err.contains("outside the destination"), "{err}");
+    assert!(!w.dir.path().join("escaped").exists());
+    assert_eq!(
+        std::fs::read_dir(&trap).unwrap().count(),
+        0,
+        "nothing was copied"
+    );
+
+    // Bob, who may not read the source, copies nothing.
+    let err = w.cli.fails(&[
+        "--profile",
+        "bob",
+        "storage",
+        "cp",
+        "gs://primus-input/images/cat.jpg",
+        "gs://primus-archive/stolen",
+    ]);
+    assert!(err.contains("storage.objects.get"), "{err}");
 }
 
 #[test]

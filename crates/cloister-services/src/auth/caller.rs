@@ -41,22 +41,28 @@ impl FromRequestParts<AppState> for Caller {
         let principal = state.tokens.verify(token).map_err(|e| {
             ApiError::Unauthenticated(format!("Invalid authentication credential: {e}."))
         })?;
-        // A user or service account deleted (or disabled) after the token was issued loses
-        // access at once, not when the token expires.
-        let active = match &principal {
-            Principal::User(email) => {
-                let email = email.clone();
-                state.read(|s| s.get_user(&email))?.is_some()
-            }
-            Principal::ServiceAccount(_) => service_accounts::is_active(state, &principal).await?,
-            Principal::Federated { .. } => true,
-        };
-        if !active {
-            return Err(ApiError::Unauthenticated(format!(
-                "Invalid authentication credential: the token's principal {principal} no longer exists or is disabled."
-            )));
-        }
+        require_active(state, &principal).await?;
         Ok(Caller(principal))
+    }
+}
+
+/// A user or service account deleted (or disabled) after its token was issued loses access
+/// at once, not when the token expires.
+pub async fn require_active(state: &AppState, principal: &Principal) -> Result<(), ApiError> {
+    let active = match principal {
+        Principal::User(email) => {
+            let email = email.clone();
+            state.read(|s| s.get_user(&email))?.is_some()
+        }
+        Principal::ServiceAccount(_) => service_accounts::is_active(state, principal).await?,
+        Principal::Federated { .. } => true,
+    };
+    if active {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthenticated(format!(
+            "Invalid authentication credential: the token's principal {principal} no longer exists or is disabled."
+        )))
     }
 }
 

@@ -15,6 +15,8 @@ use crate::time_util;
 /// Google's access token lifetime.
 pub const ACCESS_TOKEN_LIFETIME_SECS: i64 = 3600;
 const AUDIENCE: &str = "cloister-api";
+/// Registry tokens (Docker token auth) carry this audience, so they are never API tokens.
+const REGISTRY_AUDIENCE: &str = "cloister-registry";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
@@ -42,6 +44,9 @@ struct Claims {
     /// `principalSet://…/attribute.NAME/VALUE` bindings can match without a lookup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     fed: Option<Federated>,
+    /// Registry tokens only: the granted scopes (`repository:NAME:pull,push`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    access: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -73,6 +78,29 @@ impl AccessTokens {
     /// Issues a token for `principal`, valid from `iat` for `lifetime` seconds. Returns it with
     /// its expiry.
     pub fn issue_with(&self, principal: &Principal, iat: i64, lifetime: i64) -> (String, i64) {
+        self.sign(principal, AUDIENCE, iat, lifetime, Vec::new())
+    }
+
+    /// A registry token: `principal` limited to the `access` scopes it was granted.
+    pub fn issue_registry(&self, principal: &Principal, access: Vec<String>) -> (String, i64) {
+        let now = time_util::now_unix();
+        self.sign(
+            principal,
+            REGISTRY_AUDIENCE,
+            now,
+            ACCESS_TOKEN_LIFETIME_SECS,
+            access,
+        )
+    }
+
+    fn sign(
+        &self,
+        principal: &Principal,
+        aud: &str,
+        iat: i64,
+        lifetime: i64,
+        access: Vec<String>,
+    ) -> (String, i64) {
         let exp = iat + lifetime;
         let fed = match principal {
             Principal::Federated {
@@ -92,11 +120,12 @@ impl AccessTokens {
         };
         let claims = Claims {
             iss: self.issuer.clone(),
-            aud: AUDIENCE.into(),
+            aud: aud.into(),
             sub: principal.to_string(),
             iat,
             exp,
             fed,
+            access,
         };
         // Encoding HS256 over serializable claims cannot fail.
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
@@ -116,10 +145,19 @@ impl AccessTokens {
     /// Verifies signature, algorithm, issuer, audience and expiry (no leeway: a token is valid
     /// for exactly its hour), and returns the principal it names.
     pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        self.decode(token, AUDIENCE).map(|(p, _)| p)
+    }
+
+    /// Verifies a registry token; returns its principal and granted scopes.
+    pub fn verify_registry(&self, token: &str) -> Result<(Principal, Vec<String>), TokenError> {
+        self.decode(token, REGISTRY_AUDIENCE)
+    }
+
+    fn decode(&self, token: &str, aud: &str) -> Result<(Principal, Vec<String>), TokenError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[AUDIENCE]);
+        validation.set_audience(&[aud]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
             |e| match e.kind() {
@@ -133,14 +171,17 @@ impl AccessTokens {
                 ErrorKind::InvalidIssuer => {
                     TokenError::Malformed("issued by another server".into())
                 }
+                ErrorKind::InvalidAudience => TokenError::Malformed(format!("not meant for {aud}")),
                 ErrorKind::InvalidAlgorithm => {
                     TokenError::Malformed("wrong signing algorithm".into())
                 }
                 other => TokenError::Malformed(format!("{other:?}")),
             },
         )?;
-        principal_from_claims(data.claims)
-            .ok_or_else(|| TokenError::Malformed("unknown subject".into()))
+        let access = data.claims.access.clone();
+        let principal = principal_from_claims(data.claims)
+            .ok_or_else(|| TokenError::Malformed("unknown subject".into()))?;
+        Ok((principal, access))
     }
 }
 
@@ -197,6 +238,17 @@ mod tests {
         };
         let (token, _) = t.issue(&p);
         assert_eq!(t.verify(&token).unwrap(), p);
+    }
+
+    #[test]
+    fn registry_tokens_and_api_tokens_are_not_interchangeable() {
+        let t = AccessTokens::new(&[1; 32], "http://cloister.test");
+        let scope = vec!["repository:p/r/i:pull".to_owned()];
+        let (registry, _) = t.issue_registry(&alice(), scope.clone());
+        assert_eq!(t.verify_registry(&registry).unwrap(), (alice(), scope));
+        assert!(matches!(t.verify(&registry), Err(TokenError::Malformed(_))));
+        let (api, _) = t.issue(&alice());
+        assert!(t.verify_registry(&api).is_err());
     }
 
     #[test]

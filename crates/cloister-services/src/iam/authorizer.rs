@@ -42,8 +42,9 @@ impl Authorizer {
         permission: Permission,
         resource: &str,
     ) -> Result<Grant, ApiError> {
-        let grants = self.grants(principal, &[permission], resource).await?;
-        let grant = grants.into_iter().next().flatten();
+        // Reads run inline: see `AppState::read`.
+        let chain = policy_chain(self.store.as_ref(), resource)?;
+        let grant = grant_in(&chain, principal, permission);
         let (decision, reason) = match &grant {
             Some(g) => (
                 Decision::Allow,
@@ -56,14 +57,17 @@ impl Authorizer {
                 ),
             ),
         };
-        self.record(
-            principal.to_string(),
-            permission,
-            resource,
+        let entry = AuditEntry {
+            id: 0,
+            time: time_util::now_rfc3339(),
+            principal: principal.to_string(),
+            permission: permission.to_owned(),
+            resource: resource.to_owned(),
             decision,
             reason,
-        )
-        .await;
+            project: owning_project(&chain),
+        };
+        self.audit.record(entry).await;
         grant.ok_or_else(|| denied(principal, permission, resource))
     }
 
@@ -76,19 +80,10 @@ impl Authorizer {
         permissions: &[Permission],
         resource: &str,
     ) -> Result<Vec<Option<Grant>>, ApiError> {
-        let resource = resource.to_owned();
-        // Reads run inline: see `AppState::read`.
-        let chain = policy_chain(self.store.as_ref(), &resource)?;
+        let chain = policy_chain(self.store.as_ref(), resource)?;
         Ok(permissions
             .iter()
-            .map(|p| {
-                chain.iter().find_map(|(on, policy)| {
-                    policy.role_granting(principal, p).map(|role| Grant {
-                        role: role.to_owned(),
-                        bound_on: on.clone(),
-                    })
-                })
-            })
+            .map(|p| grant_in(&chain, principal, p))
             .collect())
     }
 
@@ -102,6 +97,10 @@ impl Authorizer {
         decision: Decision,
         reason: String,
     ) {
+        let project = match policy_chain(self.store.as_ref(), resource) {
+            Ok(chain) => owning_project(&chain),
+            Err(_) => None,
+        };
         let entry = AuditEntry {
             id: 0,
             time: time_util::now_rfc3339(),
@@ -110,15 +109,39 @@ impl Authorizer {
             resource: resource.to_owned(),
             decision,
             reason,
+            project,
         };
         self.audit.record(entry).await;
     }
 }
 
-fn policy_chain(
-    store: &dyn MetadataStore,
-    resource: &str,
-) -> Result<Vec<(String, cloister_domain::Policy)>, StoreError> {
+type PolicyChain = Vec<(String, cloister_domain::Policy)>;
+
+/// The first role in the chain (nearest resource first) that gives `permission`.
+fn grant_in(chain: &PolicyChain, principal: &Principal, permission: &str) -> Option<Grant> {
+    chain.iter().find_map(|(on, policy)| {
+        policy
+            .role_granting(principal, permission)
+            .map(|role| Grant {
+                role: role.to_owned(),
+                bound_on: on.clone(),
+            })
+    })
+}
+
+/// The project (`projects/P`) in a resource's ancestry, for the audit entry.
+fn owning_project(chain: &PolicyChain) -> Option<String> {
+    chain
+        .iter()
+        .map(|(name, _)| name)
+        .find(|name| {
+            name.strip_prefix("projects/")
+                .is_some_and(|p| !p.is_empty() && p != "_" && !p.contains('/'))
+        })
+        .cloned()
+}
+
+fn policy_chain(store: &dyn MetadataStore, resource: &str) -> Result<PolicyChain, StoreError> {
     let mut chain = Vec::new();
     let mut next = Some(resource.to_owned());
     while let Some(name) = next.take() {

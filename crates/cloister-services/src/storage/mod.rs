@@ -1,11 +1,13 @@
 //! Cloud Storage JSON API subset: buckets (`buckets.rs`), object metadata, listing, download
-//! and delete (`objects.rs`), and uploads (`upload.rs`, media and multipart).
+//! and delete (`objects.rs`), uploads (`upload.rs`, media and multipart; `resumable.rs`), and
+//! server-side copies (`copy.rs`).
 //!
 //! Bytes live in the blob store under a fresh key per generation; an object's metadata row
 //! is written only after its bytes are durably stored and their checksums known (and matched
 //! against any the client sent), so an object is never visible half-written.
 
 pub mod buckets;
+pub mod copy;
 pub mod objects;
 mod resumable;
 pub mod upload;
@@ -118,12 +120,16 @@ pub fn object_view(state: &AppState, o: &ObjectRecord) -> Value {
         "contentType": o.content_type,
         "storageClass": "STANDARD",
         "size": o.size.to_string(),
-        "md5Hash": STANDARD.encode(o.md5),
-        "crc32c": STANDARD.encode(o.crc32c.to_be_bytes()),
+        "md5Hash": b64(&o.md5),
+        "crc32c": b64(&o.crc32c.to_be_bytes()),
         "etag": etag(o),
         "timeCreated": o.create_time,
         "updated": o.update_time,
     })
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
 }
 
 pub fn etag(o: &ObjectRecord) -> String {

@@ -46,7 +46,7 @@ struct GetQuery {
     if_generation_not_match: Option<i64>,
 }
 
-async fn load(
+pub(super) async fn load(
     state: &AppState,
     bucket: &str,
     name: &str,
@@ -86,7 +86,7 @@ async fn get_object(
 }
 
 /// Parses `bytes=a-b`, `bytes=a-` and `bytes=-n` against `size`; `Err` when unsatisfiable.
-fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+pub(crate) fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
     let Some(spec) = value.trim().strip_prefix("bytes=") else {
         return Ok(None);
     };

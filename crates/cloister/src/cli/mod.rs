@@ -1,6 +1,7 @@
 //! The gcloud-shaped CLI: argument parsing, dispatch, and turning errors into a message and a
 //! non-zero exit.
 
+mod artifacts;
 mod attest;
 mod audit;
 mod auth;
@@ -12,6 +13,7 @@ mod policy;
 mod projects;
 mod service_accounts;
 mod storage;
+mod storage_cp;
 mod verifier;
 mod workload_identity;
 
@@ -74,6 +76,9 @@ enum Command {
     /// Cloud Storage buckets and objects (gs:// URLs).
     #[command(subcommand)]
     Storage(storage::StorageCommand),
+    /// Artifact Registry: Docker repositories and images.
+    #[command(subcommand)]
+    Artifacts(artifacts::ArtifactsCommand),
     /// Attestation tokens.
     #[command(subcommand)]
     Attest(attest::AttestCommand),
@@ -147,6 +152,7 @@ async fn dispatch(ctx: &mut Context, command: Command) -> Result<()> {
         Command::Projects(c) => projects::run(ctx, c).await,
         Command::Iam(c) => iam::run(ctx, c).await,
         Command::Audit(c) => audit::run(ctx, c).await,
+        Command::Artifacts(c) => artifacts::run(ctx, c).await,
         Command::Attest(c) => attest::run(ctx, c).await,
         Command::Storage(c) => storage::run(ctx, c).await,
         Command::Kms(c) => kms::run(ctx, c).await,

@@ -1,8 +1,6 @@
 //! `cloister storage …`: buckets (`gs://BUCKET`) and objects, as gsutil/gcloud storage do.
 
-use std::path::{Path, PathBuf};
-
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
@@ -14,8 +12,14 @@ use super::policy::{add_member, remove_member};
 pub enum StorageCommand {
     #[command(subcommand)]
     Buckets(BucketsCommand),
-    /// Copy a local file to gs://BUCKET/OBJECT, or an object to a local file (`-` = stdout).
-    Cp { source: String, destination: String },
+    /// Copy local → gs://BUCKET/OBJECT, gs:// → local (`-` = stdout), or gs:// → gs://.
+    Cp {
+        source: String,
+        destination: String,
+        /// Copy a directory or an object folder (gs://BUCKET/PREFIX) and everything below it.
+        #[arg(short, long)]
+        recursive: bool,
+    },
     /// Print an object.
     Cat { url: String },
     /// List objects (gs://BUCKET[/PREFIX]) or, with --project, buckets.
@@ -70,7 +74,7 @@ pub enum BucketsCommand {
 }
 
 /// `gs://BUCKET[/OBJECT]` → (bucket, object).
-fn parse_gs(url: &str) -> Result<(String, String)> {
+pub(super) fn parse_gs(url: &str) -> Result<(String, String)> {
     let Some(rest) = url.strip_prefix("gs://") else {
         bail!("{url:?} is not a gs://BUCKET[/OBJECT] URL");
     };
@@ -81,7 +85,7 @@ fn parse_gs(url: &str) -> Result<(String, String)> {
     Ok((bucket.to_owned(), object.to_owned()))
 }
 
-fn object_path(bucket: &str, object: &str) -> String {
+pub(super) fn object_path(bucket: &str, object: &str) -> String {
     let encoded: String = object
         .bytes()
         .map(|b| match b {
@@ -94,21 +98,6 @@ fn object_path(bucket: &str, object: &str) -> String {
     format!("/storage/v1/b/{bucket}/o/{encoded}")
 }
 
-fn content_type(path: &Path) -> &'static str {
-    match path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        Some("jpg" | "jpeg") => "image/jpeg",
-        Some("png") => "image/png",
-        Some("json") => "application/json",
-        Some("txt") => "text/plain",
-        _ => "application/octet-stream",
-    }
-}
-
 pub async fn run(ctx: &mut Context, c: StorageCommand) -> Result<()> {
     let client = ctx.client().await?;
     match c {
@@ -116,86 +105,8 @@ pub async fn run(ctx: &mut Context, c: StorageCommand) -> Result<()> {
         StorageCommand::Cp {
             source,
             destination,
-        } => match (
-            source.starts_with("gs://"),
-            destination.starts_with("gs://"),
-        ) {
-            (false, true) => {
-                let (bucket, mut object) = parse_gs(&destination)?;
-                let file = PathBuf::from(&source);
-                if object.is_empty() || object.ends_with('/') {
-                    let name = file
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .context("the source has no file name")?;
-                    object.push_str(name);
-                }
-                // Ask first: a refused upload would otherwise surface as a broken connection
-                // once the server answers before reading the whole file.
-                let held = client
-                    .get_query(
-                        &format!("/storage/v1/b/{bucket}/iam/testPermissions"),
-                        &[("permissions", "storage.objects.create".to_owned())],
-                    )
-                    .await?;
-                if !held["permissions"]
-                    .as_array()
-                    .is_some_and(|p| p.iter().any(|p| p == "storage.objects.create"))
-                {
-                    bail!(
-                        "PERMISSION_DENIED: you lack storage.objects.create on gs://{bucket}; ask its owner for roles/storage.objectCreator or objectUser"
-                    );
-                }
-                let query = [("uploadType", "media".to_owned()), ("name", object.clone())];
-                let o = client
-                    .upload_file(
-                        &format!("/upload/storage/v1/b/{bucket}/o"),
-                        &query,
-                        &file,
-                        content_type(&file),
-                    )
-                    .await?;
-                eprintln!(
-                    "Copied {} to gs://{bucket}/{object} ({} bytes).",
-                    file.display(),
-                    o["size"].as_str().unwrap_or("?")
-                );
-                Ok(())
-            }
-            (true, false) => {
-                let (bucket, object) = parse_gs(&source)?;
-                let path = object_path(&bucket, &object);
-                let query = [("alt", "media".to_owned())];
-                if destination == "-" {
-                    client
-                        .download(&path, &query, &mut tokio::io::stdout())
-                        .await?;
-                } else {
-                    // Into a temporary file first, so a failed download leaves no partial file.
-                    let tmp = format!("{destination}.cloister-download");
-                    let mut file = tokio::fs::File::create(&tmp)
-                        .await
-                        .with_context(|| format!("creating {tmp}"))?;
-                    let result = client.download(&path, &query, &mut file).await;
-                    match result {
-                        Ok(n) => {
-                            tokio::fs::rename(&tmp, &destination).await?;
-                            eprintln!(
-                                "Copied gs://{bucket}/{object} to {destination} ({n} bytes)."
-                            );
-                        }
-                        Err(e) => {
-                            let _ = tokio::fs::remove_file(&tmp).await;
-                            return Err(e.into());
-                        }
-                    }
-                }
-                Ok(())
-            }
-            _ => bail!(
-                "cp copies between a local file and gs://: one side must be gs://BUCKET/OBJECT and the other a local path"
-            ),
-        },
+            recursive,
+        } => super::storage_cp::cp(&client, &source, &destination, recursive).await,
         StorageCommand::Cat { url } => {
             let (bucket, object) = parse_gs(&url)?;
             client
@@ -203,6 +114,7 @@ pub async fn run(ctx: &mut Context, c: StorageCommand) -> Result<()> {
                     &object_path(&bucket, &object),
                     &[("alt", "media".to_owned())],
                     &mut tokio::io::stdout(),
+                    &cloister_client::Progress::default(),
                 )
                 .await?;
             Ok(())

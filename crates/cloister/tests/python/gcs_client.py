@@ -24,6 +24,10 @@ top_names = [b.name for b in top]
 data = bucket.blob("model.onnx").download_as_bytes()
 partial = bucket.blob("model.onnx").download_as_bytes(start=7, end=13)
 meta = bucket.get_blob("images/cat.jpg")
+# copy_blob is a server-side rewrite; the copy has its own generation and the same bytes.
+copied = bucket.copy_blob(bucket.blob("model.onnx"), bucket, "copies/model.onnx")
+copy_same = copied.download_as_bytes() == data and copied.md5_hash == bucket.get_blob("model.onnx").md5_hash
+copied.delete()
 bucket.blob("images/cat.jpg").delete()
 after = [b.name for b in client.list_blobs(bucket_name)]
 print(json.dumps({
@@ -36,4 +40,5 @@ print(json.dumps({
     "md5": meta.md5_hash,
     "after_delete": after,
     "big_round_trip": big_back == big,
+    "copy_same": copy_same,
 }))

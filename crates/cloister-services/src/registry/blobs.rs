@@ -1,0 +1,399 @@
+//! Blobs and blob uploads.
+//!
+//! Uploads are sessions in the database (so any replica can continue one); each PATCH streams
+//! into its own chunk blob while the blob store computes its SHA-256. Finishing the upload
+//! checks the digest the client claims against what arrived: a single-chunk upload (what
+//! skopeo and podman send) is adopted as the blob without a second read, several chunks are
+//! joined through a fresh hash. A mismatch stores nothing. Blobs are deduplicated by digest.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cloister_store::{BlobKey, ImageRef, RegistryBlob, RegistryUpload};
+use futures::{StreamExt, TryStreamExt};
+use rand::RngCore;
+
+use super::error::RegistryError;
+use super::names::{ImageName, parse_digest};
+use crate::state::AppState;
+use crate::time_util;
+
+fn key(k: &str) -> Result<BlobKey, RegistryError> {
+    BlobKey::new(k).map_err(|e| RegistryError::Internal(e.to_string()))
+}
+
+fn chunk_key(upload_id: &str, n: u32) -> String {
+    format!("registry-uploads/{upload_id}/{n:06}")
+}
+
+pub(super) fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(*k, v);
+        }
+    }
+    h
+}
+
+async fn remove(state: &AppState, k: &str) {
+    if let Ok(k) = BlobKey::new(k)
+        && let Err(e) = state.blobs.delete(&k).await
+    {
+        tracing::error!(error = %e, key = k.as_str(), "could not delete a registry blob");
+    }
+}
+
+fn body_stream(body: Body) -> cloister_store::ByteStream {
+    Box::pin(body.into_data_stream().map_err(std::io::Error::other))
+}
+
+/// Streams `body` into a new blob; returns its size and digest.
+async fn put(state: &AppState, k: &str, body: Body) -> Result<(u64, String), RegistryError> {
+    let info = state
+        .blobs
+        .put(&key(k)?, body_stream(body))
+        .await
+        .map_err(|e| match e {
+            cloister_store::BlobError::Source { source, .. } => {
+                RegistryError::BlobUploadInvalid(format!("the upload was interrupted: {source}"))
+            }
+            other => RegistryError::Internal(other.to_string()),
+        })?;
+    Ok((info.size, format!("sha256:{}", hex::encode(info.sha256))))
+}
+
+fn upload_headers(name: &ImageName, upload: &RegistryUpload) -> HeaderMap {
+    let range = if upload.received == 0 {
+        "0-0".to_owned()
+    } else {
+        format!("0-{}", upload.received - 1)
+    };
+    headers(&[
+        (
+            "location",
+            format!("/v2/{}/blobs/uploads/{}", name.full(), upload.upload_id),
+        ),
+        ("docker-upload-uuid", upload.upload_id.clone()),
+        ("range", range),
+        ("content-length", "0".into()),
+    ])
+}
+
+fn created(name: &ImageName, digest: &str) -> Response {
+    (
+        StatusCode::CREATED,
+        headers(&[
+            ("location", format!("/v2/{}/blobs/{digest}", name.full())),
+            ("docker-content-digest", digest.to_owned()),
+            ("content-length", "0".into()),
+        ]),
+    )
+        .into_response()
+}
+
+/// Records a verified blob in the image; a duplicate of a stored digest is dropped.
+async fn adopt(
+    state: &AppState,
+    image: &ImageRef,
+    blob: RegistryBlob,
+) -> Result<(), RegistryError> {
+    let image = image.clone();
+    if let Some(duplicate) = state.db(move |s| s.put_blob(&image, &blob)).await? {
+        remove(state, &duplicate).await;
+    }
+    Ok(())
+}
+
+/// `POST …/blobs/uploads/`: a cross-repository mount, a monolithic upload (`?digest=`), or a
+/// new upload session.
+pub async fn start(
+    state: &AppState,
+    name: &ImageName,
+    image: &ImageRef,
+    mount: Option<(ImageRef, String)>,
+    digest: Option<&str>,
+    body: Body,
+) -> Result<Response, RegistryError> {
+    if let Some((from, digest)) = mount {
+        let (to, d) = (image.clone(), digest.clone());
+        if state
+            .db(move |s| s.mount_blob(&to, &from, &d))
+            .await?
+            .is_some()
+        {
+            return Ok(created(name, &digest));
+        }
+        // Not mountable: fall back to a normal upload, as the spec says.
+    }
+    let mut id = [0u8; 16];
+    rand::rng().fill_bytes(&mut id);
+    let upload_id = hex::encode(id);
+    if let Some(expected) = digest {
+        let expected = parse_digest(expected)?;
+        let k = format!("registry/{upload_id}");
+        let (size, actual) = put(state, &k, body).await?;
+        return finish_verified(state, name, image, &expected, &actual, size, &k).await;
+    }
+    let upload = RegistryUpload {
+        upload_id,
+        image: image.clone(),
+        received: 0,
+        chunks: 0,
+        single_chunk_sha256: None,
+        create_time: time_util::now_unix(),
+    };
+    let stored = upload.clone();
+    state.db(move |s| s.create_registry_upload(&stored)).await?;
+    Ok((StatusCode::ACCEPTED, upload_headers(name, &upload)).into_response())
+}
+
+async fn finish_verified(
+    state: &AppState,
+    name: &ImageName,
+    image: &ImageRef,
+    expected: &str,
+    actual: &str,
+    size: u64,
+    k: &str,
+) -> Result<Response, RegistryError> {
+    if actual != expected {
+        remove(state, k).await;
+        return Err(RegistryError::DigestInvalid(format!(
+            "the uploaded content has digest {actual}, not {expected}; nothing was stored"
+        )));
+    }
+    let blob = RegistryBlob {
+        digest: expected.to_owned(),
+        size,
+        blob_key: k.to_owned(),
+    };
+    adopt(state, image, blob).await?;
+    Ok(created(name, expected))
+}
+
+async fn session(
+    state: &AppState,
+    image: &ImageRef,
+    upload_id: &str,
+) -> Result<RegistryUpload, RegistryError> {
+    state
+        .read(|s| s.get_registry_upload(upload_id))?
+        .filter(|u| &u.image == image)
+        .ok_or_else(|| {
+            RegistryError::BlobUploadUnknown(format!(
+                "no blob upload {upload_id:?} in progress for this repository"
+            ))
+        })
+}
+
+/// `Content-Range: A-B` (or `bytes A-B/…`): the offset the chunk starts at and its length.
+fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, RegistryError> {
+    let Some(v) = headers.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let bad = || RegistryError::RangeInvalid(format!("malformed Content-Range {v:?}"));
+    let text = v.to_str().map_err(|_| bad())?;
+    let text = text
+        .trim_start_matches("bytes ")
+        .split('/')
+        .next()
+        .unwrap_or("");
+    let (a, b) = text.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u64, u64) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+    if b < a {
+        return Err(bad());
+    }
+    Ok(Some((a, b - a + 1)))
+}
+
+/// Appends one chunk (a PATCH, or the body of the final PUT).
+async fn append(
+    state: &AppState,
+    upload: &mut RegistryUpload,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(), RegistryError> {
+    let range = content_range(headers)?;
+    if let Some((start, _)) = range
+        && start != upload.received
+    {
+        return Err(RegistryError::RangeInvalid(format!(
+            "the chunk starts at byte {start}, but the upload holds {} bytes; resume from there",
+            upload.received
+        )));
+    }
+    let k = chunk_key(&upload.upload_id, upload.chunks);
+    let (size, digest) = put(state, &k, body).await?;
+    if size == 0 {
+        remove(state, &k).await;
+        return Ok(());
+    }
+    if let Some((_, len)) = range
+        && len != size
+    {
+        remove(state, &k).await;
+        return Err(RegistryError::RangeInvalid(format!(
+            "Content-Range announced {len} bytes but {size} arrived"
+        )));
+    }
+    let (id, expected, d) = (upload.upload_id.clone(), upload.received, digest.clone());
+    let advanced = state
+        .db(move |s| s.advance_registry_upload(&id, expected, size, &d))
+        .await?;
+    if !advanced {
+        remove(state, &k).await;
+        return Err(RegistryError::RangeInvalid(
+            "another request appended to this upload at the same time; query its status and resume"
+                .into(),
+        ));
+    }
+    upload.single_chunk_sha256 = (upload.chunks == 0).then_some(digest);
+    upload.received += size;
+    upload.chunks += 1;
+    Ok(())
+}
+
+pub async fn patch(
+    state: &AppState,
+    name: &ImageName,
+    image: &ImageRef,
+    upload_id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, RegistryError> {
+    let mut upload = session(state, image, upload_id).await?;
+    append(state, &mut upload, headers, body).await?;
+    Ok((StatusCode::ACCEPTED, upload_headers(name, &upload)).into_response())
+}
+
+pub async fn status(
+    state: &AppState,
+    name: &ImageName,
+    image: &ImageRef,
+    upload_id: &str,
+) -> Result<Response, RegistryError> {
+    let upload = session(state, image, upload_id).await?;
+    Ok((StatusCode::NO_CONTENT, upload_headers(name, &upload)).into_response())
+}
+
+async fn discard(state: &AppState, upload: &RegistryUpload, keep: Option<u32>) {
+    for n in 0..upload.chunks {
+        if Some(n) != keep {
+            remove(state, &chunk_key(&upload.upload_id, n)).await;
+        }
+    }
+    let id = upload.upload_id.clone();
+    if let Err(e) = state.db(move |s| s.delete_registry_upload(&id)).await {
+        tracing::error!(error = %e, "could not delete a finished registry upload");
+    }
+}
+
+pub async fn cancel(
+    state: &AppState,
+    image: &ImageRef,
+    upload_id: &str,
+) -> Result<Response, RegistryError> {
+    let upload = session(state, image, upload_id).await?;
+    discard(state, &upload, None).await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `PUT …/blobs/uploads/ID?digest=D`: the last chunk (if any), then the digest check.
+pub async fn finish(
+    state: &AppState,
+    name: &ImageName,
+    image: &ImageRef,
+    upload_id: &str,
+    digest: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, RegistryError> {
+    let expected = parse_digest(digest.ok_or_else(|| {
+        RegistryError::DigestInvalid("finishing an upload needs ?digest=sha256:…".into())
+    })?)?;
+    let mut upload = session(state, image, upload_id).await?;
+    append(state, &mut upload, headers, body).await?;
+    if upload.chunks == 1 && upload.single_chunk_sha256.as_deref() == Some(expected.as_str()) {
+        let k = chunk_key(&upload.upload_id, 0);
+        let blob = RegistryBlob {
+            digest: expected.clone(),
+            size: upload.received,
+            blob_key: k,
+        };
+        adopt(state, image, blob).await?;
+        discard(state, &upload, Some(0)).await;
+        return Ok(created(name, &expected));
+    }
+    // Several chunks (or none): join them through a fresh hash.
+    let mut parts = Vec::new();
+    for n in 0..upload.chunks {
+        parts.push(
+            state
+                .blobs
+                .get(&key(&chunk_key(upload_id, n))?, None)
+                .await
+                .map_err(|e| RegistryError::Internal(e.to_string()))?,
+        );
+    }
+    let joined: cloister_store::ByteStream = Box::pin(futures::stream::iter(parts).flatten());
+    let k = format!("registry/{upload_id}");
+    let info = state
+        .blobs
+        .put(&key(&k)?, joined)
+        .await
+        .map_err(|e| RegistryError::Internal(e.to_string()))?;
+    let actual = format!("sha256:{}", hex::encode(info.sha256));
+    discard(state, &upload, None).await;
+    finish_verified(state, name, image, &expected, &actual, info.size, &k).await
+}
+
+/// `GET`/`HEAD …/blobs/DIGEST`, with `Range` on GET.
+pub async fn get(
+    state: &AppState,
+    image: &ImageRef,
+    digest: &str,
+    head: bool,
+    range: Option<&HeaderValue>,
+) -> Result<Response, RegistryError> {
+    let digest = parse_digest(digest)?;
+    let blob = state
+        .read(|s| s.linked_blob(image, &digest))?
+        .ok_or_else(|| {
+            RegistryError::BlobUnknown(format!("blob {digest} is not in this repository"))
+        })?;
+    let range = match range.and_then(|v| v.to_str().ok()) {
+        Some(v) => crate::storage::objects::parse_range(v, blob.size).map_err(|()| {
+            RegistryError::RangeInvalid(format!(
+                "the Range {v:?} cannot be satisfied for a blob of {} bytes",
+                blob.size
+            ))
+        })?,
+        None => None,
+    };
+    let mut h = headers(&[
+        ("docker-content-digest", digest.clone()),
+        ("content-type", "application/octet-stream".into()),
+        ("accept-ranges", "bytes".into()),
+        ("content-length", blob.size.to_string()),
+    ]);
+    if head {
+        return Ok((StatusCode::OK, h, Body::empty()).into_response());
+    }
+    let stream = state
+        .blobs
+        .get(&key(&blob.blob_key)?, range.map(|(a, b)| a..b + 1))
+        .await
+        .map_err(|e| RegistryError::Internal(e.to_string()))?;
+    let status = match range {
+        Some((a, b)) => {
+            h.extend(headers(&[
+                ("content-range", format!("bytes {a}-{b}/{}", blob.size)),
+                ("content-length", (b + 1 - a).to_string()),
+            ]));
+            StatusCode::PARTIAL_CONTENT
+        }
+        None => StatusCode::OK,
+    };
+    Ok((status, h, Body::from_stream(stream)).into_response())
+}

@@ -1,0 +1,313 @@
+//! `cloister artifacts …`: Artifact Registry repositories and the Docker images in them, as
+//! `gcloud artifacts` names them.
+
+use anyhow::{Context as _, Result, bail};
+use clap::Subcommand;
+use cloister_client::ApiClient;
+use serde_json::{Value, json};
+
+use super::Context;
+use super::format::{print_list, print_one};
+use super::policy::{add_member, remove_member};
+
+/// The location used when none is given (Artifact Registry's multi-region name).
+const DEFAULT_LOCATION: &str = "us";
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsCommand {
+    #[command(subcommand)]
+    Repositories(RepositoriesCommand),
+    #[command(subcommand)]
+    Docker(DockerCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Where {
+    #[arg(long)]
+    project: Option<String>,
+    #[arg(long, default_value = DEFAULT_LOCATION)]
+    location: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepositoriesCommand {
+    Create {
+        repository: String,
+        #[command(flatten)]
+        at: Where,
+        #[arg(long, default_value = "docker")]
+        repository_format: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    Describe {
+        repository: String,
+        #[command(flatten)]
+        at: Where,
+    },
+    List {
+        #[command(flatten)]
+        at: Where,
+    },
+    Delete {
+        repository: String,
+        #[command(flatten)]
+        at: Where,
+    },
+    GetIamPolicy {
+        repository: String,
+        #[command(flatten)]
+        at: Where,
+    },
+    AddIamPolicyBinding {
+        repository: String,
+        #[command(flatten)]
+        at: Where,
+        #[arg(long)]
+        member: String,
+        #[arg(long)]
+        role: String,
+    },
+    RemoveIamPolicyBinding {
+        repository: String,
+        #[command(flatten)]
+        at: Where,
+        #[arg(long)]
+        member: String,
+        #[arg(long)]
+        role: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DockerCommand {
+    #[command(subcommand)]
+    Images(ImagesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// Resolve HOST/PROJECT/REPOSITORY/IMAGE[:TAG|@DIGEST] to its digest (image_summary).
+    Describe { image: String },
+    /// Images in HOST/PROJECT/REPOSITORY[/IMAGE], with their digests and tags.
+    List { repository: String },
+}
+
+pub async fn run(ctx: &mut Context, c: ArtifactsCommand) -> Result<()> {
+    let client = ctx.client().await?;
+    match c {
+        ArtifactsCommand::Repositories(c) => repositories(ctx, &client, c).await,
+        ArtifactsCommand::Docker(DockerCommand::Images(c)) => images(ctx, &client, c).await,
+    }
+}
+
+fn repository_path(ctx: &Context, repository: &str, at: &Where) -> Result<String> {
+    Ok(format!(
+        "/v1/projects/{}/locations/{}/repositories/{repository}",
+        ctx.project(at.project.clone())?,
+        at.location
+    ))
+}
+
+async fn repositories(ctx: &Context, client: &ApiClient, c: RepositoriesCommand) -> Result<()> {
+    match c {
+        RepositoriesCommand::Create {
+            repository,
+            at,
+            repository_format,
+            description,
+        } => {
+            let project = ctx.project(at.project)?;
+            let op = client
+                .post_query(
+                    &format!("/v1/projects/{project}/locations/{}/repositories", at.location),
+                    &[("repositoryId", repository.clone())],
+                    &json!({"format": repository_format.to_ascii_uppercase(), "description": description}),
+                )
+                .await?;
+            eprintln!("Created repository [{repository}].");
+            print_one(&ctx.format, &op["response"])
+        }
+        RepositoriesCommand::Describe { repository, at } => {
+            let path = repository_path(ctx, &repository, &at)?;
+            print_one(&ctx.format, &client.get(&path).await?)
+        }
+        RepositoriesCommand::List { at } => {
+            let project = ctx.project(at.project)?;
+            let list = client
+                .get(&format!(
+                    "/v1/projects/{project}/locations/{}/repositories",
+                    at.location
+                ))
+                .await?;
+            let items = list["repositories"].as_array().cloned().unwrap_or_default();
+            print_list(
+                &ctx.format,
+                &items,
+                &[
+                    ("REPOSITORY", "name"),
+                    ("FORMAT", "format"),
+                    ("URI", "registryUri"),
+                ],
+            )
+        }
+        RepositoriesCommand::Delete { repository, at } => {
+            client
+                .delete(&repository_path(ctx, &repository, &at)?)
+                .await?;
+            eprintln!("Deleted repository [{repository}].");
+            Ok(())
+        }
+        RepositoriesCommand::GetIamPolicy { repository, at } => {
+            let path = format!("{}:getIamPolicy", repository_path(ctx, &repository, &at)?);
+            print_one(&ctx.format, &client.post(&path, &json!({})).await?)
+        }
+        RepositoriesCommand::AddIamPolicyBinding {
+            repository,
+            at,
+            member,
+            role,
+        } => {
+            let path = repository_path(ctx, &repository, &at)?;
+            edit(ctx, client, &path, |p| add_member(p, &role, &member)).await
+        }
+        RepositoriesCommand::RemoveIamPolicyBinding {
+            repository,
+            at,
+            member,
+            role,
+        } => {
+            let path = repository_path(ctx, &repository, &at)?;
+            edit(ctx, client, &path, |p| remove_member(p, &role, &member)).await
+        }
+    }
+}
+
+async fn edit(
+    ctx: &Context,
+    client: &ApiClient,
+    path: &str,
+    change: impl Fn(&mut Value),
+) -> Result<()> {
+    let mut policy = client
+        .post(&format!("{path}:getIamPolicy"), &json!({}))
+        .await?;
+    change(&mut policy);
+    let policy = client
+        .post(
+            &format!("{path}:setIamPolicy"),
+            &json!({ "policy": policy }),
+        )
+        .await?;
+    eprintln!(
+        "Updated IAM policy for repository [{}].",
+        path.rsplit('/').next().unwrap_or(path)
+    );
+    print_one(&ctx.format, &policy)
+}
+
+/// An image reference split as Docker does: `HOST/NAME[:TAG|@DIGEST]`.
+struct ImageReference {
+    host: String,
+    name: String,
+    reference: String,
+}
+
+fn parse_reference(image: &str) -> Result<ImageReference> {
+    let (host, rest) = image
+        .split_once('/')
+        .filter(|(h, _)| h.contains('.') || h.contains(':') || *h == "localhost")
+        .with_context(|| {
+            format!("{image:?} does not start with a registry host (HOST/PROJECT/REPOSITORY/IMAGE)")
+        })?;
+    let (name, reference) = match rest.split_once('@') {
+        Some((name, digest)) => (name, digest.to_owned()),
+        None => match rest.rsplit_once(':') {
+            Some((name, tag)) if !tag.contains('/') => (name, tag.to_owned()),
+            _ => (rest, "latest".to_owned()),
+        },
+    };
+    if name.split('/').count() < 3 {
+        bail!("{image:?} names no image: expected HOST/PROJECT/REPOSITORY/IMAGE[:TAG|@DIGEST]");
+    }
+    Ok(ImageReference {
+        host: host.to_owned(),
+        name: name.to_owned(),
+        reference,
+    })
+}
+
+async fn images(ctx: &Context, client: &ApiClient, c: ImagesCommand) -> Result<()> {
+    match c {
+        ImagesCommand::Describe { image } => {
+            let r = parse_reference(&image)?;
+            let digest = client
+                .manifest_digest(&format!("/v2/{}/manifests/{}", r.name, r.reference))
+                .await?;
+            let repository = r.name.split('/').nth(1).unwrap_or_default();
+            print_one(
+                &ctx.format,
+                &json!({"image_summary": {
+                    "digest": digest,
+                    "fully_qualified_digest": format!("{}/{}@{digest}", r.host, r.name),
+                    "registry": r.host,
+                    "repository": repository,
+                }}),
+            )
+        }
+        ImagesCommand::List { repository } => {
+            let (_, path) = repository
+                .split_once('/')
+                .context("expected HOST/PROJECT/REPOSITORY[/IMAGE]")?;
+            let parts: Vec<&str> = path.splitn(3, '/').collect();
+            let [project, repo, rest @ ..] = parts.as_slice() else {
+                bail!("expected HOST/PROJECT/REPOSITORY[/IMAGE], got {repository:?}");
+            };
+            // The repository's location is not part of the image name: find it first.
+            let repos = client
+                .get(&format!("/v1/projects/{project}/locations/-/repositories"))
+                .await?;
+            let name = repos["repositories"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["name"].as_str())
+                .find(|n| n.ends_with(&format!("/repositories/{repo}")))
+                .with_context(|| format!("no repository {repo} in project {project}"))?
+                .to_owned();
+            let list = client.get(&format!("/v1/{name}/dockerImages")).await?;
+            let host = repository.split('/').next().unwrap_or_default();
+            let rows: Vec<Value> = list["dockerImages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|i| {
+                    rest.first().is_none_or(|image| {
+                        i["uri"].as_str().is_some_and(|u| u.contains(&format!("/{repo}/{image}@")))
+                    })
+                })
+                .map(|i| {
+                    let uri = i["uri"].as_str().unwrap_or_default();
+                    let (name, digest) = uri.split_once('@').unwrap_or((uri, ""));
+                    let name = name.split_once('/').map_or(name, |(_, n)| n);
+                    json!({
+                        "package": format!("{host}/{name}"),
+                        "digest": digest,
+                        "tags": i["tags"].as_array().map(|t| t.iter().filter_map(|t| t.as_str()).collect::<Vec<_>>().join(",")).unwrap_or_default(),
+                        "createTime": i["uploadTime"],
+                    })
+                })
+                .collect();
+            print_list(
+                &ctx.format,
+                &rows,
+                &[
+                    ("IMAGE", "package"),
+                    ("DIGEST", "digest"),
+                    ("TAGS", "tags"),
+                    ("CREATE_TIME", "createTime"),
+                ],
+            )
+        }
+    }
+}
