@@ -1,0 +1,290 @@
+//! Real OCI clients against the real server: `podman build` (FROM scratch, no container run)
+//! and `podman push`/`pull`, `skopeo copy` both ways byte-identical, the Rust `oci-client`
+//! crate pulling by tag and by digest, and the `artifacts` CLI (the codelab's
+//! `images describe … --format='value(image_summary.digest)'`).
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+use support::World;
+
+fn run(program: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs (scripts/install-deps.sh installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn fails(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap();
+    assert!(
+        !out.status.success(),
+        "{program} {args:?} should have failed"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every blob file of an OCI layout, by name.
+fn layout_blobs(layout: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut blobs: Vec<(String, Vec<u8>)> = std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    blobs.sort();
+    blobs
+}
+
+#[test]
+fn podman_skopeo_and_oci_client_push_and_pull_through_cloister() {
+    let w = World::with_users(&[]);
+    let alice = |args: &[&str]| {
+        let mut all = vec!["--profile", "alice"];
+        all.extend(args);
+        w.cli.ok(&all)
+    };
+    alice(&["projects", "create", "primus-bank"]);
+    alice(&[
+        "artifacts",
+        "repositories",
+        "create",
+        "models",
+        "--project",
+        "primus-bank",
+        "--repository-format",
+        "docker",
+        "--location",
+        "us",
+    ]);
+    let token = alice(&["auth", "print-access-token"]).trim().to_owned();
+    let creds = format!("oauth2accesstoken:{token}");
+    let host = w.server.endpoint().trim_start_matches("http://").to_owned();
+    let image = format!("{host}/primus-bank/models/hello");
+
+    // podman builds FROM scratch without running anything, in its own storage.
+    let root = w.dir.path().join("podman");
+    let (graph, runroot) = (root.join("root"), root.join("run"));
+    let podman = |args: &[&str]| {
+        let mut all = vec![
+            "--root",
+            graph.to_str().unwrap(),
+            "--runroot",
+            runroot.to_str().unwrap(),
+            "--storage-driver",
+            "vfs",
+            "--events-backend",
+            "none",
+        ];
+        all.extend(args);
+        run("podman", &all)
+    };
+    let context = w.dir.path().join("context");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::write(context.join("hello.txt"), "hello from the workload\n").unwrap();
+    std::fs::write(
+        context.join("Containerfile"),
+        "FROM scratch\nCOPY hello.txt /hello.txt\nLABEL tee.launch_policy.allow_cmd_override=true\nCMD [\"/hello\"]\n",
+    )
+    .unwrap();
+    podman(&[
+        "build",
+        "-t",
+        "localhost/hello:1",
+        context.to_str().unwrap(),
+    ]);
+    podman(&[
+        "push",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        "localhost/hello:1",
+        &format!("docker://{image}:v1"),
+    ]);
+
+    // The codelab's way to learn the digest; it names exactly the bytes skopeo reads back.
+    let digest = alice(&[
+        "artifacts",
+        "docker",
+        "images",
+        "describe",
+        &format!("{image}:v1"),
+        "--format",
+        "value(image_summary.digest)",
+    ]);
+    let digest = digest.trim();
+    let raw = run(
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            &creds,
+            "--raw",
+            &format!("docker://{image}:v1"),
+        ],
+    );
+    assert_eq!(
+        digest,
+        format!("sha256:{}", hex::encode(Sha256::digest(&raw)))
+    );
+
+    // skopeo: an OCI layout pushed and pulled back is byte-identical.
+    let (l1, l2) = (w.dir.path().join("layout1"), w.dir.path().join("layout2"));
+    podman(&[
+        "push",
+        "localhost/hello:1",
+        &format!("oci:{}:v2", l1.display()),
+    ]);
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
+            &format!("oci:{}:v2", l1.display()),
+            &format!("docker://{image}:v2"),
+        ],
+    );
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &creds,
+            &format!("docker://{image}:v2"),
+            &format!("oci:{}:v2", l2.display()),
+        ],
+    );
+    assert_eq!(layout_blobs(&l1), layout_blobs(&l2));
+
+    // podman pulls by digest into fresh storage.
+    podman(&["rmi", "localhost/hello:1"]);
+    podman(&[
+        "pull",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        &format!("{image}@{digest}"),
+    ]);
+    let labels = podman(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{index .Labels \"tee.launch_policy.allow_cmd_override\"}}",
+        &format!("{image}@{digest}"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&labels).trim(), "true");
+
+    // The Rust oci-client crate, by tag and by digest.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for reference in [format!("{image}:v1"), format!("{image}@{digest}")] {
+        let pulled = rt.block_on(async {
+            let client = oci_client::Client::try_from(oci_client::client::ClientConfig {
+                protocol: oci_client::client::ClientProtocol::Http,
+                ..Default::default()
+            })
+            .unwrap();
+            let auth =
+                oci_client::secrets::RegistryAuth::Basic("oauth2accesstoken".into(), token.clone());
+            client
+                .pull(
+                    &reference.parse().unwrap(),
+                    &auth,
+                    vec![
+                        oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE,
+                        oci_client::manifest::IMAGE_LAYER_MEDIA_TYPE,
+                    ],
+                )
+                .await
+                .unwrap()
+        });
+        assert_eq!(pulled.digest.as_deref(), Some(digest), "{reference}");
+        assert_eq!(pulled.layers.len(), 1);
+    }
+
+    let listed = alice(&[
+        "artifacts",
+        "docker",
+        "images",
+        "list",
+        &format!("{host}/primus-bank/models"),
+        "--format",
+        "value(package,tags)",
+    ]);
+    assert!(listed.contains(&format!("{image}\tv1")), "{listed}");
+
+    // Bob may not pull until he is a reader, and may not push once he is one.
+    let bob_token = w
+        .cli
+        .ok(&["--profile", "bob", "auth", "print-access-token"])
+        .trim()
+        .to_owned();
+    let bob = format!("oauth2accesstoken:{bob_token}");
+    let err = fails(
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            &bob,
+            &format!("docker://{image}:v1"),
+        ],
+    );
+    assert!(
+        err.to_lowercase().contains("denied") || err.contains("unauthorized"),
+        "{err}"
+    );
+    alice(&[
+        "artifacts",
+        "repositories",
+        "add-iam-policy-binding",
+        "models",
+        "--project",
+        "primus-bank",
+        "--member",
+        "user:bob@example.com",
+        "--role",
+        "roles/artifactregistry.reader",
+    ]);
+    run(
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            &bob,
+            &format!("docker://{image}:v1"),
+        ],
+    );
+    let err = fails(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &bob,
+            &format!("oci:{}:v2", l1.display()),
+            &format!("docker://{image}:stolen"),
+        ],
+    );
+    assert!(
+        err.to_lowercase().contains("denied") || err.contains("unauthorized"),
+        "{err}"
+    );
+}
