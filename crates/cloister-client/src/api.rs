@@ -306,6 +306,92 @@ impl ApiClient {
         }
     }
 
+    /// Pushes `file` as the blob `digest` of the OCI repository `name` (a monolithic upload:
+    /// POST for a session, then PUT with the bytes), unless the registry already has it.
+    pub async fn push_blob(
+        &self,
+        name: &str,
+        file: &std::path::Path,
+        digest: &str,
+    ) -> Result<(), ClientError> {
+        let blob = format!("{}/v2/{name}/blobs/{digest}", self.endpoint);
+        let head = self
+            .authed(self.http.head(&blob))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        if head.status().is_success() {
+            return Ok(());
+        }
+        let start = self
+            .authed(
+                self.http
+                    .post(format!("{}/v2/{name}/blobs/uploads/", self.endpoint)),
+            )
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let location = match start.headers().get(reqwest::header::LOCATION) {
+            Some(l) if start.status().is_success() => l.to_str().unwrap_or_default().to_owned(),
+            _ => return json_result(start).await.map(|_| ()),
+        };
+        let (handle, len) = open_file(file).await?;
+        let body = reqwest::Body::wrap_stream(counted(handle, u64::MAX, Progress::default()));
+        let url = format!(
+            "{}{location}",
+            if location.starts_with('/') {
+                self.endpoint.as_str()
+            } else {
+                ""
+            }
+        );
+        let resp = self
+            .authed(self.http.put(url).query(&[("digest", digest)]))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        json_result(resp).await.map(|_| ())
+    }
+
+    /// Pushes a manifest under `reference` (a tag or digest); returns its digest.
+    pub async fn push_manifest(
+        &self,
+        name: &str,
+        reference: &str,
+        media_type: &str,
+        manifest: Vec<u8>,
+    ) -> Result<String, ClientError> {
+        let resp = self
+            .authed(
+                self.http
+                    .put(format!("{}/v2/{name}/manifests/{reference}", self.endpoint)),
+            )
+            .header(reqwest::header::CONTENT_TYPE, media_type)
+            .body(manifest)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let digest = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        json_result(resp).await?;
+        digest.ok_or_else(|| {
+            ClientError::Config("the registry returned no Docker-Content-Digest".into())
+        })
+    }
+
+    fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        }
+    }
+
     /// Streams a GET's body into `out` (a download); returns the number of bytes written.
     pub async fn download(
         &self,

@@ -288,3 +288,197 @@ fn podman_skopeo_and_oci_client_push_and_pull_through_cloister() {
         "{err}"
     );
 }
+
+#[test]
+fn artifacts_push_packages_executables_that_run_from_their_image_alone() {
+    let w = World::with_users(&[]);
+    let alice = |args: &[&str]| {
+        let mut all = vec!["--profile", "alice"];
+        all.extend(args);
+        w.cli.ok(&all)
+    };
+    alice(&["projects", "create", "primus-bank"]);
+    alice(&[
+        "artifacts",
+        "repositories",
+        "create",
+        "workloads",
+        "--project",
+        "primus-bank",
+    ]);
+    let token = alice(&["auth", "print-access-token"]).trim().to_owned();
+    let creds = format!("oauth2accesstoken:{token}");
+    let host = w.server.endpoint().trim_start_matches("http://").to_owned();
+
+    // A static executable (built here) and a dynamic one (from the system, with its libc).
+    let src = w.dir.path().join("hello.c");
+    std::fs::write(&src, "#include <stdio.h>\nint main(int c, char **v){printf(\"hello %s\\n\", c > 1 ? v[1] : \"nobody\");return 0;}\n").unwrap();
+    let static_exe = w.dir.path().join("hello");
+    run(
+        "gcc",
+        &[
+            "-static",
+            "-O1",
+            "-o",
+            static_exe.to_str().unwrap(),
+            src.to_str().unwrap(),
+        ],
+    );
+    let model = w.dir.path().join("model.onnx");
+    std::fs::write(&model, b"weights").unwrap();
+
+    for (exe, image, args) in [
+        (static_exe.to_str().unwrap(), "hello", vec!["secundus"]),
+        ("/bin/echo", "echo", vec!["from", "the", "image"]),
+    ] {
+        let reference = format!("{host}/primus-bank/workloads/{image}:v1");
+        let model_file = format!("{}:/models/model.onnx", model.display());
+        let mut push = vec![
+            "artifacts",
+            "push",
+            &reference,
+            "--executable",
+            exe,
+            "--file",
+            &model_file,
+            "--label",
+            "tee.launch_policy.allow_cmd_override=true",
+            "--env",
+            "MODEL=/models/model.onnx",
+        ];
+        for a in &args {
+            push.extend(["--cmd", a]);
+        }
+        let digest = alice(&push).trim().to_owned();
+        assert!(digest.starts_with("sha256:"), "{digest}");
+        // Deterministic: the same files give the same digest.
+        assert_eq!(alice(&push).trim(), digest);
+
+        let layout = w.dir.path().join(format!("{image}-layout"));
+        run(
+            "skopeo",
+            &[
+                "copy",
+                "--src-tls-verify=false",
+                "--src-creds",
+                &creds,
+                &format!("docker://{reference}"),
+                &format!("oci:{}:v1", layout.display()),
+            ],
+        );
+        let config: serde_json::Value = serde_json::from_slice(&run(
+            "skopeo",
+            &[
+                "inspect",
+                "--config",
+                &format!("oci:{}:v1", layout.display()),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(
+            config["config"]["Labels"]["tee.launch_policy.allow_cmd_override"],
+            "true"
+        );
+        assert!(
+            config["config"]["Env"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!("MODEL=/models/model.onnx"))
+        );
+        let exe_name = Path::new(exe).file_name().unwrap().to_str().unwrap();
+        assert_eq!(
+            config["config"]["Entrypoint"],
+            serde_json::json!([format!("/usr/local/bin/{exe_name}")])
+        );
+
+        // Unpack the only layer and run the entrypoint inside it: nothing from the host.
+        let manifest: serde_json::Value = serde_json::from_slice(&run(
+            "skopeo",
+            &["inspect", "--raw", &format!("oci:{}:v1", layout.display())],
+        ))
+        .unwrap();
+        let layers = manifest["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 1);
+        let layer_hex = layers[0]["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:");
+        let rootfs = w.dir.path().join(format!("{image}-rootfs"));
+        std::fs::create_dir_all(&rootfs).unwrap();
+        run(
+            "tar",
+            &[
+                "-xf",
+                layout
+                    .join("blobs/sha256")
+                    .join(layer_hex)
+                    .to_str()
+                    .unwrap(),
+                "-C",
+                rootfs.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(
+            std::fs::read(rootfs.join("models/model.onnx")).unwrap(),
+            b"weights"
+        );
+        let mut chroot = vec![
+            rootfs.to_str().unwrap().to_owned(),
+            format!("/usr/local/bin/{exe_name}"),
+        ];
+        chroot.extend(args.iter().map(|a| a.to_string()));
+        let out = run(
+            "chroot",
+            &chroot.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        let expected = if image == "hello" {
+            "hello secundus\n".to_owned()
+        } else {
+            format!("{}\n", args.join(" "))
+        };
+        assert_eq!(String::from_utf8_lossy(&out), expected);
+        let files = walk(&rootfs);
+        if image == "hello" {
+            assert_eq!(
+                files,
+                ["models/model.onnx", "usr/local/bin/hello"],
+                "a static executable needs nothing else"
+            );
+        } else {
+            assert!(files.iter().any(|f| f.ends_with("libc.so.6")), "{files:?}");
+        }
+    }
+
+    let err = w.cli.fails(&[
+        "--profile",
+        "alice",
+        "artifacts",
+        "push",
+        &format!("{host}/primus-bank/workloads/bad:v1"),
+        "--executable",
+        "/bin/true",
+        "--file",
+        &format!("{}:/models/../../etc/passwd", model.display()),
+    ]);
+    assert!(
+        err.contains("not an absolute file path inside the image"),
+        "{err}"
+    );
+}
+
+fn walk(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -6,8 +6,11 @@ use clap::Subcommand;
 use cloister_client::ApiClient;
 use serde_json::{Value, json};
 
+use std::path::PathBuf;
+
 use super::Context;
 use super::format::{print_list, print_one};
+use super::package;
 use super::policy::{add_member, remove_member};
 
 /// The location used when none is given (Artifact Registry's multi-region name).
@@ -19,6 +22,37 @@ pub enum ArtifactsCommand {
     Repositories(RepositoriesCommand),
     #[command(subcommand)]
     Docker(DockerCommand),
+    /// Package a local executable (with the shared libraries it loads) and extra files as a
+    /// minimal OCI image, push it to HOST/PROJECT/REPOSITORY/IMAGE[:TAG], print its digest.
+    Push(PushArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PushArgs {
+    image: String,
+    /// The program the image runs.
+    #[arg(long)]
+    executable: PathBuf,
+    /// Where the executable goes in the image [default: /usr/local/bin/NAME].
+    #[arg(long)]
+    dest: Option<String>,
+    /// Extra files, HOST_PATH:IMAGE_PATH (repeatable; a directory is copied whole).
+    #[arg(long = "file")]
+    files: Vec<String>,
+    /// The entrypoint [default: the executable].
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Default arguments (repeatable, in order).
+    #[arg(long = "cmd", allow_hyphen_values = true)]
+    cmd: Vec<String>,
+    /// Environment variables, NAME=VALUE (repeatable).
+    #[arg(long = "env")]
+    env: Vec<String>,
+    #[arg(long)]
+    workdir: Option<String>,
+    /// Labels, KEY=VALUE (repeatable), e.g. tee.launch_policy.allow_cmd_override=true.
+    #[arg(long = "label")]
+    labels: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,7 +132,113 @@ pub async fn run(ctx: &mut Context, c: ArtifactsCommand) -> Result<()> {
     match c {
         ArtifactsCommand::Repositories(c) => repositories(ctx, &client, c).await,
         ArtifactsCommand::Docker(DockerCommand::Images(c)) => images(ctx, &client, c).await,
+        ArtifactsCommand::Push(args) => push(&client, args).await,
     }
+}
+
+fn key_value(kind: &str, s: &str) -> Result<(String, String)> {
+    let (k, v) = s
+        .split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .with_context(|| format!("{kind} {s:?} is not KEY=VALUE"))?;
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+async fn push(client: &ApiClient, args: PushArgs) -> Result<()> {
+    let r = parse_reference(&args.image)?;
+    let name = args
+        .executable
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("the executable has no file name")?;
+    let dest = package::image_path(
+        &args
+            .dest
+            .unwrap_or_else(|| format!("/usr/local/bin/{name}")),
+    )?;
+    let mut files = package::elf_closure(&args.executable)?;
+    files.insert(dest.clone(), args.executable.clone());
+    for spec in &args.files {
+        let (host, inside) = spec
+            .split_once(':')
+            .with_context(|| format!("--file {spec:?} is not HOST_PATH:IMAGE_PATH"))?;
+        let inside = package::image_path(inside)?;
+        let host = PathBuf::from(host);
+        if host.is_dir() {
+            for entry in walkdir::WalkDir::new(&host).sort_by_file_name() {
+                let entry = entry?;
+                if entry.file_type().is_file() {
+                    let rel = entry
+                        .path()
+                        .strip_prefix(&host)?
+                        .to_string_lossy()
+                        .into_owned();
+                    files.insert(
+                        package::image_path(&format!("{inside}/{rel}"))?,
+                        entry.path().to_owned(),
+                    );
+                }
+            }
+        } else {
+            files.insert(inside, host);
+        }
+    }
+    let settings = package::Settings {
+        entrypoint: vec![args.entrypoint.unwrap_or(dest)],
+        cmd: args.cmd,
+        env: args
+            .env
+            .iter()
+            .map(|e| key_value("--env", e).map(|(k, v)| format!("{k}={v}")))
+            .collect::<Result<_>>()?,
+        workdir: args.workdir,
+        labels: args
+            .labels
+            .iter()
+            .map(|l| key_value("--label", l))
+            .collect::<Result<_>>()?,
+    };
+    let dir = tempfile::tempdir()?;
+    let layer_path = dir.path().join("layer.tar");
+    let (layer_digest, layer_size) = {
+        let (files, out) = (files.clone(), std::fs::File::create(&layer_path)?);
+        tokio::task::spawn_blocking(move || package::write_layer(&files, out)).await??
+    };
+    let config = serde_json::to_vec(&package::config(&settings, &layer_digest))?;
+    let config_path = dir.path().join("config.json");
+    std::fs::write(&config_path, &config)?;
+    let config_digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&config))
+    );
+    client
+        .push_blob(&r.name, &layer_path, &layer_digest)
+        .await?;
+    client
+        .push_blob(&r.name, &config_path, &config_digest)
+        .await?;
+    let manifest = package::manifest(&config, &layer_digest, layer_size);
+    let reference = if r.reference.starts_with("sha256:") {
+        "latest".to_owned()
+    } else {
+        r.reference
+    };
+    let digest = client
+        .push_manifest(
+            &r.name,
+            &reference,
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest,
+        )
+        .await?;
+    eprintln!(
+        "Pushed {} files ({layer_size} bytes) as {}/{}:{reference}",
+        files.len(),
+        r.host,
+        r.name
+    );
+    println!("{digest}");
+    Ok(())
 }
 
 fn repository_path(ctx: &Context, repository: &str, at: &Where) -> Result<String> {

@@ -9,6 +9,7 @@ mod config;
 pub mod format;
 mod iam;
 mod kms;
+mod package;
 mod policy;
 mod projects;
 mod service_accounts;
