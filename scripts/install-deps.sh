@@ -10,8 +10,9 @@ fi
 # Debian packages the build and the tests use. Skipped when all are present, so repeated runs
 # and machines without network access to Debian still work.
 # swtpm provides the vTPM; libtss2-dev is the TPM software stack the attester links;
-# skopeo and podman are the real OCI clients the registry interop tests drive.
-packages=(gcc pkg-config ca-certificates swtpm swtpm-tools libtss2-dev tpm2-tools skopeo podman)
+# skopeo and podman are the real OCI clients the registry interop tests drive; runc runs
+# the workload containers the launcher starts.
+packages=(gcc pkg-config ca-certificates swtpm swtpm-tools libtss2-dev tpm2-tools skopeo podman runc)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

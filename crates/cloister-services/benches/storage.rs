@@ -5,25 +5,11 @@
 
 mod common;
 
-use std::io::Write;
 use std::time::Instant;
 
-use common::{BenchServer, env_or, runtimes};
+use common::{BenchServer, CHUNK, env_or, peak_rss_mib, references, runtimes};
 use futures::StreamExt;
 use serde_json::json;
-
-const CHUNK: usize = 1 << 20;
-
-/// Peak resident memory of this process so far (VmHWM), in MiB.
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
 
 fn main() {
     let mib = env_or("BENCH_MIB", 1024) as usize;
@@ -35,31 +21,7 @@ async fn run(server: tokio::runtime::Handle, mib: usize) {
     let bytes = (mib * CHUNK) as f64;
     let chunk: Vec<u8> = (0..CHUNK).map(|i| (i * 31 % 251) as u8).collect();
 
-    // References: memcpy, and writing + fsyncing a file of the same size on the same disk.
-    let start = Instant::now();
-    let mut dst = vec![0u8; CHUNK];
-    for _ in 0..mib {
-        dst.copy_from_slice(std::hint::black_box(&chunk));
-    }
-    let memcpy = bytes / start.elapsed().as_secs_f64();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("disk-reference");
-    let start = Instant::now();
-    {
-        let mut f = std::fs::File::create(&path).expect("create");
-        for _ in 0..mib {
-            f.write_all(&chunk).expect("write");
-        }
-        f.sync_all().expect("sync");
-    }
-    let disk = bytes / start.elapsed().as_secs_f64();
-    std::fs::remove_file(&path).expect("remove");
-    println!(
-        "reference: memcpy {:.0} MB/s; disk write+fsync {:.0} MB/s",
-        memcpy / 1e6,
-        disk / 1e6
-    );
-
+    let (memcpy, disk) = references(mib, &chunk);
     let srv = BenchServer::start(&server).await;
     let owner = srv.user("primus@example.com").await;
     srv.post("/v1/projects", &owner, json!({"projectId": "primus-bank"}))

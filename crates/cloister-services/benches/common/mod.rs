@@ -177,3 +177,50 @@ pub fn report(what: &str, mut latencies: Vec<Duration>, elapsed: f64, server_cpu
         2.0 * n / server_cpu
     );
 }
+
+pub const CHUNK: usize = 1 << 20;
+
+/// Peak resident memory of this process so far (VmHWM), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// References measured in the same run: memcpy, and writing + fsyncing a file of `mib` MiB on
+/// the same disk. Returns bytes per second for each.
+pub fn references(mib: usize, chunk: &[u8]) -> (f64, f64) {
+    use std::io::Write;
+    use std::time::Instant;
+    let bytes = (mib * CHUNK) as f64;
+    let start = Instant::now();
+    let mut dst = vec![0u8; CHUNK];
+    for _ in 0..mib {
+        // Both sides opaque: otherwise the repeated copy is folded away.
+        std::hint::black_box(&mut dst).copy_from_slice(std::hint::black_box(chunk));
+    }
+    let memcpy = bytes / start.elapsed().as_secs_f64();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("disk-reference");
+    let start = Instant::now();
+    {
+        let mut f = std::fs::File::create(&path).expect("create");
+        for _ in 0..mib {
+            f.write_all(chunk).expect("write");
+        }
+        f.sync_all().expect("sync");
+    }
+    let disk = bytes / start.elapsed().as_secs_f64();
+    std::fs::remove_file(&path).expect("remove");
+    println!(
+        "reference: memcpy {:.0} MB/s; disk write+fsync {:.0} MB/s",
+        memcpy / 1e6,
+        disk / 1e6
+    );
+
+    (memcpy, disk)
+}
