@@ -12,12 +12,14 @@ use cloister_store::{DataDir, DataDirError, FsBlobStore, MetadataStore, SqliteSt
 use tower_http::trace::TraceLayer;
 
 use crate::auth::tokens::AccessTokens;
+use crate::compute::driver::{Launcher, LocalDriver};
 use crate::error::ApiError;
 use crate::iam::authorizer::Authorizer;
 use crate::signing::SigningKeys;
 use crate::state::AppState;
 use crate::{
-    audit, auth, federation, health, iam, kms, oidc, registry, storage, time_util, verifier,
+    audit, auth, compute, federation, health, iam, kms, oidc, registry, storage, time_util,
+    verifier,
 };
 use cloister_tpm::identity::IdentityCa;
 
@@ -33,6 +35,8 @@ pub struct ServerConfig {
     pub public_url: String,
     /// Largest JSON request body accepted by the control-plane APIs.
     pub max_body_bytes: usize,
+    /// The launcher binary instances run (the `cloister` binary itself); none = no instances.
+    pub launcher: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +55,8 @@ pub enum StartupError {
     IdentityCa { path: PathBuf, detail: String },
     #[error("public URL {0:?} is not an http(s) URL such as https://cloister.example.com")]
     PublicUrl(String),
+    #[error("reading the launcher binary: {0}")]
+    Launcher(String),
 }
 
 pub struct OpenedServer {
@@ -59,6 +65,8 @@ pub struct OpenedServer {
     pub data_dir: DataDir,
     /// Set when this start created the bootstrap admin: where its credential file is.
     pub bootstrap_credential: Option<PathBuf>,
+    /// The instances this server runs (stop them on shutdown).
+    pub compute: Arc<LocalDriver>,
 }
 
 pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
@@ -70,6 +78,20 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         return Err(StartupError::PublicUrl(config.public_url));
     }
     let data_dir = DataDir::open(&config.data_dir)?;
+    let launcher = match &config.launcher {
+        Some(path) => {
+            let path = path.clone();
+            let loaded =
+                tokio::task::spawn_blocking(move || Launcher::load(&path).map_err(|e| (path, e)))
+                    .await
+                    .map_err(|e| StartupError::Launcher(e.to_string()))?
+                    .map_err(|(path, e)| {
+                        StartupError::Launcher(format!("{}: {e}", path.display()))
+                    })?;
+            Some(Arc::new(loaded))
+        }
+        None => None,
+    };
     let store: Arc<dyn MetadataStore> = Arc::new(SqliteStore::open(&data_dir.metadata_db())?);
     let blobs = Arc::new(FsBlobStore::open(&data_dir.blob_root()).await?);
     let token_key = data_dir.secret("access-token-hmac.key", 32)?;
@@ -92,12 +114,36 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         kek: Arc::new(kek),
         identity_ca,
         jwks: Arc::default(),
+        compute: Arc::new(LocalDriver::new(
+            data_dir.root().join("instances"),
+            launcher.clone(),
+        )),
         public_url,
     };
+    if let Some(launcher) = &launcher {
+        register_launcher(&state, launcher)
+            .await
+            .map_err(StartupError::Bootstrap)?;
+    }
+    // Instances are processes of this server: none survived its last stop.
+    state
+        .db(|s| {
+            for p in s.list_projects()? {
+                for i in s.list_instances(&p.id, "-")? {
+                    if i.status != "TERMINATED" {
+                        s.set_instance_status(&i.resource_name(), "TERMINATED")?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(StartupError::Bootstrap)?;
     let bootstrap_credential = bootstrap_admin(&state, &data_dir)
         .await
         .map_err(StartupError::Bootstrap)?;
     Ok(OpenedServer {
+        compute: Arc::clone(&state.compute),
         router: router(state, config.max_body_bytes),
         data_dir,
         bootstrap_credential,
@@ -143,6 +189,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(storage::copy::router())
         .merge(storage::upload::router())
         .merge(registry::router())
+        .merge(compute::router())
         .merge(verifier::challenges::router())
         .merge(verifier::reference_values::router())
         .merge(verifier::identity_ca::router())
@@ -161,6 +208,20 @@ async fn not_found(uri: Uri) -> ApiError {
         "No API at {}: check the endpoint and the path",
         uri.path()
     ))
+}
+
+/// The embedded default trusts the launcher it ships: its measurement becomes a reference
+/// value (support attributes LATEST, STABLE, USABLE), so its instances' tokens carry them.
+async fn register_launcher(state: &AppState, launcher: &Launcher) -> Result<(), ApiError> {
+    let record = cloister_store::ReferenceValueRecord {
+        measurement: launcher.measurement(),
+        swversion: env!("CARGO_PKG_VERSION").to_owned(),
+        dbgstat: "disabled-since-boot".into(),
+        support_attributes: vec!["LATEST".into(), "STABLE".into(), "USABLE".into()],
+        description: "the launcher this server ships (registered at start)".into(),
+        create_time: time_util::now_rfc3339(),
+    };
+    state.db(move |s| s.put_reference_value(&record)).await
 }
 
 /// On a server with no users, creates the bootstrap admin and writes its credential (0600) to

@@ -31,6 +31,9 @@ pub enum ApiError {
     /// A request precondition (`ifGenerationMatch`, …) does not hold.
     #[error("{0}")]
     PreconditionFailed(String),
+    /// The system is not in a state to do this (a host that cannot provide what was asked).
+    #[error("{0}")]
+    FailedPrecondition(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -50,6 +53,11 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND", "notFound"),
             ApiError::AlreadyExists(_) => (StatusCode::CONFLICT, "ALREADY_EXISTS", "conflict"),
             ApiError::Aborted(_) => (StatusCode::CONFLICT, "ABORTED", "conflict"),
+            ApiError::FailedPrecondition(_) => (
+                StatusCode::BAD_REQUEST,
+                "FAILED_PRECONDITION",
+                "failedPrecondition",
+            ),
             ApiError::PreconditionFailed(_) => (
                 StatusCode::PRECONDITION_FAILED,
                 "FAILED_PRECONDITION",

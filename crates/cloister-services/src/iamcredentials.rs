@@ -52,7 +52,7 @@ fn refuse_delegates(delegates: Option<&[String]>) -> Result<(), ApiError> {
     }
 }
 
-async fn enabled_account(
+pub async fn enabled_account(
     state: &AppState,
     email: &Email,
 ) -> Result<ServiceAccountRecord, ApiError> {
@@ -140,21 +140,33 @@ pub async fn generate_id_token(
         .authorizer
         .check(caller, "iam.serviceAccounts.getOpenIdToken", resource)
         .await?;
+    let token = id_token(state, email, &req.audience, req.include_email).await?;
+    Ok(Json(json!({ "token": token })))
+}
+
+/// An ID token for an enabled account (the caller's right to it already decided: by IAM
+/// above, or by the instance running as the account in the metadata server).
+pub async fn id_token(
+    state: &AppState,
+    email: &Email,
+    audience: &str,
+    include_email: bool,
+) -> Result<String, ApiError> {
     let account = enabled_account(state, email).await?;
     let now = time_util::now_unix();
     let mut claims = json!({
         "iss": state.account_keys.issuer(),
-        "aud": req.audience,
+        "aud": audience,
         "sub": account.unique_id,
         "azp": account.unique_id,
         "iat": now,
         "exp": now + ACCESS_TOKEN_LIFETIME_SECS,
     });
-    if req.include_email {
+    if include_email {
         claims["email"] = json!(email.as_str());
         claims["email_verified"] = json!(true);
     }
-    Ok(Json(json!({ "token": state.account_keys.sign(&claims) })))
+    Ok(state.account_keys.sign(&claims))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod app;
 pub mod audit;
 mod audit_log;
 pub mod auth;
+pub mod compute;
 pub mod error;
 pub mod federation;
 mod health;

@@ -31,6 +31,8 @@ pub struct AppState {
     pub jwks: Arc<JwksCache>,
     /// The server's public base URL, without a trailing slash (the token issuer).
     pub public_url: String,
+    /// Runs instances (the local driver).
+    pub compute: Arc<crate::compute::driver::LocalDriver>,
 }
 
 impl AppState {

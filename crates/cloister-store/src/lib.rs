@@ -13,12 +13,14 @@
 //! `cloister-domain` among Cloister's crates.
 
 pub mod blob;
+pub mod compute;
 pub mod data_dir;
 pub mod metadata;
 pub mod registry;
 mod sqlite;
 
 pub use blob::{BlobError, BlobInfo, BlobKey, BlobStore, ByteStream, FsBlobStore};
+pub use compute::{ComputeStore, InstanceRecord};
 pub use data_dir::{DataDir, DataDirError};
 pub use metadata::{
     AuditFilter, BucketRecord, ChallengeRecord, ConsumeError, CredentialRecord, FederationRecord,

@@ -224,7 +224,9 @@ pub struct AuditFilter {
     pub limit: usize,
 }
 
-pub trait MetadataStore: crate::registry::RegistryStore + Send + Sync + 'static {
+pub trait MetadataStore:
+    crate::registry::RegistryStore + crate::compute::ComputeStore + Send + Sync + 'static
+{
     fn create_user(&self, user: &UserRecord) -> Result<(), StoreError>;
     fn get_user(&self, email: &Email) -> Result<Option<UserRecord>, StoreError>;
     fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;

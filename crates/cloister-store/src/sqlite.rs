@@ -207,6 +207,19 @@ const MIGRATIONS: &[&str] = &[
         single_chunk_sha256 TEXT,
         create_time INTEGER NOT NULL
      ) STRICT;",
+    // 9: Compute Engine instances
+    "CREATE TABLE instances (
+        resource_name TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL REFERENCES projects(id),
+        zone TEXT NOT NULL,
+        name TEXT NOT NULL,
+        id INTEGER NOT NULL UNIQUE,
+        service_account TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        confidential_type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        create_time TEXT NOT NULL
+     ) STRICT;",
 ];
 
 /// One connection for writes and a few for reads: in WAL mode readers never wait for a
@@ -219,6 +232,7 @@ pub struct SqliteStore {
 
 const READERS: usize = 4;
 
+mod compute;
 mod registry;
 
 fn db(e: rusqlite::Error) -> StoreError {

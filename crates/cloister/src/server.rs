@@ -97,6 +97,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             .max_body_bytes
             .or(file.max_body_bytes)
             .unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        // Instances run this very binary as their launcher (`cloister launcher`).
+        launcher: std::env::current_exe().ok(),
     };
     let opened = cloister_services::open(config).await?;
     if let Some(path) = &opened.bootstrap_credential {
@@ -111,6 +113,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
+    opened.compute.shutdown().await;
     tracing::info!("cloister server stopped");
     drop(opened.data_dir);
     Ok(())

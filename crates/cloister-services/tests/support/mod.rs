@@ -25,6 +25,7 @@ impl Api {
             data_dir: dir.path().join("data"),
             public_url: "http://cloister.test".into(),
             max_body_bytes: 1024 * 1024,
+            launcher: None,
         })
         .await
         .unwrap();

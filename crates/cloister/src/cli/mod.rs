@@ -5,6 +5,7 @@ mod artifacts;
 mod attest;
 mod audit;
 mod auth;
+mod compute;
 mod config;
 pub mod format;
 mod iam;
@@ -56,6 +57,11 @@ fn parse_format(s: &str) -> Result<Format, String> {
 enum Command {
     /// Run the Cloister server (every control-plane service on one port).
     Server(ServerArgs),
+    /// Run the launcher inside an instance (the local driver starts this).
+    Launcher(crate::launcher::LauncherArgs),
+    /// Compute Engine instances.
+    #[command(subcommand)]
+    Compute(compute::ComputeCommand),
     /// CLI profiles and settings.
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -121,6 +127,7 @@ impl Context {
 pub async fn run(cli: Cli, command_name: String) -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => server::run(args).await,
+        Command::Launcher(args) => return crate::launcher::run(args).await,
         command => match Profiles::load(&Profiles::default_dir()) {
             Ok(profiles) => {
                 let mut ctx = Context {
@@ -147,7 +154,8 @@ pub async fn run(cli: Cli, command_name: String) -> ExitCode {
 
 async fn dispatch(ctx: &mut Context, command: Command) -> Result<()> {
     match command {
-        Command::Server(_) => unreachable!("handled in run"),
+        Command::Server(_) | Command::Launcher(_) => unreachable!("handled in run"),
+        Command::Compute(c) => compute::run(ctx, c).await,
         Command::Config(c) => config::run(ctx, c),
         Command::Auth(c) => auth::run(ctx, c).await,
         Command::Projects(c) => projects::run(ctx, c).await,

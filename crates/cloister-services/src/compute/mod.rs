@@ -1,0 +1,275 @@
+//! Compute Engine's instances API (subset) over the local driver (`driver.rs`), with a
+//! metadata server per instance (`metadata_server.rs`). Creating an instance takes
+//! `compute.instances.create` on the project and `iam.serviceAccounts.actAs` on its service
+//! account, as in Google.
+
+pub mod driver;
+mod metadata_server;
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use cloister_domain::ProjectId;
+use cloister_store::InstanceRecord;
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::iam::service_accounts;
+use crate::json::ApiJson;
+use crate::state::AppState;
+use crate::time_util;
+
+const INSTANCES: &str = "/compute/v1/projects/{project}/zones/{zone}/instances";
+const INSTANCE: &str = "/compute/v1/projects/{project}/zones/{zone}/instances/{name}";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(INSTANCES, get(list).post(insert))
+        .route(INSTANCE, get(describe).delete(delete))
+        .route(&format!("{INSTANCE}/serialPort"), get(serial_port))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InsertInstance {
+    name: String,
+    #[serde(default)]
+    service_accounts: Vec<ServiceAccountRef>,
+    #[serde(default)]
+    metadata: Option<MetadataItems>,
+    #[serde(default)]
+    confidential_instance_config: Option<ConfidentialConfig>,
+}
+
+#[derive(Deserialize)]
+struct ServiceAccountRef {
+    email: String,
+}
+
+#[derive(Deserialize)]
+struct MetadataItems {
+    #[serde(default)]
+    items: Vec<MetadataItem>,
+}
+
+#[derive(Deserialize)]
+struct MetadataItem {
+    key: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfidentialConfig {
+    confidential_instance_type: String,
+}
+
+/// RFC 1035 labels, as Compute Engine names instances.
+fn check_name(kind: &str, name: &str) -> Result<(), ApiError> {
+    let ok = (1..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidArgument(format!(
+            "Invalid {kind} {name:?}: 1 to 63 lowercase letters, digits and hyphens, starting with a letter"
+        )))
+    }
+}
+
+fn project(id: &str) -> Result<ProjectId, ApiError> {
+    ProjectId::parse(id).map_err(|e| ApiError::InvalidArgument(e.to_string()))
+}
+
+fn view(state: &AppState, i: &InstanceRecord) -> Value {
+    let items: Vec<Value> = i
+        .metadata
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": v}))
+        .collect();
+    json!({
+        "kind": "compute#instance",
+        "id": i.id.to_string(),
+        "name": i.name,
+        "zone": format!("{}/compute/v1/projects/{}/zones/{}", state.public_url, i.project_id.as_str(), i.zone),
+        "selfLink": format!("{}/compute/v1/{}", state.public_url, i.resource_name()),
+        "status": i.status,
+        "creationTimestamp": i.create_time,
+        "serviceAccounts": [{"email": i.service_account, "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}],
+        "metadata": {"items": items},
+        "confidentialInstanceConfig": {"confidentialInstanceType": i.confidential_type},
+    })
+}
+
+fn operation(state: &AppState, kind: &str, i: &InstanceRecord) -> Json<Value> {
+    Json(json!({
+        "kind": "compute#operation",
+        "name": format!("operation-{}", uuid::Uuid::new_v4()),
+        "operationType": kind,
+        "status": "DONE",
+        "targetId": i.id.to_string(),
+        "targetLink": format!("{}/compute/v1/{}", state.public_url, i.resource_name()),
+    }))
+}
+
+async fn insert(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((project_id, zone)): Path<(String, String)>,
+    ApiJson(req): ApiJson<InsertInstance>,
+) -> Result<Json<Value>, ApiError> {
+    let project = project(&project_id)?;
+    check_name("zone", &zone)?;
+    check_name("instance name", &req.name)?;
+    state
+        .authorizer
+        .check(
+            &caller,
+            "compute.instances.create",
+            &project.resource_name(),
+        )
+        .await?;
+    let number = state
+        .read(|s| s.get_project(&project))?
+        .ok_or_else(|| ApiError::NotFound(format!("Project {project} was not found")))?
+        .number
+        .0;
+    let [account] = req.service_accounts.as_slice() else {
+        return Err(ApiError::InvalidArgument(
+            "an instance needs exactly one service account (serviceAccounts[0].email): the workload runs as it".into(),
+        ));
+    };
+    let (email, sa_resource) = service_accounts::resource_of(&account.email)?;
+    state
+        .authorizer
+        .check(&caller, "iam.serviceAccounts.actAs", &sa_resource)
+        .await?;
+    crate::iamcredentials::enabled_account(&state, &email).await?;
+    let kind = req
+        .confidential_instance_config
+        .map(|c| c.confidential_instance_type.to_ascii_uppercase())
+        .unwrap_or_else(|| "VTPM".into());
+    state.compute.check_type(&kind)?;
+    let metadata: BTreeMap<String, String> = req
+        .metadata
+        .map(|m| m.items.into_iter().map(|i| (i.key, i.value)).collect())
+        .unwrap_or_default();
+    let instance = InstanceRecord {
+        project_id: project,
+        zone,
+        name: req.name,
+        // Google's ids are 19-digit numbers.
+        id: rand::rng().random_range(1_000_000_000_000_000_000..9_000_000_000_000_000_000),
+        service_account: email.as_str().to_owned(),
+        metadata,
+        confidential_type: kind,
+        status: "PROVISIONING".into(),
+        create_time: time_util::now_rfc3339(),
+    };
+    let stored = instance.clone();
+    state.db(move |s| s.create_instance(&stored)).await?;
+    if let Err(e) = state.compute.start(&state, &instance, number).await {
+        state.compute.stop(&instance).await;
+        let name = instance.resource_name();
+        let _ = state.db(move |s| s.delete_instance(&name)).await;
+        return Err(e);
+    }
+    Ok(operation(&state, "insert", &instance))
+}
+
+async fn load(
+    state: &AppState,
+    caller: &cloister_domain::Principal,
+    (project_id, zone, name): &(String, String, String),
+    permission: cloister_domain::Permission,
+) -> Result<InstanceRecord, ApiError> {
+    let resource = format!(
+        "projects/{}/zones/{zone}/instances/{name}",
+        project(project_id)?
+    );
+    state
+        .authorizer
+        .check(caller, permission, &resource)
+        .await?;
+    state
+        .read(|s| s.get_instance(&resource))?
+        .ok_or_else(|| ApiError::NotFound(format!("The resource '{resource}' was not found")))
+}
+
+async fn describe(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(path): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let i = load(&state, &caller, &path, "compute.instances.get").await?;
+    Ok(Json(view(&state, &i)))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((project_id, zone)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let project = project(&project_id)?;
+    state
+        .authorizer
+        .check(&caller, "compute.instances.list", &project.resource_name())
+        .await?;
+    let items: Vec<Value> = state
+        .read(|s| s.list_instances(&project, &zone))?
+        .iter()
+        .map(|i| view(&state, i))
+        .collect();
+    Ok(Json(
+        json!({"kind": "compute#instanceList", "items": items}),
+    ))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(path): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let i = load(&state, &caller, &path, "compute.instances.delete").await?;
+    state.compute.stop(&i).await;
+    let name = i.resource_name();
+    state.db(move |s| s.delete_instance(&name)).await?;
+    Ok(operation(&state, "delete", &i))
+}
+
+#[derive(Deserialize, Default)]
+struct SerialQuery {
+    start: Option<u64>,
+}
+
+async fn serial_port(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(path): Path<(String, String, String)>,
+    Query(q): Query<SerialQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let i = load(
+        &state,
+        &caller,
+        &path,
+        "compute.instances.getSerialPortOutput",
+    )
+    .await?;
+    let start = q.start.unwrap_or(0);
+    let (contents, next) = state.compute.serial_output(&i, start);
+    Ok(Json(json!({
+        "kind": "compute#serialPortOutput",
+        "contents": contents,
+        "start": start.min(next).to_string(),
+        "next": next.to_string(),
+    })))
+}

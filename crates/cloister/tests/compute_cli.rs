@@ -1,0 +1,408 @@
+//! Instances end to end on the local driver: a workload image pushed with `cloister artifacts
+//! push` runs under the launcher (runc) on INSECURE and on a vTPM (swtpm); it reads its token
+//! file and asks the teeserver for a custom token; the serial console shows both, and every
+//! claim matches what was launched. Launch-policy refusals stop an instance before anything
+//! runs, with Google's words on the serial console.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::Value;
+use support::World;
+
+const PROBE: &str = r#"
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+static char buf[1 << 16];
+int main(int argc, char **argv) {
+  FILE *f = fopen("/run/container_launcher/attestation_verifier_claims_token", "r");
+  if (!f) { printf("PROBE no token file\n"); return 1; }
+  size_t n = fread(buf, 1, sizeof buf - 1, f); buf[n] = 0; fclose(f);
+  printf("PROBE DEFAULT %s\n", buf);
+  for (int i = 1; i < argc; i++) printf("PROBE ARG %s\n", argv[i]);
+  int s = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un a = {0};
+  a.sun_family = AF_UNIX;
+  strcpy(a.sun_path, "/run/container_launcher/teeserver.sock");
+  if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) { perror("PROBE connect"); return 1; }
+  const char *body = "{\"audience\":\"https://secundus.example/custom\",\"nonces\":[\"0123456789abcdef\"],\"token_type\":\"OIDC\"}";
+  char req[1024];
+  int len = snprintf(req, sizeof req, "POST /v1/token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s", strlen(body), body);
+  if (write(s, req, len) != len) return 1;
+  size_t total = 0; ssize_t r;
+  while ((r = read(s, buf + total, sizeof buf - 1 - total)) > 0) total += r;
+  buf[total] = 0;
+  char *tok = strstr(buf, "\r\n\r\n");
+  printf("PROBE CUSTOM %s\n", tok ? tok + 4 : buf);
+  printf("PROBE DONE\n");
+  return 0;
+}
+"#;
+
+fn claims(token: &str) -> Value {
+    let payload = token.trim().split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+struct Secundus {
+    w: World,
+    host: String,
+    image: String,
+    digest: String,
+    strict_image: String,
+}
+
+impl Secundus {
+    fn alice(&self, args: &[&str]) -> String {
+        let mut all = vec!["--profile", "alice"];
+        all.extend(args);
+        self.w.cli.ok(&all)
+    }
+
+    fn setup() -> Secundus {
+        let w = World::with_users(&[]);
+        let host = w.server.endpoint().trim_start_matches("http://").to_owned();
+        let s = Secundus {
+            w,
+            host,
+            image: String::new(),
+            digest: String::new(),
+            strict_image: String::new(),
+        };
+        s.alice(&["projects", "create", "secundus-bank"]);
+        s.alice(&[
+            "iam",
+            "service-accounts",
+            "create",
+            "workload-sa",
+            "--project",
+            "secundus-bank",
+        ]);
+        let sa = "serviceAccount:workload-sa@secundus-bank.iam.gserviceaccount.com";
+        s.alice(&[
+            "projects",
+            "add-iam-policy-binding",
+            "secundus-bank",
+            "--member",
+            sa,
+            "--role",
+            "roles/confidentialcomputing.workloadUser",
+        ]);
+        s.alice(&[
+            "artifacts",
+            "repositories",
+            "create",
+            "workloads",
+            "--project",
+            "secundus-bank",
+        ]);
+        s.alice(&[
+            "artifacts",
+            "repositories",
+            "add-iam-policy-binding",
+            "workloads",
+            "--project",
+            "secundus-bank",
+            "--member",
+            sa,
+            "--role",
+            "roles/artifactregistry.reader",
+        ]);
+        let src = s.w.dir.path().join("probe.c");
+        std::fs::write(&src, PROBE).unwrap();
+        let exe = s.w.dir.path().join("probe");
+        let out = std::process::Command::new("gcc")
+            .args([
+                "-static",
+                "-O1",
+                "-o",
+                exe.to_str().unwrap(),
+                src.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let image = format!("{}/secundus-bank/workloads/probe:v1", s.host);
+        let digest = s.alice(&[
+            "artifacts",
+            "push",
+            &image,
+            "--executable",
+            exe.to_str().unwrap(),
+            "--label",
+            "tee.launch_policy.allow_cmd_override=true",
+            "--label",
+            "tee.launch_policy.log_redirect=always",
+            "--cmd",
+            "default-arg",
+        ]);
+        // The same program, with no launch policy labels at all.
+        let strict_image = format!("{}/secundus-bank/workloads/strict:v1", s.host);
+        s.alice(&[
+            "artifacts",
+            "push",
+            &strict_image,
+            "--executable",
+            exe.to_str().unwrap(),
+        ]);
+        Secundus {
+            digest: digest.trim().to_owned(),
+            image,
+            strict_image,
+            ..s
+        }
+    }
+
+    fn create(&self, name: &str, kind: &str, metadata: &str) {
+        self.alice(&[
+            "compute",
+            "instances",
+            "create",
+            name,
+            "--project",
+            "secundus-bank",
+            "--zone",
+            "us-west1-b",
+            "--confidential-compute-type",
+            kind,
+            "--service-account",
+            "workload-sa@secundus-bank.iam.gserviceaccount.com",
+            "--metadata",
+            metadata,
+        ]);
+    }
+
+    fn status(&self, name: &str) -> String {
+        self.alice(&[
+            "compute",
+            "instances",
+            "describe",
+            name,
+            "--project",
+            "secundus-bank",
+            "--zone",
+            "us-west1-b",
+            "--format",
+            "value(status)",
+        ])
+        .trim()
+        .to_owned()
+    }
+
+    /// The serial console once the instance has stopped (polling, not a time limit on speed:
+    /// the bound only keeps a hung launcher from hanging the suite).
+    fn finished_serial(&self, name: &str) -> String {
+        let start = Instant::now();
+        while self.status(name) != "TERMINATED" {
+            assert!(
+                start.elapsed() < Duration::from_secs(300),
+                "{name} never stopped:\n{}",
+                self.serial(name)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        self.serial(name)
+    }
+
+    fn serial(&self, name: &str) -> String {
+        self.alice(&[
+            "compute",
+            "instances",
+            "get-serial-port-output",
+            name,
+            "--project",
+            "secundus-bank",
+            "--zone",
+            "us-west1-b",
+        ])
+    }
+}
+
+fn line<'a>(serial: &'a str, prefix: &str) -> &'a str {
+    serial
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line in the serial output:\n{serial}"))
+}
+
+#[test]
+fn a_workload_runs_attested_and_its_claims_match_what_was_launched() {
+    let s = Secundus::setup();
+    for (name, kind) in [("probe-insecure", "INSECURE"), ("probe-vtpm", "VTPM")] {
+        let metadata = format!(
+            "^~^tee-image-reference={}~tee-restart-policy=Never~tee-container-log-redirect=true~tee-cmd=[\"custom-arg\"]",
+            s.image
+        );
+        s.create(name, kind, &metadata);
+        let serial = s.finished_serial(name);
+        assert!(serial.contains("PROBE DONE"), "{serial}");
+        assert_eq!(line(&serial, "PROBE ARG "), "custom-arg");
+
+        let default = claims(line(&serial, "PROBE DEFAULT "));
+        let container = &default["submods"]["container"];
+        assert_eq!(container["image_digest"], s.digest.as_str(), "{default:#}");
+        assert_eq!(container["image_reference"], s.image.as_str());
+        assert_eq!(container["restart_policy"], "Never");
+        assert_eq!(
+            container["args"],
+            serde_json::json!(["/usr/local/bin/probe", "custom-arg"])
+        );
+        assert_eq!(container["cmd_override"], serde_json::json!(["custom-arg"]));
+        assert_eq!(
+            container["env"]["CLOISTER_API_ENDPOINT"],
+            s.w.server.endpoint().as_str()
+        );
+        assert!(
+            container["env"]["GCE_METADATA_HOST"]
+                .as_str()
+                .unwrap()
+                .starts_with("127.0.0.1:")
+        );
+        assert_eq!(default["aud"], "https://sts.googleapis.com");
+        assert_eq!(
+            default["google_service_accounts"],
+            serde_json::json!(["workload-sa@secundus-bank.iam.gserviceaccount.com"])
+        );
+        assert_eq!(default["swname"], "CONFIDENTIAL_SPACE");
+
+        let custom = claims(line(&serial, "PROBE CUSTOM "));
+        assert_eq!(custom["aud"], "https://secundus.example/custom");
+        assert_eq!(
+            custom["eat_nonce"],
+            serde_json::json!("0123456789abcdef"),
+            "{custom:#}"
+        );
+        assert_eq!(
+            custom["submods"]["container"]["image_digest"],
+            s.digest.as_str()
+        );
+
+        if kind == "VTPM" {
+            assert_eq!(default["hwmodel"], "VTPM", "{default:#}");
+            let gce = &default["submods"]["gce"];
+            assert_eq!(gce["instance_name"], name);
+            assert_eq!(gce["project_id"], "secundus-bank");
+            assert_eq!(gce["zone"], "us-west1-b");
+            // The server registered the launcher it ships; its instances are supported.
+            assert_eq!(
+                default["submods"]["confidential_space"]["support_attributes"],
+                serde_json::json!(["LATEST", "STABLE", "USABLE"])
+            );
+            assert_eq!(default["dbgstat"], "disabled-since-boot");
+        } else {
+            assert_eq!(default["hwmodel"], "INSECURE");
+            assert_eq!(default["dbgstat"], "enabled");
+        }
+        s.alice(&[
+            "compute",
+            "instances",
+            "delete",
+            name,
+            "--project",
+            "secundus-bank",
+            "--zone",
+            "us-west1-b",
+        ]);
+    }
+    let listed = s.alice(&[
+        "compute",
+        "instances",
+        "list",
+        "--project",
+        "secundus-bank",
+        "--format",
+        "value(name)",
+    ]);
+    assert_eq!(listed.trim(), "", "deleted instances are gone");
+}
+
+#[test]
+fn launch_policy_refusals_stop_the_instance_before_anything_runs() {
+    let s = Secundus::setup();
+    for (name, extra, why) in [
+        (
+            "cmd-override",
+            "~tee-cmd=[\"x\"]",
+            "CMD is not allowed to be overridden on this image",
+        ),
+        (
+            "env-override",
+            "~tee-env-SECRET=1",
+            "env var SECRET is not allowed to be overridden on this image",
+        ),
+        (
+            "log-redirect",
+            "~tee-container-log-redirect=true",
+            "logging redirection only allowed on debug environment by image",
+        ),
+    ] {
+        let metadata = format!("^~^tee-image-reference={}{extra}", s.strict_image);
+        s.create(name, "INSECURE", &metadata);
+        let serial = s.finished_serial(name);
+        assert!(serial.contains(why), "{name}: {serial}");
+        assert!(
+            !serial.contains("workload started"),
+            "{name}: nothing ran:\n{serial}"
+        );
+    }
+    // Hosts refuse what they cannot provide; nothing is downgraded.
+    let err = s.w.cli.fails(&[
+        "--profile",
+        "alice",
+        "compute",
+        "instances",
+        "create",
+        "snp",
+        "--project",
+        "secundus-bank",
+        "--zone",
+        "us-west1-b",
+        "--confidential-compute-type",
+        "SEV_SNP",
+        "--service-account",
+        "workload-sa@secundus-bank.iam.gserviceaccount.com",
+        "--metadata",
+        &format!("tee-image-reference={}", s.image),
+    ]);
+    assert!(
+        err.contains("cannot provide SEV_SNP") && err.contains("never downgrades"),
+        "{err}"
+    );
+    // Bob may not run workloads as Secundus's account.
+    let err = s.w.cli.fails(&[
+        "--profile",
+        "bob",
+        "compute",
+        "instances",
+        "create",
+        "bobs",
+        "--project",
+        "secundus-bank",
+        "--zone",
+        "us-west1-b",
+        "--confidential-compute-type",
+        "INSECURE",
+        "--service-account",
+        "workload-sa@secundus-bank.iam.gserviceaccount.com",
+        "--metadata",
+        &format!("tee-image-reference={}", s.image),
+    ]);
+    assert!(
+        err.contains("compute.instances.create") || err.contains("actAs"),
+        "{err}"
+    );
+}
