@@ -43,6 +43,17 @@ fn fail(what: String) -> LaunchError {
     LaunchError::Pull(what)
 }
 
+/// A blob fetch failure; a digest mismatch caught by the client says so plainly.
+fn fetch_failed(desc: &OciDescriptor, e: oci_client::errors::OciDistributionError) -> LaunchError {
+    match e {
+        oci_client::errors::OciDistributionError::DigestError(d) => fail(format!(
+            "blob digest mismatch for {}: {d}; refusing to run it",
+            desc.digest
+        )),
+        other => fail(format!("fetching blob {}: {other}", desc.digest)),
+    }
+}
+
 fn check(desc: &OciDescriptor, actual: String) -> Result<(), LaunchError> {
     if actual != desc.digest {
         return Err(fail(format!(
@@ -63,7 +74,7 @@ async fn fetch_small(
     client
         .pull_blob(image, desc, &mut buf)
         .await
-        .map_err(|e| fail(format!("fetching blob {}: {e}", desc.digest)))?;
+        .map_err(|e| fetch_failed(desc, e))?;
     check(
         desc,
         format!("sha256:{}", hex::encode(Sha256::digest(&buf))),
@@ -84,7 +95,7 @@ async fn fetch_to_file(
     client
         .pull_blob(image, desc, &mut file)
         .await
-        .map_err(|e| fail(format!("fetching blob {}: {e}", desc.digest)))?;
+        .map_err(|e| fetch_failed(desc, e))?;
     file.flush().await.map_err(io)?;
     let path = path.to_owned();
     let actual = tokio::task::spawn_blocking(move || -> std::io::Result<String> {

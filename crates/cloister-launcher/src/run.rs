@@ -55,6 +55,8 @@ fn host_of(url: &str) -> String {
 }
 
 async fn launch(config: &Config) -> Result<u8, LaunchError> {
+    let began = std::time::Instant::now();
+    let mut phases = Phases::new(began);
     let metadata = Metadata::new(&config.metadata_host);
     let spec = LaunchSpec::from_attributes(&metadata.attributes().await?)?;
     log(format!(
@@ -81,6 +83,7 @@ async fn launch(config: &Config) -> Result<u8, LaunchError> {
         vec![]
     };
     let token = metadata.access_token().await?;
+    phases.mark("metadata");
     let image = pull::pull(
         &spec.image_reference,
         &blobs,
@@ -90,6 +93,7 @@ async fn launch(config: &Config) -> Result<u8, LaunchError> {
     )
     .await?;
     log(format!("pulled {}@{}", spec.image_reference, image.digest));
+    phases.mark("pull");
 
     LaunchPolicy::from_labels(&image.labels())?.check(&spec, config.debug)?;
 
@@ -109,6 +113,7 @@ async fn launch(config: &Config) -> Result<u8, LaunchError> {
             &mut usage,
         )?;
     }
+    phases.mark("unpack");
     let added = [
         ("GCE_METADATA_HOST".to_owned(), config.metadata_host.clone()),
         (
@@ -159,6 +164,7 @@ async fn launch(config: &Config) -> Result<u8, LaunchError> {
     for e in &events {
         measurements.measure(e)?;
     }
+    phases.mark("measure");
 
     let attestation = Arc::new(Mutex::new(Attestation {
         measurements,
@@ -181,6 +187,7 @@ async fn launch(config: &Config) -> Result<u8, LaunchError> {
     let token = attestation.lock().await.token(&default).await?;
     write_token(&launcher_dir, &token)?;
     log("attestation token written to /run/container_launcher/attestation_verifier_claims_token");
+    phases.mark("attest");
     let _server = teeserver::serve(
         &launcher_dir.join("teeserver.sock"),
         Arc::clone(&attestation),
@@ -195,9 +202,46 @@ async fn launch(config: &Config) -> Result<u8, LaunchError> {
 
     bundle::write_config(&bundle_dir, &process, &launcher_dir, &spec, &instance)?;
     let forward = spec.log_redirect != LogRedirect::Nowhere;
+    phases.mark("bundle");
+    log(format!(
+        "ready in {} ms ({})",
+        began.elapsed().as_millis(),
+        phases.report()
+    ));
     let code = supervise(config, &bundle_dir, &instance, spec.restart_policy, forward).await?;
     refresher.abort();
     Ok(code)
+}
+
+/// How long each launch phase took (reported on the serial console; the benchmark reads it).
+struct Phases {
+    last: std::time::Instant,
+    done: Vec<(&'static str, u128)>,
+}
+
+impl Phases {
+    fn new(start: std::time::Instant) -> Self {
+        Phases {
+            last: start,
+            done: Vec::new(),
+        }
+    }
+
+    /// Ends the phase `name` now.
+    fn mark(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.done
+            .push((name, now.duration_since(self.last).as_millis()));
+        self.last = now;
+    }
+
+    fn report(&self) -> String {
+        self.done
+            .iter()
+            .map(|(n, ms)| format!("{n} {ms} ms"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Seconds until the token's `exp`.

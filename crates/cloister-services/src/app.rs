@@ -35,6 +35,8 @@ pub struct ServerConfig {
     pub public_url: String,
     /// Largest JSON request body accepted by the control-plane APIs.
     pub max_body_bytes: usize,
+    /// Lifetime of attestation tokens (Google's is an hour; shorter shows refreshes).
+    pub attestation_token_lifetime_secs: i64,
     /// The launcher binary instances run (the `cloister` binary itself); none = no instances.
     pub launcher: Option<PathBuf>,
 }
@@ -114,6 +116,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         kek: Arc::new(kek),
         identity_ca,
         jwks: Arc::default(),
+        attestation_token_lifetime_secs: config.attestation_token_lifetime_secs,
         compute: Arc::new(LocalDriver::new(
             data_dir.root().join("instances"),
             launcher.clone(),

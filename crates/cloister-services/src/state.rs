@@ -31,6 +31,8 @@ pub struct AppState {
     pub jwks: Arc<JwksCache>,
     /// The server's public base URL, without a trailing slash (the token issuer).
     pub public_url: String,
+    /// Lifetime of attestation tokens, in seconds.
+    pub attestation_token_lifetime_secs: i64,
     /// Runs instances (the local driver).
     pub compute: Arc<crate::compute::driver::LocalDriver>,
 }

@@ -34,7 +34,11 @@ pub struct ServerArgs {
     /// Largest JSON request body accepted, in bytes.
     #[arg(long, env = "CLOISTER_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
-    /// A TOML file with any of: listen, data_dir, public_url, log_format, max_body_bytes.
+    /// Lifetime of attestation tokens in seconds [default: 3600, as Google's].
+    #[arg(long, env = "CLOISTER_ATTESTATION_TOKEN_LIFETIME_SECS", value_parser = clap::value_parser!(i64).range(10..=86400))]
+    attestation_token_lifetime_secs: Option<i64>,
+    /// A TOML file with any of: listen, data_dir, public_url, log_format, max_body_bytes,
+    /// attestation_token_lifetime_secs.
     #[arg(long, env = "CLOISTER_SERVER_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -47,6 +51,7 @@ struct ConfigFile {
     public_url: Option<String>,
     log_format: Option<LogFormat>,
     max_body_bytes: Option<usize>,
+    attestation_token_lifetime_secs: Option<i64>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -97,6 +102,10 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             .max_body_bytes
             .or(file.max_body_bytes)
             .unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        attestation_token_lifetime_secs: args
+            .attestation_token_lifetime_secs
+            .or(file.attestation_token_lifetime_secs)
+            .unwrap_or(3600),
         // Instances run this very binary as their launcher (`cloister launcher`).
         launcher: std::env::current_exe().ok(),
     };

@@ -70,7 +70,11 @@ impl Secundus {
     }
 
     fn setup() -> Secundus {
-        let w = World::with_users(&[]);
+        Self::setup_with(&[])
+    }
+
+    fn setup_with(server_flags: &[&str]) -> Secundus {
+        let w = World::with_users(server_flags);
         let host = w.server.endpoint().trim_start_matches("http://").to_owned();
         let s = Secundus {
             w,
@@ -184,6 +188,57 @@ impl Secundus {
             "--metadata",
             metadata,
         ]);
+    }
+
+    /// Pushes a program built from C source as HOST/secundus-bank/workloads/NAME:v1.
+    fn push_program(&self, name: &str, source: &str, labels: &[&str]) -> String {
+        let src = self.w.dir.path().join(format!("{name}.c"));
+        std::fs::write(&src, source).unwrap();
+        let exe = self.w.dir.path().join(name);
+        let out = std::process::Command::new("gcc")
+            .args([
+                "-static",
+                "-O1",
+                "-o",
+                exe.to_str().unwrap(),
+                src.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let image = format!("{}/secundus-bank/workloads/{name}:v1", self.host);
+        let mut args = vec![
+            "artifacts",
+            "push",
+            &image,
+            "--executable",
+            exe.to_str().unwrap(),
+        ];
+        for l in labels {
+            args.extend(["--label", l]);
+        }
+        self.alice(&args);
+        image
+    }
+
+    /// Waits until the serial console contains `text`.
+    fn wait_for(&self, name: &str, text: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let serial = self.serial(name);
+            if serial.contains(text) {
+                return serial;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(300),
+                "{name}: no {text:?} in:\n{serial}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn status(&self, name: &str) -> String {
@@ -405,4 +460,157 @@ fn launch_policy_refusals_stop_the_instance_before_anything_runs() {
         err.contains("compute.instances.create") || err.contains("actAs"),
         "{err}"
     );
+}
+
+const COUNTER: &str = r#"
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  const char *mode = argc > 1 ? argv[1] : "ok";
+  int n = 0;
+  FILE *f = fopen("/count", "r");
+  if (f) { if (fscanf(f, "%d", &n) != 1) n = 0; fclose(f); }
+  n++;
+  f = fopen("/count", "w"); fprintf(f, "%d", n); fclose(f);
+  printf("RUN %d %s\n", n, mode);
+  fflush(stdout);
+  if (!strcmp(mode, "flaky")) return n < 3 ? 1 : 0;
+  if (!strcmp(mode, "fail")) return 1;
+  if (!strcmp(mode, "sleep")) for (;;) sleep(1);
+  return 0;
+}
+"#;
+
+const COUNTER_LABELS: &[&str] = &[
+    "tee.launch_policy.allow_cmd_override=true",
+    "tee.launch_policy.log_redirect=always",
+];
+
+fn runs(serial: &str) -> Vec<&str> {
+    serial.lines().filter(|l| l.starts_with("RUN ")).collect()
+}
+
+#[test]
+fn restart_policies_decide_whether_a_workload_runs_again() {
+    let s = Secundus::setup();
+    let image = s.push_program("counter", COUNTER, COUNTER_LABELS);
+    for (name, policy, mode, expected_runs, exit) in [
+        ("flaky-onfailure", "OnFailure", "flaky", 3, 0),
+        ("ok-onfailure", "OnFailure", "ok", 1, 0),
+        ("fail-never", "Never", "fail", 1, 1),
+    ] {
+        let metadata = format!(
+            "^~^tee-image-reference={image}~tee-restart-policy={policy}~tee-container-log-redirect=true~tee-cmd=[\"{mode}\"]"
+        );
+        s.create(name, "INSECURE", &metadata);
+        let serial = s.finished_serial(name);
+        assert_eq!(runs(&serial).len(), expected_runs, "{name}:\n{serial}");
+        assert!(
+            serial.contains(&format!("workload finished with exit code {exit}")),
+            "{name}:\n{serial}"
+        );
+    }
+}
+
+#[test]
+fn tokens_are_refreshed_and_deleting_an_instance_stops_its_workload() {
+    // Ten-second tokens: the launcher refreshes at 0.7–0.9 of their life.
+    let s = Secundus::setup_with(&["--attestation-token-lifetime-secs", "10"]);
+    let image = s.push_program("sleeper", COUNTER, COUNTER_LABELS);
+    let metadata = format!(
+        "^~^tee-image-reference={image}~tee-container-log-redirect=true~tee-cmd=[\"sleep\"]"
+    );
+    s.create("sleeper", "VTPM", &metadata);
+    s.wait_for("sleeper", "RUN 1 sleep");
+    s.wait_for("sleeper", "attestation token refreshed");
+    assert_eq!(s.status("sleeper"), "RUNNING");
+
+    let running = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .filter(|c| String::from_utf8_lossy(c).starts_with("/usr/local/bin/sleeper"))
+            .count()
+    };
+    assert_eq!(
+        running(),
+        1,
+        "the workload runs as a process of this host, under runc"
+    );
+    s.alice(&[
+        "compute",
+        "instances",
+        "delete",
+        "sleeper",
+        "--project",
+        "secundus-bank",
+        "--zone",
+        "us-west1-b",
+    ]);
+    assert_eq!(running(), 0, "deleting the instance stopped its workload");
+    let instances = s.w.dir.path().join("data/instances");
+    assert_eq!(
+        std::fs::read_dir(&instances)
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "and removed its runtime directory"
+    );
+}
+
+#[test]
+fn a_blob_that_does_not_match_its_digest_is_never_run() {
+    let s = Secundus::setup();
+    let token = s.alice(&["auth", "print-access-token"]).trim().to_owned();
+    let raw = std::process::Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &format!("oauth2accesstoken:{token}"),
+            &format!("docker://{}", s.strict_image),
+        ])
+        .output()
+        .unwrap();
+    let manifest: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_owned();
+    // Rot the layer on the server's disk (the registry checked it on upload; the launcher
+    // must check again on pull).
+    let mut corrupted = 0;
+    let mut stack = vec![s.w.dir.path().join("data")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let mut bytes = std::fs::read(&p).unwrap();
+            use sha2::Digest;
+            if hex::encode(sha2::Sha256::digest(&bytes)) == layer {
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 1;
+                std::fs::write(&p, bytes).unwrap();
+                corrupted += 1;
+            }
+        }
+    }
+    assert_eq!(corrupted, 1);
+    s.create(
+        "rotten",
+        "INSECURE",
+        &format!("tee-image-reference={}", s.strict_image),
+    );
+    let serial = s.finished_serial("rotten");
+    assert!(
+        serial.contains("digest mismatch") && serial.contains("refusing to run it"),
+        "{serial}"
+    );
+    assert!(!serial.contains("workload started"), "{serial}");
 }

@@ -42,6 +42,7 @@ impl BenchServer {
                     data_dir,
                     public_url: base.clone(),
                     max_body_bytes: 1 << 20,
+                    attestation_token_lifetime_secs: 3600,
                     launcher: None,
                 };
                 let opened = cloister_services::open(config).await.expect("open");

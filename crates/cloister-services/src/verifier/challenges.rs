@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::claims::token_claims;
 use super::evidence;
-use super::{CHALLENGE_LIFETIME_SECS, DEFAULT_AUDIENCE, TOKEN_LIFETIME_SECS};
+use super::{CHALLENGE_LIFETIME_SECS, DEFAULT_AUDIENCE};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::json::ApiJson;
@@ -314,7 +314,7 @@ async fn verify(
         audience,
         &req.token_options.nonce,
         now,
-        TOKEN_LIFETIME_SECS,
+        state.attestation_token_lifetime_secs,
     );
     let token = state.attestation_keys.sign(&claims);
     state

@@ -39,7 +39,11 @@ async fn rotate(
     AdminCaller(admin): AdminCaller,
 ) -> Result<Json<Value>, ApiError> {
     let keys = std::sync::Arc::clone(&state.attestation_keys);
-    let kid = tokio::task::spawn_blocking(move || keys.rotate(TOKEN_LIFETIME_SECS))
+    // Old keys stay published while tokens they signed may still be valid.
+    let retire_after = state
+        .attestation_token_lifetime_secs
+        .max(TOKEN_LIFETIME_SECS);
+    let kid = tokio::task::spawn_blocking(move || keys.rotate(retire_after))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::Internal(e.to_string()))?;

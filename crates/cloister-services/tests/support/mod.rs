@@ -25,6 +25,7 @@ impl Api {
             data_dir: dir.path().join("data"),
             public_url: "http://cloister.test".into(),
             max_body_bytes: 1024 * 1024,
+            attestation_token_lifetime_secs: 3600,
             launcher: None,
         })
         .await
