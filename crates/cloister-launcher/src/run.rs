@@ -18,7 +18,10 @@ const DEFAULT_AUDIENCE: &str = "https://sts.googleapis.com";
 
 pub enum TeeConfig {
     Insecure,
-    Vtpm { tcti: String, ak_cert: PathBuf },
+    /// A TPM at this TCTI, holding the platform's AK certificate in NV.
+    Vtpm {
+        tcti: String,
+    },
 }
 
 pub struct Config {
@@ -125,12 +128,17 @@ async fn launch(config: &Config) -> Result<u8, LaunchError> {
 
     let tee = match &config.tee {
         TeeConfig::Insecure => Tee::Insecure,
-        TeeConfig::Vtpm { tcti, ak_cert } => Tee::Vtpm {
-            attester: cloister_tpm::attester::VtpmAttester::open(tcti)
-                .map_err(|e| LaunchError::Attest(format!("opening the vTPM: {e}")))?,
-            ak_cert: std::fs::read(ak_cert)
-                .map_err(|e| LaunchError::Attest(format!("reading the AK certificate: {e}")))?,
-        },
+        TeeConfig::Vtpm { tcti } => {
+            let mut attester = cloister_tpm::attester::VtpmAttester::open(tcti)
+                .map_err(|e| LaunchError::Attest(format!("opening the vTPM: {e}")))?;
+            let ak_cert = attester.ak_cert().map_err(|e| {
+                LaunchError::Attest(format!(
+                    "reading the AK certificate from NV index {:#x}: {e}",
+                    cloister_tpm::attester::AK_CERT_NV_INDEX
+                ))
+            })?;
+            Tee::Vtpm { attester, ak_cert }
+        }
     };
     let mut measurements = Measurements::new(tee)?;
     let mut events = vec![

@@ -100,6 +100,20 @@ fn ak_template() -> Result<Public, tss_esapi::Error> {
         .build()
 }
 
+/// The NV index holding the AK certificate (GCE's index for the RSA AK certificate), where the
+/// platform leaves it and the launcher reads it, as on a Shielded VM.
+pub const AK_CERT_NV_INDEX: u32 = 0x01c1_0000;
+
+fn io_to_tss(e: std::io::Error) -> tss_esapi::Error {
+    match e
+        .into_inner()
+        .map(|inner| inner.downcast::<tss_esapi::Error>())
+    {
+        Some(Ok(e)) => *e,
+        _ => tss_esapi::Error::WrapperError(tss_esapi::WrapperErrorKind::InvalidParam),
+    }
+}
+
 impl VtpmAttester {
     pub fn open(tcti: &str) -> Result<Self, AttesterError> {
         let conf = TctiNameConf::from_str(tcti).map_err(|source| AttesterError::Tpm {
@@ -182,6 +196,52 @@ impl VtpmAttester {
             .map_err(|e| AttesterError::Invalid(e.to_string()))?
             .as_bytes()
             .to_vec())
+    }
+
+    /// Stores the AK certificate in NV (the platform does this once, when it provisions the
+    /// instance). Owner-writable, readable by anyone, so the launcher needs no secret.
+    pub fn store_ak_cert(&mut self, cert_der: &[u8]) -> Result<(), AttesterError> {
+        use std::io::Write;
+        use tss_esapi::abstraction::nv::NvOpenOptions;
+        use tss_esapi::attributes::NvIndexAttributesBuilder;
+        use tss_esapi::handles::NvIndexTpmHandle;
+        use tss_esapi::interface_types::resource_handles::NvAuth;
+        use tss_esapi::structures::NvPublicBuilder;
+        let index = NvIndexTpmHandle::new(AK_CERT_NV_INDEX).map_err(self.tpm())?;
+        let attributes = NvIndexAttributesBuilder::new()
+            .with_owner_write(true)
+            .with_owner_read(true)
+            .with_auth_read(true)
+            .with_no_da(true)
+            .build()
+            .map_err(self.tpm())?;
+        let public = NvPublicBuilder::new()
+            .with_nv_index(index)
+            .with_index_name_algorithm(HashingAlgorithm::Sha256)
+            .with_index_attributes(attributes)
+            .with_data_area_size(cert_der.len())
+            .build()
+            .map_err(self.tpm())?;
+        let written = self.ctx.execute_with_nullauth_session(|ctx| {
+            let mut nv = NvOpenOptions::NewIndex {
+                nv_public: public,
+                auth_handle: NvAuth::Owner,
+            }
+            .open(ctx)?;
+            nv.write_all(cert_der).map_err(io_to_tss)
+        });
+        written.map_err(self.tpm())
+    }
+
+    /// Reads the AK certificate the platform stored in NV.
+    pub fn ak_cert(&mut self) -> Result<Vec<u8>, AttesterError> {
+        use tss_esapi::abstraction::nv;
+        use tss_esapi::handles::NvIndexTpmHandle;
+        use tss_esapi::interface_types::resource_handles::NvAuth;
+        let index = NvIndexTpmHandle::new(AK_CERT_NV_INDEX).map_err(self.tpm())?;
+        self.ctx
+            .execute_with_nullauth_session(|ctx| nv::read_full(ctx, NvAuth::Owner, index))
+            .map_err(self.tpm())
     }
 
     /// Extends PCR `index` in every bank given (the event log's digests for one event).

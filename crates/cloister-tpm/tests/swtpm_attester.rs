@@ -33,6 +33,13 @@ fn a_quote_from_swtpm_verifies_and_its_pcr_replays_from_the_event_log() {
         instance_name: "workload-vm".into(),
     };
     let cert = ca.certify_ak(&ak, &identity, now).unwrap();
+    // The platform leaves the certificate in NV; the launcher reads it back from there.
+    attester.store_ak_cert(&cert).unwrap();
+    assert_eq!(attester.ak_cert().unwrap(), cert);
+    assert!(
+        attester.store_ak_cert(&cert).is_err(),
+        "the index is defined once"
+    );
 
     // The launcher measures its events into PCR 13 of every bank.
     let mut log = EventLog::default();

@@ -29,16 +29,13 @@ pub struct LauncherArgs {
     /// The vTPM's TCTI (for --tee vtpm), e.g. swtpm:host=127.0.0.1,port=2321.
     #[arg(long, required_if_eq("tee", "vtpm"))]
     tcti: Option<String>,
-    /// The AK certificate the platform issued (DER), for --tee vtpm.
-    #[arg(long, required_if_eq("tee", "vtpm"))]
-    ak_cert: Option<PathBuf>,
     #[arg(long, default_value = "runc")]
     runc: PathBuf,
 }
 
 pub async fn run(args: LauncherArgs) -> ExitCode {
-    let tee = match (args.tee, args.tcti, args.ak_cert) {
-        (TeeKind::Vtpm, Some(tcti), Some(ak_cert)) => TeeConfig::Vtpm { tcti, ak_cert },
+    let tee = match (args.tee, args.tcti) {
+        (TeeKind::Vtpm, Some(tcti)) => TeeConfig::Vtpm { tcti },
         _ => TeeConfig::Insecure,
     };
     let code = cloister_launcher::run(Config {

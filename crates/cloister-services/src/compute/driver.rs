@@ -147,17 +147,10 @@ impl LocalDriver {
                 instance_id: instance.id,
                 instance_name: instance.name.clone(),
             };
-            let (tpm, tcti, cert) = provision_vtpm(state, &dir, &identity, &launcher)
+            let (tpm, tcti) = provision_vtpm(state, &dir, &identity, &launcher)
                 .await
                 .map_err(internal)?;
-            launcher_args.extend([
-                "--tee".into(),
-                "vtpm".into(),
-                "--tcti".into(),
-                tcti,
-                "--ak-cert".into(),
-                cert.display().to_string(),
-            ]);
+            launcher_args.extend(["--tee".into(), "vtpm".into(), "--tcti".into(), tcti]);
             Some(tpm)
         } else {
             launcher_args.extend(["--tee".into(), "insecure".into()]);
@@ -263,7 +256,7 @@ async fn provision_vtpm(
     dir: &Path,
     identity: &InstanceIdentity,
     launcher: &Launcher,
-) -> Result<(cloister_tpm::swtpm::Swtpm, String, PathBuf), String> {
+) -> Result<(cloister_tpm::swtpm::Swtpm, String), String> {
     let tpm_dir = dir.join("tpm");
     let digests = launcher.digests.clone();
     let (tpm, tcti, ak) = tokio::task::spawn_blocking(move || -> Result<_, String> {
@@ -289,9 +282,16 @@ async fn provision_vtpm(
         .identity_ca
         .certify_ak(&ak, identity, time::OffsetDateTime::now_utc())
         .map_err(|e| e.to_string())?;
-    let path = dir.join("ak.der");
-    std::fs::write(&path, cert).map_err(|e| e.to_string())?;
-    Ok((tpm, tcti, path))
+    // Into the TPM's NV, where the launcher reads it (as on a Shielded VM).
+    let nv_tcti = tcti.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let mut attester =
+            cloister_tpm::attester::VtpmAttester::open(&nv_tcti).map_err(|e| e.to_string())?;
+        attester.store_ak_cert(&cert).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    Ok((tpm, tcti))
 }
 
 /// Runs the launcher until it exits for good, or until told to stop (SIGTERM, then SIGKILL).

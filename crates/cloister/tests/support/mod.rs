@@ -9,6 +9,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+pub mod instances;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_cloister");
 
 pub struct Server {
