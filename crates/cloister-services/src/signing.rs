@@ -11,8 +11,8 @@ use std::sync::RwLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::traits::PublicKeyParts;
@@ -30,7 +30,9 @@ struct Key {
     /// Creation time, unix nanoseconds (the file name).
     created: i128,
     kid: String,
-    encoding: EncodingKey,
+    /// Parsed once: jsonwebtoken's aws-lc backend re-parses (and re-validates) a DER key on
+    /// every signature, which cost as much as the signature itself on the token hot path.
+    pair: aws_lc_rs::signature::RsaKeyPair,
     decoding: DecodingKey,
     jwk: Value,
 }
@@ -71,7 +73,8 @@ fn load(path: &Path) -> Result<Key, SigningError> {
         created,
         jwk: json!({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid, "n": n, "e": e}),
         kid,
-        encoding: EncodingKey::from_rsa_der(der.as_bytes()),
+        pair: aws_lc_rs::signature::RsaKeyPair::from_der(der.as_bytes())
+            .map_err(|e| fail(format!("the RSA key is not usable: {e}")))?,
         decoding,
     })
 }
@@ -160,16 +163,34 @@ impl SigningKeys {
         Ok(kid)
     }
 
-    /// Signs `claims` with the newest key (RS256, with its `kid`).
+    /// Signs `claims` with the newest key (RS256, with its `kid`). The JWT is assembled here
+    /// (header, claims, signature, base64url) so the parsed key can be reused; tokens are
+    /// verified by `jsonwebtoken` everywhere, which checks this encoding.
     pub fn sign<T: Serialize>(&self, claims: &T) -> String {
         let keys = self.keys();
         let Some(key) = keys.last() else {
             return String::new();
         };
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(key.kid.clone());
-        // RS256 over serializable claims with a loaded key cannot fail.
-        jsonwebtoken::encode(&header, claims, &key.encoding).unwrap_or_default()
+        let header = json!({"typ": "JWT", "alg": "RS256", "kid": key.kid});
+        let Ok(payload) = serde_json::to_vec(claims) else {
+            return String::new();
+        };
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let mut signature = vec![0; key.pair.public_modulus_len()];
+        let signed = key.pair.sign(
+            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            message.as_bytes(),
+            &mut signature,
+        );
+        match signed {
+            Ok(()) => format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature)),
+            Err(_) => String::new(),
+        }
     }
 
     /// The key with `kid`, for verifying this issuer's own tokens in process.
@@ -214,7 +235,7 @@ mod tests {
         let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
         let again = SigningKeys::open(dir.path(), "http://issuer.test").unwrap();
         let key = &again.decoding_key(&kid).expect("same key after reopening");
-        let mut v = jsonwebtoken::Validation::new(Algorithm::RS256);
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
         v.required_spec_claims.clear();
         v.validate_aud = false;
         assert!(jsonwebtoken::decode::<Value>(&token, key, &v).is_ok());
