@@ -97,6 +97,9 @@ pub struct Verifier {
     pub project: String,
     pub location: String,
     pub http: reqwest::Client,
+    /// `tee-impersonate-service-accounts`: their ID tokens join the instance account's, so
+    /// tokens list them in `google_service_accounts`.
+    pub impersonate: Vec<String>,
 }
 
 impl Verifier {
@@ -121,6 +124,26 @@ impl Verifier {
         Ok(v)
     }
 
+    /// An ID token for `account`, for the verifier, made with the instance account's access
+    /// token (IAM decides: it needs `iam.serviceAccounts.getOpenIdToken` on `account`).
+    async fn impersonated_id_token(
+        &self,
+        access: &str,
+        account: &str,
+    ) -> Result<String, LaunchError> {
+        let v = self
+            .post(
+                access,
+                &format!("/v1/projects/-/serviceAccounts/{account}:generateIdToken"),
+                &json!({"audience": self.endpoint, "includeEmail": true}),
+            )
+            .await
+            .map_err(|e| LaunchError::Attest(format!("impersonating {account}: {e}")))?;
+        v["token"].as_str().map(str::to_owned).ok_or_else(|| {
+            LaunchError::Attest(format!("generateIdToken for {account} returned no token"))
+        })
+    }
+
     /// One attestation round: a fresh challenge, evidence over its nonce, a token.
     pub async fn attest(
         &self,
@@ -143,7 +166,10 @@ impl Verifier {
         let nonce = STANDARD
             .decode(challenge["tpmNonce"].as_str().unwrap_or_default())
             .map_err(|e| LaunchError::Attest(format!("the challenge nonce is not base64: {e}")))?;
-        let id_token = metadata.id_token(&self.endpoint).await?;
+        let mut id_tokens = vec![metadata.id_token(&self.endpoint).await?];
+        for account in &self.impersonate {
+            id_tokens.push(self.impersonated_id_token(&access, account).await?);
+        }
         let (kind, evidence) = measurements.evidence(&nonce)?;
         let mut token_options = json!({"tokenType": "TOKEN_TYPE_OIDC"});
         if let Some(a) = &options.audience {
@@ -153,7 +179,7 @@ impl Verifier {
             token_options["nonce"] = json!(options.nonces);
         }
         let body = json!({
-            "gcpCredentials": {"serviceAccountIdTokens": [id_token]},
+            "gcpCredentials": {"serviceAccountIdTokens": id_tokens},
             kind: evidence,
             "tokenOptions": token_options,
         });

@@ -183,6 +183,7 @@ async fn launch(config: &Config) -> Result<u8, LaunchError> {
                 .rsplit_once('-')
                 .map_or(zone.clone(), |(region, _)| region.to_owned()),
             http: reqwest::Client::new(),
+            impersonate: spec.impersonate_service_accounts.clone(),
         },
         metadata,
         launcher_dir: launcher_dir.clone(),

@@ -30,9 +30,28 @@ fn line<'a>(serial: &'a str, prefix: &str) -> &'a str {
 #[test]
 fn a_workload_runs_attested_and_its_claims_match_what_was_launched() {
     let s = Secundus::setup();
+    // The workload may also act as model-reader (it impersonates it; IAM allows it).
+    s.alice(&[
+        "iam",
+        "service-accounts",
+        "create",
+        "model-reader",
+        "--project",
+        "secundus-bank",
+    ]);
+    s.alice(&[
+        "iam",
+        "service-accounts",
+        "add-iam-policy-binding",
+        "model-reader@secundus-bank.iam.gserviceaccount.com",
+        "--member",
+        "serviceAccount:workload-sa@secundus-bank.iam.gserviceaccount.com",
+        "--role",
+        "roles/iam.serviceAccountTokenCreator",
+    ]);
     for (name, kind) in [("probe-insecure", "INSECURE"), ("probe-vtpm", "VTPM")] {
         let metadata = format!(
-            "^~^tee-image-reference={}~tee-restart-policy=Never~tee-container-log-redirect=true~tee-cmd=[\"custom-arg\"]",
+            "^~^tee-image-reference={}~tee-restart-policy=Never~tee-container-log-redirect=true~tee-cmd=[\"custom-arg\"]~tee-impersonate-service-accounts=model-reader@secundus-bank.iam.gserviceaccount.com",
             s.image
         );
         s.create(name, kind, &metadata);
@@ -63,7 +82,10 @@ fn a_workload_runs_attested_and_its_claims_match_what_was_launched() {
         assert_eq!(default["aud"], "https://sts.googleapis.com");
         assert_eq!(
             default["google_service_accounts"],
-            serde_json::json!(["workload-sa@secundus-bank.iam.gserviceaccount.com"])
+            serde_json::json!([
+                "workload-sa@secundus-bank.iam.gserviceaccount.com",
+                "model-reader@secundus-bank.iam.gserviceaccount.com"
+            ])
         );
         assert_eq!(default["swname"], "CONFIDENTIAL_SPACE");
 

@@ -235,16 +235,23 @@ async fn verify(
         .map_err(|e| bad(format!("Invalid verifyAttestation request: {e}")))?;
     check_token_options(&req.token_options)?;
 
-    // The ID tokens name the accounts the token will vouch for: they must be the caller's.
+    // The ID tokens name the accounts the token will vouch for: the first is the caller's own;
+    // any others are accounts the workload impersonates (`tee-impersonate-service-accounts`),
+    // whose ID tokens only a principal IAM let call generateIdToken on them could hold.
     if req.gcp_credentials.service_account_id_tokens.is_empty() {
         return Err(bad(
             "gcpCredentials.serviceAccountIdTokens must hold the instance service account's ID token",
         ));
     }
     let mut accounts = Vec::new();
-    for token in &req.gcp_credentials.service_account_id_tokens {
+    for (i, token) in req
+        .gcp_credentials
+        .service_account_id_tokens
+        .iter()
+        .enumerate()
+    {
         let email = verify_id_token(&state, token)?;
-        if email != *caller_email {
+        if i == 0 && email != *caller_email {
             return Err(ApiError::PermissionDenied {
                 message: format!(
                     "the ID token is for {email}, but the caller is {caller_email}; send the caller's own ID token"
