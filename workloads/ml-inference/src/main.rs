@@ -1,0 +1,191 @@
+//! `ml-inference`: the codelab's workload. `run` (inside the TEE) releases the model through
+//! attested federation and writes the result object; `classify` runs the same inference
+//! offline on local files, printing exactly what `result` would hold.
+
+mod classify;
+mod cloud;
+mod engine;
+mod format;
+mod preprocess;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use sha2::Digest;
+
+use classify::{Fetch, classify, is_image_name};
+use cloud::Cloud;
+use engine::Engine;
+
+#[derive(Parser)]
+#[command(name = "ml-inference", about = "The codelab's ML inference workload")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Codelab,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Classify local images with a local model; prints what `result` would hold.
+    Classify {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        images: PathBuf,
+        #[arg(long, value_enum, default_value = "codelab")]
+        format: Format,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+    },
+    /// Inside the TEE: get the model through federation, classify the input bucket, write
+    /// `result` and `result.json` to the result bucket.
+    Run {
+        /// The workload identity provider's audience (//iam.googleapis.com/projects/N/…).
+        #[arg(long)]
+        provider: String,
+        /// Primus's service account, impersonated after the exchange.
+        #[arg(long)]
+        service_account: String,
+        /// gs://BUCKET/OBJECT of the model (plain ONNX or a `cloister kms encrypt-file` envelope).
+        #[arg(long)]
+        model: String,
+        /// Refuse the model unless its SHA-256 (of the plaintext) is this.
+        #[arg(long)]
+        model_sha256: Option<String>,
+        #[arg(long)]
+        input_bucket: String,
+        #[arg(long)]
+        result_bucket: String,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+    },
+}
+
+fn workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+fn offline(model: &PathBuf, images: &PathBuf, format: Format, batch: usize) -> Result<()> {
+    let mut engine = Engine::from_file(model, workers())?;
+    let mut names: Vec<String> = std::fs::read_dir(images)
+        .with_context(|| format!("reading {}", images.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| is_image_name(n))
+        .collect();
+    names.sort();
+    let items: Vec<(String, Fetch)> = names
+        .into_iter()
+        .map(|n| {
+            let path = images.join(&n);
+            let fetch: Fetch = Box::new(move || std::fs::read(&path).map_err(|e| e.to_string()));
+            (n, fetch)
+        })
+        .collect();
+    let results = classify(&mut engine, items, batch, workers());
+    match format {
+        Format::Codelab => print!("{}", format::codelab(&results)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&format::json(&results))?),
+    }
+    Ok(())
+}
+
+fn parse_gs(url: &str) -> Result<(String, String)> {
+    let rest = url.strip_prefix("gs://").with_context(|| format!("{url} is not gs://BUCKET/OBJECT"))?;
+    let (b, o) = rest.split_once('/').with_context(|| format!("{url} names no object"))?;
+    Ok((b.to_owned(), o.to_owned()))
+}
+
+/// The model's plaintext: downloaded as Primus, unwrapped through KMS when it is an envelope,
+/// checked against the pinned digest.
+fn fetch_model(cloud: &Cloud, token: &str, url: &str, pinned: Option<&str>) -> Result<Vec<u8>, String> {
+    let (bucket, object) = parse_gs(url).map_err(|e| e.to_string())?;
+    let bytes = cloud.download(token, &bucket, &object)?;
+    let plain = match cloister_envelope::read_header(&mut bytes.as_slice()) {
+        Ok((header, header_bytes)) => {
+            let key: [u8; 32] = cloud
+                .kms_decrypt(token, &header.kms_key, &header.wrapped_key)?
+                .try_into()
+                .map_err(|_| "the unwrapped data key is not 32 bytes".to_owned())?;
+            let mut body = &bytes[bytes.len().min(24 + header_bytes.len())..];
+            let mut out = Vec::new();
+            cloister_envelope::decrypt(&key, &header, &header_bytes, &mut body, &mut out).map_err(|e| format!("the encrypted model does not decrypt: {e}"))?;
+            out
+        }
+        Err(cloister_envelope::EnvelopeError::NotEnvelope) => bytes,
+        Err(e) => return Err(format!("the model looks like an envelope but is not one: {e}")),
+    };
+    if let Some(want) = pinned {
+        let got = hex::encode(sha2::Sha256::digest(&plain));
+        if !got.eq_ignore_ascii_case(want.trim_start_matches("sha256:")) {
+            return Err(format!("the model's SHA-256 is {got}, not the pinned {want}; refusing to use it"));
+        }
+    }
+    Ok(plain)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn online(provider: &str, service_account: &str, model: &str, pinned: Option<&str>, input: &str, output: &str, batch: usize) -> Result<()> {
+    let cloud = Cloud::from_env().map_err(anyhow::Error::msg)?;
+    let own = cloud.instance_token().map_err(anyhow::Error::msg)?;
+    // Everything up to the image list decides whether there is a result at all.
+    let prepared = (|| -> Result<(Engine, Vec<String>), String> {
+        let primus = cloud.primus_token(provider, service_account)?;
+        let model = fetch_model(&cloud, &primus, model, pinned)?;
+        let engine = Engine::load(&model, workers()).map_err(|e| e.to_string())?;
+        let mut names: Vec<String> = cloud.list(&own, input)?.into_iter().filter(|n| is_image_name(n)).collect();
+        names.sort();
+        Ok((engine, names))
+    })();
+    let (text, json) = match prepared {
+        Err(e) => {
+            eprintln!("Error: {e}");
+            (format!("Error: {e}"), serde_json::json!({"error": e}))
+        }
+        Ok((mut engine, names)) => {
+            let items: Vec<(String, Fetch)> = names
+                .into_iter()
+                .map(|n| {
+                    let (cloud, token, bucket, name) = (Cloud::from_env(), own.clone(), input.to_owned(), n.clone());
+                    let fetch: Fetch = Box::new(move || cloud?.download(&token, &bucket, &name));
+                    (n, fetch)
+                })
+                .collect();
+            let results = classify(&mut engine, items, batch, workers());
+            (format::codelab(&results), format::json(&results))
+        }
+    };
+    cloud.upload(&own, output, "result", "text/plain", text.clone().into_bytes()).map_err(anyhow::Error::msg)?;
+    cloud
+        .upload(&own, output, "result.json", "application/json", serde_json::to_vec_pretty(&json)?)
+        .map_err(anyhow::Error::msg)?;
+    print!("{text}");
+    if text.starts_with("Error: ") {
+        bail!("the workload could not run: {}", text.trim_start_matches("Error: "));
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Classify { model, images, format, batch } => offline(&model, &images, format, batch),
+        Command::Run { provider, service_account, model, model_sha256, input_bucket, result_bucket, batch } => {
+            online(&provider, &service_account, &model, model_sha256.as_deref(), &input_bucket, &result_bucket, batch)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ERROR: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
