@@ -13,17 +13,31 @@ pub type Fetch = Box<dyn FnOnce() -> Result<Vec<u8>, String> + Send>;
 /// Names the workload classifies: `.jpg`, `.jpeg`, `.png` in any case.
 pub fn is_image_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    [".jpg", ".jpeg", ".png"].iter().any(|ext| lower.ends_with(ext))
+    [".jpg", ".jpeg", ".png"]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
 }
 
 fn prepare(fetch: Fetch, w: usize, h: usize) -> Result<Vec<f32>, String> {
     let bytes = fetch()?;
-    let (sw, sh, rgb) = preprocess::decode(&bytes).map_err(|e| e.to_string())?;
-    Ok(preprocess::resize_bilinear(&rgb, sw as usize, sh as usize, w, h))
+    let (sw, sh, rgb) =
+        preprocess::decode(&bytes).map_err(|e| e.to_string().trim_end().to_owned())?;
+    Ok(preprocess::resize_bilinear(
+        &rgb,
+        sw as usize,
+        sh as usize,
+        w,
+        h,
+    ))
 }
 
 /// Classifies `images` in order, `batch` at a time; a failure of one image is its own outcome.
-pub fn classify(engine: &mut Engine, images: Vec<(String, Fetch)>, batch: usize, workers: usize) -> Vec<(String, Outcome)> {
+pub fn classify(
+    engine: &mut Engine,
+    images: Vec<(String, Fetch)>,
+    batch: usize,
+    workers: usize,
+) -> Vec<(String, Outcome)> {
     let (w, h) = (engine.width, engine.height);
     let batch = batch.max(1);
     let mut results = Vec::with_capacity(images.len());
@@ -40,13 +54,19 @@ pub fn classify(engine: &mut Engine, images: Vec<(String, Fetch)>, batch: usize,
                 let mut slots: Vec<Option<(String, Result<Vec<f32>, String>)>> = Vec::new();
                 slots.resize_with(chunk.len(), || None);
                 let per = chunk.len().div_ceil(workers.max(1));
-                let mut items: Vec<(usize, String, Fetch)> = chunk.into_iter().enumerate().map(|(i, (n, f))| (i, n, f)).collect();
+                let mut items: Vec<(usize, String, Fetch)> = chunk
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (n, f))| (i, n, f))
+                    .collect();
                 std::thread::scope(|inner| {
                     let mut handles = Vec::new();
                     while !items.is_empty() {
                         let part: Vec<_> = items.drain(..per.min(items.len())).collect();
                         handles.push(inner.spawn(move || {
-                            part.into_iter().map(|(i, n, f)| (i, n, prepare(f, w, h))).collect::<Vec<_>>()
+                            part.into_iter()
+                                .map(|(i, n, f)| (i, n, prepare(f, w, h)))
+                                .collect::<Vec<_>>()
                         }));
                     }
                     for handle in handles {
@@ -69,7 +89,11 @@ pub fn classify(engine: &mut Engine, images: Vec<(String, Fetch)>, batch: usize,
                     ok.push(name.clone());
                 }
             }
-            let logits = if ok.is_empty() { Ok(vec![]) } else { engine.run(pixels, ok.len()) };
+            let logits = if ok.is_empty() {
+                Ok(vec![])
+            } else {
+                engine.run(pixels, ok.len())
+            };
             let mut rows = match logits {
                 Ok(rows) => rows.into_iter(),
                 Err(e) => {
@@ -83,7 +107,10 @@ pub fn classify(engine: &mut Engine, images: Vec<(String, Fetch)>, batch: usize,
                 match r {
                     Ok(_) => match rows.next() {
                         Some(l) => results.push((name, top_k(&l, 5))),
-                        None => results.push((name, Outcome::Failed("the model returned too few rows".into()))),
+                        None => results.push((
+                            name,
+                            Outcome::Failed("the model returned too few rows".into()),
+                        )),
                     },
                     Err(e) => results.push((name, Outcome::Failed(e))),
                 }

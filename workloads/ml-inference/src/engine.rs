@@ -9,11 +9,15 @@ use ort::value::Tensor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("cannot load ONNX Runtime from {path}: {detail} (set ORT_DYLIB_PATH to libonnxruntime.so)")]
+    #[error(
+        "cannot load ONNX Runtime from {path}: {detail} (set ORT_DYLIB_PATH to libonnxruntime.so)"
+    )]
     Runtime { path: String, detail: String },
     #[error("the model is not a usable ONNX model: {0}")]
     Model(String),
-    #[error("the model's input shape {0:?} is not [batch, H, W, 3] (NHWC) or [batch, 3, H, W] (NCHW)")]
+    #[error(
+        "the model's input shape {0:?} is not [batch, H, W, 3] (NHWC) or [batch, 3, H, W] (NCHW)"
+    )]
     InputShape(Vec<i64>),
     #[error("inference failed: {0}")]
     Run(String),
@@ -41,9 +45,13 @@ fn runtime_library() -> PathBuf {
     let beside = std::env::current_exe()
         .ok()
         .and_then(|e| e.parent().map(|d| d.join("libonnxruntime.so")));
-    let candidates = beside
-        .into_iter()
-        .chain(["/usr/local/lib/libonnxruntime.so", "/usr/lib/libonnxruntime.so"].map(PathBuf::from));
+    let candidates = beside.into_iter().chain(
+        [
+            "/usr/local/lib/libonnxruntime.so",
+            "/usr/lib/libonnxruntime.so",
+        ]
+        .map(PathBuf::from),
+    );
     candidates
         .into_iter()
         .find(|p| p.exists())
@@ -52,7 +60,8 @@ fn runtime_library() -> PathBuf {
 
 /// The ONNX Runtime environment, loaded once per process.
 fn runtime() -> Result<&'static ort::environment::Environment, EngineError> {
-    static ENV: std::sync::OnceLock<Result<ort::environment::Environment, String>> = std::sync::OnceLock::new();
+    static ENV: std::sync::OnceLock<Result<ort::environment::Environment, String>> =
+        std::sync::OnceLock::new();
     let path = runtime_library();
     ENV.get_or_init(|| {
         ort::init_from(&path)
@@ -61,7 +70,10 @@ fn runtime() -> Result<&'static ort::environment::Environment, EngineError> {
             .map_err(|e| e.to_string())
     })
     .as_ref()
-    .map_err(|detail| EngineError::Runtime { path: path.display().to_string(), detail: detail.clone() })
+    .map_err(|detail| EngineError::Runtime {
+        path: path.display().to_string(),
+        detail: detail.clone(),
+    })
 }
 
 impl Engine {
@@ -85,11 +97,17 @@ impl Engine {
             [_, 3, h, w] if *h > 0 && *w > 0 => (Layout::Nchw, *h as usize, *w as usize),
             _ => return Err(EngineError::InputShape(shape)),
         };
-        Ok(Engine { session, layout, height, width })
+        Ok(Engine {
+            session,
+            layout,
+            height,
+            width,
+        })
     }
 
     pub fn from_file(path: &Path, threads: usize) -> Result<Self, EngineError> {
-        let bytes = std::fs::read(path).map_err(|e| EngineError::Model(format!("{}: {e}", path.display())))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| EngineError::Model(format!("{}: {e}", path.display())))?;
         Self::load(&bytes, threads)
     }
 
@@ -104,7 +122,8 @@ impl Engine {
                     for y in 0..h {
                         for x in 0..w {
                             for c in 0..3 {
-                                out[((i * 3 + c) * h + y) * w + x] = nhwc[((i * h + y) * w + x) * 3 + c];
+                                out[((i * 3 + c) * h + y) * w + x] =
+                                    nhwc[((i * h + y) * w + x) * 3 + c];
                             }
                         }
                     }
@@ -112,7 +131,8 @@ impl Engine {
                 ([n, 3, h, w], out)
             }
         };
-        let tensor = Tensor::from_array((shape, data)).map_err(|e| EngineError::Run(e.to_string()))?;
+        let tensor =
+            Tensor::from_array((shape, data)).map_err(|e| EngineError::Run(e.to_string()))?;
         let outputs = self
             .session
             .run(ort::inputs![tensor])
@@ -122,7 +142,10 @@ impl Engine {
             .map_err(|e| EngineError::Run(e.to_string()))?;
         let classes = out_shape.last().copied().unwrap_or(0).max(0) as usize;
         if classes == 0 || logits.len() != n * classes {
-            return Err(EngineError::Run(format!("unexpected output shape {:?}", out_shape.to_vec())));
+            return Err(EngineError::Run(format!(
+                "unexpected output shape {:?}",
+                out_shape.to_vec()
+            )));
         }
         Ok(logits.chunks(classes).map(<[f32]>::to_vec).collect())
     }

@@ -6,7 +6,10 @@ use serde_json::{Value, json};
 /// One image's outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Classified { predicted_class: usize, top_k: Vec<(usize, f32)> },
+    Classified {
+        predicted_class: usize,
+        top_k: Vec<(usize, f32)>,
+    },
     Failed(String),
 }
 
@@ -15,13 +18,21 @@ pub fn top_k(logits: &[f32], k: usize) -> Outcome {
     let mut order: Vec<usize> = (0..logits.len()).collect();
     // Ascending by value, ties by index, then the last k reversed, as numpy does it.
     order.sort_by(|&a, &b| logits[a].total_cmp(&logits[b]).then(a.cmp(&b)));
-    let top: Vec<(usize, f32)> = order.iter().rev().take(k).map(|&i| (i, logits[i])).collect();
+    let top: Vec<(usize, f32)> = order
+        .iter()
+        .rev()
+        .take(k)
+        .map(|&i| (i, logits[i]))
+        .collect();
     // argmax returns the first maximum.
     let best = logits
         .iter()
         .enumerate()
         .fold(0, |best, (i, v)| if *v > logits[best] { i } else { best });
-    Outcome::Classified { predicted_class: best, top_k: top }
+    Outcome::Classified {
+        predicted_class: best,
+        top_k: top,
+    }
 }
 
 /// Python's `repr(float)`: the shortest digits that round-trip, fixed notation for
@@ -47,7 +58,11 @@ pub fn python_float(x: f64) -> String {
 
 /// Python's `repr(str)` (the quoting `str(dict)` uses for strings).
 pub fn python_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::from(quote);
     for c in s.chars() {
         match c {
@@ -59,7 +74,9 @@ pub fn python_str(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -72,12 +89,23 @@ pub fn codelab(results: &[(String, Outcome)]) -> String {
     let mut out = String::new();
     for (name, outcome) in results {
         let response = match outcome {
-            Outcome::Classified { predicted_class, top_k } => {
+            Outcome::Classified {
+                predicted_class,
+                top_k,
+            } => {
                 let preds: Vec<String> = top_k
                     .iter()
-                    .map(|(i, s)| format!("{{'class_index': {i}, 'score': {}}}", python_float(f64::from(*s))))
+                    .map(|(i, s)| {
+                        format!(
+                            "{{'class_index': {i}, 'score': {}}}",
+                            python_float(f64::from(*s))
+                        )
+                    })
                     .collect();
-                format!("{{'predicted_class': {predicted_class}, 'top_k_predictions': [{}]}}", preds.join(", "))
+                format!(
+                    "{{'predicted_class': {predicted_class}, 'top_k_predictions': [{}]}}",
+                    preds.join(", ")
+                )
             }
             Outcome::Failed(e) => format!("{{'error': {}}}", python_str(e)),
         };
@@ -119,8 +147,17 @@ mod tests {
     #[test]
     fn the_codelab_line_format_is_exact() {
         let r = vec![
-            ("cat.jpg".to_owned(), Outcome::Classified { predicted_class: 3, top_k: vec![(3, 2.5), (1, -1.0)] }),
-            ("bad.jpg".to_owned(), Outcome::Failed("cannot decode the image: it's broken".into())),
+            (
+                "cat.jpg".to_owned(),
+                Outcome::Classified {
+                    predicted_class: 3,
+                    top_k: vec![(3, 2.5), (1, -1.0)],
+                },
+            ),
+            (
+                "bad.jpg".to_owned(),
+                Outcome::Failed("cannot decode the image: it's broken".into()),
+            ),
         ];
         assert_eq!(
             codelab(&r),
@@ -131,10 +168,17 @@ mod tests {
 
     #[test]
     fn top_k_orders_like_numpy_argsort_reversed() {
-        let Outcome::Classified { predicted_class, top_k } = top_k(&[0.1, 5.0, 3.0, 5.0, -1.0, 2.0], 5) else {
+        let Outcome::Classified {
+            predicted_class,
+            top_k,
+        } = top_k(&[0.1, 5.0, 3.0, 5.0, -1.0, 2.0], 5)
+        else {
             panic!()
         };
         assert_eq!(predicted_class, 1, "argmax takes the first maximum");
-        assert_eq!(top_k.iter().map(|t| t.0).collect::<Vec<_>>(), [3, 1, 2, 5, 0]);
+        assert_eq!(
+            top_k.iter().map(|t| t.0).collect::<Vec<_>>(),
+            [3, 1, 2, 5, 0]
+        );
     }
 }

@@ -70,7 +70,9 @@ enum Command {
 }
 
 fn workers() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
 }
 
 fn offline(model: &PathBuf, images: &PathBuf, format: Format, batch: usize) -> Result<()> {
@@ -98,14 +100,23 @@ fn offline(model: &PathBuf, images: &PathBuf, format: Format, batch: usize) -> R
 }
 
 fn parse_gs(url: &str) -> Result<(String, String)> {
-    let rest = url.strip_prefix("gs://").with_context(|| format!("{url} is not gs://BUCKET/OBJECT"))?;
-    let (b, o) = rest.split_once('/').with_context(|| format!("{url} names no object"))?;
+    let rest = url
+        .strip_prefix("gs://")
+        .with_context(|| format!("{url} is not gs://BUCKET/OBJECT"))?;
+    let (b, o) = rest
+        .split_once('/')
+        .with_context(|| format!("{url} names no object"))?;
     Ok((b.to_owned(), o.to_owned()))
 }
 
 /// The model's plaintext: downloaded as Primus, unwrapped through KMS when it is an envelope,
 /// checked against the pinned digest.
-fn fetch_model(cloud: &Cloud, token: &str, url: &str, pinned: Option<&str>) -> Result<Vec<u8>, String> {
+fn fetch_model(
+    cloud: &Cloud,
+    token: &str,
+    url: &str,
+    pinned: Option<&str>,
+) -> Result<Vec<u8>, String> {
     let (bucket, object) = parse_gs(url).map_err(|e| e.to_string())?;
     let bytes = cloud.download(token, &bucket, &object)?;
     let plain = match cloister_envelope::read_header(&mut bytes.as_slice()) {
@@ -116,23 +127,38 @@ fn fetch_model(cloud: &Cloud, token: &str, url: &str, pinned: Option<&str>) -> R
                 .map_err(|_| "the unwrapped data key is not 32 bytes".to_owned())?;
             let mut body = &bytes[bytes.len().min(24 + header_bytes.len())..];
             let mut out = Vec::new();
-            cloister_envelope::decrypt(&key, &header, &header_bytes, &mut body, &mut out).map_err(|e| format!("the encrypted model does not decrypt: {e}"))?;
+            cloister_envelope::decrypt(&key, &header, &header_bytes, &mut body, &mut out)
+                .map_err(|e| format!("the encrypted model does not decrypt: {e}"))?;
             out
         }
         Err(cloister_envelope::EnvelopeError::NotEnvelope) => bytes,
-        Err(e) => return Err(format!("the model looks like an envelope but is not one: {e}")),
+        Err(e) => {
+            return Err(format!(
+                "the model looks like an envelope but is not one: {e}"
+            ));
+        }
     };
     if let Some(want) = pinned {
         let got = hex::encode(sha2::Sha256::digest(&plain));
         if !got.eq_ignore_ascii_case(want.trim_start_matches("sha256:")) {
-            return Err(format!("the model's SHA-256 is {got}, not the pinned {want}; refusing to use it"));
+            return Err(format!(
+                "the model's SHA-256 is {got}, not the pinned {want}; refusing to use it"
+            ));
         }
     }
     Ok(plain)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn online(provider: &str, service_account: &str, model: &str, pinned: Option<&str>, input: &str, output: &str, batch: usize) -> Result<()> {
+fn online(
+    provider: &str,
+    service_account: &str,
+    model: &str,
+    pinned: Option<&str>,
+    input: &str,
+    output: &str,
+    batch: usize,
+) -> Result<()> {
     let cloud = Cloud::from_env().map_err(anyhow::Error::msg)?;
     let own = cloud.instance_token().map_err(anyhow::Error::msg)?;
     // Everything up to the image list decides whether there is a result at all.
@@ -140,7 +166,11 @@ fn online(provider: &str, service_account: &str, model: &str, pinned: Option<&st
         let primus = cloud.primus_token(provider, service_account)?;
         let model = fetch_model(&cloud, &primus, model, pinned)?;
         let engine = Engine::load(&model, workers()).map_err(|e| e.to_string())?;
-        let mut names: Vec<String> = cloud.list(&own, input)?.into_iter().filter(|n| is_image_name(n)).collect();
+        let mut names: Vec<String> = cloud
+            .list(&own, input)?
+            .into_iter()
+            .filter(|n| is_image_name(n))
+            .collect();
         names.sort();
         Ok((engine, names))
     })();
@@ -153,7 +183,8 @@ fn online(provider: &str, service_account: &str, model: &str, pinned: Option<&st
             let items: Vec<(String, Fetch)> = names
                 .into_iter()
                 .map(|n| {
-                    let (cloud, token, bucket, name) = (Cloud::from_env(), own.clone(), input.to_owned(), n.clone());
+                    let (cloud, token, bucket, name) =
+                        (Cloud::from_env(), own.clone(), input.to_owned(), n.clone());
                     let fetch: Fetch = Box::new(move || cloud?.download(&token, &bucket, &name));
                     (n, fetch)
                 })
@@ -162,13 +193,30 @@ fn online(provider: &str, service_account: &str, model: &str, pinned: Option<&st
             (format::codelab(&results), format::json(&results))
         }
     };
-    cloud.upload(&own, output, "result", "text/plain", text.clone().into_bytes()).map_err(anyhow::Error::msg)?;
     cloud
-        .upload(&own, output, "result.json", "application/json", serde_json::to_vec_pretty(&json)?)
+        .upload(
+            &own,
+            output,
+            "result",
+            "text/plain",
+            text.clone().into_bytes(),
+        )
+        .map_err(anyhow::Error::msg)?;
+    cloud
+        .upload(
+            &own,
+            output,
+            "result.json",
+            "application/json",
+            serde_json::to_vec_pretty(&json)?,
+        )
         .map_err(anyhow::Error::msg)?;
     print!("{text}");
     if text.starts_with("Error: ") {
-        bail!("the workload could not run: {}", text.trim_start_matches("Error: "));
+        bail!(
+            "the workload could not run: {}",
+            text.trim_start_matches("Error: ")
+        );
     }
     Ok(())
 }
@@ -176,10 +224,29 @@ fn online(provider: &str, service_account: &str, model: &str, pinned: Option<&st
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Classify { model, images, format, batch } => offline(&model, &images, format, batch),
-        Command::Run { provider, service_account, model, model_sha256, input_bucket, result_bucket, batch } => {
-            online(&provider, &service_account, &model, model_sha256.as_deref(), &input_bucket, &result_bucket, batch)
-        }
+        Command::Classify {
+            model,
+            images,
+            format,
+            batch,
+        } => offline(&model, &images, format, batch),
+        Command::Run {
+            provider,
+            service_account,
+            model,
+            model_sha256,
+            input_bucket,
+            result_bucket,
+            batch,
+        } => online(
+            &provider,
+            &service_account,
+            &model,
+            model_sha256.as_deref(),
+            &input_bucket,
+            &result_bucket,
+            batch,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

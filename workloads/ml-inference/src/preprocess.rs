@@ -26,12 +26,15 @@ pub fn decode(bytes: &[u8]) -> Result<(u32, u32, Vec<u8>), ImageError> {
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| ImageError::Decode(e.to_string()))?;
-    let decoder = reader.into_decoder().map_err(|e| ImageError::Decode(e.to_string()))?;
+    let decoder = reader
+        .into_decoder()
+        .map_err(|e| ImageError::Decode(e.to_string()))?;
     let (w, h) = decoder.dimensions();
     if u64::from(w) * u64::from(h) > 100_000_000 {
         return Err(ImageError::TooLarge(w, h));
     }
-    let img = image::DynamicImage::from_decoder(decoder).map_err(|e| ImageError::Decode(e.to_string()))?;
+    let img = image::DynamicImage::from_decoder(decoder)
+        .map_err(|e| ImageError::Decode(e.to_string()))?;
     let rgb = img.to_rgb8();
     Ok((w, h, rgb.into_raw()))
 }

@@ -36,7 +36,8 @@ pub struct PushArgs {
     /// Where the executable goes in the image [default: /usr/local/bin/NAME].
     #[arg(long)]
     dest: Option<String>,
-    /// Extra files, HOST_PATH:IMAGE_PATH (repeatable; a directory is copied whole).
+    /// Extra files, HOST_PATH:IMAGE_PATH (repeatable; a directory is copied whole; an ELF
+    /// library brings the libraries it links).
     #[arg(long = "file")]
     files: Vec<String>,
     /// The entrypoint [default: the executable].
@@ -180,6 +181,11 @@ async fn push(client: &ApiClient, args: PushArgs) -> Result<()> {
                 }
             }
         } else {
+            // A shared library added as a file (one the program dlopens, such as ONNX
+            // Runtime) brings the libraries it needs too.
+            if package::is_elf(&host) {
+                files.extend(package::elf_closure(&host)?);
+            }
             files.insert(inside, host);
         }
     }

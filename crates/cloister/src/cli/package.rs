@@ -86,6 +86,15 @@ pub fn elf_closure(executable: &Path) -> Result<Files> {
     Ok(files)
 }
 
+/// Whether `path` starts with the ELF magic.
+pub fn is_elf(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| magic == *b"\x7fELF")
+}
+
 /// An absolute, normal path inside the image (no `..`, no `.`).
 pub fn image_path(path: &str) -> Result<String> {
     // By segment, not `Path::components`, which silently drops `.` and empty segments.

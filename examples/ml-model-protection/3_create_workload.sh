@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Packages the inference workload (and the ONNX Runtime library it loads) as an image without
+# Docker, pushes it, prints its digest. Usage: 3_create_workload.sh WORKLOAD_BIN ORT_LIBRARY [TAG] [EXTRA_LABEL]
+set -euo pipefail
+source "$(dirname "$0")/config_env.sh"
+bin=$1 ort=$2 tag=${3:-$WORKLOAD_IMAGE_TAG}
+labels=(--label tee.launch_policy.allow_cmd_override=true --label tee.launch_policy.log_redirect=always)
+[ -n "${4:-}" ] && labels+=(--label "$4")
+image="$(registry_host)/$SECUNDUS_PROJECT_ID/$PRIMUS_ARTIFACT_REPOSITORY/$WORKLOAD_IMAGE_NAME:$tag"
+# The CA bundle lets the workload's HTTPS client start (as distroless images carry it).
+secundus artifacts push "$image" --executable "$bin" --file "$ort:/usr/local/bin/libonnxruntime.so" \
+  --file /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt \
+  "${labels[@]}" >/dev/null
+secundus artifacts docker images describe "$image" --format 'value(image_summary.digest)'

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The whole codelab on a fresh embedded server in a temp dir: Primus protects its model,
+# Secundus runs the authorized workload on a VTPM instance and gets the result, then an
+# unauthorized workload (another image digest) is refused by Primus's attribute condition.
+# Exits 0 only when both outcomes are as expected.
+#
+# Needs: CLOISTER (the cloister binary), ML_INFERENCE (the workload binary), ORT_LIBRARY
+# (libonnxruntime.so), python3 with onnx, onnxruntime, numpy and pillow (scripts/install-deps.sh).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+: "${CLOISTER:?set CLOISTER to the cloister binary}" "${ML_INFERENCE:?set ML_INFERENCE}" "${ORT_LIBRARY:?set ORT_LIBRARY}"
+export CLOISTER
+work=$(mktemp -d)
+export CLOISTER_CONFIG_DIR="$work/config"
+log="$work/server.log"
+started=$(date +%s%N)
+step() { printf '==> %s\n' "$*"; }
+serial() {
+  "$CLOISTER" --profile secundus compute instances get-serial-port-output "$1" \
+    --project "${SECUNDUS_PROJECT_ID:-secundus-bank}" --zone "${SECUNDUS_PROJECT_ZONE:-us-west1-b}"
+}
+
+"$CLOISTER" server --listen 127.0.0.1:0 --data-dir "$work/data" --log-format json 2>"$log" &
+server=$!
+cleanup() {
+  "$here/7_cleanup.sh" workload-vm unauthorized-vm >/dev/null 2>&1 || true
+  kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+for _ in $(seq 200); do grep -q '"cloister server listening"' "$log" 2>/dev/null && break; sleep 0.05; done
+address=$(grep -o '"address":"[^"]*"' "$log" | head -1 | cut -d'"' -f4)
+[ -n "$address" ] || { cat "$log" >&2; exit 1; }
+step "Cloister listening at http://$address (embedded default, data in $work/data)"
+
+step "the platform admin creates the two companies' users; each gets its own CLI profile"
+"$CLOISTER" config profiles create admin --endpoint "http://$address" >/dev/null 2>&1
+"$CLOISTER" --profile admin auth login --credential-file "$work/data/bootstrap-admin-credential.json" >/dev/null 2>&1
+for who in primus secundus; do
+  "$CLOISTER" --profile admin iam users create "$who@example.com" --credential-file "$work/$who.json" >/dev/null 2>&1
+  "$CLOISTER" config profiles create "$who" --endpoint "http://$address" >/dev/null 2>&1
+  "$CLOISTER" --profile "$who" auth login --credential-file "$work/$who.json" >/dev/null 2>&1
+done
+
+step "generating the demo model (MobileNet V1, 128x128, 1001 classes) and images"
+python3 "$here/../../workloads/ml-inference/demo/make_demo_model.py" "$work/model.onnx"
+python3 "$here/../../workloads/ml-inference/demo/make_demo_images.py" "$work/images"
+
+step "Primus: project, model bucket, service account, workload identity pool"
+"$here/1_setup_primus_resources.sh" "$work/model.onnx" 2>/dev/null
+step "Secundus: project, image and result buckets, workload service account, repository"
+"$here/2_setup_secundus_resources.sh" "$work/images"
+step "Secundus packages and pushes the workload image"
+digest=$("$here/3_create_workload.sh" "$ML_INFERENCE" "$ORT_LIBRARY" latest)
+echo "workload image digest: $digest"
+step "Primus authorizes exactly that image with the codelab's attribute condition"
+"$here/4_authorize_workload.sh" "$digest"
+step "Secundus runs the workload on a VTPM instance"
+"$here/5_run_workload.sh" latest workload-vm
+step "the result object"
+result=$("$here/6_view_results.sh") || { echo "FAIL: no result; the instance's serial console:" >&2; serial workload-vm >&2; exit 1; }
+printf '%s\n' "$result"
+echo "$result" | grep -q "^Image: cat.jpg, Response: {'predicted_class': " || { echo "FAIL: no classification in the result" >&2; exit 1; }
+
+step "an unauthorized workload (another image digest) runs and is refused by Primus's condition"
+other=$("$here/3_create_workload.sh" "$ML_INFERENCE" "$ORT_LIBRARY" unauthorized "variant=unauthorized")
+echo "unauthorized image digest: $other"
+"$here/5_run_workload.sh" unauthorized unauthorized-vm
+result=$("$here/6_view_results.sh") || { serial unauthorized-vm >&2; exit 1; }
+printf '%s\n' "$result"
+echo "$result" | grep -q "^Error: .*The given credential is rejected by the attribute condition." || { echo "FAIL: the unauthorized run was not refused" >&2; exit 1; }
+
+elapsed=$(( ($(date +%s%N) - started) / 1000000 ))
+step "done in ${elapsed} ms: the authorized workload got the model, the unauthorized one was refused"
