@@ -3,7 +3,7 @@
 set -euo pipefail
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "cargo is missing: install Rust 1.89 or newer (https://rustup.rs), then run this again." >&2
+  echo "cargo is missing: install Rust 1.92 or newer (https://rustup.rs), then run this again." >&2
   exit 1
 fi
 
@@ -26,8 +26,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
-# Python packages the wire-compatibility tests drive Cloister with (Google's own client library).
-if ! python3 -c 'import google.auth, google.cloud.storage, requests, jwt, cryptography' >/dev/null 2>&1; then
+# Python packages: Google's client libraries for the wire-compatibility tests; onnx, numpy and
+# pillow generate the demo model and images; onnxruntime is the reference the workload's
+# results are checked against, and its libonnxruntime.so is the engine the workload loads.
+if ! python3 -c 'import google.auth, google.cloud.storage, requests, jwt, cryptography, onnx, numpy, PIL, onnxruntime; assert onnxruntime.__version__ == "1.24.4"' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check \
-    'google-auth==2.62.2' 'google-cloud-storage==3.17.1' 'requests>=2.31' 'PyJWT[crypto]==2.15.1'
+    'google-auth==2.62.2' 'google-cloud-storage==3.17.1' 'requests>=2.31' 'PyJWT[crypto]==2.15.1' \
+    'onnxruntime==1.24.4' 'onnx==1.18.0' 'numpy<2.3' 'pillow==11.3.0'
 fi

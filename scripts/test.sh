@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The codelab demo test runs the workload binary, which `cargo test` does not build by itself.
+cargo build --workspace --bins --locked
 cargo test --workspace --locked

@@ -10,6 +10,9 @@ use crate::preprocess;
 /// Fetches one image's bytes (a file read, or a download).
 pub type Fetch = Box<dyn FnOnce() -> Result<Vec<u8>, String> + Send>;
 
+/// An image's name and its prepared pixels (or why it could not be prepared).
+type Prepared = (String, Result<Vec<f32>, String>);
+
 /// Names the workload classifies: `.jpg`, `.jpeg`, `.png` in any case.
 pub fn is_image_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
@@ -41,7 +44,7 @@ pub fn classify(
     let (w, h) = (engine.width, engine.height);
     let batch = batch.max(1);
     let mut results = Vec::with_capacity(images.len());
-    let (tx, rx) = mpsc::sync_channel::<Vec<(String, Result<Vec<f32>, String>)>>(1);
+    let (tx, rx) = mpsc::sync_channel::<Vec<Prepared>>(1);
     std::thread::scope(|scope| {
         scope.spawn(move || {
             let mut pending = images.into_iter();
@@ -51,7 +54,7 @@ pub fn classify(
                     break;
                 }
                 // Decode the batch across `workers` threads, keeping the order.
-                let mut slots: Vec<Option<(String, Result<Vec<f32>, String>)>> = Vec::new();
+                let mut slots: Vec<Option<Prepared>> = Vec::new();
                 slots.resize_with(chunk.len(), || None);
                 let per = chunk.len().div_ceil(workers.max(1));
                 let mut items: Vec<(usize, String, Fetch)> = chunk

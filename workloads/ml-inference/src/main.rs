@@ -8,7 +8,7 @@ mod engine;
 mod format;
 mod preprocess;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
@@ -75,7 +75,7 @@ fn workers() -> usize {
         .unwrap_or(2)
 }
 
-fn offline(model: &PathBuf, images: &PathBuf, format: Format, batch: usize) -> Result<()> {
+fn offline(model: &Path, images: &Path, format: Format, batch: usize) -> Result<()> {
     let mut engine = Engine::from_file(model, workers())?;
     let mut names: Vec<String> = std::fs::read_dir(images)
         .with_context(|| format!("reading {}", images.display()))?

@@ -1,0 +1,57 @@
+//! The acceptance story: `examples/ml-model-protection/demo.sh` (what `scripts/demo.sh`, the
+//! README's main job, runs) on a fresh server. The script itself checks both outcomes (the
+//! authorized workload's classifications, the unauthorized one's refusal); this test checks
+//! them again in the output and that the script exited 0.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn the_codelab_demo_releases_the_model_only_to_the_authorized_workload() {
+    let cloister = Path::new(env!("CARGO_BIN_EXE_cloister"));
+    let workload = cloister.with_file_name("ml-inference");
+    assert!(
+        workload.exists(),
+        "{} is missing: build it first (`cargo build --workspace --bins`, as scripts/test.sh does)",
+        workload.display()
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let ort = Command::new("bash")
+        .arg(root.join("scripts/ort-library.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        ort.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ort.stderr)
+    );
+    let out = Command::new("bash")
+        .arg(root.join("examples/ml-model-protection/demo.sh"))
+        .env("CLOISTER", cloister)
+        .env("ML_INFERENCE", &workload)
+        .env("ORT_LIBRARY", String::from_utf8_lossy(&ort.stdout).trim())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Image: cat.jpg, Response: {'predicted_class': "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Image: broken.jpg, Response: {'error': "),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("notes.txt"),
+        "only .jpg .jpeg .png are classified"
+    );
+    assert!(
+        stdout.contains("Error: The given credential is rejected by the attribute condition."),
+        "{stdout}"
+    );
+}
