@@ -44,6 +44,20 @@ enum Command {
         format: Format,
         #[arg(long, default_value_t = 32)]
         batch: usize,
+        /// Refuse the model unless its SHA-256 is this.
+        #[arg(long)]
+        model_sha256: Option<String>,
+    },
+    /// Writes each image's preprocessed input tensor and the model's logits as raw
+    /// little-endian float32 files (NAME.input, NAME.logits), for comparing with other engines.
+    #[command(hide = true)]
+    Tensors {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        images: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Inside the TEE: get the model through federation, classify the input bucket, write
     /// `result` and `result.json` to the result bucket.
@@ -75,8 +89,28 @@ fn workers() -> usize {
         .unwrap_or(2)
 }
 
-fn offline(model: &Path, images: &Path, format: Format, batch: usize) -> Result<()> {
-    let mut engine = Engine::from_file(model, workers())?;
+fn check_pin(bytes: &[u8], pinned: Option<&str>) -> Result<(), String> {
+    if let Some(want) = pinned {
+        let got = hex::encode(sha2::Sha256::digest(bytes));
+        if !got.eq_ignore_ascii_case(want.trim_start_matches("sha256:")) {
+            return Err(format!(
+                "the model's SHA-256 is {got}, not the pinned {want}; refusing to use it"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn offline(
+    model: &Path,
+    images: &Path,
+    format: Format,
+    batch: usize,
+    pinned: Option<&str>,
+) -> Result<()> {
+    let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
+    check_pin(&bytes, pinned).map_err(anyhow::Error::msg)?;
+    let mut engine = Engine::load(&bytes, workers())?;
     let mut names: Vec<String> = std::fs::read_dir(images)
         .with_context(|| format!("reading {}", images.display()))?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -95,6 +129,27 @@ fn offline(model: &Path, images: &Path, format: Format, batch: usize) -> Result<
     match format {
         Format::Codelab => print!("{}", format::codelab(&results)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&format::json(&results))?),
+    }
+    Ok(())
+}
+
+fn tensors(model: &Path, images: &Path, out: &Path) -> Result<()> {
+    let mut engine = Engine::from_file(model, workers())?;
+    std::fs::create_dir_all(out)?;
+    let raw = |v: &[f32]| v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
+    for entry in std::fs::read_dir(images)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if !is_image_name(&name) {
+            continue;
+        }
+        let Ok((w, h, rgb)) = preprocess::decode(&std::fs::read(images.join(&name))?) else {
+            continue;
+        };
+        let input =
+            preprocess::resize_bilinear(&rgb, w as usize, h as usize, engine.width, engine.height);
+        let logits = engine.run(input.clone(), 1)?;
+        std::fs::write(out.join(format!("{name}.input")), raw(&input))?;
+        std::fs::write(out.join(format!("{name}.logits")), raw(&logits[0]))?;
     }
     Ok(())
 }
@@ -229,7 +284,9 @@ fn main() -> ExitCode {
             images,
             format,
             batch,
-        } => offline(&model, &images, format, batch),
+            model_sha256,
+        } => offline(&model, &images, format, batch, model_sha256.as_deref()),
+        Command::Tensors { model, images, out } => tensors(&model, &images, &out),
         Command::Run {
             provider,
             service_account,
