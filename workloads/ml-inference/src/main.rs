@@ -47,6 +47,9 @@ enum Command {
         /// Refuse the model unless its SHA-256 is this.
         #[arg(long)]
         model_sha256: Option<String>,
+        /// Print the time spent in the model (the benchmark's model stage) to stderr.
+        #[arg(long, hide = true)]
+        report_timing: bool,
     },
     /// Writes each image's preprocessed input tensor and the model's logits as raw
     /// little-endian float32 files (NAME.input, NAME.logits), for comparing with other engines.
@@ -58,6 +61,26 @@ enum Command {
         images: PathBuf,
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Times the model alone on tensors written by `tensors` (the benchmark's model stage,
+    /// measured like ONNX Runtime from Python: same inputs, no decoding running beside it).
+    #[command(hide = true)]
+    BenchModel {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        tensors: PathBuf,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+    },
+    /// Prints each image's preprocessed pixels at SIZE×SIZE as JSON (checked against
+    /// TensorFlow's golden output).
+    #[command(hide = true)]
+    Preprocess {
+        #[arg(long)]
+        images: PathBuf,
+        #[arg(long)]
+        size: usize,
     },
     /// Inside the TEE: get the model through federation, classify the input bucket, write
     /// `result` and `result.json` to the result bucket.
@@ -126,6 +149,14 @@ fn offline(
         })
         .collect();
     let results = classify(&mut engine, items, batch, workers());
+    if engine::REPORT_TIMING.load(std::sync::atomic::Ordering::Relaxed) {
+        let nanos = engine::MODEL_NANOS.load(std::sync::atomic::Ordering::Relaxed);
+        eprintln!(
+            "model stage: {} images in {:.1} ms",
+            results.len(),
+            nanos as f64 / 1e6
+        );
+    }
     match format {
         Format::Codelab => print!("{}", format::codelab(&results)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&format::json(&results))?),
@@ -151,6 +182,51 @@ fn tensors(model: &Path, images: &Path, out: &Path) -> Result<()> {
         std::fs::write(out.join(format!("{name}.input")), raw(&input))?;
         std::fs::write(out.join(format!("{name}.logits")), raw(&logits[0]))?;
     }
+    Ok(())
+}
+
+fn preprocessed(images: &Path, size: usize) -> Result<()> {
+    let mut out = serde_json::Map::new();
+    for entry in std::fs::read_dir(images)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if let (true, Ok((w, h, rgb))) = (
+            is_image_name(&name),
+            preprocess::decode(&std::fs::read(images.join(&name))?),
+        ) {
+            let pixels = preprocess::resize_bilinear(&rgb, w as usize, h as usize, size, size);
+            out.insert(name, serde_json::json!(pixels));
+        }
+    }
+    println!("{}", serde_json::Value::Object(out));
+    Ok(())
+}
+
+fn bench_model(model: &Path, tensors: &Path, batch: usize) -> Result<()> {
+    let mut engine = Engine::from_file(model, workers())?;
+    let mut inputs: Vec<Vec<f32>> = Vec::new();
+    let mut names: Vec<_> = std::fs::read_dir(tensors)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "input"))
+        .collect();
+    names.sort();
+    for p in names {
+        let bytes = std::fs::read(p)?;
+        inputs.push(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        );
+    }
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        for chunk in inputs.chunks(batch.max(1)) {
+            engine.run(chunk.concat(), chunk.len())?;
+        }
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    println!("{}", inputs.len() as f64 / best);
     Ok(())
 }
 
@@ -285,8 +361,18 @@ fn main() -> ExitCode {
             format,
             batch,
             model_sha256,
-        } => offline(&model, &images, format, batch, model_sha256.as_deref()),
+            report_timing,
+        } => {
+            engine::REPORT_TIMING.store(report_timing, std::sync::atomic::Ordering::Relaxed);
+            offline(&model, &images, format, batch, model_sha256.as_deref())
+        }
         Command::Tensors { model, images, out } => tensors(&model, &images, &out),
+        Command::Preprocess { images, size } => preprocessed(&images, size),
+        Command::BenchModel {
+            model,
+            tensors,
+            batch,
+        } => bench_model(&model, &tensors, batch),
         Command::Run {
             provider,
             service_account,

@@ -205,3 +205,45 @@ fn results_are_in_the_codelabs_format_and_bad_input_is_an_error_not_a_crash() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn preprocessing_matches_tensorflow_on_golden_tensors() {
+    let (_dir, _model, images) = demo_dir();
+    let golden: serde_json::Value =
+        serde_json::from_str(include_str!("golden/preprocess.json")).unwrap();
+    let out = workload(&[
+        "preprocess",
+        "--images",
+        images.to_str().unwrap(),
+        "--size",
+        "16",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ours: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (name, want) in golden["images"].as_object().unwrap() {
+        let got = ours[name]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name} missing"));
+        let want = want.as_array().unwrap();
+        assert_eq!(got.len(), want.len(), "{name}");
+        let max = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a.as_f64().unwrap() - b.as_f64().unwrap()).abs())
+            .fold(0.0, f64::max);
+        // PNG decodes identically, so only float rounding (the golden file keeps 4 decimals)
+        // remains. JPEG: TensorFlow's libjpeg-turbo uses the fast integer IDCT, the `image`
+        // crate an accurate one; after the resize the pixels differ by a few levels at most.
+        let bound = if name.to_ascii_lowercase().ends_with(".png") {
+            1e-3
+        } else {
+            6.0
+        };
+        assert!(max <= bound, "{name}: max difference {max} > {bound}");
+        eprintln!("{name}: max |ours - tensorflow| = {max:.4}");
+    }
+}
