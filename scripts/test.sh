@@ -5,6 +5,9 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p ml-inference --all-targets --features tract --locked -- -D warnings
 # The codelab demo test runs the workload binary, which `cargo test` does not build by itself.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
+# The workload's pure-Rust engine passes the same correctness tests.
+cargo test -p ml-inference --features tract --locked

@@ -47,7 +47,7 @@ python3 "$here/../../workloads/ml-inference/demo/make_demo_model.py" "$work/mode
 python3 "$here/../../workloads/ml-inference/demo/make_demo_images.py" "$work/images"
 
 step "Primus: project, model bucket, service account, workload identity pool"
-"$here/1_setup_primus_resources.sh" "$work/model.onnx" 2>/dev/null
+"$here/1_setup_primus_resources.sh" "$work/model.onnx"
 step "Secundus: project, image and result buckets, workload service account, repository"
 "$here/2_setup_secundus_resources.sh" "$work/images"
 step "Secundus packages and pushes the workload image"

@@ -1,6 +1,7 @@
 //! `cloister`: the server (`cloister server`) and the gcloud-shaped CLI, in one binary.
 
 mod cli;
+mod demo;
 mod launcher;
 mod server;
 

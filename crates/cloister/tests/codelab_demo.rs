@@ -1,5 +1,5 @@
-//! The acceptance story: `examples/ml-model-protection/demo.sh` (what `scripts/demo.sh`, the
-//! README's main job, runs) on a fresh server. The script itself checks both outcomes (the
+//! The acceptance story: `cloister demo` (what `scripts/demo.sh`, the README's main job, runs:
+//! the scripts of `examples/ml-model-protection/`) on a fresh server. The script itself checks both outcomes (the
 //! authorized workload's classifications, the unauthorized one's refusal); this test checks
 //! them again in the output and that the script exited 0.
 
@@ -25,11 +25,11 @@ fn the_codelab_demo_releases_the_model_only_to_the_authorized_workload() {
         "{}",
         String::from_utf8_lossy(&ort.stderr)
     );
-    let out = Command::new("bash")
-        .arg(root.join("examples/ml-model-protection/demo.sh"))
-        .env("CLOISTER", cloister)
-        .env("ML_INFERENCE", &workload)
-        .env("ORT_LIBRARY", String::from_utf8_lossy(&ort.stdout).trim())
+    let out = Command::new(cloister)
+        .args(["demo", "--workload"])
+        .arg(&workload)
+        .arg("--ort-library")
+        .arg(String::from_utf8_lossy(&ort.stdout).trim())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -7,6 +7,8 @@ mod cloud;
 mod engine;
 mod format;
 mod preprocess;
+#[cfg(feature = "tract")]
+mod tract_engine;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,8 +24,22 @@ use engine::Engine;
 #[derive(Parser)]
 #[command(name = "ml-inference", about = "The codelab's ML inference workload")]
 struct Cli {
+    /// The inference engine.
+    #[arg(long, global = true, value_enum, default_value = "ort")]
+    engine: engine::EngineKind,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The engine chosen on the command line (set once in `main`).
+static ENGINE: std::sync::OnceLock<engine::EngineKind> = std::sync::OnceLock::new();
+
+fn load_engine(model: &[u8]) -> Result<Engine, engine::EngineError> {
+    Engine::load_with(
+        *ENGINE.get().unwrap_or(&engine::EngineKind::Ort),
+        model,
+        workers(),
+    )
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -133,7 +149,7 @@ fn offline(
 ) -> Result<()> {
     let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
     check_pin(&bytes, pinned).map_err(anyhow::Error::msg)?;
-    let mut engine = Engine::load(&bytes, workers())?;
+    let mut engine = load_engine(&bytes)?;
     let mut names: Vec<String> = std::fs::read_dir(images)
         .with_context(|| format!("reading {}", images.display()))?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -165,7 +181,7 @@ fn offline(
 }
 
 fn tensors(model: &Path, images: &Path, out: &Path) -> Result<()> {
-    let mut engine = Engine::from_file(model, workers())?;
+    let mut engine = load_engine(&std::fs::read(model)?)?;
     std::fs::create_dir_all(out)?;
     let raw = |v: &[f32]| v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
     for entry in std::fs::read_dir(images)? {
@@ -202,7 +218,7 @@ fn preprocessed(images: &Path, size: usize) -> Result<()> {
 }
 
 fn bench_model(model: &Path, tensors: &Path, batch: usize) -> Result<()> {
-    let mut engine = Engine::from_file(model, workers())?;
+    let mut engine = load_engine(&std::fs::read(model)?)?;
     let mut inputs: Vec<Vec<f32>> = Vec::new();
     let mut names: Vec<_> = std::fs::read_dir(tensors)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -296,7 +312,7 @@ fn online(
     let prepared = (|| -> Result<(Engine, Vec<String>), String> {
         let primus = cloud.primus_token(provider, service_account)?;
         let model = fetch_model(&cloud, &primus, model, pinned)?;
-        let engine = Engine::load(&model, workers()).map_err(|e| e.to_string())?;
+        let engine = load_engine(&model).map_err(|e| e.to_string())?;
         let mut names: Vec<String> = cloud
             .list(&own, input)?
             .into_iter()
@@ -354,6 +370,7 @@ fn online(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = ENGINE.set(cli.engine);
     let result = match cli.command {
         Command::Classify {
             model,

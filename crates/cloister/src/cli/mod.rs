@@ -57,6 +57,9 @@ fn parse_format(s: &str) -> Result<Format, String> {
 enum Command {
     /// Run the Cloister server (every control-plane service on one port).
     Server(ServerArgs),
+    /// The codelab end to end on a fresh embedded server (Primus protects a model, Secundus
+    /// runs the authorized workload on a VTPM instance, an unauthorized one is refused).
+    Demo(crate::demo::DemoArgs),
     /// Run the launcher inside an instance (the local driver starts this).
     Launcher(crate::launcher::LauncherArgs),
     /// Compute Engine instances.
@@ -128,6 +131,11 @@ pub async fn run(cli: Cli, command_name: String) -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => server::run(args).await,
         Command::Launcher(args) => return crate::launcher::run(args).await,
+        Command::Demo(args) => {
+            return tokio::task::spawn_blocking(move || crate::demo::run(args))
+                .await
+                .unwrap_or(ExitCode::FAILURE);
+        }
         command => match Profiles::load(&Profiles::default_dir()) {
             Ok(profiles) => {
                 let mut ctx = Context {
@@ -154,7 +162,9 @@ pub async fn run(cli: Cli, command_name: String) -> ExitCode {
 
 async fn dispatch(ctx: &mut Context, command: Command) -> Result<()> {
     match command {
-        Command::Server(_) | Command::Launcher(_) => unreachable!("handled in run"),
+        Command::Server(_) | Command::Launcher(_) | Command::Demo(_) => {
+            unreachable!("handled in run")
+        }
         Command::Compute(c) => compute::run(ctx, c).await,
         Command::Config(c) => config::run(ctx, c),
         Command::Auth(c) => auth::run(ctx, c).await,
