@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
 # Primus: its project, the bucket holding the model, the service account that may read it,
-# and the workload identity pool + provider that trusts Cloister's attestation tokens.
+# and the workload identity pool the provider will hang from. Beyond the codelab, the model is
+# envelope-encrypted with a Cloud KMS key only that service account may decrypt with, so the
+# bucket alone never holds the weights in the clear.
 # Usage: 1_setup_primus_resources.sh MODEL_FILE
 set -euo pipefail
 source "$(dirname "$0")/config_env.sh"
 model=$1
 primus projects create "$PRIMUS_PROJECT_ID" >/dev/null
 primus storage buckets create "gs://$PRIMUS_INPUT_STORAGE_BUCKET" --project "$PRIMUS_PROJECT_ID" >/dev/null
-primus storage cp "$model" "gs://$PRIMUS_INPUT_STORAGE_BUCKET/$PRIMUS_MODEL_OBJECT"
 primus iam service-accounts create "$PRIMUS_SERVICEACCOUNT" --project "$PRIMUS_PROJECT_ID" >/dev/null
+primus kms keyrings create "$PRIMUS_KEYRING" --project "$PRIMUS_PROJECT_ID" >/dev/null
+primus kms keys create "$PRIMUS_KEY" --keyring "$PRIMUS_KEYRING" --project "$PRIMUS_PROJECT_ID" >/dev/null
+primus kms keys add-iam-policy-binding --key "$PRIMUS_KEY" --keyring "$PRIMUS_KEYRING" --project "$PRIMUS_PROJECT_ID" \
+  --member "serviceAccount:$PRIMUS_SERVICEACCOUNT@$PRIMUS_PROJECT_ID.iam.gserviceaccount.com" \
+  --role roles/cloudkms.cryptoKeyDecrypter >/dev/null
+primus kms encrypt-file --key "$PRIMUS_KEY" --keyring "$PRIMUS_KEYRING" --project "$PRIMUS_PROJECT_ID" \
+  "$model" "$model.enc"
+primus storage cp "$model.enc" "gs://$PRIMUS_INPUT_STORAGE_BUCKET/$PRIMUS_MODEL_OBJECT"
 primus storage buckets add-iam-policy-binding "gs://$PRIMUS_INPUT_STORAGE_BUCKET" \
   --member "serviceAccount:$PRIMUS_SERVICEACCOUNT@$PRIMUS_PROJECT_ID.iam.gserviceaccount.com" \
   --role roles/storage.objectViewer >/dev/null

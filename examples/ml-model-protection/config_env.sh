@@ -18,6 +18,8 @@ export WORKLOAD_IMAGE_TAG=${WORKLOAD_IMAGE_TAG:-latest}
 export WORKLOAD_VM=${WORKLOAD_VM:-workload-vm}
 export SECUNDUS_PROJECT_ZONE=${SECUNDUS_PROJECT_ZONE:-us-west1-b}
 export PRIMUS_MODEL_OBJECT=${PRIMUS_MODEL_OBJECT:-mobilenet_v1_100_128.onnx}
+export PRIMUS_KEYRING=${PRIMUS_KEYRING:-primus-keyring}
+export PRIMUS_KEY=${PRIMUS_KEY:-model-key}
 
 primus() { "$CLOISTER" --profile primus "$@"; }
 secundus() { "$CLOISTER" --profile secundus "$@"; }

@@ -46,7 +46,7 @@ step "generating the demo model (MobileNet V1, 128x128, 1001 classes) and images
 python3 "$here/../../workloads/ml-inference/demo/make_demo_model.py" "$work/model.onnx"
 python3 "$here/../../workloads/ml-inference/demo/make_demo_images.py" "$work/images"
 
-step "Primus: project, model bucket, service account, workload identity pool"
+step "Primus: project, service account, KMS key, the model envelope-encrypted in its bucket, workload identity pool"
 "$here/1_setup_primus_resources.sh" "$work/model.onnx"
 step "Secundus: project, image and result buckets, workload service account, repository"
 "$here/2_setup_secundus_resources.sh" "$work/images"

@@ -56,6 +56,10 @@ pub struct Header {
     pub nonce_prefix: String,
 }
 
+/// The additional authenticated data under which KMS wraps an envelope's data key, so a
+/// ciphertext made for envelopes cannot be passed off as another KMS ciphertext (and back).
+pub const WRAP_AAD: &[u8] = b"cloister-envelope";
+
 /// A fresh data key for one file.
 pub fn data_key() -> [u8; 32] {
     let mut k = [0u8; 32];

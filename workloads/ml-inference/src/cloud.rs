@@ -196,7 +196,10 @@ impl Cloud {
             .http
             .post(format!("{}/v1/{key}:decrypt", self.api))
             .bearer_auth(token)
-            .json(&json!({"ciphertext": ciphertext_b64}))
+            .json(&json!({
+                "ciphertext": ciphertext_b64,
+                "additionalAuthenticatedData": base64::engine::general_purpose::STANDARD.encode(cloister_envelope::WRAP_AAD),
+            }))
             .send()
             .map_err(|e| e.to_string())?;
         let v: Value = check(resp)?.json().map_err(|e| e.to_string())?;

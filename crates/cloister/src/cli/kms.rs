@@ -169,7 +169,6 @@ fn read_aad(path: &Option<PathBuf>) -> Result<Vec<u8>> {
 }
 
 /// Associated data binding a wrapped data key to its use.
-const ENVELOPE_AAD: &[u8] = b"cloister-envelope";
 
 pub async fn run(ctx: &mut Context, c: KmsCommand) -> Result<()> {
     let client = ctx.client().await?;
@@ -276,7 +275,7 @@ pub async fn run(ctx: &mut Context, c: KmsCommand) -> Result<()> {
         KmsCommand::EncryptFile { key, input, output } => {
             let path = key_path(ctx, &key)?;
             let data_key = cloister_envelope::data_key();
-            let body = json!({"plaintext": STANDARD.encode(data_key), "additionalAuthenticatedData": STANDARD.encode(ENVELOPE_AAD)});
+            let body = json!({"plaintext": STANDARD.encode(data_key), "additionalAuthenticatedData": STANDARD.encode(cloister_envelope::WRAP_AAD)});
             let wrapped = client.post(&format!("{path}:encrypt"), &body).await?;
             let wrapped = STANDARD.decode(wrapped["ciphertext"].as_str().unwrap_or_default())?;
             let kms_key = path.trim_start_matches("/v1/").to_owned();
@@ -303,7 +302,7 @@ pub async fn run(ctx: &mut Context, c: KmsCommand) -> Result<()> {
                     .with_context(|| format!("reading {}", input.display()))?,
             );
             let (header, header_bytes) = cloister_envelope::read_header(&mut reader)?;
-            let body = json!({"ciphertext": header.wrapped_key, "additionalAuthenticatedData": STANDARD.encode(ENVELOPE_AAD)});
+            let body = json!({"ciphertext": header.wrapped_key, "additionalAuthenticatedData": STANDARD.encode(cloister_envelope::WRAP_AAD)});
             let unwrapped = client
                 .post(&format!("/v1/{}:decrypt", header.kms_key), &body)
                 .await?;
