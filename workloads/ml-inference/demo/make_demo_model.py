@@ -1,6 +1,6 @@
 """Generates the demo model deterministically: MobileNet V1 (depth multiplier 1.0, 128x128 RGB
 input in NHWC, 1001 classes with index 0 = background), the codelab's architecture, as ONNX
-with seeded random weights. Usage: make_demo_model.py OUT.onnx
+with seeded random weights. Usage: make_demo_model.py OUT.onnx [--nchw]  (--nchw: the same model taking [batch, 3, H, W])
 
 Random weights alone give degenerate outputs on 0..255 pixels (every image lands on the same
 class), so they are conditioned: the first convolution maps 0..255 to roughly -1..1, every
@@ -58,7 +58,11 @@ def scaled(shape, fan_in):
     return rng.normal(0.0, 0.9 * np.sqrt(1.0 / fan_in), size=shape)
 
 
-nodes.append(helper.make_node("Transpose", ["input"], ["nchw"], perm=[0, 3, 1, 2]))
+NCHW = "--nchw" in sys.argv[2:]
+if NCHW:
+    nodes.append(helper.make_node("Identity", ["input"], ["nchw"]))
+else:
+    nodes.append(helper.make_node("Transpose", ["input"], ["nchw"], perm=[0, 3, 1, 2]))
 # First convolution: pixels 0..255 seen as -1..1, output centred at MID.
 w = scaled((32, 3, 3, 3), 27) / 127.5
 x = conv("nchw", "conv0", w * 3.0, MID - 3.0 * w.sum(axis=(1, 2, 3)) * 127.5, 2)
@@ -74,7 +78,7 @@ nodes.append(helper.make_node("Flatten", ["pooled"], ["features"], axis=1))
 def model(outputs, extra_nodes=()):
     graph = helper.make_graph(
         nodes + list(extra_nodes), "mobilenet_v1_100_128_demo",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", SIZE, SIZE, 3])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, SIZE, SIZE] if NCHW else ["batch", SIZE, SIZE, 3])],
         outputs, inits)
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="cloister-demo")
     m.ir_version = 8
@@ -87,6 +91,8 @@ session = ort.InferenceSession(features_model.SerializeToString(), providers=["C
 # Probes: blocky random images (16-pixel cells), closer to photographs than pixel noise.
 coarse = rng.uniform(0, 255, size=(48, SIZE // 16, SIZE // 16, 3))
 probe = np.kron(coarse, np.ones((1, 16, 16, 1))).astype(np.float32)
+if NCHW:
+    probe = probe.transpose(0, 3, 1, 2)
 feats = session.run(["features"], {"input": probe})[0]
 mu, sigma = feats.mean(axis=0), feats.std(axis=0) + 1e-3
 w = rng.normal(0.0, 3.0 / np.sqrt(channels), size=(CLASSES, channels)) / sigma

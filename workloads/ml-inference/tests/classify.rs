@@ -106,12 +106,49 @@ fn logits_agree_for(engine: &str) {
             r["max_abs_diff"].as_f64().unwrap() <= bound,
             "{engine} {name}: {r}"
         );
+        assert_eq!(r["top5_stable_under_noise"], true, "{name}: {r}");
         tops.insert(r["top5_ours"][0].as_u64().unwrap());
     }
     assert!(
         tops.len() >= 5,
         "the demo model is not degenerate: {tops:?}"
     );
+}
+
+#[test]
+fn an_nchw_model_gives_the_same_classes_as_its_nhwc_twin() {
+    let (dir, model, images) = demo_dir();
+    let nchw = dir.path().join("nchw.onnx");
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    python(&[
+        here.join("demo/make_demo_model.py").to_str().unwrap(),
+        nchw.to_str().unwrap(),
+        "--nchw",
+    ]);
+    let classes = |m: &Path| {
+        let out = workload(&[
+            "classify",
+            "--model",
+            m.to_str().unwrap(),
+            "--images",
+            images.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["image"].clone(), r["predicted_class"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(classes(&model), classes(&nchw));
 }
 
 #[test]

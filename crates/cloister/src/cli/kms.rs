@@ -168,8 +168,6 @@ fn read_aad(path: &Option<PathBuf>) -> Result<Vec<u8>> {
     }
 }
 
-/// Associated data binding a wrapped data key to its use.
-
 pub async fn run(ctx: &mut Context, c: KmsCommand) -> Result<()> {
     let client = ctx.client().await?;
     match c {
