@@ -23,7 +23,7 @@ serial() {
 "$CLOISTER" server --listen 127.0.0.1:0 --data-dir "$work/data" --log-format json 2>"$log" &
 server=$!
 cleanup() {
-  "$here/7_cleanup.sh" workload-vm unauthorized-vm >/dev/null 2>&1 || true
+  "$here/7_cleanup.sh" workload-vm unauthorized-vm empty-vm tampered-vm >/dev/null 2>&1 || true
   kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -69,6 +69,29 @@ echo "unauthorized image digest: $other"
 result=$("$here/6_view_results.sh") || { serial unauthorized-vm >&2; exit 1; }
 printf '%s\n' "$result"
 echo "$result" | grep -q "^Error: .*The given credential is rejected by the attribute condition." || { echo "FAIL: the unauthorized run was not refused" >&2; exit 1; }
+
+if [ "${DEMO_REFUSALS:-0}" = 1 ]; then
+  # Beyond the story (the test suite asks for these): what the authorized workload does with
+  # an empty image bucket and with a model whose ciphertext was tampered with.
+  step "refusal checks: an empty image bucket, then a tampered encrypted model"
+  source "$here/config_env.sh"
+  secundus storage buckets create gs://secundus-empty --project "$SECUNDUS_PROJECT_ID" >/dev/null 2>&1
+  secundus storage buckets add-iam-policy-binding gs://secundus-empty \
+    --member "serviceAccount:$WORKLOAD_SERVICEACCOUNT@$SECUNDUS_PROJECT_ID.iam.gserviceaccount.com" \
+    --role roles/storage.objectViewer >/dev/null 2>&1
+  SECUNDUS_INPUT_STORAGE_BUCKET=secundus-empty "$here/5_run_workload.sh" latest empty-vm
+  result=$("$here/6_view_results.sh")
+  [ -z "$result" ] || { echo "FAIL: an empty bucket gave a result: $result" >&2; exit 1; }
+  echo "empty bucket: empty result"
+  primus storage cp "gs://$PRIMUS_INPUT_STORAGE_BUCKET/$PRIMUS_MODEL_OBJECT" "$work/model.enc" 2>/dev/null
+  python3 -c "import sys; b = bytearray(open(sys.argv[1], 'rb').read()); b[len(b) // 2] ^= 1; open(sys.argv[1], 'wb').write(b)" "$work/model.enc"
+  primus storage cp "$work/model.enc" "gs://$PRIMUS_INPUT_STORAGE_BUCKET/$PRIMUS_MODEL_OBJECT" 2>/dev/null
+  "$here/5_run_workload.sh" latest tampered-vm
+  result=$("$here/6_view_results.sh")
+  printf '%s\n' "$result"
+  echo "$result" | grep -q "^Error: the encrypted model does not decrypt" || { echo "FAIL: a tampered model was not refused" >&2; exit 1; }
+  "$here/7_cleanup.sh" empty-vm tampered-vm
+fi
 
 elapsed=$(( ($(date +%s%N) - started) / 1000000 ))
 step "done in ${elapsed} ms: the authorized workload got the model, the unauthorized one was refused"

@@ -30,6 +30,8 @@ fn the_codelab_demo_releases_the_model_only_to_the_authorized_workload() {
         .arg(&workload)
         .arg("--ort-library")
         .arg(String::from_utf8_lossy(&ort.stdout).trim())
+        // Also: an empty image bucket, and a tampered encrypted model.
+        .env("DEMO_REFUSALS", "1")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -52,6 +54,11 @@ fn the_codelab_demo_releases_the_model_only_to_the_authorized_workload() {
     );
     assert!(
         stdout.contains("Error: The given credential is rejected by the attribute condition."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("empty bucket: empty result"), "{stdout}");
+    assert!(
+        stdout.contains("Error: the encrypted model does not decrypt"),
         "{stdout}"
     );
 }
