@@ -44,6 +44,17 @@ fn check_resource_id(id: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// An RFC 1035 label, as Google names instances, zones and repositories: 1 to 63 lowercase
+/// letters, digits and hyphens, starting with a letter, not ending with a hyphen.
+pub fn is_rfc1035_label(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
 /// The email of service account `account_id` in `project`: `NAME@PROJECT.iam.gserviceaccount.com`.
 pub fn service_account_email(account_id: &str, project: &ProjectId) -> Result<Email, IdError> {
     check_resource_id(account_id).map_err(|why| IdError::AccountId {

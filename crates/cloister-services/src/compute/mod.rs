@@ -71,12 +71,7 @@ struct ConfidentialConfig {
 
 /// RFC 1035 labels, as Compute Engine names instances.
 fn check_name(kind: &str, name: &str) -> Result<(), ApiError> {
-    let ok = (1..=63).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && !name.ends_with('-')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let ok = cloister_domain::ids::is_rfc1035_label(name);
     if ok {
         Ok(())
     } else {

@@ -45,12 +45,7 @@ struct CreateRepository {
 /// Repository ids: lowercase letters, digits and hyphens, starting with a letter (Google's
 /// rule), so they are also valid OCI name components.
 fn check_repository_id(id: &str) -> Result<(), ApiError> {
-    let ok = (1..=63).contains(&id.len())
-        && id.starts_with(|c: char| c.is_ascii_lowercase())
-        && !id.ends_with('-')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let ok = cloister_domain::ids::is_rfc1035_label(id);
     if ok {
         Ok(())
     } else {

@@ -14,6 +14,9 @@ use super::format::print_one;
 
 #[derive(Debug, Subcommand)]
 pub enum AttestCommand {
+    /// Verify recorded TEE evidence offline and print the verdict and claims as JSON
+    /// (exit 0 verified, 1 refused, 2 unusable input).
+    VerifyEvidence(VerifyEvidenceArgs),
     /// Verify a token's signature with its issuer's JWKS and print its claims.
     DecodeToken {
         /// A file holding the token (`-` for standard input).
@@ -27,12 +30,103 @@ pub enum AttestCommand {
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvidenceKind {
+    SevSnp,
+    Tdx,
+    Sgx,
+    Tpm,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyEvidenceArgs {
+    #[arg(long, value_enum)]
+    kind: EvidenceKind,
+    /// sev-snp: the report (1184 bytes, raw or hex) and its VCEK or VLEK (DER).
+    files: Vec<PathBuf>,
+    /// Verify as of this time (RFC 3339) instead of now.
+    #[arg(long)]
+    now: Option<String>,
+    /// Verification collateral (TDX/SGX).
+    #[arg(long)]
+    collateral: Option<PathBuf>,
+}
+
+/// The report bytes: raw, or hex text as AMD's tools print it.
+fn report_bytes(bytes: Vec<u8>) -> Vec<u8> {
+    if bytes.len() == cloister_snp::report::REPORT_LEN {
+        return bytes;
+    }
+    let text: String = String::from_utf8_lossy(&bytes).split_whitespace().collect();
+    hex::decode(text).unwrap_or(bytes)
+}
+
+pub fn verify_evidence(args: VerifyEvidenceArgs) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let unusable = |m: String| {
+        println!(
+            "{}",
+            serde_json::json!({"verdict": "unusable", "reason": m})
+        );
+        ExitCode::from(2)
+    };
+    let now = match &args.now {
+        None => time::OffsetDateTime::now_utc(),
+        Some(t) => {
+            match time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339) {
+                Ok(t) => t,
+                Err(e) => return unusable(format!("--now {t:?} is not an RFC 3339 time: {e}")),
+            }
+        }
+    };
+    if args.kind != EvidenceKind::SevSnp {
+        return unusable(format!(
+            "{:?} evidence is not verified by this Cloister yet (sev-snp is)",
+            args.kind
+        ));
+    }
+    let [report, cert] = args.files.as_slice() else {
+        return unusable("sev-snp takes two files: the report and its VCEK or VLEK".into());
+    };
+    let (report, cert) = match (std::fs::read(report), std::fs::read(cert)) {
+        (Ok(r), Ok(c)) => (report_bytes(r), c),
+        (Err(e), _) | (_, Err(e)) => return unusable(format!("reading the evidence: {e}")),
+    };
+    let verdict = cloister_snp::verify(&report, &cert, now)
+        .and_then(|v| cloister_snp::Policy::default().check(&v).map(|()| v));
+    match verdict {
+        Ok(v) => {
+            let claims = serde_json::json!({
+                "hwmodel": "AMD_SEV_SNP",
+                "dbgstat": if v.debug { "enabled" } else { "disabled-since-boot" },
+                "snp": v,
+            });
+            println!(
+                "{}",
+                serde_json::json!({"verdict": "verified", "claims": claims})
+            );
+            ExitCode::SUCCESS
+        }
+        Err(cloister_snp::SnpError::Refused(reason)) => {
+            println!(
+                "{}",
+                serde_json::json!({"verdict": "refused", "reason": reason})
+            );
+            ExitCode::from(1)
+        }
+        Err(cloister_snp::SnpError::Malformed(reason)) => unusable(reason),
+    }
+}
+
 pub async fn run(ctx: &mut Context, c: AttestCommand) -> Result<()> {
     let AttestCommand::DecodeToken {
         file,
         issuer,
         audience,
-    } = c;
+    } = c
+    else {
+        unreachable!("verify-evidence is handled before a profile is needed")
+    };
     let token = if file.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())?
     } else {

@@ -131,6 +131,10 @@ pub async fn run(cli: Cli, command_name: String) -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => server::run(args).await,
         Command::Launcher(args) => return crate::launcher::run(args).await,
+        // Offline: no profile or server needed, and its exit code says verified/refused/unusable.
+        Command::Attest(attest::AttestCommand::VerifyEvidence(args)) => {
+            return attest::verify_evidence(args);
+        }
         Command::Demo(args) => {
             return tokio::task::spawn_blocking(move || crate::demo::run(args))
                 .await

@@ -1,0 +1,75 @@
+//! `cloister attest verify-evidence`: recorded SEV-SNP evidence verified offline, with the exit
+//! code saying verified (0), refused (1) or unusable (2).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn fixture(path: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    dir.ancestors()
+        .map(|a| a.join("shared/fixtures/tee").join(path))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("shared/fixtures/tee/{path} not found"))
+}
+
+fn verify(args: &[&str], files: &[&str]) -> (i32, serde_json::Value) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloister"));
+    cmd.args(["attest", "verify-evidence"]).args(args);
+    for f in files {
+        cmd.arg(fixture(f));
+    }
+    let out = cmd.output().unwrap();
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.code().unwrap_or(-1), json)
+}
+
+#[test]
+fn recorded_snp_evidence_gets_its_verdict_and_exit_code() {
+    let (code, v) = verify(
+        &["--kind", "sev-snp"],
+        &["snp/test-report.bin", "snp/test-vcek.der"],
+    );
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["claims"]["hwmodel"], "AMD_SEV_SNP");
+    assert_eq!(v["claims"]["dbgstat"], "disabled-since-boot");
+    assert_eq!(v["claims"]["snp"]["product"], "MILAN");
+    // Hex text reports are accepted too.
+    let (code, _) = verify(
+        &["--kind", "sev-snp"],
+        &["sev-certs/report_milan.hex", "sev-certs/vcek_milan.der"],
+    );
+    assert_eq!(code, 0);
+
+    let (code, v) = verify(
+        &["--kind", "sev-snp", "--now", "2025-06-01T00:00:00Z"],
+        &["snp/test-vlek-report.bin", "snp/test-vlek.der"],
+    );
+    assert_eq!((code, v["verdict"].as_str()), (1, Some("refused")));
+    assert!(v["reason"].as_str().unwrap().contains("VMPL 1"), "{v}");
+    let (code, v) = verify(
+        &["--kind", "sev-snp", "--now", "2026-01-01T00:00:00Z"],
+        &["snp/test-vlek-report.bin", "snp/test-vlek.der"],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("VLEK certificate is valid from"),
+        "{v}"
+    );
+    let (code, _) = verify(
+        &["--kind", "sev-snp"],
+        &["snp/test-report.bin", "snp/test-vcek-invalid-new.der"],
+    );
+    assert_eq!(code, 1);
+
+    let (code, v) = verify(&["--kind", "sev-snp"], &["snp/test-report.bin"]);
+    assert_eq!((code, v["verdict"].as_str()), (2, Some("unusable")));
+    let (code, _) = verify(
+        &["--kind", "sev-snp", "--now", "yesterday"],
+        &["snp/test-report.bin", "snp/test-vcek.der"],
+    );
+    assert_eq!(code, 2);
+}
