@@ -130,7 +130,8 @@ async fn bad_evidence_and_bad_token_options_are_refused() {
         (
             {
                 let mut r = s.request(event_log(false), &[]);
-                r["sevSnpAttestation"] = json!({"report": "AAAA"});
+                r["sevSnpAttestation"] =
+                    json!({"report": "AAAA", "vcekCert": "AAAA", "canonicalEventLog": "AAAA"});
                 r
             },
             "exactly one kind of evidence",
@@ -309,4 +310,47 @@ async fn reference_values_are_admin_only_and_validated() {
         )
         .await;
     assert_eq!(st, StatusCode::OK);
+}
+
+fn snp_fixture(path: &str) -> String {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let found = dir
+        .ancestors()
+        .map(|a| a.join("shared/fixtures/tee").join(path))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("shared/fixtures/tee/{path} not found"));
+    base64::engine::general_purpose::STANDARD.encode(std::fs::read(found).unwrap())
+}
+
+/// Real SNP reports from AMD hardware pass the chain and signature checks, and are then refused
+/// because their REPORT_DATA binds another attestation (no recorded report can bind a fresh
+/// challenge; that is the point of the binding). Forged certificates never get that far.
+#[tokio::test]
+async fn sev_snp_evidence_is_checked_against_amd_roots_and_bound_to_the_challenge() {
+    let s = Secundus::setup().await;
+    let cases = [
+        (
+            "snp/test-vcek.der",
+            "REPORT_DATA does not bind this challenge",
+        ),
+        (
+            "snp/test-vcek-invalid-new.der",
+            "not signed by AMD's pinned ASK",
+        ),
+    ];
+    for (vcek, why) in cases {
+        let (challenge, _) = s.challenge().await;
+        let body = json!({
+            "gcpCredentials": {"serviceAccountIdTokens": [s.sa_id_token]},
+            "sevSnpAttestation": {
+                "report": snp_fixture("snp/test-report.bin"),
+                "vcekCert": snp_fixture(vcek),
+                "canonicalEventLog": event_log(false),
+            },
+            "tokenOptions": {"audience": "https://sts.googleapis.com"},
+        });
+        let (status, b) = s.verify(&s.sa_token, &challenge, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{b}");
+        assert!(message(&b).contains(why), "{vcek}: {b}");
+    }
 }

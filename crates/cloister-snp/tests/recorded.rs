@@ -130,3 +130,101 @@ fn debug_guests_and_unusable_input_are_refused() {
     // The VCEK's validity is checked at the time given.
     assert!(verify(&report, &vcek, datetime!(2040-01-01 00:00 UTC)).is_err());
 }
+
+/// trustee's Genoa evidence is the `sev` crate's JSON of a v3 report: re-encoded here to the
+/// 1184-byte ABI layout (reserved bytes zero).
+fn genoa_from_trustee_json() -> (Vec<u8>, Vec<u8>) {
+    let v: serde_json::Value =
+        serde_json::from_slice(&fixture("snp/trustee-genoa-evidence.json")).unwrap();
+    let r = &v["attestation_report"];
+    let mut b = vec![0u8; cloister_snp::report::REPORT_LEN];
+    let mut put = |at: usize, bytes: &[u8]| b[at..at + bytes.len()].copy_from_slice(bytes);
+    let list = |key: &str| -> Vec<u8> {
+        r[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u8)
+            .collect()
+    };
+    let tcb = |key: &str| -> [u8; 8] {
+        let t = &r[key];
+        let f = |k: &str| t[k].as_u64().unwrap_or(0) as u8;
+        [
+            f("bootloader"),
+            f("tee"),
+            0,
+            0,
+            0,
+            0,
+            f("snp"),
+            f("microcode"),
+        ]
+    };
+    let version = |key: &str| -> [u8; 4] {
+        let t = &r[key];
+        let f = |k: &str| t[k].as_u64().unwrap() as u8;
+        [f("build"), f("minor"), f("major"), 0]
+    };
+    let u32le = |key: &str| (r[key].as_u64().unwrap() as u32).to_le_bytes();
+    put(0x000, &u32le("version"));
+    put(0x004, &u32le("guest_svn"));
+    put(0x008, &r["policy"].as_u64().unwrap().to_le_bytes());
+    put(0x010, &list("family_id"));
+    put(0x020, &list("image_id"));
+    put(0x030, &u32le("vmpl"));
+    put(0x034, &u32le("sig_algo"));
+    put(0x038, &tcb("current_tcb"));
+    put(0x040, &r["plat_info"].as_u64().unwrap().to_le_bytes());
+    put(0x048, &u32le("key_info"));
+    put(0x050, &list("report_data"));
+    put(0x090, &list("measurement"));
+    put(0x0C0, &list("host_data"));
+    put(0x0E0, &list("id_key_digest"));
+    put(0x110, &list("author_key_digest"));
+    put(0x140, &list("report_id"));
+    put(0x160, &list("report_id_ma"));
+    put(0x180, &tcb("reported_tcb"));
+    put(
+        0x188,
+        &[
+            r["cpuid_fam_id"].as_u64().unwrap() as u8,
+            r["cpuid_mod_id"].as_u64().unwrap() as u8,
+            r["cpuid_step"].as_u64().unwrap() as u8,
+        ],
+    );
+    put(0x1A0, &list("chip_id"));
+    put(0x1E0, &tcb("committed_tcb"));
+    put(0x1E8, &version("current"));
+    put(0x1EC, &version("committed"));
+    put(0x1F0, &tcb("launch_tcb"));
+    let sig = |k: &str| -> Vec<u8> {
+        r["signature"][k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u8)
+            .collect()
+    };
+    put(0x2A0, &sig("r"));
+    put(0x2E8, &sig("s"));
+    let vcek: Vec<u8> = v["cert_chain"][0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u8)
+        .collect();
+    (b, vcek)
+}
+
+#[test]
+fn a_genoa_v3_report_verifies_with_its_vcek() {
+    let (report, vcek) = genoa_from_trustee_json();
+    let v = verify(&report, &vcek, NOW).unwrap();
+    assert_eq!((v.product, v.version, v.vmpl), (Product::Genoa, 3, 0));
+    Policy::default().check(&v).unwrap();
+    // Genoa's VCEK does not verify a Milan report, nor the reverse.
+    let (milan, milan_vcek) = milan_v2();
+    assert!(verify(&milan, &vcek, NOW).is_err());
+    assert!(verify(&report, &milan_vcek, NOW).is_err());
+}

@@ -110,7 +110,7 @@ struct VerifyRequest {
     #[serde(default)]
     tpm_attestation: Option<evidence::TpmAttestation>,
     #[serde(default)]
-    sev_snp_attestation: Option<Value>,
+    sev_snp_attestation: Option<super::snp::SevSnpAttestation>,
     #[serde(default)]
     td_ccel: Option<Value>,
 }
@@ -273,7 +273,7 @@ async fn verify(
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         return Err(bad(
-            "send exactly one kind of evidence: insecureAttestation or tpmAttestation (sevSnpAttestation and tdCcel are not verified by this Cloister yet)",
+            "send exactly one kind of evidence: insecureAttestation, tpmAttestation or sevSnpAttestation (tdCcel is not verified by this Cloister yet)",
         ));
     }
     // Consume the challenge before judging the evidence: a nonce is spent even on failure.
@@ -301,12 +301,17 @@ async fn verify(
             )));
         }
     };
-    let verified = match (&req.insecure_attestation, &req.tpm_attestation) {
-        (Some(e), None) => evidence::insecure(e, &challenge, accounts)?,
-        (None, Some(e)) => evidence::vtpm(&state, e, &challenge, accounts)?,
+    let verified = match (
+        &req.insecure_attestation,
+        &req.tpm_attestation,
+        &req.sev_snp_attestation,
+    ) {
+        (Some(e), None, None) => evidence::insecure(e, &challenge, accounts)?,
+        (None, Some(e), None) => evidence::vtpm(&state, e, &challenge, accounts)?,
+        (None, None, Some(e)) => super::snp::verify(&state, e, &challenge, accounts)?,
         _ => {
             return Err(bad(
-                "SEV-SNP and TDX evidence are not verified by this Cloister yet (never silently downgraded): send insecureAttestation or tpmAttestation",
+                "TDX evidence is not verified by this Cloister yet (never silently downgraded): send insecureAttestation, tpmAttestation or sevSnpAttestation",
             ));
         }
     };

@@ -5,8 +5,10 @@
 //! Evidence kinds: `VTPM` (a TPM quote by an attestation key the instance identity CA
 //! certified, over PCR 12 = the launcher measurement and PCR 13 = the replayed canonical
 //! event log) and `INSECURE` (the canonical event log alone, for tests and laptops; its tokens
-//! say so). SEV-SNP and TDX evidence are not verified yet: a request carrying them is refused
-//! with a clear error, never downgraded.
+//! say so), and `SEV_SNP` (`snp.rs`: an AMD report verified against AMD's pinned roots, its
+//! REPORT_DATA binding the challenge nonce and the event log, its launch measurement a
+//! reference value). TDX evidence is not verified yet: a request carrying it is refused with a
+//! clear error, never downgraded.
 
 pub mod challenges;
 pub mod claims;
@@ -14,6 +16,7 @@ mod evidence;
 pub mod identity_ca;
 pub mod reference_values;
 pub mod signing_keys;
+pub mod snp;
 
 /// How long a challenge may wait for its evidence.
 pub const CHALLENGE_LIFETIME_SECS: i64 = 600;
