@@ -73,3 +73,55 @@ fn recorded_snp_evidence_gets_its_verdict_and_exit_code() {
     );
     assert_eq!(code, 2);
 }
+
+#[test]
+fn recorded_dcap_quotes_get_their_verdict_with_collateral_and_time() {
+    let collateral = fixture("tdx/dcap-qvl-tdx_quote_collateral.json");
+    let col = collateral.to_str().unwrap();
+    let at = ["--now", "2025-07-01T00:00:00Z"];
+    let (code, v) = verify(
+        &["--kind", "tdx", "--collateral", col, at[0], at[1]],
+        &["tdx/dcap-qvl-tdx_quote"],
+    );
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["claims"]["hwmodel"], "INTEL_TDX");
+    assert_eq!(v["claims"]["dcap"]["tcb_status"], "UpToDate");
+    let sgx = fixture("tdx/dcap-qvl-sgx_quote_collateral.json");
+    let (code, v) = verify(
+        &[
+            "--kind",
+            "sgx",
+            "--collateral",
+            sgx.to_str().unwrap(),
+            at[0],
+            at[1],
+        ],
+        &["tdx/dcap-qvl-sgx_quote"],
+    );
+    assert_eq!(
+        (code, v["claims"]["hwmodel"].as_str()),
+        (0, Some("INTEL_SGX")),
+        "{v}"
+    );
+    let outdated = fixture("tdx/dcap-qvl-tdx_quote_outdated_collateral.json");
+    let (code, _) = verify(
+        &[
+            "--kind",
+            "tdx",
+            "--collateral",
+            outdated.to_str().unwrap(),
+            at[0],
+            at[1],
+        ],
+        &["tdx/dcap-qvl-tdx_quote_outdated"],
+    );
+    assert_eq!(code, 1);
+    let (code, v) = verify(
+        &["--kind", "tdx", "--collateral", col, at[0], at[1]],
+        &["tdx/trustee-tdx_quote_4.dat"],
+    );
+    assert_eq!(code, 1);
+    assert!(v["reason"].as_str().unwrap().contains("debuggable"), "{v}");
+    let (code, _) = verify(&["--kind", "tdx"], &["tdx/dcap-qvl-tdx_quote"]);
+    assert_eq!(code, 2, "no collateral");
+}

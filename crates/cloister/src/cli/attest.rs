@@ -79,11 +79,12 @@ pub fn verify_evidence(args: VerifyEvidenceArgs) -> std::process::ExitCode {
             }
         }
     };
-    if args.kind != EvidenceKind::SevSnp {
-        return unusable(format!(
-            "{:?} evidence is not verified by this Cloister yet (sev-snp is)",
-            args.kind
-        ));
+    match args.kind {
+        EvidenceKind::SevSnp => {}
+        EvidenceKind::Tdx | EvidenceKind::Sgx => return verify_dcap(&args, now),
+        EvidenceKind::Tpm => {
+            return unusable("tpm evidence is verified by verifyAttestation (it needs the platform's identity CA), not offline".into());
+        }
     }
     let [report, cert] = args.files.as_slice() else {
         return unusable("sev-snp takes two files: the report and its VCEK or VLEK".into());
@@ -115,6 +116,48 @@ pub fn verify_evidence(args: VerifyEvidenceArgs) -> std::process::ExitCode {
             ExitCode::from(1)
         }
         Err(cloister_snp::SnpError::Malformed(reason)) => unusable(reason),
+    }
+}
+
+/// TDX or SGX: one quote file and `--collateral` (dcap-qvl's QuoteCollateralV3 JSON).
+fn verify_dcap(args: &VerifyEvidenceArgs, now: time::OffsetDateTime) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let print = |v: serde_json::Value| println!("{v}");
+    let ([quote], Some(collateral)) = (args.files.as_slice(), &args.collateral) else {
+        print(
+            serde_json::json!({"verdict": "unusable", "reason": "tdx/sgx take one quote file and --collateral FILE"}),
+        );
+        return ExitCode::from(2);
+    };
+    let (quote, collateral) = match (std::fs::read(quote), std::fs::read(collateral)) {
+        (Ok(q), Ok(c)) => (q, c),
+        (Err(e), _) | (_, Err(e)) => {
+            print(
+                serde_json::json!({"verdict": "unusable", "reason": format!("reading the evidence: {e}")}),
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match cloister_tdx::verify(&quote, &collateral, now.unix_timestamp().max(0) as u64) {
+        Ok(v) => {
+            let hwmodel = if v.tee == "TDX" {
+                "INTEL_TDX"
+            } else {
+                "INTEL_SGX"
+            };
+            print(
+                serde_json::json!({"verdict": "verified", "claims": {"hwmodel": hwmodel, "dbgstat": "disabled-since-boot", "dcap": v}}),
+            );
+            ExitCode::SUCCESS
+        }
+        Err(cloister_tdx::TdxError::Refused(reason)) => {
+            print(serde_json::json!({"verdict": "refused", "reason": reason}));
+            ExitCode::from(1)
+        }
+        Err(cloister_tdx::TdxError::Malformed(reason)) => {
+            print(serde_json::json!({"verdict": "unusable", "reason": reason}));
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -1,0 +1,111 @@
+//! Real recorded DCAP quotes with their collateral (shared/fixtures/tee/tdx): each gives the
+//! outcome its README states; flipped bits are refused.
+
+use std::path::PathBuf;
+
+use cloister_tdx::{TdxError, parse, verify};
+
+fn fixture(path: &str) -> Vec<u8> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let found = dir
+        .ancestors()
+        .map(|a| a.join("shared/fixtures/tee/tdx").join(path))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("shared/fixtures/tee/tdx/{path} not found"));
+    std::fs::read(found).unwrap()
+}
+
+/// 2025-07-01, inside the collateral's validity window (2025-06-19..2025-07-19).
+const IN_WINDOW: u64 = 1_751_328_000;
+
+#[test]
+fn a_tdx_v4_quote_verifies_up_to_date() {
+    let v = verify(
+        &fixture("dcap-qvl-tdx_quote"),
+        &fixture("dcap-qvl-tdx_quote_collateral.json"),
+        IN_WINDOW,
+    )
+    .unwrap();
+    assert_eq!(
+        (v.tee, v.tcb_status.as_deref(), v.debug),
+        ("TDX", Some("UpToDate"), false)
+    );
+    assert_eq!(v.measurements.len(), 5, "MRTD and RTMR0–3");
+}
+
+#[test]
+fn an_sgx_quote_verifies_with_its_advisories() {
+    let v = verify(
+        &fixture("dcap-qvl-sgx_quote"),
+        &fixture("dcap-qvl-sgx_quote_collateral.json"),
+        IN_WINDOW,
+    )
+    .unwrap();
+    assert_eq!(v.tee, "SGX");
+    assert_eq!(
+        v.tcb_status.as_deref(),
+        Some("ConfigurationAndSWHardeningNeeded")
+    );
+    for a in ["INTEL-SA-00289", "INTEL-SA-00615"] {
+        assert!(
+            v.advisory_ids.iter().any(|x| x == a),
+            "{:?}",
+            v.advisory_ids
+        );
+    }
+}
+
+#[test]
+fn quotes_whose_tcb_matches_no_level_are_refused() {
+    let collateral = fixture("dcap-qvl-tdx_quote_outdated_collateral.json");
+    for quote in ["dcap-qvl-tdx_quote_outdated", "trustee-tdx_quote_5.dat"] {
+        let err = verify(&fixture(quote), &collateral, IN_WINDOW).unwrap_err();
+        assert!(matches!(err, TdxError::Refused(_)), "{quote}: {err}");
+    }
+}
+
+#[test]
+fn a_debug_td_is_refused_and_collateral_time_matters() {
+    let debug = parse(&fixture("trustee-tdx_quote_4.dat")).unwrap();
+    assert!(debug.debug, "the TD DEBUG attribute is set in this quote");
+    let err = verify(
+        &fixture("trustee-tdx_quote_4.dat"),
+        &fixture("dcap-qvl-tdx_quote_collateral.json"),
+        IN_WINDOW,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("debuggable"), "{err}");
+    parse(&fixture("trustee-tdx_quote_6.dat")).unwrap();
+    // Outside the collateral's window the same good quote is refused.
+    let late = IN_WINDOW + 365 * 24 * 3600;
+    assert!(
+        verify(
+            &fixture("dcap-qvl-tdx_quote"),
+            &fixture("dcap-qvl-tdx_quote_collateral.json"),
+            late
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn flipped_bits_in_the_quote_are_refused() {
+    let quote = fixture("dcap-qvl-tdx_quote");
+    let collateral = fixture("dcap-qvl-tdx_quote_collateral.json");
+    // Header and TD report (0..632, signed by the attestation key), the signature and that
+    // key (632..764, bound by the QE report), the QE report and its PCK signature (..1212).
+    // (Later bytes hold the PEM chain, whose root Intel's pinned root replaces.)
+    for i in (0..1212).step_by(7) {
+        let mut bad = quote.clone();
+        bad[i] ^= 0x01;
+        assert!(
+            verify(&bad, &collateral, IN_WINDOW).is_err(),
+            "byte {i} flipped was accepted"
+        );
+    }
+    assert!(matches!(
+        verify(&quote, b"{}", IN_WINDOW),
+        Err(TdxError::Malformed(_))
+    ));
+    assert!(matches!(parse(&quote[..100]), Err(TdxError::Malformed(_))));
+}
