@@ -16,6 +16,7 @@ pub mod pull;
 mod run;
 pub mod spec;
 pub mod teeserver;
+pub mod tsm;
 pub mod unpack;
 
 use std::path::PathBuf;
