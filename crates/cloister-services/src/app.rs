@@ -18,8 +18,8 @@ use crate::iam::authorizer::Authorizer;
 use crate::signing::SigningKeys;
 use crate::state::AppState;
 use crate::{
-    audit, auth, compute, federation, health, iam, kms, oidc, registry, storage, time_util,
-    verifier,
+    audit, auth, compute, federation, health, iam, kms, metrics, oidc, registry, storage,
+    time_util, verifier,
 };
 use cloister_tpm::identity::IdentityCa;
 
@@ -117,6 +117,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         identity_ca,
         jwks: Arc::default(),
         attestation_token_lifetime_secs: config.attestation_token_lifetime_secs,
+        metrics: Arc::default(),
         compute: Arc::new(LocalDriver::new(
             data_dir.root().join("instances"),
             launcher.clone(),
@@ -193,6 +194,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(storage::upload::router())
         .merge(registry::router())
         .merge(compute::router())
+        .merge(metrics::router())
         .merge(verifier::challenges::router())
         .merge(verifier::reference_values::router())
         .merge(verifier::identity_ca::router())
@@ -201,6 +203,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(iam::roles::router())
         .merge(audit::router())
         .fallback(not_found)
+        // Inside the routing: the matched route template labels each request.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

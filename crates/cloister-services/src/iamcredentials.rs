@@ -109,6 +109,7 @@ pub async fn generate_access_token(
         .check(caller, "iam.serviceAccounts.getAccessToken", resource)
         .await?;
     enabled_account(state, email).await?;
+    state.metrics.token("service_account_access");
     let (token, exp) = state.tokens.issue_with(
         &Principal::ServiceAccount(email.clone()),
         time_util::now_unix(),

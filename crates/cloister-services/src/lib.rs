@@ -18,6 +18,7 @@ pub mod iam;
 pub mod iamcredentials;
 pub mod json;
 pub mod kms;
+pub mod metrics;
 mod oidc;
 pub mod registry;
 pub mod signing;

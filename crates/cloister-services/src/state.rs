@@ -33,6 +33,8 @@ pub struct AppState {
     pub public_url: String,
     /// Lifetime of attestation tokens, in seconds.
     pub attestation_token_lifetime_secs: i64,
+    /// Prometheus counters (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Runs instances (the local driver).
     pub compute: Arc<crate::compute::driver::LocalDriver>,
 }

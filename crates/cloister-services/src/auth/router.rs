@@ -68,6 +68,7 @@ async fn token(State(state): State<AppState>, Form(req): Form<TokenRequest>) -> 
     };
     let principal = Principal::User(record.user.clone());
     let (access_token, exp) = state.tokens.issue(&principal);
+    state.metrics.token("access");
     audit(
         &state,
         principal.to_string(),

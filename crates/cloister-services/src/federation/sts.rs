@@ -136,6 +136,8 @@ async fn exchange_token(
     match outcome {
         Ok((principal, _)) => {
             let (access_token, exp) = state.tokens.issue(&principal);
+            state.metrics.token("federated");
+            state.metrics.exchange(true);
             state
                 .authorizer
                 .record(
@@ -168,6 +170,7 @@ async fn exchange_token(
                 .authorizer
                 .record(subject, EXCHANGE_ACTION, &resource, Decision::Deny, reason)
                 .await;
+            state.metrics.exchange(false);
             Err(e)
         }
     }

@@ -258,6 +258,7 @@ pub async fn token(
         }
     }
     let (token, _) = state.tokens.issue_registry(&caller.principal, granted);
+    state.metrics.token("registry");
     Ok(Json(json!({
         "token": token,
         "access_token": token,

@@ -203,10 +203,37 @@ fn verify_id_token(state: &AppState, token: &str) -> Result<Email, ApiError> {
 
 async fn verify(
     State(state): State<AppState>,
+    caller: Caller,
+    path: Path<(String, String, String)>,
+    body: ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let result = verify_attestation(&state, caller, path, body).await;
+    if let Err(e) = &result {
+        state.metrics.attestation_failure(failure_reason(e));
+    }
+    result
+}
+
+/// A coarse, bounded reason for the metrics (the message itself goes to the caller and log).
+fn failure_reason(e: &ApiError) -> &'static str {
+    let m = e.to_string();
+    match e {
+        ApiError::PermissionDenied { .. } => "permission",
+        ApiError::NotFound(_) => "challenge_not_found",
+        _ if m.contains("Challenge") => "challenge",
+        _ if m.contains("serviceAccountIdTokens") => "identity_token",
+        _ if m.contains("tokenOptions") => "token_options",
+        _ => "evidence",
+    }
+}
+
+async fn verify_attestation(
+    state: &AppState,
     Caller(caller): Caller,
     Path((project, location, challenge)): Path<(String, String, String)>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
+    let state = state.clone();
     let Some((id, "verifyAttestation")) = challenge.split_once(':') else {
         return Err(ApiError::NotFound(format!(
             "POST …/challenges/{challenge} is not a method; use :verifyAttestation"
@@ -329,6 +356,7 @@ async fn verify(
         state.attestation_token_lifetime_secs,
     );
     let token = state.attestation_keys.sign(&claims);
+    state.metrics.token("attestation");
     state
         .authorizer
         .record(
