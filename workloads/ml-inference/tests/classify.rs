@@ -115,6 +115,28 @@ fn logits_agree_for(engine: &str) {
     );
 }
 
+/// `classify --format json` with `engine`: the result rows.
+fn json_results(engine: &str, model: &Path, images: &Path) -> Vec<serde_json::Value> {
+    let out = workload(&[
+        "--engine",
+        engine,
+        "classify",
+        "--model",
+        model.to_str().unwrap(),
+        "--images",
+        images.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{engine}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["results"].as_array().unwrap().clone()
+}
+
 #[test]
 fn an_nchw_model_gives_the_same_classes_as_its_nhwc_twin() {
     let (dir, model, images) = demo_dir();
@@ -126,24 +148,7 @@ fn an_nchw_model_gives_the_same_classes_as_its_nhwc_twin() {
         "--nchw",
     ]);
     let classes = |m: &Path| {
-        let out = workload(&[
-            "classify",
-            "--model",
-            m.to_str().unwrap(),
-            "--images",
-            images.to_str().unwrap(),
-            "--format",
-            "json",
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["results"]
-            .as_array()
-            .unwrap()
+        json_results("ort", m, &images)
             .iter()
             .map(|r| (r["image"].clone(), r["predicted_class"].clone()))
             .collect::<Vec<_>>()
@@ -157,27 +162,8 @@ fn both_engines_give_the_same_result_text() {
     let texts: Vec<String> = engines()
         .into_iter()
         .map(|e| {
-            let out = workload(&[
-                "--engine",
-                e,
-                "classify",
-                "--model",
-                model.to_str().unwrap(),
-                "--images",
-                images.to_str().unwrap(),
-                "--format",
-                "json",
-            ]);
-            assert!(
-                out.status.success(),
-                "{e}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
             // Classes agree exactly; scores are compared by the logits test.
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            v["results"]
-                .as_array()
-                .unwrap()
+            json_results(e, &model, &images)
                 .iter()
                 .map(|r| {
                     format!(
