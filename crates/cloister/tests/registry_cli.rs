@@ -52,11 +52,7 @@ fn layout_blobs(layout: &Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn podman_skopeo_and_oci_client_push_and_pull_through_cloister() {
     let w = World::with_users(&[]);
-    let alice = |args: &[&str]| {
-        let mut all = vec!["--profile", "alice"];
-        all.extend(args);
-        w.cli.ok(&all)
-    };
+    let alice = w.as_user("alice");
     alice(&["projects", "create", "primus-bank"]);
     alice(&[
         "artifacts",
@@ -292,11 +288,7 @@ fn podman_skopeo_and_oci_client_push_and_pull_through_cloister() {
 #[test]
 fn artifacts_push_packages_executables_that_run_from_their_image_alone() {
     let w = World::with_users(&[]);
-    let alice = |args: &[&str]| {
-        let mut all = vec!["--profile", "alice"];
-        all.extend(args);
-        w.cli.ok(&all)
-    };
+    let alice = w.as_user("alice");
     alice(&["projects", "create", "primus-bank"]);
     alice(&[
         "artifacts",

@@ -57,11 +57,7 @@ fn googles_storage_client_works_against_cloister() {
 #[test]
 fn the_cli_copies_folders_recursively_between_disk_and_buckets() {
     let w = World::with_two_users();
-    let alice = |args: &[&str]| {
-        let mut all = vec!["--profile", "alice"];
-        all.extend(args);
-        w.cli.ok(&all)
-    };
+    let alice = w.as_user("alice");
     alice(&["projects", "create", "primus-bank"]);
     for b in ["gs://primus-input", "gs://primus-archive"] {
         alice(&[
@@ -196,11 +192,7 @@ fn the_cli_copies_folders_recursively_between_disk_and_buckets() {
 #[test]
 fn the_cli_copies_lists_and_shares_objects() {
     let w = World::with_two_users();
-    let alice = |args: &[&str]| {
-        let mut all = vec!["--profile", "alice"];
-        all.extend(args);
-        w.cli.ok(&all)
-    };
+    let alice = w.as_user("alice");
     alice(&["projects", "create", "primus-bank"]);
     alice(&[
         "storage",
@@ -305,11 +297,7 @@ fn the_cli_copies_lists_and_shares_objects() {
 #[test]
 fn kms_keys_are_created_used_and_shared_with_the_cli() {
     let w = World::with_two_users();
-    let alice = |args: &[&str]| {
-        let mut all = vec!["--profile", "alice"];
-        all.extend(args);
-        w.cli.ok(&all)
-    };
+    let alice = w.as_user("alice");
     alice(&["projects", "create", "primus-bank"]);
     alice(&[
         "kms",

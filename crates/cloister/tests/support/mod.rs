@@ -191,6 +191,15 @@ pub struct World {
 pub const PUBLIC_URL: &str = "http://cloister.test";
 
 impl World {
+    /// Runs the CLI as `who`'s profile, expecting success; returns stdout.
+    pub fn as_user<'a>(&'a self, who: &'a str) -> impl Fn(&[&str]) -> String + 'a {
+        move |args: &[&str]| {
+            let mut all = vec!["--profile", who];
+            all.extend(args);
+            self.cli.ok(&all)
+        }
+    }
+
     pub fn with_two_users() -> World {
         Self::with_users(&["--public-url", PUBLIC_URL])
     }
