@@ -7,6 +7,7 @@
 //! applies what a relying party requires (debug off, VMPL 0, a minimum TCB, a measurement).
 //! Only verified facts reach [`Verified`].
 
+pub mod azure;
 pub mod chain;
 pub mod report;
 
