@@ -231,7 +231,10 @@ fn a_genoa_v3_report_verifies_with_its_vcek() {
 
 /// Azure's HCL report + vTPM quote, the three recorded machines (the quote nonce is the
 /// ASCII string "challenge").
-fn azure(file: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<Vec<u8>>, Vec<u8>) {
+/// (HCL report, quote, quote signature, PCRs, VCEK).
+type AzureEvidence = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<Vec<u8>>, Vec<u8>);
+
+fn azure(file: &str) -> AzureEvidence {
     use base64::Engine;
     let v: serde_json::Value =
         serde_json::from_slice(&fixture(&format!("az-snp-vtpm/{file}"))).unwrap();
