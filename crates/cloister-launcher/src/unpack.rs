@@ -169,6 +169,13 @@ pub fn unpack_layer(
             continue;
         }
         if let Some(hidden) = name.strip_prefix(".wh.") {
+            // `.wh..` or `.wh...` would whiteout the directory itself or its parent.
+            if hidden.is_empty() || hidden == "." || hidden == ".." {
+                return Err(refuse(
+                    layer,
+                    format!("the whiteout {} names no file", rel.display()),
+                ));
+            }
             remove(&target.with_file_name(hidden)).map_err(io_err)?;
             continue;
         }
@@ -381,6 +388,8 @@ mod tests {
             ),
             (vec![E::Hardlink("h", "../outside/victim")], "climbs out"),
             (vec![E::Device("dev/sda")], "device node"),
+            (vec![E::File(".wh...", b"")], "names no file"),
+            (vec![E::Dir("a"), E::File("a/.wh..", b"")], "names no file"),
         ];
         for (entries, why) in cases {
             let err = unpack(d.path(), &root, &entries).unwrap_err().to_string();
