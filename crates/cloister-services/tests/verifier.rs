@@ -354,3 +354,47 @@ async fn sev_snp_evidence_is_checked_against_amd_roots_and_bound_to_the_challeng
         assert!(message(&b).contains(why), "{vcek}: {b}");
     }
 }
+
+/// An impersonated account's ID token counts only when the caller may mint such tokens itself:
+/// a leaked ID token of another account is refused.
+#[tokio::test]
+async fn impersonated_accounts_need_the_callers_own_permission() {
+    let s = Secundus::setup().await;
+    let (_, other_id_token) = tokens(&s.api, &s.owner, OTHER_SA).await;
+    let body = || {
+        let mut r = s.request(event_log(false), &[]);
+        r["gcpCredentials"]["serviceAccountIdTokens"] = json!([s.sa_id_token, other_id_token]);
+        r
+    };
+    let (challenge, _) = s.challenge().await;
+    let (status, b) = s.verify(&s.sa_token, &challenge, body()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{b}");
+    assert!(
+        message(&b).contains("iam.serviceAccounts.getOpenIdToken"),
+        "{b}"
+    );
+
+    let (_, mut policy) = s
+        .api
+        .call(
+            &s.owner,
+            "POST",
+            &format!("/v1/projects/-/serviceAccounts/{OTHER_SA}:getIamPolicy"),
+            None,
+        )
+        .await;
+    policy["bindings"] = json!([{"role": "roles/iam.serviceAccountTokenCreator", "members": [format!("serviceAccount:{WORKLOAD_SA}")]}]);
+    let (st, b) = s
+        .api
+        .call(
+            &s.owner,
+            "POST",
+            &format!("/v1/projects/-/serviceAccounts/{OTHER_SA}:setIamPolicy"),
+            Some(json!({"policy": policy})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let (challenge, _) = s.challenge().await;
+    let (status, b) = s.verify(&s.sa_token, &challenge, body()).await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+}

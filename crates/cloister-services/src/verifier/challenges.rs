@@ -287,6 +287,15 @@ async fn verify_attestation(
                 resource: project.resource_name(),
             });
         }
+        // An impersonated account: a leaked ID token is not enough, the caller itself must be
+        // allowed to mint that account's ID tokens.
+        if i > 0 && email != *caller_email {
+            let (_, resource) = crate::iam::service_accounts::resource_of(email.as_str())?;
+            state
+                .authorizer
+                .check(&caller, "iam.serviceAccounts.getOpenIdToken", &resource)
+                .await?;
+        }
         if !accounts.contains(&email.to_string()) {
             accounts.push(email.to_string());
         }
