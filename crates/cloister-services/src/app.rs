@@ -69,6 +69,8 @@ pub struct OpenedServer {
     pub bootstrap_credential: Option<PathBuf>,
     /// The instances this server runs (stop them on shutdown).
     pub compute: Arc<LocalDriver>,
+    /// The services' shared state (for embedding and tests).
+    pub state: AppState,
 }
 
 pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
@@ -129,6 +131,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
             .await
             .map_err(StartupError::Bootstrap)?;
     }
+    registry::spawn_upload_sweeper(state.clone());
     // Instances are processes of this server: none survived its last stop.
     state
         .db(|s| {
@@ -148,6 +151,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         .map_err(StartupError::Bootstrap)?;
     Ok(OpenedServer {
         compute: Arc::clone(&state.compute),
+        state: state.clone(),
         router: router(state, config.max_body_bytes),
         data_dir,
         bootstrap_credential,

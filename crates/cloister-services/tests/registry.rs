@@ -755,3 +755,49 @@ async fn bad_uploads_and_manifests_are_refused_and_store_nothing() {
         .await;
     assert_eq!(elsewhere.code(), "BLOB_UPLOAD_UNKNOWN");
 }
+
+#[tokio::test]
+async fn abandoned_uploads_are_swept_with_their_chunks() {
+    let r = Registry::start().await;
+    let start = r
+        .send(
+            Some(&r.owner),
+            "POST",
+            &format!("/v2/{NAME}/blobs/uploads/"),
+            &[],
+            vec![],
+        )
+        .await;
+    let loc = start.header("location").to_owned();
+    let patch = r
+        .send(Some(&r.owner), "PATCH", &loc, &[], vec![1u8; 1000])
+        .await;
+    assert_eq!(patch.status, StatusCode::ACCEPTED);
+    let chunks = r.api.dir.path().join("data/blobs/data/registry-uploads");
+    let count = || std::fs::read_dir(&chunks).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(count(), 1, "the chunk is stored under its upload");
+    // Young uploads stay; with a negative age every upload counts as abandoned.
+    let state = &r.api.server.state;
+    assert_eq!(
+        cloister_services::registry::blobs::sweep_abandoned(state, 3600)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        cloister_services::registry::blobs::sweep_abandoned(state, -1)
+            .await
+            .unwrap(),
+        1
+    );
+    let status = r.send(Some(&r.owner), "GET", &loc, &[], vec![]).await;
+    assert_eq!(status.code(), "BLOB_UPLOAD_UNKNOWN");
+    let leftover: usize = std::fs::read_dir(&chunks)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| std::fs::read_dir(e.path()).map(|x| x.count()).unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0);
+    assert_eq!(leftover, 0, "its chunks are gone");
+}

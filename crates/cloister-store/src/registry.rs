@@ -167,4 +167,6 @@ pub trait RegistryStore: Send + Sync {
         chunk_sha256: &str,
     ) -> Result<bool, StoreError>;
     fn delete_registry_upload(&self, upload_id: &str) -> Result<bool, StoreError>;
+    /// Uploads started before `before` (unix seconds): abandoned, to be swept.
+    fn stale_registry_uploads(&self, before: i64) -> Result<Vec<RegistryUpload>, StoreError>;
 }

@@ -289,6 +289,17 @@ async fn discard(state: &AppState, upload: &RegistryUpload, keep: Option<u32>) {
     }
 }
 
+/// Removes uploads older than `max_age_secs` with their chunks: a client that went away must
+/// not leave its bytes forever.
+pub async fn sweep_abandoned(state: &AppState, max_age_secs: i64) -> Result<usize, RegistryError> {
+    let before = time_util::now_unix() - max_age_secs;
+    let stale = state.read(|s| s.stale_registry_uploads(before))?;
+    for upload in &stale {
+        discard(state, upload, None).await;
+    }
+    Ok(stale.len())
+}
+
 pub async fn cancel(
     state: &AppState,
     image: &ImageRef,

@@ -7,7 +7,7 @@
 //! `…/tags/list`, `…/referrers/DIGEST`.
 
 pub mod auth;
-mod blobs;
+pub mod blobs;
 mod error;
 pub mod manifests;
 mod names;
@@ -26,6 +26,24 @@ pub use error::RegistryError;
 use names::ImageName;
 
 use crate::state::AppState;
+
+/// Abandoned uploads are swept after a day (Docker's registry uses a week; a day is plenty for
+/// any resumable push and bounds what a vanished client leaves behind).
+pub const UPLOAD_MAX_AGE_SECS: i64 = 24 * 3600;
+
+/// Sweeps abandoned uploads now and then every hour, for as long as the server runs.
+pub fn spawn_upload_sweeper(state: AppState) {
+    tokio::spawn(async move {
+        loop {
+            match blobs::sweep_abandoned(&state, UPLOAD_MAX_AGE_SECS).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(count = n, "removed abandoned registry uploads"),
+                Err(e) => tracing::error!(error = %e, "sweeping abandoned registry uploads"),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        }
+    });
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -408,6 +408,19 @@ impl RegistryStore for SqliteStore {
         })
     }
 
+    fn stale_registry_uploads(&self, before: i64) -> Result<Vec<RegistryUpload>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT upload_id, repository, image, received, chunks, single_chunk_sha256, create_time FROM registry_uploads WHERE create_time < ?1",
+            )
+            .map_err(db)?
+            .query_map([before], upload_row)
+            .map_err(db)?
+            .collect::<Result<_, _>>()
+            .map_err(db)
+        })
+    }
+
     fn delete_registry_upload(&self, upload_id: &str) -> Result<bool, StoreError> {
         self.with(|c| {
             c.execute(
