@@ -192,6 +192,18 @@ pub fn verify(report: &[u8], cert_der: &[u8], now: OffsetDateTime) -> Result<Ver
     })
 }
 
+/// The file name a local VCEK cache keeps this report's VCEK under: its chip id and reported
+/// TCB (a VCEK certifies exactly one chip at one TCB), so AMD's KDS answers can be stored
+/// ahead of time and nothing is fetched at verification time.
+pub fn vcek_cache_name(report: &[u8]) -> Result<String, SnpError> {
+    let r = Report::parse(report)?;
+    Ok(format!(
+        "{}-{}.der",
+        hex::encode(r.chip_id),
+        hex::encode(r.reported_tcb)
+    ))
+}
+
 /// What a relying party requires of verified evidence.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {

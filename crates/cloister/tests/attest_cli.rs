@@ -125,3 +125,30 @@ fn recorded_dcap_quotes_get_their_verdict_with_collateral_and_time() {
     let (code, _) = verify(&["--kind", "tdx"], &["tdx/dcap-qvl-tdx_quote"]);
     assert_eq!(code, 2, "no collateral");
 }
+
+#[test]
+fn a_vcek_can_come_from_a_local_cache_and_a_missing_one_is_a_clear_error() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_arg = cache.path().to_str().unwrap().to_owned();
+    let (code, v) = verify(
+        &["--kind", "sev-snp", "--vcek-cache", &cache_arg],
+        &["snp/test-report.bin"],
+    );
+    assert_eq!(code, 2, "{v}");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.contains("no VCEK for this chip and TCB"), "{reason}");
+    // The message names the file the cache should hold; put the VCEK there.
+    let name = reason
+        .split("put it there as ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    std::fs::copy(fixture("snp/test-vcek.der"), cache.path().join(name)).unwrap();
+    let (code, v) = verify(
+        &["--kind", "sev-snp", "--vcek-cache", &cache_arg],
+        &["snp/test-report.bin"],
+    );
+    assert_eq!(code, 0, "{v}");
+}

@@ -50,6 +50,10 @@ pub struct VerifyEvidenceArgs {
     /// Verification collateral (TDX/SGX).
     #[arg(long)]
     collateral: Option<PathBuf>,
+    /// sev-snp without a VCEK file: look it up in this directory, under the chip id and
+    /// reported TCB (`CHIPID-TCB.der`; a missing one is named in the error).
+    #[arg(long)]
+    vcek_cache: Option<PathBuf>,
 }
 
 /// The report bytes: raw, or hex text as AMD's tools print it.
@@ -86,12 +90,36 @@ pub fn verify_evidence(args: VerifyEvidenceArgs) -> std::process::ExitCode {
             return unusable("tpm evidence is verified by verifyAttestation (it needs the platform's identity CA), not offline".into());
         }
     }
-    let [report, cert] = args.files.as_slice() else {
-        return unusable("sev-snp takes two files: the report and its VCEK or VLEK".into());
-    };
-    let (report, cert) = match (std::fs::read(report), std::fs::read(cert)) {
-        (Ok(r), Ok(c)) => (report_bytes(r), c),
-        (Err(e), _) | (_, Err(e)) => return unusable(format!("reading the evidence: {e}")),
+    let (report, cert) = match (args.files.as_slice(), &args.vcek_cache) {
+        ([report, cert], _) => match (std::fs::read(report), std::fs::read(cert)) {
+            (Ok(r), Ok(c)) => (report_bytes(r), c),
+            (Err(e), _) | (_, Err(e)) => return unusable(format!("reading the evidence: {e}")),
+        },
+        ([report], Some(cache)) => {
+            let report = match std::fs::read(report) {
+                Ok(r) => report_bytes(r),
+                Err(e) => return unusable(format!("reading the report: {e}")),
+            };
+            let name = match cloister_snp::vcek_cache_name(&report) {
+                Ok(n) => n,
+                Err(e) => return unusable(e.to_string()),
+            };
+            match std::fs::read(cache.join(&name)) {
+                Ok(c) => (report, c),
+                Err(_) => {
+                    return unusable(format!(
+                        "no VCEK for this chip and TCB in {}: put it there as {name} (from AMD's KDS, fetched ahead of time)",
+                        cache.display()
+                    ));
+                }
+            }
+        }
+        _ => {
+            return unusable(
+                "sev-snp takes the report and its VCEK or VLEK, or the report and --vcek-cache DIR"
+                    .into(),
+            );
+        }
     };
     let verdict = cloister_snp::verify(&report, &cert, now)
         .and_then(|v| cloister_snp::Policy::default().check(&v).map(|()| v));
