@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Primus: its project, the bucket holding the model, the service account that may read it,
-# and the workload identity pool the provider will hang from. Beyond the codelab, the model is
+# the repository of the workload Primus authors, and the workload identity pool the provider
+# will hang from. Beyond the codelab, the model is
 # envelope-encrypted with a Cloud KMS key only that service account may decrypt with, so the
 # bucket alone never holds the weights in the clear.
 # Usage: 1_setup_primus_resources.sh MODEL_FILE
@@ -21,6 +22,9 @@ primus storage cp "$model.enc" "gs://$PRIMUS_INPUT_STORAGE_BUCKET/$PRIMUS_MODEL_
 primus storage buckets add-iam-policy-binding "gs://$PRIMUS_INPUT_STORAGE_BUCKET" \
   --member "serviceAccount:$PRIMUS_SERVICEACCOUNT@$PRIMUS_PROJECT_ID.iam.gserviceaccount.com" \
   --role roles/storage.objectViewer >/dev/null
+# Primus also authors the workload: its images live in Primus's own repository.
+primus artifacts repositories create "$PRIMUS_ARTIFACT_REPOSITORY" --project "$PRIMUS_PROJECT_ID" \
+  --repository-format docker --location "$PRIMUS_PROJECT_REPOSITORY_REGION" >/dev/null
 primus iam workload-identity-pools create "$PRIMUS_WORKLOAD_IDENTITY_POOL" \
   --project "$PRIMUS_PROJECT_ID" --location global >/dev/null
 number=$(primus projects describe "$PRIMUS_PROJECT_ID" --format 'value(projectNumber)')

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Secundus: its project, the images to classify, the result bucket, the workload's service
-# account (workloadUser to attest; reads images, writes results), and the repository of the
-# workload image. Usage: 2_setup_secundus_resources.sh IMAGES_DIR
+# account (workloadUser to attest; reads images, writes results).
+# Usage: 2_setup_secundus_resources.sh IMAGES_DIR
 set -euo pipefail
 source "$(dirname "$0")/config_env.sh"
 images=$1
@@ -20,9 +20,4 @@ secundus storage buckets add-iam-policy-binding "gs://$SECUNDUS_INPUT_STORAGE_BU
   --member "serviceAccount:$sa" --role roles/storage.objectViewer >/dev/null
 secundus storage buckets add-iam-policy-binding "gs://$SECUNDUS_RESULT_STORAGE_BUCKET" \
   --member "serviceAccount:$sa" --role roles/storage.objectAdmin >/dev/null
-secundus artifacts repositories create "$PRIMUS_ARTIFACT_REPOSITORY" --project "$SECUNDUS_PROJECT_ID" \
-  --repository-format docker --location "$PRIMUS_PROJECT_REPOSITORY_REGION" >/dev/null
-secundus artifacts repositories add-iam-policy-binding "$PRIMUS_ARTIFACT_REPOSITORY" --project "$SECUNDUS_PROJECT_ID" \
-  --location "$PRIMUS_PROJECT_REPOSITORY_REGION" --member "serviceAccount:$sa" \
-  --role roles/artifactregistry.reader >/dev/null
 echo "Secundus: images in gs://$SECUNDUS_INPUT_STORAGE_BUCKET, results to gs://$SECUNDUS_RESULT_STORAGE_BUCKET"

@@ -6,7 +6,7 @@ source "$(dirname "$0")/config_env.sh"
 tag=${1:-$WORKLOAD_IMAGE_TAG} vm=${2:-$WORKLOAD_VM}
 number=$(primus projects describe "$PRIMUS_PROJECT_ID" --format 'value(projectNumber)')
 provider="//iam.googleapis.com/projects/$number/locations/global/workloadIdentityPools/$PRIMUS_WORKLOAD_IDENTITY_POOL/providers/$PRIMUS_WIP_PROVIDER"
-image="$(registry_host)/$SECUNDUS_PROJECT_ID/$PRIMUS_ARTIFACT_REPOSITORY/$WORKLOAD_IMAGE_NAME:$tag"
+image="$(registry_host)/$PRIMUS_PROJECT_ID/$PRIMUS_ARTIFACT_REPOSITORY/$WORKLOAD_IMAGE_NAME:$tag"
 cmd="[\"run\",\"--provider\",\"$provider\",\"--service-account\",\"$PRIMUS_SERVICEACCOUNT@$PRIMUS_PROJECT_ID.iam.gserviceaccount.com\",\"--model\",\"gs://$PRIMUS_INPUT_STORAGE_BUCKET/$PRIMUS_MODEL_OBJECT\",\"--input-bucket\",\"$SECUNDUS_INPUT_STORAGE_BUCKET\",\"--result-bucket\",\"$SECUNDUS_RESULT_STORAGE_BUCKET\"]"
 secundus compute instances create "$vm" --project "$SECUNDUS_PROJECT_ID" --zone "$SECUNDUS_PROJECT_ZONE" \
   --confidential-compute-type VTPM --shielded-secure-boot --maintenance-policy MIGRATE \

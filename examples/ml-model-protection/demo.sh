@@ -46,11 +46,11 @@ step "generating the demo model (MobileNet V1, 128x128, 1001 classes) and images
 python3 "$here/../../workloads/ml-inference/demo/make_demo_model.py" "$work/model.onnx"
 python3 "$here/../../workloads/ml-inference/demo/make_demo_images.py" "$work/images"
 
-step "Primus: project, service account, KMS key, the model envelope-encrypted in its bucket, workload identity pool"
+step "Primus: project, service account, KMS key, the model envelope-encrypted in its bucket, workload repository, workload identity pool"
 "$here/1_setup_primus_resources.sh" "$work/model.onnx"
-step "Secundus: project, image and result buckets, workload service account, repository"
+step "Secundus: project, image and result buckets, workload service account"
 "$here/2_setup_secundus_resources.sh" "$work/images"
-step "Secundus packages and pushes the workload image"
+step "Primus, the workload author, packages and publishes the workload image"
 digest=$("$here/3_create_workload.sh" "$ML_INFERENCE" "$ORT_LIBRARY" latest)
 echo "workload image digest: $digest"
 step "Primus authorizes exactly that image with the codelab's attribute condition"
@@ -62,7 +62,7 @@ result=$("$here/6_view_results.sh") || { echo "FAIL: no result; the instance's s
 printf '%s\n' "$result"
 echo "$result" | grep -q "^Image: cat.jpg, Response: {'predicted_class': " || { echo "FAIL: no classification in the result" >&2; exit 1; }
 
-step "an unauthorized workload (another image digest) runs and is refused by Primus's condition"
+step "a workload image Primus has not authorized (another digest) runs and is refused by Primus's condition"
 other=$("$here/3_create_workload.sh" "$ML_INFERENCE" "$ORT_LIBRARY" unauthorized "variant=unauthorized")
 echo "unauthorized image digest: $other"
 "$here/5_run_workload.sh" unauthorized unauthorized-vm
