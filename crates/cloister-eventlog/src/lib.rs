@@ -16,10 +16,12 @@
 //!
 //! Invariant: pure data and logic, no I/O; depends on no Cloister crate.
 
+mod binding;
 mod claims;
 mod log;
 mod tlv;
 
+pub use binding::{ReportKind, report_data};
 pub use claims::ContainerClaims;
 pub use log::{EventLog, HashAlg, Record};
 

@@ -39,6 +39,8 @@ pub struct ServerConfig {
     pub attestation_token_lifetime_secs: i64,
     /// The launcher binary instances run (the `cloister` binary itself); none = no instances.
     pub launcher: Option<PathBuf>,
+    /// Judge hardware evidence as of this time, not the clock (replaying recorded evidence).
+    pub hardware_evidence_time: Option<time::OffsetDateTime>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +126,8 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
             data_dir.root().join("instances"),
             launcher.clone(),
         )),
+        tdx_collateral_dir: data_dir.root().join("tee/tdx-collateral"),
+        hardware_evidence_time: config.hardware_evidence_time,
         public_url,
     };
     if let Some(launcher) = &launcher {

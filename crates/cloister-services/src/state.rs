@@ -37,6 +37,20 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Runs instances (the local driver).
     pub compute: Arc<crate::compute::driver::LocalDriver>,
+    /// Where TDX collateral is cached, as `{FMSPC}.json` (Intel PCS collateral in dcap-qvl's
+    /// QuoteCollateralV3 JSON), for quotes sent without their own.
+    pub tdx_collateral_dir: std::path::PathBuf,
+    /// Verify hardware evidence (SNP certificates, TDX collateral) as of this time instead of
+    /// the clock: only for replaying recorded evidence in tests.
+    pub hardware_evidence_time: Option<time::OffsetDateTime>,
+}
+
+impl AppState {
+    /// The time hardware evidence is judged at.
+    pub fn hardware_evidence_time(&self) -> time::OffsetDateTime {
+        self.hardware_evidence_time
+            .unwrap_or_else(time::OffsetDateTime::now_utc)
+    }
 }
 
 impl AppState {

@@ -6,6 +6,7 @@
 use dcap_qvl::QuoteCollateralV3;
 use dcap_qvl::quote::{Quote, Report};
 use serde::Serialize;
+use sha2::{Digest, Sha384};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TdxError {
@@ -27,7 +28,47 @@ pub struct Verified {
     pub debug: bool,
     /// TDX: MRTD and RTMR0–3; SGX: MRENCLAVE and MRSIGNER.
     pub measurements: Vec<(String, String)>,
+    /// TDX: [`launch_measurement`] of the quote, the key of its reference value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub launch_measurement: Option<String>,
     pub report_data: String,
+}
+
+impl Verified {
+    /// A measurement by name (`mr_td`, `rtmr3`, …), hex.
+    pub fn measurement(&self, name: &str) -> Option<&str> {
+        self.measurements
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What identifies a TD's boot, for the reference values: SHA-384 over MRTD (the firmware) and
+/// RTMR0–2 (firmware configuration, bootloader and kernel, command line). RTMR3 is left out:
+/// it holds the launcher's container events, replayed from the canonical event log instead.
+pub fn launch_measurement(mr_td: &[u8], rtmr0: &[u8], rtmr1: &[u8], rtmr2: &[u8]) -> String {
+    let mut h = Sha384::new();
+    for part in [mr_td, rtmr0, rtmr1, rtmr2] {
+        h.update(part);
+    }
+    hex::encode(h.finalize())
+}
+
+/// The FMSPC (family-model-stepping-platform-customSKU) of the platform that signed `quote`,
+/// upper-case hex as Intel's PCS names collateral: the key of a local collateral cache.
+pub fn fmspc(quote: &[u8]) -> Result<String, TdxError> {
+    let q = Quote::parse(quote)
+        .map_err(|e| TdxError::Malformed(format!("the quote does not parse: {e:#}")))?;
+    let fmspc = dcap_qvl::intel::quote_fmspc(&q).map_err(|e| {
+        TdxError::Malformed(format!("the quote's PCK certificate names no FMSPC: {e:#}"))
+    })?;
+    Ok(hex::encode_upper(fmspc))
+}
+
+/// The file a local collateral cache keeps a platform's collateral in: `{FMSPC}.json`.
+pub fn collateral_cache_name(fmspc: &str) -> String {
+    format!("{}.json", fmspc.to_ascii_uppercase())
 }
 
 fn summary(report: &Report) -> Verified {
@@ -48,6 +89,9 @@ fn summary(report: &Report) -> Verified {
                 ("rtmr2".into(), h(&td.rt_mr2)),
                 ("rtmr3".into(), h(&td.rt_mr3)),
             ],
+            launch_measurement: Some(launch_measurement(
+                &td.mr_td, &td.rt_mr0, &td.rt_mr1, &td.rt_mr2,
+            )),
             report_data: h(&td.report_data),
         },
         None => match report {
@@ -61,6 +105,7 @@ fn summary(report: &Report) -> Verified {
                     ("mr_enclave".into(), h(&e.mr_enclave)),
                     ("mr_signer".into(), h(&e.mr_signer)),
                 ],
+                launch_measurement: None,
                 report_data: h(&e.report_data),
             },
             _ => unreachable!("a report is either a TD report or an enclave report"),

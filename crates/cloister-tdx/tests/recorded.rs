@@ -17,6 +17,8 @@ fn fixture(path: &str) -> Vec<u8> {
 
 /// 2025-07-01, inside the collateral's validity window (2025-06-19..2025-07-19).
 const IN_WINDOW: u64 = 1_751_328_000;
+/// 2026-03-01, inside the outdated-platform collateral's window (2026-02-18..2026-03-20).
+const OUTDATED_WINDOW: u64 = 1_772_323_200;
 
 #[test]
 fn a_tdx_v4_quote_verifies_up_to_date() {
@@ -59,9 +61,25 @@ fn an_sgx_quote_verifies_with_its_advisories() {
 fn quotes_whose_tcb_matches_no_level_are_refused() {
     let collateral = fixture("dcap-qvl-tdx_quote_outdated_collateral.json");
     for quote in ["dcap-qvl-tdx_quote_outdated", "trustee-tdx_quote_5.dat"] {
-        let err = verify(&fixture(quote), &collateral, IN_WINDOW).unwrap_err();
-        assert!(matches!(err, TdxError::Refused(_)), "{quote}: {err}");
+        // Inside the collateral's window every signature and CRL passes; the TCB does not.
+        let err = verify(&fixture(quote), &collateral, OUTDATED_WINDOW).unwrap_err();
+        assert_eq!(
+            err,
+            TdxError::Refused("No matching TCB level found".into()),
+            "{quote}"
+        );
     }
+}
+
+#[test]
+fn collateral_of_another_platform_is_refused() {
+    let err = verify(
+        &fixture("dcap-qvl-tdx_quote"),
+        &fixture("dcap-qvl-tdx_quote_outdated_collateral.json"),
+        OUTDATED_WINDOW,
+    )
+    .unwrap_err();
+    assert_eq!(err, TdxError::Refused("Fmspc mismatch".into()));
 }
 
 #[test]
@@ -76,16 +94,21 @@ fn a_debug_td_is_refused_and_collateral_time_matters() {
     .unwrap_err();
     assert!(err.to_string().contains("debuggable"), "{err}");
     parse(&fixture("trustee-tdx_quote_6.dat")).unwrap();
-    // Outside the collateral's window the same good quote is refused.
-    let late = IN_WINDOW + 365 * 24 * 3600;
-    assert!(
+    // Outside the collateral's window the same good quote is refused: before it, the TCB
+    // info is not yet issued; after it, the CRLs have expired.
+    let judged_at = |t| {
         verify(
             &fixture("dcap-qvl-tdx_quote"),
             &fixture("dcap-qvl-tdx_quote_collateral.json"),
-            late
+            t,
         )
-        .is_err()
-    );
+        .unwrap_err()
+        .to_string()
+    };
+    let early = judged_at(IN_WINDOW - 365 * 24 * 3600);
+    assert!(early.contains("issue date is in the future"), "{early}");
+    let late = judged_at(IN_WINDOW + 365 * 24 * 3600);
+    assert!(late.contains("CrlExpired"), "{late}");
 }
 
 #[test]
@@ -108,4 +131,59 @@ fn flipped_bits_in_the_quote_are_refused() {
         Err(TdxError::Malformed(_))
     ));
     assert!(matches!(parse(&quote[..100]), Err(TdxError::Malformed(_))));
+}
+
+/// A local collateral cache is keyed by the FMSPC the quote's PCK certificate names, which is
+/// the one the right collateral's TCB info carries.
+#[test]
+fn the_fmspc_names_the_collateral_a_quote_needs() {
+    let cases = [
+        ("dcap-qvl-tdx_quote", "dcap-qvl-tdx_quote_collateral.json"),
+        ("dcap-qvl-sgx_quote", "dcap-qvl-sgx_quote_collateral.json"),
+        (
+            "dcap-qvl-tdx_quote_outdated",
+            "dcap-qvl-tdx_quote_outdated_collateral.json",
+        ),
+    ];
+    for (quote, collateral) in cases {
+        let fmspc = cloister_tdx::fmspc(&fixture(quote)).unwrap();
+        let c: serde_json::Value = serde_json::from_slice(&fixture(collateral)).unwrap();
+        let tcb: serde_json::Value = serde_json::from_str(c["tcb_info"].as_str().unwrap()).unwrap();
+        assert_eq!(fmspc, tcb["fmspc"].as_str().unwrap(), "{quote}");
+        assert_eq!(
+            cloister_tdx::collateral_cache_name(&fmspc),
+            format!("{fmspc}.json")
+        );
+    }
+    assert!(matches!(
+        cloister_tdx::fmspc(b"not a quote"),
+        Err(TdxError::Malformed(_))
+    ));
+}
+
+/// The launch measurement covers MRTD and RTMR0–2, never RTMR3 (the container events).
+#[test]
+fn the_launch_measurement_is_mrtd_and_rtmr0_to_2() {
+    let v = parse(&fixture("dcap-qvl-tdx_quote")).unwrap();
+    let part = |n: &str| hex::decode(v.measurement(n).unwrap()).unwrap();
+    let expected = cloister_tdx::launch_measurement(
+        &part("mr_td"),
+        &part("rtmr0"),
+        &part("rtmr1"),
+        &part("rtmr2"),
+    );
+    assert_eq!(v.launch_measurement.as_deref(), Some(expected.as_str()));
+    assert_eq!(expected.len(), 96);
+    let mut other = part("rtmr2");
+    other[0] ^= 1;
+    assert_ne!(
+        cloister_tdx::launch_measurement(&part("mr_td"), &part("rtmr0"), &part("rtmr1"), &other),
+        expected
+    );
+    assert_eq!(
+        parse(&fixture("dcap-qvl-sgx_quote"))
+            .unwrap()
+            .launch_measurement,
+        None
+    );
 }

@@ -108,6 +108,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             .unwrap_or(3600),
         // Instances run this very binary as their launcher (`cloister launcher`).
         launcher: std::env::current_exe().ok(),
+        hardware_evidence_time: None,
     };
     let opened = cloister_services::open(config).await?;
     if let Some(path) = &opened.bootstrap_credential {

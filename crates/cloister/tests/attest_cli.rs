@@ -86,6 +86,31 @@ fn recorded_dcap_quotes_get_their_verdict_with_collateral_and_time() {
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["claims"]["hwmodel"], "INTEL_TDX");
     assert_eq!(v["claims"]["dcap"]["tcb_status"], "UpToDate");
+    // What an admin registers as the reference value of this boot.
+    assert_eq!(
+        v["claims"]["dcap"]["launch_measurement"]
+            .as_str()
+            .map(str::len),
+        Some(96)
+    );
+    // A collateral cache directory: the quote's FMSPC names the file.
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::copy(&collateral, cache.path().join("B0C06F000000.json")).unwrap();
+    let dir = cache.path().to_str().unwrap();
+    let (code, v) = verify(
+        &["--kind", "tdx", "--collateral", dir, at[0], at[1]],
+        &["tdx/dcap-qvl-tdx_quote"],
+    );
+    assert_eq!(code, 0, "{v}");
+    let (code, v) = verify(
+        &["--kind", "tdx", "--collateral", dir, at[0], at[1]],
+        &["tdx/dcap-qvl-tdx_quote_outdated"],
+    );
+    assert_eq!(code, 2, "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("90C06F000000.json"),
+        "{v}"
+    );
     let sgx = fixture("tdx/dcap-qvl-sgx_quote_collateral.json");
     let (code, v) = verify(
         &[
@@ -104,18 +129,26 @@ fn recorded_dcap_quotes_get_their_verdict_with_collateral_and_time() {
         "{v}"
     );
     let outdated = fixture("tdx/dcap-qvl-tdx_quote_outdated_collateral.json");
-    let (code, _) = verify(
+    // Judged inside that collateral's own window (2026-02-18..2026-03-20).
+    let (code, v) = verify(
         &[
             "--kind",
             "tdx",
             "--collateral",
             outdated.to_str().unwrap(),
-            at[0],
-            at[1],
+            "--now",
+            "2026-03-01T00:00:00Z",
         ],
         &["tdx/dcap-qvl-tdx_quote_outdated"],
     );
     assert_eq!(code, 1);
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("No matching TCB level"),
+        "{v}"
+    );
     let (code, v) = verify(
         &["--kind", "tdx", "--collateral", col, at[0], at[1]],
         &["tdx/trustee-tdx_quote_4.dat"],

@@ -44,6 +44,7 @@ impl BenchServer {
                     max_body_bytes: 1 << 20,
                     attestation_token_lifetime_secs: 3600,
                     launcher: None,
+                    hardware_evidence_time: None,
                 };
                 let opened = cloister_services::open(config).await.expect("open");
                 let path = opened.bootstrap_credential.clone().expect("bootstrap");

@@ -112,7 +112,7 @@ struct VerifyRequest {
     #[serde(default)]
     sev_snp_attestation: Option<super::snp::SevSnpAttestation>,
     #[serde(default)]
-    td_ccel: Option<Value>,
+    td_ccel: Option<super::tdx::TdxCcelAttestation>,
 }
 
 #[derive(Deserialize, Default)]
@@ -309,7 +309,7 @@ async fn verify_attestation(
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         return Err(bad(
-            "send exactly one kind of evidence: insecureAttestation, tpmAttestation or sevSnpAttestation (tdCcel is not verified by this Cloister yet)",
+            "send exactly one kind of evidence: insecureAttestation, tpmAttestation, sevSnpAttestation or tdCcel",
         ));
     }
     // Consume the challenge before judging the evidence: a nonce is spent even on failure.
@@ -337,19 +337,16 @@ async fn verify_attestation(
             )));
         }
     };
-    let verified = match (
-        &req.insecure_attestation,
-        &req.tpm_attestation,
-        &req.sev_snp_attestation,
-    ) {
-        (Some(e), None, None) => evidence::insecure(e, &challenge, accounts)?,
-        (None, Some(e), None) => evidence::vtpm(&state, e, &challenge, accounts)?,
-        (None, None, Some(e)) => super::snp::verify(&state, e, &challenge, accounts)?,
-        _ => {
-            return Err(bad(
-                "TDX evidence is not verified by this Cloister yet (never silently downgraded): send insecureAttestation, tpmAttestation or sevSnpAttestation",
-            ));
-        }
+    let verified = if let Some(e) = &req.insecure_attestation {
+        evidence::insecure(e, &challenge, accounts)?
+    } else if let Some(e) = &req.tpm_attestation {
+        evidence::vtpm(&state, e, &challenge, accounts)?
+    } else if let Some(e) = &req.sev_snp_attestation {
+        super::snp::verify(&state, e, &challenge, accounts)?
+    } else if let Some(e) = &req.td_ccel {
+        super::tdx::verify(&state, e, &challenge, accounts)?
+    } else {
+        return Err(bad("send one kind of evidence"));
     };
     let audience = req
         .token_options

@@ -16,6 +16,8 @@ pub struct Verified {
     pub container: ContainerClaims,
     /// `submods.gce`, when the evidence proves the instance identity.
     pub gce: Option<Value>,
+    /// A submodule about the TEE itself (`tdx`: TCB status, advisories), when it has one.
+    pub tee: Option<(&'static str, Value)>,
     pub subject: String,
     pub service_accounts: Vec<String>,
 }
@@ -63,6 +65,9 @@ pub fn token_claims(
     });
     if let Some(gce) = &v.gce {
         submods["gce"] = gce.clone();
+    }
+    if let Some((name, tee)) = &v.tee {
+        submods[*name] = tee.clone();
     }
     let mut claims = json!({
         "iss": issuer,

@@ -77,6 +77,7 @@ pub fn insecure(
         support_attributes: Vec::new(),
         container: container_claims(&log, field)?,
         gce: None,
+        tee: None,
         // Nothing proves which instance sent INSECURE evidence; the subject says so (and fits
         // Google's 127-byte limit on mapped subjects).
         subject: format!("insecure://{}/{id}", challenge.project_id),
@@ -161,6 +162,7 @@ pub fn vtpm(
             "instance_name": instance.instance_name,
             "instance_id": instance.instance_id.to_string(),
         })),
+        tee: None,
         subject: format!(
             "https://www.googleapis.com/compute/v1/projects/{}/zones/{}/instances/{}",
             instance.project_id, instance.zone, instance.instance_name

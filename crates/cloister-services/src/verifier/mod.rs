@@ -7,8 +7,9 @@
 //! event log) and `INSECURE` (the canonical event log alone, for tests and laptops; its tokens
 //! say so), and `SEV_SNP` (`snp.rs`: an AMD report verified against AMD's pinned roots, its
 //! REPORT_DATA binding the challenge nonce and the event log, its launch measurement a
-//! reference value). TDX evidence is not verified yet: a request carrying it is refused with a
-//! clear error, never downgraded.
+//! reference value), and `TDX` (`tdx.rs`: a DCAP quote verified against Intel's pinned root
+//! with offline collateral, REPORT_DATA binding the nonce and the log, RTMR3 the replayed log,
+//! MRTD and RTMR0–2 a reference value).
 
 pub mod challenges;
 pub mod claims;
@@ -17,6 +18,7 @@ pub mod identity_ca;
 pub mod reference_values;
 pub mod signing_keys;
 pub mod snp;
+pub mod tdx;
 
 /// How long a challenge may wait for its evidence.
 pub const CHALLENGE_LIFETIME_SECS: i64 = 600;

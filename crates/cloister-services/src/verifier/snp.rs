@@ -1,14 +1,13 @@
 //! `sevSnpAttestation` evidence: an AMD SEV-SNP report (verified against AMD's pinned roots by
 //! `cloister-snp`), its VCEK or VLEK, and the canonical event log. The report's REPORT_DATA
-//! must equal [`report_data`] of the challenge's nonce and the log: that is what binds this
+//! must equal `cloister_eventlog::report_data` of the challenge's nonce and the log: that is what binds this
 //! attestation to this challenge and this log (SNP has no PCR to replay into).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use cloister_eventlog::{COS_EVENT_PCR, EventLog};
+use cloister_eventlog::{COS_EVENT_PCR, EventLog, ReportKind, report_data};
 use cloister_store::ChallengeRecord;
 use serde::Deserialize;
-use sha2::{Digest, Sha256, Sha512};
 
 use super::claims::Verified;
 use crate::error::ApiError;
@@ -22,16 +21,6 @@ pub struct SevSnpAttestation {
     /// The VCEK (or VLEK) that signed it, DER, base64.
     vcek_cert: String,
     canonical_event_log: String,
-}
-
-/// The REPORT_DATA a launcher requests: SHA-512 over a domain separator, the challenge nonce
-/// and the SHA-256 of the canonical event log.
-pub fn report_data(nonce: &[u8], event_log: &[u8]) -> [u8; 64] {
-    let mut h = Sha512::new();
-    h.update(b"cloister-snp-report-data-v1\0");
-    h.update(nonce);
-    h.update(Sha256::digest(event_log));
-    h.finalize().into()
 }
 
 fn bad(field: &str, why: impl std::fmt::Display) -> ApiError {
@@ -53,13 +42,19 @@ pub fn verify(
     let report = b64("report", &e.report)?;
     let cert = b64("vcekCert", &e.vcek_cert)?;
     let log_bytes = b64("canonicalEventLog", &e.canonical_event_log)?;
-    let verified = cloister_snp::verify(&report, &cert, time::OffsetDateTime::now_utc())
+    let verified = cloister_snp::verify(&report, &cert, state.hardware_evidence_time())
         .map_err(|err| bad("report", err))?;
     // Production policy: no debuggable guest, the launcher at VMPL 0.
     cloister_snp::Policy::default()
         .check(&verified)
         .map_err(|err| bad("report", err))?;
-    if verified.report_data != hex::encode(report_data(&challenge.nonce, &log_bytes)) {
+    if verified.report_data
+        != hex::encode(report_data(
+            ReportKind::SevSnp,
+            &challenge.nonce,
+            &log_bytes,
+        ))
+    {
         return Err(bad(
             "report",
             "REPORT_DATA does not bind this challenge's nonce and this event log: the report was made for another attestation",
@@ -89,6 +84,7 @@ pub fn verify(
         support_attributes: reference.support_attributes,
         container,
         gce: None,
+        tee: None,
         subject: format!(
             "snp://{}/{}",
             &verified.chip_id[..16],
@@ -96,17 +92,4 @@ pub fn verify(
         ),
         service_accounts: accounts,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn report_data_binds_both_the_nonce_and_the_log() {
-        let base = report_data(b"nonce-1", b"log");
-        assert_ne!(base, report_data(b"nonce-2", b"log"));
-        assert_ne!(base, report_data(b"nonce-1", b"log2"));
-        assert_eq!(base, report_data(b"nonce-1", b"log"));
-    }
 }

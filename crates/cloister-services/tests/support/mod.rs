@@ -20,6 +20,11 @@ pub struct Api {
 
 impl Api {
     pub async fn start() -> Self {
+        Self::start_at(None).await
+    }
+
+    /// A server that judges hardware evidence as of `evidence_time` (recorded evidence).
+    pub async fn start_at(evidence_time: Option<time::OffsetDateTime>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let opened = cloister_services::open(cloister_services::ServerConfig {
             data_dir: dir.path().join("data"),
@@ -27,6 +32,7 @@ impl Api {
             max_body_bytes: 1024 * 1024,
             attestation_token_lifetime_secs: 3600,
             launcher: None,
+            hardware_evidence_time: evidence_time,
         })
         .await
         .unwrap();

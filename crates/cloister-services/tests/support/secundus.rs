@@ -52,7 +52,12 @@ pub struct Secundus {
 
 impl Secundus {
     pub async fn setup() -> Secundus {
-        let api = Api::start().await;
+        Self::setup_at(None).await
+    }
+
+    /// Secundus's world on a server judging hardware evidence as of `evidence_time`.
+    pub async fn setup_at(evidence_time: Option<time::OffsetDateTime>) -> Secundus {
+        let api = Api::start_at(evidence_time).await;
         let owner = api.user("secundus@example.com").await;
         let (s, b) = api
             .call(

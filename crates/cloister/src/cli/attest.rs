@@ -47,7 +47,8 @@ pub struct VerifyEvidenceArgs {
     /// Verify as of this time (RFC 3339) instead of now.
     #[arg(long)]
     now: Option<String>,
-    /// Verification collateral (TDX/SGX).
+    /// Verification collateral (TDX/SGX): dcap-qvl's QuoteCollateralV3 JSON, or a directory
+    /// caching it per platform as `{FMSPC}.json`.
     #[arg(long)]
     collateral: Option<PathBuf>,
     /// sev-snp without a VCEK file: look it up in this directory, under the chip id and
@@ -147,7 +148,8 @@ pub fn verify_evidence(args: VerifyEvidenceArgs) -> std::process::ExitCode {
     }
 }
 
-/// TDX or SGX: one quote file and `--collateral` (dcap-qvl's QuoteCollateralV3 JSON).
+/// TDX or SGX: one quote file and `--collateral` (dcap-qvl's QuoteCollateralV3 JSON, or a
+/// cache directory holding it as `{FMSPC}.json`).
 fn verify_dcap(args: &VerifyEvidenceArgs, now: time::OffsetDateTime) -> std::process::ExitCode {
     use std::process::ExitCode;
     let print = |v: serde_json::Value| println!("{v}");
@@ -157,11 +159,31 @@ fn verify_dcap(args: &VerifyEvidenceArgs, now: time::OffsetDateTime) -> std::pro
         );
         return ExitCode::from(2);
     };
-    let (quote, collateral) = match (std::fs::read(quote), std::fs::read(collateral)) {
-        (Ok(q), Ok(c)) => (q, c),
-        (Err(e), _) | (_, Err(e)) => {
+    let quote = match std::fs::read(quote) {
+        Ok(q) => q,
+        Err(e) => {
             print(
-                serde_json::json!({"verdict": "unusable", "reason": format!("reading the evidence: {e}")}),
+                serde_json::json!({"verdict": "unusable", "reason": format!("reading {}: {e}", quote.display())}),
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let collateral = if collateral.is_dir() {
+        match cloister_tdx::fmspc(&quote) {
+            Ok(fmspc) => collateral.join(cloister_tdx::collateral_cache_name(&fmspc)),
+            Err(e) => {
+                print(serde_json::json!({"verdict": "unusable", "reason": e.to_string()}));
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        collateral.clone()
+    };
+    let collateral = match std::fs::read(&collateral) {
+        Ok(c) => c,
+        Err(e) => {
+            print(
+                serde_json::json!({"verdict": "unusable", "reason": format!("reading the collateral {}: {e}", collateral.display())}),
             );
             return ExitCode::from(2);
         }
