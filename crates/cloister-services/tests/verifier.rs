@@ -143,7 +143,7 @@ async fn bad_evidence_and_bad_token_options_are_refused() {
                 r["tdCcel"] = json!({"ccelAcpiTable": "AAAA"});
                 r
             },
-            "never silently downgraded",
+            "missing field `tdQuote`",
         ),
     ];
     for (body, why) in cases {
