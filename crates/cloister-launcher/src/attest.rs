@@ -1,18 +1,24 @@
-//! Measuring the container into the canonical event log (and, on a vTPM, into PCR 13), and
-//! attesting: challenge → evidence over its nonce → `verifyAttestation` → token.
+//! Measuring the container into the canonical event log (and into the TEE's register: PCR 13
+//! on a vTPM, RTMR3 on TDX; SEV-SNP has none), and attesting: challenge → evidence over its
+//! nonce → `verifyAttestation` → token. SNP and TDX evidence comes from configfs-tsm, its
+//! REPORT_DATA binding the nonce and the log.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use cloister_eventlog::{COS_EVENT_PCR, Event, EventLog, HashAlg};
+use cloister_eventlog::{
+    COS_EVENT_PCR, COS_EVENT_RTMR_CCEL_INDEX, Event, EventLog, HashAlg, ReportKind, report_data,
+};
 use cloister_tpm::LAUNCHER_PCR;
 use cloister_tpm::attester::VtpmAttester;
 use serde_json::{Value, json};
 
 use crate::LaunchError;
 use crate::metadata::Metadata;
+use crate::rtmr::Rtmr3;
+use crate::tsm;
 
 /// Where evidence comes from.
 pub enum Tee {
@@ -23,6 +29,20 @@ pub enum Tee {
         /// The AK certificate the platform's identity CA issued (DER).
         ak_cert: Vec<u8>,
     },
+    /// An AMD SEV-SNP guest: reports from configfs-tsm at this directory.
+    SevSnp { tsm: PathBuf },
+    /// An Intel TDX guest: quotes from configfs-tsm, container events extended into RTMR3.
+    Tdx { tsm: PathBuf, rtmr3: Rtmr3 },
+}
+
+impl Tee {
+    /// The register container events go to, by its index in the log.
+    fn register(&self) -> u8 {
+        match self {
+            Tee::Tdx { .. } => COS_EVENT_RTMR_CCEL_INDEX,
+            _ => COS_EVENT_PCR,
+        }
+    }
 }
 
 pub struct Measurements {
@@ -34,7 +54,8 @@ pub struct Measurements {
 impl Measurements {
     pub fn new(mut tee: Tee) -> Result<Self, LaunchError> {
         let banks = match &mut tee {
-            Tee::Insecure => vec![HashAlg::Sha256],
+            Tee::Insecure | Tee::SevSnp { .. } => vec![HashAlg::Sha256],
+            Tee::Tdx { .. } => vec![HashAlg::Sha384],
             Tee::Vtpm { attester, .. } => attester
                 .active_banks()
                 .map_err(|e| LaunchError::Attest(e.to_string()))?,
@@ -46,21 +67,55 @@ impl Measurements {
         })
     }
 
-    /// Appends the event to the log and extends it into PCR 13 in every bank.
+    /// Appends the event to the log and extends it into the TEE's register (PCR 13 in every
+    /// bank, or RTMR3).
     pub fn measure(&mut self, event: &Event) -> Result<(), LaunchError> {
-        let digests = self.log.append(COS_EVENT_PCR, &self.banks, event);
-        if let Tee::Vtpm { attester, .. } = &mut self.tee {
-            attester
+        let digests = self.log.append(self.tee.register(), &self.banks, event);
+        match &mut self.tee {
+            Tee::Vtpm { attester, .. } => attester
                 .extend(COS_EVENT_PCR, &digests)
-                .map_err(|e| LaunchError::Attest(format!("extending PCR {COS_EVENT_PCR}: {e}")))?;
+                .map_err(|e| LaunchError::Attest(format!("extending PCR {COS_EVENT_PCR}: {e}")))?,
+            Tee::Tdx { rtmr3, .. } => {
+                let digest = digests.get(&HashAlg::Sha384).ok_or_else(|| {
+                    LaunchError::Attest("the log made no SHA-384 digest for RTMR3".into())
+                })?;
+                rtmr3.extend(digest)?;
+            }
+            Tee::Insecure | Tee::SevSnp { .. } => {}
         }
         Ok(())
     }
 
     /// The evidence for `nonce`, as `verifyAttestation` takes it.
-    fn evidence(&mut self, nonce: &[u8]) -> Result<(&'static str, Value), LaunchError> {
-        let log = STANDARD.encode(self.log.encode());
+    pub fn evidence(&mut self, nonce: &[u8]) -> Result<(&'static str, Value), LaunchError> {
+        let encoded = self.log.encode();
+        let log = STANDARD.encode(&encoded);
         match &mut self.tee {
+            Tee::SevSnp { tsm } => {
+                let report = tee_report(tsm, "sev_guest", ReportKind::SevSnp, nonce, &encoded)?;
+                let table = report.auxblob.ok_or_else(|| {
+                    LaunchError::Attest(
+                        "configfs-tsm returned no certificate table (auxblob) with the report: the host must supply the VCEK or VLEK (for example `snphost import`)".into(),
+                    )
+                })?;
+                let cert = cloister_snp::cert_table::signing_certificate(&table)
+                    .map_err(|e| LaunchError::Attest(format!("configfs-tsm auxblob: {e}")))?;
+                Ok((
+                    "sevSnpAttestation",
+                    json!({
+                        "report": STANDARD.encode(&report.outblob),
+                        "vcekCert": STANDARD.encode(cert),
+                        "canonicalEventLog": log,
+                    }),
+                ))
+            }
+            Tee::Tdx { tsm, .. } => {
+                let quote = tee_report(tsm, "tdx_guest", ReportKind::Tdx, nonce, &encoded)?;
+                Ok((
+                    "tdCcel",
+                    json!({"tdQuote": STANDARD.encode(&quote.outblob), "canonicalEventLog": log}),
+                ))
+            }
             Tee::Insecure => Ok(("insecureAttestation", json!({"canonicalEventLog": log}))),
             Tee::Vtpm { attester, ak_cert } => {
                 let q = attester
@@ -82,6 +137,25 @@ impl Measurements {
             }
         }
     }
+}
+
+/// A report from configfs-tsm whose REPORT_DATA binds `nonce` and the log, from the provider
+/// this launcher was told it runs on (another one is an error, never a downgrade).
+fn tee_report(
+    root: &Path,
+    provider: &str,
+    kind: ReportKind,
+    nonce: &[u8],
+    log: &[u8],
+) -> Result<tsm::TsmReport, LaunchError> {
+    let report = tsm::request(root, &report_data(kind, nonce, log))?;
+    if report.provider != provider {
+        return Err(LaunchError::Attest(format!(
+            "configfs-tsm's provider is {:?}, not {provider:?}: this guest is not the TEE the launcher was told it runs on",
+            report.provider
+        )));
+    }
+    Ok(report)
 }
 
 /// Token options (`POST /v1/token` on the teeserver, or the default token).
@@ -203,4 +277,139 @@ pub fn write_token(dir: &Path, token: &str) -> Result<(), LaunchError> {
     let io = |e: std::io::Error| LaunchError::Io(format!("writing {}: {e}", path.display()));
     std::fs::write(&tmp, token).map_err(io)?;
     std::fs::rename(&tmp, &path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use cloister_eventlog::EventType;
+
+    use super::*;
+    use crate::tsm::fake_kernel;
+
+    const NONCE: &[u8] = b"a-challenge-nonce";
+
+    fn events() -> Vec<Event> {
+        vec![
+            Event::new(
+                EventType::ImageRef,
+                "registry.example/primus/workload:latest",
+            ),
+            Event::new(
+                EventType::ImageDigest,
+                format!("sha256:{}", "ab".repeat(32)),
+            ),
+            Event::new(EventType::LaunchSeparator, Vec::new()),
+        ]
+    }
+
+    /// The fake hardware's report: a marker, then the REPORT_DATA it was asked for.
+    fn report(inblob: &[u8]) -> Vec<u8> {
+        [b"REPORT:".as_slice(), inblob].concat()
+    }
+
+    /// An SNP certificate table holding one VCEK.
+    fn vcek_table(inblob: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let cert = b"vcek-der";
+        let mut table = cloister_snp::cert_table::VCEK_GUID.to_vec();
+        table.extend_from_slice(&48u32.to_le_bytes());
+        table.extend_from_slice(&(cert.len() as u32).to_le_bytes());
+        table.extend_from_slice(&[0; 24]);
+        table.extend_from_slice(cert);
+        (report(inblob), table)
+    }
+
+    fn no_certs(inblob: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        (report(inblob), Vec::new())
+    }
+
+    fn decode(v: &Value) -> Vec<u8> {
+        STANDARD.decode(v.as_str().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn tdx_events_extend_rtmr3_and_the_quote_binds_the_nonce_and_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let tsm = dir.path().join("report");
+        std::fs::create_dir_all(&tsm).unwrap();
+        let rtmr3_path = dir.path().join("rtmr3:sha384");
+        std::fs::write(&rtmr3_path, []).unwrap();
+        let rtmr3 = Rtmr3::open(&rtmr3_path).unwrap();
+        let mut m = Measurements::new(Tee::Tdx {
+            tsm: tsm.clone(),
+            rtmr3,
+        })
+        .unwrap();
+        // Every event's SHA-384 digest reaches the register; extending them replays the log.
+        let mut register = vec![0u8; 48];
+        for e in events() {
+            m.measure(&e).unwrap();
+            let written = std::fs::read(&rtmr3_path).unwrap();
+            assert_eq!(written.len(), 48);
+            register = HashAlg::Sha384.hash(&[&register, &written]);
+        }
+        assert_eq!(
+            m.log
+                .replay(HashAlg::Sha384, COS_EVENT_RTMR_CCEL_INDEX)
+                .unwrap(),
+            register
+        );
+
+        let kernel = fake_kernel(&tsm, "tdx_guest", false, no_certs);
+        let (kind, evidence) = m.evidence(NONCE).unwrap();
+        kernel.join().unwrap();
+        assert_eq!(kind, "tdCcel");
+        let log = m.log.encode();
+        assert_eq!(decode(&evidence["canonicalEventLog"]), log);
+        assert_eq!(
+            decode(&evidence["tdQuote"]),
+            report(&report_data(ReportKind::Tdx, NONCE, &log))
+        );
+    }
+
+    #[test]
+    fn snp_reports_bind_the_nonce_and_log_and_carry_the_hosts_vcek() {
+        let dir = tempfile::tempdir().unwrap();
+        let tsm = dir.path().join("report");
+        std::fs::create_dir_all(&tsm).unwrap();
+        let mut m = Measurements::new(Tee::SevSnp { tsm: tsm.clone() }).unwrap();
+        for e in events() {
+            m.measure(&e).unwrap();
+        }
+        let kernel = fake_kernel(&tsm, "sev_guest", false, vcek_table);
+        let (kind, evidence) = m.evidence(NONCE).unwrap();
+        kernel.join().unwrap();
+        assert_eq!(kind, "sevSnpAttestation");
+        let log = m.log.encode();
+        assert_eq!(
+            decode(&evidence["report"]),
+            report(&report_data(ReportKind::SevSnp, NONCE, &log))
+        );
+        assert_eq!(decode(&evidence["vcekCert"]), b"vcek-der");
+
+        // A host that supplies no certificates is named as the problem.
+        let kernel = fake_kernel(&tsm, "sev_guest", false, no_certs);
+        let err = m.evidence(NONCE).unwrap_err().to_string();
+        kernel.join().unwrap();
+        assert!(err.contains("no certificate table"), "{err}");
+    }
+
+    #[test]
+    fn another_tee_or_a_missing_rtmr_is_an_error_never_a_downgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let tsm = dir.path().join("report");
+        std::fs::create_dir_all(&tsm).unwrap();
+        let mut m = Measurements::new(Tee::SevSnp { tsm: tsm.clone() }).unwrap();
+        let kernel = fake_kernel(&tsm, "tdx_guest", false, vcek_table);
+        let err = m.evidence(NONCE).unwrap_err().to_string();
+        kernel.join().unwrap();
+        assert!(err.contains("not \"sev_guest\""), "{err}");
+        let err = Rtmr3::open(&dir.path().join("no-such-rtmr3"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("no RTMR3 extension"), "{err}");
+        let rtmr3_path = dir.path().join("rtmr3");
+        std::fs::write(&rtmr3_path, []).unwrap();
+        assert!(Rtmr3::open(&rtmr3_path).unwrap().extend(&[0; 32]).is_err());
+    }
 }

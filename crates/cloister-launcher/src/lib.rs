@@ -13,6 +13,7 @@ pub mod bundle;
 pub mod metadata;
 pub mod policy;
 pub mod pull;
+pub mod rtmr;
 mod run;
 pub mod spec;
 pub mod teeserver;

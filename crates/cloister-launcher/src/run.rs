@@ -22,6 +22,15 @@ pub enum TeeConfig {
     Vtpm {
         tcti: String,
     },
+    /// An SEV-SNP guest, its configfs-tsm report directory.
+    SevSnp {
+        tsm: PathBuf,
+    },
+    /// A TDX guest: configfs-tsm for quotes, the sysfs RTMR3 attribute for extensions.
+    Tdx {
+        tsm: PathBuf,
+        rtmr3: PathBuf,
+    },
 }
 
 pub struct Config {
@@ -139,6 +148,11 @@ async fn launch(config: &Config) -> Result<u8, LaunchError> {
             })?;
             Tee::Vtpm { attester, ak_cert }
         }
+        TeeConfig::SevSnp { tsm } => Tee::SevSnp { tsm: tsm.clone() },
+        TeeConfig::Tdx { tsm, rtmr3 } => Tee::Tdx {
+            tsm: tsm.clone(),
+            rtmr3: crate::rtmr::Rtmr3::open(rtmr3)?,
+        },
     };
     let mut measurements = Measurements::new(tee)?;
     let mut events = vec![

@@ -107,56 +107,65 @@ fn request_in(entry: &Path, report_data: &[u8; 64]) -> Result<TsmReport, LaunchE
     })
 }
 
+/// What a fake TSM answers for an inblob: (outblob, auxblob).
+#[cfg(test)]
+pub(crate) type Respond = fn(&[u8]) -> (Vec<u8>, Vec<u8>);
+
+/// A fake TSM for tests, since no machine here has SEV-SNP or TDX: a thread plays the kernel
+/// for the first entry created under `root`, answering `respond(inblob)` = (outblob, auxblob).
+#[cfg(test)]
+pub(crate) fn fake_kernel(
+    root: &Path,
+    provider: &'static str,
+    racing: bool,
+    respond: Respond,
+) -> std::thread::JoinHandle<()> {
+    let root = root.to_owned();
+    std::thread::spawn(move || {
+        for _ in 0..2500 {
+            if let Some(entry) = std::fs::read_dir(&root)
+                .ok()
+                .and_then(|mut d| d.next())
+                .and_then(|e| e.ok())
+            {
+                let entry = entry.path();
+                std::fs::write(entry.join("generation"), "0").unwrap();
+                std::fs::write(entry.join("provider"), provider).unwrap();
+                let inblob = entry.join("inblob");
+                for _ in 0..2500 {
+                    if let Ok(data) = std::fs::read(&inblob)
+                        && data.len() == 64
+                    {
+                        let (outblob, auxblob) = respond(&data);
+                        std::fs::write(entry.join("outblob"), outblob).unwrap();
+                        std::fs::write(entry.join("auxblob"), auxblob).unwrap();
+                        std::fs::write(entry.join("generation"), if racing { "2" } else { "1" })
+                            .unwrap();
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A fake TSM: a thread plays the kernel for entries created under `root`.
-    fn fake_kernel(
-        root: &Path,
-        provider: &'static str,
-        racing: bool,
-    ) -> std::thread::JoinHandle<()> {
-        let root = root.to_owned();
-        std::thread::spawn(move || {
-            for _ in 0..2500 {
-                if let Some(entry) = std::fs::read_dir(&root)
-                    .ok()
-                    .and_then(|mut d| d.next())
-                    .and_then(|e| e.ok())
-                {
-                    let entry = entry.path();
-                    std::fs::write(entry.join("generation"), "0").unwrap();
-                    std::fs::write(entry.join("provider"), provider).unwrap();
-                    let inblob = entry.join("inblob");
-                    for _ in 0..2500 {
-                        if let Ok(data) = std::fs::read(&inblob)
-                            && data.len() == 64
-                        {
-                            let mut report = b"REPORT:".to_vec();
-                            report.extend_from_slice(&data);
-                            std::fs::write(entry.join("outblob"), report).unwrap();
-                            std::fs::write(entry.join("auxblob"), b"certs").unwrap();
-                            std::fs::write(
-                                entry.join("generation"),
-                                if racing { "2" } else { "1" },
-                            )
-                            .unwrap();
-                            return;
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(2));
-                    }
-                }
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-        })
+    fn echo(inblob: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let mut report = b"REPORT:".to_vec();
+        report.extend_from_slice(inblob);
+        (report, b"certs".to_vec())
     }
 
     fn with_kernel(provider: &'static str, racing: bool) -> Result<TsmReport, LaunchError> {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("report");
         std::fs::create_dir_all(&root).unwrap();
-        let kernel = fake_kernel(&root, provider, racing);
+        let kernel = fake_kernel(&root, provider, racing, echo);
         let result = request(&root, &[7u8; 64]);
         let _ = kernel.join();
         assert_eq!(

@@ -8,6 +8,7 @@
 //! Only verified facts reach [`Verified`].
 
 pub mod azure;
+pub mod cert_table;
 pub mod chain;
 pub mod report;
 

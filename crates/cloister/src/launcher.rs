@@ -11,6 +11,10 @@ use cloister_launcher::{Config, TeeConfig};
 pub enum TeeKind {
     Vtpm,
     Insecure,
+    /// Inside an AMD SEV-SNP guest (reports from configfs-tsm).
+    SevSnp,
+    /// Inside an Intel TDX guest (quotes from configfs-tsm, events into RTMR3).
+    Tdx,
 }
 
 #[derive(Debug, Args)]
@@ -29,14 +33,28 @@ pub struct LauncherArgs {
     /// The vTPM's TCTI (for --tee vtpm), e.g. swtpm:host=127.0.0.1,port=2321.
     #[arg(long, required_if_eq("tee", "vtpm"))]
     tcti: Option<String>,
+    /// configfs-tsm's report directory (for --tee sev-snp and tdx).
+    #[arg(long, default_value = cloister_launcher::tsm::CONFIGFS_TSM)]
+    tsm_dir: PathBuf,
+    /// The sysfs attribute that extends RTMR3 (for --tee tdx).
+    #[arg(long, default_value = cloister_launcher::rtmr::RTMR3_SYSFS)]
+    rtmr3: PathBuf,
     #[arg(long, default_value = "runc")]
     runc: PathBuf,
 }
 
 pub async fn run(args: LauncherArgs) -> ExitCode {
-    let tee = match (args.tee, args.tcti) {
-        (TeeKind::Vtpm, Some(tcti)) => TeeConfig::Vtpm { tcti },
-        _ => TeeConfig::Insecure,
+    let tee = match args.tee {
+        // clap requires --tcti with --tee vtpm.
+        TeeKind::Vtpm => TeeConfig::Vtpm {
+            tcti: args.tcti.unwrap_or_default(),
+        },
+        TeeKind::Insecure => TeeConfig::Insecure,
+        TeeKind::SevSnp => TeeConfig::SevSnp { tsm: args.tsm_dir },
+        TeeKind::Tdx => TeeConfig::Tdx {
+            tsm: args.tsm_dir,
+            rtmr3: args.rtmr3,
+        },
     };
     let code = cloister_launcher::run(Config {
         metadata_host: args.metadata_host,

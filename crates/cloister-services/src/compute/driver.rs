@@ -105,7 +105,7 @@ impl LocalDriver {
             }
             "SEV_SNP" | "TDX" => {
                 return Err(unavailable(format!(
-                    "this host cannot provide {kind}: the local driver runs instances as processes on this machine, which is not a {kind} guest; Cloister never downgrades an instance to another type"
+                    "this host cannot provide {kind}: the local driver runs instances as processes on this machine, which is not a {kind} guest (inside a {kind} guest, run `cloister launcher --tee sev-snp|tdx`, which attests with the hardware); Cloister never downgrades an instance to another type"
                 )));
             }
             other => {
