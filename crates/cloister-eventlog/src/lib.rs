@@ -111,6 +111,8 @@ pub enum EventLogError {
     },
     #[error("record {record}: unknown hash algorithm id {alg:#04x} in its digests")]
     UnknownAlgorithm { record: usize, alg: u8 },
+    #[error("record {record}: two {alg} digests; a record has one per bank")]
+    DuplicateDigest { record: usize, alg: HashAlg },
     #[error("record {record}: the {alg} digest is {len} bytes, expected {expected}")]
     DigestLength {
         record: usize,

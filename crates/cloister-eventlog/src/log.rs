@@ -198,7 +198,11 @@ impl EventLog {
                         expected: alg.size(),
                     });
                 }
-                digests.insert(alg, digest.to_vec());
+                // A second digest of a bank would be silently dropped here but might be the
+                // one another parser reads: refuse the ambiguity.
+                if digests.insert(alg, digest.to_vec()).is_some() {
+                    return Err(EventLogError::DuplicateDigest { record, alg });
+                }
             }
             let (content_type, content) = tlv::read(bytes, &mut pos, "content")?;
             records.push(Record {

@@ -193,6 +193,37 @@ fn unknown_event_types_foreign_content_and_bad_fields_are_refused() {
     ));
 }
 
+/// Found while writing the fuzz target's round-trip property (fuzz/fuzz_targets/event_log.rs):
+/// a record carrying two digests of one bank decoded with the last one winning, a parser
+/// differential. It is refused.
+#[test]
+fn two_digests_of_one_bank_are_refused() {
+    let mut log = EventLog::default();
+    log.append(
+        COS_EVENT_PCR,
+        &[HashAlg::Sha256],
+        &Event::new(EventType::LaunchSeparator, Vec::new()),
+    );
+    let bytes = log.encode();
+    // recnum TLV (13) + register TLV (6), then the digests TLV: type, length, one digest TLV.
+    let at = 13 + 6;
+    let digest_tlv = bytes[at + 5..at + 5 + 37].to_vec();
+    let mut doubled = bytes[..at].to_vec();
+    doubled.push(bytes[at]);
+    doubled.extend_from_slice(&(2 * 37u32).to_be_bytes());
+    doubled.extend_from_slice(&digest_tlv);
+    doubled.extend_from_slice(&digest_tlv);
+    doubled.extend_from_slice(&bytes[at + 5 + 37..]);
+    assert_eq!(
+        EventLog::decode(&doubled),
+        Err(EventLogError::DuplicateDigest {
+            record: 0,
+            alg: HashAlg::Sha256
+        })
+    );
+    assert_eq!(EventLog::decode(&bytes), Ok(log));
+}
+
 #[test]
 fn a_bank_missing_from_a_record_cannot_be_replayed() {
     let mut log = EventLog::default();

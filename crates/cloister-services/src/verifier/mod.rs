@@ -19,6 +19,8 @@ pub mod reference_values;
 pub mod signing_keys;
 pub mod snp;
 pub mod tdx;
+#[cfg(test)]
+mod test_support;
 
 /// How long a challenge may wait for its evidence.
 pub const CHALLENGE_LIFETIME_SECS: i64 = 600;

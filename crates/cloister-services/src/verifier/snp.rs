@@ -6,7 +6,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use cloister_eventlog::{COS_EVENT_PCR, EventLog, ReportKind, report_data};
-use cloister_store::ChallengeRecord;
+use cloister_store::{ChallengeRecord, ReferenceValueRecord};
 use serde::Deserialize;
 
 use super::claims::Verified;
@@ -44,52 +44,160 @@ pub fn verify(
     let log_bytes = b64("canonicalEventLog", &e.canonical_event_log)?;
     let verified = cloister_snp::verify(&report, &cert, state.hardware_evidence_time())
         .map_err(|err| bad("report", err))?;
+    let mut v = judge(&verified, &challenge.nonce, &log_bytes, |m| {
+        state.read(|s| s.get_reference_value(m))
+    })?;
+    v.subject = format!(
+        "{}/{}",
+        v.subject,
+        challenge.name.rsplit('/').next().unwrap_or_default()
+    );
+    v.service_accounts = accounts;
+    Ok(v)
+}
+
+/// Everything after the report's signature: policy, binding, log, reference value. Apart from
+/// the hardware so it can be tested on reports no recorded evidence can supply.
+pub(crate) fn judge(
+    verified: &cloister_snp::Verified,
+    nonce: &[u8],
+    log_bytes: &[u8],
+    reference_value: impl FnOnce(&str) -> Result<Option<ReferenceValueRecord>, ApiError>,
+) -> Result<Verified, ApiError> {
     // Production policy: no debuggable guest, the launcher at VMPL 0.
     cloister_snp::Policy::default()
-        .check(&verified)
+        .check(verified)
         .map_err(|err| bad("report", err))?;
-    if verified.report_data
-        != hex::encode(report_data(
-            ReportKind::SevSnp,
-            &challenge.nonce,
-            &log_bytes,
-        ))
-    {
+    if verified.report_data != hex::encode(report_data(ReportKind::SevSnp, nonce, log_bytes)) {
         return Err(bad(
             "report",
             "REPORT_DATA does not bind this challenge's nonce and this event log: the report was made for another attestation",
         ));
     }
-    let log = EventLog::decode(&log_bytes).map_err(|err| bad("canonicalEventLog", err))?;
+    let log = EventLog::decode(log_bytes).map_err(|err| bad("canonicalEventLog", err))?;
     let container = log
         .container_claims(COS_EVENT_PCR)
         .map_err(|err| bad("canonicalEventLog", err))?;
     // The launch measurement must be a trusted build: it decides swversion and support.
-    let reference = state
-        .read(|s| s.get_reference_value(&verified.measurement))?
-        .ok_or_else(|| {
-            bad(
-                "report",
-                format!(
-                    "launch measurement {} is not among the reference values",
-                    verified.measurement
-                ),
-            )
-        })?;
+    let reference = reference_value(&verified.measurement)?.ok_or_else(|| {
+        bad(
+            "report",
+            format!(
+                "launch measurement {} is not among the reference values",
+                verified.measurement
+            ),
+        )
+    })?;
     Ok(Verified {
         hwmodel: "AMD_SEV_SNP",
         secboot: true,
+        // A debuggable guest never gets here: the policy refuses it.
         dbgstat: "disabled-since-boot".into(),
         swversion: vec![reference.swversion],
         support_attributes: reference.support_attributes,
         container,
         gce: None,
-        tee: None,
-        subject: format!(
-            "snp://{}/{}",
-            &verified.chip_id[..16],
-            challenge.name.rsplit('/').next().unwrap_or_default()
-        ),
-        service_accounts: accounts,
+        // What the hardware reported about itself: a relying party's condition can require a
+        // minimum TCB or a product line.
+        tee: Some((
+            "sev_snp",
+            serde_json::json!({
+                "product": verified.product,
+                "signing_key": verified.signing_key,
+                "reported_tcb": verified.reported_tcb,
+                "guest_svn": verified.guest_svn,
+                "launch_measurement": verified.measurement,
+            }),
+        )),
+        // The chip's id starts the subject; `verify` appends the challenge.
+        subject: format!("snp://{}", verified.chip_id.get(..16).unwrap_or_default()),
+        service_accounts: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use cloister_eventlog::HashAlg;
+    use cloister_snp::{Product, SigningKey, Tcb};
+
+    use super::*;
+    use crate::verifier::test_support::{NONCE, refusal, trusting};
+
+    fn log(after_separator: bool) -> Vec<u8> {
+        crate::verifier::test_support::log(COS_EVENT_PCR, HashAlg::Sha256, after_separator)
+    }
+
+    fn trusted(m: &str) -> Result<Option<ReferenceValueRecord>, ApiError> {
+        trusting("7a".repeat(48))(m)
+    }
+
+    /// A report as a Genoa chip would have signed it for `log` and `nonce`.
+    fn report_for(log_bytes: &[u8], nonce: &[u8]) -> cloister_snp::Verified {
+        cloister_snp::Verified {
+            product: Product::Genoa,
+            signing_key: SigningKey::Vcek,
+            version: 3,
+            vmpl: 0,
+            debug: false,
+            guest_svn: 2,
+            measurement: "7a".repeat(48),
+            report_data: hex::encode(report_data(ReportKind::SevSnp, nonce, log_bytes)),
+            host_data: "00".repeat(32),
+            reported_tcb: Tcb {
+                fmc: None,
+                bootloader: 9,
+                tee: 0,
+                snp: 23,
+                microcode: 72,
+            },
+            chip_id: "c1".repeat(64),
+        }
+    }
+
+    #[test]
+    fn a_bound_trusted_report_yields_snp_claims() {
+        let log = log(false);
+        let v = judge(&report_for(&log, NONCE), NONCE, &log, trusted).unwrap();
+        assert_eq!(
+            (v.hwmodel, v.dbgstat.as_str()),
+            ("AMD_SEV_SNP", "disabled-since-boot")
+        );
+        assert_eq!(v.swversion, ["250301"]);
+        assert_eq!(v.support_attributes, ["STABLE", "USABLE"]);
+        assert_eq!(v.container.restart_policy, "Never");
+        let (name, tee) = v.tee.unwrap();
+        assert_eq!(name, "sev_snp");
+        assert_eq!(tee["product"], "GENOA");
+        assert_eq!(tee["reported_tcb"]["snp"], 23);
+        assert!(v.subject.starts_with("snp://c1c1"));
+    }
+
+    #[test]
+    fn debug_guests_other_vmpls_and_foreign_bindings_are_refused() {
+        let log = log(false);
+        let mut r = report_for(&log, NONCE);
+        r.debug = true;
+        assert!(refusal(judge(&r, NONCE, &log, trusted)).contains("debug"));
+        let mut r = report_for(&log, NONCE);
+        r.vmpl = 1;
+        assert!(refusal(judge(&r, NONCE, &log, trusted)).contains("VMPL"));
+        let r = report_for(&log, b"another-challenge-nonce");
+        assert!(refusal(judge(&r, NONCE, &log, trusted)).contains("REPORT_DATA"));
+        let mut r = report_for(&log, NONCE);
+        r.report_data = hex::encode(report_data(ReportKind::Tdx, NONCE, &log));
+        assert!(refusal(judge(&r, NONCE, &log, trusted)).contains("REPORT_DATA"));
+    }
+
+    #[test]
+    fn bad_logs_and_untrusted_launchers_are_refused() {
+        let log_after = log(true);
+        let r = report_for(&log_after, NONCE);
+        assert!(refusal(judge(&r, NONCE, &log_after, trusted)).contains("canonicalEventLog"));
+        let log = log(false);
+        let mut r = report_for(&log, NONCE);
+        r.measurement = "ee".repeat(48);
+        assert!(
+            refusal(judge(&r, NONCE, &log, trusted)).contains("not among the reference values")
+        );
+    }
 }

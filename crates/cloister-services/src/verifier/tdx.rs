@@ -172,35 +172,21 @@ pub(crate) fn judge(
 
 #[cfg(test)]
 mod tests {
-    use cloister_eventlog::{Event, EventType};
-
     use super::*;
-
-    const NONCE: &[u8] = b"challenge-nonce-0123456789";
+    use crate::verifier::test_support::{NONCE, refusal, trusting};
 
     fn log(after_separator: bool) -> Vec<u8> {
-        let mut log = EventLog::default();
-        let mut events = vec![
-            Event::new(
-                EventType::ImageRef,
-                "registry.example/primus/workload:latest",
-            ),
-            Event::new(
-                EventType::ImageDigest,
-                format!("sha256:{}", "ab".repeat(32)),
-            ),
-            Event::new(EventType::RestartPolicy, "Never"),
-            Event::new(EventType::ImageId, "sha256:1111"),
-            Event::new(EventType::Arg, "/workload"),
-            Event::new(EventType::LaunchSeparator, Vec::new()),
-        ];
-        if after_separator {
-            events.push(Event::new(EventType::EnvVar, "SNEAKY=1"));
-        }
-        for e in &events {
-            log.append(COS_EVENT_RTMR_CCEL_INDEX, &[HashAlg::Sha384], e);
-        }
-        log.encode()
+        crate::verifier::test_support::log(
+            COS_EVENT_RTMR_CCEL_INDEX,
+            HashAlg::Sha384,
+            after_separator,
+        )
+    }
+
+    fn trusted(m: &str) -> Result<Option<ReferenceValueRecord>, ApiError> {
+        trusting(cloister_tdx::launch_measurement(
+            &[1; 48], &[2; 48], &[3; 48], &[4; 48],
+        ))(m)
     }
 
     /// A quote as the hardware would have made it for `log` (RTMR3 its replay) and `nonce`.
@@ -224,25 +210,6 @@ mod tests {
             ],
             launch_measurement: Some(cloister_tdx::launch_measurement(&m(1), &m(2), &m(3), &m(4))),
             report_data: hex::encode(report_data(ReportKind::Tdx, nonce, log_bytes)),
-        }
-    }
-
-    fn trusted(m: &str) -> Result<Option<ReferenceValueRecord>, ApiError> {
-        let known = cloister_tdx::launch_measurement(&[1; 48], &[2; 48], &[3; 48], &[4; 48]);
-        Ok((m == known).then(|| ReferenceValueRecord {
-            measurement: m.into(),
-            swversion: "250301".into(),
-            dbgstat: "disabled-since-boot".into(),
-            support_attributes: vec!["STABLE".into(), "USABLE".into()],
-            description: String::new(),
-            create_time: String::new(),
-        }))
-    }
-
-    fn refusal(r: Result<Verified, ApiError>) -> String {
-        match r {
-            Ok(_) => panic!("accepted"),
-            Err(e) => e.to_string(),
         }
     }
 
