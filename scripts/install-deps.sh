@@ -34,3 +34,9 @@ if ! python3 -c 'import google.auth, google.cloud.storage, requests, jwt, crypto
     'google-auth==2.62.2' 'google-cloud-storage==3.17.1' 'requests>=2.31' 'PyJWT[crypto]==2.15.1' \
     'onnxruntime==1.24.4' 'onnx==1.18.0' 'numpy<2.3' 'pillow==11.3.0'
 fi
+
+# Garage, a real S3-compatible object store, for the S3 blob-store tests: built once from
+# crates.io into ~/.cargo/bin (about 10 minutes on two cores) and reused afterwards.
+if ! garage --version 2>/dev/null | grep -q 'cargo:2.5.0'; then
+  cargo install --quiet --locked garage --version 2.5.0
+fi

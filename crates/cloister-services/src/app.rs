@@ -41,6 +41,12 @@ pub struct ServerConfig {
     pub launcher: Option<PathBuf>,
     /// Judge hardware evidence as of this time, not the clock (replaying recorded evidence).
     pub hardware_evidence_time: Option<time::OffsetDateTime>,
+    /// Where blobs live: an object store URL (`s3://BUCKET/PREFIX`, `gs://…`, `az://…`,
+    /// `file:///DIR`); none = files in the data directory.
+    pub blob_url: Option<String>,
+    /// The object store's configuration (`AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, …; the server
+    /// passes its environment).
+    pub blob_options: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +105,13 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         None => None,
     };
     let store: Arc<dyn MetadataStore> = Arc::new(SqliteStore::open(&data_dir.metadata_db())?);
-    let blobs = Arc::new(FsBlobStore::open(&data_dir.blob_root()).await?);
+    let blobs: Arc<dyn cloister_store::BlobStore> = match &config.blob_url {
+        Some(url) => Arc::new(cloister_store::ObjectBlobStore::open(
+            url,
+            config.blob_options.iter().cloned(),
+        )?),
+        None => Arc::new(FsBlobStore::open(&data_dir.blob_root()).await?),
+    };
     let token_key = data_dir.secret("access-token-hmac.key", 32)?;
     let kek = data_dir.secret("kms-kek.key", 32)?;
     let attestation_keys =

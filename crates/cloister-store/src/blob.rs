@@ -37,6 +37,8 @@ pub enum BlobError {
     },
     #[error("blob store I/O error on {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("blob store error on {key}: {detail}")]
+    Backend { key: String, detail: String },
     #[error("the data stream failed while writing {key}: {source}; nothing was stored")]
     Source { key: String, source: io::Error },
 }

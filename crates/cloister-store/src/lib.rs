@@ -5,7 +5,8 @@
 //! - [`MetadataStore`]: users, credentials, projects, IAM policies, the audit log, and (as its
 //!   supertrait [`RegistryStore`]) Artifact Registry's repositories, manifests and tags
 //!   ([`SqliteStore`] is the embedded default);
-//! - [`BlobStore`]: large immutable byte streams ([`FsBlobStore`] is the embedded default).
+//! - [`BlobStore`]: large immutable byte streams ([`FsBlobStore`] is the embedded default;
+//!   [`ObjectBlobStore`] puts them in S3, GCS, Azure or anything `object_store` reaches).
 //!
 //! [`DataDir`] owns the on-disk layout of the embedded default and the single-server lock.
 //!
@@ -16,6 +17,7 @@ pub mod blob;
 pub mod compute;
 pub mod data_dir;
 pub mod metadata;
+pub mod object_blob;
 pub mod registry;
 mod sqlite;
 
@@ -28,6 +30,7 @@ pub use metadata::{
     ProjectRecord, ReferenceValueRecord, ServiceAccountRecord, StoreError, UploadSession,
     UserRecord,
 };
+pub use object_blob::ObjectBlobStore;
 pub use registry::{
     ImageRef, ImageVersion, ManifestRecord, ManifestRefs, RegistryBlob, RegistryStore,
     RegistryUpload, RepositoryRecord,

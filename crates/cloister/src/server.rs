@@ -37,8 +37,13 @@ pub struct ServerArgs {
     /// Lifetime of attestation tokens in seconds [default: 3600, as Google's].
     #[arg(long, env = "CLOISTER_ATTESTATION_TOKEN_LIFETIME_SECS", value_parser = clap::value_parser!(i64).range(10..=86400))]
     attestation_token_lifetime_secs: Option<i64>,
+    /// Where blobs (object data, image layers) live: s3://BUCKET/PREFIX (S3, MinIO, Garage;
+    /// configured by AWS_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
+    /// AWS_ALLOW_HTTP), gs://…, az://… or file:///DIR [default: DATA_DIR/blobs].
+    #[arg(long, env = "CLOISTER_BLOB_URL")]
+    blob_url: Option<String>,
     /// A TOML file with any of: listen, data_dir, public_url, log_format, max_body_bytes,
-    /// attestation_token_lifetime_secs.
+    /// attestation_token_lifetime_secs, blob_url.
     #[arg(long, env = "CLOISTER_SERVER_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -52,6 +57,7 @@ struct ConfigFile {
     log_format: Option<LogFormat>,
     max_body_bytes: Option<usize>,
     attestation_token_lifetime_secs: Option<i64>,
+    blob_url: Option<String>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -109,6 +115,14 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         // Instances run this very binary as their launcher (`cloister launcher`).
         launcher: std::env::current_exe().ok(),
         hardware_evidence_time: None,
+        blob_url: args.blob_url.or(file.blob_url),
+        blob_options: std::env::vars()
+            .filter(|(k, _)| {
+                ["AWS_", "GOOGLE_", "AZURE_"]
+                    .iter()
+                    .any(|p| k.starts_with(p))
+            })
+            .collect(),
     };
     let opened = cloister_services::open(config).await?;
     if let Some(path) = &opened.bootstrap_credential {

@@ -45,6 +45,8 @@ impl BenchServer {
                     attestation_token_lifetime_secs: 3600,
                     launcher: None,
                     hardware_evidence_time: None,
+                    blob_url: None,
+                    blob_options: Vec::new(),
                 };
                 let opened = cloister_services::open(config).await.expect("open");
                 let path = opened.bootstrap_credential.clone().expect("bootstrap");

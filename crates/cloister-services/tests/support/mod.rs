@@ -20,22 +20,24 @@ pub struct Api {
 
 impl Api {
     pub async fn start() -> Self {
-        Self::start_at(None).await
+        Self::start_with(|_| {}).await
     }
 
-    /// A server that judges hardware evidence as of `evidence_time` (recorded evidence).
-    pub async fn start_at(evidence_time: Option<time::OffsetDateTime>) -> Self {
+    /// A server whose configuration `configure` adjusts first.
+    pub async fn start_with(configure: impl FnOnce(&mut cloister_services::ServerConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let opened = cloister_services::open(cloister_services::ServerConfig {
+        let mut config = cloister_services::ServerConfig {
             data_dir: dir.path().join("data"),
             public_url: "http://cloister.test".into(),
             max_body_bytes: 1024 * 1024,
             attestation_token_lifetime_secs: 3600,
             launcher: None,
-            hardware_evidence_time: evidence_time,
-        })
-        .await
-        .unwrap();
+            hardware_evidence_time: None,
+            blob_url: None,
+            blob_options: Vec::new(),
+        };
+        configure(&mut config);
+        let opened = cloister_services::open(config).await.unwrap();
         let cred: Value = serde_json::from_slice(
             &std::fs::read(opened.bootstrap_credential.as_ref().unwrap()).unwrap(),
         )

@@ -27,6 +27,15 @@ impl Server {
 
     /// Starts a server with extra flags, or returns its log if it exits before listening.
     pub fn try_start(data_dir: &Path, extra: &[&str]) -> Result<Server, String> {
+        Self::try_start_env(data_dir, extra, &[])
+    }
+
+    /// Like `try_start`, with extra environment variables.
+    pub fn try_start_env(
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> Result<Server, String> {
         let mut child = Command::new(BIN)
             .args([
                 "server",
@@ -38,6 +47,7 @@ impl Server {
             ])
             .arg(data_dir)
             .args(extra)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -206,9 +216,14 @@ impl World {
 
     /// Like `with_two_users`, with extra server flags.
     pub fn with_users(server_flags: &[&str]) -> World {
+        Self::with_users_env(server_flags, &[])
+    }
+
+    /// Like `with_users`, with extra environment variables for the server.
+    pub fn with_users_env(server_flags: &[&str], env: &[(String, String)]) -> World {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let server = Server::try_start(&data, server_flags)
+        let server = Server::try_start_env(&data, server_flags, env)
             .unwrap_or_else(|log| panic!("server did not start:\n{log}"));
         let cli = Cli::new(dir.path().join("config"));
         login(
