@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing Cloister needs on Debian 12 (as root). Idempotent.
+#   install-deps.sh [--test-servers]   (also the servers only the tests need: Garage)
 set -euo pipefail
+test_servers=false
+[ "${1:-}" = "--test-servers" ] && test_servers=true
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is missing: install Rust 1.92 or newer (https://rustup.rs), then run this again." >&2
@@ -36,7 +39,7 @@ if ! python3 -c 'import google.auth, google.cloud.storage, requests, jwt, crypto
 fi
 
 # Garage, a real S3-compatible object store, for the S3 blob-store tests: built once from
-# crates.io into ~/.cargo/bin (about 10 minutes on two cores) and reused afterwards.
-if ! garage --version 2>/dev/null | grep -q 'cargo:2.5.0'; then
+# crates.io into ~/.cargo/bin (10 to 17 minutes on two cores) and reused afterwards.
+if $test_servers && ! garage --version 2>/dev/null | grep -q 'cargo:2.5.0'; then
   cargo install --quiet --locked garage --version 2.5.0
 fi

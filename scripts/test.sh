@@ -2,7 +2,7 @@
 # The whole test suite: formatting, lints, and every crate's tests (unit and integration).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --test-servers
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p ml-inference --all-targets --features tract --locked -- -D warnings
