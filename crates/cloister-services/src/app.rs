@@ -47,6 +47,10 @@ pub struct ServerConfig {
     /// The object store's configuration (`AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, …; the server
     /// passes its environment).
     pub blob_options: Vec<(String, String)>,
+    /// The key-encryption key (32 bytes) sealing KMS material and the server's signing keys
+    /// in the metadata store. Supply it from outside the data (a file elsewhere, a secret
+    /// manager); none = the embedded default, a key file in the data directory.
+    pub kek: Option<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +71,8 @@ pub enum StartupError {
     PublicUrl(String),
     #[error("reading the launcher binary: {0}")]
     Launcher(String),
+    #[error("key-encryption key: {0}")]
+    Kek(String),
 }
 
 pub struct OpenedServer {
@@ -112,14 +118,38 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         )?),
         None => Arc::new(FsBlobStore::open(&data_dir.blob_root()).await?),
     };
-    let token_key = data_dir.secret("access-token-hmac.key", 32)?;
-    let kek = data_dir.secret("kms-kek.key", 32)?;
-    let attestation_keys =
-        SigningKeys::open(&data_dir.root().join("keys/attestation"), &public_url)?;
+    // The KEK comes from outside (a file elsewhere, or the environment); only the embedded
+    // single-machine default keeps one in the data directory.
+    let kek = Arc::new(match &config.kek {
+        Some(kek) => kek.clone(),
+        None => data_dir.secret("kms-kek.key", 32)?,
+    });
+    if kek.len() != 32 {
+        return Err(StartupError::Kek(format!(
+            "the key-encryption key is {} bytes; it must be 32",
+            kek.len()
+        )));
+    }
+    crate::secrets::check_kek(store.as_ref(), &kek).map_err(StartupError::Kek)?;
+    let keys_dir = data_dir.root().join("keys");
+    let token_key = crate::secrets::access_token_key(
+        store.as_ref(),
+        &kek,
+        &keys_dir.join("access-token-hmac.key"),
+    )
+    .map_err(StartupError::Kek)?;
+    let attestation_keys = SigningKeys::open(
+        Arc::clone(&store),
+        Arc::clone(&kek),
+        &public_url,
+        Some(&keys_dir.join("attestation")),
+    )?;
     let identity_ca = Arc::new(open_identity_ca(&data_dir)?);
     let account_keys = SigningKeys::open(
-        &data_dir.root().join("keys/accounts"),
+        Arc::clone(&store),
+        Arc::clone(&kek),
         &format!("{public_url}/accounts"),
+        Some(&keys_dir.join("accounts")),
     )?;
     let state = AppState {
         authorizer: Authorizer::new(Arc::clone(&store)),
@@ -129,7 +159,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         providers: Arc::default(),
         account_keys: Arc::new(account_keys),
         attestation_keys: Arc::new(attestation_keys),
-        kek: Arc::new(kek),
+        kek,
         identity_ca,
         jwks: Arc::default(),
         attestation_token_lifetime_secs: config.attestation_token_lifetime_secs,
@@ -148,6 +178,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
             .map_err(StartupError::Bootstrap)?;
     }
     registry::spawn_upload_sweeper(state.clone());
+    spawn_key_refresh(&state);
     // Instances are processes of this server: none survived its last stop.
     state
         .db(|s| {
@@ -286,4 +317,25 @@ async fn bootstrap_admin(
         })
         .await?;
     Ok(Some(path))
+}
+
+/// Every minute, reads the signing keys again, so a rotation on another replica reaches this
+/// one's JWKS and signer (an unknown key id also reloads them at once).
+fn spawn_key_refresh(state: &AppState) {
+    let keys = [
+        Arc::clone(&state.attestation_keys),
+        Arc::clone(&state.account_keys),
+    ];
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            for k in &keys {
+                if let Err(e) = k.reload() {
+                    tracing::warn!(error = %e, "reloading signing keys");
+                }
+            }
+        }
+    });
 }

@@ -21,6 +21,7 @@ pub mod kms;
 pub mod metrics;
 mod oidc;
 pub mod registry;
+mod secrets;
 pub mod signing;
 pub mod state;
 pub mod storage;

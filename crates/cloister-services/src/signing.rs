@@ -1,20 +1,24 @@
 //! RS256 signing keys for the tokens outside parties verify (service-account ID tokens now,
 //! attestation tokens with the verifier), published as a JWKS with OIDC discovery.
 //!
-//! Keys live in the data directory as PKCS#8 PEM files (0600) named by their creation time,
-//! one directory per issuer; the newest signs, and every key on disk stays in the JWKS so
-//! tokens it signed keep verifying. Rotation adds a key and retires the keys whose successor
-//! is older than a token's lifetime (every token they signed has expired).
+//! Keys live in the metadata store, each PKCS#8 key sealed by the key-encryption key (AAD: the
+//! issuer), so every replica signs with the same keys and none is ever stored in the clear.
+//! The newest signs; every stored key stays in the JWKS so tokens it signed keep verifying.
+//! Rotation adds a key and retires the keys whose successor is older than a token's lifetime
+//! (every token they signed has expired). A replica reloads the keys when it meets a key id it
+//! does not know and every minute, so a rotation on one replica reaches the others.
 
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cloister_store::{MetadataStore, StoredSigningKey};
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::JwkSet;
 use rsa::pkcs1::EncodeRsaPrivateKey;
-use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use rsa::traits::PublicKeyParts;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -22,13 +26,11 @@ use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SigningError {
-    #[error("signing key {path}: {detail}")]
-    Key { path: PathBuf, detail: String },
+    #[error("signing keys of {issuer}: {detail}")]
+    Key { issuer: String, detail: String },
 }
 
 struct Key {
-    /// Creation time, unix nanoseconds (the file name).
-    created: i128,
     kid: String,
     /// Parsed once: jsonwebtoken's aws-lc backend re-parses (and re-validates) a DER key on
     /// every signature, which cost as much as the signature itself on the token hot path.
@@ -39,95 +41,150 @@ struct Key {
 
 pub struct SigningKeys {
     issuer: String,
-    dir: PathBuf,
+    store: Arc<dyn MetadataStore>,
+    kek: Arc<Vec<u8>>,
     /// Oldest first; the last one signs.
     keys: RwLock<Vec<Key>>,
+    /// When the keys were last read from the store (a miss reloads at most this often).
+    loaded: RwLock<Instant>,
 }
 
-fn load(path: &Path) -> Result<Key, SigningError> {
-    let fail = |detail: String| SigningError::Key {
-        path: path.to_owned(),
-        detail,
-    };
-    let pem = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    let private = rsa::RsaPrivateKey::from_pkcs8_pem(&pem)
-        .map_err(|e| fail(format!("not a PKCS#8 RSA key: {e}")))?;
-    let der = private.to_pkcs1_der().map_err(|e| fail(e.to_string()))?;
+/// How often a replica may reload its keys on meeting an unknown key id.
+const RELOAD_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+
+fn parse(pkcs8_der: &[u8]) -> Result<Key, String> {
+    let private = rsa::RsaPrivateKey::from_pkcs8_der(pkcs8_der)
+        .map_err(|e| format!("not a PKCS#8 RSA key: {e}"))?;
+    let der = private.to_pkcs1_der().map_err(|e| e.to_string())?;
     let public_der = private
         .to_public_key()
         .to_public_key_der()
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     // The key id is a digest of the public key, so it is the same on every replica.
     let kid = hex::encode(&Sha256::digest(public_der.as_bytes())[..8]);
     let (n, e) = (
         URL_SAFE_NO_PAD.encode(private.n().to_bytes_be()),
         URL_SAFE_NO_PAD.encode(private.e().to_bytes_be()),
     );
-    let decoding = DecodingKey::from_rsa_components(&n, &e).map_err(|e| fail(e.to_string()))?;
-    let created = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let decoding = DecodingKey::from_rsa_components(&n, &e).map_err(|e| e.to_string())?;
     Ok(Key {
-        created,
         jwk: json!({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid, "n": n, "e": e}),
         kid,
         pair: aws_lc_rs::signature::RsaKeyPair::from_der(der.as_bytes())
-            .map_err(|e| fail(format!("the RSA key is not usable: {e}")))?,
+            .map_err(|e| format!("the RSA key is not usable: {e}"))?,
         decoding,
     })
 }
 
-fn generate(dir: &Path) -> Result<(), SigningError> {
-    let fail = |detail: String| SigningError::Key {
-        path: dir.to_owned(),
-        detail,
-    };
-    let key =
-        rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).map_err(|e| fail(e.to_string()))?;
-    let pem = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| fail(e.to_string()))?;
-    let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
-    let name = format!("{nanos:020}.pem");
-    cloister_store::data_dir::write_private_file(&dir.join(name), pem.as_bytes())
-        .map_err(|e| fail(e.to_string()))
-}
-
-fn list(dir: &Path) -> Result<Vec<PathBuf>, SigningError> {
-    let fail = |detail: String| SigningError::Key {
-        path: dir.to_owned(),
-        detail,
-    };
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| fail(e.to_string()))?
+/// PKCS#8 PEM files a data directory of an earlier Cloister kept keys in (named by their
+/// creation time in nanoseconds), oldest first.
+fn legacy_files(dir: &Path) -> Vec<(i64, PathBuf)> {
+    let mut found: Vec<(i64, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "pem"))
+        .filter_map(|p| {
+            let created = p.file_stem()?.to_str()?.parse().ok()?;
+            Some((created, p))
+        })
         .collect();
-    paths.sort();
-    Ok(paths)
+    found.sort();
+    found
+}
+
+fn now_nanos() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX)
 }
 
 impl SigningKeys {
-    /// Loads the keys in `dir` (creating the first one if there is none) for `issuer`.
-    pub fn open(dir: &Path, issuer: &str) -> Result<Self, SigningError> {
-        std::fs::create_dir_all(dir).map_err(|e| SigningError::Key {
-            path: dir.to_owned(),
-            detail: e.to_string(),
-        })?;
-        if list(dir)?.is_empty() {
-            generate(dir)?;
-        }
-        let keys = list(dir)?
-            .iter()
-            .map(|p| load(p))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
+    /// The keys of `issuer` in `store`, sealed by `kek`. The first start creates one, after
+    /// importing (and removing) the PEM files an earlier Cloister kept in `legacy_dir`, so
+    /// tokens signed before the upgrade keep verifying.
+    pub fn open(
+        store: Arc<dyn MetadataStore>,
+        kek: Arc<Vec<u8>>,
+        issuer: &str,
+        legacy_dir: Option<&Path>,
+    ) -> Result<Self, SigningError> {
+        let keys = Self {
             issuer: issuer.to_owned(),
-            dir: dir.to_owned(),
-            keys: RwLock::new(keys),
-        })
+            store,
+            kek,
+            keys: RwLock::default(),
+            loaded: RwLock::new(Instant::now()),
+        };
+        if let Some(dir) = legacy_dir {
+            keys.import(dir)?;
+        }
+        if keys
+            .store
+            .list_signing_keys(issuer)
+            .map_err(|e| keys.fail(e))?
+            .is_empty()
+        {
+            keys.generate()?;
+        }
+        keys.reload()?;
+        Ok(keys)
+    }
+
+    fn fail(&self, detail: impl std::fmt::Display) -> SigningError {
+        SigningError::Key {
+            issuer: self.issuer.clone(),
+            detail: detail.to_string(),
+        }
+    }
+
+    fn add(&self, created: i64, pkcs8_der: &[u8]) -> Result<(), SigningError> {
+        let wrapped = crate::kms::seal(&self.kek, pkcs8_der, self.issuer.as_bytes())
+            .map_err(|e| self.fail(e))?;
+        self.store
+            .add_signing_key(&self.issuer, &StoredSigningKey { created, wrapped })
+            .map_err(|e| self.fail(e))
+    }
+
+    fn import(&self, dir: &Path) -> Result<(), SigningError> {
+        for (created, path) in legacy_files(dir) {
+            let pem = std::fs::read_to_string(&path)
+                .map_err(|e| self.fail(format!("{}: {e}", path.display())))?;
+            let key = rsa::RsaPrivateKey::from_pkcs8_pem(&pem)
+                .map_err(|e| self.fail(format!("{}: not a PKCS#8 RSA key: {e}", path.display())))?;
+            let der = key.to_pkcs8_der().map_err(|e| self.fail(e))?;
+            self.add(created, der.as_bytes())?;
+            // Stored (sealed) first, then the clear copy goes.
+            std::fs::remove_file(&path)
+                .map_err(|e| self.fail(format!("{}: {e}", path.display())))?;
+            tracing::info!(issuer = %self.issuer, path = %path.display(), "moved a signing key into the metadata store, sealed by the key-encryption key");
+        }
+        Ok(())
+    }
+
+    fn generate(&self) -> Result<(), SigningError> {
+        let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).map_err(|e| self.fail(e))?;
+        let der = key.to_pkcs8_der().map_err(|e| self.fail(e))?;
+        self.add(now_nanos(), der.as_bytes())
+    }
+
+    /// Reads the keys from the store again (a rotation on another replica shows up here).
+    pub fn reload(&self) -> Result<(), SigningError> {
+        let stored = self
+            .store
+            .list_signing_keys(&self.issuer)
+            .map_err(|e| self.fail(e))?;
+        let keys = stored
+            .iter()
+            .map(|k| {
+                let der = crate::kms::open(&self.kek, &k.wrapped, self.issuer.as_bytes())
+                    .ok_or_else(|| {
+                        self.fail("a stored key does not open with this key-encryption key: the server was started with a different KEK than the one that sealed its keys")
+                    })?;
+                parse(&der).map_err(|e| self.fail(e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+        *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        Ok(())
     }
 
     fn keys(&self) -> std::sync::RwLockReadGuard<'_, Vec<Key>> {
@@ -141,26 +198,26 @@ impl SigningKeys {
     /// Adds a new signing key, retires keys whose successor is more than `retire_after_secs`
     /// old, and returns the new key id.
     pub fn rotate(&self, retire_after_secs: i64) -> Result<String, SigningError> {
-        generate(&self.dir)?;
-        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
-        let paths = list(&self.dir)?;
-        let mut keep = Vec::new();
-        for (i, path) in paths.iter().enumerate() {
-            let successor = paths.get(i + 1).map(|p| load(p)).transpose()?;
-            let retired = successor
-                .is_some_and(|s| s.created + i128::from(retire_after_secs) * 1_000_000_000 <= now);
-            if retired {
-                std::fs::remove_file(path).map_err(|e| SigningError::Key {
-                    path: path.clone(),
-                    detail: e.to_string(),
-                })?;
-            } else {
-                keep.push(load(path)?);
+        self.generate()?;
+        let now = now_nanos();
+        let stored = self
+            .store
+            .list_signing_keys(&self.issuer)
+            .map_err(|e| self.fail(e))?;
+        for pair in stored.windows(2) {
+            let successor_age = now.saturating_sub(pair[1].created);
+            if successor_age >= retire_after_secs.saturating_mul(1_000_000_000) {
+                self.store
+                    .delete_signing_key(&self.issuer, pair[0].created)
+                    .map_err(|e| self.fail(e))?;
             }
         }
-        let kid = keep.last().map(|k| k.kid.clone()).unwrap_or_default();
-        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keep;
-        Ok(kid)
+        self.reload()?;
+        Ok(self
+            .keys()
+            .last()
+            .map(|k| k.kid.clone())
+            .unwrap_or_default())
     }
 
     /// Signs `claims` with the newest key (RS256, with its `kid`). The JWT is assembled here
@@ -193,12 +250,27 @@ impl SigningKeys {
         }
     }
 
-    /// The key with `kid`, for verifying this issuer's own tokens in process.
+    /// The key with `kid`, for verifying this issuer's own tokens in process. An unknown kid
+    /// may be a key another replica just made: reload (at most once a second) and look again.
     pub fn decoding_key(&self, kid: &str) -> Option<DecodingKey> {
-        self.keys()
-            .iter()
-            .find(|k| k.kid == kid)
-            .map(|k| k.decoding.clone())
+        let find = || {
+            self.keys()
+                .iter()
+                .find(|k| k.kid == kid)
+                .map(|k| k.decoding.clone())
+        };
+        if let Some(key) = find() {
+            return Some(key);
+        }
+        let stale = self
+            .loaded
+            .read()
+            .map(|t| t.elapsed() >= RELOAD_AT_MOST_EVERY)
+            .unwrap_or(true);
+        if stale && self.reload().is_ok() {
+            return find();
+        }
+        None
     }
 
     /// Every key, for `GET …/jwks`.
@@ -227,54 +299,113 @@ impl SigningKeys {
 mod tests {
     use super::*;
 
-    #[test]
-    fn keys_persist_sign_and_verify() {
-        let dir = tempfile::tempdir().unwrap();
-        let keys = SigningKeys::open(dir.path(), "http://issuer.test").unwrap();
-        let token = keys.sign(&json!({"sub": "x", "exp": 4_000_000_000u64}));
-        let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
-        let again = SigningKeys::open(dir.path(), "http://issuer.test").unwrap();
-        let key = &again.decoding_key(&kid).expect("same key after reopening");
+    fn store(dir: &Path) -> Arc<dyn MetadataStore> {
+        Arc::new(cloister_store::SqliteStore::open(&dir.join("m.db")).unwrap())
+    }
+
+    fn kek(byte: u8) -> Arc<Vec<u8>> {
+        Arc::new(vec![byte; 32])
+    }
+
+    fn verifies(keys: &SigningKeys, token: &str) -> bool {
+        let kid = jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+        let Some(key) = keys.decoding_key(&kid) else {
+            return false;
+        };
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
         v.required_spec_claims.clear();
         v.validate_aud = false;
-        assert!(jsonwebtoken::decode::<Value>(&token, key, &v).is_ok());
-        assert_eq!(again.jwks()["keys"].as_array().unwrap().len(), 1);
-        let mode = std::fs::metadata(
-            std::fs::read_dir(dir.path())
-                .unwrap()
-                .next()
-                .unwrap()
-                .unwrap()
-                .path(),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+        jsonwebtoken::decode::<Value>(token, &key, &v).is_ok()
     }
 
     #[test]
-    fn rotation_signs_with_the_new_key_and_retires_keys_only_after_their_tokens_expire() {
+    fn keys_are_shared_through_the_store_and_sealed_by_the_kek() {
         let dir = tempfile::tempdir().unwrap();
-        let keys = SigningKeys::open(dir.path(), "http://issuer.test").unwrap();
+        let store = store(dir.path());
+        let keys = SigningKeys::open(store.clone(), kek(1), "http://issuer.test", None).unwrap();
+        let token = keys.sign(&json!({"sub": "x", "exp": 4_000_000_000u64}));
+        // Another replica (same store, same KEK) verifies it and signs with the same key.
+        let replica = SigningKeys::open(store.clone(), kek(1), "http://issuer.test", None).unwrap();
+        assert!(verifies(&replica, &token));
+        assert_eq!(replica.jwks(), keys.jwks());
+        // Stored sealed: the private key's bytes are not in the database.
+        let stored = store.list_signing_keys("http://issuer.test").unwrap();
+        assert_eq!(stored.len(), 1);
+        assert!(crate::kms::open(&[1; 32], &stored[0].wrapped, b"http://issuer.test").is_some());
+        assert!(crate::kms::open(&[1; 32], &stored[0].wrapped, b"http://other.test").is_none());
+        // A server with another KEK cannot use them, and says why.
+        let err = SigningKeys::open(store, kek(2), "http://issuer.test", None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("different KEK"), "{err}");
+    }
+
+    #[test]
+    fn rotation_on_one_replica_reaches_the_other_and_retires_keys_after_their_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let keys = SigningKeys::open(store.clone(), kek(1), "http://issuer.test", None).unwrap();
+        let replica = SigningKeys::open(store.clone(), kek(1), "http://issuer.test", None).unwrap();
         let kid = |t: &str| jsonwebtoken::decode_header(t).unwrap().kid.unwrap();
-        let first = kid(&keys.sign(&json!({"n": 1})));
+        let first_token = keys.sign(&json!({"n": 1}));
+        let first = kid(&first_token);
         let second = keys.rotate(3600).unwrap();
         assert_ne!(first, second);
-        assert_eq!(kid(&keys.sign(&json!({"n": 2}))), second);
+        let second_token = keys.sign(&json!({"n": 2}));
+        assert_eq!(kid(&second_token), second);
         assert!(
-            keys.decoding_key(&first).is_some(),
+            verifies(&keys, &first_token),
             "tokens of the old key still verify"
         );
-        assert_eq!(keys.jwks()["keys"].as_array().unwrap().len(), 2);
+        std::thread::sleep(RELOAD_AT_MOST_EVERY);
+        assert!(
+            verifies(&replica, &second_token),
+            "the replica learns the new key"
+        );
+        assert_eq!(replica.jwks()["keys"].as_array().unwrap().len(), 2);
         // With no lifetime left to honour, the superseded keys are retired.
         let third = keys.rotate(0).unwrap();
         assert!(keys.decoding_key(&first).is_none());
         assert!(keys.decoding_key(&second).is_none());
         assert_eq!(keys.jwks()["keys"].as_array().unwrap().len(), 1);
+        let reopened = SigningKeys::open(store, kek(1), "x", None).unwrap();
+        assert_ne!(
+            reopened.jwks()["keys"][0]["kid"],
+            third,
+            "another issuer, other keys"
+        );
+        assert_eq!(keys.jwks()["keys"][0]["kid"], third);
+    }
+
+    #[test]
+    fn pem_files_of_an_earlier_version_move_into_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = dir.path().join("keys/attestation");
+        std::fs::create_dir_all(&legacy).unwrap();
+        let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).unwrap();
+        let pem = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+        std::fs::write(legacy.join("00000000000000000042.pem"), pem.as_bytes()).unwrap();
+        let keys = SigningKeys::open(
+            store(dir.path()),
+            kek(1),
+            "http://issuer.test",
+            Some(&legacy),
+        )
+        .unwrap();
         assert_eq!(
-            SigningKeys::open(dir.path(), "x").unwrap().jwks()["keys"][0]["kid"],
-            third
+            keys.jwks()["keys"].as_array().unwrap().len(),
+            1,
+            "imported, none generated"
+        );
+        assert_eq!(
+            keys.jwks()["keys"][0]["n"],
+            URL_SAFE_NO_PAD.encode(key.n().to_bytes_be())
+        );
+        assert_eq!(
+            std::fs::read_dir(&legacy).unwrap().count(),
+            0,
+            "no clear copy is left"
         );
     }
 }

@@ -278,46 +278,7 @@ mod tests {
         ))
     }
 
-    async fn collect(s: ByteStream) -> Vec<u8> {
-        s.map(|c| c.unwrap().to_vec())
-            .collect::<Vec<_>>()
-            .await
-            .concat()
-    }
-
-    #[tokio::test]
-    async fn blobs_round_trip_whole_and_by_range() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FsBlobStore::open(dir.path()).await.unwrap();
-        let key = BlobKey::new("objects/ab/cd").unwrap();
-        let info = store
-            .put(&key, stream(vec![Ok(b"hello "), Ok(b"world")]))
-            .await
-            .unwrap();
-        assert_eq!(info.size, 11);
-        assert_eq!(
-            hex::encode(info.sha256),
-            hex::encode(Sha256::digest(b"hello world"))
-        );
-        assert_eq!(
-            collect(store.get(&key, None).await.unwrap()).await,
-            b"hello world"
-        );
-        assert_eq!(
-            collect(store.get(&key, Some(6..11)).await.unwrap()).await,
-            b"world"
-        );
-        assert!(matches!(
-            store.get(&key, Some(6..12)).await,
-            Err(BlobError::BadRange { .. })
-        ));
-        assert_eq!(store.size(&key).await.unwrap(), Some(11));
-        assert!(store.delete(&key).await.unwrap());
-        assert!(matches!(
-            store.get(&key, None).await,
-            Err(BlobError::NotFound(_))
-        ));
-    }
+    // Round trips, ranges and refusals common to every store: tests/blob_conformance.rs.
 
     #[tokio::test]
     async fn a_failed_write_leaves_neither_blob_nor_temp_file() {

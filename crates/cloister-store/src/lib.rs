@@ -16,6 +16,7 @@
 pub mod blob;
 pub mod compute;
 pub mod data_dir;
+pub mod keys;
 pub mod metadata;
 pub mod object_blob;
 pub mod registry;
@@ -24,6 +25,7 @@ mod sqlite;
 pub use blob::{BlobError, BlobInfo, BlobKey, BlobStore, ByteStream, FsBlobStore};
 pub use compute::{ComputeStore, InstanceRecord};
 pub use data_dir::{DataDir, DataDirError};
+pub use keys::{KeyStore, StoredSigningKey};
 pub use metadata::{
     AuditFilter, BucketRecord, ChallengeRecord, ConsumeError, CredentialRecord, FederationRecord,
     KmsCryptoKey, KmsKeyRing, KmsKeyVersion, MetadataStore, ObjectRecord, Preconditions,

@@ -225,7 +225,12 @@ pub struct AuditFilter {
 }
 
 pub trait MetadataStore:
-    crate::registry::RegistryStore + crate::compute::ComputeStore + Send + Sync + 'static
+    crate::registry::RegistryStore
+    + crate::compute::ComputeStore
+    + crate::keys::KeyStore
+    + Send
+    + Sync
+    + 'static
 {
     fn create_user(&self, user: &UserRecord) -> Result<(), StoreError>;
     fn get_user(&self, email: &Email) -> Result<Option<UserRecord>, StoreError>;

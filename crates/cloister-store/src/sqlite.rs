@@ -220,6 +220,17 @@ const MIGRATIONS: &[&str] = &[
         status TEXT NOT NULL,
         create_time TEXT NOT NULL
      ) STRICT;",
+    // 10: server secrets shared by replicas (private material wrapped by the external KEK)
+    "CREATE TABLE signing_keys (
+        issuer TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        wrapped BLOB NOT NULL,
+        PRIMARY KEY (issuer, created)
+     ) STRICT;
+     CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+     ) STRICT;",
 ];
 
 /// One connection for writes and a few for reads: in WAL mode readers never wait for a
@@ -233,6 +244,7 @@ pub struct SqliteStore {
 const READERS: usize = 4;
 
 mod compute;
+mod keys;
 mod registry;
 
 fn db(e: rusqlite::Error) -> StoreError {

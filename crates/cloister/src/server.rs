@@ -42,6 +42,11 @@ pub struct ServerArgs {
     /// AWS_ALLOW_HTTP), gs://…, az://… or file:///DIR [default: DATA_DIR/blobs].
     #[arg(long, env = "CLOISTER_BLOB_URL")]
     blob_url: Option<String>,
+    /// A file holding the 32-byte key-encryption key (raw, or base64), kept outside the data
+    /// directory; or set CLOISTER_KEK to its base64 [default: a key file in the data directory,
+    /// for a single machine].
+    #[arg(long, env = "CLOISTER_KEK_FILE")]
+    kek_file: Option<PathBuf>,
     /// A TOML file with any of: listen, data_dir, public_url, log_format, max_body_bytes,
     /// attestation_token_lifetime_secs, blob_url.
     #[arg(long, env = "CLOISTER_SERVER_CONFIG")]
@@ -58,6 +63,7 @@ struct ConfigFile {
     max_body_bytes: Option<usize>,
     attestation_token_lifetime_secs: Option<i64>,
     blob_url: Option<String>,
+    kek_file: Option<PathBuf>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -101,6 +107,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .public_url
         .or(file.public_url)
         .unwrap_or_else(|| format!("http://{bound}"));
+    let kek = key_encryption_key(args.kek_file.or(file.kek_file).as_deref(), &data_dir)?;
     let config = cloister_services::ServerConfig {
         data_dir: data_dir.clone(),
         public_url: public_url.clone(),
@@ -116,6 +123,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         launcher: std::env::current_exe().ok(),
         hardware_evidence_time: None,
         blob_url: args.blob_url.or(file.blob_url),
+        kek,
         blob_options: std::env::vars()
             .filter(|(k, _)| {
                 ["AWS_", "GOOGLE_", "AZURE_"]
@@ -168,5 +176,43 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down gracefully"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down gracefully"),
+    }
+}
+
+/// The KEK from `--kek-file` or `CLOISTER_KEK`: 32 bytes, raw or base64. A file inside the data
+/// directory is refused: a KEK stored beside what it seals protects nothing.
+fn key_encryption_key(
+    file: Option<&std::path::Path>,
+    data_dir: &std::path::Path,
+) -> Result<Option<Vec<u8>>> {
+    use base64::Engine;
+    let decode = |bytes: Vec<u8>, from: &str| -> Result<Vec<u8>> {
+        if bytes.len() == 32 {
+            return Ok(bytes);
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .ok()
+            .filter(|k| k.len() == 32);
+        key.with_context(|| format!("{from} must hold a 32-byte key, raw or base64 (e.g. `head -c 32 /dev/urandom | base64`)"))
+    };
+    if let Some(path) = file {
+        let canonical = std::fs::canonicalize(path)
+            .with_context(|| format!("reading the key-encryption key {}", path.display()))?;
+        if std::fs::canonicalize(data_dir).is_ok_and(|d| canonical.starts_with(d)) {
+            anyhow::bail!(
+                "the key-encryption key {} is inside the data directory {}: keep it elsewhere (a secret manager, another volume), or omit --kek-file for the single-machine default",
+                path.display(),
+                data_dir.display()
+            );
+        }
+        let bytes = std::fs::read(&canonical)
+            .with_context(|| format!("reading the key-encryption key {}", path.display()))?;
+        return decode(bytes, &path.display().to_string()).map(Some);
+    }
+    match std::env::var("CLOISTER_KEK") {
+        Ok(value) => decode(value.into_bytes(), "CLOISTER_KEK").map(Some),
+        Err(_) => Ok(None),
     }
 }

@@ -241,14 +241,17 @@ fn the_bootstrap_credential_is_private_and_its_value_never_logged() {
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    // The embedded default keeps its KEK in the data directory, private; the keys it seals
+    // live in the database.
     assert_eq!(
-        std::fs::metadata(data.join("keys/access-token-hmac.key"))
+        std::fs::metadata(data.join("keys/kms-kek.key"))
             .unwrap()
             .permissions()
             .mode()
             & 0o777,
         0o600
     );
+    assert!(!data.join("keys/access-token-hmac.key").exists());
     let cred: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     let secret = cred["client_secret"].as_str().unwrap();
     let log = server.log.lock().unwrap().join("\n");
@@ -304,4 +307,73 @@ fn a_bad_server_config_is_refused_with_the_file_named() {
         err.contains("server.toml") && err.contains("bogus"),
         "{err}"
     );
+}
+
+/// The key-encryption key comes from outside the data directory: a KEK file inside it is
+/// refused, the signing keys and access-token key move into the database sealed by the KEK,
+/// and a restart with another KEK is refused rather than sealing new keys no replica could
+/// open. With the right KEK, tokens issued before the restart still verify.
+#[test]
+fn the_kek_comes_from_outside_and_a_wrong_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let inside = data.join("kek");
+    std::fs::write(&inside, [9u8; 32]).unwrap();
+    let err = match Server::try_start(&data, &["--kek-file", inside.to_str().unwrap()]) {
+        Ok(_) => panic!("a KEK inside the data directory was accepted"),
+        Err(log) => log,
+    };
+    assert!(err.contains("is inside the data directory"), "{err}");
+
+    let kek = dir.path().join("kek.b64");
+    std::fs::write(&kek, "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n").unwrap();
+    let flags = [
+        "--public-url",
+        PUBLIC_URL,
+        "--kek-file",
+        kek.to_str().unwrap(),
+    ];
+    let server = Server::try_start(&data, &flags).unwrap();
+    let cli = Cli::new(dir.path().join("config"));
+    support::login(
+        &cli,
+        &server,
+        "admin",
+        &data.join("bootstrap-admin-credential.json"),
+    );
+    let token_before = cli.ok(&["--profile", "admin", "auth", "print-access-token"]);
+    assert!(
+        !data.join("keys/kms-kek.key").exists(),
+        "no KEK beside the data"
+    );
+    assert!(
+        !data.join("keys/access-token-hmac.key").exists()
+            && std::fs::read_dir(data.join("keys/attestation")).map_or(true, |d| d.count() == 0),
+        "no clear key files in the data directory"
+    );
+    server.stop();
+
+    let wrong = dir.path().join("wrong-kek");
+    std::fs::write(&wrong, [2u8; 32]).unwrap();
+    let err = match Server::try_start(&data, &["--kek-file", wrong.to_str().unwrap()]) {
+        Ok(_) => panic!("a second KEK was accepted"),
+        Err(log) => log,
+    };
+    assert!(err.contains("not the one that sealed"), "{err}");
+
+    let server = Server::try_start(&data, &flags).unwrap();
+    cli.ok(&[
+        "config",
+        "profiles",
+        "create",
+        "admin",
+        "--endpoint",
+        &server.endpoint(),
+    ]);
+    assert_eq!(
+        cli.ok(&["--profile", "admin", "auth", "print-access-token"]),
+        token_before
+    );
+    cli.ok(&["--profile", "admin", "iam", "users", "list"]);
 }

@@ -47,6 +47,7 @@ impl BenchServer {
                     hardware_evidence_time: None,
                     blob_url: None,
                     blob_options: Vec::new(),
+                    kek: None,
                 };
                 let opened = cloister_services::open(config).await.expect("open");
                 let path = opened.bootstrap_credential.clone().expect("bootstrap");

@@ -35,6 +35,7 @@ impl Api {
             hardware_evidence_time: None,
             blob_url: None,
             blob_options: Vec::new(),
+            kek: None,
         };
         configure(&mut config);
         let opened = cloister_services::open(config).await.unwrap();
