@@ -93,21 +93,18 @@ impl Measurements {
         match &mut self.tee {
             Tee::SevSnp { tsm } => {
                 let report = tee_report(tsm, "sev_guest", ReportKind::SevSnp, nonce, &encoded)?;
-                let table = report.auxblob.ok_or_else(|| {
-                    LaunchError::Attest(
-                        "configfs-tsm returned no certificate table (auxblob) with the report: the host must supply the VCEK or VLEK (for example `snphost import`)".into(),
-                    )
-                })?;
-                let cert = cloister_snp::cert_table::signing_certificate(&table)
-                    .map_err(|e| LaunchError::Attest(format!("configfs-tsm auxblob: {e}")))?;
-                Ok((
-                    "sevSnpAttestation",
-                    json!({
-                        "report": STANDARD.encode(&report.outblob),
-                        "vcekCert": STANDARD.encode(cert),
-                        "canonicalEventLog": log,
-                    }),
-                ))
+                let mut evidence = json!({
+                    "report": STANDARD.encode(&report.outblob),
+                    "canonicalEventLog": log,
+                });
+                // Hosts that supply no certificates (Google Cloud's among them) leave the
+                // VCEK to the verifier's cache; a table that is there must be well formed.
+                if let Some(table) = &report.auxblob {
+                    let cert = cloister_snp::cert_table::signing_certificate(table)
+                        .map_err(|e| LaunchError::Attest(format!("configfs-tsm auxblob: {e}")))?;
+                    evidence["vcekCert"] = json!(STANDARD.encode(cert));
+                }
+                Ok(("sevSnpAttestation", evidence))
             }
             Tee::Tdx { tsm, .. } => {
                 let quote = tee_report(tsm, "tdx_guest", ReportKind::Tdx, nonce, &encoded)?;
@@ -318,6 +315,16 @@ mod tests {
         (report(inblob), table)
     }
 
+    /// A table holding only some other certificate (an ASK, say).
+    fn no_vcek(inblob: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let mut table = [0x11u8; 16].to_vec();
+        table.extend_from_slice(&48u32.to_le_bytes());
+        table.extend_from_slice(&3u32.to_le_bytes());
+        table.extend_from_slice(&[0; 24]);
+        table.extend_from_slice(b"ask");
+        (report(inblob), table)
+    }
+
     fn no_certs(inblob: &[u8]) -> (Vec<u8>, Vec<u8>) {
         (report(inblob), Vec::new())
     }
@@ -386,11 +393,16 @@ mod tests {
         );
         assert_eq!(decode(&evidence["vcekCert"]), b"vcek-der");
 
-        // A host that supplies no certificates is named as the problem.
+        // A host that supplies no certificates leaves the VCEK to the verifier's cache.
         let kernel = fake_kernel(&tsm, "sev_guest", false, no_certs);
+        let (_, evidence) = m.evidence(NONCE).unwrap();
+        kernel.join().unwrap();
+        assert!(evidence.get("vcekCert").is_none(), "{evidence}");
+        // A table that is there but holds no VCEK or VLEK is an error, not a silent omission.
+        let kernel = fake_kernel(&tsm, "sev_guest", false, no_vcek);
         let err = m.evidence(NONCE).unwrap_err().to_string();
         kernel.join().unwrap();
-        assert!(err.contains("no certificate table"), "{err}");
+        assert!(err.contains("no VCEK or VLEK"), "{err}");
     }
 
     #[test]

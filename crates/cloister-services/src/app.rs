@@ -169,6 +169,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
             launcher.clone(),
         )),
         tdx_collateral_dir: data_dir.root().join("tee/tdx-collateral"),
+        vcek_cache_dir: data_dir.root().join("tee/vcek"),
         hardware_evidence_time: config.hardware_evidence_time,
         public_url,
     };

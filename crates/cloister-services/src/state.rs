@@ -40,6 +40,9 @@ pub struct AppState {
     /// Where TDX collateral is cached, as `{FMSPC}.json` (Intel PCS collateral in dcap-qvl's
     /// QuoteCollateralV3 JSON), for quotes sent without their own.
     pub tdx_collateral_dir: std::path::PathBuf,
+    /// Where VCEKs are cached, as `{chip id}-{reported TCB}.der`, for SNP reports sent without
+    /// theirs (hosts that do not supply certificates, such as Google Cloud's).
+    pub vcek_cache_dir: std::path::PathBuf,
     /// Verify hardware evidence (SNP certificates, TDX collateral) as of this time instead of
     /// the clock: only for replaying recorded evidence in tests.
     pub hardware_evidence_time: Option<time::OffsetDateTime>,

@@ -353,6 +353,37 @@ async fn sev_snp_evidence_is_checked_against_amd_roots_and_bound_to_the_challeng
         assert_eq!(status, StatusCode::BAD_REQUEST, "{b}");
         assert!(message(&b).contains(why), "{vcek}: {b}");
     }
+
+    // Without vcekCert the server's VCEK cache must have it, keyed by chip id and TCB.
+    let without_vcek = json!({
+        "gcpCredentials": {"serviceAccountIdTokens": [s.sa_id_token]},
+        "sevSnpAttestation": {
+            "report": snp_fixture("snp/test-report.bin"),
+            "canonicalEventLog": event_log(false),
+        },
+    });
+    let (challenge, _) = s.challenge().await;
+    let (status, b) = s
+        .verify(&s.sa_token, &challenge, without_vcek.clone())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{b}");
+    let report = STANDARD.decode(snp_fixture("snp/test-report.bin")).unwrap();
+    let name = cloister_snp::vcek_cache_name(&report).unwrap();
+    assert!(message(&b).contains(&name), "the error names the file: {b}");
+    let cache = s.api.dir.path().join("data/tee/vcek");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(
+        cache.join(&name),
+        STANDARD.decode(snp_fixture("snp/test-vcek.der")).unwrap(),
+    )
+    .unwrap();
+    let (challenge, _) = s.challenge().await;
+    let (status, b) = s.verify(&s.sa_token, &challenge, without_vcek).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{b}");
+    assert!(
+        message(&b).contains("REPORT_DATA does not bind this challenge"),
+        "the cached VCEK verified the report: {b}"
+    );
 }
 
 /// An impersonated account's ID token counts only when the caller may mint such tokens itself:

@@ -18,8 +18,10 @@ use crate::state::AppState;
 pub struct SevSnpAttestation {
     /// The 1184-byte attestation report, base64.
     report: String,
-    /// The VCEK (or VLEK) that signed it, DER, base64.
-    vcek_cert: String,
+    /// The VCEK (or VLEK) that signed it, DER, base64. Without it the server's VCEK cache must
+    /// hold it (`{chip id}-{reported TCB}.der`, fetched from AMD's KDS ahead of time).
+    #[serde(default)]
+    vcek_cert: Option<String>,
     canonical_event_log: String,
 }
 
@@ -33,6 +35,21 @@ fn b64(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
         .map_err(|e| bad(field, format!("not base64: {e}")))
 }
 
+/// The report's VCEK from the server's cache, or an error naming the file it needs.
+fn cached_vcek(report: &[u8], cache: &std::path::Path) -> Result<Vec<u8>, ApiError> {
+    let name = cloister_snp::vcek_cache_name(report).map_err(|err| bad("report", err))?;
+    let path = cache.join(&name);
+    std::fs::read(&path).map_err(|_| {
+        bad(
+            "vcekCert",
+            format!(
+                "no VCEK was sent and the server has none for this chip and TCB: send vcekCert, or have the operator put the VCEK from AMD's KDS at {}",
+                path.display()
+            ),
+        )
+    })
+}
+
 pub fn verify(
     state: &AppState,
     e: &SevSnpAttestation,
@@ -40,7 +57,10 @@ pub fn verify(
     accounts: Vec<String>,
 ) -> Result<Verified, ApiError> {
     let report = b64("report", &e.report)?;
-    let cert = b64("vcekCert", &e.vcek_cert)?;
+    let cert = match &e.vcek_cert {
+        Some(c) => b64("vcekCert", c)?,
+        None => cached_vcek(&report, &state.vcek_cache_dir)?,
+    };
     let log_bytes = b64("canonicalEventLog", &e.canonical_event_log)?;
     let verified = cloister_snp::verify(&report, &cert, state.hardware_evidence_time())
         .map_err(|err| bad("report", err))?;
