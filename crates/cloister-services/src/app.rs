@@ -21,7 +21,6 @@ use crate::{
     audit, auth, compute, federation, health, iam, kms, metrics, oidc, registry, storage,
     time_util, verifier,
 };
-use cloister_tpm::identity::IdentityCa;
 
 /// The platform admin created on first start.
 pub const BOOTSTRAP_ADMIN_EMAIL: &str = "admin@cloister.local";
@@ -144,7 +143,14 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         &public_url,
         Some(&keys_dir.join("attestation")),
     )?;
-    let identity_ca = Arc::new(open_identity_ca(&data_dir)?);
+    let identity_ca = Arc::new(
+        crate::secrets::identity_ca(store.as_ref(), &kek, &keys_dir.join("identity-ca")).map_err(
+            |detail| StartupError::IdentityCa {
+                path: keys_dir.join("identity-ca"),
+                detail,
+            },
+        )?,
+    );
     let account_keys = SigningKeys::open(
         Arc::clone(&store),
         Arc::clone(&kek),
@@ -208,28 +214,6 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
 
 /// The platform's instance identity CA: its key (0600) and certificate in `keys/identity-ca/`,
 /// created on first start.
-fn open_identity_ca(data_dir: &DataDir) -> Result<IdentityCa, StartupError> {
-    let dir = data_dir.root().join("keys/identity-ca");
-    let fail = |detail: String| StartupError::IdentityCa {
-        path: dir.clone(),
-        detail,
-    };
-    let (key_path, cert_path) = (dir.join("key.pem"), dir.join("cert.der"));
-    if key_path.exists() && cert_path.exists() {
-        let key = std::fs::read_to_string(&key_path).map_err(|e| fail(e.to_string()))?;
-        let cert = std::fs::read(&cert_path).map_err(|e| fail(e.to_string()))?;
-        return IdentityCa::load(&key, &cert).map_err(|e| fail(e.to_string()));
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
-    let ca =
-        IdentityCa::generate(time::OffsetDateTime::now_utc()).map_err(|e| fail(e.to_string()))?;
-    cloister_store::data_dir::write_private_file(&key_path, ca.key_pem().as_bytes())
-        .map_err(|e| fail(e.to_string()))?;
-    cloister_store::data_dir::write_private_file(&cert_path, ca.cert_der())
-        .map_err(|e| fail(e.to_string()))?;
-    Ok(ca)
-}
-
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .merge(health::router())

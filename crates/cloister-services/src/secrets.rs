@@ -46,6 +46,55 @@ pub fn access_token_key(
     Ok(key)
 }
 
+/// The platform's instance identity CA (it certifies instances' attestation keys, so every
+/// replica's verifier must trust the same one): its P-256 key and certificate, sealed in the
+/// store as one secret so replicas starting together cannot pair one's key with another's
+/// certificate. An earlier Cloister's `legacy_dir` (`key.pem`, `cert.der`) is kept, then removed.
+pub fn identity_ca(
+    store: &dyn MetadataStore,
+    kek: &[u8],
+    legacy_dir: &Path,
+) -> Result<cloister_tpm::identity::IdentityCa, String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use cloister_tpm::identity::IdentityCa;
+    const NAME: &str = "identity-ca";
+    let (key_file, cert_file) = (legacy_dir.join("key.pem"), legacy_dir.join("cert.der"));
+    let legacy = std::fs::read_to_string(&key_file)
+        .ok()
+        .zip(std::fs::read(&cert_file).ok());
+    let fresh = match &legacy {
+        Some((key, cert)) => {
+            IdentityCa::load(key, cert).map_err(|e| format!("{}: {e}", legacy_dir.display()))?
+        }
+        None => IdentityCa::generate(time::OffsetDateTime::now_utc()).map_err(|e| e.to_string())?,
+    };
+    let bundle = serde_json::json!({
+        "key_pem": fresh.key_pem(),
+        "cert_der": STANDARD.encode(fresh.cert_der()),
+    });
+    let sealed = crate::kms::seal(kek, bundle.to_string().as_bytes(), NAME.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let stored = store
+        .secret_or_insert(NAME, &sealed)
+        .map_err(|e| e.to_string())?;
+    let opened = crate::kms::open(kek, &stored, NAME.as_bytes())
+        .ok_or("the stored identity CA does not open with this key-encryption key")?;
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&opened).map_err(|e| format!("the stored identity CA: {e}"))?;
+    let cert = STANDARD
+        .decode(bundle["cert_der"].as_str().unwrap_or_default())
+        .map_err(|e| format!("the stored identity CA certificate: {e}"))?;
+    let ca = IdentityCa::load(bundle["key_pem"].as_str().unwrap_or_default(), &cert)
+        .map_err(|e| format!("the stored identity CA: {e}"))?;
+    if legacy.is_some() {
+        for f in [&key_file, &cert_file] {
+            std::fs::remove_file(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        }
+    }
+    Ok(ca)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -73,6 +122,29 @@ mod tests {
             key
         );
         assert!(access_token_key(store.as_ref(), &[2; 32], &none).is_err());
+    }
+
+    #[test]
+    fn every_replica_gets_the_same_identity_ca_and_an_earlier_one_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let none = dir.path().join("no-legacy");
+        let a = identity_ca(store.as_ref(), &[1; 32], &none).unwrap();
+        let b = identity_ca(store.as_ref(), &[1; 32], &none).unwrap();
+        assert_eq!(a.cert_der(), b.cert_der());
+        assert_eq!(a.key_pem(), b.key_pem());
+        assert!(identity_ca(store.as_ref(), &[2; 32], &none).is_err());
+
+        let other = tempfile::tempdir().unwrap();
+        let legacy = other.path().join("identity-ca");
+        std::fs::create_dir_all(&legacy).unwrap();
+        let old =
+            cloister_tpm::identity::IdentityCa::generate(time::OffsetDateTime::now_utc()).unwrap();
+        std::fs::write(legacy.join("key.pem"), old.key_pem()).unwrap();
+        std::fs::write(legacy.join("cert.der"), old.cert_der()).unwrap();
+        let kept = identity_ca(self::store(other.path()).as_ref(), &[1; 32], &legacy).unwrap();
+        assert_eq!(kept.cert_der(), old.cert_der());
+        assert!(!legacy.join("key.pem").exists(), "no clear key is left");
     }
 
     #[test]

@@ -349,6 +349,7 @@ fn the_kek_comes_from_outside_and_a_wrong_one_is_refused() {
     );
     assert!(
         !data.join("keys/access-token-hmac.key").exists()
+            && !data.join("keys/identity-ca/key.pem").exists()
             && std::fs::read_dir(data.join("keys/attestation")).map_or(true, |d| d.count() == 0),
         "no clear key files in the data directory"
     );
