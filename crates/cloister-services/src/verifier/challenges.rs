@@ -115,6 +115,14 @@ struct VerifyRequest {
     td_ccel: Option<super::tdx::TdxCcelAttestation>,
 }
 
+/// The one kind of evidence a request carries.
+enum Evidence<'a> {
+    Insecure(&'a evidence::InsecureAttestation),
+    Vtpm(&'a evidence::TpmAttestation),
+    SevSnp(&'a super::snp::SevSnpAttestation),
+    Tdx(&'a super::tdx::TdxCcelAttestation),
+}
+
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct GcpCredentials {
@@ -301,17 +309,23 @@ async fn verify_attestation(
         }
     }
 
-    let kinds = [
-        req.insecure_attestation.is_some(),
-        req.tpm_attestation.is_some(),
-        req.sev_snp_attestation.is_some(),
-        req.td_ccel.is_some(),
-    ];
-    if kinds.iter().filter(|k| **k).count() != 1 {
-        return Err(bad(
-            "send exactly one kind of evidence: insecureAttestation, tpmAttestation, sevSnpAttestation or tdCcel",
-        ));
-    }
+    // Which evidence was sent, decided before the challenge is spent on a malformed request.
+    let sent = match (
+        &req.insecure_attestation,
+        &req.tpm_attestation,
+        &req.sev_snp_attestation,
+        &req.td_ccel,
+    ) {
+        (Some(e), None, None, None) => Evidence::Insecure(e),
+        (None, Some(e), None, None) => Evidence::Vtpm(e),
+        (None, None, Some(e), None) => Evidence::SevSnp(e),
+        (None, None, None, Some(e)) => Evidence::Tdx(e),
+        _ => {
+            return Err(bad(
+                "send exactly one kind of evidence: insecureAttestation, tpmAttestation, sevSnpAttestation or tdCcel",
+            ));
+        }
+    };
     // Consume the challenge before judging the evidence: a nonce is spent even on failure.
     let now = time_util::now_unix();
     let consumed = {
@@ -337,16 +351,11 @@ async fn verify_attestation(
             )));
         }
     };
-    let verified = if let Some(e) = &req.insecure_attestation {
-        evidence::insecure(e, &challenge, accounts)?
-    } else if let Some(e) = &req.tpm_attestation {
-        evidence::vtpm(&state, e, &challenge, accounts)?
-    } else if let Some(e) = &req.sev_snp_attestation {
-        super::snp::verify(&state, e, &challenge, accounts)?
-    } else if let Some(e) = &req.td_ccel {
-        super::tdx::verify(&state, e, &challenge, accounts)?
-    } else {
-        return Err(bad("send one kind of evidence"));
+    let verified = match sent {
+        Evidence::Insecure(e) => evidence::insecure(e, &challenge, accounts)?,
+        Evidence::Vtpm(e) => evidence::vtpm(&state, e, &challenge, accounts)?,
+        Evidence::SevSnp(e) => super::snp::verify(&state, e, &challenge, accounts)?,
+        Evidence::Tdx(e) => super::tdx::verify(&state, e, &challenge, accounts)?,
     };
     let audience = req
         .token_options

@@ -14,6 +14,7 @@
 pub mod challenges;
 pub mod claims;
 mod evidence;
+mod hardware;
 pub mod identity_ca;
 pub mod reference_values;
 pub mod signing_keys;

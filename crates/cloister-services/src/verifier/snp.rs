@@ -5,11 +5,13 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use cloister_eventlog::{COS_EVENT_PCR, EventLog, ReportKind, report_data};
+use cloister_eventlog::{COS_EVENT_PCR, EventLog, ReportKind};
 use cloister_store::{ChallengeRecord, ReferenceValueRecord};
 use serde::Deserialize;
+use serde_json::json;
 
 use super::claims::Verified;
+use super::hardware;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -64,16 +66,10 @@ pub fn verify(
     let log_bytes = b64("canonicalEventLog", &e.canonical_event_log)?;
     let verified = cloister_snp::verify(&report, &cert, state.hardware_evidence_time())
         .map_err(|err| bad("report", err))?;
-    let mut v = judge(&verified, &challenge.nonce, &log_bytes, |m| {
+    let v = judge(&verified, &challenge.nonce, &log_bytes, |m| {
         state.read(|s| s.get_reference_value(m))
     })?;
-    v.subject = format!(
-        "{}/{}",
-        v.subject,
-        challenge.name.rsplit('/').next().unwrap_or_default()
-    );
-    v.service_accounts = accounts;
-    Ok(v)
+    Ok(hardware::for_challenge(v, challenge, accounts))
 }
 
 /// Everything after the report's signature: policy, binding, log, reference value. Apart from
@@ -88,7 +84,7 @@ pub(crate) fn judge(
     cloister_snp::Policy::default()
         .check(verified)
         .map_err(|err| bad("report", err))?;
-    if verified.report_data != hex::encode(report_data(ReportKind::SevSnp, nonce, log_bytes)) {
+    if !hardware::binds(&verified.report_data, ReportKind::SevSnp, nonce, log_bytes) {
         return Err(bad(
             "report",
             "REPORT_DATA does not bind this challenge's nonce and this event log: the report was made for another attestation",
@@ -108,36 +104,29 @@ pub(crate) fn judge(
             ),
         )
     })?;
-    Ok(Verified {
-        hwmodel: "AMD_SEV_SNP",
-        secboot: true,
-        // A debuggable guest never gets here: the policy refuses it.
-        dbgstat: "disabled-since-boot".into(),
-        swversion: vec![reference.swversion],
-        support_attributes: reference.support_attributes,
+    // What the hardware reported about itself: a relying party's condition can require a
+    // minimum TCB or a product line.
+    let tee = json!({
+        "product": verified.product,
+        "signing_key": verified.signing_key,
+        "reported_tcb": verified.reported_tcb,
+        "guest_svn": verified.guest_svn,
+        "launch_measurement": verified.measurement,
+    });
+    // The chip's id starts the subject; `verify` appends the challenge.
+    let subject = format!("snp://{}", verified.chip_id.get(..16).unwrap_or_default());
+    Ok(hardware::claims(
+        "AMD_SEV_SNP",
         container,
-        gce: None,
-        // What the hardware reported about itself: a relying party's condition can require a
-        // minimum TCB or a product line.
-        tee: Some((
-            "sev_snp",
-            serde_json::json!({
-                "product": verified.product,
-                "signing_key": verified.signing_key,
-                "reported_tcb": verified.reported_tcb,
-                "guest_svn": verified.guest_svn,
-                "launch_measurement": verified.measurement,
-            }),
-        )),
-        // The chip's id starts the subject; `verify` appends the challenge.
-        subject: format!("snp://{}", verified.chip_id.get(..16).unwrap_or_default()),
-        service_accounts: Vec::new(),
-    })
+        reference,
+        ("sev_snp", tee),
+        subject,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
-    use cloister_eventlog::HashAlg;
+    use cloister_eventlog::{HashAlg, report_data};
     use cloister_snp::{Product, SigningKey, Tcb};
 
     use super::*;

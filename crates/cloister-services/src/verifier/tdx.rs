@@ -8,18 +8,20 @@
 //!   `swversion` and the support attributes.
 //!
 //! The CCEL fields Google's shape carries (`ccelAcpiTable`, `ccelData`: the firmware's log of
-//! RTMR0–2) are accepted and not replayed: the reference value pins RTMR0–2 directly.
+//! RTMR0–2) are accepted (unknown fields are ignored) and not replayed: the reference value
+//! pins RTMR0–2 directly.
 
 use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use cloister_eventlog::{COS_EVENT_RTMR_CCEL_INDEX, EventLog, HashAlg, ReportKind, report_data};
+use cloister_eventlog::{COS_EVENT_RTMR_CCEL_INDEX, EventLog, HashAlg, ReportKind};
 use cloister_store::{ChallengeRecord, ReferenceValueRecord};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::claims::Verified;
+use super::hardware;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -29,12 +31,6 @@ pub struct TdxCcelAttestation {
     /// The TD quote (v4 or v5), base64.
     td_quote: String,
     canonical_event_log: String,
-    #[serde(default)]
-    #[allow(dead_code)] // Google's shape; see the module comment.
-    ccel_acpi_table: Option<String>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    ccel_data: Option<String>,
     /// Cloister's addition: the quote's DCAP collateral (dcap-qvl's QuoteCollateralV3 JSON),
     /// base64. Without it the server's cache must hold `{FMSPC}.json`.
     #[serde(default)]
@@ -81,18 +77,10 @@ pub fn verify(
     let now = state.hardware_evidence_time().unix_timestamp().max(0) as u64;
     let quoted =
         cloister_tdx::verify(&quote, &collateral, now).map_err(|err| bad("tdQuote", err))?;
-    judge(&quoted, &challenge.nonce, &log_bytes, |m| {
+    let v = judge(&quoted, &challenge.nonce, &log_bytes, |m| {
         state.read(|s| s.get_reference_value(m))
-    })
-    .map(|mut v| {
-        v.subject = format!(
-            "{}/{}",
-            v.subject,
-            challenge.name.rsplit('/').next().unwrap_or_default()
-        );
-        v.service_accounts = accounts;
-        v
-    })
+    })?;
+    Ok(hardware::for_challenge(v, challenge, accounts))
 }
 
 /// Everything after the quote's signatures: binding, RTMR3 replay, reference value. Apart
@@ -109,7 +97,7 @@ pub(crate) fn judge(
             format!("this is an {} quote, not a TD quote", quoted.tee),
         ));
     }
-    if quoted.report_data != hex::encode(report_data(ReportKind::Tdx, nonce, log_bytes)) {
+    if !hardware::binds(&quoted.report_data, ReportKind::Tdx, nonce, log_bytes) {
         return Err(bad(
             "tdQuote",
             "REPORT_DATA does not bind this challenge's nonce and this event log: the quote was made for another attestation",
@@ -172,6 +160,8 @@ pub(crate) fn judge(
 
 #[cfg(test)]
 mod tests {
+    use cloister_eventlog::report_data;
+
     use super::*;
     use crate::verifier::test_support::{NONCE, refusal, trusting};
 
