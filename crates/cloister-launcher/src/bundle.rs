@@ -170,16 +170,7 @@ pub fn write_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-
-    fn spec(pairs: &[(&str, &str)]) -> LaunchSpec {
-        let mut attrs: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        attrs.insert("tee-image-reference".into(), "h/p/r/i".into());
-        LaunchSpec::from_attributes(&attrs).unwrap()
-    }
+    use crate::spec::test_spec as spec;
 
     #[test]
     fn overrides_replace_the_images_cmd_and_env() {

@@ -137,14 +137,7 @@ impl LaunchPolicy {
 mod tests {
     use super::*;
 
-    fn spec(pairs: &[(&str, &str)]) -> LaunchSpec {
-        let mut attrs: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        attrs.insert("tee-image-reference".into(), "h/p/r/i".into());
-        LaunchSpec::from_attributes(&attrs).unwrap()
-    }
+    use crate::spec::test_spec as spec;
 
     fn policy(pairs: &[(&str, &str)]) -> LaunchPolicy {
         LaunchPolicy::from_labels(

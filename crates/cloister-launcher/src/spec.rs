@@ -187,6 +187,17 @@ fn parse_mount(spec: &str) -> Result<TmpfsMount, LaunchError> {
     })
 }
 
+/// A launch spec of an image `h/p/r/i` with the metadata `pairs`, for tests.
+#[cfg(test)]
+pub(crate) fn test_spec(pairs: &[(&str, &str)]) -> LaunchSpec {
+    let mut attrs: BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    attrs.insert("tee-image-reference".into(), "h/p/r/i".into());
+    LaunchSpec::from_attributes(&attrs).expect("a valid test spec")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
