@@ -14,13 +14,7 @@ use support::message;
 use support::secundus::{Secundus, event_log};
 
 fn fixture(path: &str) -> Vec<u8> {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let found = dir
-        .ancestors()
-        .map(|a| a.join("shared/fixtures/tee/tdx").join(path))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("shared/fixtures/tee/tdx/{path} not found"));
-    std::fs::read(found).unwrap()
+    support::tee_fixture(&format!("tdx/{path}"))
 }
 
 /// 2025-07-01: inside the recorded collateral's window (2025-06-19..2025-07-19).

@@ -313,13 +313,7 @@ async fn reference_values_are_admin_only_and_validated() {
 }
 
 fn snp_fixture(path: &str) -> String {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let found = dir
-        .ancestors()
-        .map(|a| a.join("shared/fixtures/tee").join(path))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("shared/fixtures/tee/{path} not found"));
-    base64::engine::general_purpose::STANDARD.encode(std::fs::read(found).unwrap())
+    STANDARD.encode(support::tee_fixture(path))
 }
 
 /// Real SNP reports from AMD hardware pass the chain and signature checks, and are then refused
@@ -367,16 +361,12 @@ async fn sev_snp_evidence_is_checked_against_amd_roots_and_bound_to_the_challeng
         .verify(&s.sa_token, &challenge, without_vcek.clone())
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{b}");
-    let report = STANDARD.decode(snp_fixture("snp/test-report.bin")).unwrap();
+    let report = support::tee_fixture("snp/test-report.bin");
     let name = cloister_snp::vcek_cache_name(&report).unwrap();
     assert!(message(&b).contains(&name), "the error names the file: {b}");
     let cache = s.api.dir.path().join("data/tee/vcek");
     std::fs::create_dir_all(&cache).unwrap();
-    std::fs::write(
-        cache.join(&name),
-        STANDARD.decode(snp_fixture("snp/test-vcek.der")).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(cache.join(&name), support::tee_fixture("snp/test-vcek.der")).unwrap();
     let (challenge, _) = s.challenge().await;
     let (status, b) = s.verify(&s.sa_token, &challenge, without_vcek).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{b}");
