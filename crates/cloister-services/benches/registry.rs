@@ -9,7 +9,6 @@ mod common;
 use std::time::Instant;
 
 use common::{BenchServer, CHUNK, env_or, peak_rss_mib, references, runtimes};
-use futures::StreamExt;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -84,11 +83,7 @@ async fn run(server: tokio::runtime::Handle, mib: usize) {
         .send()
         .await
         .expect("pull");
-    let mut stream = resp.bytes_stream();
-    let mut received = 0usize;
-    while let Some(c) = stream.next().await {
-        received += c.expect("chunk").len();
-    }
+    let received = common::drain(resp).await;
     assert_eq!(received, mib * CHUNK);
     let pull = bytes / start.elapsed().as_secs_f64();
     println!(

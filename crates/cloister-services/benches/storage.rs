@@ -8,7 +8,6 @@ mod common;
 use std::time::Instant;
 
 use common::{BenchServer, CHUNK, env_or, peak_rss_mib, references, runtimes};
-use futures::StreamExt;
 use serde_json::json;
 
 fn main() {
@@ -63,11 +62,7 @@ async fn run(server: tokio::runtime::Handle, mib: usize) {
         .send()
         .await
         .expect("download");
-    let mut stream = resp.bytes_stream();
-    let mut received = 0usize;
-    while let Some(c) = stream.next().await {
-        received += c.expect("chunk").len();
-    }
+    let received = common::drain(resp).await;
     assert_eq!(received, mib * CHUNK);
     let down = bytes / start.elapsed().as_secs_f64();
     println!(

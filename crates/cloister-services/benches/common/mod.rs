@@ -230,3 +230,14 @@ pub fn references(mib: usize, chunk: &[u8]) -> (f64, f64) {
 
     (memcpy, disk)
 }
+
+/// Reads a streamed response body to its end; returns how many bytes came.
+pub async fn drain(resp: reqwest::Response) -> usize {
+    use futures::StreamExt;
+    let mut stream = resp.bytes_stream();
+    let mut received = 0usize;
+    while let Some(c) = stream.next().await {
+        received += c.expect("chunk").len();
+    }
+    received
+}
