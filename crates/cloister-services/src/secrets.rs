@@ -14,11 +14,47 @@ pub fn check_kek(store: &dyn MetadataStore, kek: &[u8]) -> Result<(), String> {
         .chain_update(kek)
         .finalize()
         .into();
-    let recorded = store
-        .secret_or_insert("kek-check", &check)
-        .map_err(|e| e.to_string())?;
+    let recorded = match store.secret("kek-check").map_err(|e| e.to_string())? {
+        Some(recorded) => recorded,
+        None => store
+            .secret_or_insert("kek-check", &check)
+            .map_err(|e| e.to_string())?,
+    };
     if recorded != check {
         return Err("this key-encryption key is not the one that sealed the keys in this database: start the server with the KEK it was first started with (--kek-file or CLOISTER_KEK)".into());
+    }
+    Ok(())
+}
+
+/// The secret `name`, sealed by `kek` (AAD: the name). Made by `make` only when the store has
+/// none, so a usual start neither generates nor writes anything; replicas that make one at the
+/// same moment all end up with whichever was stored first.
+fn sealed_secret(
+    store: &dyn MetadataStore,
+    kek: &[u8],
+    name: &str,
+    make: impl FnOnce() -> Result<Vec<u8>, String>,
+) -> Result<Vec<u8>, String> {
+    let stored = match store.secret(name).map_err(|e| e.to_string())? {
+        Some(stored) => stored,
+        None => {
+            let sealed =
+                crate::kms::seal(kek, &make()?, name.as_bytes()).map_err(|e| e.to_string())?;
+            store
+                .secret_or_insert(name, &sealed)
+                .map_err(|e| e.to_string())?
+        }
+    };
+    crate::kms::open(kek, &stored, name.as_bytes())
+        .ok_or_else(|| format!("the stored {name} does not open with this key-encryption key"))
+}
+
+/// Removes the clear files an earlier Cloister kept a secret in, once the sealed copy is stored.
+fn remove_legacy(files: &[&Path]) -> Result<(), String> {
+    for f in files {
+        if f.exists() {
+            std::fs::remove_file(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        }
     }
     Ok(())
 }
@@ -31,18 +67,13 @@ pub fn access_token_key(
     kek: &[u8],
     legacy_file: &Path,
 ) -> Result<Vec<u8>, String> {
-    const NAME: &str = "access-token-hmac";
-    let legacy = std::fs::read(legacy_file).ok().filter(|k| k.len() == 32);
-    let fresh = legacy.clone().unwrap_or_else(crate::kms::new_key);
-    let sealed = crate::kms::seal(kek, &fresh, NAME.as_bytes()).map_err(|e| e.to_string())?;
-    let stored = store
-        .secret_or_insert(NAME, &sealed)
-        .map_err(|e| e.to_string())?;
-    let key = crate::kms::open(kek, &stored, NAME.as_bytes())
-        .ok_or("the stored access-token key does not open with this key-encryption key")?;
-    if legacy.is_some() {
-        std::fs::remove_file(legacy_file).map_err(|e| format!("{}: {e}", legacy_file.display()))?;
-    }
+    let key = sealed_secret(store, kek, "access-token-hmac", || {
+        Ok(std::fs::read(legacy_file)
+            .ok()
+            .filter(|k| k.len() == 32)
+            .unwrap_or_else(crate::kms::new_key))
+    })?;
+    remove_legacy(&[legacy_file])?;
     Ok(key)
 }
 
@@ -58,40 +89,32 @@ pub fn identity_ca(
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
     use cloister_tpm::identity::IdentityCa;
-    const NAME: &str = "identity-ca";
     let (key_file, cert_file) = (legacy_dir.join("key.pem"), legacy_dir.join("cert.der"));
-    let legacy = std::fs::read_to_string(&key_file)
-        .ok()
-        .zip(std::fs::read(&cert_file).ok());
-    let fresh = match &legacy {
-        Some((key, cert)) => {
-            IdentityCa::load(key, cert).map_err(|e| format!("{}: {e}", legacy_dir.display()))?
-        }
-        None => IdentityCa::generate(time::OffsetDateTime::now_utc()).map_err(|e| e.to_string())?,
-    };
-    let bundle = serde_json::json!({
-        "key_pem": fresh.key_pem(),
-        "cert_der": STANDARD.encode(fresh.cert_der()),
-    });
-    let sealed = crate::kms::seal(kek, bundle.to_string().as_bytes(), NAME.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let stored = store
-        .secret_or_insert(NAME, &sealed)
-        .map_err(|e| e.to_string())?;
-    let opened = crate::kms::open(kek, &stored, NAME.as_bytes())
-        .ok_or("the stored identity CA does not open with this key-encryption key")?;
+    let bundle = sealed_secret(store, kek, "identity-ca", || {
+        let legacy = std::fs::read_to_string(&key_file)
+            .ok()
+            .zip(std::fs::read(&cert_file).ok());
+        let ca =
+            match &legacy {
+                Some((key, cert)) => IdentityCa::load(key, cert)
+                    .map_err(|e| format!("{}: {e}", legacy_dir.display()))?,
+                None => IdentityCa::generate(time::OffsetDateTime::now_utc())
+                    .map_err(|e| e.to_string())?,
+            };
+        let bundle = serde_json::json!({
+            "key_pem": ca.key_pem(),
+            "cert_der": STANDARD.encode(ca.cert_der()),
+        });
+        Ok(bundle.to_string().into_bytes())
+    })?;
     let bundle: serde_json::Value =
-        serde_json::from_slice(&opened).map_err(|e| format!("the stored identity CA: {e}"))?;
+        serde_json::from_slice(&bundle).map_err(|e| format!("the stored identity CA: {e}"))?;
     let cert = STANDARD
         .decode(bundle["cert_der"].as_str().unwrap_or_default())
         .map_err(|e| format!("the stored identity CA certificate: {e}"))?;
     let ca = IdentityCa::load(bundle["key_pem"].as_str().unwrap_or_default(), &cert)
         .map_err(|e| format!("the stored identity CA: {e}"))?;
-    if legacy.is_some() {
-        for f in [&key_file, &cert_file] {
-            std::fs::remove_file(f).map_err(|e| format!("{}: {e}", f.display()))?;
-        }
-    }
+    remove_legacy(&[&key_file, &cert_file])?;
     Ok(ca)
 }
 

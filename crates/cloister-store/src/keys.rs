@@ -19,6 +19,7 @@ pub trait KeyStore: Send + Sync {
     fn list_signing_keys(&self, issuer: &str) -> Result<Vec<StoredSigningKey>, StoreError>;
     fn add_signing_key(&self, issuer: &str, key: &StoredSigningKey) -> Result<(), StoreError>;
     fn delete_signing_key(&self, issuer: &str, created: i64) -> Result<bool, StoreError>;
+    fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// The secret called `name`, storing `value` first if there is none: whoever stores first
     /// wins, and every caller gets the stored value (replicas starting together agree).
     fn secret_or_insert(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError>;

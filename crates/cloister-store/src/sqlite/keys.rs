@@ -49,6 +49,16 @@ impl KeyStore for SqliteStore {
         })
     }
 
+    fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT value FROM secrets WHERE name = ?1")
+                .map_err(db)?
+                .query_row(params![name], |r| r.get(0))
+                .optional()
+                .map_err(db)
+        })
+    }
+
     fn secret_or_insert(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
         self.with(|conn| {
             conn.execute(
@@ -93,7 +103,12 @@ mod tests {
         assert!(store.list_signing_keys("other").unwrap().is_empty());
         assert!(store.delete_signing_key("https://issuer", 10).unwrap());
         assert!(!store.delete_signing_key("https://issuer", 10).unwrap());
+        assert_eq!(store.secret("hmac").unwrap(), None);
         assert_eq!(store.secret_or_insert("hmac", b"first").unwrap(), b"first");
+        assert_eq!(
+            store.secret("hmac").unwrap().as_deref(),
+            Some(&b"first"[..])
+        );
         assert_eq!(store.secret_or_insert("hmac", b"second").unwrap(), b"first");
     }
 }
