@@ -9,5 +9,8 @@ cargo clippy -p ml-inference --all-targets --features tract --locked -- -D warni
 # The codelab demo test runs the workload binary, which `cargo test` does not build by itself.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
+# The services' whole suite once more with PostgreSQL as the metadata store (the store-level
+# conformance suite already runs on both).
+CLOISTER_TEST_DATABASE=postgres cargo test -p cloister-services --tests --locked
 # The workload's pure-Rust engine passes the same correctness tests.
 cargo test -p ml-inference --features tract --locked

@@ -8,7 +8,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use cloister_domain::Email;
-use cloister_store::{DataDir, DataDirError, FsBlobStore, MetadataStore, SqliteStore, UserRecord};
+use cloister_store::{
+    DataDir, DataDirError, FsBlobStore, MetadataStore, PostgresStore, SqliteStore, UserRecord,
+};
 use tower_http::trace::TraceLayer;
 
 use crate::auth::tokens::AccessTokens;
@@ -40,6 +42,9 @@ pub struct ServerConfig {
     pub launcher: Option<PathBuf>,
     /// Judge hardware evidence as of this time, not the clock (replaying recorded evidence).
     pub hardware_evidence_time: Option<time::OffsetDateTime>,
+    /// The metadata database replicas share (`postgres://…`); none = SQLite in the data
+    /// directory (one server).
+    pub database_url: Option<String>,
     /// Where blobs live: an object store URL (`s3://BUCKET/PREFIX`, `gs://…`, `az://…`,
     /// `file:///DIR`); none = files in the data directory.
     pub blob_url: Option<String>,
@@ -109,7 +114,29 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         }
         None => None,
     };
-    let store: Arc<dyn MetadataStore> = Arc::new(SqliteStore::open(&data_dir.metadata_db())?);
+    let store: Arc<dyn MetadataStore> = match &config.database_url {
+        Some(url) => {
+            // Replicas share the database, so they must share the KEK that seals what is in it.
+            if config.kek.is_none() {
+                return Err(StartupError::Kek(
+                    "a shared database (--database-url) needs the key-encryption key from \
+                     outside the data directory, the same for every replica: pass --kek-file \
+                     or set CLOISTER_KEK"
+                        .into(),
+                ));
+            }
+            let url = url.clone();
+            Arc::new(
+                tokio::task::spawn_blocking(move || PostgresStore::open(&url))
+                    .await
+                    .map_err(|e| {
+                        cloister_store::StoreError::Database(format!("opening the database: {e}"))
+                    })??,
+            )
+        }
+        None => Arc::new(SqliteStore::open(&data_dir.metadata_db())?),
+    };
+    let shared_database = config.database_url.is_some();
     let blobs: Arc<dyn cloister_store::BlobStore> = match &config.blob_url {
         Some(url) => Arc::new(cloister_store::ObjectBlobStore::open(
             url,
@@ -186,7 +213,26 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
     }
     registry::spawn_upload_sweeper(state.clone());
     spawn_key_refresh(&state);
-    // Instances are processes of this server: none survived its last stop.
+    // Instances are processes of this server: none survived its last stop. (With a shared
+    // database the instances may be another replica's, which still runs them.)
+    if !shared_database {
+        mark_instances_terminated(&state)
+            .await
+            .map_err(StartupError::Bootstrap)?;
+    }
+    let bootstrap_credential = bootstrap_admin(&state, &data_dir)
+        .await
+        .map_err(StartupError::Bootstrap)?;
+    Ok(OpenedServer {
+        compute: Arc::clone(&state.compute),
+        state: state.clone(),
+        router: router(state, config.max_body_bytes),
+        data_dir,
+        bootstrap_credential,
+    })
+}
+
+async fn mark_instances_terminated(state: &AppState) -> Result<(), ApiError> {
     state
         .db(|s| {
             for p in s.list_projects()? {
@@ -199,17 +245,6 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
             Ok(())
         })
         .await
-        .map_err(StartupError::Bootstrap)?;
-    let bootstrap_credential = bootstrap_admin(&state, &data_dir)
-        .await
-        .map_err(StartupError::Bootstrap)?;
-    Ok(OpenedServer {
-        compute: Arc::clone(&state.compute),
-        state: state.clone(),
-        router: router(state, config.max_body_bytes),
-        data_dir,
-        bootstrap_credential,
-    })
 }
 
 /// The platform's instance identity CA: its key (0600) and certificate in `keys/identity-ca/`,
@@ -295,12 +330,19 @@ async fn bootstrap_admin(
     let json = serde_json::to_vec_pretty(&file).map_err(|e| ApiError::Internal(e.to_string()))?;
     cloister_store::data_dir::write_private_file(&path, &json)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    state
-        .db(move |s| {
-            s.create_user(&admin)?;
-            s.create_credential(&record)
+    let created = state
+        .db(move |s| match s.create_user(&admin) {
+            Ok(()) => s.create_credential(&record).map(|()| true),
+            // Another replica, starting at the same time, created the admin first: its data
+            // directory holds the credential.
+            Err(cloister_store::StoreError::AlreadyExists(_)) => Ok(false),
+            Err(e) => Err(e),
         })
         .await?;
+    if !created {
+        let _ = std::fs::remove_file(&path);
+        return Ok(None);
+    }
     Ok(Some(path))
 }
 

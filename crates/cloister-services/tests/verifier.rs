@@ -67,8 +67,7 @@ async fn a_challenge_is_single_use_and_expires() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(message(&b).contains("already used"), "{b}");
     // A challenge past its expiry, written straight into the database.
-    let store = cloister_store::SqliteStore::open(&s.api.server.data_dir.metadata_db()).unwrap();
-    use cloister_store::MetadataStore;
+    let store = &s.api.server.state.store;
     let name = "projects/secundus-bank/locations/us-west1/challenges/expired-1";
     store
         .create_challenge(&cloister_store::ChallengeRecord {

@@ -4,7 +4,8 @@
 //! without touching the services:
 //! - [`MetadataStore`]: users, credentials, projects, IAM policies, the audit log, and (as its
 //!   supertrait [`RegistryStore`]) Artifact Registry's repositories, manifests and tags
-//!   ([`SqliteStore`] is the embedded default);
+//!   ([`SqliteStore`] is the embedded default; [`PostgresStore`] serves replicas that share
+//!   one database);
 //! - [`BlobStore`]: large immutable byte streams ([`FsBlobStore`] is the embedded default;
 //!   [`ObjectBlobStore`] puts them in S3, GCS, Azure or anything `object_store` reaches).
 //!
@@ -19,6 +20,7 @@ pub mod data_dir;
 pub mod keys;
 pub mod metadata;
 pub mod object_blob;
+mod postgres;
 pub mod registry;
 mod sqlite;
 
@@ -33,6 +35,7 @@ pub use metadata::{
     UserRecord,
 };
 pub use object_blob::ObjectBlobStore;
+pub use postgres::PostgresStore;
 pub use registry::{
     ImageRef, ImageVersion, ManifestRecord, ManifestRefs, RegistryBlob, RegistryStore,
     RegistryUpload, RepositoryRecord,

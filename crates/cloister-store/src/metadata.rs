@@ -224,6 +224,40 @@ pub struct AuditFilter {
     pub limit: usize,
 }
 
+/// The IAM policy a new resource starts with (bindings come from its parent).
+pub(crate) const EMPTY_POLICY: &str = r#"{"version":1,"bindings":[]}"#;
+
+/// A fresh etag: 16 hex digits, changing on every write.
+pub(crate) fn new_etag() -> String {
+    hex::encode(rand::random::<[u8; 8]>())
+}
+
+/// The parent of a pool is its project's location; of a provider, its pool.
+pub(crate) fn federation_parent(name: &str) -> String {
+    match name.rfind("/providers/") {
+        Some(i) => name[..i].to_owned(),
+        None => name.rsplitn(3, '/').nth(2).unwrap_or_default().to_owned(),
+    }
+}
+
+/// A stored policy with the etag kept beside it.
+pub(crate) fn parse_policy(resource: &str, json: &str, etag: String) -> Result<Policy, StoreError> {
+    let mut policy: Policy = serde_json::from_str(json).map_err(|e| {
+        StoreError::Database(format!("stored policy of {resource} does not parse: {e}"))
+    })?;
+    policy.etag = etag;
+    Ok(policy)
+}
+
+/// The JSON a policy is stored as (its etag lives in its own column).
+pub(crate) fn policy_json(policy: &Policy) -> Result<String, StoreError> {
+    serde_json::to_string(&Policy {
+        etag: String::new(),
+        ..policy.clone()
+    })
+    .map_err(|e| StoreError::Database(e.to_string()))
+}
+
 pub trait MetadataStore:
     crate::registry::RegistryStore
     + crate::compute::ComputeStore

@@ -5,14 +5,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cloister_domain::{AuditEntry, Decision, Email, Policy, ProjectId, ProjectNumber};
-use rand::RngCore;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use crate::metadata::{
-    AuditFilter, BucketRecord, ChallengeRecord, ConsumeError, CredentialRecord, FederationRecord,
-    KmsCryptoKey, KmsKeyRing, KmsKeyVersion, MetadataStore, ObjectRecord, Preconditions,
-    ProjectRecord, ReferenceValueRecord, ServiceAccountRecord, StoreError, UploadSession,
-    UserRecord,
+    AuditFilter, BucketRecord, ChallengeRecord, ConsumeError, CredentialRecord, EMPTY_POLICY,
+    FederationRecord, KmsCryptoKey, KmsKeyRing, KmsKeyVersion, MetadataStore, ObjectRecord,
+    Preconditions, ProjectRecord, ReferenceValueRecord, ServiceAccountRecord, StoreError,
+    UploadSession, UserRecord, federation_parent, new_etag, parse_policy, policy_json,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran. Written by
@@ -263,6 +262,10 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", true).map_err(db)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(db)?;
+        // Transactions take the write lock when they begin: a read-check-write that started
+        // as a reader could not upgrade while another connection (a CLI beside the server)
+        // writes, and SQLite would fail it at once instead of waiting.
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         migrate(&mut conn)?;
         let readers = (0..READERS)
             .map(|_| {
@@ -333,12 +336,6 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tracing::info!(version = i + 1, "applied metadata schema migration");
     }
     Ok(())
-}
-
-fn new_etag() -> String {
-    let mut bytes = [0u8; 8];
-    rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -420,14 +417,6 @@ fn federation_row(row: &Row) -> rusqlite::Result<FederationRecord> {
         resource: serde_json::from_str(&resource).map_err(|e| text_err(2, e))?,
         etag: row.get(3)?,
     })
-}
-
-/// The parent of a pool is its project's location; of a provider, its pool.
-fn federation_parent(name: &str) -> String {
-    match name.rfind("/providers/") {
-        Some(i) => name[..i].to_owned(),
-        None => name.rsplitn(3, '/').nth(2).unwrap_or_default().to_owned(),
-    }
 }
 
 fn reference_value_row(row: &Row) -> rusqlite::Result<ReferenceValueRecord> {
@@ -518,14 +507,6 @@ fn key_version_row(row: &Row) -> rusqlite::Result<KmsKeyVersion> {
     })
 }
 
-fn parse_policy(resource: &str, json: &str, etag: String) -> Result<Policy, StoreError> {
-    let mut policy: Policy = serde_json::from_str(json).map_err(|e| {
-        StoreError::Database(format!("stored policy of {resource} does not parse: {e}"))
-    })?;
-    policy.etag = etag;
-    Ok(policy)
-}
-
 impl MetadataStore for SqliteStore {
     fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         self.with(|c| {
@@ -606,11 +587,7 @@ impl MetadataStore for SqliteStore {
     }
 
     fn create_project(&self, p: &ProjectRecord, policy: &Policy) -> Result<(), StoreError> {
-        let policy_json = serde_json::to_string(&Policy {
-            etag: String::new(),
-            ..policy.clone()
-        })
-        .map_err(|e| StoreError::Database(e.to_string()))?;
+        let policy_json = policy_json(policy)?;
         self.with(|c| {
             let tx = c.transaction().map_err(db)?;
             let exists: bool = tx
@@ -679,7 +656,7 @@ impl MetadataStore for SqliteStore {
             })?;
             tx.execute(
                 "INSERT OR REPLACE INTO iam_policies (resource, parent, policy, etag) VALUES (?1, ?2, ?3, ?4)",
-                params![a.resource_name(), a.project_id.resource_name(), r#"{"version":1,"bindings":[]}"#, new_etag()],
+                params![a.resource_name(), a.project_id.resource_name(), EMPTY_POLICY, new_etag()],
             )
             .map_err(db)?;
             tx.commit().map_err(db)
@@ -950,7 +927,7 @@ impl MetadataStore for SqliteStore {
             .map_err(|e| if is_unique_violation(&e) { StoreError::AlreadyExists(format!("bucket {}", b.name)) } else { db(e) })?;
             tx.execute(
                 "INSERT OR REPLACE INTO iam_policies (resource, parent, policy, etag) VALUES (?1, ?2, ?3, ?4)",
-                params![b.resource_name(), b.project_id.resource_name(), r#"{"version":1,"bindings":[]}"#, new_etag()],
+                params![b.resource_name(), b.project_id.resource_name(), EMPTY_POLICY, new_etag()],
             )
             .map_err(db)?;
             tx.commit().map_err(db)
@@ -1149,7 +1126,7 @@ impl MetadataStore for SqliteStore {
                 .map_err(|e| if is_unique_violation(&e) { StoreError::AlreadyExists(format!("key ring {}", r.name)) } else { db(e) })?;
             tx.execute(
                 "INSERT OR REPLACE INTO iam_policies (resource, parent, policy, etag) VALUES (?1, ?2, ?3, ?4)",
-                params![r.name, r.project_id.resource_name(), r#"{"version":1,"bindings":[]}"#, new_etag()],
+                params![r.name, r.project_id.resource_name(), EMPTY_POLICY, new_etag()],
             )
             .map_err(db)?;
             tx.commit().map_err(db)
@@ -1194,7 +1171,7 @@ impl MetadataStore for SqliteStore {
             .map_err(db)?;
             tx.execute(
                 "INSERT OR REPLACE INTO iam_policies (resource, parent, policy, etag) VALUES (?1, ?2, ?3, ?4)",
-                params![k.name, k.key_ring, r#"{"version":1,"bindings":[]}"#, new_etag()],
+                params![k.name, k.key_ring, EMPTY_POLICY, new_etag()],
             )
             .map_err(db)?;
             tx.commit().map_err(db)
@@ -1232,15 +1209,15 @@ impl MetadataStore for SqliteStore {
             let next: u32 = tx
                 .query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM kms_key_versions WHERE key = ?1", [key], |r| r.get(0))
                 .map_err(db)?;
+            let n = tx.execute("UPDATE kms_crypto_keys SET primary_version = ?2 WHERE name = ?1", params![key, next]).map_err(db)?;
+            if n != 1 {
+                return Err(StoreError::NotFound(format!("crypto key {key}")));
+            }
             tx.execute(
                 "INSERT INTO kms_key_versions (key, version, state, wrapped_material, create_time) VALUES (?1, ?2, 'ENABLED', ?3, ?4)",
                 params![key, next, material, create_time],
             )
             .map_err(db)?;
-            let n = tx.execute("UPDATE kms_crypto_keys SET primary_version = ?2 WHERE name = ?1", params![key, next]).map_err(db)?;
-            if n != 1 {
-                return Err(StoreError::NotFound(format!("crypto key {key}")));
-            }
             tx.commit().map_err(db)?;
             Ok(next)
         })
@@ -1291,12 +1268,7 @@ impl MetadataStore for SqliteStore {
     }
 
     fn set_policy(&self, resource: &str, policy: &Policy) -> Result<Policy, StoreError> {
-        let mut stored = Policy {
-            etag: String::new(),
-            ..policy.clone()
-        };
-        let json =
-            serde_json::to_string(&stored).map_err(|e| StoreError::Database(e.to_string()))?;
+        let json = policy_json(policy)?;
         let etag = new_etag();
         self.with(|c| {
             let tx = c.transaction().map_err(db)?;
@@ -1324,8 +1296,10 @@ impl MetadataStore for SqliteStore {
             .map_err(db)?;
             tx.commit().map_err(db)
         })?;
-        stored.etag = etag;
-        Ok(stored)
+        Ok(Policy {
+            etag,
+            ..policy.clone()
+        })
     }
 
     fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
@@ -1385,291 +1359,5 @@ impl MetadataStore for SqliteStore {
                 .map_err(db)?;
             rows.collect::<Result<_, _>>().map_err(db)
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use cloister_domain::Member;
-
-    fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(&dir.path().join("meta.db")).unwrap();
-        (dir, s)
-    }
-
-    fn project(id: &str, number: u64) -> ProjectRecord {
-        ProjectRecord {
-            id: ProjectId::parse(id).unwrap(),
-            number: ProjectNumber(number),
-            display_name: id.into(),
-            create_time: "2026-01-01T00:00:00Z".into(),
-            creator: "user:a@x.com".into(),
-        }
-    }
-
-    fn owner_policy() -> Policy {
-        let mut p = Policy::default();
-        p.add_binding("roles/owner", Member::parse("user:a@x.com").unwrap())
-            .unwrap();
-        p
-    }
-
-    #[test]
-    fn projects_and_policies_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("meta.db");
-        {
-            let s = SqliteStore::open(&path).unwrap();
-            s.create_project(&project("alpha-1", 123456789012), &owner_policy())
-                .unwrap();
-        }
-        let s = SqliteStore::open(&path).unwrap();
-        let p = s
-            .get_project(&ProjectId::parse("alpha-1").unwrap())
-            .unwrap()
-            .unwrap();
-        assert_eq!(p.number, ProjectNumber(123456789012));
-        let (policy, parent) = s.get_policy("projects/alpha-1").unwrap();
-        assert_eq!(policy.bindings, owner_policy().bindings);
-        assert!(parent.is_none());
-        assert!(!policy.etag.is_empty());
-    }
-
-    #[test]
-    fn duplicate_project_ids_and_numbers_are_refused() {
-        let (_d, s) = store();
-        s.create_project(&project("alpha-1", 123456789012), &owner_policy())
-            .unwrap();
-        let e = s
-            .create_project(&project("alpha-1", 223456789012), &owner_policy())
-            .unwrap_err();
-        assert!(
-            e.to_string().contains("project alpha-1 already exists"),
-            "{e}"
-        );
-        let e = s
-            .create_project(&project("beta-22", 123456789012), &owner_policy())
-            .unwrap_err();
-        assert!(e.to_string().contains("project number"), "{e}");
-        assert!(
-            s.get_project(&ProjectId::parse("beta-22").unwrap())
-                .unwrap()
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn a_stale_etag_is_refused_and_changes_nothing() {
-        let (_d, s) = store();
-        s.create_project(&project("alpha-1", 123456789012), &owner_policy())
-            .unwrap();
-        let (mut first, _) = s.get_policy("projects/alpha-1").unwrap();
-        let (mut second, _) = s.get_policy("projects/alpha-1").unwrap();
-        first
-            .add_binding("roles/viewer", Member::parse("user:b@x.com").unwrap())
-            .unwrap();
-        let stored = s.set_policy("projects/alpha-1", &first).unwrap();
-        second
-            .add_binding("roles/viewer", Member::parse("user:c@x.com").unwrap())
-            .unwrap();
-        assert!(matches!(
-            s.set_policy("projects/alpha-1", &second),
-            Err(StoreError::StaleEtag { .. })
-        ));
-        let (now, _) = s.get_policy("projects/alpha-1").unwrap();
-        assert_eq!(now, stored);
-        assert!(matches!(
-            s.set_policy("projects/nope-123", &first),
-            Err(StoreError::NotFound(_))
-        ));
-    }
-
-    #[test]
-    fn the_audit_log_is_append_only_and_filterable() {
-        let (_d, s) = store();
-        for (i, (res, decision)) in [
-            ("projects/a-proj", Decision::Allow),
-            ("projects/a-proj/x/y", Decision::Deny),
-            ("projects/a-proj2", Decision::Deny),
-            ("projects/_/buckets/b1", Decision::Allow),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            s.append_audit(&[AuditEntry {
-                id: 0,
-                time: format!("2026-01-01T00:00:0{i}Z"),
-                principal: "user:b@x.com".into(),
-                permission: "resourcemanager.projects.get".into(),
-                resource: res.into(),
-                decision,
-                reason: "r".into(),
-                project: Some(
-                    if res.contains("a-proj2") {
-                        "projects/a-proj2"
-                    } else {
-                        "projects/a-proj"
-                    }
-                    .into(),
-                ),
-            }])
-            .unwrap();
-        }
-        let under = |p: &str| AuditFilter {
-            resource_prefix: Some(p.into()),
-            limit: 100,
-            ..Default::default()
-        };
-        assert_eq!(
-            s.list_audit(&under("projects/a-proj")).unwrap().len(),
-            3,
-            "prefix is per path segment; resources named elsewhere match by owning project"
-        );
-        let denials = AuditFilter {
-            decision: Some(Decision::Deny),
-            limit: 100,
-            ..Default::default()
-        };
-        assert_eq!(s.list_audit(&denials).unwrap().len(), 2);
-        s.with(|c| {
-            let e = c
-                .execute("UPDATE audit_log SET decision = 'allow'", [])
-                .unwrap_err();
-            assert!(e.to_string().contains("append-only"));
-            let e = c.execute("DELETE FROM audit_log", []).unwrap_err();
-            assert!(e.to_string().contains("append-only"));
-            Ok(())
-        })
-        .unwrap();
-    }
-
-    #[test]
-    fn service_accounts_inherit_from_their_project_and_vanish_with_their_policy() {
-        let (_d, s) = store();
-        s.create_project(&project("alpha-1", 123456789012), &owner_policy())
-            .unwrap();
-        let sa = ServiceAccountRecord {
-            email: Email::parse("sa-1@alpha-1.iam.gserviceaccount.com").unwrap(),
-            project_id: ProjectId::parse("alpha-1").unwrap(),
-            unique_id: "100000000000000000001".into(),
-            display_name: "d".into(),
-            description: String::new(),
-            disabled: false,
-            create_time: "t".into(),
-        };
-        s.create_service_account(&sa).unwrap();
-        assert!(matches!(
-            s.create_service_account(&sa),
-            Err(StoreError::AlreadyExists(_))
-        ));
-        let (policy, parent) = s.get_policy(&sa.resource_name()).unwrap();
-        assert!(policy.bindings.is_empty());
-        assert_eq!(parent.as_deref(), Some("projects/alpha-1"));
-        assert_eq!(
-            s.list_service_accounts(&sa.project_id).unwrap(),
-            vec![sa.clone()]
-        );
-        assert!(s.delete_service_account(&sa.email).unwrap());
-        assert!(!s.delete_service_account(&sa.email).unwrap());
-        assert_eq!(s.get_policy(&sa.resource_name()).unwrap().1, None);
-    }
-
-    #[test]
-    fn providers_need_their_pool_and_updates_compare_etags() {
-        let (_d, s) = store();
-        s.create_project(&project("alpha-1", 123456789012), &owner_policy())
-            .unwrap();
-        let pool = "projects/123456789012/locations/global/workloadIdentityPools/pool-1";
-        let provider = format!("{pool}/providers/prov-1");
-        let rec = |name: &str| FederationRecord {
-            name: name.into(),
-            project_id: ProjectId::parse("alpha-1").unwrap(),
-            resource: serde_json::json!({"name": name}),
-            etag: "e0".into(),
-        };
-        assert!(matches!(
-            s.create_federation(&rec(&provider)),
-            Err(StoreError::NotFound(_))
-        ));
-        s.create_federation(&rec(pool)).unwrap();
-        s.create_federation(&rec(&provider)).unwrap();
-        assert_eq!(
-            s.list_federation("projects/123456789012/locations/global")
-                .unwrap()
-                .len(),
-            1
-        );
-        assert_eq!(s.list_federation(pool).unwrap().len(), 1);
-        let e1 = s
-            .update_federation(&provider, &serde_json::json!({"x": 1}), "e0")
-            .unwrap();
-        assert!(matches!(
-            s.update_federation(&provider, &serde_json::json!({"x": 2}), "e0"),
-            Err(StoreError::StaleEtag { .. })
-        ));
-        assert_eq!(s.get_federation(&provider).unwrap().unwrap().etag, e1);
-        assert!(s.delete_federation(pool).unwrap());
-        assert!(
-            s.get_federation(&provider).unwrap().is_none(),
-            "providers go with their pool"
-        );
-    }
-
-    #[test]
-    fn a_challenge_is_consumed_once_and_never_after_it_expires() {
-        let (_d, s) = store();
-        s.create_project(&project("alpha-1", 123456789012), &owner_policy())
-            .unwrap();
-        let c = |name: &str, expire_time| ChallengeRecord {
-            name: name.into(),
-            project_id: ProjectId::parse("alpha-1").unwrap(),
-            nonce: vec![1; 32],
-            create_time: 100,
-            expire_time,
-        };
-        s.create_challenge(&c("c1", 200)).unwrap();
-        s.create_challenge(&c("c2", 150)).unwrap();
-        assert_eq!(s.consume_challenge("c1", 120).unwrap(), Ok(c("c1", 200)));
-        assert_eq!(
-            s.consume_challenge("c1", 121).unwrap(),
-            Err(ConsumeError::AlreadyUsed)
-        );
-        assert_eq!(
-            s.consume_challenge("c2", 150).unwrap(),
-            Err(ConsumeError::Expired { expire_time: 150 })
-        );
-        assert_eq!(
-            s.consume_challenge("c3", 120).unwrap(),
-            Err(ConsumeError::NotFound)
-        );
-    }
-
-    #[test]
-    fn users_and_credentials_round_trip() {
-        let (_d, s) = store();
-        let email = Email::parse("a@x.com").unwrap();
-        let user = UserRecord {
-            email: email.clone(),
-            display_name: "A".into(),
-            admin: true,
-            create_time: "t".into(),
-        };
-        s.create_user(&user).unwrap();
-        assert!(matches!(
-            s.create_user(&user),
-            Err(StoreError::AlreadyExists(_))
-        ));
-        let cred = CredentialRecord {
-            id: "c1".into(),
-            user: email.clone(),
-            secret_sha256: [7; 32],
-            create_time: "t".into(),
-        };
-        s.create_credential(&cred).unwrap();
-        assert_eq!(s.get_credential("c1").unwrap().unwrap(), cred);
-        assert!(s.get_credential("c2").unwrap().is_none());
-        assert_eq!(s.list_users().unwrap(), vec![user]);
     }
 }

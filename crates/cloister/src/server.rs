@@ -37,6 +37,11 @@ pub struct ServerArgs {
     /// Lifetime of attestation tokens in seconds [default: 3600, as Google's].
     #[arg(long, env = "CLOISTER_ATTESTATION_TOKEN_LIFETIME_SECS", value_parser = clap::value_parser!(i64).range(10..=86400))]
     attestation_token_lifetime_secs: Option<i64>,
+    /// The metadata database shared by replicas: postgres://USER:PASSWORD@HOST:PORT/DATABASE
+    /// (needs the KEK from outside: --kek-file or CLOISTER_KEK) [default: SQLite in the data
+    /// directory].
+    #[arg(long, env = "CLOISTER_DATABASE_URL")]
+    database_url: Option<String>,
     /// Where blobs (object data, image layers) live: s3://BUCKET/PREFIX (S3, MinIO, Garage;
     /// configured by AWS_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
     /// AWS_ALLOW_HTTP), gs://…, az://… or file:///DIR [default: DATA_DIR/blobs].
@@ -48,7 +53,7 @@ pub struct ServerArgs {
     #[arg(long, env = "CLOISTER_KEK_FILE")]
     kek_file: Option<PathBuf>,
     /// A TOML file with any of: listen, data_dir, public_url, log_format, max_body_bytes,
-    /// attestation_token_lifetime_secs, blob_url.
+    /// attestation_token_lifetime_secs, database_url, blob_url, kek_file.
     #[arg(long, env = "CLOISTER_SERVER_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -62,6 +67,7 @@ struct ConfigFile {
     log_format: Option<LogFormat>,
     max_body_bytes: Option<usize>,
     attestation_token_lifetime_secs: Option<i64>,
+    database_url: Option<String>,
     blob_url: Option<String>,
     kek_file: Option<PathBuf>,
 }
@@ -122,6 +128,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         // Instances run this very binary as their launcher (`cloister launcher`).
         launcher: std::env::current_exe().ok(),
         hardware_evidence_time: None,
+        database_url: args.database_url.or(file.database_url),
         blob_url: args.blob_url.or(file.blob_url),
         kek,
         blob_options: std::env::vars()

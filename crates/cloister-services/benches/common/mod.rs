@@ -45,6 +45,7 @@ impl BenchServer {
                     attestation_token_lifetime_secs: 3600,
                     launcher: None,
                     hardware_evidence_time: None,
+                    database_url: None,
                     blob_url: None,
                     blob_options: Vec::new(),
                     kek: None,

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+#[path = "../../../cloister-store/tests/support/postgres.rs"]
+pub mod postgres;
 pub mod secundus;
 
 use axum::Router;
@@ -16,6 +18,8 @@ pub struct Api {
     pub dir: tempfile::TempDir,
     pub server: cloister_services::OpenedServer,
     pub admin: String,
+    /// What this server was opened with (a replica reuses it with its own data directory).
+    pub config: cloister_services::ServerConfig,
 }
 
 impl Api {
@@ -33,12 +37,18 @@ impl Api {
             attestation_token_lifetime_secs: 3600,
             launcher: None,
             hardware_evidence_time: None,
+            database_url: None,
             blob_url: None,
             blob_options: Vec::new(),
             kek: None,
         };
+        // CLOISTER_TEST_DATABASE=postgres runs the suite on PostgreSQL instead of SQLite.
+        if std::env::var("CLOISTER_TEST_DATABASE").as_deref() == Ok("postgres") {
+            config.database_url = Some(postgres::Postgres::database());
+            config.kek = Some(rand::random::<[u8; 32]>().to_vec());
+        }
         configure(&mut config);
-        let opened = cloister_services::open(config).await.unwrap();
+        let opened = cloister_services::open(config.clone()).await.unwrap();
         let cred: Value = serde_json::from_slice(
             &std::fs::read(opened.bootstrap_credential.as_ref().unwrap()).unwrap(),
         )
@@ -49,9 +59,33 @@ impl Api {
             dir,
             server: opened,
             admin: String::new(),
+            config,
         };
         api.admin = api.login(&cred).await;
         api
+    }
+
+    /// Another replica of this server: the same configuration (database, blob store, KEK,
+    /// public URL: replicas sit behind one load balancer), its own data directory and caches.
+    /// Its admin token is the one this server issued.
+    pub async fn replica(&self) -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let config = cloister_services::ServerConfig {
+            data_dir: dir.path().join("data"),
+            ..self.config.clone()
+        };
+        let opened = cloister_services::open(config.clone()).await.unwrap();
+        assert!(
+            opened.bootstrap_credential.is_none(),
+            "a replica finds the admin the first server created"
+        );
+        Api {
+            router: opened.router.clone(),
+            dir,
+            server: opened,
+            admin: self.admin.clone(),
+            config,
+        }
     }
 
     pub async fn login(&self, cred: &Value) -> String {

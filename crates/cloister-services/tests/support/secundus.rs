@@ -57,7 +57,11 @@ impl Secundus {
 
     /// Secundus's world on a server judging hardware evidence as of `evidence_time`.
     pub async fn setup_at(evidence_time: Option<time::OffsetDateTime>) -> Secundus {
-        let api = Api::start_with(|c| c.hardware_evidence_time = evidence_time).await;
+        Self::setup_on(Api::start_with(|c| c.hardware_evidence_time = evidence_time).await).await
+    }
+
+    /// Secundus's project, accounts and grants on `api`.
+    pub async fn setup_on(api: Api) -> Secundus {
         let owner = api.user("secundus@example.com").await;
         let (s, b) = api
             .call(

@@ -77,38 +77,3 @@ impl KeyStore for SqliteStore {
         })
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_are_listed_oldest_first_and_secrets_keep_the_first_value() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
-        for created in [30, 10, 20] {
-            let key = StoredSigningKey {
-                created,
-                wrapped: vec![created as u8],
-            };
-            store.add_signing_key("https://issuer", &key).unwrap();
-        }
-        let listed: Vec<i64> = store
-            .list_signing_keys("https://issuer")
-            .unwrap()
-            .iter()
-            .map(|k| k.created)
-            .collect();
-        assert_eq!(listed, [10, 20, 30]);
-        assert!(store.list_signing_keys("other").unwrap().is_empty());
-        assert!(store.delete_signing_key("https://issuer", 10).unwrap());
-        assert!(!store.delete_signing_key("https://issuer", 10).unwrap());
-        assert_eq!(store.secret("hmac").unwrap(), None);
-        assert_eq!(store.secret_or_insert("hmac", b"first").unwrap(), b"first");
-        assert_eq!(
-            store.secret("hmac").unwrap().as_deref(),
-            Some(&b"first"[..])
-        );
-        assert_eq!(store.secret_or_insert("hmac", b"second").unwrap(), b"first");
-    }
-}

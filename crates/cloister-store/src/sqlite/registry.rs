@@ -3,8 +3,9 @@
 use cloister_domain::ProjectId;
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{SqliteStore, db, is_unique_violation, new_etag};
+use super::{SqliteStore, db, is_unique_violation};
 use crate::metadata::StoreError;
+use crate::metadata::new_etag;
 use crate::registry::{
     ImageRef, ImageVersion, ManifestRecord, ManifestRefs, RegistryBlob, RegistryStore,
     RegistryUpload, RepositoryRecord,
@@ -70,7 +71,7 @@ impl RegistryStore for SqliteStore {
             .map_err(|e| if is_unique_violation(&e) { StoreError::AlreadyExists(format!("repository {} in project {}", r.repository_id, r.project_id.as_str())) } else { db(e) })?;
             tx.execute(
                 "INSERT OR REPLACE INTO iam_policies (resource, parent, policy, etag) VALUES (?1, ?2, ?3, ?4)",
-                params![r.name(), r.project_id.resource_name(), r#"{"version":1,"bindings":[]}"#, new_etag()],
+                params![r.name(), r.project_id.resource_name(), crate::metadata::EMPTY_POLICY, new_etag()],
             )
             .map_err(db)?;
             tx.commit().map_err(db)

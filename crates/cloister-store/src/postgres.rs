@@ -1,0 +1,506 @@
+//! The metadata store on PostgreSQL, for replicas that share one database.
+//!
+//! The store traits are synchronous (SQLite's shape), and the `postgres` client drives its
+//! own small runtime, which must not run on a thread of the server's async runtime. So every
+//! call runs on this store's worker threads (a rayon pool, whose `install` blocks the caller
+//! until the work is done and lets the work borrow the caller's arguments), each taking a
+//! pooled connection. Writes run in SERIALIZABLE transactions and are retried on a
+//! serialization failure, so every read-check-write keeps the meaning it has on SQLite's
+//! single writer while replicas write at once.
+
+use std::time::Duration;
+
+use cloister_domain::{AuditEntry, Decision, Email, ProjectId};
+use postgres::error::SqlState;
+use postgres::{Client, IsolationLevel, NoTls, Row, Transaction};
+use r2d2_postgres::PostgresConnectionManager;
+
+use crate::metadata::StoreError;
+
+mod compute;
+mod keys;
+mod metadata;
+mod registry;
+
+/// Schema migrations, applied in order under an advisory lock (replicas starting together
+/// migrate once); `cloister_schema.version` records how many ran. Text that is compared or
+/// ordered is `COLLATE "C"`: byte order, as SQLite and Cloud Storage's listings use.
+const MIGRATIONS: &[&str] = &[
+    // 1: the schema of SQLite's migrations 1–10, in PostgreSQL's types.
+    r#"CREATE TABLE users (
+        email TEXT COLLATE "C" PRIMARY KEY,
+        display_name TEXT NOT NULL,
+        admin BOOLEAN NOT NULL,
+        create_time TEXT NOT NULL
+     );
+     CREATE TABLE credentials (
+        id TEXT PRIMARY KEY,
+        user_email TEXT NOT NULL REFERENCES users(email),
+        secret_sha256 BYTEA NOT NULL,
+        create_time TEXT NOT NULL
+     );
+     CREATE TABLE projects (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        number BIGINT NOT NULL UNIQUE,
+        display_name TEXT NOT NULL,
+        create_time TEXT NOT NULL,
+        creator TEXT NOT NULL
+     );
+     CREATE TABLE iam_policies (
+        resource TEXT PRIMARY KEY,
+        parent TEXT,
+        policy TEXT NOT NULL,
+        etag TEXT NOT NULL
+     );
+     CREATE TABLE audit_log (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        time TEXT COLLATE "C" NOT NULL,
+        principal TEXT NOT NULL,
+        permission TEXT NOT NULL,
+        resource TEXT COLLATE "C" NOT NULL,
+        decision TEXT NOT NULL CHECK (decision IN ('allow', 'deny')),
+        reason TEXT NOT NULL,
+        project TEXT
+     );
+     CREATE INDEX audit_log_resource ON audit_log(resource);
+     CREATE INDEX audit_log_principal ON audit_log(principal);
+     CREATE INDEX audit_log_project ON audit_log(project);
+     CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
+     CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
+        FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+     CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+        FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+     CREATE TABLE service_accounts (
+        email TEXT COLLATE "C" PRIMARY KEY,
+        project_id TEXT NOT NULL REFERENCES projects(id),
+        unique_id TEXT NOT NULL UNIQUE,
+        display_name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        disabled BOOLEAN NOT NULL,
+        create_time TEXT NOT NULL
+     );
+     CREATE INDEX service_accounts_project ON service_accounts(project_id);
+     CREATE TABLE federation (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        parent TEXT NOT NULL,
+        project_id TEXT NOT NULL REFERENCES projects(id),
+        resource TEXT NOT NULL,
+        etag TEXT NOT NULL
+     );
+     CREATE INDEX federation_parent ON federation(parent);
+     CREATE TABLE challenges (
+        name TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL REFERENCES projects(id),
+        nonce BYTEA NOT NULL,
+        create_time BIGINT NOT NULL,
+        expire_time BIGINT NOT NULL,
+        used BOOLEAN NOT NULL
+     );
+     CREATE TABLE reference_values (
+        measurement TEXT COLLATE "C" PRIMARY KEY,
+        swversion TEXT NOT NULL,
+        dbgstat TEXT NOT NULL,
+        support_attributes TEXT NOT NULL,
+        description TEXT NOT NULL,
+        create_time TEXT NOT NULL
+     );
+     CREATE TABLE buckets (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        project_id TEXT NOT NULL REFERENCES projects(id),
+        location TEXT NOT NULL,
+        storage_class TEXT NOT NULL,
+        create_time TEXT NOT NULL
+     );
+     CREATE INDEX buckets_project ON buckets(project_id);
+     CREATE TABLE objects (
+        bucket TEXT COLLATE "C" NOT NULL REFERENCES buckets(name),
+        name TEXT COLLATE "C" NOT NULL,
+        generation BIGINT NOT NULL,
+        metageneration BIGINT NOT NULL,
+        size BIGINT NOT NULL,
+        md5 BYTEA NOT NULL,
+        crc32c BIGINT NOT NULL,
+        content_type TEXT NOT NULL,
+        create_time TEXT NOT NULL,
+        update_time TEXT NOT NULL,
+        blob_key TEXT NOT NULL,
+        PRIMARY KEY (bucket, name)
+     );
+     CREATE TABLE upload_sessions (
+        upload_id TEXT PRIMARY KEY,
+        bucket TEXT NOT NULL REFERENCES buckets(name),
+        name TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        if_generation_match BIGINT,
+        if_generation_not_match BIGINT,
+        received BIGINT NOT NULL,
+        create_time BIGINT NOT NULL
+     );
+     CREATE TABLE kms_key_rings (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        project_id TEXT NOT NULL REFERENCES projects(id),
+        create_time TEXT NOT NULL
+     );
+     CREATE TABLE kms_crypto_keys (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        key_ring TEXT NOT NULL REFERENCES kms_key_rings(name),
+        purpose TEXT NOT NULL,
+        primary_version BIGINT NOT NULL,
+        create_time TEXT NOT NULL
+     );
+     CREATE TABLE kms_key_versions (
+        key TEXT NOT NULL REFERENCES kms_crypto_keys(name),
+        version BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        wrapped_material BYTEA NOT NULL,
+        create_time TEXT NOT NULL,
+        PRIMARY KEY (key, version)
+     );
+     CREATE TABLE registry_repositories (
+        name TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL REFERENCES projects(id),
+        location TEXT NOT NULL,
+        repository_id TEXT COLLATE "C" NOT NULL,
+        format TEXT NOT NULL,
+        description TEXT NOT NULL,
+        create_time TEXT NOT NULL,
+        UNIQUE (project_id, repository_id)
+     );
+     CREATE TABLE registry_blobs (
+        digest TEXT PRIMARY KEY,
+        size BIGINT NOT NULL,
+        blob_key TEXT NOT NULL
+     );
+     CREATE TABLE registry_blob_links (
+        repository TEXT NOT NULL REFERENCES registry_repositories(name),
+        image TEXT NOT NULL,
+        digest TEXT NOT NULL REFERENCES registry_blobs(digest),
+        PRIMARY KEY (repository, image, digest)
+     );
+     CREATE INDEX registry_blob_links_digest ON registry_blob_links(digest);
+     CREATE TABLE registry_manifests (
+        repository TEXT NOT NULL REFERENCES registry_repositories(name),
+        image TEXT COLLATE "C" NOT NULL,
+        digest TEXT COLLATE "C" NOT NULL,
+        media_type TEXT NOT NULL,
+        content BYTEA NOT NULL,
+        subject TEXT,
+        artifact_type TEXT,
+        create_time TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (repository, image, digest)
+     );
+     CREATE INDEX registry_manifests_subject ON registry_manifests(repository, image, subject);
+     CREATE TABLE registry_tags (
+        repository TEXT NOT NULL,
+        image TEXT NOT NULL,
+        tag TEXT COLLATE "C" NOT NULL,
+        digest TEXT NOT NULL,
+        PRIMARY KEY (repository, image, tag),
+        FOREIGN KEY (repository, image, digest) REFERENCES registry_manifests(repository, image, digest)
+     );
+     CREATE TABLE registry_uploads (
+        upload_id TEXT PRIMARY KEY,
+        repository TEXT NOT NULL REFERENCES registry_repositories(name),
+        image TEXT NOT NULL,
+        received BIGINT NOT NULL,
+        chunks BIGINT NOT NULL,
+        single_chunk_sha256 TEXT,
+        create_time BIGINT NOT NULL
+     );
+     CREATE TABLE instances (
+        resource_name TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL REFERENCES projects(id),
+        zone TEXT NOT NULL,
+        name TEXT COLLATE "C" NOT NULL,
+        id BIGINT NOT NULL UNIQUE,
+        service_account TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        confidential_type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        create_time TEXT NOT NULL
+     );
+     CREATE TABLE signing_keys (
+        issuer TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        wrapped BYTEA NOT NULL,
+        PRIMARY KEY (issuer, created)
+     );
+     CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        value BYTEA NOT NULL
+     );"#,
+];
+
+/// Any number; it only has to be the same for every replica (`pg_advisory_xact_lock`).
+const MIGRATION_LOCK: i64 = 0x636c_6f69_7374_6572; // "cloister"
+
+/// Connections (and worker threads) per replica.
+const POOL_SIZE: u32 = 8;
+/// How often a write that lost a serialization race is tried again.
+const WRITE_ATTEMPTS: u32 = 30;
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+pub struct PostgresStore {
+    /// Always `Some` but in `drop`, which closes the connections on a worker thread.
+    pool: Option<Pool>,
+    workers: rayon::ThreadPool,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // Closing a connection runs the client's own runtime, which must not happen on a
+        // thread of the server's async runtime (where the last handle is usually dropped).
+        let pool = self.pool.take();
+        self.workers.install(move || drop(pool));
+    }
+}
+
+/// What a unit of work can fail with: the database (keeping its SQLSTATE, so a lost
+/// serialization race is retried) or the method's own answer.
+pub(crate) enum Fail {
+    Pg(postgres::Error),
+    Store(StoreError),
+}
+
+impl From<postgres::Error> for Fail {
+    fn from(e: postgres::Error) -> Self {
+        Fail::Pg(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+impl From<Fail> for StoreError {
+    fn from(f: Fail) -> Self {
+        match f {
+            Fail::Pg(e) => db(e),
+            Fail::Store(e) => e,
+        }
+    }
+}
+
+pub(crate) type Work<T> = Result<T, Fail>;
+
+fn db(e: postgres::Error) -> StoreError {
+    // The server's message (with its detail) says more than the client's summary.
+    match e.as_db_error() {
+        Some(d) => StoreError::Database(match d.detail() {
+            Some(detail) => format!("{}: {detail}", d.message()),
+            None => d.message().to_owned(),
+        }),
+        None => StoreError::Database(e.to_string()),
+    }
+}
+
+fn retryable(e: &postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    )
+}
+
+/// `what` already exists when `e` is a unique violation; otherwise the database error.
+pub(crate) fn unique(e: postgres::Error, what: impl FnOnce() -> String) -> Fail {
+    if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+        Fail::Store(StoreError::AlreadyExists(what()))
+    } else {
+        Fail::Pg(e)
+    }
+}
+
+/// A stored value that does not parse: the database holds something Cloister did not write.
+pub(crate) fn corrupt(column: &str, e: impl std::fmt::Display) -> Fail {
+    Fail::Store(StoreError::Database(format!(
+        "stored {column} does not parse: {e}"
+    )))
+}
+
+/// The URL without its password, for messages and logs.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`) and
+    /// applies pending migrations.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let shown = redacted(url);
+        let config: postgres::Config = url.parse().map_err(|e| {
+            StoreError::Database(format!(
+                "the database URL {shown} does not parse ({e}); write it as \
+                 postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+            ))
+        })?;
+        let workers = rayon::ThreadPoolBuilder::new()
+            .num_threads(POOL_SIZE as usize)
+            .thread_name(|i| format!("cloister-pg-{i}"))
+            .build()
+            .map_err(|e| StoreError::Database(format!("starting database workers: {e}")))?;
+        let pool = workers.install(|| {
+            let unreachable = |e: &dyn std::fmt::Display| {
+                StoreError::Database(format!(
+                    "could not connect to PostgreSQL at {shown}: {e}; check that it runs, \
+                     the URL and the credentials"
+                ))
+            };
+            // One connection first, for a clear error and the migrations.
+            let mut first = config.connect(NoTls).map_err(|e| unreachable(&e))?;
+            migrate(&mut first)?;
+            drop(first);
+            r2d2::Pool::builder()
+                .max_size(POOL_SIZE)
+                .connection_timeout(Duration::from_secs(10))
+                // A broken connection is noticed by the query that meets it (`has_broken`);
+                // a test query per checkout would double every call's round trips.
+                .test_on_check_out(false)
+                .build(PostgresConnectionManager::new(config, NoTls))
+                .map_err(|e| unreachable(&e))
+        })?;
+        Ok(Self {
+            pool: Some(pool),
+            workers,
+        })
+    }
+
+    /// Runs `f` on a pooled connection, outside any transaction (single statements: reads,
+    /// and writes that are one conditional statement).
+    fn read<T: Send>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Work<T> + Send,
+    ) -> Result<T, StoreError> {
+        self.workers.install(|| {
+            let mut conn = self.connection()?;
+            f(&mut conn).map_err(StoreError::from)
+        })
+    }
+
+    /// Runs `f` in a SERIALIZABLE transaction, again from the start when it loses a race with
+    /// another writer (any replica's), so it behaves as if it ran alone.
+    fn write<T: Send>(
+        &self,
+        mut f: impl FnMut(&mut Transaction) -> Work<T> + Send,
+    ) -> Result<T, StoreError> {
+        self.workers.install(|| {
+            let mut conn = self.connection()?;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let result = conn
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::Serializable)
+                    .start()
+                    .map_err(Fail::from)
+                    .and_then(|mut tx| {
+                        let value = f(&mut tx)?;
+                        tx.commit()?;
+                        Ok(value)
+                    });
+                match result {
+                    Err(Fail::Pg(e)) if retryable(&e) && attempt < WRITE_ATTEMPTS => {
+                        // Back off a little, more each time, so racing writers spread out.
+                        std::thread::sleep(Duration::from_micros(
+                            200 * u64::from(attempt) + u64::from(rand::random::<u8>()),
+                        ));
+                    }
+                    other => return other.map_err(StoreError::from),
+                }
+            }
+        })
+    }
+
+    fn connection(
+        &self,
+    ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
+        self.pool
+            .as_ref()
+            .ok_or_else(|| StoreError::Database("the store is closing".into()))?
+            .get()
+            .map_err(|e| StoreError::Database(format!("no database connection: {e}")))
+    }
+}
+
+fn migrate(conn: &mut Client) -> Result<(), StoreError> {
+    let mut tx = conn.transaction().map_err(db)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(db)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS cloister_schema (version BIGINT NOT NULL)")
+        .map_err(db)?;
+    let applied: i64 = match tx
+        .query_opt("SELECT version FROM cloister_schema", &[])
+        .map_err(db)?
+    {
+        Some(row) => row.try_get(0).map_err(db)?,
+        None => {
+            tx.execute("INSERT INTO cloister_schema (version) VALUES (0)", &[])
+                .map_err(db)?;
+            0
+        }
+    };
+    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Database(format!(
+            "the database schema is version {applied}, newer than this cloister ({}); \
+             run a newer cloister or restore a backup",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        tx.batch_execute(sql).map_err(db)?;
+        tx.execute(
+            "UPDATE cloister_schema SET version = $1",
+            &[&((i + 1) as i64)],
+        )
+        .map_err(db)?;
+        tracing::info!(version = i + 1, "applied PostgreSQL schema migration");
+    }
+    tx.commit().map_err(db)
+}
+
+// Row readers shared by the trait implementations. `try_get` everywhere: a column of an
+// unexpected type is an error, not a panic.
+
+pub(crate) fn project_id(row: &Row, i: usize) -> Work<ProjectId> {
+    let s: String = row.try_get(i)?;
+    ProjectId::parse(&s).map_err(|e| corrupt("project id", e))
+}
+
+pub(crate) fn email(row: &Row, i: usize) -> Work<Email> {
+    let s: String = row.try_get(i)?;
+    Email::parse(&s).map_err(|e| corrupt("email", e))
+}
+
+pub(crate) fn json<T: serde::de::DeserializeOwned>(row: &Row, i: usize, what: &str) -> Work<T> {
+    let s: String = row.try_get(i)?;
+    serde_json::from_str(&s).map_err(|e| corrupt(what, e))
+}
+
+pub(crate) fn audit_row(row: &Row) -> Work<AuditEntry> {
+    let decision: String = row.try_get(5)?;
+    Ok(AuditEntry {
+        id: row.try_get(0)?,
+        time: row.try_get(1)?,
+        principal: row.try_get(2)?,
+        permission: row.try_get(3)?,
+        resource: row.try_get(4)?,
+        decision: Decision::parse(&decision).unwrap_or(Decision::Deny),
+        reason: row.try_get(6)?,
+        project: row.try_get(7)?,
+    })
+}
+
+/// Collects rows through `f`, stopping at the first that does not read.
+pub(crate) fn rows<T>(rows: Vec<Row>, f: impl Fn(&Row) -> Work<T>) -> Work<Vec<T>> {
+    rows.iter().map(f).collect()
+}

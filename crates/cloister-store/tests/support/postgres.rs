@@ -1,0 +1,199 @@
+//! A real PostgreSQL server for tests (Debian's `postgresql` package; `scripts/install-deps.sh
+//! --test-servers` installs it): one per test process, on a loopback port in its own
+//! directory, with a fresh database for each test.
+//!
+//! The server is started by a thread that lives as long as the process, with a parent-death
+//! signal, so it goes away with the test process however that ends.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Where test servers keep their data: `ROOT/PID`, removed by the next run once PID is gone.
+const ROOT: &str = "/tmp/cloister-test-postgres";
+const USER: &str = "cloister";
+
+pub struct Postgres {
+    pub port: u16,
+    bin: PathBuf,
+}
+
+/// Debian installs each major version's programs in `/usr/lib/postgresql/VERSION/bin`.
+fn bin_dir() -> PathBuf {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed (scripts/install-deps.sh --test-servers)")
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let version = e.file_name().to_str()?.parse().ok()?;
+            Some((version, e.path().join("bin")))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("a PostgreSQL version in /usr/lib/postgresql")
+        .1
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// `program args…`, as the `postgres` user when we are root (PostgreSQL refuses to run as root).
+fn command(program: &Path, pdeathsig: bool) -> Command {
+    if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"]);
+        if pdeathsig {
+            c.args(["--pdeathsig", "QUIT"]);
+        }
+        c.arg("--").arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run(mut c: Command, what: &str) {
+    let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Removes the directories of earlier runs whose process has ended.
+fn sweep_old_runs() {
+    let Ok(entries) = std::fs::read_dir(ROOT) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let alive = e
+            .file_name()
+            .to_str()
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl Postgres {
+    /// This process's server, started on first use.
+    pub fn shared() -> &'static Postgres {
+        static SERVER: OnceLock<Postgres> = OnceLock::new();
+        SERVER.get_or_init(Postgres::start)
+    }
+
+    fn start() -> Postgres {
+        sweep_old_runs();
+        let bin = bin_dir();
+        let dir = Path::new(ROOT).join(std::process::id().to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        if is_root() {
+            run(
+                {
+                    let mut c = Command::new("chown");
+                    c.args(["-R", "postgres:postgres", ROOT]);
+                    c
+                },
+                "chown",
+            );
+        }
+        let data = dir.join("data");
+        let mut initdb = command(&bin.join("initdb"), false);
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", USER, "-A", "trust", "-E", "UTF8", "--no-sync"]);
+        run(initdb, "initdb");
+        let port = free_port();
+        let mut server = command(&bin.join("postgres"), true);
+        server
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(&dir)
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=400",
+                // A test server: its own durability is not under test.
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // The thread that starts the server waits on it for the rest of the process's life:
+        // the parent-death signal is tied to this thread.
+        let (started, ready) = std::sync::mpsc::channel();
+        std::thread::spawn(move || match server.spawn() {
+            Ok(mut child) => {
+                let _ = started.send(Ok(()));
+                let _ = child.wait();
+                std::thread::park();
+            }
+            Err(e) => {
+                let _ = started.send(Err(e.to_string()));
+            }
+        });
+        if let Ok(Err(e)) = ready.recv() {
+            panic!("starting postgres: {e}");
+        }
+        let pg = Postgres { port, bin };
+        for _ in 0..300 {
+            let ok = Command::new(pg.bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", USER])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return pg;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("postgres did not accept connections on port {port}");
+    }
+
+    /// A fresh, empty database on the shared server; its URL.
+    pub fn database() -> String {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let pg = Postgres::shared();
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut createdb = Command::new(pg.bin.join("createdb"));
+        createdb.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            USER,
+            &name,
+        ]);
+        run(createdb, "createdb");
+        format!("postgres://{USER}@127.0.0.1:{}/{name}", pg.port)
+    }
+}
