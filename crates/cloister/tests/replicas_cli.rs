@@ -1,0 +1,234 @@
+//! Two `cloister server` processes on different ports, sharing a real PostgreSQL and a real
+//! S3 server (Garage): killing one under load loses no write it acknowledged, and the other
+//! keeps serving.
+
+#[path = "../../cloister-store/tests/support/garage.rs"]
+mod garage;
+#[path = "../../cloister-store/tests/support/postgres.rs"]
+mod postgres;
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::Server;
+
+/// The bytes writer `w` puts in its `i`-th object (distinct per object, so a mix-up shows).
+fn content(w: usize, i: usize) -> Vec<u8> {
+    let seed = (w * 1_000_003 + i) as u32;
+    (0..64 * 1024u32)
+        .map(|j| (j.wrapping_mul(31).wrapping_add(seed) % 251) as u8)
+        .collect()
+}
+
+struct Cluster {
+    _garage: garage::Garage,
+    dir: tempfile::TempDir,
+    flags: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let garage = garage::Garage::start();
+        let dir = tempfile::tempdir().unwrap();
+        let kek = dir.path().join("kek");
+        std::fs::write(&kek, rand::random::<[u8; 32]>()).unwrap();
+        let flags = vec![
+            "--database-url".into(),
+            postgres::Postgres::database(),
+            "--blob-url".into(),
+            format!("s3://{}/cluster", garage.bucket),
+            "--kek-file".into(),
+            kek.display().to_string(),
+            "--public-url".into(),
+            support::PUBLIC_URL.into(),
+        ];
+        let env = garage.options();
+        Cluster {
+            _garage: garage,
+            dir,
+            flags,
+            env,
+        }
+    }
+
+    fn replica(&self, name: &str) -> Server {
+        let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        Server::try_start_env(&self.dir.path().join(name), &flags, &self.env)
+            .unwrap_or_else(|log| panic!("replica {name} did not start:\n{log}"))
+    }
+}
+
+async fn call(
+    http: &reqwest::Client,
+    token: &str,
+    method: reqwest::Method,
+    url: String,
+    body: Value,
+) -> Value {
+    let resp = http
+        .request(method, url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{:?}", resp.status());
+    resp.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_a_replica_under_load_loses_no_acknowledged_write() {
+    let cluster = Cluster::new();
+    let a = cluster.replica("a");
+    let b = cluster.replica("b");
+    let (a_url, b_url) = (a.endpoint(), b.endpoint());
+    let http = reqwest::Client::new();
+
+    // The bootstrap admin (created by whichever replica started first) logs in at B.
+    let credential = ["a", "b"]
+        .iter()
+        .map(|r| {
+            cluster
+                .dir
+                .path()
+                .join(r)
+                .join("bootstrap-admin-credential.json")
+        })
+        .find(|p| p.exists())
+        .expect("one replica created the bootstrap admin");
+    let credential: Value = serde_json::from_slice(&std::fs::read(credential).unwrap()).unwrap();
+    let token: Value = http
+        .post(format!("{b_url}/oauth2/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", credential["client_id"].as_str().unwrap()),
+            (
+                "client_secret",
+                credential["client_secret"].as_str().unwrap(),
+            ),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    call(
+        &http,
+        &token,
+        reqwest::Method::POST,
+        format!("{a_url}/v1/projects"),
+        json!({"projectId": "primus-bank"}),
+    )
+    .await;
+    call(
+        &http,
+        &token,
+        reqwest::Method::POST,
+        format!("{b_url}/storage/v1/b?project=primus-bank"),
+        json!({"name": "primus-models"}),
+    )
+    .await;
+
+    // Four writers, two on each replica, each recording the objects the server acknowledged.
+    let acknowledged = Arc::new(Mutex::new(Vec::<(usize, usize, Instant)>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let url = if w % 2 == 0 { a_url.clone() } else { b_url.clone() };
+            let (http, token, acknowledged, stop) =
+                (http.clone(), token.clone(), Arc::clone(&acknowledged), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut failures = 0;
+                for i in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let sent = http
+                        .post(format!(
+                            "{url}/upload/storage/v1/b/primus-models/o?uploadType=media&name=w{w}-{i}"
+                        ))
+                        .bearer_auth(&token)
+                        .body(content(w, i))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status().is_success() => {
+                            acknowledged.lock().unwrap().push((w, i, Instant::now()))
+                        }
+                        // The killed replica: refused connections, or a reset mid-request.
+                        _ => {
+                            failures += 1;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let killed_at = Instant::now();
+    a.kill9();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for w in writers {
+        failures.push(w.await.unwrap());
+    }
+
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let on = |replica: usize, after: bool| {
+        acknowledged
+            .iter()
+            .filter(|(w, _, t)| w % 2 == replica && (*t > killed_at) == after)
+            .count()
+    };
+    eprintln!(
+        "acknowledged: A {} before the kill; B {} before, {} after; failed on A: {}",
+        on(0, false),
+        on(1, false),
+        on(1, true),
+        failures[0] + failures[2]
+    );
+    assert!(
+        on(0, false) > 0,
+        "A acknowledged writes before it was killed"
+    );
+    assert!(
+        on(1, true) > 0,
+        "B kept acknowledging writes after A was killed"
+    );
+    assert!(
+        failures[0] > 0 && failures[2] > 0,
+        "writes to the killed replica failed: {failures:?}"
+    );
+    assert_eq!(
+        failures[1] + failures[3],
+        0,
+        "no write to B failed: {failures:?}"
+    );
+
+    // Every acknowledged write, from either replica, is there and whole, read through B.
+    for (w, i, _) in &acknowledged {
+        let resp = http
+            .get(format!(
+                "{b_url}/download/storage/v1/b/primus-models/o/w{w}-{i}?alt=media"
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "w{w}-{i}: {:?}", resp.status());
+        assert!(
+            resp.bytes().await.unwrap() == content(*w, *i),
+            "w{w}-{i} differs"
+        );
+    }
+    b.stop();
+}
