@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Cloister needs on Debian 12 (as root). Idempotent.
-#   install-deps.sh [--test-servers]   (also the servers only the tests need: PostgreSQL, Garage)
+#   install-deps.sh [--test-servers]   (also the servers only the tests and scripts/replicas.sh
+#                                       need: PostgreSQL, Garage, nginx)
 set -euo pipefail
 test_servers=false
 [ "${1:-}" = "--test-servers" ] && test_servers=true
@@ -16,9 +17,10 @@ fi
 # skopeo and podman are the real OCI clients the registry interop tests drive; runc runs
 # the workload containers the launcher starts.
 packages=(gcc pkg-config ca-certificates swtpm swtpm-tools libtss2-dev tpm2-tools skopeo podman runc)
-# PostgreSQL, the replicas' shared metadata store: the tests start their own server from its
-# programs (a temporary cluster per test process), never the system's.
-if $test_servers; then packages+=(postgresql); fi
+# PostgreSQL, the replicas' shared metadata store (the tests start their own server from its
+# programs, a temporary cluster per test process, never the system's), and nginx, the load
+# balancer of scripts/replicas.sh.
+if $test_servers; then packages+=(postgresql nginx); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

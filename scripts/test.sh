@@ -12,5 +12,7 @@ cargo test --workspace --locked
 # The services' whole suite once more with PostgreSQL as the metadata store (the store-level
 # conformance suite already runs on both).
 CLOISTER_TEST_DATABASE=postgres cargo test -p cloister-services --tests --locked
+# The codelab once more, on a replicated deployment: PostgreSQL, Garage, nginx and two replicas.
+LB_PORT=58080 REPLICA_PORTS="58081 58082" PG_PORT=58432 S3_PORT=58900 bash scripts/replicas.sh --demo
 # The workload's pure-Rust engine passes the same correctness tests.
 cargo test -p ml-inference --features tract --locked

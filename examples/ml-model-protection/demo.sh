@@ -4,6 +4,10 @@
 # unauthorized workload (another image digest) is refused by Primus's attribute condition.
 # Exits 0 only when both outcomes are as expected.
 #
+# With CLOISTER_ENDPOINT (and CLOISTER_ADMIN_CREDENTIAL, the bootstrap admin's credential file)
+# it runs against that deployment instead (scripts/replicas.sh: two replicas behind a load
+# balancer, so consecutive steps land on different replicas).
+#
 # Needs: CLOISTER (the cloister binary), ML_INFERENCE (the workload binary), ORT_LIBRARY
 # (libonnxruntime.so), python3 with onnx, onnxruntime, numpy and pillow (scripts/install-deps.sh).
 set -euo pipefail
@@ -20,25 +24,36 @@ serial() {
     --project "${SECUNDUS_PROJECT_ID:-secundus-bank}" --zone "${SECUNDUS_PROJECT_ZONE:-us-west1-b}"
 }
 
-"$CLOISTER" server --listen 127.0.0.1:0 --data-dir "$work/data" --log-format json 2>"$log" &
-server=$!
+if [ -n "${CLOISTER_ENDPOINT:-}" ]; then
+  # An existing deployment (scripts/replicas.sh): its endpoint and bootstrap admin credential.
+  : "${CLOISTER_ADMIN_CREDENTIAL:?set CLOISTER_ADMIN_CREDENTIAL with CLOISTER_ENDPOINT}"
+  endpoint=$CLOISTER_ENDPOINT admin_credential=$CLOISTER_ADMIN_CREDENTIAL server=
+else
+  "$CLOISTER" server --listen 127.0.0.1:0 --data-dir "$work/data" --log-format json 2>"$log" &
+  server=$!
+fi
 cleanup() {
   "$here/7_cleanup.sh" workload-vm unauthorized-vm empty-vm tampered-vm >/dev/null 2>&1 || true
-  kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true
+  if [ -n "$server" ]; then kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
-for _ in $(seq 200); do grep -q '"cloister server listening"' "$log" 2>/dev/null && break; sleep 0.05; done
-address=$(grep -o '"address":"[^"]*"' "$log" | head -1 | cut -d'"' -f4)
-[ -n "$address" ] || { cat "$log" >&2; exit 1; }
-step "Cloister listening at http://$address (embedded default, data in $work/data)"
+if [ -n "$server" ]; then
+  for _ in $(seq 200); do grep -q '"cloister server listening"' "$log" 2>/dev/null && break; sleep 0.05; done
+  address=$(grep -o '"address":"[^"]*"' "$log" | head -1 | cut -d'"' -f4)
+  [ -n "$address" ] || { cat "$log" >&2; exit 1; }
+  endpoint="http://$address" admin_credential="$work/data/bootstrap-admin-credential.json"
+  step "Cloister listening at $endpoint (embedded default, data in $work/data)"
+else
+  step "Cloister at $endpoint"
+fi
 
 step "the platform admin creates the two companies' users; each gets its own CLI profile"
-"$CLOISTER" config profiles create admin --endpoint "http://$address" >/dev/null 2>&1
-"$CLOISTER" --profile admin auth login --credential-file "$work/data/bootstrap-admin-credential.json" >/dev/null 2>&1
+"$CLOISTER" config profiles create admin --endpoint "$endpoint" >/dev/null 2>&1
+"$CLOISTER" --profile admin auth login --credential-file "$admin_credential" >/dev/null 2>&1
 for who in primus secundus; do
   "$CLOISTER" --profile admin iam users create "$who@example.com" --credential-file "$work/$who.json" >/dev/null 2>&1
-  "$CLOISTER" config profiles create "$who" --endpoint "http://$address" >/dev/null 2>&1
+  "$CLOISTER" config profiles create "$who" --endpoint "$endpoint" >/dev/null 2>&1
   "$CLOISTER" --profile "$who" auth login --credential-file "$work/$who.json" >/dev/null 2>&1
 done
 
