@@ -8,12 +8,13 @@
 //! serialization failure, so every read-check-write keeps the meaning it has on SQLite's
 //! single writer while replicas write at once.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use cloister_domain::{AuditEntry, Decision, Email, ProjectId};
 use postgres::error::SqlState;
-use postgres::{Client, IsolationLevel, NoTls, Row, Transaction};
-use r2d2_postgres::PostgresConnectionManager;
+use postgres::types::ToSql;
+use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement, Transaction};
 
 use crate::metadata::StoreError;
 
@@ -240,7 +241,86 @@ const POOL_SIZE: u32 = 8;
 /// How often a write that lost a serialization race is tried again.
 const WRITE_ATTEMPTS: u32 = 30;
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<Manager>;
+
+/// A pooled connection and the statements prepared on it, so each query is parsed and planned
+/// once per connection instead of on every call (a round trip and most of the server's work).
+pub(crate) struct Connection {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+/// Opens [`Connection`]s for the pool. By hand because `r2d2_postgres` pools bare clients,
+/// which have nowhere to keep their prepared statements.
+struct Manager(postgres::Config);
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Connection, postgres::Error> {
+        Ok(Connection {
+            client: self.0.connect(NoTls)?,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> Result<(), postgres::Error> {
+        conn.client.simple_query("").map(drop)
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// A client or a transaction that prepares each statement once per connection.
+pub(crate) struct Cached<'a, C> {
+    inner: &'a mut C,
+    statements: &'a mut HashMap<String, Statement>,
+}
+
+/// What a read runs on: a connection outside any transaction.
+pub(crate) type Conn<'a> = Cached<'a, Client>;
+/// What a write runs in: a serializable transaction.
+pub(crate) type Tx<'a, 'b> = Cached<'a, Transaction<'b>>;
+
+type Params<'p> = [&'p (dyn ToSql + Sync)];
+
+impl<C: GenericClient> Cached<'_, C> {
+    fn prepared(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.inner.prepare(sql)?;
+        self.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    pub fn execute(&mut self, sql: &str, params: &Params) -> Result<u64, postgres::Error> {
+        let statement = self.prepared(sql)?;
+        self.inner.execute(&statement, params)
+    }
+
+    pub fn query(&mut self, sql: &str, params: &Params) -> Result<Vec<Row>, postgres::Error> {
+        let statement = self.prepared(sql)?;
+        self.inner.query(&statement, params)
+    }
+
+    pub fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &Params,
+    ) -> Result<Option<Row>, postgres::Error> {
+        let statement = self.prepared(sql)?;
+        self.inner.query_opt(&statement, params)
+    }
+
+    pub fn query_one(&mut self, sql: &str, params: &Params) -> Result<Row, postgres::Error> {
+        let statement = self.prepared(sql)?;
+        self.inner.query_one(&statement, params)
+    }
+}
 
 pub struct PostgresStore {
     /// Always `Some` but in `drop`, which closes the connections on a worker thread.
@@ -365,7 +445,7 @@ impl PostgresStore {
                 // A broken connection is noticed by the query that meets it (`has_broken`);
                 // a test query per checkout would double every call's round trips.
                 .test_on_check_out(false)
-                .build(PostgresConnectionManager::new(config, NoTls))
+                .build(Manager(config))
                 .map_err(|e| unreachable(&e))
         })?;
         Ok(Self {
@@ -376,13 +456,17 @@ impl PostgresStore {
 
     /// Runs `f` on a pooled connection, outside any transaction (single statements: reads,
     /// and writes that are one conditional statement).
-    fn read<T: Send>(
-        &self,
-        f: impl FnOnce(&mut Client) -> Work<T> + Send,
-    ) -> Result<T, StoreError> {
-        self.workers.install(|| {
-            let mut conn = self.connection()?;
-            f(&mut conn).map_err(StoreError::from)
+    fn read<T: Send>(&self, f: impl FnOnce(&mut Conn) -> Work<T> + Send) -> Result<T, StoreError> {
+        off_runtime(|| {
+            self.workers.install(|| {
+                let mut pooled = self.connection()?;
+                let conn = &mut *pooled;
+                let mut cached = Cached {
+                    inner: &mut conn.client,
+                    statements: &mut conn.statements,
+                };
+                f(&mut cached).map_err(StoreError::from)
+            })
         })
     }
 
@@ -390,44 +474,62 @@ impl PostgresStore {
     /// another writer (any replica's), so it behaves as if it ran alone.
     fn write<T: Send>(
         &self,
-        mut f: impl FnMut(&mut Transaction) -> Work<T> + Send,
+        mut f: impl FnMut(&mut Tx) -> Work<T> + Send,
     ) -> Result<T, StoreError> {
-        self.workers.install(|| {
-            let mut conn = self.connection()?;
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let result = conn
-                    .build_transaction()
-                    .isolation_level(IsolationLevel::Serializable)
-                    .start()
-                    .map_err(Fail::from)
-                    .and_then(|mut tx| {
-                        let value = f(&mut tx)?;
-                        tx.commit()?;
-                        Ok(value)
-                    });
-                match result {
-                    Err(Fail::Pg(e)) if retryable(&e) && attempt < WRITE_ATTEMPTS => {
-                        // Back off a little, more each time, so racing writers spread out.
-                        std::thread::sleep(Duration::from_micros(
-                            200 * u64::from(attempt) + u64::from(rand::random::<u8>()),
-                        ));
+        off_runtime(|| {
+            self.workers.install(|| {
+                let mut pooled = self.connection()?;
+                let conn = &mut *pooled;
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    let result = conn
+                        .client
+                        .build_transaction()
+                        .isolation_level(IsolationLevel::Serializable)
+                        .start()
+                        .map_err(Fail::from)
+                        .and_then(|mut tx| {
+                            let value = f(&mut Cached {
+                                inner: &mut tx,
+                                statements: &mut conn.statements,
+                            })?;
+                            tx.commit()?;
+                            Ok(value)
+                        });
+                    match result {
+                        Err(Fail::Pg(e)) if retryable(&e) && attempt < WRITE_ATTEMPTS => {
+                            // Back off a little, more each time, so racing writers spread out.
+                            std::thread::sleep(Duration::from_micros(
+                                200 * u64::from(attempt) + u64::from(rand::random::<u8>()),
+                            ));
+                        }
+                        other => return other.map_err(StoreError::from),
                     }
-                    other => return other.map_err(StoreError::from),
                 }
-            }
+            })
         })
     }
 
-    fn connection(
-        &self,
-    ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
+    fn connection(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
         self.pool
             .as_ref()
             .ok_or_else(|| StoreError::Database("the store is closing".into()))?
             .get()
             .map_err(|e| StoreError::Database(format!("no database connection: {e}")))
+    }
+}
+
+/// Waits for the database without stalling the async runtime the caller may be a worker of
+/// (services call the store inline for reads): a multi-threaded runtime hands this worker's
+/// other tasks to another thread meanwhile. Elsewhere (a blocking-pool thread, a test's
+/// single-threaded runtime, no runtime) it simply waits.
+fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod codelab;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -29,7 +31,18 @@ pub fn runtimes() -> (tokio::runtime::Runtime, tokio::runtime::Runtime) {
 }
 
 impl BenchServer {
+    /// The embedded default (SQLite, files) on a fresh data directory.
     pub async fn start(server: &tokio::runtime::Handle) -> BenchServer {
+        Self::start_with(server, |_| {}, None).await
+    }
+
+    /// A server whose configuration `configure` adjusts. `admin`: a replica of a server
+    /// already started, whose admin token it accepts (it finds the bootstrap admin made).
+    pub async fn start_with(
+        server: &tokio::runtime::Handle,
+        configure: impl FnOnce(&mut cloister_services::ServerConfig) + Send + 'static,
+        admin: Option<String>,
+    ) -> BenchServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
         let (base, cred, opened) = server
@@ -38,7 +51,7 @@ impl BenchServer {
                     .await
                     .expect("bind");
                 let base = format!("http://{}", listener.local_addr().expect("addr"));
-                let config = cloister_services::ServerConfig {
+                let mut config = cloister_services::ServerConfig {
                     data_dir,
                     public_url: base.clone(),
                     max_body_bytes: 1 << 20,
@@ -50,10 +63,11 @@ impl BenchServer {
                     blob_options: Vec::new(),
                     kek: None,
                 };
+                configure(&mut config);
                 let opened = cloister_services::open(config).await.expect("open");
-                let path = opened.bootstrap_credential.clone().expect("bootstrap");
-                let cred: Value =
-                    serde_json::from_slice(&std::fs::read(path).expect("read")).expect("json");
+                let cred: Option<Value> = opened.bootstrap_credential.as_ref().map(|path| {
+                    serde_json::from_slice(&std::fs::read(path).expect("read")).expect("json")
+                });
                 tokio::spawn(axum::serve(listener, opened.router.clone()).into_future());
                 (base, cred, opened)
             })
@@ -67,7 +81,11 @@ impl BenchServer {
             _dir: dir,
             _opened: opened,
         };
-        s.admin = s.login(&cred).await;
+        s.admin = match (admin, cred) {
+            (Some(admin), _) => admin,
+            (None, Some(cred)) => s.login(&cred).await,
+            (None, None) => panic!("no bootstrap credential and no admin token"),
+        };
         s
     }
 

@@ -3,9 +3,9 @@
 //! transactions.
 
 use cloister_domain::{AuditEntry, Decision, Email, Policy, ProjectId, ProjectNumber};
-use postgres::{Row, Transaction};
+use postgres::Row;
 
-use super::{PostgresStore, Work, audit_row, corrupt, email, json, project_id, rows, unique};
+use super::{PostgresStore, Tx, Work, audit_row, corrupt, email, json, project_id, rows, unique};
 use crate::metadata::{
     AuditFilter, BucketRecord, ChallengeRecord, ConsumeError, CredentialRecord, EMPTY_POLICY,
     FederationRecord, KmsCryptoKey, KmsKeyRing, KmsKeyVersion, MetadataStore, ObjectRecord,
@@ -147,7 +147,7 @@ fn key_version_row(r: &Row) -> Work<KmsKeyVersion> {
 
 /// Gives a new resource its empty policy under `parent` (replacing a leftover of a deleted
 /// namesake, as SQLite's `INSERT OR REPLACE` does).
-fn insert_empty_policy(tx: &mut Transaction, resource: &str, parent: &str) -> Work<()> {
+fn insert_empty_policy(tx: &mut Tx, resource: &str, parent: &str) -> Work<()> {
     tx.execute(
         "INSERT INTO iam_policies (resource, parent, policy, etag) VALUES ($1, $2, $3, $4)
          ON CONFLICT (resource) DO UPDATE SET parent = EXCLUDED.parent, policy = EXCLUDED.policy, etag = EXCLUDED.etag",
@@ -156,11 +156,7 @@ fn insert_empty_policy(tx: &mut Transaction, resource: &str, parent: &str) -> Wo
     Ok(())
 }
 
-fn current_generation(
-    tx: &mut Transaction,
-    bucket: &str,
-    name: &str,
-) -> Work<Option<(i64, String)>> {
+fn current_generation(tx: &mut Tx, bucket: &str, name: &str) -> Work<Option<(i64, String)>> {
     tx.query_opt(
         "SELECT generation, blob_key FROM objects WHERE bucket = $1 AND name = $2",
         &[&bucket, &name],
@@ -881,12 +877,9 @@ impl MetadataStore for PostgresStore {
 
     fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
         self.write(|tx| {
-            let insert = tx.prepare(
-                "INSERT INTO audit_log (time, principal, permission, resource, decision, reason, project) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )?;
             for e in entries {
                 tx.execute(
-                    &insert,
+                    "INSERT INTO audit_log (time, principal, permission, resource, decision, reason, project) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                     &[&e.time, &e.principal, &e.permission, &e.resource, &e.decision.as_str(), &e.reason, &e.project],
                 )?;
             }
