@@ -14,7 +14,7 @@ use std::time::Duration;
 use cloister_domain::{AuditEntry, Decision, Email, ProjectId};
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement, Transaction};
+use postgres::{Client, GenericClient, IsolationLevel, Row, Statement, Transaction};
 
 use crate::metadata::StoreError;
 
@@ -22,6 +22,7 @@ mod compute;
 mod keys;
 mod metadata;
 mod registry;
+mod tls;
 
 /// Schema migrations, applied in order under an advisory lock (replicas starting together
 /// migrate once); `cloister_schema.version` records how many ran. Text that is compared or
@@ -252,7 +253,7 @@ pub(crate) struct Connection {
 
 /// Opens [`Connection`]s for the pool. By hand because `r2d2_postgres` pools bare clients,
 /// which have nowhere to keep their prepared statements.
-struct Manager(postgres::Config);
+struct Manager(postgres::Config, tls::Connector);
 
 impl r2d2::ManageConnection for Manager {
     type Connection = Connection;
@@ -260,7 +261,7 @@ impl r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<Connection, postgres::Error> {
         Ok(Connection {
-            client: self.0.connect(NoTls)?,
+            client: self.1.connect(&self.0)?,
             statements: HashMap::new(),
         })
     }
@@ -368,14 +369,28 @@ impl From<Fail> for StoreError {
 pub(crate) type Work<T> = Result<T, Fail>;
 
 fn db(e: postgres::Error) -> StoreError {
-    // The server's message (with its detail) says more than the client's summary.
-    match e.as_db_error() {
-        Some(d) => StoreError::Database(match d.detail() {
+    StoreError::Database(describe(&e))
+}
+
+/// The server's message (with its detail), or the client's error with its causes: both say
+/// more than the client's one-word summary ("db error").
+fn describe(e: &postgres::Error) -> String {
+    if let Some(d) = e.as_db_error() {
+        return match d.detail() {
             Some(detail) => format!("{}: {detail}", d.message()),
             None => d.message().to_owned(),
-        }),
-        None => StoreError::Database(e.to_string()),
+        };
     }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.contains(&next) {
+            text = format!("{text}: {next}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 fn retryable(e: &postgres::Error) -> bool {
@@ -417,26 +432,24 @@ impl PostgresStore {
     /// applies pending migrations.
     pub fn open(url: &str) -> Result<Self, StoreError> {
         let shown = redacted(url);
-        let config: postgres::Config = url.parse().map_err(|e| {
-            StoreError::Database(format!(
-                "the database URL {shown} does not parse ({e}); write it as \
-                 postgres://USER:PASSWORD@HOST:PORT/DATABASE"
-            ))
-        })?;
+        let (config, connector) = tls::parse(url, &shown)?;
         let workers = rayon::ThreadPoolBuilder::new()
             .num_threads(POOL_SIZE as usize)
             .thread_name(|i| format!("cloister-pg-{i}"))
             .build()
             .map_err(|e| StoreError::Database(format!("starting database workers: {e}")))?;
         let pool = workers.install(|| {
-            let unreachable = |e: &dyn std::fmt::Display| {
+            let unreachable = |e: String| {
                 StoreError::Database(format!(
                     "could not connect to PostgreSQL at {shown}: {e}; check that it runs, \
-                     the URL and the credentials"
+                     the URL, the credentials and, with TLS, that the server's certificate \
+                     is for that host and chains to sslrootcert"
                 ))
             };
             // One connection first, for a clear error and the migrations.
-            let mut first = config.connect(NoTls).map_err(|e| unreachable(&e))?;
+            let mut first = connector
+                .connect(&config)
+                .map_err(|e| unreachable(describe(&e)))?;
             migrate(&mut first)?;
             drop(first);
             r2d2::Pool::builder()
@@ -445,8 +458,8 @@ impl PostgresStore {
                 // A broken connection is noticed by the query that meets it (`has_broken`);
                 // a test query per checkout would double every call's round trips.
                 .test_on_check_out(false)
-                .build(Manager(config))
-                .map_err(|e| unreachable(&e))
+                .build(Manager(config, connector))
+                .map_err(|e| unreachable(e.to_string()))
         })?;
         Ok(Self {
             pool: Some(pool),

@@ -19,7 +19,12 @@ const USER: &str = "cloister";
 pub struct Postgres {
     pub port: u16,
     bin: PathBuf,
+    /// The CA that signed the server's certificate (for 127.0.0.1 and localhost).
+    pub ca: PathBuf,
 }
+
+/// A role that may only connect over TLS (`pg_hba.conf`), to prove a connection used it.
+pub const TLS_ONLY_USER: &str = "tls_only";
 
 /// Debian installs each major version's programs in `/usr/lib/postgresql/VERSION/bin`.
 fn bin_dir() -> PathBuf {
@@ -87,6 +92,93 @@ fn sweep_old_runs() {
     }
 }
 
+/// A CA and a server certificate it signed (for 127.0.0.1 and localhost), made with the
+/// `openssl` command (ca-certificates depends on it); the server's files go in `data`.
+/// Returns the CA certificate's path.
+fn certificates(dir: &Path, data: &Path) -> PathBuf {
+    let openssl = |args: &[&str]| {
+        let mut c = Command::new("openssl");
+        c.args(args).current_dir(dir);
+        run(c, "openssl");
+    };
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"],
+            &key[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=cloister test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"],
+            &key[..],
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    for file in ["server.crt", "server.key"] {
+        std::fs::copy(dir.join(file), data.join(file)).unwrap();
+    }
+    if is_root() {
+        let mut chown = Command::new("chown");
+        chown
+            .arg("postgres:postgres")
+            .arg(data.join("server.crt"))
+            .arg(data.join("server.key"));
+        run(chown, "chown");
+    }
+    let mut chmod = Command::new("chmod");
+    chmod.arg("600").arg(data.join("server.key"));
+    run(chmod, "chmod");
+    dir.join("ca.crt")
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -123,6 +215,18 @@ impl Postgres {
             .arg(&data)
             .args(["-U", USER, "-A", "trust", "-E", "UTF8", "--no-sync"]);
         run(initdb, "initdb");
+        let ca = certificates(&dir, &data);
+        // The TLS-only role is refused on a plain connection, before every other rule.
+        let hba = data.join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).unwrap();
+        std::fs::write(
+            &hba,
+            format!(
+                "hostnossl all {TLS_ONLY_USER} 127.0.0.1/32 reject\n\
+                 hostssl all {TLS_ONLY_USER} 127.0.0.1/32 trust\n{rules}"
+            ),
+        )
+        .unwrap();
         let port = free_port();
         let mut server = command(&bin.join("postgres"), true);
         server
@@ -140,6 +244,8 @@ impl Postgres {
                 "fsync=off",
                 "-c",
                 "full_page_writes=off",
+                "-c",
+                "ssl=on",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -159,7 +265,7 @@ impl Postgres {
         if let Ok(Err(e)) = ready.recv() {
             panic!("starting postgres: {e}");
         }
-        let pg = Postgres { port, bin };
+        let pg = Postgres { port, bin, ca };
         for _ in 0..300 {
             let ok = Command::new(pg.bin.join("pg_isready"))
                 .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", USER])
@@ -176,6 +282,32 @@ impl Postgres {
 
     /// A fresh, empty database on the shared server; its URL.
     pub fn database() -> String {
+        let (pg, name) = Postgres::create(USER);
+        format!("postgres://{USER}@127.0.0.1:{}/{name}", pg.port)
+    }
+
+    /// A fresh database owned by the TLS-only role; its URL without TLS parameters.
+    pub fn tls_only_database() -> String {
+        static ROLE: OnceLock<()> = OnceLock::new();
+        let pg = Postgres::shared();
+        ROLE.get_or_init(|| {
+            let mut createuser = Command::new(pg.bin.join("createuser"));
+            createuser.args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &pg.port.to_string(),
+                "-U",
+                USER,
+                TLS_ONLY_USER,
+            ]);
+            run(createuser, "createuser");
+        });
+        let (pg, name) = Postgres::create(TLS_ONLY_USER);
+        format!("postgres://{TLS_ONLY_USER}@127.0.0.1:{}/{name}", pg.port)
+    }
+
+    fn create(owner: &str) -> (&'static Postgres, String) {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let pg = Postgres::shared();
         let name = format!(
@@ -191,9 +323,11 @@ impl Postgres {
             &pg.port.to_string(),
             "-U",
             USER,
+            "-O",
+            owner,
             &name,
         ]);
         run(createdb, "createdb");
-        format!("postgres://{USER}@127.0.0.1:{}/{name}", pg.port)
+        (pg, name)
     }
 }
