@@ -5,6 +5,8 @@
 //! The server is started by a thread that lives as long as the process, with a parent-death
 //! signal, so it goes away with the test process however that ends.
 
+#![allow(dead_code)]
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
