@@ -215,7 +215,9 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
     spawn_key_refresh(&state);
     // Instances are processes of this server: none survived its last stop. (With a shared
     // database the instances may be another replica's, which still runs them.)
-    if !shared_database {
+    if shared_database {
+        spawn_instance_reaper(&state);
+    } else {
         mark_instances_terminated(&state)
             .await
             .map_err(StartupError::Bootstrap)?;
@@ -344,6 +346,29 @@ async fn bootstrap_admin(
         return Ok(None);
     }
     Ok(Some(path))
+}
+
+/// With a shared database, an instance this replica runs may be deleted through another
+/// replica, whose driver has nothing to stop: every two seconds, this one stops the instances
+/// whose record is gone.
+fn spawn_instance_reaper(state: &AppState) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            for instance in state.compute.running() {
+                let name = instance.resource_name();
+                if let Ok(None) = state.db(move |s| s.get_instance(&name)).await {
+                    tracing::info!(
+                        instance = %instance.resource_name(),
+                        "the instance was deleted through another replica: stopping it"
+                    );
+                    state.compute.stop(&instance).await;
+                }
+            }
+        }
+    });
 }
 
 /// Every minute, reads the signing keys again, so a rotation on another replica reaches this

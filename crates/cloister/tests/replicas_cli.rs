@@ -1,6 +1,6 @@
 //! Two `cloister server` processes on different ports, sharing a real PostgreSQL and a real
 //! S3 server (Garage): killing one under load loses no write it acknowledged, and the other
-//! keeps serving.
+//! keeps serving; an instance deleted through either replica stops where it runs.
 
 #[path = "../../cloister-store/tests/support/garage.rs"]
 mod garage;
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::Server;
+use support::instances::{COUNTER, COUNTER_LABELS, Secundus};
 
 /// The bytes writer `w` puts in its `i`-th object (distinct per object, so a mix-up shows).
 fn content(w: usize, i: usize) -> Vec<u8> {
@@ -231,4 +232,82 @@ async fn killing_a_replica_under_load_loses_no_acknowledged_write() {
         );
     }
     b.stop();
+}
+
+/// Instances run on the replica that created them; deleting one through another replica
+/// (which has no process to stop) still stops the workload where it runs.
+#[test]
+fn an_instance_deleted_through_another_replica_stops_where_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let kek = dir.path().join("kek");
+    std::fs::write(&kek, rand::random::<[u8; 32]>()).unwrap();
+    let flags = [
+        "--database-url".to_owned(),
+        postgres::Postgres::database(),
+        // Two processes on one machine may share blobs in a directory (object_store's file://).
+        "--blob-url".to_owned(),
+        format!("file://{}", dir.path().join("blobs").display()),
+        "--kek-file".to_owned(),
+        kek.display().to_string(),
+    ];
+    std::fs::create_dir_all(dir.path().join("blobs")).unwrap();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let s = Secundus::setup_with(&flags);
+    let (image, _) = s.push_program("sleeper", COUNTER, COUNTER_LABELS);
+    let metadata = format!(
+        "^~^tee-image-reference={image}~tee-container-log-redirect=true~tee-cmd=[\"sleep\"]"
+    );
+    s.create("sleeper", "INSECURE", &metadata);
+    s.wait_for("sleeper", "RUN 1 sleep");
+    let running = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .filter(|c| String::from_utf8_lossy(c).starts_with("/usr/local/bin/sleeper"))
+            .count()
+    };
+    assert_eq!(running(), 1);
+
+    let b = Server::try_start_env(&dir.path().join("b"), &flags, &[])
+        .unwrap_or_else(|log| panic!("replica b did not start:\n{log}"));
+    support::login(&s.w.cli, &b, "alice-b", &s.w.dir.path().join("alice.json"));
+    let at_b = |args: &[&str]| {
+        let mut all = vec!["--profile", "alice-b"];
+        all.extend(args);
+        s.w.cli.ok(&all)
+    };
+    let place = ["--project", "secundus-bank", "--zone", "us-west1-b"];
+    let described = at_b(
+        &[
+            &[
+                "compute",
+                "instances",
+                "describe",
+                "sleeper",
+                "--format",
+                "value(status)",
+            ],
+            &place[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(described.trim(), "RUNNING", "B sees the instance A runs");
+    at_b(&[&["compute", "instances", "delete", "sleeper"], &place[..]].concat());
+    // Polling, not a speed limit: the bound only keeps a broken reaper from hanging the suite.
+    let start = Instant::now();
+    while running() > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the workload still runs on A"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let listed = s.alice(
+        &[
+            &["compute", "instances", "list", "--format", "value(name)"],
+            &place[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(listed.trim(), "", "the instance is gone for A too");
 }

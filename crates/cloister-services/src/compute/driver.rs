@@ -52,6 +52,7 @@ impl Launcher {
 }
 
 struct Running {
+    instance: InstanceRecord,
     stop: watch::Sender<bool>,
     supervisor: tokio::task::JoinHandle<()>,
     metadata: tokio::task::JoinHandle<()>,
@@ -191,6 +192,7 @@ impl LocalDriver {
             stopped,
         ));
         let running = Running {
+            instance: instance.clone(),
             stop,
             supervisor,
             metadata,
@@ -221,6 +223,16 @@ impl LocalDriver {
         {
             tracing::error!(error = %e, dir = %dir.display(), "could not remove an instance's runtime directory");
         }
+    }
+
+    /// The instances this driver runs now.
+    pub fn running(&self) -> Vec<InstanceRecord> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|r| r.instance.clone())
+            .collect()
     }
 
     /// The serial console from byte `start`: (contents, next offset).
