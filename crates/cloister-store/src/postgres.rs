@@ -467,35 +467,66 @@ impl PostgresStore {
         })
     }
 
-    /// Runs `f` on a pooled connection, outside any transaction (single statements: reads,
-    /// and writes that are one conditional statement).
-    fn read<T: Send>(&self, f: impl FnOnce(&mut Conn) -> Work<T> + Send) -> Result<T, StoreError> {
+    /// Runs a read on a pooled connection. A read is safe to repeat, so one whose connection
+    /// the server had dropped (a restart, a failover, an idle timeout) runs again on another.
+    fn read<T: Send>(&self, f: impl FnMut(&mut Conn) -> Work<T> + Send) -> Result<T, StoreError> {
+        self.on_connection(true, f)
+    }
+
+    /// Runs a write that is one statement (atomic on its own) outside any transaction. Never
+    /// repeated: when the connection drops, whether the statement ran is unknown.
+    fn write_one<T: Send>(
+        &self,
+        f: impl FnMut(&mut Conn) -> Work<T> + Send,
+    ) -> Result<T, StoreError> {
+        self.on_connection(false, f)
+    }
+
+    fn on_connection<T: Send>(
+        &self,
+        again_if_dropped: bool,
+        mut f: impl FnMut(&mut Conn) -> Work<T> + Send,
+    ) -> Result<T, StoreError> {
         off_runtime(|| {
             self.workers.install(|| {
-                let mut pooled = self.connection()?;
-                let conn = &mut *pooled;
-                let mut cached = Cached {
-                    inner: &mut conn.client,
-                    statements: &mut conn.statements,
-                };
-                f(&mut cached).map_err(StoreError::from)
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    let mut pooled = self.connection()?;
+                    let conn = &mut *pooled;
+                    let result = f(&mut Cached {
+                        inner: &mut conn.client,
+                        statements: &mut conn.statements,
+                    });
+                    // Every pooled connection may have been dropped at once: try each.
+                    if again_if_dropped
+                        && result.is_err()
+                        && conn.client.is_closed()
+                        && attempt <= POOL_SIZE
+                    {
+                        continue;
+                    }
+                    return result.map_err(StoreError::from);
+                }
             })
         })
     }
 
     /// Runs `f` in a SERIALIZABLE transaction, again from the start when it loses a race with
-    /// another writer (any replica's), so it behaves as if it ran alone.
+    /// another writer (any replica's), so it behaves as if it ran alone; also when the
+    /// connection turns out dropped before the commit (the server rolled the work back).
     fn write<T: Send>(
         &self,
         mut f: impl FnMut(&mut Tx) -> Work<T> + Send,
     ) -> Result<T, StoreError> {
         off_runtime(|| {
             self.workers.install(|| {
-                let mut pooled = self.connection()?;
-                let conn = &mut *pooled;
                 let mut attempt = 0;
                 loop {
                     attempt += 1;
+                    let mut pooled = self.connection()?;
+                    let conn = &mut *pooled;
+                    let mut committing = false;
                     let result = conn
                         .client
                         .build_transaction()
@@ -507,10 +538,13 @@ impl PostgresStore {
                                 inner: &mut tx,
                                 statements: &mut conn.statements,
                             })?;
+                            committing = true;
                             tx.commit()?;
                             Ok(value)
                         });
+                    let dropped = result.is_err() && !committing && conn.client.is_closed();
                     match result {
+                        Err(_) if dropped && attempt <= POOL_SIZE => {}
                         Err(Fail::Pg(e)) if retryable(&e) && attempt < WRITE_ATTEMPTS => {
                             // Back off a little, more each time, so racing writers spread out.
                             std::thread::sleep(Duration::from_micros(

@@ -28,7 +28,7 @@ impl ComputeStore for PostgresStore {
     fn create_instance(&self, i: &InstanceRecord) -> Result<(), StoreError> {
         let metadata =
             serde_json::to_string(&i.metadata).map_err(|e| StoreError::Database(e.to_string()))?;
-        self.read(|c| {
+        self.write_one(|c| {
             c.execute(
                 &format!("INSERT INTO instances (resource_name, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
                 &[
@@ -72,7 +72,7 @@ impl ComputeStore for PostgresStore {
     }
 
     fn set_instance_status(&self, resource_name: &str, status: &str) -> Result<bool, StoreError> {
-        self.read(|c| {
+        self.write_one(|c| {
             Ok(c.execute(
                 "UPDATE instances SET status = $2 WHERE resource_name = $1",
                 &[&resource_name, &status],
@@ -81,7 +81,7 @@ impl ComputeStore for PostgresStore {
     }
 
     fn delete_instance(&self, resource_name: &str) -> Result<bool, StoreError> {
-        self.read(|c| {
+        self.write_one(|c| {
             Ok(c.execute(
                 "DELETE FROM instances WHERE resource_name = $1",
                 &[&resource_name],

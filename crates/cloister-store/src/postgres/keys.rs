@@ -23,7 +23,7 @@ impl KeyStore for PostgresStore {
     }
 
     fn add_signing_key(&self, issuer: &str, key: &StoredSigningKey) -> Result<(), StoreError> {
-        self.read(|c| {
+        self.write_one(|c| {
             c.execute(
                 "INSERT INTO signing_keys (issuer, created, wrapped) VALUES ($1, $2, $3)",
                 &[&issuer, &key.created, &key.wrapped],
@@ -33,7 +33,7 @@ impl KeyStore for PostgresStore {
     }
 
     fn delete_signing_key(&self, issuer: &str, created: i64) -> Result<bool, StoreError> {
-        self.read(|c| {
+        self.write_one(|c| {
             Ok(c.execute(
                 "DELETE FROM signing_keys WHERE issuer = $1 AND created = $2",
                 &[&issuer, &created],
@@ -52,7 +52,7 @@ impl KeyStore for PostgresStore {
     fn secret_or_insert(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
         // Two statements, each with its own snapshot: when another replica's insert wins the
         // race, ours waits for it, does nothing, and the select then sees the winner's value.
-        self.read(|c| {
+        self.write_one(|c| {
             c.execute(
                 "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
                 &[&name, &value],

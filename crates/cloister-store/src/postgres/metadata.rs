@@ -167,7 +167,7 @@ fn current_generation(tx: &mut Tx, bucket: &str, name: &str) -> Work<Option<(i64
 
 impl MetadataStore for PostgresStore {
     fn create_user(&self, u: &UserRecord) -> Result<(), StoreError> {
-        self.read(|c| {
+        self.write_one(|c| {
             c.execute(
                 &format!("INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4)"),
                 &[&u.email.as_str(), &u.display_name, &u.admin, &u.create_time],
@@ -202,7 +202,7 @@ impl MetadataStore for PostgresStore {
     }
 
     fn create_credential(&self, cred: &CredentialRecord) -> Result<(), StoreError> {
-        self.read(|c| {
+        self.write_one(|c| {
             c.execute(
                 "INSERT INTO credentials (id, user_email, secret_sha256, create_time) VALUES ($1, $2, $3, $4)",
                 &[&cred.id, &cred.user.as_str(), &cred.secret_sha256.as_slice(), &cred.create_time],
@@ -414,7 +414,7 @@ impl MetadataStore for PostgresStore {
     }
 
     fn create_challenge(&self, ch: &ChallengeRecord) -> Result<(), StoreError> {
-        self.read(|c| {
+        self.write_one(|c| {
             c.execute(
                 "INSERT INTO challenges (name, project_id, nonce, create_time, expire_time, used) VALUES ($1, $2, $3, $4, $5, FALSE)",
                 &[&ch.name, &ch.project_id.as_str(), &ch.nonce, &ch.create_time, &ch.expire_time],
@@ -502,7 +502,7 @@ impl MetadataStore for PostgresStore {
     }
 
     fn delete_reference_value(&self, measurement: &str) -> Result<bool, StoreError> {
-        self.read(|c| {
+        self.write_one(|c| {
             Ok(c.execute(
                 "DELETE FROM reference_values WHERE measurement = $1",
                 &[&measurement],
@@ -654,7 +654,7 @@ impl MetadataStore for PostgresStore {
     }
 
     fn create_upload_session(&self, u: &UploadSession) -> Result<(), StoreError> {
-        self.read(|c| {
+        self.write_one(|c| {
             c.execute(
                 &format!("INSERT INTO upload_sessions ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
                 &[
@@ -685,7 +685,7 @@ impl MetadataStore for PostgresStore {
         to: u64,
     ) -> Result<bool, StoreError> {
         // One conditional statement: atomic on its own, whichever replica runs it.
-        self.read(|c| {
+        self.write_one(|c| {
             Ok(c.execute(
                 "UPDATE upload_sessions SET received = $3 WHERE upload_id = $1 AND received = $2",
                 &[&upload_id, &(from as i64), &(to as i64)],
@@ -694,7 +694,7 @@ impl MetadataStore for PostgresStore {
     }
 
     fn delete_upload_session(&self, upload_id: &str) -> Result<bool, StoreError> {
-        self.read(|c| {
+        self.write_one(|c| {
             Ok(c.execute(
                 "DELETE FROM upload_sessions WHERE upload_id = $1",
                 &[&upload_id],

@@ -156,7 +156,7 @@ impl RegistryStore for PostgresStore {
         let Some(blob) = self.linked_blob(from, digest)? else {
             return Ok(None);
         };
-        self.read(|c| {
+        self.write_one(|c| {
             c.execute(
                 "INSERT INTO registry_blob_links (repository, image, digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                 &[&image.repository, &image.image, &digest],
@@ -264,7 +264,7 @@ impl RegistryStore for PostgresStore {
     }
 
     fn delete_tag(&self, image: &ImageRef, tag: &str) -> Result<bool, StoreError> {
-        self.read(|c| {
+        self.write_one(|c| {
             Ok(c.execute(
                 "DELETE FROM registry_tags WHERE repository = $1 AND image = $2 AND tag = $3",
                 &[&image.repository, &image.image, &tag],
@@ -316,7 +316,7 @@ impl RegistryStore for PostgresStore {
     }
 
     fn create_registry_upload(&self, u: &RegistryUpload) -> Result<(), StoreError> {
-        self.read(|c| {
+        self.write_one(|c| {
             c.execute(
                 &format!("INSERT INTO registry_uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
                 &[
@@ -348,7 +348,7 @@ impl RegistryStore for PostgresStore {
         chunk_sha256: &str,
     ) -> Result<bool, StoreError> {
         // One conditional statement: atomic on its own, whichever replica runs it.
-        self.read(|c| {
+        self.write_one(|c| {
             Ok(c.execute(
                 "UPDATE registry_uploads SET received = received + $3, chunks = chunks + 1,
                         single_chunk_sha256 = CASE WHEN chunks = 0 THEN $4 ELSE NULL END
@@ -364,7 +364,7 @@ impl RegistryStore for PostgresStore {
     }
 
     fn delete_registry_upload(&self, upload_id: &str) -> Result<bool, StoreError> {
-        self.read(|c| {
+        self.write_one(|c| {
             Ok(c.execute(
                 "DELETE FROM registry_uploads WHERE upload_id = $1",
                 &[&upload_id],
