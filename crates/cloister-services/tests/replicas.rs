@@ -213,16 +213,8 @@ async fn a_shared_database_needs_the_kek_from_outside() {
     let database = support::postgres::Postgres::database();
     let dir = tempfile::tempdir().unwrap();
     let config = cloister_services::ServerConfig {
-        data_dir: dir.path().join("data"),
-        public_url: "http://cloister.test".into(),
-        max_body_bytes: 1024 * 1024,
-        attestation_token_lifetime_secs: 3600,
-        launcher: None,
-        hardware_evidence_time: None,
         database_url: Some(database.clone()),
-        blob_url: None,
-        blob_options: Vec::new(),
-        kek: None,
+        ..support::config(dir.path().join("data"))
     };
     let Err(e) = cloister_services::open(config.clone()).await else {
         panic!("a shared database opened with a KEK in the data directory");
@@ -253,16 +245,9 @@ async fn a_shared_database_needs_the_kek_from_outside() {
         ("postgres://u:secret@127.0.0.1:1/db", "could not connect"),
     ] {
         let Err(e) = cloister_services::open(cloister_services::ServerConfig {
-            data_dir: tempfile::tempdir().unwrap().path().join("data"),
             database_url: Some(url.into()),
             kek: Some(vec![1; 32]),
-            public_url: "http://cloister.test".into(),
-            max_body_bytes: 1024,
-            attestation_token_lifetime_secs: 3600,
-            launcher: None,
-            hardware_evidence_time: None,
-            blob_url: None,
-            blob_options: Vec::new(),
+            ..support::config(tempfile::tempdir().unwrap().path().join("data"))
         })
         .await
         else {

@@ -249,6 +249,19 @@ pub(crate) fn parse_policy(resource: &str, json: &str, etag: String) -> Result<P
     Ok(policy)
 }
 
+/// How many of `known` migrations a database at schema version `applied` has run; a schema
+/// newer than this build knows is refused (an older build must not write to it).
+pub(crate) fn pending_from(applied: i64, known: usize) -> Result<usize, StoreError> {
+    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
+    if applied > known {
+        return Err(StoreError::Database(format!(
+            "the database schema is version {applied}, newer than this cloister ({known}); \
+             run a newer cloister or restore a backup"
+        )));
+    }
+    Ok(applied)
+}
+
 /// The JSON a policy is stored as (its etag lives in its own column).
 pub(crate) fn policy_json(policy: &Policy) -> Result<String, StoreError> {
     serde_json::to_string(&Policy {

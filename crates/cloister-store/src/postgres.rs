@@ -487,28 +487,26 @@ impl PostgresStore {
         again_if_dropped: bool,
         mut f: impl FnMut(&mut Conn) -> Work<T> + Send,
     ) -> Result<T, StoreError> {
-        off_runtime(|| {
-            self.workers.install(|| {
-                let mut attempt = 0;
-                loop {
-                    attempt += 1;
-                    let mut pooled = self.connection()?;
-                    let conn = &mut *pooled;
-                    let result = f(&mut Cached {
-                        inner: &mut conn.client,
-                        statements: &mut conn.statements,
-                    });
-                    // Every pooled connection may have been dropped at once: try each.
-                    if again_if_dropped
-                        && result.is_err()
-                        && conn.client.is_closed()
-                        && attempt <= POOL_SIZE
-                    {
-                        continue;
-                    }
-                    return result.map_err(StoreError::from);
+        self.on_worker(|| {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let mut pooled = self.connection()?;
+                let conn = &mut *pooled;
+                let result = f(&mut Cached {
+                    inner: &mut conn.client,
+                    statements: &mut conn.statements,
+                });
+                // Every pooled connection may have been dropped at once: try each.
+                if again_if_dropped
+                    && result.is_err()
+                    && conn.client.is_closed()
+                    && attempt <= POOL_SIZE
+                {
+                    continue;
                 }
-            })
+                return result.map_err(StoreError::from);
+            }
         })
     }
 
@@ -519,43 +517,49 @@ impl PostgresStore {
         &self,
         mut f: impl FnMut(&mut Tx) -> Work<T> + Send,
     ) -> Result<T, StoreError> {
-        off_runtime(|| {
-            self.workers.install(|| {
-                let mut attempt = 0;
-                loop {
-                    attempt += 1;
-                    let mut pooled = self.connection()?;
-                    let conn = &mut *pooled;
-                    let mut committing = false;
-                    let result = conn
-                        .client
-                        .build_transaction()
-                        .isolation_level(IsolationLevel::Serializable)
-                        .start()
-                        .map_err(Fail::from)
-                        .and_then(|mut tx| {
-                            let value = f(&mut Cached {
-                                inner: &mut tx,
-                                statements: &mut conn.statements,
-                            })?;
-                            committing = true;
-                            tx.commit()?;
-                            Ok(value)
-                        });
-                    let dropped = result.is_err() && !committing && conn.client.is_closed();
-                    match result {
-                        Err(_) if dropped && attempt <= POOL_SIZE => {}
-                        Err(Fail::Pg(e)) if retryable(&e) && attempt < WRITE_ATTEMPTS => {
-                            // Back off a little, more each time, so racing writers spread out.
-                            std::thread::sleep(Duration::from_micros(
-                                200 * u64::from(attempt) + u64::from(rand::random::<u8>()),
-                            ));
-                        }
-                        other => return other.map_err(StoreError::from),
+        self.on_worker(|| {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let mut pooled = self.connection()?;
+                let conn = &mut *pooled;
+                let mut committing = false;
+                let result = conn
+                    .client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::Serializable)
+                    .start()
+                    .map_err(Fail::from)
+                    .and_then(|mut tx| {
+                        let value = f(&mut Cached {
+                            inner: &mut tx,
+                            statements: &mut conn.statements,
+                        })?;
+                        committing = true;
+                        tx.commit()?;
+                        Ok(value)
+                    });
+                let dropped = result.is_err() && !committing && conn.client.is_closed();
+                match result {
+                    Err(_) if dropped && attempt <= POOL_SIZE => {}
+                    Err(Fail::Pg(e)) if retryable(&e) && attempt < WRITE_ATTEMPTS => {
+                        // Back off a little, more each time, so racing writers spread out.
+                        std::thread::sleep(Duration::from_micros(
+                            200 * u64::from(attempt) + u64::from(rand::random::<u8>()),
+                        ));
                     }
+                    other => return other.map_err(StoreError::from),
                 }
-            })
+            }
         })
+    }
+
+    /// Runs `f` on this store's worker threads (see the module's doc), off the async runtime.
+    fn on_worker<T: Send>(
+        &self,
+        f: impl FnOnce() -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        off_runtime(|| self.workers.install(f))
     }
 
     fn connection(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
@@ -597,14 +601,7 @@ fn migrate(conn: &mut Client) -> Result<(), StoreError> {
             0
         }
     };
-    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
-    if applied > MIGRATIONS.len() {
-        return Err(StoreError::Database(format!(
-            "the database schema is version {applied}, newer than this cloister ({}); \
-             run a newer cloister or restore a backup",
-            MIGRATIONS.len()
-        )));
-    }
+    let applied = crate::metadata::pending_from(applied, MIGRATIONS.len())?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         tx.batch_execute(sql).map_err(db)?;
         tx.execute(

@@ -19,16 +19,24 @@ use support::postgres::Postgres;
 
 trait Backend {
     /// A new handle on this backend's database (another replica, or the server reopened).
-    fn open(&self) -> Arc<dyn MetadataStore>;
+    fn try_open(&self) -> Result<Arc<dyn MetadataStore>, StoreError>;
+    fn open(&self) -> Arc<dyn MetadataStore> {
+        self.try_open().unwrap()
+    }
     /// Runs SQL on the database directly, past the store; the database's error text.
     fn execute(&self, sql: &str) -> Result<(), String>;
+    /// The SQL that records the schema version as `version`.
+    fn set_schema_version(&self, version: i64) -> String;
 }
 
 struct Sqlite(tempfile::TempDir);
 
 impl Backend for Sqlite {
-    fn open(&self) -> Arc<dyn MetadataStore> {
-        Arc::new(SqliteStore::open(&self.0.path().join("meta.db")).unwrap())
+    fn try_open(&self) -> Result<Arc<dyn MetadataStore>, StoreError> {
+        Ok(Arc::new(SqliteStore::open(&self.0.path().join("meta.db"))?))
+    }
+    fn set_schema_version(&self, version: i64) -> String {
+        format!("PRAGMA user_version = {version}")
     }
     fn execute(&self, sql: &str) -> Result<(), String> {
         let c = rusqlite::Connection::open(self.0.path().join("meta.db")).unwrap();
@@ -39,8 +47,11 @@ impl Backend for Sqlite {
 struct Pg(String);
 
 impl Backend for Pg {
-    fn open(&self) -> Arc<dyn MetadataStore> {
-        Arc::new(PostgresStore::open(&self.0).unwrap())
+    fn try_open(&self) -> Result<Arc<dyn MetadataStore>, StoreError> {
+        Ok(Arc::new(PostgresStore::open(&self.0)?))
+    }
+    fn set_schema_version(&self, version: i64) -> String {
+        format!("UPDATE cloister_schema SET version = {version}")
     }
     fn execute(&self, sql: &str) -> Result<(), String> {
         let mut c = ::postgres::Client::connect(&self.0, ::postgres::NoTls).unwrap();
@@ -82,6 +93,7 @@ conformance!(
     key_rotation_keeps_old_versions,
     manifests_need_their_content_and_tags_list_in_order,
     instances_round_trip_and_filter_by_zone,
+    a_schema_newer_than_this_build_is_refused,
 );
 
 /// Runs `f(i, store)` on `n` threads at once, alternating between two handles (replicas).
@@ -107,6 +119,37 @@ fn race<T: Send + 'static>(
         })
         .collect();
     threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+/// Exactly one of `results` is a success, and every other is `lost`.
+fn one_winner<T: std::fmt::Debug, E: std::fmt::Debug>(
+    results: &[Result<T, E>],
+    lost: impl Fn(&E) -> bool,
+) {
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().is_ok() || r.as_ref().is_err_and(&lost)),
+        "{results:?}"
+    );
+}
+
+fn a_schema_newer_than_this_build_is_refused(b: &dyn Backend) {
+    drop(b.open());
+    b.execute(&b.set_schema_version(999)).unwrap();
+    let Err(e) = b.try_open() else {
+        panic!("an older build opened a newer schema");
+    };
+    assert!(
+        e.to_string()
+            .contains("schema is version 999, newer than this cloister"),
+        "{e}"
+    );
 }
 
 fn bucket(s: &dyn MetadataStore) {
@@ -205,19 +248,13 @@ fn concurrent_writers_with_if_generation_match_never_both_win(b: &dyn Backend) {
             s.put_object(&object(&name, 10 + i as i64), generation_match(0))
                 .unwrap()
         });
-        let winners: Vec<_> = results.iter().filter(|r| r.is_ok()).collect();
-        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
         let live = b
             .open()
             .get_object("b1", &format!("race-{round}"))
             .unwrap()
             .unwrap();
-        assert!(
-            results
-                .iter()
-                .all(|r| r.is_ok() || *r == Err(Some(live.generation))),
-            "{results:?}"
-        );
+        // The losers are told the winner's generation.
+        one_winner(&results, |e| *e == Some(live.generation));
     }
 }
 
@@ -234,16 +271,7 @@ fn a_challenge_raced_by_two_replicas_is_consumed_once(b: &dyn Backend) {
     })
     .unwrap();
     let results = race(b, 8, |_, s| s.consume_challenge("c1", 150).unwrap());
-    assert_eq!(
-        results.iter().filter(|r| r.is_ok()).count(),
-        1,
-        "{results:?}"
-    );
-    assert!(
-        results
-            .iter()
-            .all(|r| r.is_ok() || *r == Err(ConsumeError::AlreadyUsed))
-    );
+    one_winner(&results, |e| *e == ConsumeError::AlreadyUsed);
 }
 
 fn concurrent_policy_writers_with_one_etag_never_both_win(b: &dyn Backend) {
@@ -261,16 +289,7 @@ fn concurrent_policy_writers_with_one_etag_never_both_win(b: &dyn Backend) {
         s.set_policy("projects/alpha-1", &p)
             .map_err(|e| e.to_string())
     });
-    assert_eq!(
-        results.iter().filter(|r| r.is_ok()).count(),
-        1,
-        "{results:?}"
-    );
-    assert!(
-        results
-            .iter()
-            .all(|r| r.as_ref().is_ok() || r.as_ref().is_err_and(|e| e.contains("stale")))
-    );
+    one_winner(&results, |e| e.contains("stale"));
 }
 
 fn replicas_starting_together_agree_on_a_secret(b: &dyn Backend) {

@@ -8,7 +8,7 @@ mod support;
 
 use base64::Engine;
 use serde_json::Value;
-use support::instances::{COUNTER, COUNTER_LABELS, Secundus};
+use support::instances::{COUNTER, COUNTER_LABELS, Secundus, processes_running};
 
 fn claims(token: &str) -> Value {
     let payload = token.trim().split('.').nth(1).expect("a JWT");
@@ -256,13 +256,7 @@ fn tokens_are_refreshed_and_deleting_an_instance_stops_its_workload() {
     s.wait_for("sleeper", "attestation token refreshed");
     assert_eq!(s.status("sleeper"), "RUNNING");
 
-    let running = || {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-            .filter(|c| String::from_utf8_lossy(c).starts_with("/usr/local/bin/sleeper"))
-            .count()
-    };
+    let running = || processes_running("/usr/local/bin/sleeper");
     assert_eq!(
         running(),
         1,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::Server;
-use support::instances::{COUNTER, COUNTER_LABELS, Secundus};
+use support::instances::{COUNTER, COUNTER_LABELS, Secundus, processes_running};
 
 /// The bytes writer `w` puts in its `i`-th object (distinct per object, so a mix-up shows).
 fn content(w: usize, i: usize) -> Vec<u8> {
@@ -259,13 +259,7 @@ fn an_instance_deleted_through_another_replica_stops_where_it_runs() {
     );
     s.create("sleeper", "INSECURE", &metadata);
     s.wait_for("sleeper", "RUN 1 sleep");
-    let running = || {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-            .filter(|c| String::from_utf8_lossy(c).starts_with("/usr/local/bin/sleeper"))
-            .count()
-    };
+    let running = || processes_running("/usr/local/bin/sleeper");
     assert_eq!(running(), 1);
 
     let b = Server::try_start_env(&dir.path().join("b"), &flags, &[])

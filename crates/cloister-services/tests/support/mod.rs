@@ -30,18 +30,7 @@ impl Api {
     /// A server whose configuration `configure` adjusts first.
     pub async fn start_with(configure: impl FnOnce(&mut cloister_services::ServerConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = cloister_services::ServerConfig {
-            data_dir: dir.path().join("data"),
-            public_url: "http://cloister.test".into(),
-            max_body_bytes: 1024 * 1024,
-            attestation_token_lifetime_secs: 3600,
-            launcher: None,
-            hardware_evidence_time: None,
-            database_url: None,
-            blob_url: None,
-            blob_options: Vec::new(),
-            kek: None,
-        };
+        let mut config = config(dir.path().join("data"));
         // CLOISTER_TEST_DATABASE=postgres runs the suite on PostgreSQL instead of SQLite.
         if std::env::var("CLOISTER_TEST_DATABASE").as_deref() == Ok("postgres") {
             config.database_url = Some(postgres::Postgres::database());
@@ -160,6 +149,22 @@ impl Api {
             .await;
         assert_eq!(s, StatusCode::OK, "{cred}");
         self.login(&cred).await
+    }
+}
+
+/// The embedded default's configuration for tests, on `data_dir`.
+pub fn config(data_dir: std::path::PathBuf) -> cloister_services::ServerConfig {
+    cloister_services::ServerConfig {
+        data_dir,
+        public_url: "http://cloister.test".into(),
+        max_body_bytes: 1024 * 1024,
+        attestation_token_lifetime_secs: 3600,
+        launcher: None,
+        hardware_evidence_time: None,
+        database_url: None,
+        blob_url: None,
+        blob_options: Vec::new(),
+        kek: None,
     }
 }
 

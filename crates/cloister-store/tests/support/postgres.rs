@@ -292,21 +292,17 @@ impl Postgres {
     pub fn tls_only_database() -> String {
         static ROLE: OnceLock<()> = OnceLock::new();
         let pg = Postgres::shared();
-        ROLE.get_or_init(|| {
-            let mut createuser = Command::new(pg.bin.join("createuser"));
-            createuser.args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &pg.port.to_string(),
-                "-U",
-                USER,
-                TLS_ONLY_USER,
-            ]);
-            run(createuser, "createuser");
-        });
+        ROLE.get_or_init(|| pg.client("createuser", &[TLS_ONLY_USER]));
         let (pg, name) = Postgres::create(TLS_ONLY_USER);
         format!("postgres://{TLS_ONLY_USER}@127.0.0.1:{}/{name}", pg.port)
+    }
+
+    /// Runs one of PostgreSQL's client programs against this server as the superuser.
+    fn client(&self, program: &str, args: &[&str]) {
+        let mut c = Command::new(self.bin.join(program));
+        c.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER])
+            .args(args);
+        run(c, program);
     }
 
     fn create(owner: &str) -> (&'static Postgres, String) {
@@ -317,19 +313,7 @@ impl Postgres {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let mut createdb = Command::new(pg.bin.join("createdb"));
-        createdb.args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pg.port.to_string(),
-            "-U",
-            USER,
-            "-O",
-            owner,
-            &name,
-        ]);
-        run(createdb, "createdb");
+        pg.client("createdb", &["-O", owner, &name]);
         (pg, name)
     }
 }

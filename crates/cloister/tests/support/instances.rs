@@ -242,6 +242,15 @@ impl Secundus {
     }
 }
 
+/// How many processes of this host run `program` (a workload's path inside its image).
+pub fn processes_running(program: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|c| String::from_utf8_lossy(c).starts_with(program))
+        .count()
+}
+
 pub const COUNTER: &str = r#"
 #include <stdio.h>
 #include <string.h>
