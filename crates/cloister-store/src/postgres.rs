@@ -4,9 +4,10 @@
 //! own small runtime, which must not run on a thread of the server's async runtime. So every
 //! call runs on this store's worker threads (a rayon pool, whose `install` blocks the caller
 //! until the work is done and lets the work borrow the caller's arguments), each taking a
-//! pooled connection. Writes run in SERIALIZABLE transactions and are retried on a
-//! serialization failure, so every read-check-write keeps the meaning it has on SQLite's
-//! single writer while replicas write at once.
+//! pooled connection, which prepares each statement once. Writes run in SERIALIZABLE
+//! transactions and are retried on a serialization failure, so every read-check-write keeps
+//! the meaning it has on SQLite's single writer while replicas write at once. Reads and
+//! transactions whose connection the server dropped run again on another connection.
 
 use std::collections::HashMap;
 use std::time::Duration;
