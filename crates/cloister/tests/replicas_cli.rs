@@ -1,6 +1,7 @@
 //! Two `cloister server` processes on different ports, sharing a real PostgreSQL and a real
-//! S3 server (Garage): killing one under load loses no write it acknowledged, and the other
-//! keeps serving; an instance deleted through either replica stops where it runs.
+//! S3 server (Garage): a challenge issued by one is verified by the other, once; killing one
+//! under load loses no write it acknowledged, and the other keeps serving; an instance deleted
+//! through either replica stops where it runs.
 
 #[path = "../../cloister-store/tests/support/garage.rs"]
 mod garage;
@@ -11,6 +12,8 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use cloister_eventlog::{COS_EVENT_PCR, Event, EventLog, EventType, HashAlg};
 use serde_json::{Value, json};
 use support::Server;
 use support::instances::{COUNTER, COUNTER_LABELS, Secundus, processes_running};
@@ -304,4 +307,128 @@ fn an_instance_deleted_through_another_replica_stops_where_it_runs() {
         .concat(),
     );
     assert_eq!(listed.trim(), "", "the instance is gone for A too");
+}
+
+/// A challenge issued by one server process is verified by the other, once; the token the
+/// second signs is published by the first (keys live in the database).
+#[test]
+fn a_challenge_from_one_replica_is_verified_by_the_other_once() {
+    let cluster = Cluster::new();
+    let flags: Vec<&str> = cluster.flags.iter().map(String::as_str).collect();
+    let w = support::World::with_users_env(&flags, &cluster.env);
+    let a = w.as_user("alice");
+    let sa = "workload-sa@secundus-bank.iam.gserviceaccount.com";
+    a(&["projects", "create", "secundus-bank"]);
+    a(&[
+        "iam",
+        "service-accounts",
+        "create",
+        "workload-sa",
+        "--project",
+        "secundus-bank",
+    ]);
+    let member = format!("serviceAccount:{sa}");
+    a(&[
+        "projects",
+        "add-iam-policy-binding",
+        "secundus-bank",
+        "--member",
+        &member,
+        "--role",
+        "roles/confidentialcomputing.workloadUser",
+    ]);
+    let sa_token = a(&[
+        "auth",
+        "print-access-token",
+        "--impersonate-service-account",
+        sa,
+    ]);
+    let id_token = a(&[
+        "auth",
+        "print-identity-token",
+        "--impersonate-service-account",
+        sa,
+        "--audiences",
+        support::PUBLIC_URL,
+        "--include-email",
+    ]);
+    let (sa_token, id_token) = (sa_token.trim().to_owned(), id_token.trim().to_owned());
+    let b = cluster.replica("b");
+    let (a_url, b_url) = (w.server.endpoint(), b.endpoint());
+
+    let mut log = EventLog::default();
+    for e in [
+        Event::new(EventType::ImageRef, "example.test/w:latest"),
+        Event::new(EventType::ImageDigest, "sha256:abcd"),
+        Event::new(EventType::RestartPolicy, "Never"),
+        Event::new(EventType::LaunchSeparator, Vec::new()),
+    ] {
+        log.append(COS_EVENT_PCR, &[HashAlg::Sha256], &e);
+    }
+    let request = json!({
+        "gcpCredentials": {"serviceAccountIdTokens": [id_token]},
+        "insecureAttestation": {"canonicalEventLog": base64::engine::general_purpose::STANDARD.encode(log.encode())},
+        "tokenOptions": {"audience": "https://sts.googleapis.com", "nonce": ["replica-nonce-1"], "tokenType": "TOKEN_TYPE_OIDC"},
+    });
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let http = reqwest::Client::new();
+        let post =
+            |url: String, body: &Value| http.post(url).bearer_auth(&sa_token).json(body).send();
+        let challenge: Value = post(
+            format!("{a_url}/v1/projects/secundus-bank/locations/us-west1/challenges"),
+            &json!({}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let name = challenge["name"]
+            .as_str()
+            .expect("a challenge name")
+            .to_owned();
+        let verified = post(format!("{b_url}/v1/{name}:verifyAttestation"), &request)
+            .await
+            .unwrap();
+        assert!(verified.status().is_success(), "{:?}", verified.status());
+        let token: Value = verified.json().await.unwrap();
+        let again = post(format!("{a_url}/v1/{name}:verifyAttestation"), &request)
+            .await
+            .unwrap();
+        assert_eq!(again.status(), reqwest::StatusCode::BAD_REQUEST);
+        assert!(again.text().await.unwrap().contains("already used"));
+        // B signed the token with a key A publishes.
+        let header = token["oidcClaimsToken"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .next()
+            .unwrap()
+            .to_owned();
+        let header: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(header)
+                .unwrap(),
+        )
+        .unwrap();
+        let jwks: Value = http
+            .get(format!("{a_url}/jwks"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let kids: Vec<&Value> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| &k["kid"])
+            .collect();
+        assert!(
+            kids.contains(&&header["kid"]),
+            "{} not in {jwks}",
+            header["kid"]
+        );
+    });
 }
