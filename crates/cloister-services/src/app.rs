@@ -216,7 +216,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
     // Instances are processes of this server: none survived its last stop. (With a shared
     // database the instances may be another replica's, which still runs them.)
     if shared_database {
-        spawn_instance_reaper(&state);
+        spawn_instance_sync(&state);
     } else {
         mark_instances_terminated(&state)
             .await
@@ -348,15 +348,17 @@ async fn bootstrap_admin(
     Ok(Some(path))
 }
 
-/// With a shared database, an instance this replica runs may be deleted through another
-/// replica, whose driver has nothing to stop: every two seconds, this one stops the instances
-/// whose record is gone.
-fn spawn_instance_reaper(state: &AppState) {
+/// With a shared database, any replica may be asked about an instance this one runs: every
+/// two seconds, this one copies its instances' grown consoles to the blob store, and stops
+/// the instances whose record another replica deleted.
+fn spawn_instance_sync(state: &AppState) {
     let state = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        let mut published = std::collections::HashMap::new();
         loop {
             tick.tick().await;
+            compute::console::publish(&state, &mut published).await;
             for instance in state.compute.running() {
                 let name = instance.resource_name();
                 if let Ok(None) = state.db(move |s| s.get_instance(&name)).await {
@@ -365,6 +367,8 @@ fn spawn_instance_reaper(state: &AppState) {
                         "the instance was deleted through another replica: stopping it"
                     );
                     state.compute.stop(&instance).await;
+                    compute::console::remove(&state, &instance).await;
+                    published.remove(&instance.id);
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! Two `cloister server` processes on different ports, sharing a real PostgreSQL and a real
 //! S3 server (Garage): a challenge issued by one is verified by the other, once; killing one
-//! under load loses no write it acknowledged, and the other keeps serving; an instance deleted
-//! through either replica stops where it runs.
+//! under load loses no write it acknowledged, and the other keeps serving; an instance's
+//! console shows through either replica, and deleting it through either stops it where it runs.
 
 #[path = "../../cloister-store/tests/support/garage.rs"]
 mod garage;
@@ -237,8 +237,9 @@ async fn killing_a_replica_under_load_loses_no_acknowledged_write() {
     b.stop();
 }
 
-/// Instances run on the replica that created them; deleting one through another replica
-/// (which has no process to stop) still stops the workload where it runs.
+/// Instances run on the replica that created them; another replica shows the instance's
+/// serial console, and deleting it there (where there is no process to stop) still stops the
+/// workload where it runs.
 #[test]
 fn an_instance_deleted_through_another_replica_stops_where_it_runs() {
     let dir = tempfile::tempdir().unwrap();
@@ -289,6 +290,25 @@ fn an_instance_deleted_through_another_replica_stops_where_it_runs() {
         .concat(),
     );
     assert_eq!(described.trim(), "RUNNING", "B sees the instance A runs");
+    // A copies the console to the shared blob store as it grows: B shows it.
+    let start = Instant::now();
+    loop {
+        let serial = at_b(
+            &[
+                &["compute", "instances", "get-serial-port-output", "sleeper"],
+                &place[..],
+            ]
+            .concat(),
+        );
+        if serial.contains("RUN 1 sleep") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "B never showed A's console:\n{serial}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     at_b(&[&["compute", "instances", "delete", "sleeper"], &place[..]].concat());
     // Polling, not a speed limit: the bound only keeps a broken reaper from hanging the suite.
     let start = Instant::now();

@@ -235,14 +235,10 @@ impl LocalDriver {
             .collect()
     }
 
-    /// The serial console from byte `start`: (contents, next offset).
-    pub fn serial_output(&self, instance: &InstanceRecord, start: u64) -> (String, u64) {
-        let bytes = std::fs::read(self.dir(instance).join("serial.log")).unwrap_or_default();
-        let start = (start as usize).min(bytes.len());
-        (
-            String::from_utf8_lossy(&bytes[start..]).into_owned(),
-            bytes.len() as u64,
-        )
+    /// The serial console of an instance this driver ran (none when its runtime directory is
+    /// not here: another replica runs it, or it was deleted).
+    pub fn console(&self, instance: &InstanceRecord) -> Option<Vec<u8>> {
+        std::fs::read(self.dir(instance).join("serial.log")).ok()
     }
 
     /// Stops every instance (the server is shutting down).

@@ -3,6 +3,7 @@
 //! `compute.instances.create` on the project and `iam.serviceAccounts.actAs` on its service
 //! account, as in Google.
 
+pub mod console;
 pub mod driver;
 mod metadata_server;
 
@@ -238,6 +239,7 @@ async fn delete(
     state.compute.stop(&i).await;
     let name = i.resource_name();
     state.db(move |s| s.delete_instance(&name)).await?;
+    console::remove(&state, &i).await;
     Ok(operation(&state, "delete", &i))
 }
 
@@ -260,7 +262,7 @@ async fn serial_port(
     )
     .await?;
     let start = q.start.unwrap_or(0);
-    let (contents, next) = state.compute.serial_output(&i, start);
+    let (contents, next) = console::read(&state, &i, start).await;
     Ok(Json(json!({
         "kind": "compute#serialPortOutput",
         "contents": contents,

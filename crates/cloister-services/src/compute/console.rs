@@ -1,0 +1,77 @@
+//! The serial console across replicas. An instance's console is a file on the replica that
+//! runs it; with a shared database the replica also copies it into the shared blob store
+//! whenever it grows, so `getSerialPortOutput` through any replica shows it.
+
+use std::collections::HashMap;
+
+use cloister_store::{BlobKey, InstanceRecord};
+use futures::StreamExt;
+
+use crate::state::AppState;
+
+fn key(instance: &InstanceRecord) -> Option<BlobKey> {
+    BlobKey::new(&format!("instances/{}/serial.log", instance.id)).ok()
+}
+
+/// Copies the consoles of the instances this replica runs that grew since `published` (the
+/// sizes last copied, by instance id).
+pub async fn publish(state: &AppState, published: &mut HashMap<u64, usize>) {
+    for instance in state.compute.running() {
+        let Some(bytes) = state.compute.console(&instance) else {
+            continue;
+        };
+        if published.get(&instance.id) == Some(&bytes.len()) {
+            continue;
+        }
+        let Some(key) = key(&instance) else { continue };
+        let len = bytes.len();
+        let stream: cloister_store::ByteStream = Box::pin(futures::stream::once(async move {
+            Ok(bytes::Bytes::from(bytes))
+        }));
+        match state.blobs.put(&key, stream).await {
+            Ok(_) => {
+                published.insert(instance.id, len);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, instance = %instance.resource_name(), "copying a serial console")
+            }
+        }
+    }
+}
+
+/// The console from byte `start`: this replica's own file when it runs the instance, else the
+/// last copy its replica published (empty when there is none).
+pub async fn read(state: &AppState, instance: &InstanceRecord, start: u64) -> (String, u64) {
+    let bytes = match state.compute.console(instance) {
+        Some(bytes) => bytes,
+        None => published(state, instance).await,
+    };
+    let from = usize::try_from(start)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    (
+        String::from_utf8_lossy(&bytes[from..]).into_owned(),
+        bytes.len() as u64,
+    )
+}
+
+async fn published(state: &AppState, instance: &InstanceRecord) -> Vec<u8> {
+    let Some(key) = key(instance) else {
+        return Vec::new();
+    };
+    let Ok(mut stream) = state.blobs.get(&key, None).await else {
+        return Vec::new();
+    };
+    let mut bytes = Vec::new();
+    while let Some(Ok(chunk)) = stream.next().await {
+        bytes.extend_from_slice(&chunk);
+    }
+    bytes
+}
+
+/// Forgets a deleted instance's published console.
+pub async fn remove(state: &AppState, instance: &InstanceRecord) {
+    if let Some(key) = key(instance) {
+        let _ = state.blobs.delete(&key).await;
+    }
+}
