@@ -418,7 +418,7 @@ pub(crate) fn corrupt(column: &str, e: impl std::fmt::Display) -> Fail {
 }
 
 /// The URL without its password, for messages and logs.
-fn redacted(url: &str) -> String {
+pub(crate) fn redacted(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
@@ -429,6 +429,11 @@ fn redacted(url: &str) -> String {
 }
 
 impl PostgresStore {
+    /// `url` with its password replaced by `***`, for logs.
+    pub fn redacted(url: &str) -> String {
+        redacted(url)
+    }
+
     /// Connects to the database at `url` (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`) and
     /// applies pending migrations.
     pub fn open(url: &str) -> Result<Self, StoreError> {

@@ -114,6 +114,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .or(file.public_url)
         .unwrap_or_else(|| format!("http://{bound}"));
     let kek = key_encryption_key(args.kek_file.or(file.kek_file).as_deref(), &data_dir)?;
+    let database_url = args.database_url.or(file.database_url);
+    let blob_url = args.blob_url.or(file.blob_url);
     let config = cloister_services::ServerConfig {
         data_dir: data_dir.clone(),
         public_url: public_url.clone(),
@@ -128,8 +130,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         // Instances run this very binary as their launcher (`cloister launcher`).
         launcher: std::env::current_exe().ok(),
         hardware_evidence_time: None,
-        database_url: args.database_url.or(file.database_url),
-        blob_url: args.blob_url.or(file.blob_url),
+        database_url: database_url.clone(),
+        blob_url: blob_url.clone(),
         kek,
         blob_options: std::env::vars()
             .filter(|(k, _)| {
@@ -147,7 +149,13 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             cloister_services::BOOTSTRAP_ADMIN_EMAIL
         );
     }
-    tracing::info!(address = %bound, public_url = %public_url, data_dir = %data_dir.display(), "cloister server listening");
+    // Which stores this replica uses, so an operator can tell from the log (no password).
+    let metadata = match &database_url {
+        Some(url) => cloister_store::PostgresStore::redacted(url),
+        None => opened.data_dir.metadata_db().display().to_string(),
+    };
+    let blobs = blob_url.unwrap_or_else(|| opened.data_dir.blob_root().display().to_string());
+    tracing::info!(address = %bound, public_url = %public_url, data_dir = %data_dir.display(), %metadata, %blobs, "cloister server listening");
     axum::serve(listener, opened.router)
         .with_graceful_shutdown(shutdown_signal())
         .await

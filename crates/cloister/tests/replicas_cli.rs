@@ -39,9 +39,15 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let kek = dir.path().join("kek");
         std::fs::write(&kek, rand::random::<[u8; 32]>()).unwrap();
+        // The test server trusts loopback, so any password works: it shows the log hides it.
+        let database = postgres::Postgres::database().replacen(
+            "postgres://cloister@",
+            "postgres://cloister:hunter2@",
+            1,
+        );
         let flags = vec![
             "--database-url".into(),
-            postgres::Postgres::database(),
+            database,
             "--blob-url".into(),
             format!("s3://{}/cluster", garage.bucket),
             "--kek-file".into(),
@@ -375,6 +381,15 @@ fn a_challenge_from_one_replica_is_verified_by_the_other_once() {
     let (sa_token, id_token) = (sa_token.trim().to_owned(), id_token.trim().to_owned());
     let b = cluster.replica("b");
     let (a_url, b_url) = (w.server.endpoint(), b.endpoint());
+    let log = b.log.lock().unwrap().join("\n");
+    assert!(
+        log.contains(r#""metadata":"postgres://cloister:***@127.0.0.1"#),
+        "{log}"
+    );
+    assert!(
+        !log.contains("hunter2"),
+        "the database password is not logged"
+    );
 
     let mut log = EventLog::default();
     for e in [
