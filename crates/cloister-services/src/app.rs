@@ -213,14 +213,15 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
     }
     registry::spawn_upload_sweeper(state.clone());
     spawn_key_refresh(&state);
-    // Instances are processes of this server: none survived its last stop. (With a shared
-    // database the instances may be another replica's, which still runs them.)
+    // Instances are processes of this server: none survived its last stop. With a shared
+    // database, only those this replica ran (their runtime directories are in its data
+    // directory): the others are other replicas', which still run them.
+    let previous = shared_database.then(|| state.compute.previous_run());
+    mark_instances_terminated(&state, previous)
+        .await
+        .map_err(StartupError::Bootstrap)?;
     if shared_database {
         spawn_instance_sync(&state);
-    } else {
-        mark_instances_terminated(&state)
-            .await
-            .map_err(StartupError::Bootstrap)?;
     }
     let bootstrap_credential = bootstrap_admin(&state, &data_dir)
         .await
@@ -234,12 +235,16 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
     })
 }
 
-async fn mark_instances_terminated(state: &AppState) -> Result<(), ApiError> {
+/// Marks TERMINATED the instances that are not, all or only those with the given ids.
+async fn mark_instances_terminated(
+    state: &AppState,
+    only: Option<std::collections::HashSet<u64>>,
+) -> Result<(), ApiError> {
     state
-        .db(|s| {
+        .db(move |s| {
             for p in s.list_projects()? {
                 for i in s.list_instances(&p.id, "-")? {
-                    if i.status != "TERMINATED" {
+                    if i.status != "TERMINATED" && only.as_ref().is_none_or(|o| o.contains(&i.id)) {
                         s.set_instance_status(&i.resource_name(), "TERMINATED")?;
                     }
                 }

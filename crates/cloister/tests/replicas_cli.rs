@@ -333,6 +333,57 @@ fn an_instance_deleted_through_another_replica_stops_where_it_runs() {
         .concat(),
     );
     assert_eq!(listed.trim(), "", "the instance is gone for A too");
+
+    // A's machine crashes while it runs an instance (the server and the instance's processes
+    // die). Restarted on its data directory, A marks that instance TERMINATED; B still
+    // serves meanwhile and sees the change.
+    s.create("crashed", "INSECURE", &metadata);
+    s.wait_for("crashed", "RUN 1 sleep");
+    let kill = |pid: String| {
+        std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap();
+    };
+    kill(s.w.server.pid().to_string());
+    for pid in std::fs::read_dir("/proc").unwrap().filter_map(|e| {
+        let e = e.ok()?;
+        let cmdline =
+            String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).ok()?).into_owned();
+        let ours = cmdline.starts_with("/usr/local/bin/sleeper")
+            || (cmdline.contains("launcher")
+                && cmdline.contains(&*s.w.dir.path().to_string_lossy()));
+        ours.then(|| e.file_name().to_string_lossy().into_owned())
+    }) {
+        kill(pid);
+    }
+    let status = |name: &str| {
+        at_b(
+            &[
+                &[
+                    "compute",
+                    "instances",
+                    "describe",
+                    name,
+                    "--format",
+                    "value(status)",
+                ],
+                &place[..],
+            ]
+            .concat(),
+        )
+        .trim()
+        .to_owned()
+    };
+    assert_eq!(
+        status("crashed"),
+        "RUNNING",
+        "nothing has told the database yet"
+    );
+    let restarted = Server::try_start_env(&s.w.dir.path().join("data"), &flags, &[])
+        .unwrap_or_else(|log| panic!("A did not restart:\n{log}"));
+    assert_eq!(status("crashed"), "TERMINATED");
+    drop(restarted);
 }
 
 /// A challenge issued by one server process is verified by the other, once; the token the

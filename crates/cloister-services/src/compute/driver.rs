@@ -225,6 +225,17 @@ impl LocalDriver {
         }
     }
 
+    /// The ids of the instances a previous run of this server ran (their runtime directories
+    /// are still here: nothing stops them all before a crash, or on a shutdown).
+    pub fn previous_run(&self) -> std::collections::HashSet<u64> {
+        std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect()
+    }
+
     /// The instances this driver runs now.
     pub fn running(&self) -> Vec<InstanceRecord> {
         self.running

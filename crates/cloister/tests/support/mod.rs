@@ -107,6 +107,10 @@ impl Server {
 }
 
 impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: the server dies at once, mid-request, as in a crash.
     pub fn kill9(mut self) {
         let _ = self.child.kill();
