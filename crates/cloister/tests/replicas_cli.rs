@@ -13,10 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use cloister_eventlog::{COS_EVENT_PCR, Event, EventLog, EventType, HashAlg};
 use serde_json::{Value, json};
-use support::Server;
 use support::instances::{COUNTER, COUNTER_LABELS, Secundus, processes_running};
+use support::{Server, attestation};
 
 /// The bytes writer `w` puts in its `i`-th object (distinct per object, so a mix-up shows).
 fn content(w: usize, i: usize) -> Vec<u8> {
@@ -71,15 +70,10 @@ impl Cluster {
     }
 }
 
-async fn call(
-    http: &reqwest::Client,
-    token: &str,
-    method: reqwest::Method,
-    url: String,
-    body: Value,
-) -> Value {
+/// POSTs `body`; the call must succeed.
+async fn post(http: &reqwest::Client, token: &str, url: String, body: Value) -> Value {
     let resp = http
-        .request(method, url)
+        .post(url)
         .bearer_auth(token)
         .json(&body)
         .send()
@@ -127,22 +121,19 @@ async fn killing_a_replica_under_load_loses_no_acknowledged_write() {
         .await
         .unwrap();
     let token = token["access_token"].as_str().unwrap().to_owned();
-    call(
-        &http,
-        &token,
-        reqwest::Method::POST,
-        format!("{a_url}/v1/projects"),
-        json!({"projectId": "primus-bank"}),
-    )
-    .await;
-    call(
-        &http,
-        &token,
-        reqwest::Method::POST,
-        format!("{b_url}/storage/v1/b?project=primus-bank"),
-        json!({"name": "primus-models"}),
-    )
-    .await;
+    // The project through A, its bucket through B.
+    for (url, body) in [
+        (
+            format!("{a_url}/v1/projects"),
+            json!({"projectId": "primus-bank"}),
+        ),
+        (
+            format!("{b_url}/storage/v1/b?project=primus-bank"),
+            json!({"name": "primus-models"}),
+        ),
+    ] {
+        post(&http, &token, url, body).await;
+    }
 
     // Four writers, two on each replica, each recording the objects the server acknowledged.
     let acknowledged = Arc::new(Mutex::new(Vec::<(usize, usize, Instant)>::new()));
@@ -393,43 +384,7 @@ fn a_challenge_from_one_replica_is_verified_by_the_other_once() {
     let cluster = Cluster::new();
     let flags: Vec<&str> = cluster.flags.iter().map(String::as_str).collect();
     let w = support::World::with_users_env(&flags, &cluster.env);
-    let a = w.as_user("alice");
-    let sa = "workload-sa@secundus-bank.iam.gserviceaccount.com";
-    a(&["projects", "create", "secundus-bank"]);
-    a(&[
-        "iam",
-        "service-accounts",
-        "create",
-        "workload-sa",
-        "--project",
-        "secundus-bank",
-    ]);
-    let member = format!("serviceAccount:{sa}");
-    a(&[
-        "projects",
-        "add-iam-policy-binding",
-        "secundus-bank",
-        "--member",
-        &member,
-        "--role",
-        "roles/confidentialcomputing.workloadUser",
-    ]);
-    let sa_token = a(&[
-        "auth",
-        "print-access-token",
-        "--impersonate-service-account",
-        sa,
-    ]);
-    let id_token = a(&[
-        "auth",
-        "print-identity-token",
-        "--impersonate-service-account",
-        sa,
-        "--audiences",
-        support::PUBLIC_URL,
-        "--include-email",
-    ]);
-    let (sa_token, id_token) = (sa_token.trim().to_owned(), id_token.trim().to_owned());
+    let (sa_token, id_token) = attestation::workload_account(&w, support::PUBLIC_URL);
     let b = cluster.replica("b");
     let (a_url, b_url) = (w.server.endpoint(), b.endpoint());
     let log = b.log.lock().unwrap().join("\n");
@@ -442,18 +397,9 @@ fn a_challenge_from_one_replica_is_verified_by_the_other_once() {
         "the database password is not logged"
     );
 
-    let mut log = EventLog::default();
-    for e in [
-        Event::new(EventType::ImageRef, "example.test/w:latest"),
-        Event::new(EventType::ImageDigest, "sha256:abcd"),
-        Event::new(EventType::RestartPolicy, "Never"),
-        Event::new(EventType::LaunchSeparator, Vec::new()),
-    ] {
-        log.append(COS_EVENT_PCR, &[HashAlg::Sha256], &e);
-    }
     let request = json!({
         "gcpCredentials": {"serviceAccountIdTokens": [id_token]},
-        "insecureAttestation": {"canonicalEventLog": base64::engine::general_purpose::STANDARD.encode(log.encode())},
+        "insecureAttestation": {"canonicalEventLog": attestation::event_log()},
         "tokenOptions": {"audience": "https://sts.googleapis.com", "nonce": ["replica-nonce-1"], "tokenType": "TOKEN_TYPE_OIDC"},
     });
     tokio::runtime::Runtime::new().unwrap().block_on(async {

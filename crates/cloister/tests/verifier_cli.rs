@@ -4,69 +4,16 @@
 mod support;
 
 use base64::Engine;
-use cloister_eventlog::{COS_EVENT_PCR, Event, EventLog, EventType, HashAlg};
 use serde_json::Value;
 use support::World;
-
-const SA: &str = "workload-sa@secundus-bank.iam.gserviceaccount.com";
+use support::attestation::{self, SA};
 
 #[test]
 fn pyjwt_verifies_an_attestation_token_through_discovery_and_so_does_the_cli() {
     let w = World::with_users(&[]);
     let endpoint = w.server.endpoint();
-    let a = |args: &[&str]| {
-        let mut all = vec!["--profile", "alice"];
-        all.extend(args);
-        w.cli.ok(&all)
-    };
-    a(&["projects", "create", "secundus-bank"]);
-    a(&[
-        "iam",
-        "service-accounts",
-        "create",
-        "workload-sa",
-        "--project",
-        "secundus-bank",
-    ]);
-    a(&[
-        "projects",
-        "add-iam-policy-binding",
-        "secundus-bank",
-        "--member",
-        &format!("serviceAccount:{SA}"),
-        "--role",
-        "roles/confidentialcomputing.workloadUser",
-    ]);
-    let sa_token = a(&[
-        "auth",
-        "print-access-token",
-        "--impersonate-service-account",
-        SA,
-    ])
-    .trim()
-    .to_owned();
-    let id_token = a(&[
-        "auth",
-        "print-identity-token",
-        "--impersonate-service-account",
-        SA,
-        "--audiences",
-        &endpoint,
-        "--include-email",
-    ])
-    .trim()
-    .to_owned();
-
-    let mut log = EventLog::default();
-    for e in [
-        Event::new(EventType::ImageRef, "example.test/workload:latest"),
-        Event::new(EventType::ImageDigest, "sha256:abcd"),
-        Event::new(EventType::RestartPolicy, "Never"),
-        Event::new(EventType::LaunchSeparator, Vec::new()),
-    ] {
-        log.append(COS_EVENT_PCR, &[HashAlg::Sha256], &e);
-    }
-    let log = base64::engine::general_purpose::STANDARD.encode(log.encode());
+    let (sa_token, id_token) = attestation::workload_account(&w, &endpoint);
+    let log = attestation::event_log();
     let token_file = w.dir.path().join("attestation.jwt");
     let script = format!(
         "{}/tests/python/pyjwt_verify_attestation.py",

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+pub mod attestation;
 pub mod instances;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_cloister");
