@@ -59,16 +59,18 @@ impl Server {
         let sink = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("cloister server listening") {
+                let listening = line.contains("cloister server listening").then(|| {
                     let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-                    let _ = tx.send(
-                        v["fields"]["address"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    );
-                }
+                    v["fields"]["address"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                });
+                // Logged before announced: whoever sees the address also sees the line.
                 sink.lock().unwrap().push(line);
+                if let Some(address) = listening {
+                    let _ = tx.send(address);
+                }
             }
         });
         // A generous bound only so a broken build fails instead of hanging CI.
