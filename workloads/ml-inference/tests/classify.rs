@@ -35,18 +35,51 @@ fn demo_dir() -> (tempfile::TempDir, PathBuf, PathBuf) {
 }
 
 fn workload(args: &[&str]) -> Output {
-    let lib = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ort-library.sh"))
-        .output()
-        .unwrap();
+    // Where the ONNX Runtime library is: asked once, not on every run.
+    static LIBRARY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let lib = LIBRARY.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ort-library.sh"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    });
     Command::new(BIN)
         .args(args)
-        .env(
-            "ORT_DYLIB_PATH",
-            String::from_utf8_lossy(&lib.stdout).trim(),
-        )
+        .env("ORT_DYLIB_PATH", lib)
         .output()
         .unwrap()
+}
+
+/// Runs the workload, which must succeed; its output.
+fn workload_ok(args: &[&str]) -> Output {
+    let out = workload(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs the workload, which must fail; its error output.
+fn workload_fails(args: &[&str]) -> String {
+    let out = workload(args);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `classify --model MODEL --images IMAGES EXTRA…`.
+fn classify_args<'a>(model: &'a Path, images: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "classify",
+        "--model",
+        model.to_str().unwrap(),
+        "--images",
+        images.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    args
 }
 
 /// The engines this build has: ONNX Runtime always, tract with `--features tract`.
@@ -68,7 +101,7 @@ fn logits_agree_with_onnx_runtime_on_the_same_tensors() {
 fn logits_agree_for(engine: &str) {
     let (dir, model, images) = demo_dir();
     let tensors = dir.path().join("tensors");
-    let out = workload(&[
+    workload_ok(&[
         "--engine",
         engine,
         "tensors",
@@ -79,11 +112,6 @@ fn logits_agree_for(engine: &str) {
         "--out",
         tensors.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference.py");
     let report: serde_json::Value = serde_json::from_slice(
         &python(&[
@@ -117,22 +145,9 @@ fn logits_agree_for(engine: &str) {
 
 /// `classify --format json` with `engine`: the result rows.
 fn json_results(engine: &str, model: &Path, images: &Path) -> Vec<serde_json::Value> {
-    let out = workload(&[
-        "--engine",
-        engine,
-        "classify",
-        "--model",
-        model.to_str().unwrap(),
-        "--images",
-        images.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{engine}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut args = vec!["--engine", engine];
+    args.extend(classify_args(model, images, &["--format", "json"]));
+    let out = workload_ok(&args);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["results"].as_array().unwrap().clone()
 }
@@ -186,20 +201,7 @@ fn both_engines_give_the_same_result_text() {
 #[test]
 fn results_are_in_the_codelabs_format_and_bad_input_is_an_error_not_a_crash() {
     let (dir, model, images) = demo_dir();
-    let out = workload(&[
-        "classify",
-        "--model",
-        model.to_str().unwrap(),
-        "--images",
-        images.to_str().unwrap(),
-        "--batch",
-        "3",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = workload_ok(&classify_args(&model, &images, &["--batch", "3"]));
     let text = String::from_utf8(out.stdout).unwrap();
     let names: Vec<&str> = text.lines().map(|l| l.split(',').next().unwrap()).collect();
     assert_eq!(
@@ -221,58 +223,25 @@ fn results_are_in_the_codelabs_format_and_bad_input_is_an_error_not_a_crash() {
         "{text}"
     );
     // Batch size changes nothing.
-    let one = workload(&[
-        "classify",
-        "--model",
-        model.to_str().unwrap(),
-        "--images",
-        images.to_str().unwrap(),
-        "--batch",
-        "1",
-    ]);
+    let one = workload_ok(&classify_args(&model, &images, &["--batch", "1"]));
     assert_eq!(String::from_utf8(one.stdout).unwrap(), text);
 
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let out = workload(&[
-        "classify",
-        "--model",
-        model.to_str().unwrap(),
-        "--images",
-        empty.to_str().unwrap(),
-    ]);
+    let out = workload_ok(&classify_args(&model, &empty, &[]));
     assert!(
-        out.status.success() && out.stdout.is_empty(),
+        out.stdout.is_empty(),
         "an empty folder gives an empty result"
     );
 
     let not_onnx = dir.path().join("model.txt");
     std::fs::write(&not_onnx, "weights, honestly").unwrap();
-    let out = workload(&[
-        "classify",
-        "--model",
-        not_onnx.to_str().unwrap(),
-        "--images",
-        images.to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("not a usable ONNX model"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let err = workload_fails(&classify_args(&not_onnx, &images, &[]));
+    assert!(err.contains("not a usable ONNX model"), "{err}");
 
-    let out = workload(&[
-        "classify",
-        "--model",
-        model.to_str().unwrap(),
-        "--images",
-        images.to_str().unwrap(),
-        "--model-sha256",
-        &"0".repeat(64),
-    ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to use it"));
+    let wrong = "0".repeat(64);
+    let err = workload_fails(&classify_args(&model, &images, &["--model-sha256", &wrong]));
+    assert!(err.contains("refusing to use it"), "{err}");
 
     // A model whose input is not an image.
     let flat = dir.path().join("flat.onnx");
@@ -283,19 +252,8 @@ fn results_are_in_the_codelabs_format_and_bad_input_is_an_error_not_a_crash() {
             flat.display()
         ),
     ]);
-    let out = workload(&[
-        "classify",
-        "--model",
-        flat.to_str().unwrap(),
-        "--images",
-        images.to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("input shape [1, 10]"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let err = workload_fails(&classify_args(&flat, &images, &[]));
+    assert!(err.contains("input shape [1, 10]"), "{err}");
 }
 
 #[test]
@@ -303,18 +261,13 @@ fn preprocessing_matches_tensorflow_on_golden_tensors() {
     let (_dir, _model, images) = demo_dir();
     let golden: serde_json::Value =
         serde_json::from_str(include_str!("golden/preprocess.json")).unwrap();
-    let out = workload(&[
+    let out = workload_ok(&[
         "preprocess",
         "--images",
         images.to_str().unwrap(),
         "--size",
         "16",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let ours: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for (name, want) in golden["images"].as_object().unwrap() {
         let got = ours[name]
