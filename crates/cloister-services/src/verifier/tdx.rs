@@ -129,33 +129,27 @@ pub(crate) fn judge(
             ),
         )
     })?;
-    Ok(Verified {
-        hwmodel: "INTEL_TDX",
-        secboot: true,
-        // A debuggable TD never gets here: cloister-tdx refuses it.
-        dbgstat: "disabled-since-boot".into(),
-        swversion: vec![reference.swversion],
-        support_attributes: reference.support_attributes,
+    let tee = json!({
+        "tcb_status": quoted.tcb_status,
+        "advisory_ids": quoted.advisory_ids,
+        "launch_measurement": measurement,
+    });
+    // The MRTD's start names the TD build; `verify` appends the challenge.
+    let subject = format!(
+        "tdx://{}",
+        quoted
+            .measurement("mr_td")
+            .and_then(|m| m.get(..16))
+            .unwrap_or_default()
+    );
+    // A debuggable TD never gets here: cloister-tdx refuses it.
+    Ok(hardware::claims(
+        "INTEL_TDX",
         container,
-        gce: None,
-        tee: Some((
-            "tdx",
-            json!({
-                "tcb_status": quoted.tcb_status,
-                "advisory_ids": quoted.advisory_ids,
-                "launch_measurement": measurement,
-            }),
-        )),
-        // The MRTD's start names the TD build; `verify` appends the challenge.
-        subject: format!(
-            "tdx://{}",
-            quoted
-                .measurement("mr_td")
-                .and_then(|m| m.get(..16))
-                .unwrap_or_default()
-        ),
-        service_accounts: Vec::new(),
-    })
+        reference,
+        ("tdx", tee),
+        subject,
+    ))
 }
 
 #[cfg(test)]
