@@ -15,16 +15,20 @@ fn key(instance: &InstanceRecord) -> Option<BlobKey> {
 
 /// Copies the consoles of the instances this replica runs that grew since `published` (the
 /// sizes last copied, by instance id).
-pub async fn publish(state: &AppState, published: &mut HashMap<u64, usize>) {
+pub async fn publish(state: &AppState, published: &mut HashMap<u64, u64>) {
     for instance in state.compute.running() {
+        // Its size first: most ticks, no console grew, and nothing is read.
+        let Some(size) = state.compute.console_size(&instance) else {
+            continue;
+        };
+        if published.get(&instance.id) == Some(&size) {
+            continue;
+        }
         let Some(bytes) = state.compute.console(&instance) else {
             continue;
         };
-        if published.get(&instance.id) == Some(&bytes.len()) {
-            continue;
-        }
         let Some(key) = key(&instance) else { continue };
-        let len = bytes.len();
+        let len = bytes.len() as u64;
         let stream: cloister_store::ByteStream = Box::pin(futures::stream::once(async move {
             Ok(bytes::Bytes::from(bytes))
         }));

@@ -249,7 +249,18 @@ impl LocalDriver {
     /// The serial console of an instance this driver ran (none when its runtime directory is
     /// not here: another replica runs it, or it was deleted).
     pub fn console(&self, instance: &InstanceRecord) -> Option<Vec<u8>> {
-        std::fs::read(self.dir(instance).join("serial.log")).ok()
+        std::fs::read(self.console_path(instance)).ok()
+    }
+
+    /// The size of [`Self::console`], without reading it.
+    pub fn console_size(&self, instance: &InstanceRecord) -> Option<u64> {
+        std::fs::metadata(self.console_path(instance))
+            .ok()
+            .map(|m| m.len())
+    }
+
+    fn console_path(&self, instance: &InstanceRecord) -> PathBuf {
+        self.dir(instance).join("serial.log")
     }
 
     /// Stops every instance (the server is shutting down).
