@@ -138,17 +138,21 @@ impl Registry {
         }
     }
 
+    /// Starts a blob upload in `name` (`POST …/blobs/uploads/`).
+    async fn start_upload(&self, token: &str, name: &str) -> Reply {
+        self.send(
+            Some(token),
+            "POST",
+            &format!("/v2/{name}/blobs/uploads/"),
+            &[],
+            vec![],
+        )
+        .await
+    }
+
     /// A monolithic blob upload (POST then PUT with the bytes).
     async fn push_blob(&self, token: &str, name: &str, bytes: &[u8]) -> Reply {
-        let start = self
-            .send(
-                Some(token),
-                "POST",
-                &format!("/v2/{name}/blobs/uploads/"),
-                &[],
-                vec![],
-            )
-            .await;
+        let start = self.start_upload(token, name).await;
         if start.status != StatusCode::ACCEPTED {
             return start;
         }
@@ -204,15 +208,7 @@ async fn an_image_round_trips_byte_exact_with_tags_ranges_and_referrers() {
     );
 
     // A chunked upload: two PATCHes with Content-Range, then the PUT.
-    let start = r
-        .send(
-            Some(&r.owner),
-            "POST",
-            &format!("/v2/{NAME}/blobs/uploads/"),
-            &[],
-            vec![],
-        )
-        .await;
+    let start = r.start_upload(&r.owner, NAME).await;
     assert_eq!(
         (start.status, start.header("range")),
         (StatusCode::ACCEPTED, "0-0")
@@ -592,15 +588,7 @@ async fn bad_uploads_and_manifests_are_refused_and_store_nothing() {
     let r = Registry::start().await;
     let config = b"{}".to_vec();
     // Wrong digest on a monolithic upload: refused, and the blob is not there.
-    let start = r
-        .send(
-            Some(&r.owner),
-            "POST",
-            &format!("/v2/{NAME}/blobs/uploads/"),
-            &[],
-            vec![],
-        )
-        .await;
+    let start = r.start_upload(&r.owner, NAME).await;
     let claimed = digest(b"something else");
     let bad = r
         .send(
@@ -734,15 +722,7 @@ async fn bad_uploads_and_manifests_are_refused_and_store_nothing() {
     let bad_tag = r.push_manifest(&r.owner, NAME, "-v1", &good).await;
     assert_eq!(bad_tag.code(), "TAG_INVALID");
     // An upload session belongs to its repository.
-    let start = r
-        .send(
-            Some(&r.owner),
-            "POST",
-            &format!("/v2/{NAME}/blobs/uploads/"),
-            &[],
-            vec![],
-        )
-        .await;
+    let start = r.start_upload(&r.owner, NAME).await;
     let id = start.header("docker-upload-uuid").to_owned();
     let elsewhere = r
         .send(
@@ -759,15 +739,7 @@ async fn bad_uploads_and_manifests_are_refused_and_store_nothing() {
 #[tokio::test]
 async fn abandoned_uploads_are_swept_with_their_chunks() {
     let r = Registry::start().await;
-    let start = r
-        .send(
-            Some(&r.owner),
-            "POST",
-            &format!("/v2/{NAME}/blobs/uploads/"),
-            &[],
-            vec![],
-        )
-        .await;
+    let start = r.start_upload(&r.owner, NAME).await;
     let loc = start.header("location").to_owned();
     let patch = r
         .send(Some(&r.owner), "PATCH", &loc, &[], vec![1u8; 1000])

@@ -9,6 +9,22 @@ mod support;
 use serde_json::Value;
 use support::{PUBLIC_URL, World};
 
+/// Alice creates the project primus-bank and `buckets` in it.
+fn primus_buckets(w: &World, buckets: &[&str]) {
+    let alice = w.as_user("alice");
+    alice(&["projects", "create", "primus-bank"]);
+    for b in buckets {
+        alice(&[
+            "storage",
+            "buckets",
+            "create",
+            b,
+            "--project",
+            "primus-bank",
+        ]);
+    }
+}
+
 #[test]
 fn googles_storage_client_works_against_cloister() {
     let w = World::with_users(&[]);
@@ -59,18 +75,8 @@ fn googles_storage_client_works_against_cloister() {
 #[test]
 fn the_cli_copies_folders_recursively_between_disk_and_buckets() {
     let w = World::with_two_users();
+    primus_buckets(&w, &["gs://primus-input", "gs://primus-archive"]);
     let alice = w.as_user("alice");
-    alice(&["projects", "create", "primus-bank"]);
-    for b in ["gs://primus-input", "gs://primus-archive"] {
-        alice(&[
-            "storage",
-            "buckets",
-            "create",
-            b,
-            "--project",
-            "primus-bank",
-        ]);
-    }
     let images = w.dir.path().join("images");
     std::fs::create_dir_all(images.join("night")).unwrap();
     std::fs::write(images.join("cat.jpg"), b"cat").unwrap();
@@ -194,16 +200,8 @@ fn the_cli_copies_folders_recursively_between_disk_and_buckets() {
 #[test]
 fn the_cli_copies_lists_and_shares_objects() {
     let w = World::with_two_users();
+    primus_buckets(&w, &["gs://primus-models"]);
     let alice = w.as_user("alice");
-    alice(&["projects", "create", "primus-bank"]);
-    alice(&[
-        "storage",
-        "buckets",
-        "create",
-        "gs://primus-models",
-        "--project",
-        "primus-bank",
-    ]);
     let model: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
     let local = w.dir.path().join("model.onnx");
     std::fs::write(&local, &model).unwrap();
@@ -551,16 +549,8 @@ fn a_server_with_blobs_in_s3_serves_the_cli() {
         &["--public-url", PUBLIC_URL, "--blob-url", &url],
         &garage.options(),
     );
+    primus_buckets(&w, &["gs://primus-models"]);
     let alice = w.as_user("alice");
-    alice(&["projects", "create", "primus-bank"]);
-    alice(&[
-        "storage",
-        "buckets",
-        "create",
-        "gs://primus-models",
-        "--project",
-        "primus-bank",
-    ]);
     let model: Vec<u8> = (0..20_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let local = w.dir.path().join("model.bin");
     std::fs::write(&local, &model).unwrap();

@@ -9,9 +9,8 @@ use super::World;
 pub const SA: &str = "workload-sa@secundus-bank.iam.gserviceaccount.com";
 
 /// Alice creates secundus-bank and its workload account with
-/// `roles/confidentialcomputing.workloadUser`; returns the account's access token and an ID
-/// token for `audience`.
-pub fn workload_account(w: &World, audience: &str) -> (String, String) {
+/// `roles/confidentialcomputing.workloadUser` on the project.
+pub fn create_workload_account(w: &World) {
     let a = w.as_user("alice");
     a(&["projects", "create", "secundus-bank"]);
     a(&[
@@ -31,6 +30,13 @@ pub fn workload_account(w: &World, audience: &str) -> (String, String) {
         "--role",
         "roles/confidentialcomputing.workloadUser",
     ]);
+}
+
+/// [`create_workload_account`], then the account's access token and an ID token for
+/// `audience`.
+pub fn workload_account(w: &World, audience: &str) -> (String, String) {
+    create_workload_account(w);
+    let a = w.as_user("alice");
     let access = a(&[
         "auth",
         "print-access-token",

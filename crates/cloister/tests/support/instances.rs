@@ -68,25 +68,8 @@ impl Secundus {
             digest: String::new(),
             strict_image: String::new(),
         };
-        s.alice(&["projects", "create", "secundus-bank"]);
-        s.alice(&[
-            "iam",
-            "service-accounts",
-            "create",
-            "workload-sa",
-            "--project",
-            "secundus-bank",
-        ]);
-        let sa = "serviceAccount:workload-sa@secundus-bank.iam.gserviceaccount.com";
-        s.alice(&[
-            "projects",
-            "add-iam-policy-binding",
-            "secundus-bank",
-            "--member",
-            sa,
-            "--role",
-            "roles/confidentialcomputing.workloadUser",
-        ]);
+        super::attestation::create_workload_account(&s.w);
+        let sa = &format!("serviceAccount:{}", super::attestation::SA);
         s.alice(&[
             "artifacts",
             "repositories",
