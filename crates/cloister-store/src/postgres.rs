@@ -394,6 +394,20 @@ fn describe(e: &postgres::Error) -> String {
     text
 }
 
+/// Whether `fail` came from a connection the server dropped: the client saw it close, or the
+/// server's last words were a shutdown or connection error (class 57P, 08), which may arrive
+/// before the client notices the close.
+fn connection_lost(conn: &mut Connection, fail: &Fail) -> bool {
+    let Fail::Pg(e) = fail else {
+        return false;
+    };
+    conn.client.is_closed()
+        || e.code().is_some_and(|c| {
+            let code = c.code();
+            code.starts_with("57P") || code.starts_with("08")
+        })
+}
+
 fn retryable(e: &postgres::Error) -> bool {
     matches!(
         e.code(),
@@ -505,9 +519,8 @@ impl PostgresStore {
                 });
                 // Every pooled connection may have been dropped at once: try each.
                 if again_if_dropped
-                    && result.is_err()
-                    && conn.client.is_closed()
                     && attempt <= POOL_SIZE
+                    && result.as_ref().is_err_and(|f| connection_lost(conn, f))
                 {
                     continue;
                 }
@@ -545,7 +558,8 @@ impl PostgresStore {
                         tx.commit()?;
                         Ok(value)
                     });
-                let dropped = result.is_err() && !committing && conn.client.is_closed();
+                let dropped =
+                    !committing && result.as_ref().is_err_and(|f| connection_lost(conn, f));
                 match result {
                     Err(_) if dropped && attempt <= POOL_SIZE => {}
                     Err(Fail::Pg(e)) if retryable(&e) && attempt < WRITE_ATTEMPTS => {
