@@ -7,13 +7,14 @@
 #   scripts/replicas.sh --demo   run the codelab demo through the load balancer, then stop
 #
 # Ports (override with the environment): LB_PORT=8080, REPLICA_PORTS="8081 8082",
-# PG_PORT=55432, S3_PORT=53900. Everything lives in a temp dir, removed on exit.
+# PG_PORT=15432, S3_PORT=13900 (all below the ephemeral port range, where client sockets could
+# hold them). Everything lives in a temp dir, removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 demo=false
 [ "${1:-}" = "--demo" ] && demo=true
 LB_PORT=${LB_PORT:-8080} REPLICA_PORTS=${REPLICA_PORTS:-"8081 8082"}
-PG_PORT=${PG_PORT:-55432} S3_PORT=${S3_PORT:-53900}
+PG_PORT=${PG_PORT:-15432} S3_PORT=${S3_PORT:-13900}
 
 bash scripts/install-deps.sh --test-servers
 cargo build --locked --quiet --bin cloister --bin ml-inference
@@ -29,7 +30,12 @@ cleanup() {
 }
 trap cleanup EXIT
 step() { printf '==> %s\n' "$*"; }
-wait_for() { for _ in $(seq 400); do eval "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "timed out: $1" >&2; exit 1; }
+wait_for() {
+  for _ in $(seq 400); do eval "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done
+  echo "timed out: $1; the logs so far:" >&2
+  tail -n 20 "$work"/*.log >&2 || true
+  exit 1
+}
 
 step "PostgreSQL on 127.0.0.1:$PG_PORT (a new cluster in $work/pg)"
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)

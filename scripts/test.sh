@@ -13,6 +13,7 @@ cargo test --workspace --locked
 # conformance suite already runs on both).
 CLOISTER_TEST_DATABASE=postgres cargo test -p cloister-services --tests --locked
 # The codelab once more, on a replicated deployment: PostgreSQL, Garage, nginx and two replicas.
-LB_PORT=58080 REPLICA_PORTS="58081 58082" PG_PORT=58432 S3_PORT=58900 bash scripts/replicas.sh --demo
+# Fixed ports below the kernel's ephemeral range, where no test's client socket can hold them.
+LB_PORT=18080 REPLICA_PORTS="18081 18082" PG_PORT=18432 S3_PORT=18900 bash scripts/replicas.sh --demo
 # The workload's pure-Rust engine passes the same correctness tests.
 cargo test -p ml-inference --features tract --locked
