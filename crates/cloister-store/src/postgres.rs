@@ -250,6 +250,9 @@ type Pool = r2d2::Pool<Manager>;
 pub(crate) struct Connection {
     client: Client,
     statements: HashMap<String, Statement>,
+    /// Set when a call met the server dropping this connection, so the pool discards it
+    /// rather than handing it out again before the client itself has noticed the close.
+    lost: bool,
 }
 
 /// Opens [`Connection`]s for the pool. By hand because `r2d2_postgres` pools bare clients,
@@ -264,6 +267,7 @@ impl r2d2::ManageConnection for Manager {
         Ok(Connection {
             client: self.1.connect(&self.0)?,
             statements: HashMap::new(),
+            lost: false,
         })
     }
 
@@ -272,7 +276,7 @@ impl r2d2::ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut Connection) -> bool {
-        conn.client.is_closed()
+        conn.lost || conn.client.is_closed()
     }
 }
 
@@ -396,16 +400,20 @@ fn describe(e: &postgres::Error) -> String {
 
 /// Whether `fail` came from a connection the server dropped: the client saw it close, or the
 /// server's last words were a shutdown or connection error (class 57P, 08), which may arrive
-/// before the client notices the close.
+/// before the client notices the close. A lost connection is marked so the pool discards it:
+/// otherwise the pool, which hands out the connection returned last, would give the retry the
+/// same dead connection, and one drop of the whole pool could use up every attempt.
 fn connection_lost(conn: &mut Connection, fail: &Fail) -> bool {
     let Fail::Pg(e) = fail else {
         return false;
     };
-    conn.client.is_closed()
+    let lost = conn.client.is_closed()
         || e.code().is_some_and(|c| {
             let code = c.code();
             code.starts_with("57P") || code.starts_with("08")
-        })
+        });
+    conn.lost |= lost;
+    lost
 }
 
 fn retryable(e: &postgres::Error) -> bool {
@@ -518,10 +526,8 @@ impl PostgresStore {
                     statements: &mut conn.statements,
                 });
                 // Every pooled connection may have been dropped at once: try each.
-                if again_if_dropped
-                    && attempt <= POOL_SIZE
-                    && result.as_ref().is_err_and(|f| connection_lost(conn, f))
-                {
+                let lost = result.as_ref().is_err_and(|f| connection_lost(conn, f));
+                if again_if_dropped && lost && attempt <= POOL_SIZE {
                     continue;
                 }
                 return result.map_err(StoreError::from);
@@ -558,8 +564,9 @@ impl PostgresStore {
                         tx.commit()?;
                         Ok(value)
                     });
-                let dropped =
-                    !committing && result.as_ref().is_err_and(|f| connection_lost(conn, f));
+                // Checked even when committing, so a dropped connection is never pooled again.
+                let lost = result.as_ref().is_err_and(|f| connection_lost(conn, f));
+                let dropped = lost && !committing;
                 match result {
                     Err(_) if dropped && attempt <= POOL_SIZE => {}
                     Err(Fail::Pg(e)) if retryable(&e) && attempt < WRITE_ATTEMPTS => {
