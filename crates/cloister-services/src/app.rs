@@ -15,6 +15,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::tokens::AccessTokens;
 use crate::compute::driver::{Launcher, LocalDriver};
+use crate::compute::replicas::ReplicaLease;
 use crate::error::ApiError;
 use crate::iam::authorizer::Authorizer;
 use crate::signing::SigningKeys;
@@ -28,6 +29,9 @@ use crate::{
 pub const BOOTSTRAP_ADMIN_EMAIL: &str = "admin@cloister.local";
 /// Where the bootstrap admin's credential is written, relative to the data directory.
 pub const BOOTSTRAP_CREDENTIAL_FILE: &str = "bootstrap-admin-credential.json";
+/// How long a replica's instances outlive its last renewal of their lease, by default: fifteen
+/// renewals, so a stalled or briefly cut-off replica does not lose them.
+pub const DEFAULT_REPLICA_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -55,6 +59,9 @@ pub struct ServerConfig {
     /// in the metadata store. Supply it from outside the data (a file elsewhere, a secret
     /// manager); none = the embedded default, a key file in the data directory.
     pub kek: Option<Vec<u8>>,
+    /// With a shared database: how long a replica's instances outlive its last renewal of
+    /// their lease (every 2 s) before another replica marks them TERMINATED.
+    pub replica_lease: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +207,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         compute: Arc::new(LocalDriver::new(
             data_dir.root().join("instances"),
             launcher.clone(),
+            shared_database.then(|| ReplicaLease::new(config.replica_lease)),
         )),
         tdx_collateral_dir: data_dir.root().join("tee/tdx-collateral"),
         vcek_cache_dir: data_dir.root().join("tee/vcek"),
@@ -221,7 +229,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         .await
         .map_err(StartupError::Bootstrap)?;
     if shared_database {
-        spawn_instance_sync(&state);
+        compute::replicas::spawn_sync(&state);
     }
     let bootstrap_credential = bootstrap_admin(&state, &data_dir)
         .await
@@ -351,33 +359,6 @@ async fn bootstrap_admin(
         return Ok(None);
     }
     Ok(Some(path))
-}
-
-/// With a shared database, any replica may be asked about an instance this one runs: every
-/// two seconds, this one copies its instances' grown consoles to the blob store, and stops
-/// the instances whose record another replica deleted.
-fn spawn_instance_sync(state: &AppState) {
-    let state = state.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
-        let mut published = std::collections::HashMap::new();
-        loop {
-            tick.tick().await;
-            compute::console::publish(&state, &mut published).await;
-            for instance in state.compute.running() {
-                let name = instance.resource_name();
-                if let Ok(None) = state.db(move |s| s.get_instance(&name)).await {
-                    tracing::info!(
-                        instance = %instance.resource_name(),
-                        "the instance was deleted through another replica: stopping it"
-                    );
-                    state.compute.stop(&instance).await;
-                    compute::console::remove(&state, &instance).await;
-                    published.remove(&instance.id);
-                }
-            }
-        }
-    });
 }
 
 /// Every minute, reads the signing keys again, so a rotation on another replica reaches this

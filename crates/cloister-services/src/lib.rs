@@ -28,5 +28,7 @@ pub mod storage;
 pub mod time_util;
 pub mod verifier;
 
-pub use app::{BOOTSTRAP_ADMIN_EMAIL, OpenedServer, ServerConfig, StartupError, open};
+pub use app::{
+    BOOTSTRAP_ADMIN_EMAIL, DEFAULT_REPLICA_LEASE, OpenedServer, ServerConfig, StartupError, open,
+};
 pub use error::ApiError;

@@ -45,4 +45,19 @@ pub trait ComputeStore: Send + Sync {
     /// Returns false when the instance is gone.
     fn set_instance_status(&self, resource_name: &str, status: &str) -> Result<bool, StoreError>;
     fn delete_instance(&self, resource_name: &str) -> Result<bool, StoreError>;
+
+    /// Renews `replica`'s lease on the instances it runs (their ids) until `expires_at` (Unix
+    /// seconds). Returns false when the replica held no lease: its first renewal, or another
+    /// replica took over the lease after it lapsed and marked those instances TERMINATED.
+    fn renew_replica_lease(
+        &self,
+        replica: &str,
+        expires_at: i64,
+        instance_ids: &[u64],
+    ) -> Result<bool, StoreError>;
+    /// Takes over the leases that lapsed before `now` (Unix seconds): their replicas stopped
+    /// renewing, so the instances they ran died with them. Marks those instances TERMINATED,
+    /// removes the leases, and returns the resource names it marked, sorted. Atomic: when
+    /// replicas take over at once, each instance is reported by one of them.
+    fn expire_replica_leases(&self, now: i64) -> Result<Vec<String>, StoreError>;
 }

@@ -233,6 +233,12 @@ const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY,
         value BYTEA NOT NULL
      );"#,
+    // 2: SQLite's migration 11, replicas' leases on the instances they run.
+    r#"CREATE TABLE replica_leases (
+        replica TEXT PRIMARY KEY,
+        expires_at BIGINT NOT NULL,
+        instance_ids BIGINT[] NOT NULL
+     );"#,
 ];
 
 /// Any number; it only has to be the same for every replica (`pg_advisory_xact_lock`).

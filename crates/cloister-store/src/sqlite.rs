@@ -230,6 +230,12 @@ const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY,
         value BLOB NOT NULL
      ) STRICT;",
+    // 11: replicas' leases on the instances they run (a JSON array of instance ids)
+    "CREATE TABLE replica_leases (
+        replica TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL,
+        instance_ids TEXT NOT NULL
+     ) STRICT;",
 ];
 
 /// One connection for writes and a few for reads: in WAL mode readers never wait for a

@@ -93,6 +93,7 @@ conformance!(
     key_rotation_keeps_old_versions,
     manifests_need_their_content_and_tags_list_in_order,
     instances_round_trip_and_filter_by_zone,
+    a_lapsed_replica_lease_terminates_its_instances_once,
     a_schema_newer_than_this_build_is_refused,
 );
 
@@ -565,6 +566,83 @@ fn instances_round_trip_and_filter_by_zone(b: &dyn Backend) {
     assert!(
         !s.set_instance_status(&a.resource_name(), "RUNNING")
             .unwrap()
+    );
+}
+
+fn a_lapsed_replica_lease_terminates_its_instances_once(b: &dyn Backend) {
+    let s = b.open();
+    s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+        .unwrap();
+    let instance = |name: &str, id, status: &str| InstanceRecord {
+        project_id: ProjectId::parse("alpha-1").unwrap(),
+        zone: "us-west1-b".into(),
+        name: name.into(),
+        id,
+        service_account: "sa@alpha-1.iam.gserviceaccount.com".into(),
+        metadata: BTreeMap::new(),
+        confidential_type: "VTPM".into(),
+        status: status.into(),
+        create_time: "t".into(),
+    };
+    for (name, id, status) in [
+        ("on-a", u64::MAX - 3, "RUNNING"),
+        ("held-on-a", 11, "SUSPENDED"),
+        ("ended-on-a", 12, "TERMINATED"),
+        ("on-b", 21, "RUNNING"),
+    ] {
+        s.create_instance(&instance(name, id, status)).unwrap();
+    }
+    let status = |name: &str| {
+        s.get_instance(&format!(
+            "projects/alpha-1/zones/us-west1-b/instances/{name}"
+        ))
+        .unwrap()
+        .unwrap()
+        .status
+    };
+    // 13 was deleted since A's last renewal: nothing to mark.
+    assert!(
+        !s.renew_replica_lease("a", 100, &[u64::MAX - 3, 11, 12, 13])
+            .unwrap(),
+        "a first renewal held no lease"
+    );
+    assert!(
+        s.renew_replica_lease("a", 110, &[u64::MAX - 3, 11, 12, 13])
+            .unwrap()
+    );
+    assert!(!s.renew_replica_lease("b", 200, &[21]).unwrap());
+
+    assert_eq!(
+        s.expire_replica_leases(110).unwrap(),
+        Vec::<String>::new(),
+        "a lease is good until it expires"
+    );
+    assert_eq!(status("on-a"), "RUNNING");
+    // A stopped renewing; B (another handle) takes over A's lapsed lease, and only A's.
+    let expired: Vec<Vec<String>> = race(b, 4, |_, s| s.expire_replica_leases(111).unwrap());
+    let mut all: Vec<String> = expired.concat();
+    all.sort();
+    assert_eq!(
+        all,
+        [
+            "projects/alpha-1/zones/us-west1-b/instances/held-on-a",
+            "projects/alpha-1/zones/us-west1-b/instances/on-a",
+        ],
+        "each of A's live instances is reported by exactly one replica: {expired:?}"
+    );
+    assert_eq!(status("on-a"), "TERMINATED");
+    assert_eq!(status("held-on-a"), "TERMINATED");
+    assert_eq!(status("on-b"), "RUNNING", "B's lease has not lapsed");
+    // A comes back: its renewal says its lease was taken over.
+    assert!(!s.renew_replica_lease("a", 300, &[u64::MAX - 3]).unwrap());
+    assert_eq!(
+        s.expire_replica_leases(250).unwrap(),
+        ["projects/alpha-1/zones/us-west1-b/instances/on-b"]
+    );
+    assert_eq!(
+        b.open().expire_replica_leases(301).unwrap(),
+        Vec::<String>::new(),
+        "an instance already TERMINATED is not reported again"
     );
 }
 

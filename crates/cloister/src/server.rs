@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
@@ -52,8 +53,13 @@ pub struct ServerArgs {
     /// for a single machine].
     #[arg(long, env = "CLOISTER_KEK_FILE")]
     kek_file: Option<PathBuf>,
+    /// With a shared database: seconds a replica's instances outlive its last renewal of
+    /// their lease (every 2 s) before another replica marks them TERMINATED, as after a crash
+    /// of its machine [default: 30].
+    #[arg(long, env = "CLOISTER_REPLICA_LEASE_SECS", value_parser = clap::value_parser!(u64).range(5..=3600))]
+    replica_lease_secs: Option<u64>,
     /// A TOML file with any of: listen, data_dir, public_url, log_format, max_body_bytes,
-    /// attestation_token_lifetime_secs, database_url, blob_url, kek_file.
+    /// attestation_token_lifetime_secs, database_url, blob_url, kek_file, replica_lease_secs.
     #[arg(long, env = "CLOISTER_SERVER_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -70,6 +76,7 @@ struct ConfigFile {
     database_url: Option<String>,
     blob_url: Option<String>,
     kek_file: Option<PathBuf>,
+    replica_lease_secs: Option<u64>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -115,6 +122,14 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .unwrap_or_else(|| format!("http://{bound}"));
     let kek = key_encryption_key(args.kek_file.or(file.kek_file).as_deref(), &data_dir)?;
     let database_url = args.database_url.or(file.database_url);
+    let replica_lease = match args.replica_lease_secs.or(file.replica_lease_secs) {
+        None => cloister_services::DEFAULT_REPLICA_LEASE,
+        // The flag's own range check covers the command line; this one, the config file.
+        Some(secs @ 5..=3600) => Duration::from_secs(secs),
+        Some(secs) => anyhow::bail!(
+            "replica_lease_secs = {secs} in the server config: it must be 5 to 3600 seconds (renewals come every 2)"
+        ),
+    };
     let blob_url = args.blob_url.or(file.blob_url);
     let config = cloister_services::ServerConfig {
         data_dir: data_dir.clone(),
@@ -133,6 +148,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         database_url: database_url.clone(),
         blob_url: blob_url.clone(),
         kek,
+        replica_lease,
         blob_options: std::env::vars()
             .filter(|(k, _)| {
                 ["AWS_", "GOOGLE_", "AZURE_"]

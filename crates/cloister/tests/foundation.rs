@@ -290,23 +290,31 @@ fn cli_errors_name_the_problem_and_exit_non_zero() {
 fn a_bad_server_config_is_refused_with_the_file_named() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("server.toml");
-    std::fs::write(&config, "listen = \"127.0.0.1:0\"\nbogus = 1\n").unwrap();
-    let out = std::process::Command::new(support::BIN)
-        .args([
-            "server",
-            "--config",
-            config.to_str().unwrap(),
-            "--data-dir",
-            dir.path().join("d").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let refused = |toml: &str, flags: &[&str]| {
+        std::fs::write(&config, toml).unwrap();
+        let out = std::process::Command::new(support::BIN)
+            .args(["server", "--config", config.to_str().unwrap(), "--data-dir"])
+            .arg(dir.path().join("d"))
+            .args(flags)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{toml} {flags:?} was accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = refused("listen = \"127.0.0.1:0\"\nbogus = 1\n", &[]);
     assert!(
         err.contains("server.toml") && err.contains("bogus"),
         "{err}"
     );
+    // A lease shorter than a few renewals would end instances of a replica that is merely
+    // slow: refused from the file and from the command line.
+    let err = refused("listen = \"127.0.0.1:0\"\nreplica_lease_secs = 2\n", &[]);
+    assert!(err.contains("replica_lease_secs = 2"), "{err}");
+    let err = refused(
+        "listen = \"127.0.0.1:0\"\n",
+        &["--replica-lease-secs", "4000"],
+    );
+    assert!(err.contains("--replica-lease-secs"), "{err}");
 }
 
 /// The key-encryption key comes from outside the data directory: a KEK file inside it is

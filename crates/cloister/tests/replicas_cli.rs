@@ -239,25 +239,10 @@ async fn killing_a_replica_under_load_loses_no_acknowledged_write() {
 /// workload where it runs.
 #[test]
 fn an_instance_deleted_through_another_replica_stops_where_it_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let kek = dir.path().join("kek");
-    std::fs::write(&kek, rand::random::<[u8; 32]>()).unwrap();
-    let flags = [
-        "--database-url".to_owned(),
-        postgres::Postgres::database(),
-        // Two processes on one machine may share blobs in a directory (object_store's file://).
-        "--blob-url".to_owned(),
-        format!("file://{}", dir.path().join("blobs").display()),
-        "--kek-file".to_owned(),
-        kek.display().to_string(),
-    ];
-    std::fs::create_dir_all(dir.path().join("blobs")).unwrap();
+    let (dir, flags) = shared_flags(&[]);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let s = Secundus::setup_with(&flags);
-    let (image, _) = s.push_program("sleeper", COUNTER, COUNTER_LABELS);
-    let metadata = format!(
-        "^~^tee-image-reference={image}~tee-container-log-redirect=true~tee-cmd=[\"sleep\"]"
-    );
+    let metadata = sleeper(&s, "sleeper");
     s.create("sleeper", "INSECURE", &metadata);
     s.wait_for("sleeper", "RUN 1 sleep");
     let running = || processes_running("/usr/local/bin/sleeper");
@@ -265,13 +250,8 @@ fn an_instance_deleted_through_another_replica_stops_where_it_runs() {
 
     let b = Server::try_start_env(&dir.path().join("b"), &flags, &[])
         .unwrap_or_else(|log| panic!("replica b did not start:\n{log}"));
-    support::login(&s.w.cli, &b, "alice-b", &s.w.dir.path().join("alice.json"));
-    let at_b = |args: &[&str]| {
-        let mut all = vec!["--profile", "alice-b"];
-        all.extend(args);
-        s.w.cli.ok(&all)
-    };
-    let place = ["--project", "secundus-bank", "--zone", "us-west1-b"];
+    let at_b = login_at(&s, &b);
+    let place = PLACE;
     let described = at_b(
         &[
             &[
@@ -307,15 +287,7 @@ fn an_instance_deleted_through_another_replica_stops_where_it_runs() {
         std::thread::sleep(Duration::from_millis(200));
     }
     at_b(&[&["compute", "instances", "delete", "sleeper"], &place[..]].concat());
-    // Polling, not a speed limit: the bound only keeps a broken reaper from hanging the suite.
-    let start = Instant::now();
-    while running() > 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "the workload still runs on A"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually("the workload stopped on A", || running() == 0);
     let listed = s.alice(
         &[
             &["compute", "instances", "list", "--format", "value(name)"],
@@ -324,30 +296,24 @@ fn an_instance_deleted_through_another_replica_stops_where_it_runs() {
         .concat(),
     );
     assert_eq!(listed.trim(), "", "the instance is gone for A too");
+}
 
-    // A's machine crashes while it runs an instance (the server and the instance's processes
-    // die). Restarted on its data directory, A marks that instance TERMINATED; B still
-    // serves meanwhile and sees the change.
-    s.create("crashed", "INSECURE", &metadata);
-    s.wait_for("crashed", "RUN 1 sleep");
-    let kill = |pid: String| {
-        std::process::Command::new("kill")
-            .args(["-9", &pid])
-            .status()
-            .unwrap();
-    };
-    kill(s.w.server.pid().to_string());
-    for pid in std::fs::read_dir("/proc").unwrap().filter_map(|e| {
-        let e = e.ok()?;
-        let cmdline =
-            String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).ok()?).into_owned();
-        let ours = cmdline.starts_with("/usr/local/bin/sleeper")
-            || (cmdline.contains("launcher")
-                && cmdline.contains(&*s.w.dir.path().to_string_lossy()));
-        ours.then(|| e.file_name().to_string_lossy().into_owned())
-    }) {
-        kill(pid);
-    }
+/// A replica that stops renewing its lease loses its instances, as a failed host does in
+/// Compute Engine. Cut off (its server stopped) past the lease, another replica marks its
+/// instance TERMINATED, and once back it stops the workload itself. Crashed with its instance,
+/// the other marks the instance TERMINATED without waiting for the replica to restart.
+#[test]
+fn a_replica_that_stops_renewing_its_lease_loses_its_instances() {
+    let (dir, flags) = shared_flags(&["--replica-lease-secs", "6"]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let s = Secundus::setup_with(&flags);
+    let metadata = sleeper(&s, "leased");
+    let running = || processes_running("/usr/local/bin/leased");
+    s.create("cut-off", "INSECURE", &metadata);
+    s.wait_for("cut-off", "RUN 1 sleep");
+    let b = Server::try_start_env(&dir.path().join("b"), &flags, &[])
+        .unwrap_or_else(|log| panic!("replica b did not start:\n{log}"));
+    let at_b = login_at(&s, &b);
     let status = |name: &str| {
         at_b(
             &[
@@ -359,22 +325,109 @@ fn an_instance_deleted_through_another_replica_stops_where_it_runs() {
                     "--format",
                     "value(status)",
                 ],
-                &place[..],
+                &PLACE[..],
             ]
             .concat(),
         )
         .trim()
         .to_owned()
     };
-    assert_eq!(
-        status("crashed"),
-        "RUNNING",
-        "nothing has told the database yet"
+    assert_eq!(status("cut-off"), "RUNNING", "A renews its lease");
+
+    let signal = |signal: &str, pid: String| {
+        assert!(
+            std::process::Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let a = s.w.server.pid().to_string();
+    signal("-STOP", a.clone());
+    eventually("B marked the cut-off replica's instance TERMINATED", || {
+        status("cut-off") == "TERMINATED"
+    });
+    assert_eq!(running(), 1, "the workload still runs where A was cut off");
+    signal("-CONT", a);
+    eventually(
+        "A, back, stopped the instance the others call ended",
+        || running() == 0,
     );
+    assert_eq!(status("cut-off"), "TERMINATED");
+
+    // A's machine crashes while it runs an instance: the server and the instance's processes
+    // die, and A does not come back.
+    s.create("crashed", "INSECURE", &metadata);
+    s.wait_for("crashed", "RUN 1 sleep");
+    signal("-9", s.w.server.pid().to_string());
+    for pid in std::fs::read_dir("/proc").unwrap().filter_map(|e| {
+        let e = e.ok()?;
+        let cmdline =
+            String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).ok()?).into_owned();
+        let ours = cmdline.starts_with("/usr/local/bin/leased")
+            || (cmdline.contains("launcher")
+                && cmdline.contains(&*s.w.dir.path().to_string_lossy()));
+        ours.then(|| e.file_name().to_string_lossy().into_owned())
+    }) {
+        signal("-9", pid);
+    }
+    eventually("B marked the crashed replica's instance TERMINATED", || {
+        status("crashed") == "TERMINATED"
+    });
+    // Restarted on its data directory, A starts cleanly beside the record B corrected.
     let restarted = Server::try_start_env(&s.w.dir.path().join("data"), &flags, &[])
         .unwrap_or_else(|log| panic!("A did not restart:\n{log}"));
     assert_eq!(status("crashed"), "TERMINATED");
     drop(restarted);
+}
+
+const PLACE: [&str; 4] = ["--project", "secundus-bank", "--zone", "us-west1-b"];
+
+/// Flags for replicas sharing a database, a KEK and blobs in a directory (two processes on one
+/// machine may share object_store's file://), plus `extra`.
+fn shared_flags(extra: &[&str]) -> (tempfile::TempDir, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let kek = dir.path().join("kek");
+    std::fs::write(&kek, rand::random::<[u8; 32]>()).unwrap();
+    std::fs::create_dir_all(dir.path().join("blobs")).unwrap();
+    let mut flags = vec![
+        "--database-url".to_owned(),
+        postgres::Postgres::database(),
+        "--blob-url".to_owned(),
+        format!("file://{}", dir.path().join("blobs").display()),
+        "--kek-file".to_owned(),
+        kek.display().to_string(),
+    ];
+    flags.extend(extra.iter().map(|f| f.to_string()));
+    (dir, flags)
+}
+
+/// Pushes the counter as `program` and returns the metadata of an instance that runs it,
+/// sleeping, with its output on the console.
+fn sleeper(s: &Secundus, program: &str) -> String {
+    let (image, _) = s.push_program(program, COUNTER, COUNTER_LABELS);
+    format!("^~^tee-image-reference={image}~tee-container-log-redirect=true~tee-cmd=[\"sleep\"]")
+}
+
+/// Logs alice in at replica `b`; runs the CLI there.
+fn login_at<'a>(s: &'a Secundus, b: &Server) -> impl Fn(&[&str]) -> String + 'a {
+    support::login(&s.w.cli, b, "alice-b", &s.w.dir.path().join("alice.json"));
+    move |args: &[&str]| {
+        let mut all = vec!["--profile", "alice-b"];
+        all.extend(args);
+        s.w.cli.ok(&all)
+    }
+}
+
+/// Polls until `done`. The bound is not a speed limit: it only keeps a broken check from
+/// hanging the suite.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(120), "never: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// A challenge issued by one server process is verified by the other, once; the token the

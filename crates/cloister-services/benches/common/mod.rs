@@ -62,6 +62,7 @@ impl BenchServer {
                     blob_url: None,
                     blob_options: Vec::new(),
                     kek: None,
+                    replica_lease: cloister_services::DEFAULT_REPLICA_LEASE,
                 };
                 configure(&mut config);
                 let opened = cloister_services::open(config).await.expect("open");

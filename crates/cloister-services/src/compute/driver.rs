@@ -16,6 +16,7 @@ use cloister_tpm::identity::InstanceIdentity;
 use tokio::sync::watch;
 
 use super::metadata_server::{self, InstanceInfo};
+use super::replicas::ReplicaLease;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -63,6 +64,8 @@ pub struct LocalDriver {
     root: PathBuf,
     launcher: Option<Arc<Launcher>>,
     running: Mutex<HashMap<String, Running>>,
+    /// With a shared database: this replica's lease on the instances it runs.
+    lease: Option<ReplicaLease>,
 }
 
 fn unavailable(m: String) -> ApiError {
@@ -78,12 +81,21 @@ fn swtpm_available() -> bool {
 }
 
 impl LocalDriver {
-    pub fn new(root: PathBuf, launcher: Option<Arc<Launcher>>) -> Self {
+    pub fn new(
+        root: PathBuf,
+        launcher: Option<Arc<Launcher>>,
+        lease: Option<ReplicaLease>,
+    ) -> Self {
         LocalDriver {
             root,
             launcher,
             running: Mutex::default(),
+            lease,
         }
+    }
+
+    pub fn lease(&self) -> Option<&ReplicaLease> {
+        self.lease.as_ref()
     }
 
     pub fn launcher(&self) -> Option<&Launcher> {
@@ -202,6 +214,11 @@ impl LocalDriver {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(instance.resource_name(), running);
+        if let Some(lease) = &self.lease
+            && let Err(e) = lease.renew(state).await
+        {
+            tracing::warn!(error = %e, "renewing this replica's lease on its instances");
+        }
         Ok(())
     }
 

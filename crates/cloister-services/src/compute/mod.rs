@@ -6,6 +6,7 @@
 pub mod console;
 pub mod driver;
 mod metadata_server;
+pub mod replicas;
 
 use std::collections::BTreeMap;
 

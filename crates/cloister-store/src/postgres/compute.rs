@@ -88,4 +88,49 @@ impl ComputeStore for PostgresStore {
             )? == 1)
         })
     }
+
+    fn renew_replica_lease(
+        &self,
+        replica: &str,
+        expires_at: i64,
+        instance_ids: &[u64],
+    ) -> Result<bool, StoreError> {
+        let ids: Vec<i64> = instance_ids.iter().map(|&id| id as i64).collect();
+        // One statement: renew the lease, or else insert it; the count inserted tells which.
+        self.write_one(|c| {
+            let inserted = c.execute(
+                "WITH renewed AS (
+                    UPDATE replica_leases SET expires_at = $2, instance_ids = $3
+                    WHERE replica = $1 RETURNING 1
+                 )
+                 INSERT INTO replica_leases (replica, expires_at, instance_ids)
+                 SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM renewed)",
+                &[&replica, &expires_at, &ids],
+            )?;
+            Ok(inserted == 0)
+        })
+    }
+
+    fn expire_replica_leases(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        self.write(|tx| {
+            let lapsed = tx.query(
+                "DELETE FROM replica_leases WHERE expires_at < $1 RETURNING instance_ids",
+                &[&now],
+            )?;
+            let mut marked = Vec::new();
+            for lease in lapsed {
+                let ids: Vec<i64> = lease.try_get(0)?;
+                let names = tx.query(
+                    "UPDATE instances SET status = 'TERMINATED'
+                     WHERE id = ANY($1) AND status <> 'TERMINATED' RETURNING resource_name",
+                    &[&ids],
+                )?;
+                for name in names {
+                    marked.push(name.try_get(0)?);
+                }
+            }
+            marked.sort();
+            Ok(marked)
+        })
+    }
 }

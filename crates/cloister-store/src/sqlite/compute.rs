@@ -90,4 +90,70 @@ impl ComputeStore for SqliteStore {
             .map_err(db)
         })
     }
+
+    fn renew_replica_lease(
+        &self,
+        replica: &str,
+        expires_at: i64,
+        instance_ids: &[u64],
+    ) -> Result<bool, StoreError> {
+        let ids =
+            serde_json::to_string(instance_ids).map_err(|e| StoreError::Database(e.to_string()))?;
+        // One writer connection: the update and the insert cannot interleave with another's.
+        self.with(|c| {
+            let renewed = c
+                .execute(
+                    "UPDATE replica_leases SET expires_at = ?2, instance_ids = ?3 WHERE replica = ?1",
+                    params![replica, expires_at, ids],
+                )
+                .map_err(db)?;
+            if renewed == 1 {
+                return Ok(true);
+            }
+            c.execute(
+                "INSERT INTO replica_leases (replica, expires_at, instance_ids) VALUES (?1, ?2, ?3)",
+                params![replica, expires_at, ids],
+            )
+            .map_err(db)?;
+            Ok(false)
+        })
+    }
+
+    fn expire_replica_leases(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction().map_err(db)?;
+            let lapsed: Vec<(String, String)> = tx
+                .prepare_cached(
+                    "SELECT replica, instance_ids FROM replica_leases WHERE expires_at < ?1",
+                )
+                .map_err(db)?
+                .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db)?
+                .collect::<Result<_, _>>()
+                .map_err(db)?;
+            let mut marked = Vec::new();
+            for (replica, ids) in lapsed {
+                let ids: Vec<u64> = serde_json::from_str(&ids).map_err(|e| {
+                    StoreError::Database(format!("stored lease of {replica} does not parse: {e}"))
+                })?;
+                for id in ids {
+                    let name: Option<String> = tx
+                        .query_row(
+                            "UPDATE instances SET status = 'TERMINATED'
+                             WHERE id = ?1 AND status <> 'TERMINATED' RETURNING resource_name",
+                            [id as i64],
+                            |r| r.get(0),
+                        )
+                        .optional()
+                        .map_err(db)?;
+                    marked.extend(name);
+                }
+                tx.execute("DELETE FROM replica_leases WHERE replica = ?1", [&replica])
+                    .map_err(db)?;
+            }
+            tx.commit().map_err(db)?;
+            marked.sort();
+            Ok(marked)
+        })
+    }
 }

@@ -1,0 +1,135 @@
+//! Instances across replicas sharing a database. Each replica runs its own instances (the
+//! local driver), so any replica may be asked about an instance another one runs. Every two
+//! seconds a replica:
+//! - copies its instances' grown consoles to the shared blob store (`console.rs`);
+//! - renews its lease on them. A replica that stops renewing (its machine crashed, or it lost
+//!   the database for longer than the lease) took its instances' processes with it, so another
+//!   replica takes the lease over and marks them TERMINATED, as Compute Engine does with the
+//!   instances of a host that failed;
+//! - stops the instances whose record another replica deleted, and, when its own lease was
+//!   taken over, those now recorded TERMINATED: the record is the truth, so a replica cut off
+//!   too long fences itself rather than run instances the others call ended.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::console;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const SYNC_INTERVAL: Duration = Duration::from_secs(2);
+
+/// This replica's lease on the instances it runs.
+pub struct ReplicaLease {
+    /// Random per process: a restarted replica's old lease lapses like a crashed one's (its
+    /// startup has already marked those instances TERMINATED).
+    replica: String,
+    duration: Duration,
+    renewed: AtomicBool,
+    /// Set when a renewal found the lease taken over; cleared by the sync that fences.
+    taken_over: AtomicBool,
+}
+
+impl ReplicaLease {
+    /// A lease that outlives its last renewal by `duration` (longer than the two seconds
+    /// between renewals, with room for a slow tick).
+    pub fn new(duration: Duration) -> Self {
+        ReplicaLease {
+            replica: hex::encode(rand::random::<[u8; 8]>()),
+            duration,
+            renewed: AtomicBool::new(false),
+            taken_over: AtomicBool::new(false),
+        }
+    }
+
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// Renews the lease on every instance the driver runs now: called on each sync and when
+    /// an instance starts, so a crash right after a start still ends it.
+    pub async fn renew(&self, state: &AppState) -> Result<(), ApiError> {
+        let ids: Vec<u64> = state.compute.running().iter().map(|i| i.id).collect();
+        let replica = self.replica.clone();
+        let expires_at = unix_now().saturating_add(self.duration.as_secs() as i64);
+        let held = state
+            .db(move |s| s.renew_replica_lease(&replica, expires_at, &ids))
+            .await?;
+        if !held && self.renewed.swap(true, Ordering::SeqCst) {
+            self.taken_over.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Starts the sync loop of a replica that shares its database.
+pub fn spawn_sync(state: &AppState) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SYNC_INTERVAL);
+        let mut published = HashMap::new();
+        loop {
+            tick.tick().await;
+            sync(&state, &mut published).await;
+        }
+    });
+}
+
+async fn sync(state: &AppState, published: &mut HashMap<u64, u64>) {
+    console::publish(state, published).await;
+    let fence = match state.compute.lease() {
+        Some(lease) => {
+            if let Err(e) = lease.renew(state).await {
+                tracing::warn!(error = %e, "renewing this replica's lease on its instances");
+            }
+            lease.taken_over.swap(false, Ordering::SeqCst)
+        }
+        None => false,
+    };
+    for instance in state.compute.running() {
+        let name = instance.resource_name();
+        let status = match state.db(move |s| s.get_instance(&name)).await {
+            Ok(record) => record.map(|r| r.status),
+            Err(_) => continue,
+        };
+        match status {
+            None => {
+                tracing::info!(
+                    instance = %instance.resource_name(),
+                    "the instance was deleted through another replica: stopping it"
+                );
+                state.compute.stop(&instance).await;
+                console::remove(state, &instance).await;
+                published.remove(&instance.id);
+            }
+            Some(s) if fence && s == "TERMINATED" => {
+                tracing::warn!(
+                    instance = %instance.resource_name(),
+                    "this replica's lease lapsed and another replica marked the instance TERMINATED: stopping it"
+                );
+                // Its last console copy stays, for the record that remains.
+                state.compute.stop(&instance).await;
+                published.remove(&instance.id);
+            }
+            Some(_) => {}
+        }
+    }
+    match state.db(|s| s.expire_replica_leases(unix_now())).await {
+        Ok(ended) => {
+            for instance in ended {
+                tracing::warn!(
+                    %instance,
+                    "the replica running the instance stopped renewing its lease: marked TERMINATED"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "taking over lapsed replica leases"),
+    }
+}
