@@ -29,6 +29,8 @@ use crate::{
 pub const BOOTSTRAP_ADMIN_EMAIL: &str = "admin@cloister.local";
 /// Where the bootstrap admin's credential is written, relative to the data directory.
 pub const BOOTSTRAP_CREDENTIAL_FILE: &str = "bootstrap-admin-credential.json";
+/// The embedded default's KEK, in the data directory's `keys/` (only without `kek`).
+pub const EMBEDDED_KEK_FILE: &str = "kms-kek.key";
 /// How long a replica's instances outlive its last renewal of their lease, by default: fifteen
 /// renewals, so a stalled or briefly cut-off replica does not lose them.
 pub const DEFAULT_REPLICA_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -98,6 +100,19 @@ pub struct OpenedServer {
     pub state: AppState,
 }
 
+impl OpenedServer {
+    /// Stops every instance this server runs, then gives up its replica lease (they are all
+    /// ended), so the other replicas and `rotate-kek` see it gone at once.
+    pub async fn shutdown(&self) {
+        self.compute.shutdown().await;
+        if let Some(lease) = self.compute.lease()
+            && let Err(e) = lease.release(&self.state).await
+        {
+            tracing::warn!(error = %e, "giving up this replica's lease");
+        }
+    }
+}
+
 pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
     let public_url = config.public_url.trim_end_matches('/').to_owned();
     let valid_url = public_url
@@ -155,7 +170,18 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
     // single-machine default keeps one in the data directory.
     let kek = Arc::new(match &config.kek {
         Some(kek) => kek.clone(),
-        None => data_dir.secret("kms-kek.key", 32)?,
+        None => {
+            // Keys sealed by a KEK that is not here (moved out by `rotate-kek`, or a start with
+            // --kek-file): a new key file would seal nothing and open nothing.
+            let file = data_dir.root().join("keys").join(EMBEDDED_KEK_FILE);
+            if !file.exists() && crate::secrets::kek_is_recorded(store.as_ref())? {
+                return Err(StartupError::Kek(format!(
+                    "the keys in {} were sealed by a key-encryption key from outside the data directory: start with it (--kek-file or CLOISTER_KEK)",
+                    data_dir.root().display()
+                )));
+            }
+            data_dir.secret(EMBEDDED_KEK_FILE, 32)?
+        }
     });
     if kek.len() != 32 {
         return Err(StartupError::Kek(format!(
@@ -228,7 +254,9 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
     mark_instances_terminated(&state, previous)
         .await
         .map_err(StartupError::Bootstrap)?;
-    if shared_database {
+    if let Some(lease) = state.compute.lease() {
+        // Held before serving, so a replica that serves is always seen running.
+        lease.renew(&state).await.map_err(StartupError::Bootstrap)?;
         compute::replicas::spawn_sync(&state);
     }
     let bootstrap_credential = bootstrap_admin(&state, &data_dir)

@@ -86,6 +86,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::NotFound(format!("{what} was not found")),
             e @ StoreError::StaleEtag { .. } => ApiError::Aborted(e.to_string()),
             StoreError::Database(msg) => ApiError::Internal(msg),
+            e @ StoreError::Reseal { .. } => ApiError::FailedPrecondition(e.to_string()),
         }
     }
 }

@@ -21,7 +21,7 @@ pub mod kms;
 pub mod metrics;
 mod oidc;
 pub mod registry;
-mod secrets;
+pub mod secrets;
 pub mod signing;
 pub mod state;
 pub mod storage;
@@ -29,6 +29,7 @@ pub mod time_util;
 pub mod verifier;
 
 pub use app::{
-    BOOTSTRAP_ADMIN_EMAIL, DEFAULT_REPLICA_LEASE, OpenedServer, ServerConfig, StartupError, open,
+    BOOTSTRAP_ADMIN_EMAIL, DEFAULT_REPLICA_LEASE, EMBEDDED_KEK_FILE, OpenedServer, ServerConfig,
+    StartupError, open,
 };
 pub use error::ApiError;

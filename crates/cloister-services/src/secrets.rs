@@ -6,24 +6,63 @@ use std::path::Path;
 use cloister_store::MetadataStore;
 use sha2::{Digest, Sha256};
 
-/// A one-way check value of the KEK. The first start records it; a later start with another
-/// KEK is refused before it could seal new material that the other replicas cannot open.
-pub fn check_kek(store: &dyn MetadataStore, kek: &[u8]) -> Result<(), String> {
-    let check: [u8; 32] = Sha256::new()
+const KEK_CHECK: &str = "kek-check";
+
+/// A one-way check value of the KEK.
+fn kek_check_value(kek: &[u8]) -> Vec<u8> {
+    Sha256::new()
         .chain_update(b"cloister-kek-check-v1\0")
         .chain_update(kek)
         .finalize()
-        .into();
-    let recorded = match store.secret("kek-check").map_err(|e| e.to_string())? {
+        .to_vec()
+}
+
+/// Whether a KEK has sealed this store's keys already (its check value is recorded).
+pub fn kek_is_recorded(store: &dyn MetadataStore) -> Result<bool, cloister_store::StoreError> {
+    Ok(store.secret(KEK_CHECK)?.is_some())
+}
+
+/// The first start records the KEK's check value; a later start with another KEK is refused
+/// before it could seal new material that the other replicas cannot open.
+pub fn check_kek(store: &dyn MetadataStore, kek: &[u8]) -> Result<(), String> {
+    let check = kek_check_value(kek);
+    let recorded = match store.secret(KEK_CHECK).map_err(|e| e.to_string())? {
         Some(recorded) => recorded,
         None => store
-            .secret_or_insert("kek-check", &check)
+            .secret_or_insert(KEK_CHECK, &check)
             .map_err(|e| e.to_string())?,
     };
     if recorded != check {
         return Err("this key-encryption key is not the one that sealed the keys in this database: start the server with the KEK it was first started with (--kek-file or CLOISTER_KEK)".into());
     }
     Ok(())
+}
+
+/// Reseals everything `old` protects in the store under `new`, in one transaction, and records
+/// `new`'s check value: afterwards only `new` opens the store. Every server on the store must
+/// be stopped first, since a running one keeps sealing with `old`. Returns how many values it
+/// resealed.
+pub fn rotate_kek(store: &dyn MetadataStore, old: &[u8], new: &[u8]) -> Result<usize, String> {
+    if new.len() != 32 {
+        return Err(format!(
+            "the new key-encryption key is {} bytes; it must be 32",
+            new.len()
+        ));
+    }
+    check_kek(store, old)?;
+    if old == new {
+        return Err("the new key-encryption key is the one in use: generate another (`head -c 32 /dev/urandom > new-kek`)".into());
+    }
+    store
+        .reseal_all(&|place, value| {
+            if matches!(place, cloister_store::SealedPlace::Secret { name } if name == KEK_CHECK) {
+                return Ok(kek_check_value(new));
+            }
+            let clear = crate::kms::open(old, value, place.aad().as_bytes())
+                .ok_or("it does not open with the current key-encryption key")?;
+            crate::kms::seal(new, &clear, place.aad().as_bytes()).map_err(|e| e.to_string())
+        })
+        .map_err(|e| e.to_string())
 }
 
 /// The secret `name`, sealed by `kek` (AAD: the name). Made by `make` only when the store has
@@ -168,6 +207,52 @@ mod tests {
         let kept = identity_ca(self::store(other.path()).as_ref(), &[1; 32], &legacy).unwrap();
         assert_eq!(kept.cert_der(), old.cert_der());
         assert!(!legacy.join("key.pem").exists(), "no clear key is left");
+    }
+
+    #[test]
+    fn rotating_the_kek_keeps_every_key_and_only_the_new_kek_opens_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let none = dir.path().join("none");
+        let (old, new) = ([1u8; 32], [2u8; 32]);
+        check_kek(store.as_ref(), &old).unwrap();
+        let token_key = access_token_key(store.as_ref(), &old, &none).unwrap();
+        let ca = identity_ca(store.as_ref(), &old, &none).unwrap();
+        let signing = |kek: [u8; 32]| {
+            crate::signing::SigningKeys::open(
+                Arc::clone(&store),
+                Arc::new(kek.to_vec()),
+                "http://issuer.test",
+                None,
+            )
+        };
+        let jwks = signing(old).unwrap().jwks();
+
+        for (current, next, refusal) in [
+            ([3; 32], new, "not the one that sealed"),
+            (old, old, "the one in use"),
+        ] {
+            let err = rotate_kek(store.as_ref(), &current, &next).unwrap_err();
+            assert!(err.contains(refusal), "{err}");
+        }
+        check_kek(store.as_ref(), &old).expect("a refused rotation changes nothing");
+        // Four: the KEK's check value, the token key, the identity CA, one signing key.
+        assert_eq!(rotate_kek(store.as_ref(), &old, &new).unwrap(), 4);
+
+        let err = check_kek(store.as_ref(), &old).unwrap_err();
+        assert!(err.contains("not the one that sealed"), "{err}");
+        check_kek(store.as_ref(), &new).unwrap();
+        assert_eq!(
+            access_token_key(store.as_ref(), &new, &none).unwrap(),
+            token_key
+        );
+        assert!(access_token_key(store.as_ref(), &old, &none).is_err());
+        assert_eq!(
+            identity_ca(store.as_ref(), &new, &none).unwrap().cert_der(),
+            ca.cert_der()
+        );
+        assert_eq!(signing(new).unwrap().jwks(), jwks);
+        assert!(signing(old).is_err());
     }
 
     #[test]

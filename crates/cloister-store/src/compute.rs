@@ -60,4 +60,7 @@ pub trait ComputeStore: Send + Sync {
     /// removes the leases, and returns the resource names it marked, sorted. Atomic: when
     /// replicas take over at once, each instance is reported by one of them.
     fn expire_replica_leases(&self, now: i64) -> Result<Vec<String>, StoreError>;
+    /// Every replica's lease, as (replica, expires at in Unix seconds), by replica: the
+    /// replicas running now are those whose lease has not expired.
+    fn replica_leases(&self) -> Result<Vec<(String, i64)>, StoreError>;
 }

@@ -27,7 +27,7 @@ mod sqlite;
 pub use blob::{BlobError, BlobInfo, BlobKey, BlobStore, ByteStream, FsBlobStore};
 pub use compute::{ComputeStore, InstanceRecord};
 pub use data_dir::{DataDir, DataDirError};
-pub use keys::{KeyStore, StoredSigningKey};
+pub use keys::{KeyStore, Reseal, SealedPlace, StoredSigningKey};
 pub use metadata::{
     AuditFilter, BucketRecord, ChallengeRecord, ConsumeError, CredentialRecord, FederationRecord,
     KmsCryptoKey, KmsKeyRing, KmsKeyVersion, MetadataStore, ObjectRecord, Preconditions,

@@ -18,6 +18,9 @@ pub enum StoreError {
     StaleEtag { resource: String, given: String },
     #[error("metadata database error: {0}")]
     Database(String),
+    /// A value could not be resealed for a new key-encryption key; nothing was changed.
+    #[error("{place}: {detail}; nothing was changed")]
+    Reseal { place: String, detail: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

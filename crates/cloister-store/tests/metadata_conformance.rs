@@ -12,8 +12,8 @@ use cloister_store::{
     AuditFilter, BucketRecord, ChallengeRecord, ConsumeError, CredentialRecord, FederationRecord,
     ImageRef, InstanceRecord, KmsCryptoKey, KmsKeyRing, KmsKeyVersion, ManifestRecord,
     ManifestRefs, MetadataStore, ObjectRecord, PostgresStore, Preconditions, ProjectRecord,
-    RegistryBlob, RegistryUpload, RepositoryRecord, ServiceAccountRecord, SqliteStore, StoreError,
-    StoredSigningKey, UploadSession, UserRecord,
+    RegistryBlob, RegistryUpload, RepositoryRecord, SealedPlace, ServiceAccountRecord, SqliteStore,
+    StoreError, StoredSigningKey, UploadSession, UserRecord,
 };
 use support::postgres::Postgres;
 
@@ -94,6 +94,7 @@ conformance!(
     manifests_need_their_content_and_tags_list_in_order,
     instances_round_trip_and_filter_by_zone,
     a_lapsed_replica_lease_terminates_its_instances_once,
+    resealing_replaces_every_sealed_value_or_none,
     a_schema_newer_than_this_build_is_refused,
 );
 
@@ -358,8 +359,8 @@ fn upload_sessions_advance_only_from_the_offset_they_hold(b: &dyn Backend) {
     assert!(s.stale_registry_uploads(100).unwrap().is_empty());
 }
 
-fn key_rotation_keeps_old_versions(b: &dyn Backend) {
-    let s = b.open();
+/// A project with key ring `r` holding crypto key `k`, version 1 wrapped as `[1; 60]`.
+fn kms_key(s: &dyn MetadataStore) -> (KmsKeyRing, KmsCryptoKey, KmsKeyVersion) {
     s.create_project(&project("alpha-1", 123456789012), &owner_policy())
         .unwrap();
     let ring = KmsKeyRing {
@@ -368,10 +369,6 @@ fn key_rotation_keeps_old_versions(b: &dyn Backend) {
         create_time: "t".into(),
     };
     s.create_key_ring(&ring).unwrap();
-    assert!(matches!(
-        s.create_key_ring(&ring),
-        Err(StoreError::AlreadyExists(_))
-    ));
     let key = KmsCryptoKey {
         name: format!("{}/cryptoKeys/k", ring.name),
         key_ring: ring.name.clone(),
@@ -387,6 +384,16 @@ fn key_rotation_keeps_old_versions(b: &dyn Backend) {
         create_time: "t".into(),
     };
     s.create_crypto_key(&key, &first).unwrap();
+    (ring, key, first)
+}
+
+fn key_rotation_keeps_old_versions(b: &dyn Backend) {
+    let s = b.open();
+    let (ring, key, first) = kms_key(s.as_ref());
+    assert!(matches!(
+        s.create_key_ring(&ring),
+        Err(StoreError::AlreadyExists(_))
+    ));
     assert_eq!(
         s.rotate_crypto_key(&key.name, vec![2; 60], "t2").unwrap(),
         2
@@ -611,6 +618,10 @@ fn a_lapsed_replica_lease_terminates_its_instances_once(b: &dyn Backend) {
             .unwrap()
     );
     assert!(!s.renew_replica_lease("b", 200, &[21]).unwrap());
+    assert_eq!(
+        s.replica_leases().unwrap(),
+        [("a".to_owned(), 110), ("b".to_owned(), 200)]
+    );
 
     assert_eq!(
         s.expire_replica_leases(110).unwrap(),
@@ -633,6 +644,7 @@ fn a_lapsed_replica_lease_terminates_its_instances_once(b: &dyn Backend) {
     assert_eq!(status("on-a"), "TERMINATED");
     assert_eq!(status("held-on-a"), "TERMINATED");
     assert_eq!(status("on-b"), "RUNNING", "B's lease has not lapsed");
+    assert_eq!(s.replica_leases().unwrap(), [("b".to_owned(), 200)]);
     // A comes back: its renewal says its lease was taken over.
     assert!(!s.renew_replica_lease("a", 300, &[u64::MAX - 3]).unwrap());
     assert_eq!(
@@ -643,6 +655,80 @@ fn a_lapsed_replica_lease_terminates_its_instances_once(b: &dyn Backend) {
         b.open().expire_replica_leases(301).unwrap(),
         Vec::<String>::new(),
         "an instance already TERMINATED is not reported again"
+    );
+}
+
+fn resealing_replaces_every_sealed_value_or_none(b: &dyn Backend) {
+    let s = b.open();
+    let (_, key, _) = kms_key(s.as_ref());
+    s.rotate_crypto_key(&key.name, vec![2; 60], "t2").unwrap();
+    let signing = |wrapped: u8| StoredSigningKey {
+        created: 7,
+        wrapped: vec![wrapped; 40],
+    };
+    s.add_signing_key("http://issuer.test", &signing(3))
+        .unwrap();
+    s.secret_or_insert("access-token-hmac", &[4; 32]).unwrap();
+    s.secret_or_insert("kek-check", &[5; 32]).unwrap();
+    let snapshot = |s: &dyn MetadataStore| {
+        (
+            s.list_signing_keys("http://issuer.test").unwrap(),
+            s.secret("access-token-hmac").unwrap(),
+            s.secret("kek-check").unwrap(),
+            s.list_key_versions(&key.name).unwrap(),
+        )
+    };
+    let before = snapshot(s.as_ref());
+
+    // A value that cannot be resealed (sealed by another KEK, say) stops the whole rotation.
+    let err = b
+        .open()
+        .reseal_all(&|place, value| match place {
+            SealedPlace::KmsKeyVersion { version: 2, .. } => Err("does not open".into()),
+            _ => Ok(value.iter().map(|b| b + 10).collect()),
+        })
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}/cryptoKeyVersions/2: does not open; nothing was changed",
+            key.name
+        )
+    );
+    assert_eq!(snapshot(s.as_ref()), before, "nothing changed");
+
+    // Every value is handed over with its place (whose name is its AAD) and replaced.
+    let seen = std::sync::Mutex::new(Vec::new());
+    let count = b
+        .open()
+        .reseal_all(&|place, value| {
+            seen.lock().unwrap().push(place.aad().to_owned());
+            Ok(value.iter().map(|b| b + 10).collect())
+        })
+        .unwrap();
+    assert_eq!(count, 5);
+    let mut seen = seen.into_inner().unwrap();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "access-token-hmac",
+            "http://issuer.test",
+            "kek-check",
+            key.name.as_str(),
+            key.name.as_str(),
+        ]
+    );
+    let (keys, token_key, check, versions) = snapshot(s.as_ref());
+    assert_eq!(keys, [signing(13)]);
+    assert_eq!(token_key, Some(vec![14; 32]));
+    assert_eq!(check, Some(vec![15; 32]));
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| (v.version, v.wrapped_material.clone()))
+            .collect::<Vec<_>>(),
+        [(1, vec![11; 60]), (2, vec![12; 60])]
     );
 }
 

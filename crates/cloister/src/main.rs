@@ -2,6 +2,7 @@
 
 mod cli;
 mod demo;
+mod kek;
 mod launcher;
 mod server;
 

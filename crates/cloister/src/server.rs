@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -62,6 +62,23 @@ pub struct ServerArgs {
     /// attestation_token_lifetime_secs, database_url, blob_url, kek_file, replica_lease_secs.
     #[arg(long, env = "CLOISTER_SERVER_CONFIG")]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    action: Option<ServerAction>,
+}
+
+/// Operations on the server's stores instead of serving (every replica stopped).
+#[derive(Debug, Subcommand)]
+enum ServerAction {
+    /// Reseal every key the key-encryption key protects (KMS key material, token signing keys,
+    /// the access-token key, the instance identity CA) under a new KEK, in one transaction.
+    /// Stop every server on the store first; then start them all with the new KEK. The current
+    /// KEK comes from --kek-file or CLOISTER_KEK, or the data directory's for the embedded
+    /// default (which is then removed: start with --kek-file NEW from then on).
+    RotateKek {
+        /// A file holding the new 32-byte KEK (raw, or base64), outside the data directory.
+        #[arg(long)]
+        new_kek_file: PathBuf,
+    },
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +127,13 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             )?
             .join("cloister"),
     };
+    if let Some(ServerAction::RotateKek { new_kek_file }) = args.action {
+        let current = key_encryption_key(args.kek_file.or(file.kek_file).as_deref(), &data_dir)?;
+        let new = key_encryption_key(Some(&new_kek_file), &data_dir)?
+            .context("the new key-encryption key did not load")?;
+        let database_url = args.database_url.or(file.database_url);
+        return crate::kek::rotate(&data_dir, database_url.as_deref(), current, &new).await;
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| {
@@ -172,11 +196,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     };
     let blobs = blob_url.unwrap_or_else(|| opened.data_dir.blob_root().display().to_string());
     tracing::info!(address = %bound, public_url = %public_url, data_dir = %data_dir.display(), %metadata, %blobs, "cloister server listening");
-    axum::serve(listener, opened.router)
+    axum::serve(listener, opened.router.clone())
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
-    opened.compute.shutdown().await;
+    opened.shutdown().await;
     tracing::info!("cloister server stopped");
     drop(opened.data_dir);
     Ok(())

@@ -194,14 +194,7 @@ fn restarting_keeps_everything_and_a_second_server_on_the_same_data_dir_is_refus
     server.stop();
     let server = Server::try_start(&data, &["--public-url", PUBLIC_URL]).unwrap();
     for profile in ["admin", "alice", "bob"] {
-        cli.ok(&[
-            "config",
-            "profiles",
-            "create",
-            profile,
-            "--endpoint",
-            &server.endpoint(),
-        ]);
+        cli.point(profile, &server);
     }
     // The signing key persisted: a token issued before the restart still verifies.
     assert_eq!(
@@ -372,14 +365,7 @@ fn the_kek_comes_from_outside_and_a_wrong_one_is_refused() {
     assert!(err.contains("not the one that sealed"), "{err}");
 
     let server = Server::try_start(&data, &flags).unwrap();
-    cli.ok(&[
-        "config",
-        "profiles",
-        "create",
-        "admin",
-        "--endpoint",
-        &server.endpoint(),
-    ]);
+    cli.point("admin", &server);
     assert_eq!(
         cli.ok(&["--profile", "admin", "auth", "print-access-token"]),
         token_before

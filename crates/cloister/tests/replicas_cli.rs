@@ -430,6 +430,52 @@ fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// The KEK of a shared database is rotated with every replica stopped: while one runs (it
+/// holds a lease), the rotation is refused, since it would keep sealing with the old KEK.
+#[test]
+fn rotating_the_kek_waits_for_every_replica_to_stop() {
+    let cluster = Cluster::new();
+    let (a, b) = (cluster.replica("a"), cluster.replica("b"));
+    let new = cluster.dir.path().join("new-kek");
+    std::fs::write(&new, rand::random::<[u8; 32]>()).unwrap();
+    let rotate = || {
+        std::process::Command::new(support::BIN)
+            .arg("server")
+            .args(&cluster.flags)
+            .args(["rotate-kek", "--new-kek-file"])
+            .arg(&new)
+            .output()
+            .unwrap()
+    };
+    let refused = rotate();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("2 replica(s) still run"), "{err}");
+    a.stop();
+    b.stop();
+    let rotated = rotate();
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let err = match Server::try_start_env(
+        &cluster.dir.path().join("a"),
+        &cluster.flags.iter().map(String::as_str).collect::<Vec<_>>(),
+        &cluster.env,
+    ) {
+        Ok(_) => panic!("a replica with the old KEK started"),
+        Err(log) => log,
+    };
+    assert!(err.contains("not the one that sealed"), "{err}");
+    let mut flags = cluster.flags.clone();
+    let kek = flags.iter().position(|f| f == "--kek-file").unwrap() + 1;
+    flags[kek] = new.display().to_string();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Server::try_start_env(&cluster.dir.path().join("a"), &flags, &cluster.env)
+        .unwrap_or_else(|log| panic!("a replica with the new KEK did not start:\n{log}"));
+}
+
 /// A challenge issued by one server process is verified by the other, once; the token the
 /// second signs is published by the first (keys live in the database).
 #[test]

@@ -297,42 +297,13 @@ fn the_cli_copies_lists_and_shares_objects() {
 #[test]
 fn kms_keys_are_created_used_and_shared_with_the_cli() {
     let w = World::with_two_users();
+    support::create_primus_kms_key(&w);
     let alice = w.as_user("alice");
-    alice(&["projects", "create", "primus-bank"]);
-    alice(&[
-        "kms",
-        "keyrings",
-        "create",
-        "primus-ring",
-        "--project",
-        "primus-bank",
-        "--location",
-        "global",
-    ]);
-    alice(&[
-        "kms",
-        "keys",
-        "create",
-        "model-key",
-        "--keyring",
-        "primus-ring",
-        "--purpose",
-        "encryption",
-        "--project",
-        "primus-bank",
-    ]);
     let plain = w.dir.path().join("dek.bin");
     let sealed = w.dir.path().join("dek.enc");
     let back = w.dir.path().join("dek.out");
     std::fs::write(&plain, b"a data encryption key").unwrap();
-    let key = [
-        "--key",
-        "model-key",
-        "--keyring",
-        "primus-ring",
-        "--project",
-        "primus-bank",
-    ];
+    let key = support::PRIMUS_KEY;
     let mut encrypt = vec![
         "kms",
         "encrypt",
@@ -491,14 +462,7 @@ fn a_server_killed_mid_upload_leaves_every_object_complete_or_absent() {
     }
 
     let server = support::Server::try_start(&data, &["--public-url", support::PUBLIC_URL]).unwrap();
-    cli.ok(&[
-        "config",
-        "profiles",
-        "create",
-        "alice",
-        "--endpoint",
-        &server.endpoint(),
-    ]);
+    cli.point("alice", &server);
     let listed = cli.ok(&[
         "--profile",
         "alice",

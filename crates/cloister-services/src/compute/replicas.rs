@@ -61,6 +61,15 @@ impl ReplicaLease {
         }
         Ok(())
     }
+
+    /// Gives the lease up once this replica's instances are all stopped: expired and empty.
+    pub async fn release(&self, state: &AppState) -> Result<(), ApiError> {
+        let replica = self.replica.clone();
+        state
+            .db(move |s| s.renew_replica_lease(&replica, 0, &[]))
+            .await
+            .map(drop)
+    }
 }
 
 fn unix_now() -> i64 {

@@ -133,4 +133,16 @@ impl ComputeStore for PostgresStore {
             Ok(marked)
         })
     }
+
+    fn replica_leases(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.read(|c| {
+            rows(
+                c.query(
+                    "SELECT replica, expires_at FROM replica_leases ORDER BY replica COLLATE \"C\"",
+                    &[],
+                )?,
+                |r| Ok((r.try_get(0)?, r.try_get(1)?)),
+            )
+        })
+    }
 }

@@ -156,4 +156,15 @@ impl ComputeStore for SqliteStore {
             Ok(marked)
         })
     }
+
+    fn replica_leases(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT replica, expires_at FROM replica_leases ORDER BY replica")
+                .map_err(db)?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db)?
+                .collect::<Result<_, _>>()
+                .map_err(db)
+        })
+    }
 }

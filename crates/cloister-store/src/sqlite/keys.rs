@@ -3,7 +3,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStore, db};
-use crate::keys::{KeyStore, StoredSigningKey};
+use crate::keys::{KeyStore, Reseal, SealedPlace, StoredSigningKey, reseal_failed};
 use crate::metadata::StoreError;
 
 impl KeyStore for SqliteStore {
@@ -74,6 +74,53 @@ impl KeyStore for SqliteStore {
             .optional()
             .map_err(db)?
             .ok_or_else(|| StoreError::Database(format!("secret {name} vanished after insert")))
+        })
+    }
+
+    fn reseal_all(&self, reseal: &Reseal) -> Result<usize, StoreError> {
+        self.with(|conn| {
+            let tx = conn.transaction().map_err(db)?;
+            let mut sealed: Vec<(SealedPlace, Vec<u8>)> = Vec::new();
+            let mut select = |sql: &str, place: fn(&rusqlite::Row) -> rusqlite::Result<SealedPlace>| {
+                let mut stmt = tx.prepare(sql).map_err(db)?;
+                let rows = stmt
+                    .query_map([], |r| Ok((place(r)?, r.get::<_, Vec<u8>>(2)?)))
+                    .map_err(db)?;
+                for row in rows {
+                    sealed.push(row.map_err(db)?);
+                }
+                Ok::<_, StoreError>(())
+            };
+            select("SELECT issuer, created, wrapped FROM signing_keys", |r| {
+                Ok(SealedPlace::SigningKey { issuer: r.get(0)?, created: r.get(1)? })
+            })?;
+            // The value third, as in the others.
+            select("SELECT name, NULL, value FROM secrets", |r| {
+                Ok(SealedPlace::Secret { name: r.get(0)? })
+            })?;
+            select("SELECT key, version, wrapped_material FROM kms_key_versions", |r| {
+                Ok(SealedPlace::KmsKeyVersion { key: r.get(0)?, version: r.get(1)? })
+            })?;
+            for (place, value) in &sealed {
+                let new = reseal(place, value).map_err(|e| reseal_failed(place, e))?;
+                match place {
+                    SealedPlace::SigningKey { issuer, created } => tx.execute(
+                        "UPDATE signing_keys SET wrapped = ?3 WHERE issuer = ?1 AND created = ?2",
+                        params![issuer, created, new],
+                    ),
+                    SealedPlace::Secret { name } => tx.execute(
+                        "UPDATE secrets SET value = ?2 WHERE name = ?1",
+                        params![name, new],
+                    ),
+                    SealedPlace::KmsKeyVersion { key, version } => tx.execute(
+                        "UPDATE kms_key_versions SET wrapped_material = ?3 WHERE key = ?1 AND version = ?2",
+                        params![key, version, new],
+                    ),
+                }
+                .map_err(db)?;
+            }
+            tx.commit().map_err(db)?;
+            Ok(sealed.len())
         })
     }
 }

@@ -170,6 +170,19 @@ impl Cli {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// Points `profile` at `server`, creating it if needed (a restarted server listens on a
+    /// new port).
+    pub fn point(&self, profile: &str, server: &Server) {
+        self.ok(&[
+            "config",
+            "profiles",
+            "create",
+            profile,
+            "--endpoint",
+            &server.endpoint(),
+        ]);
+    }
+
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();
         all.extend(["--format", "json"]);
@@ -179,14 +192,7 @@ impl Cli {
 
 /// Logs `profile` in to `server` with `credential`.
 pub fn login(cli: &Cli, server: &Server, profile: &str, credential: &Path) {
-    cli.ok(&[
-        "config",
-        "profiles",
-        "create",
-        profile,
-        "--endpoint",
-        &server.endpoint(),
-    ]);
+    cli.point(profile, server);
     cli.ok(&[
         "--profile",
         profile,
@@ -256,4 +262,45 @@ impl World {
         }
         World { dir, server, cli }
     }
+}
+
+/// The flags naming alice's KMS key of [`create_primus_kms_key`].
+pub const PRIMUS_KEY: [&str; 6] = [
+    "--key",
+    "model-key",
+    "--keyring",
+    "primus-ring",
+    "--project",
+    "primus-bank",
+];
+
+/// As alice: the project primus-bank, its key ring primus-ring, and the ENCRYPT_DECRYPT key
+/// model-key (named by [`PRIMUS_KEY`]).
+pub fn create_primus_kms_key(w: &World) {
+    let alice = w.as_user("alice");
+    alice(&["projects", "create", "primus-bank"]);
+    alice(&[
+        "kms",
+        "keyrings",
+        "create",
+        "primus-ring",
+        "--project",
+        "primus-bank",
+        "--location",
+        "global",
+    ]);
+    alice(
+        &[
+            &[
+                "kms",
+                "keys",
+                "create",
+                "model-key",
+                "--purpose",
+                "encryption",
+            ][..],
+            &PRIMUS_KEY[2..],
+        ]
+        .concat(),
+    );
 }
