@@ -51,6 +51,8 @@ pub struct ServerConfig {
     /// The metadata database replicas share (`postgres://…`); none = SQLite in the data
     /// directory (one server).
     pub database_url: Option<String>,
+    /// Connections this replica keeps to that database (and threads that use them).
+    pub database_connections: u32,
     /// Where blobs live: an object store URL (`s3://BUCKET/PREFIX`, `gs://…`, `az://…`,
     /// `file:///DIR`); none = files in the data directory.
     pub blob_url: Option<String>,
@@ -147,9 +149,9 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
                         .into(),
                 ));
             }
-            let url = url.clone();
+            let (url, connections) = (url.clone(), config.database_connections);
             Arc::new(
-                tokio::task::spawn_blocking(move || PostgresStore::open(&url))
+                tokio::task::spawn_blocking(move || PostgresStore::open(&url, connections))
                     .await
                     .map_err(|e| {
                         cloister_store::StoreError::Database(format!("opening the database: {e}"))

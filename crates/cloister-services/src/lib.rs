@@ -32,4 +32,5 @@ pub use app::{
     BOOTSTRAP_ADMIN_EMAIL, DEFAULT_REPLICA_LEASE, EMBEDDED_KEK_FILE, OpenedServer, ServerConfig,
     StartupError, open,
 };
+pub use cloister_store::DEFAULT_DATABASE_CONNECTIONS;
 pub use error::ApiError;

@@ -35,7 +35,7 @@ pub use metadata::{
     UserRecord,
 };
 pub use object_blob::ObjectBlobStore;
-pub use postgres::PostgresStore;
+pub use postgres::{DEFAULT_CONNECTIONS as DEFAULT_DATABASE_CONNECTIONS, PostgresStore};
 pub use registry::{
     ImageRef, ImageVersion, ManifestRecord, ManifestRefs, RegistryBlob, RegistryStore,
     RegistryUpload, RepositoryRecord,

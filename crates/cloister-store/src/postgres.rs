@@ -244,8 +244,10 @@ const MIGRATIONS: &[&str] = &[
 /// Any number; it only has to be the same for every replica (`pg_advisory_xact_lock`).
 const MIGRATION_LOCK: i64 = 0x636c_6f69_7374_6572; // "cloister"
 
-/// Connections (and worker threads) per replica.
-const POOL_SIZE: u32 = 8;
+/// Connections (and worker threads) per replica unless the operator says otherwise: enough for
+/// two cores' worth of requests, few enough that dozens of replicas fit PostgreSQL's default
+/// `max_connections` (100).
+pub const DEFAULT_CONNECTIONS: u32 = 8;
 /// How often a write that lost a serialization race is tried again.
 const WRITE_ATTEMPTS: u32 = 30;
 
@@ -338,6 +340,9 @@ pub struct PostgresStore {
     /// Always `Some` but in `drop`, which closes the connections on a worker thread.
     pool: Option<Pool>,
     workers: rayon::ThreadPool,
+    /// The pool's size: also how often a call tries again after dropped connections, since
+    /// every pooled one may have been dropped at once.
+    connections: u32,
 }
 
 impl Drop for PostgresStore {
@@ -462,13 +467,19 @@ impl PostgresStore {
         redacted(url)
     }
 
-    /// Connects to the database at `url` (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`) and
-    /// applies pending migrations.
-    pub fn open(url: &str) -> Result<Self, StoreError> {
+    /// Connects to the database at `url` (`postgres://USER:PASSWORD@HOST:PORT/DATABASE`) with
+    /// a pool of `connections`, and applies pending migrations.
+    pub fn open(url: &str, connections: u32) -> Result<Self, StoreError> {
         let shown = redacted(url);
+        if connections == 0 {
+            return Err(StoreError::Database(format!(
+                "a pool of 0 connections to {shown} could serve nothing: give it at least 1 \
+                 (the default is {DEFAULT_CONNECTIONS})"
+            )));
+        }
         let (config, connector) = tls::parse(url, &shown)?;
         let workers = rayon::ThreadPoolBuilder::new()
-            .num_threads(POOL_SIZE as usize)
+            .num_threads(connections as usize)
             .thread_name(|i| format!("cloister-pg-{i}"))
             .build()
             .map_err(|e| StoreError::Database(format!("starting database workers: {e}")))?;
@@ -487,7 +498,7 @@ impl PostgresStore {
             migrate(&mut first)?;
             drop(first);
             r2d2::Pool::builder()
-                .max_size(POOL_SIZE)
+                .max_size(connections)
                 .connection_timeout(Duration::from_secs(10))
                 // A broken connection is noticed by the query that meets it (`has_broken`);
                 // a test query per checkout would double every call's round trips.
@@ -498,6 +509,7 @@ impl PostgresStore {
         Ok(Self {
             pool: Some(pool),
             workers,
+            connections,
         })
     }
 
@@ -533,7 +545,7 @@ impl PostgresStore {
                 });
                 // Every pooled connection may have been dropped at once: try each.
                 let lost = result.as_ref().is_err_and(|f| connection_lost(conn, f));
-                if again_if_dropped && lost && attempt <= POOL_SIZE {
+                if again_if_dropped && lost && attempt <= self.connections {
                     continue;
                 }
                 return result.map_err(StoreError::from);
@@ -574,7 +586,7 @@ impl PostgresStore {
                 let lost = result.as_ref().is_err_and(|f| connection_lost(conn, f));
                 let dropped = lost && !committing;
                 match result {
-                    Err(_) if dropped && attempt <= POOL_SIZE => {}
+                    Err(_) if dropped && attempt <= self.connections => {}
                     Err(Fail::Pg(e)) if retryable(&e) && attempt < WRITE_ATTEMPTS => {
                         // Back off a little, more each time, so racing writers spread out.
                         std::thread::sleep(Duration::from_micros(

@@ -48,7 +48,10 @@ struct Pg(String);
 
 impl Backend for Pg {
     fn try_open(&self) -> Result<Arc<dyn MetadataStore>, StoreError> {
-        Ok(Arc::new(PostgresStore::open(&self.0)?))
+        Ok(Arc::new(PostgresStore::open(
+            &self.0,
+            cloister_store::DEFAULT_DATABASE_CONNECTIONS,
+        )?))
     }
     fn set_schema_version(&self, version: i64) -> String {
         format!("UPDATE cloister_schema SET version = {version}")

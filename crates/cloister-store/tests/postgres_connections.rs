@@ -4,7 +4,7 @@
 mod support;
 
 use cloister_domain::{Email, Policy, ProjectId, ProjectNumber};
-use cloister_store::{MetadataStore, PostgresStore, ProjectRecord};
+use cloister_store::{DEFAULT_DATABASE_CONNECTIONS, MetadataStore, PostgresStore, ProjectRecord};
 use support::postgres::Postgres;
 
 /// Terminates every other session on the store's database, as a restart would.
@@ -23,7 +23,7 @@ fn drop_connections(url: &str) -> i64 {
 #[test]
 fn dropped_connections_cost_no_failed_read_or_transaction() {
     let url = Postgres::database();
-    let store = PostgresStore::open(&url).unwrap();
+    let store = PostgresStore::open(&url, DEFAULT_DATABASE_CONNECTIONS).unwrap();
     let project = |id: &str, number| ProjectRecord {
         id: ProjectId::parse(id).unwrap(),
         number: ProjectNumber(number),
@@ -70,4 +70,34 @@ fn fill_pool(store: &PostgresStore) {
             });
         }
     });
+}
+
+/// Sessions on the store's database other than the one asking.
+fn sessions(url: &str) -> i64 {
+    let mut admin = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn a_replica_keeps_the_connections_it_is_given_and_no_more() {
+    // Replicas × connections must fit the server's max_connections: each replica's share is
+    // what the operator gives it, even under more concurrent calls than that.
+    let url = Postgres::database();
+    let store = PostgresStore::open(&url, 3).unwrap();
+    fill_pool(&store);
+    assert_eq!(sessions(&url), 3);
+    drop(store);
+
+    let err = match PostgresStore::open(&url, 0) {
+        Ok(_) => panic!("a pool of no connections was opened"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("at least 1"), "{err}");
 }

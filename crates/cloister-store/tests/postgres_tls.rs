@@ -8,7 +8,7 @@ use cloister_store::{MetadataStore, PostgresStore, UserRecord};
 use support::postgres::Postgres;
 
 fn refusal(url: &str) -> String {
-    match PostgresStore::open(url) {
+    match PostgresStore::open(url, 1) {
         Ok(_) => panic!("{url} opened"),
         Err(e) => e.to_string(),
     }
@@ -26,7 +26,7 @@ fn tls_is_used_when_asked_and_the_servers_certificate_is_verified() {
     );
 
     let store =
-        PostgresStore::open(&format!("{url}?sslmode=verify-full&sslrootcert={ca}")).unwrap();
+        PostgresStore::open(&format!("{url}?sslmode=verify-full&sslrootcert={ca}"), 1).unwrap();
     let user = UserRecord {
         email: Email::parse("a@x.com").unwrap(),
         display_name: "A".into(),
@@ -74,5 +74,5 @@ fn tls_settings_that_cannot_work_are_refused_before_connecting() {
         assert!(e.contains(expected), "{query}: {e}");
     }
     // Other parameters pass through to the client as before.
-    drop(PostgresStore::open(&format!("{url}?sslmode=disable&connect_timeout=5")).unwrap());
+    drop(PostgresStore::open(&format!("{url}?sslmode=disable&connect_timeout=5"), 1).unwrap());
 }

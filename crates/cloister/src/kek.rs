@@ -19,7 +19,7 @@ pub async fn rotate(
                 "with --database-url, pass the current key-encryption key with --kek-file or CLOISTER_KEK",
             )?;
             let url = url.to_owned();
-            let store = tokio::task::spawn_blocking(move || PostgresStore::open(&url))
+            let store = tokio::task::spawn_blocking(move || PostgresStore::open(&url, 1))
                 .await
                 .context("opening the database")??;
             refuse_running_replicas(&store)?;

@@ -43,6 +43,11 @@ pub struct ServerArgs {
     /// directory].
     #[arg(long, env = "CLOISTER_DATABASE_URL")]
     database_url: Option<String>,
+    /// With --database-url: connections this replica keeps to the database. Every replica
+    /// keeps its own, so replicas × connections must stay under PostgreSQL's max_connections
+    /// [default: 8].
+    #[arg(long, env = "CLOISTER_DATABASE_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=MAX_DATABASE_CONNECTIONS as i64))]
+    database_connections: Option<u32>,
     /// Where blobs (object data, image layers) live: s3://BUCKET/PREFIX (S3, MinIO, Garage;
     /// configured by AWS_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
     /// AWS_ALLOW_HTTP), gs://…, az://… or file:///DIR [default: DATA_DIR/blobs].
@@ -59,7 +64,8 @@ pub struct ServerArgs {
     #[arg(long, env = "CLOISTER_REPLICA_LEASE_SECS", value_parser = clap::value_parser!(u64).range(5..=3600))]
     replica_lease_secs: Option<u64>,
     /// A TOML file with any of: listen, data_dir, public_url, log_format, max_body_bytes,
-    /// attestation_token_lifetime_secs, database_url, blob_url, kek_file, replica_lease_secs.
+    /// attestation_token_lifetime_secs, database_url, database_connections, blob_url, kek_file,
+    /// replica_lease_secs.
     #[arg(long, env = "CLOISTER_SERVER_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -91,6 +97,7 @@ struct ConfigFile {
     max_body_bytes: Option<usize>,
     attestation_token_lifetime_secs: Option<i64>,
     database_url: Option<String>,
+    database_connections: Option<u32>,
     blob_url: Option<String>,
     kek_file: Option<PathBuf>,
     replica_lease_secs: Option<u64>,
@@ -98,6 +105,8 @@ struct ConfigFile {
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// More connections than this per replica would only queue in PostgreSQL.
+const MAX_DATABASE_CONNECTIONS: u32 = 1000;
 
 pub async fn run(args: ServerArgs) -> Result<()> {
     let file = match &args.config {
@@ -154,6 +163,14 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             "replica_lease_secs = {secs} in the server config: it must be 5 to 3600 seconds (renewals come every 2)"
         ),
     };
+    let database_connections = match args.database_connections.or(file.database_connections) {
+        None => cloister_services::DEFAULT_DATABASE_CONNECTIONS,
+        // The flag's own range check covers the command line; this one, the config file.
+        Some(n @ 1..=MAX_DATABASE_CONNECTIONS) => n,
+        Some(n) => anyhow::bail!(
+            "database_connections = {n} in the server config: it must be 1 to {MAX_DATABASE_CONNECTIONS}"
+        ),
+    };
     let blob_url = args.blob_url.or(file.blob_url);
     let config = cloister_services::ServerConfig {
         data_dir: data_dir.clone(),
@@ -170,6 +187,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         launcher: std::env::current_exe().ok(),
         hardware_evidence_time: None,
         database_url: database_url.clone(),
+        database_connections,
         blob_url: blob_url.clone(),
         kek,
         replica_lease,

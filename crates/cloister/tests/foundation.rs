@@ -308,6 +308,14 @@ fn a_bad_server_config_is_refused_with_the_file_named() {
         &["--replica-lease-secs", "4000"],
     );
     assert!(err.contains("--replica-lease-secs"), "{err}");
+    // A pool of no database connections could serve nothing.
+    let err = refused("listen = \"127.0.0.1:0\"\ndatabase_connections = 0\n", &[]);
+    assert!(err.contains("database_connections = 0"), "{err}");
+    let err = refused(
+        "listen = \"127.0.0.1:0\"\n",
+        &["--database-connections", "0"],
+    );
+    assert!(err.contains("--database-connections"), "{err}");
 }
 
 /// The key-encryption key comes from outside the data directory: a KEK file inside it is

@@ -59,6 +59,7 @@ impl BenchServer {
                     launcher: None,
                     hardware_evidence_time: None,
                     database_url: None,
+                    database_connections: cloister_services::DEFAULT_DATABASE_CONNECTIONS,
                     blob_url: None,
                     blob_options: Vec::new(),
                     kek: None,

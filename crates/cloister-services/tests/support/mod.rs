@@ -162,6 +162,7 @@ pub fn config(data_dir: std::path::PathBuf) -> cloister_services::ServerConfig {
         launcher: None,
         hardware_evidence_time: None,
         database_url: None,
+        database_connections: cloister_services::DEFAULT_DATABASE_CONNECTIONS,
         blob_url: None,
         blob_options: Vec::new(),
         kek: None,
