@@ -543,6 +543,64 @@ async fn objects_live_in_an_s3_bucket_when_configured() {
         [3_000_000],
         "one blob in the bucket, the object's bytes"
     );
+    // The orphan sweep reads the bucket's keys back right: it takes an orphan, never the
+    // object's blob.
+    let state = &w.api.server.state;
+    let orphan = cloister_store::BlobKey::new("objects/ffffffffffffffffffffffffffffffff").unwrap();
+    let bytes = futures::stream::iter([Ok(bytes::Bytes::from_static(b"orphan"))]);
+    state.blobs.put(&orphan, Box::pin(bytes)).await.unwrap();
+    let swept =
+        cloister_services::storage::orphans::sweep_orphaned_blobs(state, std::time::Duration::ZERO);
+    assert_eq!(swept.await.unwrap(), 1);
+    let (s, body, _) = w.download(&w.owner, "weights.bin", None).await;
+    assert_eq!((s, body == data), (StatusCode::OK, true));
+}
+
+#[tokio::test]
+async fn blobs_no_object_points_at_are_swept_once_old_and_nothing_else_is() {
+    use cloister_services::storage::orphans::{ORPHAN_MIN_AGE, sweep_orphaned_blobs};
+    use cloister_store::BlobKey;
+    let w = World::new().await;
+    for version in [&b"v1"[..], b"v2"] {
+        let (s, o) = w.upload(&w.owner, "kept.bin", version, "").await;
+        assert_eq!(s, StatusCode::OK, "{o}");
+    }
+    // What a server that died between storing a blob and recording its object leaves, and a
+    // blob of another kind (registry layers are not objects' to judge).
+    let state = &w.api.server.state;
+    let put = |key: &'static str| async move {
+        let key = BlobKey::new(key).unwrap();
+        let bytes = futures::stream::iter([Ok(bytes::Bytes::from_static(b"orphan"))]);
+        state.blobs.put(&key, Box::pin(bytes)).await.unwrap();
+        key
+    };
+    let orphan = put("objects/00000000000000000000000000000000").await;
+    let layer = put("layers/sha256/not-an-object").await;
+
+    // Young, it may still be about to be recorded: kept.
+    assert_eq!(
+        sweep_orphaned_blobs(state, ORPHAN_MIN_AGE).await.unwrap(),
+        0
+    );
+    assert!(state.blobs.size(&orphan).await.unwrap().is_some());
+    // Old enough: swept, and only it.
+    assert_eq!(
+        sweep_orphaned_blobs(state, std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(state.blobs.size(&orphan).await.unwrap(), None);
+    assert!(state.blobs.size(&layer).await.unwrap().is_some());
+    let (s, body, _) = w.download(&w.owner, "kept.bin", None).await;
+    assert_eq!((s, body.as_slice()), (StatusCode::OK, &b"v2"[..]));
+    assert_eq!(
+        sweep_orphaned_blobs(state, std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        0,
+        "a live object's blob is never an orphan"
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -7,6 +7,7 @@ use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -84,6 +85,9 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn size(&self, key: &BlobKey) -> Result<Option<u64>, BlobError>;
     /// Deletes the blob; returns whether it existed.
     async fn delete(&self, key: &BlobKey) -> Result<bool, BlobError>;
+    /// Every complete blob whose key starts with the segments of `prefix` (`objects`), with
+    /// when it was last written.
+    async fn list(&self, prefix: &BlobKey) -> Result<Vec<(BlobKey, SystemTime)>, BlobError>;
 }
 
 /// Blobs as files under a root directory: `ROOT/data/KEY`, written via `ROOT/tmp/`.
@@ -211,6 +215,47 @@ impl BlobStore for FsBlobStore {
             let _ = tokio::fs::remove_file(&tmp).await;
         }
         result
+    }
+
+    async fn list(&self, prefix: &BlobKey) -> Result<Vec<(BlobKey, SystemTime)>, BlobError> {
+        let data = self.root.join("data");
+        let top = self.path(prefix);
+        tokio::task::spawn_blocking(move || {
+            let mut found = Vec::new();
+            let mut dirs = vec![top];
+            while let Some(dir) = dirs.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_at(&dir)(e)),
+                };
+                for entry in entries {
+                    let entry = entry.map_err(io_at(&dir))?;
+                    let path = entry.path();
+                    let meta = entry.metadata().map_err(io_at(&path))?;
+                    if meta.is_dir() {
+                        dirs.push(path);
+                        continue;
+                    }
+                    // Only files this store wrote have keys as names; anything else is not a
+                    // blob and is left alone.
+                    let key = path
+                        .strip_prefix(&data)
+                        .ok()
+                        .and_then(|p| p.to_str())
+                        .and_then(|p| BlobKey::new(p).ok());
+                    if let Some(key) = key {
+                        found.push((key, meta.modified().map_err(io_at(&path))?));
+                    }
+                }
+            }
+            Ok(found)
+        })
+        .await
+        .map_err(|e| BlobError::Io {
+            path: self.root.clone(),
+            source: io::Error::other(e),
+        })?
     }
 
     async fn get(&self, key: &BlobKey, range: Option<Range<u64>>) -> Result<ByteStream, BlobError> {

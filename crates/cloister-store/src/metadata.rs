@@ -366,6 +366,9 @@ pub trait MetadataStore:
         start_after: &str,
         limit: usize,
     ) -> Result<Vec<ObjectRecord>, StoreError>;
+    /// Those of `blob_keys` that an object points at (the rest are orphans: blobs whose upload
+    /// finished but whose object was never recorded, or was replaced while a delete failed).
+    fn object_blobs_in_use(&self, blob_keys: &[String]) -> Result<Vec<String>, StoreError>;
     /// Deletes the live generation if `pre` holds; returns its blob key, or
     /// `Err(current generation)` when the preconditions fail.
     fn delete_object(

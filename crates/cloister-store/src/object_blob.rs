@@ -9,6 +9,7 @@
 
 use std::io;
 use std::ops::Range;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -184,6 +185,24 @@ impl BlobStore for ObjectBlobStore {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(Self::error(key, e)),
         }
+    }
+
+    async fn list(&self, prefix: &BlobKey) -> Result<Vec<(BlobKey, SystemTime)>, BlobError> {
+        let mut listing = self.store.list(Some(&self.path(prefix)));
+        let mut found = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|e| Self::error(prefix, e))?;
+            // The key is the location below this store's prefix; anything that is not a key
+            // was not written by Cloister and is left alone.
+            let key = meta.location.prefix_match(&self.prefix).and_then(|parts| {
+                let key: Vec<String> = parts.map(|p| p.as_ref().to_owned()).collect();
+                BlobKey::new(&key.join("/")).ok()
+            });
+            if let Some(key) = key {
+                found.push((key, SystemTime::from(meta.last_modified)));
+            }
+        }
+        Ok(found)
     }
 
     async fn delete(&self, key: &BlobKey) -> Result<bool, BlobError> {

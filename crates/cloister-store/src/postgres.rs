@@ -239,6 +239,8 @@ const MIGRATIONS: &[&str] = &[
         expires_at BIGINT NOT NULL,
         instance_ids BIGINT[] NOT NULL
      );"#,
+    // 3: SQLite's migration 12, for the orphaned-blob sweep.
+    "CREATE INDEX objects_by_blob ON objects (blob_key);",
 ];
 
 /// Any number; it only has to be the same for every replica (`pg_advisory_xact_lock`).

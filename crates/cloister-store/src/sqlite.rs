@@ -236,6 +236,8 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL,
         instance_ids TEXT NOT NULL
      ) STRICT;",
+    // 12: the orphaned-blob sweep asks which blobs objects still point at
+    "CREATE INDEX objects_by_blob ON objects (blob_key);",
 ];
 
 /// One connection for writes and a few for reads: in WAL mode readers never wait for a
@@ -1037,6 +1039,21 @@ impl MetadataStore for SqliteStore {
                 .map_err(db)?;
             let rows = stmt.query_map(params![bucket, prefix, start_after, limit as i64], object_row).map_err(db)?;
             rows.collect::<Result<_, _>>().map_err(db)
+        })
+    }
+
+    fn object_blobs_in_use(&self, blob_keys: &[String]) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM objects WHERE blob_key = ?1)")
+                .map_err(db)?;
+            let mut used = Vec::new();
+            for key in blob_keys {
+                if stmt.query_row([key], |r| r.get::<_, bool>(0)).map_err(db)? {
+                    used.push(key.clone());
+                }
+            }
+            Ok(used)
         })
     }
 

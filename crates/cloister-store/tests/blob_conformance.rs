@@ -117,8 +117,32 @@ async fn conformance(store: &dyn BlobStore) {
     assert!(store.put(&key, broken).await.is_err());
     assert_eq!(collect(store.get(&key, None).await.unwrap()).await, b"v2");
 
+    // Listing by prefix: whole keys, complete blobs only (the failed ones never appear), each
+    // with when it was written.
+    let listed = |prefix: &'static str| async move {
+        let mut found = store.list(&BlobKey::new(prefix).unwrap()).await.unwrap();
+        found.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        found
+    };
+    let objects = listed("objects").await;
+    let keys: Vec<&str> = objects.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["objects/ab/small", "objects/empty"]);
+    let hour = std::time::Duration::from_secs(3600);
+    let now = std::time::SystemTime::now();
+    for (key, written) in &objects {
+        assert!(
+            *written > now - hour && *written < now + hour,
+            "{key:?} written at {written:?}"
+        );
+    }
+    let layers = listed("layers").await;
+    assert_eq!(layers.len(), 1);
+    assert_eq!(layers[0].0.as_str(), "layers/sha256/large");
+    assert!(listed("uploads").await.is_empty());
+
     // Deleting.
     assert!(store.delete(&key).await.unwrap());
+    assert_eq!(listed("objects").await.len(), 1);
     assert!(!store.delete(&key).await.unwrap());
     assert!(matches!(
         store.get(&key, None).await,

@@ -218,6 +218,9 @@ fn objects_obey_generation_preconditions_and_list_in_byte_order(b: &dyn Backend)
         s.get_object("b1", "m").unwrap().is_some(),
         "a refused delete deletes nothing"
     );
+    // The replaced generation's blob is no object's any more: the orphan sweep may take it.
+    let keys = ["blob-1", "blob-2", "blob-9"].map(String::from);
+    assert_eq!(s.object_blobs_in_use(&keys).unwrap(), ["blob-2"]);
     for name in ["a/x", "a/é", "a/Z", "a_b", "B", "a/y"] {
         s.put_object(&object(name, 5), Preconditions::default())
             .unwrap()

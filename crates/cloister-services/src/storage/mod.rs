@@ -1,6 +1,6 @@
 //! Cloud Storage JSON API subset: buckets (`buckets.rs`), object metadata, listing, download
 //! and delete (`objects.rs`), uploads (`upload.rs`, media and multipart; `resumable.rs`), and
-//! server-side copies (`copy.rs`).
+//! server-side copies (`copy.rs`); the sweep of blobs no object points at (`orphans.rs`).
 //!
 //! Bytes live in the blob store under a fresh key per generation; an object's metadata row
 //! is written only after its bytes are durably stored and their checksums known (and matched
@@ -9,6 +9,7 @@
 pub mod buckets;
 pub mod copy;
 pub mod objects;
+pub mod orphans;
 mod resumable;
 pub mod upload;
 

@@ -106,6 +106,9 @@ pub(super) async fn check_overwrite(
     Ok(())
 }
 
+/// Where objects' bytes live in the blob store, one fresh key per generation.
+pub const OBJECT_BLOB_PREFIX: &str = "objects";
+
 pub async fn remove_blob(state: &AppState, key: &str) {
     if let Ok(key) = BlobKey::new(key)
         && let Err(e) = state.blobs.delete(&key).await
@@ -218,7 +221,7 @@ pub(super) async fn store(
     }
     let mut id = [0u8; 16];
     rand::rng().fill_bytes(&mut id);
-    let blob = format!("objects/{}", hex::encode(id));
+    let blob = format!("{OBJECT_BLOB_PREFIX}/{}", hex::encode(id));
     let key = BlobKey::new(&blob).map_err(|e| ApiError::Internal(e.to_string()))?;
     let sums = Arc::new(Mutex::new(Sums::default()));
     let info = state

@@ -634,6 +634,16 @@ impl MetadataStore for PostgresStore {
         })
     }
 
+    fn object_blobs_in_use(&self, blob_keys: &[String]) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let found = c.query(
+                "SELECT DISTINCT blob_key FROM objects WHERE blob_key = ANY($1)",
+                &[&blob_keys],
+            )?;
+            Ok(found.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
     fn delete_object(
         &self,
         bucket: &str,
