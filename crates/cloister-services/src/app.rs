@@ -248,7 +248,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
             .map_err(StartupError::Bootstrap)?;
     }
     registry::spawn_upload_sweeper(state.clone());
-    crate::storage::orphans::spawn_orphan_sweeper(state.clone());
+    crate::storage::spawn_sweeper(state.clone());
     spawn_key_refresh(&state);
     // Instances are processes of this server: none survived its last stop. With a shared
     // database, only those this replica ran (their runtime directories are in its data

@@ -499,6 +499,70 @@ async fn resumable_uploads_survive_interruption_and_resume_where_they_stopped() 
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
+#[tokio::test]
+async fn a_resumable_session_expires_after_a_week_and_is_swept_with_its_bytes() {
+    use cloister_services::storage::resumable::{SESSION_LIFETIME_SECS, sweep_expired};
+    use cloister_store::{BlobKey, UploadSession};
+    let w = World::new().await;
+    let state = &w.api.server.state;
+    let now = cloister_services::time_util::now_unix();
+    // A session made eight days ago that received six bytes, and one made now.
+    let stale = "0123456789abcdef0123456789abcdef";
+    let session = |upload_id: &str, create_time| UploadSession {
+        upload_id: upload_id.into(),
+        bucket: "primus-models".into(),
+        name: format!("{upload_id}.bin"),
+        content_type: "application/octet-stream".into(),
+        preconditions: Default::default(),
+        received: 0,
+        create_time,
+    };
+    state
+        .store
+        .create_upload_session(&UploadSession {
+            received: 6,
+            ..session(stale, now - 8 * 24 * 3600)
+        })
+        .unwrap();
+    let chunk = BlobKey::new(&format!("uploads/{stale}/{:020}", 0)).unwrap();
+    let bytes = futures::stream::iter([Ok(bytes::Bytes::from_static(b"stale!"))]);
+    state.blobs.put(&chunk, Box::pin(bytes)).await.unwrap();
+    let fresh = "fedcba9876543210fedcba9876543210";
+    state
+        .store
+        .create_upload_session(&session(fresh, now))
+        .unwrap();
+
+    let put = |id: &str, range: &str, body: &'static [u8]| {
+        let req = Request::put(format!(
+            "/upload/storage/v1/b/primus-models/o?uploadType=resumable&upload_id={id}"
+        ))
+        .header("content-range", range)
+        .body(Body::from(body))
+        .unwrap();
+        tower::ServiceExt::oneshot(w.api.router(), req)
+    };
+    // The expired session is refused, saying why; it takes no more bytes.
+    let r = put(stale, "bytes 6-9/10", b"more").await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("expired"));
+
+    let swept = sweep_expired(state, now - SESSION_LIFETIME_SECS)
+        .await
+        .unwrap();
+    assert_eq!(swept, 1);
+    assert_eq!(state.blobs.size(&chunk).await.unwrap(), None);
+    assert!(state.store.get_upload_session(stale).unwrap().is_none());
+    // The week-young session is untouched and finishes.
+    let r = put(fresh, "bytes 0-4/5", b"fresh").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, body, _) = w.download(&w.owner, &format!("{fresh}.bin"), None).await;
+    assert_eq!(body, b"fresh");
+}
+
 /// With `blob_url` set, object bytes live in the S3 bucket (a real Garage server), not the
 /// data directory, and every path through the API behaves the same: media and resumable
 /// uploads, whole and ranged downloads.

@@ -380,6 +380,8 @@ pub trait MetadataStore:
 
     fn create_upload_session(&self, session: &UploadSession) -> Result<(), StoreError>;
     fn get_upload_session(&self, upload_id: &str) -> Result<Option<UploadSession>, StoreError>;
+    /// Sessions created before `before` (unix seconds), for the expiry sweep.
+    fn stale_upload_sessions(&self, before: i64) -> Result<Vec<UploadSession>, StoreError>;
     /// Moves `received` from `from` to `to`; false when another request moved it first.
     fn advance_upload_session(
         &self,

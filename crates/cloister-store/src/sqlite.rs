@@ -433,6 +433,23 @@ fn reference_value_row(row: &Row) -> rusqlite::Result<ReferenceValueRecord> {
 }
 
 const BUCKET_COLUMNS: &str = "name, project_id, location, storage_class, create_time";
+const UPLOAD_COLUMNS: &str = "upload_id, bucket, name, content_type, if_generation_match, if_generation_not_match, received, create_time";
+
+fn upload_row(r: &rusqlite::Row) -> rusqlite::Result<UploadSession> {
+    Ok(UploadSession {
+        upload_id: r.get(0)?,
+        bucket: r.get(1)?,
+        name: r.get(2)?,
+        content_type: r.get(3)?,
+        preconditions: Preconditions {
+            if_generation_match: r.get(4)?,
+            if_generation_not_match: r.get(5)?,
+        },
+        received: r.get::<_, i64>(6)? as u64,
+        create_time: r.get(7)?,
+    })
+}
+
 const OBJECT_COLUMNS: &str = "bucket, name, generation, metageneration, size, md5, crc32c, content_type, create_time, update_time, blob_key";
 
 fn bucket_row(row: &Row) -> rusqlite::Result<BucketRecord> {
@@ -1092,21 +1109,25 @@ impl MetadataStore for SqliteStore {
 
     fn get_upload_session(&self, upload_id: &str) -> Result<Option<UploadSession>, StoreError> {
         self.read(|c| {
-            c.prepare_cached("SELECT upload_id, bucket, name, content_type, if_generation_match, if_generation_not_match, received, create_time FROM upload_sessions WHERE upload_id = ?1")
-                .map_err(db)?
-                .query_row([upload_id], |r| {
-                    Ok(UploadSession {
-                        upload_id: r.get(0)?,
-                        bucket: r.get(1)?,
-                        name: r.get(2)?,
-                        content_type: r.get(3)?,
-                        preconditions: Preconditions { if_generation_match: r.get(4)?, if_generation_not_match: r.get(5)? },
-                        received: r.get::<_, i64>(6)? as u64,
-                        create_time: r.get(7)?,
-                    })
-                })
-                .optional()
-                .map_err(db)
+            c.prepare_cached(&format!(
+                "SELECT {UPLOAD_COLUMNS} FROM upload_sessions WHERE upload_id = ?1"
+            ))
+            .map_err(db)?
+            .query_row([upload_id], upload_row)
+            .optional()
+            .map_err(db)
+        })
+    }
+
+    fn stale_upload_sessions(&self, before: i64) -> Result<Vec<UploadSession>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {UPLOAD_COLUMNS} FROM upload_sessions WHERE create_time < ?1"
+                ))
+                .map_err(db)?;
+            let rows = stmt.query_map([before], upload_row).map_err(db)?;
+            rows.collect::<Result<_, _>>().map_err(db)
         })
     }
 

@@ -334,6 +334,14 @@ fn upload_sessions_advance_only_from_the_offset_they_hold(b: &dyn Backend) {
         (got.received, got.preconditions),
         (1024, session.preconditions)
     );
+    // Only sessions made before the cutoff are stale (the expiry sweep's question).
+    assert!(s.stale_upload_sessions(100).unwrap().is_empty());
+    let stale = s.stale_upload_sessions(101).unwrap();
+    assert_eq!(stale.len(), 1);
+    assert_eq!(
+        (stale[0].upload_id.as_str(), stale[0].received),
+        ("u1", 1024)
+    );
     assert!(s.delete_upload_session("u1").unwrap());
     assert!(s.get_upload_session("u1").unwrap().is_none());
 

@@ -10,7 +10,7 @@ pub mod buckets;
 pub mod copy;
 pub mod objects;
 pub mod orphans;
-mod resumable;
+pub mod resumable;
 pub mod upload;
 
 use base64::Engine;
@@ -22,6 +22,31 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// Listing a large bucket costs; orphans are rare, and a day old before they are swept anyway.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+/// Sweeps what uploads leave behind (expired resumable sessions with their bytes, orphaned
+/// object blobs) now and then every few hours, for as long as the server runs. Replicas may
+/// sweep at once: removing something twice is harmless.
+pub fn spawn_sweeper(state: AppState) {
+    tokio::spawn(async move {
+        loop {
+            let expired = crate::time_util::now_unix() - resumable::SESSION_LIFETIME_SECS;
+            match resumable::sweep_expired(&state, expired).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(count = n, "removed expired resumable upload sessions"),
+                Err(e) => tracing::error!(error = %e, "sweeping expired upload sessions"),
+            }
+            match orphans::sweep_orphaned_blobs(&state, orphans::ORPHAN_MIN_AGE).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(count = n, "removed orphaned object blobs"),
+                Err(e) => tracing::error!(error = %e, "sweeping orphaned object blobs"),
+            }
+            tokio::time::sleep(SWEEP_EVERY).await;
+        }
+    });
+}
 
 /// Google's bucket naming rules (the common case: 3–63 characters).
 pub fn check_bucket_name(name: &str) -> Result<(), ApiError> {

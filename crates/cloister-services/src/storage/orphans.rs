@@ -15,26 +15,8 @@ use crate::state::AppState;
 /// delay (and for object stores that date a multipart upload by its start).
 pub const ORPHAN_MIN_AGE: Duration = Duration::from_secs(24 * 3600);
 
-/// Listing a large bucket costs; orphans are rare, and a day old before they are swept anyway.
-const SWEEP_EVERY: Duration = Duration::from_secs(6 * 3600);
-
 /// Keys asked about per query.
 const BATCH: usize = 500;
-
-/// Sweeps orphaned object blobs now and then every few hours, for as long as the server runs.
-/// Replicas may sweep at once: deleting an orphan twice is harmless.
-pub fn spawn_orphan_sweeper(state: AppState) {
-    tokio::spawn(async move {
-        loop {
-            match sweep_orphaned_blobs(&state, ORPHAN_MIN_AGE).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(count = n, "removed orphaned object blobs"),
-                Err(e) => tracing::error!(error = %e, "sweeping orphaned object blobs"),
-            }
-            tokio::time::sleep(SWEEP_EVERY).await;
-        }
-    });
-}
 
 /// Deletes every object blob written longer than `min_age` ago that no object points at;
 /// returns how many.

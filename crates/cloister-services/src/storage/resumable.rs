@@ -25,6 +25,10 @@ pub struct SessionQuery {
     upload_id: Option<String>,
 }
 
+/// A session URI is good for a week after it was made, as Google's are; afterwards it is
+/// refused, and the sweep removes it with the bytes it received.
+pub const SESSION_LIFETIME_SECS: i64 = 7 * 24 * 3600;
+
 fn chunk_key(upload_id: &str, offset: u64) -> Result<BlobKey, ApiError> {
     BlobKey::new(&format!("uploads/{upload_id}/{offset:020}"))
         .map_err(|e| ApiError::InvalidArgument(e.to_string()))
@@ -108,6 +112,11 @@ fn session_of(state: &AppState, q: &SessionQuery, bucket: &str) -> Result<Upload
         .read(|s| s.get_upload_session(id))?
         .filter(|s| s.bucket == bucket)
         .ok_or_else(|| ApiError::NotFound(format!("No such upload session: {id}")))?;
+    if crate::time_util::now_unix() - session.create_time >= SESSION_LIFETIME_SECS {
+        return Err(ApiError::NotFound(format!(
+            "The upload session {id} expired (a session lasts a week): start a new upload"
+        )));
+    }
     Ok(session)
 }
 
@@ -279,6 +288,18 @@ async fn finish(
     let id = session.upload_id.clone();
     state.db(move |s| s.delete_upload_session(&id)).await?;
     Ok(Json(stored?).into_response())
+}
+
+/// Removes sessions created before `created_before` (unix seconds) with what they received;
+/// returns how many.
+pub async fn sweep_expired(state: &AppState, created_before: i64) -> Result<usize, ApiError> {
+    let expired = state.read(|s| s.stale_upload_sessions(created_before))?;
+    for session in &expired {
+        remove_chunks(state, &session.upload_id, session.received).await;
+        let id = session.upload_id.clone();
+        state.db(move |s| s.delete_upload_session(&id)).await?;
+    }
+    Ok(expired.len())
 }
 
 /// DELETE on the session URI: cancel the upload and drop what it received.

@@ -688,6 +688,18 @@ impl MetadataStore for PostgresStore {
         })
     }
 
+    fn stale_upload_sessions(&self, before: i64) -> Result<Vec<UploadSession>, StoreError> {
+        self.read(|c| {
+            rows(
+                c.query(
+                    &format!("SELECT {UPLOAD_COLUMNS} FROM upload_sessions WHERE create_time < $1"),
+                    &[&before],
+                )?,
+                upload_row,
+            )
+        })
+    }
+
     fn advance_upload_session(
         &self,
         upload_id: &str,
