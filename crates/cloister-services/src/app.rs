@@ -191,14 +191,15 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
             kek.len()
         )));
     }
-    crate::secrets::check_kek(store.as_ref(), &kek).map_err(StartupError::Kek)?;
+    crate::secrets::check_kek(store.as_ref(), &kek)
+        .map_err(|e| StartupError::Kek(e.to_string()))?;
     let keys_dir = data_dir.root().join("keys");
     let token_key = crate::secrets::access_token_key(
         store.as_ref(),
         &kek,
         &keys_dir.join("access-token-hmac.key"),
     )
-    .map_err(StartupError::Kek)?;
+    .map_err(|e| StartupError::Kek(e.to_string()))?;
     let attestation_keys = SigningKeys::open(
         Arc::clone(&store),
         Arc::clone(&kek),
@@ -207,9 +208,9 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
     )?;
     let identity_ca = Arc::new(
         crate::secrets::identity_ca(store.as_ref(), &kek, &keys_dir.join("identity-ca")).map_err(
-            |detail| StartupError::IdentityCa {
+            |e| StartupError::IdentityCa {
                 path: keys_dir.join("identity-ca"),
-                detail,
+                detail: e.to_string(),
             },
         )?,
     );

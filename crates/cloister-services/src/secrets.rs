@@ -1,10 +1,42 @@
 //! The server's own secrets, kept in the metadata store so every replica shares them, and
 //! sealed by the key-encryption key (KEK), which comes from outside the store.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use cloister_store::MetadataStore;
+use cloister_store::{MetadataStore, StoreError};
 use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error(
+        "this key-encryption key is not the one that sealed the keys in this database: start the server with the KEK it was first started with (--kek-file or CLOISTER_KEK)"
+    )]
+    WrongKek,
+    #[error("the new key-encryption key is {0} bytes; it must be 32")]
+    NewKekLength(usize),
+    #[error(
+        "the new key-encryption key is the one in use: generate another (`head -c 32 /dev/urandom > new-kek`)"
+    )]
+    SameKek,
+    #[error("the stored {0} does not open with this key-encryption key")]
+    DoesNotOpen(String),
+    #[error("sealing {name}: {detail}")]
+    Seal { name: String, detail: String },
+    #[error("{what}: {detail}")]
+    Unusable { what: String, detail: String },
+    #[error("removing the clear copy {path}: {source}")]
+    Legacy {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn unusable(what: impl std::fmt::Display) -> impl FnOnce(String) -> SecretsError {
+    let what = what.to_string();
+    move |detail| SecretsError::Unusable { what, detail }
+}
 
 const KEK_CHECK: &str = "kek-check";
 
@@ -18,22 +50,20 @@ fn kek_check_value(kek: &[u8]) -> Vec<u8> {
 }
 
 /// Whether a KEK has sealed this store's keys already (its check value is recorded).
-pub fn kek_is_recorded(store: &dyn MetadataStore) -> Result<bool, cloister_store::StoreError> {
+pub fn kek_is_recorded(store: &dyn MetadataStore) -> Result<bool, StoreError> {
     Ok(store.secret(KEK_CHECK)?.is_some())
 }
 
 /// The first start records the KEK's check value; a later start with another KEK is refused
 /// before it could seal new material that the other replicas cannot open.
-pub fn check_kek(store: &dyn MetadataStore, kek: &[u8]) -> Result<(), String> {
+pub fn check_kek(store: &dyn MetadataStore, kek: &[u8]) -> Result<(), SecretsError> {
     let check = kek_check_value(kek);
-    let recorded = match store.secret(KEK_CHECK).map_err(|e| e.to_string())? {
+    let recorded = match store.secret(KEK_CHECK)? {
         Some(recorded) => recorded,
-        None => store
-            .secret_or_insert(KEK_CHECK, &check)
-            .map_err(|e| e.to_string())?,
+        None => store.secret_or_insert(KEK_CHECK, &check)?,
     };
     if recorded != check {
-        return Err("this key-encryption key is not the one that sealed the keys in this database: start the server with the KEK it was first started with (--kek-file or CLOISTER_KEK)".into());
+        return Err(SecretsError::WrongKek);
     }
     Ok(())
 }
@@ -42,27 +72,26 @@ pub fn check_kek(store: &dyn MetadataStore, kek: &[u8]) -> Result<(), String> {
 /// `new`'s check value: afterwards only `new` opens the store. Every server on the store must
 /// be stopped first, since a running one keeps sealing with `old`. Returns how many values it
 /// resealed.
-pub fn rotate_kek(store: &dyn MetadataStore, old: &[u8], new: &[u8]) -> Result<usize, String> {
+pub fn rotate_kek(
+    store: &dyn MetadataStore,
+    old: &[u8],
+    new: &[u8],
+) -> Result<usize, SecretsError> {
     if new.len() != 32 {
-        return Err(format!(
-            "the new key-encryption key is {} bytes; it must be 32",
-            new.len()
-        ));
+        return Err(SecretsError::NewKekLength(new.len()));
     }
     check_kek(store, old)?;
     if old == new {
-        return Err("the new key-encryption key is the one in use: generate another (`head -c 32 /dev/urandom > new-kek`)".into());
+        return Err(SecretsError::SameKek);
     }
-    store
-        .reseal_all(&|place, value| {
-            if matches!(place, cloister_store::SealedPlace::Secret { name } if name == KEK_CHECK) {
-                return Ok(kek_check_value(new));
-            }
-            let clear = crate::kms::open(old, value, place.aad().as_bytes())
-                .ok_or("it does not open with the current key-encryption key")?;
-            crate::kms::seal(new, &clear, place.aad().as_bytes()).map_err(|e| e.to_string())
-        })
-        .map_err(|e| e.to_string())
+    Ok(store.reseal_all(&|place, value| {
+        if matches!(place, cloister_store::SealedPlace::Secret { name } if name == KEK_CHECK) {
+            return Ok(kek_check_value(new));
+        }
+        let clear = crate::kms::open(old, value, place.aad().as_bytes())
+            .ok_or("it does not open with the current key-encryption key")?;
+        crate::kms::seal(new, &clear, place.aad().as_bytes()).map_err(|e| e.to_string())
+    })?)
 }
 
 /// The secret `name`, sealed by `kek` (AAD: the name). Made by `make` only when the store has
@@ -72,27 +101,32 @@ fn sealed_secret(
     store: &dyn MetadataStore,
     kek: &[u8],
     name: &str,
-    make: impl FnOnce() -> Result<Vec<u8>, String>,
-) -> Result<Vec<u8>, String> {
-    let stored = match store.secret(name).map_err(|e| e.to_string())? {
+    make: impl FnOnce() -> Result<Vec<u8>, SecretsError>,
+) -> Result<Vec<u8>, SecretsError> {
+    let stored = match store.secret(name)? {
         Some(stored) => stored,
         None => {
-            let sealed =
-                crate::kms::seal(kek, &make()?, name.as_bytes()).map_err(|e| e.to_string())?;
-            store
-                .secret_or_insert(name, &sealed)
-                .map_err(|e| e.to_string())?
+            let sealed = crate::kms::seal(kek, &make()?, name.as_bytes()).map_err(|e| {
+                SecretsError::Seal {
+                    name: name.to_owned(),
+                    detail: e.to_string(),
+                }
+            })?;
+            store.secret_or_insert(name, &sealed)?
         }
     };
     crate::kms::open(kek, &stored, name.as_bytes())
-        .ok_or_else(|| format!("the stored {name} does not open with this key-encryption key"))
+        .ok_or_else(|| SecretsError::DoesNotOpen(name.to_owned()))
 }
 
 /// Removes the clear files an earlier Cloister kept a secret in, once the sealed copy is stored.
-fn remove_legacy(files: &[&Path]) -> Result<(), String> {
+fn remove_legacy(files: &[&Path]) -> Result<(), SecretsError> {
     for f in files {
         if f.exists() {
-            std::fs::remove_file(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            std::fs::remove_file(f).map_err(|source| SecretsError::Legacy {
+                path: f.to_path_buf(),
+                source,
+            })?;
         }
     }
     Ok(())
@@ -105,7 +139,7 @@ pub fn access_token_key(
     store: &dyn MetadataStore,
     kek: &[u8],
     legacy_file: &Path,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, SecretsError> {
     let key = sealed_secret(store, kek, "access-token-hmac", || {
         Ok(std::fs::read(legacy_file)
             .ok()
@@ -124,7 +158,7 @@ pub fn identity_ca(
     store: &dyn MetadataStore,
     kek: &[u8],
     legacy_dir: &Path,
-) -> Result<cloister_tpm::identity::IdentityCa, String> {
+) -> Result<cloister_tpm::identity::IdentityCa, SecretsError> {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
     use cloister_tpm::identity::IdentityCa;
@@ -133,26 +167,25 @@ pub fn identity_ca(
         let legacy = std::fs::read_to_string(&key_file)
             .ok()
             .zip(std::fs::read(&cert_file).ok());
-        let ca =
-            match &legacy {
-                Some((key, cert)) => IdentityCa::load(key, cert)
-                    .map_err(|e| format!("{}: {e}", legacy_dir.display()))?,
-                None => IdentityCa::generate(time::OffsetDateTime::now_utc())
-                    .map_err(|e| e.to_string())?,
-            };
+        let ca = match &legacy {
+            Some((key, cert)) => IdentityCa::load(key, cert)
+                .map_err(|e| unusable(legacy_dir.display())(e.to_string()))?,
+            None => IdentityCa::generate(time::OffsetDateTime::now_utc())
+                .map_err(|e| unusable("generating the identity CA")(e.to_string()))?,
+        };
         let bundle = serde_json::json!({
             "key_pem": ca.key_pem(),
             "cert_der": STANDARD.encode(ca.cert_der()),
         });
         Ok(bundle.to_string().into_bytes())
     })?;
-    let bundle: serde_json::Value =
-        serde_json::from_slice(&bundle).map_err(|e| format!("the stored identity CA: {e}"))?;
+    let bundle: serde_json::Value = serde_json::from_slice(&bundle)
+        .map_err(|e| unusable("the stored identity CA")(e.to_string()))?;
     let cert = STANDARD
         .decode(bundle["cert_der"].as_str().unwrap_or_default())
-        .map_err(|e| format!("the stored identity CA certificate: {e}"))?;
+        .map_err(|e| unusable("the stored identity CA certificate")(e.to_string()))?;
     let ca = IdentityCa::load(bundle["key_pem"].as_str().unwrap_or_default(), &cert)
-        .map_err(|e| format!("the stored identity CA: {e}"))?;
+        .map_err(|e| unusable("the stored identity CA")(e.to_string()))?;
     remove_legacy(&[&key_file, &cert_file])?;
     Ok(ca)
 }
@@ -174,7 +207,7 @@ mod tests {
         check_kek(store.as_ref(), &[1; 32]).unwrap();
         check_kek(store.as_ref(), &[1; 32]).unwrap();
         let err = check_kek(store.as_ref(), &[2; 32]).unwrap_err();
-        assert!(err.contains("not the one that sealed"), "{err}");
+        assert!(matches!(err, SecretsError::WrongKek), "{err}");
 
         let none = dir.path().join("no-such-file");
         let key = access_token_key(store.as_ref(), &[1; 32], &none).unwrap();
@@ -228,19 +261,16 @@ mod tests {
         };
         let jwks = signing(old).unwrap().jwks();
 
-        for (current, next, refusal) in [
-            ([3; 32], new, "not the one that sealed"),
-            (old, old, "the one in use"),
-        ] {
-            let err = rotate_kek(store.as_ref(), &current, &next).unwrap_err();
-            assert!(err.contains(refusal), "{err}");
-        }
+        let err = rotate_kek(store.as_ref(), &[3; 32], &new).unwrap_err();
+        assert!(matches!(err, SecretsError::WrongKek), "{err}");
+        let err = rotate_kek(store.as_ref(), &old, &old).unwrap_err();
+        assert!(matches!(err, SecretsError::SameKek), "{err}");
         check_kek(store.as_ref(), &old).expect("a refused rotation changes nothing");
         // Four: the KEK's check value, the token key, the identity CA, one signing key.
         assert_eq!(rotate_kek(store.as_ref(), &old, &new).unwrap(), 4);
 
         let err = check_kek(store.as_ref(), &old).unwrap_err();
-        assert!(err.contains("not the one that sealed"), "{err}");
+        assert!(matches!(err, SecretsError::WrongKek), "{err}");
         check_kek(store.as_ref(), &new).unwrap();
         assert_eq!(
             access_token_key(store.as_ref(), &new, &none).unwrap(),
