@@ -342,9 +342,6 @@ pub struct PostgresStore {
     /// Always `Some` but in `drop`, which closes the connections on a worker thread.
     pool: Option<Pool>,
     workers: rayon::ThreadPool,
-    /// The pool's size: also how often a call tries again after dropped connections, since
-    /// every pooled one may have been dropped at once.
-    connections: u32,
 }
 
 impl Drop for PostgresStore {
@@ -511,7 +508,6 @@ impl PostgresStore {
         Ok(Self {
             pool: Some(pool),
             workers,
-            connections,
         })
     }
 
@@ -547,7 +543,7 @@ impl PostgresStore {
                 });
                 // Every pooled connection may have been dropped at once: try each.
                 let lost = result.as_ref().is_err_and(|f| connection_lost(conn, f));
-                if again_if_dropped && lost && attempt <= self.connections {
+                if again_if_dropped && lost && attempt <= self.pool_size() {
                     continue;
                 }
                 return result.map_err(StoreError::from);
@@ -588,7 +584,7 @@ impl PostgresStore {
                 let lost = result.as_ref().is_err_and(|f| connection_lost(conn, f));
                 let dropped = lost && !committing;
                 match result {
-                    Err(_) if dropped && attempt <= self.connections => {}
+                    Err(_) if dropped && attempt <= self.pool_size() => {}
                     Err(Fail::Pg(e)) if retryable(&e) && attempt < WRITE_ATTEMPTS => {
                         // Back off a little, more each time, so racing writers spread out.
                         std::thread::sleep(Duration::from_micros(
@@ -599,6 +595,12 @@ impl PostgresStore {
                 }
             }
         })
+    }
+
+    /// How often a call tries again after dropped connections: every pooled one may have been
+    /// dropped at once.
+    fn pool_size(&self) -> u32 {
+        self.pool.as_ref().map_or(1, r2d2::Pool::max_size)
     }
 
     /// Runs `f` on this store's worker threads (see the module's doc), off the async runtime.

@@ -2,7 +2,6 @@
 //! every server on the store stopped (a running one would keep sealing with the old KEK).
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use cloister_store::{DataDir, MetadataStore, PostgresStore, SqliteStore};
@@ -69,9 +68,7 @@ fn reseal(store: &dyn MetadataStore, current: &[u8], new: &[u8]) -> Result<usize
 /// Replicas renew their lease every two seconds while they run: one that has not expired is a
 /// replica still running (or one that crashed less than a lease ago).
 fn refuse_running_replicas(store: &dyn MetadataStore) -> Result<()> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = cloister_services::time_util::now_unix();
     let running: Vec<String> = store
         .replica_leases()?
         .into_iter()

@@ -12,11 +12,12 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::console;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::time_util::now_unix;
 
 const SYNC_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -52,7 +53,7 @@ impl ReplicaLease {
     pub async fn renew(&self, state: &AppState) -> Result<(), ApiError> {
         let ids: Vec<u64> = state.compute.running().iter().map(|i| i.id).collect();
         let replica = self.replica.clone();
-        let expires_at = unix_now().saturating_add(self.duration.as_secs() as i64);
+        let expires_at = now_unix().saturating_add(self.duration.as_secs() as i64);
         let held = state
             .db(move |s| s.renew_replica_lease(&replica, expires_at, &ids))
             .await?;
@@ -70,12 +71,6 @@ impl ReplicaLease {
             .await
             .map(drop)
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Starts the sync loop of a replica that shares its database.
@@ -130,7 +125,7 @@ async fn sync(state: &AppState, published: &mut HashMap<u64, u64>) {
             Some(_) => {}
         }
     }
-    match state.db(|s| s.expire_replica_leases(unix_now())).await {
+    match state.db(|s| s.expire_replica_leases(now_unix())).await {
         Ok(ended) => {
             for instance in ended {
                 tracing::warn!(
