@@ -117,10 +117,15 @@ impl LaunchPolicy {
             }
         }
         for mount in &spec.mounts {
+            // Component by component (the destination is already clean: absolute, no `..`),
+            // so `/run/tmpfoo` is not inside `/run/tmp`.
             let inside = self.allowed_mount_destinations.iter().any(|allowed| {
-                let allowed = allowed.trim_end_matches('/');
-                mount.destination == allowed
-                    || mount.destination.starts_with(&format!("{allowed}/"))
+                let allowed = std::path::Path::new(allowed);
+                allowed.is_absolute()
+                    && !allowed
+                        .components()
+                        .any(|c| c == std::path::Component::ParentDir)
+                    && std::path::Path::new(&mount.destination).starts_with(allowed)
             });
             if !inside {
                 return refuse(format!(
@@ -215,5 +220,41 @@ mod tests {
                 .check(&sneaky, false)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn mount_destinations_are_compared_as_clean_paths() {
+        let allowed = policy(&[(MOUNT_DESTINATIONS, "/run/tmp:/var/tmp/")]);
+        let tmpfs = |d: &str| format!("type=tmpfs,source=tmpfs,destination={d}");
+        for (destination, verdict) in [
+            ("/run/tmp", Ok("/run/tmp")),
+            ("/run/tmp/x", Ok("/run/tmp/x")),
+            ("/run//tmp/./x/", Ok("/run/tmp/x")),
+            ("/var/tmp/y", Ok("/var/tmp/y")),
+            ("/run/tmpfoo", Err("policy only allows mounts")),
+            ("/run", Err("policy only allows mounts")),
+            ("/etc", Err("policy only allows mounts")),
+            ("/run/tmp/../../etc", Err("without `..`")),
+            ("/run/tmp/..", Err("without `..`")),
+            ("run/tmp", Err("absolute destination")),
+        ] {
+            let attrs = [("tee-mount", tmpfs(destination))];
+            let mut all: BTreeMap<String, String> = attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            all.insert("tee-image-reference".into(), "h/p/r/i".into());
+            let outcome = LaunchSpec::from_attributes(&all).and_then(|spec| {
+                allowed.check(&spec, false)?;
+                Ok(spec.mounts[0].destination.clone())
+            });
+            match (outcome, verdict) {
+                (Ok(clean), Ok(expected)) => assert_eq!(clean, expected, "{destination}"),
+                (Err(e), Err(why)) => {
+                    assert!(e.to_string().contains(why), "{destination}: {e}")
+                }
+                (got, want) => panic!("{destination}: got {got:?}, want {want:?}"),
+            }
+        }
     }
 }

@@ -178,13 +178,38 @@ fn parse_mount(spec: &str) -> Result<TmpfsMount, LaunchError> {
             "found unknown or unspecified mount type: {spec}, expect one of types [tmpfs]"
         )));
     }
-    let destination = destination.filter(|d| d.starts_with('/')).ok_or_else(|| {
-        LaunchError::Spec(format!("the mount {spec:?} needs an absolute destination"))
-    })?;
+    let destination = destination
+        .as_deref()
+        .and_then(clean_destination)
+        .ok_or_else(|| {
+            LaunchError::Spec(format!(
+                "the mount {spec:?} needs an absolute destination without `..` (a path inside the container, such as /run/tmp)"
+            ))
+        })?;
     Ok(TmpfsMount {
         destination,
         size_bytes,
     })
+}
+
+/// An absolute destination with `.` and repeated slashes removed, or None: not absolute, or
+/// it has a `..` (runc would resolve `/run/tmp/../../etc` to `/etc`, outside what a policy
+/// allowed).
+fn clean_destination(d: &str) -> Option<String> {
+    use std::path::Component;
+    let path = std::path::Path::new(d);
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut clean = std::path::PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(part) => clean.push(part),
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    clean.to_str().map(str::to_owned)
 }
 
 /// A launch spec of an image `h/p/r/i` with the metadata `pairs`, for tests.
