@@ -15,8 +15,9 @@ fi
 # and machines without network access to Debian still work.
 # swtpm provides the vTPM; libtss2-dev is the TPM software stack the attester links;
 # skopeo and podman are the real OCI clients the registry interop tests drive; runc runs
-# the workload containers the launcher starts.
-packages=(gcc pkg-config ca-certificates swtpm swtpm-tools libtss2-dev tpm2-tools skopeo podman runc)
+# the workload containers the launcher starts; iproute2's `ip` configures each instance's
+# network namespaces.
+packages=(gcc pkg-config ca-certificates swtpm swtpm-tools libtss2-dev tpm2-tools skopeo podman runc iproute2)
 # PostgreSQL, the replicas' shared metadata store (the tests start their own server from its
 # programs, a temporary cluster per test process, never the system's), and nginx, the load
 # balancer of scripts/replicas.sh.

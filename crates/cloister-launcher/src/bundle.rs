@@ -1,10 +1,15 @@
 //! The OCI runtime bundle runc runs: the image's process (entrypoint, cmd, env, workdir, user)
-//! with the overrides the launch policy permitted, host networking, the launcher's directory
-//! read-only at `/run/container_launcher`, and the operator's tmpfs mounts.
+//! with the overrides the launch policy permitted, the instance's network (the launcher's, as
+//! Confidential Space gives its workload the VM's, or the namespace the local driver made for
+//! the workload), the host's `/etc/hosts` and `/etc/resolv.conf`, the launcher's directory
+//! read-only at `/run/container_launcher`, and the operator's tmpfs mounts. The process keeps
+//! runc's default confinement: its own PID, IPC, UTS and mount namespaces, the capabilities
+//! AUDIT_WRITE, KILL and NET_BIND_SERVICE only (a subset of Docker's default set),
+//! no_new_privileges, and /proc's sensitive files masked or read-only.
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, MountBuilder, Spec, User};
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, MountBuilder, Spec, User};
 
 use crate::LaunchError;
 use crate::spec::LaunchSpec;
@@ -88,16 +93,21 @@ fn spec_err(e: oci_spec::OciSpecError) -> LaunchError {
     LaunchError::Spec(format!("building the runtime config: {e}"))
 }
 
+/// What runs in the container, and where.
+pub struct Container<'a> {
+    pub process: &'a Process,
+    pub launcher_dir: &'a Path,
+    pub spec: &'a LaunchSpec,
+    pub hostname: &'a str,
+    /// The network namespace to join; None: the launcher's own.
+    pub netns: Option<&'a Path>,
+}
+
 /// Writes `config.json` for a bundle whose rootfs is `bundle/rootfs`.
-pub fn write_config(
-    bundle: &Path,
-    process: &Process,
-    launcher_dir: &Path,
-    spec: &LaunchSpec,
-    hostname: &str,
-) -> Result<PathBuf, LaunchError> {
+pub fn write_config(bundle: &Path, c: &Container) -> Result<PathBuf, LaunchError> {
+    let (process, spec) = (c.process, c.spec);
     let mut config = Spec::default();
-    config.set_hostname(Some(hostname.to_owned()));
+    config.set_hostname(Some(c.hostname.to_owned()));
     if let Some(root) = config.root_mut() {
         root.set_path(PathBuf::from("rootfs"));
         root.set_readonly(Some(false));
@@ -112,37 +122,45 @@ pub fn write_config(
         p.set_user(user);
         p.set_terminal(Some(false));
     }
-    // Host networking, as Confidential Space runs its workload.
     if let Some(linux) = config.linux_mut()
         && let Some(namespaces) = linux.namespaces().clone()
     {
-        linux.set_namespaces(Some(
-            namespaces
-                .into_iter()
-                .filter(|n| n.typ() != LinuxNamespaceType::Network)
-                .collect(),
-        ));
+        let mut namespaces: Vec<LinuxNamespace> = namespaces
+            .into_iter()
+            .filter(|n| n.typ() != LinuxNamespaceType::Network)
+            .collect();
+        if let Some(path) = c.netns {
+            let mut network = LinuxNamespace::default();
+            network.set_typ(LinuxNamespaceType::Network);
+            network.set_path(Some(path.to_owned()));
+            namespaces.push(network);
+        }
+        linux.set_namespaces(Some(namespaces));
     }
     let mut mounts = config.mounts().clone().unwrap_or_default();
     mounts.push(
         MountBuilder::default()
             .destination("/run/container_launcher")
             .typ("bind")
-            .source(launcher_dir)
+            .source(c.launcher_dir)
             .options(vec!["rbind".to_owned(), "ro".to_owned()])
             .build()
             .map_err(spec_err)?,
     );
-    if Path::new("/etc/resolv.conf").exists() {
-        mounts.push(
-            MountBuilder::default()
-                .destination("/etc/resolv.conf")
-                .typ("bind")
-                .source("/etc/resolv.conf")
-                .options(vec!["rbind".to_owned(), "ro".to_owned()])
-                .build()
-                .map_err(spec_err)?,
-        );
+    // As Google's launcher does (the host's hosts file and resolver): in the local driver's
+    // sandbox the hosts file names the metadata server and the API.
+    for file in ["/etc/hosts", "/etc/resolv.conf"] {
+        if Path::new(file).exists() {
+            mounts.push(
+                MountBuilder::default()
+                    .destination(file)
+                    .typ("bind")
+                    .source(file)
+                    .options(vec!["rbind".to_owned(), "ro".to_owned()])
+                    .build()
+                    .map_err(spec_err)?,
+            );
+        }
     }
     for m in &spec.mounts {
         let mut options = vec!["nosuid".to_owned(), "nodev".to_owned()];
@@ -201,8 +219,7 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_config_uses_host_networking_and_mounts_the_launcher_dir_read_only() {
+    fn config(netns: Option<&Path>) -> serde_json::Value {
         let dir = tempfile::tempdir().unwrap();
         let p = Process {
             args: vec!["/app".into()],
@@ -211,22 +228,102 @@ mod tests {
             uid: 0,
             gid: 0,
         };
+        let spec = spec(&[("tee-mount", "type=tmpfs,source=tmpfs,destination=/scratch")]);
         let path = write_config(
             dir.path(),
-            &p,
-            Path::new("/run/x"),
-            &spec(&[("tee-mount", "type=tmpfs,source=tmpfs,destination=/scratch")]),
-            "i",
+            &Container {
+                process: &p,
+                launcher_dir: Path::new("/run/x"),
+                spec: &spec,
+                hostname: "i",
+                netns,
+            },
         )
         .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-        assert!(
-            !v["linux"]["namespaces"]
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_workload_joins_the_namespace_it_is_given_or_the_launchers_network() {
+        let networks = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+            v["linux"]["namespaces"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|n| n["type"] == "network")
+                .filter(|n| n["type"] == "network")
+                .cloned()
+                .collect()
+        };
+        // In a VM: the VM's network, as Confidential Space.
+        assert_eq!(networks(&config(None)), Vec::<serde_json::Value>::new());
+        // In the local driver's sandbox: exactly the namespace it made.
+        assert_eq!(
+            networks(&config(Some(Path::new("/data/instances/1/net/workload")))),
+            [serde_json::json!({"type": "network", "path": "/data/instances/1/net/workload"})]
         );
+    }
+
+    #[test]
+    fn the_workload_is_confined_no_more_than_dockers_defaults_allow() {
+        let v = config(None);
+        const DOCKER_DEFAULT: [&str; 14] = [
+            "CAP_CHOWN",
+            "CAP_DAC_OVERRIDE",
+            "CAP_FSETID",
+            "CAP_FOWNER",
+            "CAP_MKNOD",
+            "CAP_NET_RAW",
+            "CAP_SETGID",
+            "CAP_SETUID",
+            "CAP_SETFCAP",
+            "CAP_SETPCAP",
+            "CAP_NET_BIND_SERVICE",
+            "CAP_SYS_CHROOT",
+            "CAP_KILL",
+            "CAP_AUDIT_WRITE",
+        ];
+        let caps = &v["process"]["capabilities"];
+        for set in [
+            "bounding",
+            "effective",
+            "permitted",
+            "inheritable",
+            "ambient",
+        ] {
+            for cap in caps[set].as_array().into_iter().flatten() {
+                assert!(
+                    DOCKER_DEFAULT.contains(&cap.as_str().unwrap()),
+                    "{cap} in {set}"
+                );
+            }
+        }
+        assert_eq!(v["process"]["noNewPrivileges"], true);
+        let namespaces: Vec<&str> = v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        for own in ["pid", "ipc", "uts", "mount"] {
+            assert!(namespaces.contains(&own), "{own} in {namespaces:?}");
+        }
+        assert!(
+            v["linux"]["maskedPaths"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!("/proc/kcore"))
+        );
+        // No device beyond runc's defaults: in particular no TPM.
+        assert!(
+            v["linux"]["devices"]
+                .as_array()
+                .is_none_or(|d| d.is_empty())
+        );
+    }
+
+    #[test]
+    fn the_launcher_dir_is_read_only_and_tmpfs_mounts_are_added() {
+        let v = config(None);
         let mounts = v["mounts"].as_array().unwrap();
         let launcher = mounts
             .iter()

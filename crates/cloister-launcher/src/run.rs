@@ -42,6 +42,10 @@ pub struct Config {
     pub runtime_dir: PathBuf,
     pub tee: TeeConfig,
     pub runc: PathBuf,
+    /// The network namespace the workload joins (the local driver's sandbox gives each
+    /// workload one, holding only its metadata server and the API). None: the workload
+    /// shares the launcher's network, as on a Confidential Space VM.
+    pub workload_netns: Option<PathBuf>,
     /// A debug launcher build (allows `debugonly` policies). Never for production images.
     pub debug: bool,
 }
@@ -223,7 +227,16 @@ async fn launch(config: &Config) -> Result<u8, LaunchError> {
         token,
     ));
 
-    bundle::write_config(&bundle_dir, &process, &launcher_dir, &spec, &instance)?;
+    bundle::write_config(
+        &bundle_dir,
+        &bundle::Container {
+            process: &process,
+            launcher_dir: &launcher_dir,
+            spec: &spec,
+            hostname: &instance,
+            netns: config.workload_netns.as_deref(),
+        },
+    )?;
     let forward = spec.log_redirect != LogRedirect::Nowhere;
     phases.mark("bundle");
     log(format!(

@@ -1,5 +1,8 @@
 //! A software TPM (swtpm) process: the vTPM of an instance on the local compute driver, and
-//! of tests. One process per instance, with its own state directory, on loopback ports.
+//! of tests. One process per instance, with its own state directory, on loopback ports: the
+//! local driver starts it inside the instance's platform network namespace (on fixed ports
+//! there, [`Swtpm::start_on`]), where only that instance's launcher can reach it; tests start
+//! it on free ports of the host's loopback ([`Swtpm::start`]).
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -37,8 +40,15 @@ impl Swtpm {
     /// Starts swtpm with its state in `state_dir` (created if needed), TPM 2.0, already
     /// started up, and waits until it accepts connections.
     pub fn start(state_dir: &Path) -> Result<Self, SwtpmError> {
-        std::fs::create_dir_all(state_dir).map_err(SwtpmError::Spawn)?;
         let port = free_port_pair().ok_or(SwtpmError::NoPorts)?;
+        Self::start_on(state_dir, port)
+    }
+
+    /// As [`Swtpm::start`], on `port` and `port + 1` of 127.0.0.1 in the calling thread's
+    /// network namespace (swtpm inherits it, and the readiness check runs in it).
+    pub fn start_on(state_dir: &Path, port: u16) -> Result<Self, SwtpmError> {
+        std::fs::create_dir_all(state_dir).map_err(SwtpmError::Spawn)?;
+        let ctrl = port.checked_add(1).ok_or(SwtpmError::NoPorts)?;
         let child = Command::new("swtpm")
             .arg("socket")
             .arg("--tpm2")
@@ -50,7 +60,7 @@ impl Swtpm {
             ])
             .args([
                 "--ctrl",
-                &format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1),
+                &format!("type=tcp,port={ctrl},bindaddr=127.0.0.1"),
             ])
             .args(["--flags", "not-need-init,startup-clear"])
             .stdout(Stdio::null())

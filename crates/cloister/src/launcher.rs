@@ -19,7 +19,7 @@ pub enum TeeKind {
 
 #[derive(Debug, Args)]
 pub struct LauncherArgs {
-    /// The instance's metadata server (host:port), as GCE_METADATA_HOST names it.
+    /// The instance's metadata server (host[:port]), as GCE_METADATA_HOST names it.
     #[arg(long, env = "GCE_METADATA_HOST")]
     metadata_host: String,
     /// Cloister's base URL (verifier, registry, every API).
@@ -41,6 +41,10 @@ pub struct LauncherArgs {
     rtmr3: PathBuf,
     #[arg(long, default_value = "runc")]
     runc: PathBuf,
+    /// The network namespace (a path, as `ip netns` keeps them) the workload joins; without
+    /// it the workload shares the launcher's network, as on a Confidential Space VM.
+    #[arg(long)]
+    workload_netns: Option<PathBuf>,
 }
 
 pub async fn run(args: LauncherArgs) -> ExitCode {
@@ -62,6 +66,7 @@ pub async fn run(args: LauncherArgs) -> ExitCode {
         runtime_dir: args.runtime_dir,
         tee,
         runc: args.runc,
+        workload_netns: args.workload_netns,
         // Production launcher: `debugonly` launch policies are refused.
         debug: false,
     })

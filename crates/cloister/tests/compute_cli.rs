@@ -73,12 +73,8 @@ fn a_workload_runs_attested_and_its_claims_match_what_was_launched() {
             container["env"]["CLOISTER_API_ENDPOINT"],
             s.w.server.endpoint().as_str()
         );
-        assert!(
-            container["env"]["GCE_METADATA_HOST"]
-                .as_str()
-                .unwrap()
-                .starts_with("127.0.0.1:")
-        );
+        // The instance's own metadata server, at GCE's address inside its sandbox.
+        assert_eq!(container["env"]["GCE_METADATA_HOST"], "169.254.169.254");
         assert_eq!(default["aud"], "https://sts.googleapis.com");
         assert_eq!(
             default["google_service_accounts"],

@@ -1,8 +1,10 @@
-//! The local driver (the embedded default): an instance is a runtime directory, a swtpm (for
-//! `VTPM`) whose attestation key the platform's identity CA certifies and whose PCR 12 holds
-//! the launcher's measurement before the launcher starts, a metadata server on loopback, and
-//! the launcher process, whose output is the serial console and whose exit code drives the
-//! instance's state (0/1/2 → TERMINATED, 3 → restarted, 4 → held as SUSPENDED).
+//! The local driver (the embedded default): an instance is a runtime directory, a sandbox of
+//! two network namespaces (`sandbox.rs`), a swtpm (for `VTPM`) in the platform namespace whose
+//! attestation key the platform's identity CA certifies and whose PCR 12 holds the launcher's
+//! measurement before the launcher starts, a metadata server reached only from inside the
+//! sandbox, and the launcher process (in the platform namespace), whose output is the serial
+//! console and whose exit code drives the instance's state (0/1/2 → TERMINATED, 3 →
+//! restarted, 4 → held as SUSPENDED). When the launcher exits for good, all of it stops.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -17,6 +19,9 @@ use tokio::sync::watch;
 
 use super::metadata_server::{self, InstanceInfo};
 use super::replicas::ReplicaLease;
+use super::sandbox::{
+    self, ApiAddress, ChildEntry, METADATA_IP, SWTPM_PORT, Sandbox, SandboxError, in_netns,
+};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -56,8 +61,36 @@ struct Running {
     instance: InstanceRecord,
     stop: watch::Sender<bool>,
     supervisor: tokio::task::JoinHandle<()>,
-    metadata: tokio::task::JoinHandle<()>,
+}
+
+/// What an instance runs beside its launcher. The supervisor owns it and drops it as soon as
+/// the launcher exits for good, so an instance that leaves RUNNING has no vTPM, metadata
+/// server or namespace left.
+struct Platform {
+    _sandbox: Sandbox,
     _tpm: Option<cloister_tpm::swtpm::Swtpm>,
+    metadata: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        self.metadata.abort();
+    }
+}
+
+/// The launcher's command line, and how its process enters the instance's sandbox.
+struct Launch {
+    path: PathBuf,
+    args: Vec<String>,
+    entry: ChildEntry,
+}
+
+/// Releases the namespace mounts under an instance's runtime directory (none when its
+/// sandbox was dropped; a crashed server's otherwise).
+fn release_namespaces(dir: &Path) {
+    for ns in ["platform", "workload"] {
+        sandbox::release(&dir.join("net").join(ns));
+    }
 }
 
 pub struct LocalDriver {
@@ -86,6 +119,11 @@ impl LocalDriver {
         launcher: Option<Arc<Launcher>>,
         lease: Option<ReplicaLease>,
     ) -> Self {
+        // A previous run of this server (it held the data directory's lock) may have left
+        // its instances' namespaces mounted; nothing uses them now.
+        for dir in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            release_namespaces(&dir.path());
+        }
         LocalDriver {
             root,
             launcher,
@@ -151,28 +189,12 @@ impl LocalDriver {
         std::fs::create_dir_all(dir.join("run")).map_err(|e| internal(e.to_string()))?;
         let service_account = cloister_domain::Email::parse(&instance.service_account)
             .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
-        let mut launcher_args: Vec<String> = vec![];
-        let tpm = if instance.confidential_type == "VTPM" {
-            let identity = InstanceIdentity {
-                zone: instance.zone.clone(),
-                project_number,
-                project_id: instance.project_id.as_str().to_owned(),
-                instance_id: instance.id,
-                instance_name: instance.name.clone(),
-            };
-            let (tpm, tcti) = provision_vtpm(state, &dir, &identity, &launcher)
-                .await
-                .map_err(internal)?;
-            launcher_args.extend(["--tee".into(), "vtpm".into(), "--tcti".into(), tcti]);
-            Some(tpm)
-        } else {
-            launcher_args.extend(["--tee".into(), "insecure".into()]);
-            None
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| internal(e.to_string()))?;
-        let address = listener.local_addr().map_err(|e| internal(e.to_string()))?;
+        // The metadata server listens on a socket in the runtime directory, which only the
+        // sandbox's forwarders reach (from GCE's address inside the instance).
+        let metadata_socket = dir.join("metadata.sock");
+        let _ = std::fs::remove_file(&metadata_socket);
+        let listener = tokio::net::UnixListener::bind(&metadata_socket)
+            .map_err(|e| internal(format!("{}: {e}", metadata_socket.display())))?;
         let info = InstanceInfo {
             project_id: instance.project_id.as_str().to_owned(),
             project_number,
@@ -186,29 +208,68 @@ impl LocalDriver {
         let metadata = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
+        let api = ApiAddress::resolve(&state.public_url)
+            .await
+            .map_err(unavailable)?;
+        let sandbox = Sandbox::create(&dir, &api, &metadata_socket)
+            .await
+            .map_err(|e| match e {
+                e @ (SandboxError::Namespace(_) | SandboxError::NoIp(_)) => {
+                    unavailable(e.to_string())
+                }
+                e => internal(e.to_string()),
+            })?;
+        let mut launcher_args: Vec<String> = vec![];
+        let tpm = if instance.confidential_type == "VTPM" {
+            let identity = InstanceIdentity {
+                zone: instance.zone.clone(),
+                project_number,
+                project_id: instance.project_id.as_str().to_owned(),
+                instance_id: instance.id,
+                instance_name: instance.name.clone(),
+            };
+            let (tpm, tcti) = provision_vtpm(state, &dir, &sandbox, &identity, &launcher)
+                .await
+                .map_err(internal)?;
+            launcher_args.extend(["--tee".into(), "vtpm".into(), "--tcti".into(), tcti]);
+            Some(tpm)
+        } else {
+            launcher_args.extend(["--tee".into(), "insecure".into()]);
+            None
+        };
         launcher_args.extend([
             "--metadata-host".into(),
-            address.to_string(),
+            METADATA_IP.to_string(),
             "--api-endpoint".into(),
             state.public_url.clone(),
             "--runtime-dir".into(),
             dir.join("run").display().to_string(),
+            "--workload-netns".into(),
+            sandbox.workload.path().display().to_string(),
         ]);
+        let entry = ChildEntry::new(&sandbox).map_err(|e| internal(e.to_string()))?;
+        let platform = Platform {
+            _sandbox: sandbox,
+            _tpm: tpm,
+            metadata,
+        };
         let (stop, stopped) = watch::channel(false);
         let supervisor = tokio::spawn(supervise(
             state.clone(),
             instance.resource_name(),
-            launcher.path.clone(),
-            launcher_args,
+            Launch {
+                path: launcher.path.clone(),
+                args: launcher_args,
+                entry,
+            },
             dir.join("serial.log"),
+            platform,
             stopped,
         ));
         let running = Running {
             instance: instance.clone(),
             stop,
             supervisor,
-            metadata,
-            _tpm: tpm,
         };
         self.running
             .lock()
@@ -232,9 +293,9 @@ impl LocalDriver {
         if let Some(r) = running {
             let _ = r.stop.send(true);
             let _ = tokio::time::timeout(Duration::from_secs(30), r.supervisor).await;
-            r.metadata.abort();
         }
         let dir = self.dir(instance);
+        release_namespaces(&dir);
         if let Err(e) = std::fs::remove_dir_all(&dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -292,62 +353,65 @@ impl LocalDriver {
         for r in all {
             let _ = r.stop.send(true);
             let _ = tokio::time::timeout(Duration::from_secs(30), r.supervisor).await;
-            r.metadata.abort();
         }
     }
 }
 
-/// Starts the instance's swtpm, certifies its AK, and measures the launcher into PCR 12.
+/// Starts the instance's swtpm in its platform namespace, certifies its AK, and measures the
+/// launcher into PCR 12. Every TPM connection is made from inside that namespace, the only
+/// place the swtpm listens.
 async fn provision_vtpm(
     state: &AppState,
     dir: &Path,
+    sandbox: &Sandbox,
     identity: &InstanceIdentity,
     launcher: &Launcher,
 ) -> Result<(cloister_tpm::swtpm::Swtpm, String), String> {
     let tpm_dir = dir.join("tpm");
     let digests = launcher.digests.clone();
-    let (tpm, tcti, ak) = tokio::task::spawn_blocking(move || -> Result<_, String> {
-        std::fs::create_dir_all(&tpm_dir).map_err(|e| e.to_string())?;
-        let tpm = cloister_tpm::swtpm::Swtpm::start(&tpm_dir).map_err(|e| e.to_string())?;
-        let tcti = tpm.tcti();
-        let mut attester =
-            cloister_tpm::attester::VtpmAttester::open(&tcti).map_err(|e| e.to_string())?;
-        let ak = attester.ak_public_key().map_err(|e| e.to_string())?;
-        let banks = attester.active_banks().map_err(|e| e.to_string())?;
-        let launcher: BTreeMap<HashAlg, Vec<u8>> = banks
-            .iter()
-            .filter_map(|b| digests.get(b).map(|d| (*b, d.clone())))
-            .collect();
-        attester
-            .extend(LAUNCHER_PCR, &launcher)
-            .map_err(|e| e.to_string())?;
-        Ok((tpm, tcti, ak))
+    let netns = sandbox.platform.handle().map_err(|e| e.to_string())?;
+    let ca = Arc::clone(&state.identity_ca);
+    let identity = identity.clone();
+    let tcti = format!("swtpm:host=127.0.0.1,port={SWTPM_PORT}");
+    let launcher_tcti = tcti.clone();
+    let tpm = tokio::task::spawn_blocking(move || {
+        in_netns(&netns, || -> Result<_, String> {
+            std::fs::create_dir_all(&tpm_dir).map_err(|e| e.to_string())?;
+            let tpm = cloister_tpm::swtpm::Swtpm::start_on(&tpm_dir, SWTPM_PORT)
+                .map_err(|e| e.to_string())?;
+            let mut attester =
+                cloister_tpm::attester::VtpmAttester::open(&tcti).map_err(|e| e.to_string())?;
+            let ak = attester.ak_public_key().map_err(|e| e.to_string())?;
+            let banks = attester.active_banks().map_err(|e| e.to_string())?;
+            let launcher: BTreeMap<HashAlg, Vec<u8>> = banks
+                .iter()
+                .filter_map(|b| digests.get(b).map(|d| (*b, d.clone())))
+                .collect();
+            attester
+                .extend(LAUNCHER_PCR, &launcher)
+                .map_err(|e| e.to_string())?;
+            let cert = ca
+                .certify_ak(&ak, &identity, time::OffsetDateTime::now_utc())
+                .map_err(|e| e.to_string())?;
+            // Into the TPM's NV, where the launcher reads it (as on a Shielded VM).
+            attester.store_ak_cert(&cert).map_err(|e| e.to_string())?;
+            Ok(tpm)
+        })
+        .map_err(|e| e.to_string())?
     })
     .await
     .map_err(|e| e.to_string())??;
-    let cert = state
-        .identity_ca
-        .certify_ak(&ak, identity, time::OffsetDateTime::now_utc())
-        .map_err(|e| e.to_string())?;
-    // Into the TPM's NV, where the launcher reads it (as on a Shielded VM).
-    let nv_tcti = tcti.clone();
-    tokio::task::spawn_blocking(move || -> Result<(), String> {
-        let mut attester =
-            cloister_tpm::attester::VtpmAttester::open(&nv_tcti).map_err(|e| e.to_string())?;
-        attester.store_ak_cert(&cert).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())??;
-    Ok((tpm, tcti))
+    Ok((tpm, launcher_tcti))
 }
 
-/// Runs the launcher until it exits for good, or until told to stop (SIGTERM, then SIGKILL).
+/// Runs the launcher until it exits for good, or until told to stop (SIGTERM, then SIGKILL);
+/// then drops the instance's platform at once.
 async fn supervise(
     state: AppState,
     name: String,
-    launcher: PathBuf,
-    args: Vec<String>,
+    launch: Launch,
     serial: PathBuf,
+    platform: Platform,
     mut stopped: watch::Receiver<bool>,
 ) {
     let set = |status: &'static str| {
@@ -361,35 +425,52 @@ async fn supervise(
             }
         }
     };
+    let status = run_launcher(&name, &launch, &serial, &mut stopped, || set("RUNNING")).await;
+    drop(platform);
+    set(status).await;
+}
+
+/// The launcher's runs (restarted when it asks); the status the instance ends in.
+async fn run_launcher<F: Future<Output = ()>>(
+    name: &str,
+    launch: &Launch,
+    serial: &Path,
+    stopped: &mut watch::Receiver<bool>,
+    running: impl Fn() -> F,
+) -> &'static str {
     loop {
         let log = match std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&serial)
+            .open(serial)
         {
             Ok(f) => f,
             Err(e) => {
                 tracing::error!(error = %e, "cannot open the serial log");
-                return set("TERMINATED").await;
+                return "TERMINATED";
             }
         };
         let err_log = log.try_clone().ok();
-        let child = tokio::process::Command::new(&launcher)
+        let mut command = tokio::process::Command::new(&launch.path);
+        command
             .arg("launcher")
-            .args(&args)
+            .args(&launch.args)
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(err_log.map_or(std::process::Stdio::null(), std::process::Stdio::from))
-            .kill_on_drop(true)
-            .spawn();
-        let mut child = match child {
+            .kill_on_drop(true);
+        let entry = launch.entry.clone();
+        // SAFETY: `enter` makes only async-signal-safe system calls on memory prepared
+        // before the fork (see ChildEntry).
+        unsafe { command.pre_exec(move || entry.enter()) };
+        let mut child = match command.spawn() {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start the launcher");
-                return set("TERMINATED").await;
+                return "TERMINATED";
             }
         };
-        set("RUNNING").await;
+        running().await;
         let code = tokio::select! {
             status = child.wait() => status.ok().and_then(|s| s.code()).unwrap_or(2),
             _ = stopped.changed() => {
@@ -400,7 +481,7 @@ async fn supervise(
                 if tokio::time::timeout(Duration::from_secs(20), child.wait()).await.is_err() {
                     let _ = child.kill().await;
                 }
-                return set("TERMINATED").await;
+                return "TERMINATED";
             }
         };
         match code {
@@ -408,8 +489,8 @@ async fn supervise(
                 tracing::info!(instance = %name, "the launcher asked for a restart");
                 continue;
             }
-            4 => return set("SUSPENDED").await,
-            _ => return set("TERMINATED").await,
+            4 => return "SUSPENDED",
+            _ => return "TERMINATED",
         }
     }
 }

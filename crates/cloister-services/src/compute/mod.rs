@@ -7,6 +7,7 @@ pub mod console;
 pub mod driver;
 mod metadata_server;
 pub mod replicas;
+mod sandbox;
 
 use std::collections::BTreeMap;
 
