@@ -5,7 +5,8 @@
 //! read-only at `/run/container_launcher`, and the operator's tmpfs mounts. The process keeps
 //! runc's default confinement: its own PID, IPC, UTS and mount namespaces, the capabilities
 //! AUDIT_WRITE, KILL and NET_BIND_SERVICE only (a subset of Docker's default set),
-//! no_new_privileges, and /proc's sensitive files masked or read-only.
+//! no_new_privileges, and /proc's sensitive files masked or read-only; and Cloister's
+//! system-call filter (`seccomp.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -136,6 +137,9 @@ pub fn write_config(bundle: &Path, c: &Container) -> Result<PathBuf, LaunchError
             namespaces.push(network);
         }
         linux.set_namespaces(Some(namespaces));
+    }
+    if let Some(linux) = config.linux_mut() {
+        linux.set_seccomp(Some(crate::seccomp::filter().map_err(spec_err)?));
     }
     let mut mounts = config.mounts().clone().unwrap_or_default();
     mounts.push(
@@ -313,6 +317,26 @@ mod tests {
                 .unwrap()
                 .contains(&serde_json::json!("/proc/kcore"))
         );
+        let seccomp = &v["linux"]["seccomp"];
+        assert_eq!(seccomp["defaultAction"], "SCMP_ACT_ALLOW");
+        let refused: Vec<&str> = seccomp["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["action"] == "SCMP_ACT_ERRNO" && s.get("args").is_none())
+            .flat_map(|s| s["names"].as_array().unwrap())
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        for call in [
+            "unshare", "setns", "mount", "keyctl", "bpf", "ptrace", "clone3",
+        ] {
+            assert!(refused.contains(&call), "{call} is refused");
+        }
+        // clone only with a namespace flag (CLONE_NEWUSER here).
+        assert!(seccomp["syscalls"].as_array().unwrap().iter().any(|s| {
+            s["names"] == serde_json::json!(["clone"])
+                && s["args"] == serde_json::json!([{"index": 0, "value": 0x1000_0000u64, "valueTwo": 0x1000_0000u64, "op": "SCMP_CMP_MASKED_EQ"}])
+        }), "{seccomp:#}");
         // No device beyond runc's defaults: in particular no TPM.
         assert!(
             v["linux"]["devices"]

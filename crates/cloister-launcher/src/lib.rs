@@ -15,6 +15,7 @@ pub mod policy;
 pub mod pull;
 pub mod rtmr;
 mod run;
+mod seccomp;
 pub mod spec;
 pub mod teeserver;
 pub mod tsm;

@@ -3,7 +3,8 @@
 //! a STABLE attestation token: every TCP port of every address it can see (the host's
 //! loopback, the other instance's swtpm and metadata server, a port this test holds open on
 //! the host), the vTPM's control channel (CMD_INIT resets every PCR: the forge's first step),
-//! a TPM device. Only its own metadata server and Cloister's API answer.
+//! a TPM device, a user namespace, a mount. Only its own metadata server and Cloister's API
+//! answer; the rest is refused.
 
 mod support;
 
@@ -14,12 +15,15 @@ use support::instances::Secundus;
 /// The hostile workload. `wait` idles (the neighbour); anything else probes, then prints
 /// `PROBE DONE`. Extra arguments are `IP:PORT` targets to dial.
 const HOSTILE: &str = r#"
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 static int dial(const char *ip, int port) {
   int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -75,6 +79,9 @@ int main(int argc, char **argv) {
     printf("DIAL %s %s\n", argv[i], s >= 0 ? "open" : "refused");
     if (s >= 0) close(s);
   }
+  /* A new user namespace would hand the workload every capability inside it. */
+  printf("USERNS %s\n", unshare(CLONE_NEWUSER) == 0 ? "created" : strerror(errno));
+  printf("MOUNT %s\n", mount("none", "/tmp", "tmpfs", 0, 0) == 0 ? "mounted" : strerror(errno));
   printf("DEV %s\n", access("/dev/tpm0", F_OK) == 0 || access("/dev/tpmrm0", F_OK) == 0 ? "tpm present" : "no tpm");
   get("instance/name");
   get("instance/service-accounts/default/email");
@@ -159,6 +166,8 @@ fn a_workload_reaches_only_its_own_metadata_server_and_the_api() {
         "refused"
     );
     assert_eq!(line(&serial, "DEV "), "no tpm");
+    assert_eq!(line(&serial, "USERNS "), "Operation not permitted");
+    assert_eq!(line(&serial, "MOUNT "), "Operation not permitted");
     // Its own metadata server, by GCE's address, answers for this instance only.
     assert_eq!(line(&serial, "META instance/name "), "hostile");
     assert_eq!(
