@@ -183,6 +183,16 @@ fn a_workload_reaches_only_its_own_metadata_server_and_the_api() {
         2,
         "only the neighbour's two namespaces are mounted:\n{mounted}"
     );
+    let metadata_servers = || {
+        std::fs::read_dir(&instances)
+            .unwrap()
+            .filter(|d| {
+                let socket = d.as_ref().unwrap().path().join("metadata.sock");
+                std::os::unix::net::UnixStream::connect(socket).is_ok()
+            })
+            .count()
+    };
+    assert_eq!(metadata_servers(), 1, "only the neighbour's metadata server");
     s.alice(&[
         "compute",
         "instances",
