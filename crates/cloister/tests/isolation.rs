@@ -192,7 +192,11 @@ fn a_workload_reaches_only_its_own_metadata_server_and_the_api() {
             })
             .count()
     };
-    assert_eq!(metadata_servers(), 1, "only the neighbour's metadata server");
+    assert_eq!(
+        metadata_servers(),
+        1,
+        "only the neighbour's metadata server"
+    );
     s.alice(&[
         "compute",
         "instances",
@@ -207,4 +211,51 @@ fn a_workload_reaches_only_its_own_metadata_server_and_the_api() {
     let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounted.contains(&instances.display().to_string()));
     drop(host_service);
+}
+
+/// Processes of this host whose command line starts with `program`.
+fn running(program: &str) -> usize {
+    support::instances::processes_running(program)
+}
+
+#[test]
+fn a_crashed_servers_instances_do_not_outlive_its_restart() {
+    let s = Secundus::setup();
+    let (image, _) = s.push_program(
+        "orphan",
+        HOSTILE,
+        &[
+            "tee.launch_policy.allow_cmd_override=true",
+            "tee.launch_policy.log_redirect=always",
+        ],
+    );
+    let data = s.w.dir.path().join("data");
+    s.create(
+        "orphan",
+        "VTPM",
+        &format!(
+            "^~^tee-image-reference={image}~tee-container-log-redirect=true~tee-cmd=[\"wait\"]"
+        ),
+    );
+    s.wait_for("orphan", "WAITING");
+    // The server dies at once, its instance still running.
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &s.w.server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        running("/usr/local/bin/orphan"),
+        1,
+        "the crash left it running"
+    );
+    assert_eq!(swtpms(&data), 1);
+    // The next start on the same data directory stops all of it before serving.
+    let restarted = support::Server::start(&data);
+    assert_eq!(running("/usr/local/bin/orphan"), 0);
+    assert_eq!(swtpms(&data), 0);
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounted.contains(&data.display().to_string()), "{mounted}");
+    drop(restarted);
 }

@@ -85,6 +85,51 @@ struct Launch {
     entry: ChildEntry,
 }
 
+/// Stops what a crashed run left running for the instance whose runtime directory is `dir`:
+/// its containers (through runc's own state), then its launcher and swtpm (found by the
+/// runtime directory their command lines name).
+fn stop_leftovers(dir: &Path) {
+    let runc_root = dir.join("run/runc");
+    for container in std::fs::read_dir(&runc_root)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let _ = std::process::Command::new("runc")
+            .arg("--root")
+            .arg(&runc_root)
+            .args(["delete", "--force"])
+            .arg(container.file_name())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    let needle = format!("{}/", dir.display());
+    for process in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = process
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(process.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let program = args.first().map(|a| a.rsplit('/').next().unwrap_or(a));
+        let ours = matches!(program, Some("swtpm")) || args.get(1).is_some_and(|a| a == "launcher");
+        if ours && args.iter().any(|a| a.contains(&needle)) {
+            tracing::warn!(pid, dir = %dir.display(), "stopping a process a crashed run left behind");
+            // SAFETY: kill(2) on a pid; no memory is touched.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
 /// Releases the namespace mounts under an instance's runtime directory (none when its
 /// sandbox was dropped; a crashed server's otherwise).
 fn release_namespaces(dir: &Path) {
@@ -119,9 +164,11 @@ impl LocalDriver {
         launcher: Option<Arc<Launcher>>,
         lease: Option<ReplicaLease>,
     ) -> Self {
-        // A previous run of this server (it held the data directory's lock) may have left
-        // its instances' namespaces mounted; nothing uses them now.
+        // A previous run of this server (it held the data directory's lock, so nothing else
+        // runs these instances) may have crashed with its instances still running: nothing
+        // of them may outlive it.
         for dir in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            stop_leftovers(&dir.path());
             release_namespaces(&dir.path());
         }
         LocalDriver {
