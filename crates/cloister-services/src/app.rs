@@ -66,6 +66,8 @@ pub struct ServerConfig {
     /// With a shared database: how long a replica's instances outlive its last renewal of
     /// their lease (every 2 s) before another replica marks them TERMINATED.
     pub replica_lease: std::time::Duration,
+    /// The largest object and each project's storage quota.
+    pub storage_limits: crate::storage::limits::StorageLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +243,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         tdx_collateral_dir: data_dir.root().join("tee/tdx-collateral"),
         vcek_cache_dir: data_dir.root().join("tee/vcek"),
         hardware_evidence_time: config.hardware_evidence_time,
+        storage_limits: config.storage_limits,
         public_url,
     };
     if let Some(launcher) = &launcher {

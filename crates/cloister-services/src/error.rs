@@ -28,6 +28,13 @@ pub enum ApiError {
     Aborted(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// An allocation (a project's storage quota) is used up: retrying will not help until
+    /// something is deleted or the quota raised.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// A download `Range` that selects no byte of the object.
+    #[error("The requested range cannot be satisfied.")]
+    RangeNotSatisfiable,
     /// A request precondition (`ifGenerationMatch`, …) does not hold.
     #[error("{0}")]
     PreconditionFailed(String),
@@ -63,10 +70,22 @@ impl ApiError {
                 "FAILED_PRECONDITION",
                 "conditionNotMet",
             ),
+            // Google's JSON API gives 413 only the reason `uploadTooLarge`; no RPC code fits
+            // (the request is well formed), so the status names what happened.
             ApiError::PayloadTooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "INVALID_ARGUMENT",
+                "PAYLOAD_TOO_LARGE",
                 "uploadTooLarge",
+            ),
+            // Cloud Storage answers a used-up allocation with 403 `quotaExceeded`, not 429:
+            // clients retry 429 with backoff, which cannot help here.
+            ApiError::QuotaExceeded(_) => {
+                (StatusCode::FORBIDDEN, "RESOURCE_EXHAUSTED", "quotaExceeded")
+            }
+            ApiError::RangeNotSatisfiable => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "OUT_OF_RANGE",
+                "requestedRangeNotSatisfiable",
             ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

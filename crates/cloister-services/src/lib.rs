@@ -20,6 +20,7 @@ pub mod json;
 pub mod kms;
 pub mod metrics;
 mod oidc;
+pub mod query;
 pub mod registry;
 pub mod secrets;
 pub mod signing;

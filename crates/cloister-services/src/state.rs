@@ -46,6 +46,8 @@ pub struct AppState {
     /// Verify hardware evidence (SNP certificates, TDX collateral) as of this time instead of
     /// the clock: only for replaying recorded evidence in tests.
     pub hardware_evidence_time: Option<time::OffsetDateTime>,
+    /// The largest object and each project's storage quota.
+    pub storage_limits: crate::storage::limits::StorageLimits,
 }
 
 impl AppState {

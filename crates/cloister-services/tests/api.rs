@@ -172,6 +172,9 @@ async fn oversized_and_malformed_bodies_are_refused_with_a_useful_message() {
     let (s, b) = api.call(&alice, "POST", "/v1/projects", Some(huge)).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
     assert!(message(&b).contains("larger than this API accepts"), "{b}");
+    // Google's reason for a 413, and a status that says what happened (not INVALID_ARGUMENT).
+    assert_eq!(b["error"]["errors"][0]["reason"], "uploadTooLarge", "{b}");
+    assert_eq!(b["error"]["status"], "PAYLOAD_TOO_LARGE", "{b}");
     let req = Request::post("/v1/projects")
         .header("authorization", format!("Bearer {alice}"))
         .body(Body::from("{\"projectId\": "))

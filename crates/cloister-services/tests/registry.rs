@@ -773,3 +773,164 @@ async fn abandoned_uploads_are_swept_with_their_chunks() {
         .unwrap_or(0);
     assert_eq!(leftover, 0, "its chunks are gone");
 }
+
+#[tokio::test]
+async fn a_registry_token_never_mints_another() {
+    let r = Registry::start().await;
+    let pull_only = r
+        .send(
+            Some(&r.reader),
+            "GET",
+            &format!("/v2/token?service=cloister.test&scope=repository:{NAME}:pull"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(pull_only.status, StatusCode::OK);
+    let pull_only = pull_only.json()["token"].as_str().unwrap().to_owned();
+    // Asking for more, on this repository and another, or just a renewal: all refused.
+    for scope in [
+        format!("scope=repository:{NAME}:pull,push,delete&scope=primus-bank/mirror/x:push"),
+        format!("scope=repository:{NAME}:pull"),
+        String::new(),
+    ] {
+        let minted = r
+            .send(
+                Some(&pull_only),
+                "GET",
+                &format!("/v2/token?service=cloister.test&{scope}"),
+                &[],
+                vec![],
+            )
+            .await;
+        assert_eq!(
+            (minted.status, minted.code().as_str()),
+            (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+            "{scope}"
+        );
+        assert!(
+            minted
+                .header("www-authenticate")
+                .starts_with("Bearer realm=")
+        );
+        assert!(minted.json()["token"].is_null());
+    }
+}
+
+#[tokio::test]
+async fn a_stranger_cannot_tell_a_missing_repository_from_an_existing_one() {
+    let r = Registry::start().await;
+    let ask = |name: String, method: &'static str, path: &'static str| {
+        let r = &r;
+        async move {
+            r.send(
+                Some(&r.stranger),
+                method,
+                &format!("/v2/{name}/{path}"),
+                &[],
+                vec![],
+            )
+            .await
+        }
+    };
+    for (method, path) in [
+        ("GET", "tags/list"),
+        ("GET", "manifests/v1"),
+        ("HEAD", "manifests/v1"),
+        ("POST", "blobs/uploads/"),
+    ] {
+        let existing = ask(NAME.into(), method, path).await;
+        let missing = ask("primus-bank/no-such-repo/ml/inference".into(), method, path).await;
+        assert_eq!(existing.status, StatusCode::FORBIDDEN, "{method} {path}");
+        assert_eq!(missing.status, existing.status, "{method} {path}");
+        let text =
+            |reply: &Reply| String::from_utf8_lossy(&reply.body).replace("no-such-repo", "models");
+        assert_eq!(text(&missing), text(&existing), "{method} {path}");
+        if method != "HEAD" {
+            assert_eq!(existing.code(), "DENIED");
+        }
+    }
+    // The owner, who may see the project, is told the repository is missing.
+    let owner = r
+        .send(
+            Some(&r.owner),
+            "GET",
+            "/v2/primus-bank/no-such-repo/ml/inference/tags/list",
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        (owner.status, owner.code().as_str()),
+        (StatusCode::NOT_FOUND, "NAME_UNKNOWN")
+    );
+}
+
+#[tokio::test]
+async fn chunk_ranges_and_page_sizes_that_cannot_be_are_400_in_the_registry_shape() {
+    let r = Registry::start().await;
+    let max = u64::MAX;
+    for (range, status, code) in [
+        (
+            format!("0-{max}"),
+            StatusCode::BAD_REQUEST,
+            "BLOB_UPLOAD_INVALID",
+        ),
+        ("5-4".into(), StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
+        (
+            "0-18446744073709551616".into(),
+            StatusCode::BAD_REQUEST,
+            "BLOB_UPLOAD_INVALID",
+        ),
+        ("x-y".into(), StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
+        // Out of order (the upload holds 0 bytes): the spec's 416.
+        (
+            "10-19".into(),
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "RANGE_INVALID",
+        ),
+        (
+            format!("{max}-{max}"),
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "RANGE_INVALID",
+        ),
+        // A chunk whose body is not what it announced.
+        (
+            "0-0".into(),
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "RANGE_INVALID",
+        ),
+    ] {
+        let start = r.start_upload(&r.owner, NAME).await;
+        let patch = r
+            .send(
+                Some(&r.owner),
+                "PATCH",
+                start.header("location"),
+                &[("content-range", &range)],
+                b"ten bytes!".to_vec(),
+            )
+            .await;
+        assert_eq!(
+            (patch.status, patch.code().as_str()),
+            (status, code),
+            "{range}"
+        );
+    }
+    for n in ["-1", "x", "18446744073709551616"] {
+        let tags = r
+            .send(
+                Some(&r.owner),
+                "GET",
+                &format!("/v2/{NAME}/tags/list?n={n}"),
+                &[],
+                vec![],
+            )
+            .await;
+        assert_eq!(
+            (tags.status, tags.code().as_str()),
+            (StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID"),
+            "n={n}"
+        );
+    }
+}

@@ -31,8 +31,8 @@ pub use keys::{KeyStore, Reseal, SealedPlace, StoredSigningKey};
 pub use metadata::{
     AuditFilter, BucketRecord, ChallengeRecord, ConsumeError, CredentialRecord, FederationRecord,
     KmsCryptoKey, KmsKeyRing, KmsKeyVersion, MetadataStore, ObjectRecord, Preconditions,
-    ProjectRecord, ReferenceValueRecord, ServiceAccountRecord, StoreError, UploadSession,
-    UserRecord,
+    ProjectRecord, PutLimits, PutRefused, ReferenceValueRecord, ServiceAccountRecord, StoreError,
+    UploadSession, UserRecord,
 };
 pub use object_blob::ObjectBlobStore;
 pub use postgres::{DEFAULT_CONNECTIONS as DEFAULT_DATABASE_CONNECTIONS, PostgresStore};

@@ -3,7 +3,7 @@
 //! Methods are synchronous: the services call them from `spawn_blocking`, which suits both the
 //! embedded SQLite store and a pooled PostgreSQL client later.
 
-use cloister_domain::{AuditEntry, Decision, Email, Policy, ProjectId, ProjectNumber};
+use cloister_domain::{AuditEntry, Decision, Email, Policy, Principal, ProjectId, ProjectNumber};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -167,6 +167,37 @@ impl Preconditions {
     }
 }
 
+/// What an object write may do besides meeting its preconditions. Checked inside the write's
+/// own transaction, so nothing that changes between the caller's checks and the write (an
+/// object created meanwhile, another upload filling the project) slips through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutLimits {
+    /// Whether the writer may replace a live object (it holds `storage.objects.delete`);
+    /// without it, an object that exists at commit time is left alone.
+    pub may_replace: bool,
+    /// The most bytes the bucket's project may hold once the write is done (None: no quota).
+    pub project_quota: Option<u64>,
+}
+
+impl PutLimits {
+    /// A writer that may replace objects, in a project without a quota.
+    pub const NONE: PutLimits = PutLimits {
+        may_replace: true,
+        project_quota: None,
+    };
+}
+
+/// Why `put_object` wrote nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutRefused {
+    /// The generation preconditions do not hold; the live generation (None: absent).
+    Precondition(Option<i64>),
+    /// The object exists (at this generation) and the writer may not replace it.
+    WouldReplace(i64),
+    /// The project would hold more than its quota; `used` is what it holds now.
+    OverQuota { used: u64, quota: u64 },
+}
+
 /// A resumable upload in progress. The upload id is the session's secret (as Google's session
 /// URI is); the bytes received so far are in blobs `uploads/ID/OFFSET`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +207,9 @@ pub struct UploadSession {
     pub name: String,
     pub content_type: String,
     pub preconditions: Preconditions,
+    /// Who opened the session: every chunk and the commit are authorized as them again. None
+    /// only for sessions recorded before the creator was, which are refused.
+    pub creator: Option<Principal>,
     /// Bytes received and durably stored so far.
     pub received: u64,
     pub create_time: i64,
@@ -346,17 +380,22 @@ pub trait MetadataStore:
     fn create_bucket(&self, bucket: &BucketRecord) -> Result<(), StoreError>;
     fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>, StoreError>;
     fn list_buckets(&self, project: &ProjectId) -> Result<Vec<BucketRecord>, StoreError>;
-    /// Deletes an empty bucket and its policy; `AlreadyExists` names the objects still in it.
-    fn delete_bucket(&self, name: &str) -> Result<bool, StoreError>;
+    /// Deletes an empty bucket and its policy, cancelling the resumable uploads still open on
+    /// it (returned, for the caller to delete the chunks they received); None when there is no
+    /// such bucket. `AlreadyExists` names the objects still in it.
+    fn delete_bucket(&self, name: &str) -> Result<Option<Vec<UploadSession>>, StoreError>;
 
-    /// Makes `object` the live generation if `pre` holds for the current one, atomically.
-    /// Returns the blob key of the generation it replaced (for the caller to delete), or
-    /// `Err(current generation)` when the preconditions fail.
+    /// Makes `object` the live generation if `pre` and `limits` hold for the current one,
+    /// atomically. Returns the blob key of the generation it replaced (for the caller to
+    /// delete), or why nothing was written. `NotFound` when the bucket is gone.
     fn put_object(
         &self,
         object: &ObjectRecord,
         pre: Preconditions,
-    ) -> Result<Result<Option<String>, Option<i64>>, StoreError>;
+        limits: PutLimits,
+    ) -> Result<Result<Option<String>, PutRefused>, StoreError>;
+    /// The bytes the live objects of `project`'s buckets hold (what its quota counts).
+    fn project_storage_bytes(&self, project: &ProjectId) -> Result<u64, StoreError>;
     fn get_object(&self, bucket: &str, name: &str) -> Result<Option<ObjectRecord>, StoreError>;
     /// Objects whose names start with `prefix` and sort after `start_after`, in name order.
     fn list_objects(

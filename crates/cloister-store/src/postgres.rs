@@ -241,6 +241,9 @@ const MIGRATIONS: &[&str] = &[
      );"#,
     // 3: SQLite's migration 12, for the orphaned-blob sweep.
     "CREATE INDEX objects_by_blob ON objects (blob_key);",
+    // 4: SQLite's migration 13, resumable uploads' creators and sessions by bucket.
+    "ALTER TABLE upload_sessions ADD COLUMN creator TEXT;
+     CREATE INDEX upload_sessions_by_bucket ON upload_sessions (bucket);",
 ];
 
 /// Any number; it only has to be the same for every replica (`pg_advisory_xact_lock`).

@@ -10,8 +10,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use crate::metadata::{
     AuditFilter, BucketRecord, ChallengeRecord, ConsumeError, CredentialRecord, EMPTY_POLICY,
     FederationRecord, KmsCryptoKey, KmsKeyRing, KmsKeyVersion, MetadataStore, ObjectRecord,
-    Preconditions, ProjectRecord, ReferenceValueRecord, ServiceAccountRecord, StoreError,
-    UploadSession, UserRecord, federation_parent, new_etag, parse_policy, policy_json,
+    Preconditions, ProjectRecord, PutLimits, PutRefused, ReferenceValueRecord,
+    ServiceAccountRecord, StoreError, UploadSession, UserRecord, federation_parent, new_etag,
+    parse_policy, policy_json,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran. Written by
@@ -238,6 +239,10 @@ const MIGRATIONS: &[&str] = &[
      ) STRICT;",
     // 12: the orphaned-blob sweep asks which blobs objects still point at
     "CREATE INDEX objects_by_blob ON objects (blob_key);",
+    // 13: who opened each resumable upload (re-authorized at every chunk and at the commit),
+    // and a bucket's sessions found for cancelling when it is deleted
+    "ALTER TABLE upload_sessions ADD COLUMN creator TEXT;
+     CREATE INDEX upload_sessions_by_bucket ON upload_sessions (bucket);",
 ];
 
 /// One connection for writes and a few for reads: in WAL mode readers never wait for a
@@ -433,7 +438,7 @@ fn reference_value_row(row: &Row) -> rusqlite::Result<ReferenceValueRecord> {
 }
 
 const BUCKET_COLUMNS: &str = "name, project_id, location, storage_class, create_time";
-const UPLOAD_COLUMNS: &str = "upload_id, bucket, name, content_type, if_generation_match, if_generation_not_match, received, create_time";
+const UPLOAD_COLUMNS: &str = "upload_id, bucket, name, content_type, if_generation_match, if_generation_not_match, received, create_time, creator";
 
 fn upload_row(r: &rusqlite::Row) -> rusqlite::Result<UploadSession> {
     Ok(UploadSession {
@@ -447,6 +452,10 @@ fn upload_row(r: &rusqlite::Row) -> rusqlite::Result<UploadSession> {
         },
         received: r.get::<_, i64>(6)? as u64,
         create_time: r.get(7)?,
+        creator: r
+            .get::<_, Option<String>>(8)?
+            .map(|c| serde_json::from_str(&c).map_err(|e| text_err(8, e)))
+            .transpose()?,
     })
 }
 
@@ -482,15 +491,35 @@ fn object_row(row: &Row) -> rusqlite::Result<ObjectRecord> {
     })
 }
 
+/// What a project's live objects hold, in bytes (what its quota counts).
+fn project_bytes(c: &Connection, project: &str) -> Result<u64, StoreError> {
+    c.prepare_cached(
+        "SELECT COALESCE(SUM(o.size), 0) FROM objects o JOIN buckets b ON b.name = o.bucket WHERE b.project_id = ?1",
+    )
+    .map_err(db)?
+    .query_row([project], |r| r.get::<_, i64>(0))
+    .map(|n| n as u64)
+    .map_err(db)
+}
+
+fn creator_json(u: &UploadSession) -> Result<Option<String>, StoreError> {
+    u.creator
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Database(format!("the session's creator: {e}")))
+}
+
+/// The live generation's number, blob key and size.
 fn current_generation(
     tx: &rusqlite::Transaction,
     bucket: &str,
     name: &str,
-) -> Result<Option<(i64, String)>, StoreError> {
+) -> Result<Option<(i64, String, u64)>, StoreError> {
     tx.query_row(
-        "SELECT generation, blob_key FROM objects WHERE bucket = ?1 AND name = ?2",
+        "SELECT generation, blob_key, size FROM objects WHERE bucket = ?1 AND name = ?2",
         [bucket, name],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)),
     )
     .optional()
     .map_err(db)
@@ -976,7 +1005,7 @@ impl MetadataStore for SqliteStore {
         })
     }
 
-    fn delete_bucket(&self, name: &str) -> Result<bool, StoreError> {
+    fn delete_bucket(&self, name: &str) -> Result<Option<Vec<UploadSession>>, StoreError> {
         self.with(|c| {
             let tx = c.transaction().map_err(db)?;
             let objects: i64 = tx
@@ -991,6 +1020,15 @@ impl MetadataStore for SqliteStore {
                     "{objects} objects in bucket {name}"
                 )));
             }
+            let cancelled = {
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "DELETE FROM upload_sessions WHERE bucket = ?1 RETURNING {UPLOAD_COLUMNS}"
+                    ))
+                    .map_err(db)?;
+                let rows = stmt.query_map([name], upload_row).map_err(db)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(db)?
+            };
             let n = tx
                 .execute("DELETE FROM buckets WHERE name = ?1", [name])
                 .map_err(db)?;
@@ -1000,7 +1038,7 @@ impl MetadataStore for SqliteStore {
             )
             .map_err(db)?;
             tx.commit().map_err(db)?;
-            Ok(n == 1)
+            Ok((n == 1).then_some(cancelled))
         })
     }
 
@@ -1008,12 +1046,32 @@ impl MetadataStore for SqliteStore {
         &self,
         o: &ObjectRecord,
         pre: Preconditions,
-    ) -> Result<Result<Option<String>, Option<i64>>, StoreError> {
+        limits: PutLimits,
+    ) -> Result<Result<Option<String>, PutRefused>, StoreError> {
         self.with(|c| {
             let tx = c.transaction().map_err(db)?;
+            let project: String = tx
+                .query_row(
+                    "SELECT project_id FROM buckets WHERE name = ?1",
+                    [&o.bucket],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?
+                .ok_or_else(|| StoreError::NotFound(format!("bucket {}", o.bucket)))?;
             let current = current_generation(&tx, &o.bucket, &o.name)?;
             if !pre.hold(current.as_ref().map(|c| c.0)) {
-                return Ok(Err(current.map(|c| c.0)));
+                return Ok(Err(PutRefused::Precondition(current.map(|c| c.0))));
+            }
+            if let (false, Some(live)) = (limits.may_replace, &current) {
+                return Ok(Err(PutRefused::WouldReplace(live.0)));
+            }
+            if let Some(quota) = limits.project_quota {
+                let used = project_bytes(&tx, &project)?;
+                let replaced = current.as_ref().map_or(0, |c| c.2);
+                if used.saturating_sub(replaced).saturating_add(o.size) > quota {
+                    return Ok(Err(PutRefused::OverQuota { used, quota }));
+                }
             }
             tx.execute(
                 &format!("INSERT OR REPLACE INTO objects ({OBJECT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
@@ -1026,6 +1084,10 @@ impl MetadataStore for SqliteStore {
             tx.commit().map_err(db)?;
             Ok(Ok(current.map(|c| c.1)))
         })
+    }
+
+    fn project_storage_bytes(&self, project: &ProjectId) -> Result<u64, StoreError> {
+        self.read(|c| project_bytes(c, project.as_str()))
     }
 
     fn get_object(&self, bucket: &str, name: &str) -> Result<Option<ObjectRecord>, StoreError> {
@@ -1099,8 +1161,8 @@ impl MetadataStore for SqliteStore {
     fn create_upload_session(&self, u: &UploadSession) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO upload_sessions (upload_id, bucket, name, content_type, if_generation_match, if_generation_not_match, received, create_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![u.upload_id, u.bucket, u.name, u.content_type, u.preconditions.if_generation_match, u.preconditions.if_generation_not_match, u.received as i64, u.create_time],
+                &format!("INSERT INTO upload_sessions ({UPLOAD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                params![u.upload_id, u.bucket, u.name, u.content_type, u.preconditions.if_generation_match, u.preconditions.if_generation_not_match, u.received as i64, u.create_time, creator_json(u)?],
             )
             .map_err(db)?;
             Ok(())

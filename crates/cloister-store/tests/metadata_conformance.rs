@@ -12,8 +12,8 @@ use cloister_store::{
     AuditFilter, BucketRecord, ChallengeRecord, ConsumeError, CredentialRecord, FederationRecord,
     ImageRef, InstanceRecord, KmsCryptoKey, KmsKeyRing, KmsKeyVersion, ManifestRecord,
     ManifestRefs, MetadataStore, ObjectRecord, PostgresStore, Preconditions, ProjectRecord,
-    RegistryBlob, RegistryUpload, RepositoryRecord, SealedPlace, ServiceAccountRecord, SqliteStore,
-    StoreError, StoredSigningKey, UploadSession, UserRecord,
+    PutLimits, PutRefused, RegistryBlob, RegistryUpload, RepositoryRecord, SealedPlace,
+    ServiceAccountRecord, SqliteStore, StoreError, StoredSigningKey, UploadSession, UserRecord,
 };
 use support::postgres::Postgres;
 
@@ -93,6 +93,8 @@ conformance!(
     concurrent_policy_writers_with_one_etag_never_both_win,
     replicas_starting_together_agree_on_a_secret,
     upload_sessions_advance_only_from_the_offset_they_hold,
+    a_writer_without_replace_never_replaces_and_the_quota_counts_the_project,
+    deleting_a_bucket_cancels_its_upload_sessions,
     key_rotation_keeps_old_versions,
     manifests_need_their_content_and_tags_list_in_order,
     instances_round_trip_and_filter_by_zone,
@@ -186,6 +188,15 @@ fn object(name: &str, generation: i64) -> ObjectRecord {
     }
 }
 
+/// A write by someone who may replace objects, in a project without a quota.
+fn put(
+    s: &dyn MetadataStore,
+    o: &ObjectRecord,
+    pre: Preconditions,
+) -> Result<Option<String>, PutRefused> {
+    s.put_object(o, pre, PutLimits::NONE).unwrap()
+}
+
 fn generation_match(g: i64) -> Preconditions {
     Preconditions {
         if_generation_match: Some(g),
@@ -197,15 +208,15 @@ fn objects_obey_generation_preconditions_and_list_in_byte_order(b: &dyn Backend)
     let s = b.open();
     bucket(s.as_ref());
     assert_eq!(
-        s.put_object(&object("m", 1), generation_match(0)).unwrap(),
+        put(s.as_ref(), &object("m", 1), generation_match(0)),
         Ok(None)
     );
     assert_eq!(
-        s.put_object(&object("m", 2), generation_match(0)).unwrap(),
-        Err(Some(1))
+        put(s.as_ref(), &object("m", 2), generation_match(0)),
+        Err(PutRefused::Precondition(Some(1)))
     );
     assert_eq!(
-        s.put_object(&object("m", 2), generation_match(1)).unwrap(),
+        put(s.as_ref(), &object("m", 2), generation_match(1)),
         Ok(Some("blob-1".into())),
         "the replaced generation's blob is handed back for deletion"
     );
@@ -222,9 +233,7 @@ fn objects_obey_generation_preconditions_and_list_in_byte_order(b: &dyn Backend)
     let keys = ["blob-1", "blob-2", "blob-9"].map(String::from);
     assert_eq!(s.object_blobs_in_use(&keys).unwrap(), ["blob-2"]);
     for name in ["a/x", "a/é", "a/Z", "a_b", "B", "a/y"] {
-        s.put_object(&object(name, 5), Preconditions::default())
-            .unwrap()
-            .unwrap();
+        put(s.as_ref(), &object(name, 5), Preconditions::default()).unwrap();
     }
     let names = |prefix: &str, after: &str, limit| -> Vec<String> {
         s.list_objects("b1", prefix, after, limit)
@@ -253,8 +262,7 @@ fn concurrent_writers_with_if_generation_match_never_both_win(b: &dyn Backend) {
     for round in 0..3 {
         let name = format!("race-{round}");
         let results = race(b, 8, move |i, s| {
-            s.put_object(&object(&name, 10 + i as i64), generation_match(0))
-                .unwrap()
+            put(s, &object(&name, 10 + i as i64), generation_match(0))
         });
         let live = b
             .open()
@@ -262,7 +270,9 @@ fn concurrent_writers_with_if_generation_match_never_both_win(b: &dyn Backend) {
             .unwrap()
             .unwrap();
         // The losers are told the winner's generation.
-        one_winner(&results, |e| *e == Some(live.generation));
+        one_winner(&results, |e| {
+            *e == PutRefused::Precondition(Some(live.generation))
+        });
     }
 }
 
@@ -317,6 +327,9 @@ fn upload_sessions_advance_only_from_the_offset_they_hold(b: &dyn Backend) {
         name: "big".into(),
         content_type: "application/octet-stream".into(),
         preconditions: generation_match(0),
+        creator: Some(cloister_domain::Principal::User(
+            Email::parse("creator@x.com").unwrap(),
+        )),
         received: 0,
         create_time: 100,
     };
@@ -331,8 +344,8 @@ fn upload_sessions_advance_only_from_the_offset_they_hold(b: &dyn Backend) {
     );
     let got = s.get_upload_session("u1").unwrap().unwrap();
     assert_eq!(
-        (got.received, got.preconditions),
-        (1024, session.preconditions)
+        (got.received, got.preconditions, &got.creator),
+        (1024, session.preconditions, &session.creator)
     );
     // Only sessions made before the cutoff are stale (the expiry sweep's question).
     assert!(s.stale_upload_sessions(100).unwrap().is_empty());
@@ -1032,4 +1045,85 @@ fn keys_are_listed_oldest_first_and_secrets_keep_the_first_value(b: &dyn Backend
         Some(&b"first"[..])
     );
     assert_eq!(store.secret_or_insert("hmac", b"second").unwrap(), b"first");
+}
+
+fn a_writer_without_replace_never_replaces_and_the_quota_counts_the_project(b: &dyn Backend) {
+    let s = b.open();
+    bucket(s.as_ref());
+    let creator = PutLimits {
+        may_replace: false,
+        project_quota: None,
+    };
+    assert_eq!(
+        s.put_object(&object("m", 1), Preconditions::default(), creator)
+            .unwrap(),
+        Ok(None),
+        "creating is allowed"
+    );
+    // The object exists by the time the write commits: refused, whatever the preconditions.
+    for pre in [Preconditions::default(), generation_match(1)] {
+        assert_eq!(
+            s.put_object(&object("m", 2), pre, creator).unwrap(),
+            Err(PutRefused::WouldReplace(1))
+        );
+    }
+    assert_eq!(s.get_object("b1", "m").unwrap(), Some(object("m", 1)));
+    // Objects are 3 bytes: one live, so a quota of 5 takes a replacement but not a second.
+    assert_eq!(
+        s.project_storage_bytes(&ProjectId::parse("alpha-1").unwrap())
+            .unwrap(),
+        3
+    );
+    let quota = |q| PutLimits {
+        may_replace: true,
+        project_quota: Some(q),
+    };
+    assert_eq!(
+        s.put_object(&object("m", 2), Preconditions::default(), quota(5))
+            .unwrap(),
+        Ok(Some("blob-1".into()))
+    );
+    assert_eq!(
+        s.put_object(&object("n", 3), Preconditions::default(), quota(5))
+            .unwrap(),
+        Err(PutRefused::OverQuota { used: 3, quota: 5 })
+    );
+    assert_eq!(s.get_object("b1", "n").unwrap(), None);
+    // A bucket deleted while its upload streamed: NotFound, not a database error.
+    let mut orphan = object("o", 4);
+    orphan.bucket = "gone".into();
+    assert!(matches!(
+        s.put_object(&orphan, Preconditions::default(), PutLimits::NONE),
+        Err(StoreError::NotFound(m)) if m.contains("gone")
+    ));
+}
+
+fn deleting_a_bucket_cancels_its_upload_sessions(b: &dyn Backend) {
+    let s = b.open();
+    bucket(s.as_ref());
+    for (id, received) in [("u1", 0), ("u2", 4096)] {
+        s.create_upload_session(&UploadSession {
+            upload_id: id.into(),
+            bucket: "b1".into(),
+            name: format!("{id}.bin"),
+            content_type: "application/octet-stream".into(),
+            preconditions: Preconditions::default(),
+            creator: None,
+            received,
+            create_time: 100,
+        })
+        .unwrap();
+    }
+    let mut cancelled: Vec<_> = s
+        .delete_bucket("b1")
+        .unwrap()
+        .expect("the bucket existed")
+        .into_iter()
+        .map(|u| (u.upload_id, u.received))
+        .collect();
+    cancelled.sort();
+    assert_eq!(cancelled, [("u1".into(), 0), ("u2".into(), 4096)]);
+    assert!(s.get_upload_session("u1").unwrap().is_none());
+    assert!(s.get_bucket("b1").unwrap().is_none());
+    assert_eq!(s.delete_bucket("b1").unwrap(), None, "already gone");
 }

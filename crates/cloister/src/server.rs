@@ -63,9 +63,17 @@ pub struct ServerArgs {
     /// of its machine [default: 30].
     #[arg(long, env = "CLOISTER_REPLICA_LEASE_SECS", value_parser = clap::value_parser!(u64).range(5..=3600))]
     replica_lease_secs: Option<u64>,
+    /// The largest Cloud Storage object, in bytes; a larger upload is refused while it streams
+    /// [default: 5497558138880, Google's 5 TiB].
+    #[arg(long, env = "CLOISTER_MAX_OBJECT_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    max_object_bytes: Option<u64>,
+    /// The most bytes the objects of one project's buckets may hold together [default: no
+    /// quota].
+    #[arg(long, env = "CLOISTER_PROJECT_STORAGE_QUOTA_BYTES")]
+    project_storage_quota_bytes: Option<u64>,
     /// A TOML file with any of: listen, data_dir, public_url, log_format, max_body_bytes,
     /// attestation_token_lifetime_secs, database_url, database_connections, blob_url, kek_file,
-    /// replica_lease_secs.
+    /// replica_lease_secs, max_object_bytes, project_storage_quota_bytes.
     #[arg(long, env = "CLOISTER_SERVER_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -101,6 +109,8 @@ struct ConfigFile {
     blob_url: Option<String>,
     kek_file: Option<PathBuf>,
     replica_lease_secs: Option<u64>,
+    max_object_bytes: Option<u64>,
+    project_storage_quota_bytes: Option<u64>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -172,6 +182,18 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         ),
     };
     let blob_url = args.blob_url.or(file.blob_url);
+    let storage_limits = cloister_services::storage::limits::StorageLimits {
+        max_object_bytes: match args.max_object_bytes.or(file.max_object_bytes) {
+            None => cloister_services::storage::limits::DEFAULT_MAX_OBJECT_BYTES,
+            Some(0) => anyhow::bail!(
+                "max_object_bytes = 0 in the server config: no object could be stored"
+            ),
+            Some(n) => n,
+        },
+        project_quota_bytes: args
+            .project_storage_quota_bytes
+            .or(file.project_storage_quota_bytes),
+    };
     let config = cloister_services::ServerConfig {
         data_dir: data_dir.clone(),
         public_url: public_url.clone(),
@@ -191,6 +213,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         blob_url: blob_url.clone(),
         kek,
         replica_lease,
+        storage_limits,
         blob_options: std::env::vars()
             .filter(|(k, _)| {
                 ["AWS_", "GOOGLE_", "AZURE_"]

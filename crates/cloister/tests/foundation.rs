@@ -316,6 +316,16 @@ fn a_bad_server_config_is_refused_with_the_file_named() {
         &["--database-connections", "0"],
     );
     assert!(err.contains("--database-connections"), "{err}");
+    // An object limit of 0 would refuse every upload.
+    let err = refused("listen = \"127.0.0.1:0\"\nmax_object_bytes = 0\n", &[]);
+    assert!(err.contains("max_object_bytes = 0"), "{err}");
+    let err = refused("listen = \"127.0.0.1:0\"\n", &["--max-object-bytes", "0"]);
+    assert!(err.contains("--max-object-bytes"), "{err}");
+    let err = refused(
+        "listen = \"127.0.0.1:0\"\n",
+        &["--project-storage-quota-bytes", "lots"],
+    );
+    assert!(err.contains("--project-storage-quota-bytes"), "{err}");
 }
 
 /// The key-encryption key comes from outside the data directory: a KEK file inside it is

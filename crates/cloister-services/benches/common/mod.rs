@@ -64,6 +64,7 @@ impl BenchServer {
                     blob_options: Vec::new(),
                     kek: None,
                     replica_lease: cloister_services::DEFAULT_REPLICA_LEASE,
+                    storage_limits: Default::default(),
                 };
                 configure(&mut config);
                 let opened = cloister_services::open(config).await.expect("open");

@@ -8,6 +8,8 @@
 //! access token as `Bearer` is also accepted directly.
 //!
 //! Every request is still checked against IAM (and audited); a token's scopes only narrow it.
+//! Only API credentials obtain registry tokens: a registry token never mints another, so its
+//! scopes and its expiry mean what they say.
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
@@ -21,6 +23,8 @@ use super::error::RegistryError;
 use super::names::ImageName;
 use crate::auth::caller::require_active;
 use crate::auth::tokens::ACCESS_TOKEN_LIFETIME_SECS;
+use crate::error::ApiError;
+use crate::iam::authorizer::denied;
 use crate::state::AppState;
 use crate::time_util;
 
@@ -181,12 +185,21 @@ pub async fn authorize(
                 })
         })
     });
-    // IAM decides (and audits) first, so a refusal says which permission is missing.
+    // IAM decides (and audits) first, so a refusal says which permission is missing. The
+    // refusal names the repository without its location, so it reads the same whether or not
+    // the repository exists.
     state
         .authorizer
         .check(&caller.principal, action.permission(), repository)
         .await
-        .map_err(RegistryError::from)?;
+        .map_err(|e| match e {
+            ApiError::PermissionDenied { .. } => RegistryError::from(denied(
+                &caller.principal,
+                action.permission(),
+                &name.repository_resource(),
+            )),
+            other => other.into(),
+        })?;
     if !in_scope {
         return Err(RegistryError::Unauthorized {
             message: format!("the token does not grant {} on {full}", action.scope_word()),
@@ -213,6 +226,13 @@ pub async fn token(
             None,
         ));
     };
+    if caller.scopes.is_some() {
+        return Err(unauthorized(
+            &state,
+            format!("a registry token cannot obtain another registry token; {HOW}"),
+            None,
+        ));
+    }
     let scopes = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .filter(|(k, _)| k == "scope")
         .flat_map(|(_, v)| v.split(' ').map(str::to_owned).collect::<Vec<_>>())

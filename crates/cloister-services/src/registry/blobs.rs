@@ -188,23 +188,36 @@ async fn session(
 }
 
 /// `Content-Range: A-B` (or `bytes A-B/…`): the offset the chunk starts at and its length.
+/// What no real chunk can say (B before A, a length past u64, not numbers) is a 400, never
+/// arithmetic that wraps.
 fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, RegistryError> {
     let Some(v) = headers.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };
-    let bad = || RegistryError::RangeInvalid(format!("malformed Content-Range {v:?}"));
-    let text = v.to_str().map_err(|_| bad())?;
+    let bad = |why: &str| {
+        RegistryError::BlobUploadInvalid(format!(
+            "Content-Range {v:?} {why}; send A-B, the chunk's first and last byte"
+        ))
+    };
+    let text = v.to_str().map_err(|_| bad("is not text"))?;
     let text = text
         .trim_start_matches("bytes ")
         .split('/')
         .next()
         .unwrap_or("");
-    let (a, b) = text.split_once('-').ok_or_else(bad)?;
-    let (a, b): (u64, u64) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
-    if b < a {
-        return Err(bad());
-    }
-    Ok(Some((a, b - a + 1)))
+    let (a, b) = text.split_once('-').ok_or_else(|| bad("has no A-B"))?;
+    let number = |n: &str| -> Result<u64, RegistryError> {
+        if n.is_empty() || !n.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(bad("is not two byte offsets"));
+        }
+        n.parse().map_err(|_| bad("has an offset past any upload"))
+    };
+    let (a, b) = (number(a)?, number(b)?);
+    let len = b
+        .checked_sub(a)
+        .and_then(|d| d.checked_add(1))
+        .ok_or_else(|| bad("ends before it starts, or is longer than any upload"))?;
+    Ok(Some((a, len)))
 }
 
 /// Appends one chunk (a PATCH, or the body of the final PUT).
@@ -407,4 +420,41 @@ pub async fn get(
         None => StatusCode::OK,
     };
     Ok((status, h, Body::from_stream(stream)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_range;
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    fn parse(value: &str) -> Result<Option<(u64, u64)>, String> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_RANGE, HeaderValue::from_str(value).unwrap());
+        content_range(&headers).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn chunk_ranges_are_checked_not_wrapped() {
+        let max = u64::MAX;
+        for (value, expected) in [
+            ("0-0".to_owned(), Some((0, 1))),
+            ("0-99".into(), Some((0, 100))),
+            ("bytes 100-199/*".into(), Some((100, 100))),
+            (format!("1-{max}"), Some((1, max))),
+            (format!("{max}-{max}"), Some((max, 1))),
+        ] {
+            assert_eq!(parse(&value), Ok(expected), "{value}");
+        }
+        for value in [
+            format!("0-{max}"), // 2^64 bytes
+            "5-4".into(),
+            "0-18446744073709551616".into(),
+            "-1-5".into(),
+            "+1-5".into(),
+            "a-b".into(),
+            "7".into(),
+        ] {
+            assert!(parse(&value).is_err(), "{value}");
+        }
+    }
 }

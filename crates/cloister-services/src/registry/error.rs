@@ -47,6 +47,9 @@ pub enum RegistryError {
     TooLarge(String),
     #[error("{0}")]
     Unsupported(String),
+    /// `n` on a paginated list is not a count (the code Docker's registry uses).
+    #[error("{0}")]
+    PaginationNumberInvalid(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -71,6 +74,7 @@ impl RegistryError {
             RangeInvalid(_) => (StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_INVALID"),
             TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
             Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+            PaginationNumberInvalid(_) => (StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         }
     }

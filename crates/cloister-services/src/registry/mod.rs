@@ -115,11 +115,21 @@ fn query_value(query: &Option<String>, key: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// The image's repository, which must exist.
-fn locate(state: &AppState, name: &ImageName) -> Result<ImageRef, RegistryError> {
-    let repository = state
-        .read(|s| s.get_repository(&name.project, &name.repository_id))?
-        .ok_or_else(|| {
+/// The image's repository, once `caller` may do `action` on it; a caller who may not gets the
+/// same refusal whether or not it exists (a missing repository sits under its project, so only
+/// those who could see it learn that it is missing).
+async fn locate(
+    state: &AppState,
+    caller: &auth::RegistryCaller,
+    name: &ImageName,
+    action: Action,
+) -> Result<ImageRef, RegistryError> {
+    let found = state.read(|s| s.get_repository(&name.project, &name.repository_id))?;
+    let resource = found
+        .as_ref()
+        .map_or_else(|| name.repository_resource(), |r| r.name());
+    authorize(state, caller, name, &resource, action).await?;
+    let repository = found.ok_or_else(|| {
             RegistryError::NameUnknown(format!(
                 "repository {} does not exist in project {}; create it with `cloister artifacts repositories create {} --project {} --repository-format docker`",
                 name.repository_id,
@@ -154,8 +164,7 @@ async fn dispatch(
     let Some(caller) = caller else {
         return Err(auth::anonymous(&state, &name, action));
     };
-    let image = locate(&state, &name)?;
-    authorize(&state, &caller, &name, &image.repository, action).await?;
+    let image = locate(&state, &caller, &name, action).await?;
     let head = method == Method::HEAD;
     match (method, op) {
         (Method::GET | Method::HEAD, Op::Manifest(r)) => manifests::get(&state, &image, &r, head),
@@ -170,16 +179,8 @@ async fn dispatch(
             let mount = match (query_value(&query, "mount"), query_value(&query, "from")) {
                 (Some(digest), Some(from)) => {
                     let from_name = ImageName::parse(&from)?;
-                    let from_image = locate(&state, &from_name)?;
                     // Mounting reads the source: the caller must be able to pull it.
-                    authorize(
-                        &state,
-                        &caller,
-                        &from_name,
-                        &from_image.repository,
-                        Action::Pull,
-                    )
-                    .await?;
+                    let from_image = locate(&state, &caller, &from_name, Action::Pull).await?;
                     Some((from_image, names::parse_digest(&digest)?))
                 }
                 _ => None,
@@ -206,13 +207,14 @@ async fn dispatch(
         (Method::GET, Op::Upload(id)) => blobs::status(&state, &name, &image, &id).await,
         (Method::DELETE, Op::Upload(id)) => blobs::cancel(&state, &image, &id).await,
         (Method::GET, Op::Tags) => {
-            let n =
-                match query_value(&query, "n") {
-                    Some(n) => Some(n.parse().map_err(|_| {
-                        RegistryError::Unsupported(format!("n={n:?} is not a count"))
-                    })?),
-                    None => None,
-                };
+            let n = match query_value(&query, "n") {
+                Some(n) => Some(n.parse().map_err(|_| {
+                    RegistryError::PaginationNumberInvalid(format!(
+                        "query parameter n={n:?} is not a count of tags (0 or more)"
+                    ))
+                })?),
+                None => None,
+            };
             manifests::tags(
                 &state,
                 &name,

@@ -40,6 +40,17 @@ impl ImageName {
         })
     }
 
+    /// The repository's IAM resource name with any location (`locations/-`, as Google writes
+    /// it): what a refusal names, since a caller who may not see the repository must not learn
+    /// whether, or where, it exists.
+    pub fn repository_resource(&self) -> String {
+        format!(
+            "projects/{}/locations/-/repositories/{}",
+            self.project.as_str(),
+            self.repository_id
+        )
+    }
+
     pub fn full(&self) -> String {
         format!(
             "{}/{}/{}",

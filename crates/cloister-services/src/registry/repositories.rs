@@ -2,7 +2,7 @@
 //! create, get, list, delete, IAM, and the images inside (`…/dockerImages`). Creating and
 //! deleting answer with a finished long-running operation, as Google's API does.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use cloister_domain::{Permission, Principal, ProjectId};
@@ -14,6 +14,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::iam::policy_api;
 use crate::json::ApiJson;
+use crate::query::ApiQuery;
 use crate::state::AppState;
 use crate::time_util;
 
@@ -92,7 +93,7 @@ async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path((project_id, location)): Path<(String, String)>,
-    Query(q): Query<CreateQuery>,
+    ApiQuery(q): ApiQuery<CreateQuery>,
     ApiJson(req): ApiJson<CreateRepository>,
 ) -> Result<Json<Value>, ApiError> {
     let project = project(&project_id)?;

@@ -1,6 +1,6 @@
 //! Buckets: create, get, list, delete (only when empty), and their IAM policies.
 
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -14,6 +14,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::iam::policy_api;
 use crate::json::ApiJson;
+use crate::query::ApiQuery;
 use crate::state::AppState;
 use crate::time_util;
 
@@ -76,7 +77,7 @@ fn project_number(state: &AppState, project: &ProjectId) -> Result<Option<u64>, 
 async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Query(q): Query<ProjectQuery>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
     ApiJson(req): ApiJson<CreateBucket>,
 ) -> Result<Json<Value>, ApiError> {
     let project = project_param(&q)?;
@@ -114,7 +115,7 @@ async fn create(
 async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Query(q): Query<ProjectQuery>,
+    ApiQuery(q): ApiQuery<ProjectQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let project = project_param(&q)?;
     state
@@ -144,7 +145,8 @@ async fn delete(
 ) -> Result<StatusCode, ApiError> {
     authorized_bucket(&state, &caller, &bucket, "storage.buckets.delete").await?;
     let name = bucket.clone();
-    state
+    // Uploads still open on an empty bucket are cancelled with it, whoever opened them.
+    let cancelled = state
         .db(move |s| s.delete_bucket(&name))
         .await
         .map_err(|e| match e {
@@ -152,7 +154,11 @@ async fn delete(
                 "The bucket you tried to delete is not empty ({what}); delete its objects first"
             )),
             other => other,
+        })?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("The specified bucket does not exist: {bucket}"))
         })?;
+    super::resumable::remove_cancelled(&state, &cancelled).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

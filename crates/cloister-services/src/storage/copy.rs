@@ -6,7 +6,7 @@
 //! move between, which is what Google's multi-call rewrites are for.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
 use cloister_store::BlobKey;
@@ -18,6 +18,7 @@ use super::upload::{MAX_METADATA_BYTES, ObjectMetadata, store};
 use super::{PreconditionQuery, authorized_bucket};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::query::ApiQuery;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -47,7 +48,7 @@ async fn rewrite(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(names): CopyPath,
-    Query(q): Query<CopyQuery>,
+    ApiQuery(q): ApiQuery<CopyQuery>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let object = copy_object(&state, &caller, names, q, &body).await?;
@@ -65,7 +66,7 @@ async fn copy(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(names): CopyPath,
-    Query(q): Query<CopyQuery>,
+    ApiQuery(q): ApiQuery<CopyQuery>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     copy_object(&state, &caller, names, q, &body)
@@ -114,5 +115,5 @@ async fn copy_object(
         if_generation_match: q.if_generation_match,
         if_generation_not_match: q.if_generation_not_match,
     };
-    store(state, Some(caller), &dest_bucket, metadata, &pre, bytes).await
+    store(state, caller, &dest_bucket, metadata, &pre, bytes).await
 }

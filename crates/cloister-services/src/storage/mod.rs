@@ -1,6 +1,7 @@
 //! Cloud Storage JSON API subset: buckets (`buckets.rs`), object metadata, listing, download
 //! and delete (`objects.rs`), uploads (`upload.rs`, media and multipart; `resumable.rs`), and
-//! server-side copies (`copy.rs`); the sweep of blobs no object points at (`orphans.rs`).
+//! server-side copies (`copy.rs`); object size and project quota (`limits.rs`); the sweep of
+//! blobs no object points at (`orphans.rs`).
 //!
 //! Bytes live in the blob store under a fresh key per generation; an object's metadata row
 //! is written only after its bytes are durably stored and their checksums known (and matched
@@ -8,6 +9,7 @@
 
 pub mod buckets;
 pub mod copy;
+pub mod limits;
 pub mod objects;
 pub mod orphans;
 pub mod resumable;

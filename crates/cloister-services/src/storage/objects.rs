@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,6 +20,7 @@ use super::{
 };
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::query::ApiQuery;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -67,7 +68,7 @@ async fn get_object(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path((bucket, name)): Path<(String, String)>,
-    Query(q): Query<GetQuery>,
+    ApiQuery(q): ApiQuery<GetQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorized_bucket(&state, &caller, &bucket, "storage.objects.get").await?;
@@ -85,7 +86,16 @@ async fn get_object(
     media(&state, &object, headers.get(header::RANGE)).await
 }
 
-/// Parses `bytes=a-b`, `bytes=a-` and `bytes=-n` against `size`; `Err` when unsatisfiable.
+/// A byte position; digits past u64 mean "beyond any object" rather than an error.
+fn position(digits: &str) -> Result<u64, ()> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(());
+    }
+    Ok(digits.parse().unwrap_or(u64::MAX))
+}
+
+/// Parses `bytes=a-b`, `bytes=a-` and `bytes=-n` against `size` into the first and last byte
+/// served; `Err` when unsatisfiable (no byte of the object selected, or not a range).
 pub(crate) fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
     let Some(spec) = value.trim().strip_prefix("bytes=") else {
         return Ok(None);
@@ -96,16 +106,20 @@ pub(crate) fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, 
     let (start, end) = spec.split_once('-').ok_or(())?;
     let (start, end) = match (start.trim(), end.trim()) {
         ("", n) => {
-            let n: u64 = n.parse().map_err(|_| ())?;
+            let n = position(n)?;
+            if n == 0 {
+                return Err(()); // the last 0 bytes: nothing
+            }
             (size.saturating_sub(n), size.checked_sub(1).ok_or(())?)
         }
-        (a, "") => (a.parse().map_err(|_| ())?, size.checked_sub(1).ok_or(())?),
-        (a, b) => (
-            a.parse().map_err(|_| ())?,
-            b.parse::<u64>()
-                .map_err(|_| ())?
-                .min(size.saturating_sub(1)),
-        ),
+        (a, "") => (position(a)?, size.checked_sub(1).ok_or(())?),
+        (a, b) => {
+            let (a, b) = (position(a)?, position(b)?);
+            if b < a {
+                return Err(());
+            }
+            (a, b.min(size.saturating_sub(1)))
+        }
     };
     if start > end || start >= size {
         return Err(());
@@ -120,12 +134,7 @@ async fn media(
 ) -> Result<Response, ApiError> {
     let range = match range.and_then(|v| v.to_str().ok()) {
         None => None,
-        Some(v) => parse_range(v, object.size).map_err(|()| {
-            ApiError::InvalidArgument(format!(
-                "The Range {v:?} cannot be satisfied for an object of {} bytes",
-                object.size
-            ))
-        })?,
+        Some(v) => parse_range(v, object.size).map_err(|()| ApiError::RangeNotSatisfiable)?,
     };
     let key = BlobKey::new(&object.blob_key).map_err(|e| ApiError::Internal(e.to_string()))?;
     let stream = state
@@ -198,7 +207,7 @@ async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(bucket): Path<String>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     authorized_bucket(&state, &caller, &bucket, "storage.objects.list").await?;
     let limit = q.max_results.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
@@ -254,7 +263,7 @@ async fn delete(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path((bucket, name)): Path<(String, String)>,
-    Query(q): Query<PreconditionQuery>,
+    ApiQuery(q): ApiQuery<PreconditionQuery>,
 ) -> Result<StatusCode, ApiError> {
     authorized_bucket(&state, &caller, &bucket, "storage.objects.delete").await?;
     check_object_name(&name)?;
@@ -284,5 +293,31 @@ mod tests {
         assert_eq!(parse_range("bytes=10-", 10), Err(()));
         assert_eq!(parse_range("bytes=5-2", 10), Err(()));
         assert_eq!(parse_range("items=0-1", 10), Ok(None));
+    }
+
+    #[test]
+    fn extreme_ranges_are_refused_or_clamped_never_wrapped() {
+        let max = u64::MAX;
+        for (range, size, expected) in [
+            (format!("bytes=0-{max}"), 10, Ok(Some((0, 9)))),
+            (format!("bytes={max}-{max}"), 10, Err(())),
+            (format!("bytes={max}-"), 10, Err(())),
+            (format!("bytes=-{max}"), 10, Ok(Some((0, 9)))),
+            (
+                "bytes=0-99999999999999999999999".into(),
+                10,
+                Ok(Some((0, 9))),
+            ),
+            ("bytes=0-0".into(), 10, Ok(Some((0, 0)))),
+            ("bytes=0-0".into(), 0, Err(())),
+            ("bytes=-0".into(), 10, Err(())),
+            ("bytes=-5".into(), 0, Err(())),
+            ("bytes=9-3".into(), 10, Err(())),
+            ("bytes=-".into(), 10, Err(())),
+            ("bytes=+1-2".into(), 10, Err(())),
+            ("bytes=1-+2".into(), 10, Err(())),
+        ] {
+            assert_eq!(parse_range(&range, size), expected, "{range} of {size}");
+        }
     }
 }

@@ -3,10 +3,13 @@
 //! is unknown) and get 308 with `Range: bytes=0-N` until the last chunk; a PUT with
 //! `bytes */TOTAL` asks how far the upload got. Sessions live in the database, so any replica
 //! can continue one; chunks are blobs `uploads/ID/OFFSET`, joined into the object at the end.
+//!
+//! The session id is a bearer credential, but the session is its creator's: every chunk and
+//! the commit are authorized as them again, so revoking their access stops the upload.
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cloister_domain::Principal;
@@ -16,8 +19,9 @@ use rand::RngCore;
 use serde::Deserialize;
 
 use super::upload::{MAX_METADATA_BYTES, ObjectMetadata, check_overwrite, remove_blob, store};
-use super::{PreconditionQuery, check_object_name};
+use super::{PreconditionQuery, authorized_bucket, check_object_name, existing_bucket, limits};
 use crate::error::ApiError;
+use crate::query::ApiQuery;
 use crate::state::AppState;
 
 #[derive(Deserialize, Default)]
@@ -71,6 +75,19 @@ pub async fn start(
         .ok_or_else(|| ApiError::InvalidArgument("the object has no name".into()))?;
     check_object_name(&name)?;
     check_overwrite(state, caller, bucket, &name).await?;
+    // A client that announces the size learns now, not after sending it, that it cannot fit.
+    if let Some(announced) = headers
+        .get("x-upload-content-length")
+        .and_then(|v| v.to_str().ok())
+    {
+        let announced: u64 = announced.trim().parse().map_err(|_| {
+            ApiError::InvalidArgument(format!(
+                "X-Upload-Content-Length {announced:?} is not a byte count"
+            ))
+        })?;
+        let record = existing_bucket(state, bucket)?;
+        limits::budget(state, &record, &name)?.admit(0, announced)?;
+    }
     let content_type = metadata
         .content_type
         .or_else(|| {
@@ -88,6 +105,7 @@ pub async fn start(
         name,
         content_type,
         preconditions: pre.preconditions(),
+        creator: Some(caller.clone()),
         received: 0,
         create_time: crate::time_util::now_unix(),
     };
@@ -103,7 +121,12 @@ pub async fn start(
     Ok(response)
 }
 
-fn session_of(state: &AppState, q: &SessionQuery, bucket: &str) -> Result<UploadSession, ApiError> {
+/// The session and its creator, who must still be allowed to write to the bucket.
+async fn session_of(
+    state: &AppState,
+    q: &SessionQuery,
+    bucket: &str,
+) -> Result<(UploadSession, Principal), ApiError> {
     let id = q
         .upload_id
         .as_deref()
@@ -117,7 +140,13 @@ fn session_of(state: &AppState, q: &SessionQuery, bucket: &str) -> Result<Upload
             "The upload session {id} expired (a session lasts a week): start a new upload"
         )));
     }
-    Ok(session)
+    let creator = session.creator.clone().ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "The upload session {id} was opened by an older server, which did not record who opened it: start a new upload"
+        ))
+    })?;
+    authorized_bucket(state, &creator, bucket, "storage.objects.create").await?;
+    Ok((session, creator))
 }
 
 /// 308 with the range received so far.
@@ -132,85 +161,115 @@ fn incomplete(received: u64) -> Response {
     response
 }
 
-/// The byte range a chunk carries (none for a status query), and the total if known.
-type ContentRange = (Option<(u64, u64)>, Option<u64>);
+/// What a chunk's `Content-Range` says.
+#[derive(Debug, PartialEq, Eq)]
+struct ContentRange {
+    /// The first byte and how many follow (None: a status query).
+    chunk: Option<(u64, u64)>,
+    /// The object's size, once the client knows it.
+    total: Option<u64>,
+}
 
-/// `Content-Range: bytes A-B/T`, `bytes A-B/*`, `bytes */T` or `bytes */*` →
-/// (Some((A, B)) or None for a status query, Some(T) or None).
-fn parse_content_range(value: &str) -> Option<ContentRange> {
-    let spec = value.trim().strip_prefix("bytes ")?;
-    let (range, total) = spec.split_once('/')?;
+/// `Content-Range: bytes A-B/T`, `bytes A-B/*`, `bytes */T` or `bytes */*`. Refuses, rather
+/// than wraps, whatever no real upload can say: B before A, a range past the total, a length
+/// that does not fit in a u64.
+fn parse_content_range(value: &str) -> Result<ContentRange, String> {
+    let bad = |why: &str| format!("Content-Range {value:?} {why}");
+    let spec = value
+        .trim()
+        .strip_prefix("bytes ")
+        .ok_or_else(|| bad("is not bytes A-B/TOTAL, bytes A-B/* or bytes */TOTAL"))?;
+    let (range, total) = spec
+        .split_once('/')
+        .ok_or_else(|| bad("has no /TOTAL (or /*)"))?;
+    let number = |n: &str| -> Result<u64, String> {
+        n.parse()
+            .map_err(|_| bad(&format!("has {n:?} where a byte offset belongs")))
+    };
     let total = match total {
         "*" => None,
-        t => Some(t.parse().ok()?),
+        t => Some(number(t)?),
     };
-    let range = match range {
+    let chunk = match range {
         "*" => None,
         r => {
-            let (a, b) = r.split_once('-')?;
-            let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
-            if b < a {
-                return None;
+            let (a, b) = r.split_once('-').ok_or_else(|| bad("has no A-B range"))?;
+            let (a, b) = (number(a)?, number(b)?);
+            let len = b
+                .checked_sub(a)
+                .and_then(|d| d.checked_add(1))
+                .ok_or_else(|| bad("ends before it starts, or is longer than any upload"))?;
+            if total.is_some_and(|t| b >= t) {
+                return Err(bad("ends past the total size"));
             }
-            Some((a, b))
+            Some((a, len))
         }
     };
-    Some((range, total))
+    Ok(ContentRange { chunk, total })
 }
 
 /// A PUT on the session URI: a chunk, or a status query.
 pub async fn chunk(
     State(state): State<AppState>,
     Path(bucket): Path<String>,
-    Query(q): Query<SessionQuery>,
+    ApiQuery(q): ApiQuery<SessionQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    // The session id is the credential, as with Google's session URIs.
-    let session = session_of(&state, &q, &bucket)?;
+    // The session id is the credential, as with Google's session URIs; its creator must
+    // still be allowed to write.
+    let (session, creator) = session_of(&state, &q, &bucket).await?;
     let range = headers
         .get(header::CONTENT_RANGE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("bytes */*");
-    let (range, total) = parse_content_range(range).ok_or_else(|| {
-        ApiError::InvalidArgument(format!(
-            "Content-Range {range:?} is not bytes A-B/TOTAL, bytes A-B/* or bytes */TOTAL"
-        ))
-    })?;
+    let ContentRange { chunk, total } =
+        parse_content_range(range).map_err(ApiError::InvalidArgument)?;
     let mut received = session.received;
-    if let Some((a, b)) = range {
+    if let Some((a, len)) = chunk {
         if a != received {
             return Err(ApiError::InvalidArgument(format!(
                 "this chunk starts at byte {a}, but the upload has {received} bytes: resume from byte {received}"
             )));
         }
+        let to = a.checked_add(len).ok_or_else(|| {
+            ApiError::InvalidArgument(format!("Content-Range {range:?} ends past any upload"))
+        })?;
+        let record = existing_bucket(&state, &bucket)?;
+        let budget = limits::budget(&state, &record, &session.name)?;
+        budget.admit(a, len)?;
         let key = chunk_key(&session.upload_id, a)?;
         let stream = Box::pin(body.into_data_stream().map_err(std::io::Error::other));
         let info = state
             .blobs
-            .put(&key, stream)
+            .put(&key, Box::pin(limits::limited(stream, budget, a)))
             .await
-            .map_err(|e| ApiError::InvalidArgument(format!("the chunk was not stored: {e}")))?;
-        if info.size != b - a + 1 {
+            .map_err(limits::write_failed)?;
+        if info.size != len {
             let _ = state.blobs.delete(&key).await;
             return Err(ApiError::InvalidArgument(format!(
-                "Content-Range announced {} bytes but the body held {}",
-                b - a + 1,
+                "Content-Range announced {len} bytes but the body held {}",
                 info.size
             )));
         }
-        let (id, to) = (session.upload_id.clone(), b + 1);
+        let id = session.upload_id.clone();
         if !state
             .db(move |s| s.advance_upload_session(&id, a, to))
             .await?
         {
             let _ = state.blobs.delete(&key).await;
+            let id = session.upload_id.clone();
+            if state.read(|s| s.get_upload_session(&id))?.is_none() {
+                return Err(ApiError::NotFound(format!(
+                    "The upload session {id} was cancelled or completed by another request"
+                )));
+            }
             return Err(ApiError::Aborted("another request advanced this upload at the same time; query its status and resume".into()));
         }
-        received = b + 1;
+        received = to;
     }
     match total {
-        Some(t) if t == received => finish(&state, &session, received).await,
+        Some(t) if t == received => finish(&state, &session, &creator, received).await,
         Some(t) if t < received => Err(ApiError::InvalidArgument(format!(
             "the total {t} is less than the {received} bytes received"
         ))),
@@ -261,11 +320,21 @@ async fn remove_chunks(state: &AppState, upload_id: &str, total: u64) {
     }
 }
 
+/// Commits the upload once: the request that removes the session finishes it; any other
+/// (a retried or concurrent final PUT, a status query) is told it lost.
 async fn finish(
     state: &AppState,
     session: &UploadSession,
+    creator: &Principal,
     total: u64,
 ) -> Result<Response, ApiError> {
+    let id = session.upload_id.clone();
+    if !state.db(move |s| s.delete_upload_session(&id)).await? {
+        return Err(ApiError::Aborted(format!(
+            "another request is completing the upload session {} at the same time; read the object to see its result",
+            session.upload_id
+        )));
+    }
     let metadata = ObjectMetadata {
         name: Some(session.name.clone()),
         content_type: Some(session.content_type.clone()),
@@ -277,7 +346,7 @@ async fn finish(
     };
     let stored = store(
         state,
-        None,
+        creator,
         &session.bucket,
         metadata,
         &pre,
@@ -285,9 +354,14 @@ async fn finish(
     )
     .await;
     remove_chunks(state, &session.upload_id, total).await;
-    let id = session.upload_id.clone();
-    state.db(move |s| s.delete_upload_session(&id)).await?;
     Ok(Json(stored?).into_response())
+}
+
+/// Deletes the chunks cancelled sessions received (their bucket was deleted).
+pub async fn remove_cancelled(state: &AppState, sessions: &[UploadSession]) {
+    for session in sessions {
+        remove_chunks(state, &session.upload_id, session.received).await;
+    }
 }
 
 /// Removes sessions created before `created_before` (unix seconds) with what they received;
@@ -306,9 +380,17 @@ pub async fn sweep_expired(state: &AppState, created_before: i64) -> Result<usiz
 pub async fn cancel(
     State(state): State<AppState>,
     Path(bucket): Path<String>,
-    Query(q): Query<SessionQuery>,
+    ApiQuery(q): ApiQuery<SessionQuery>,
 ) -> Result<Response, ApiError> {
-    let session = session_of(&state, &q, &bucket)?;
+    // Anyone holding the session URI may cancel it, even after the creator lost access.
+    let id = q
+        .upload_id
+        .as_deref()
+        .ok_or_else(|| ApiError::InvalidArgument("upload_id is required".into()))?;
+    let session = state
+        .read(|s| s.get_upload_session(id))?
+        .filter(|s| s.bucket == bucket)
+        .ok_or_else(|| ApiError::NotFound(format!("No such upload session: {id}")))?;
     remove_chunks(&state, &session.upload_id, session.received).await;
     let id = session.upload_id.clone();
     state.db(move |s| s.delete_upload_session(&id)).await?;
@@ -320,21 +402,48 @@ pub async fn cancel(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_content_range;
+    use super::{ContentRange, parse_content_range};
 
     #[test]
     fn content_ranges_parse() {
+        let ok = |chunk, total| Ok(ContentRange { chunk, total });
         assert_eq!(
             parse_content_range("bytes 0-99/200"),
-            Some((Some((0, 99)), Some(200)))
+            ok(Some((0, 100)), Some(200))
         );
         assert_eq!(
             parse_content_range("bytes 100-199/*"),
-            Some((Some((100, 199)), None))
+            ok(Some((100, 100)), None)
         );
-        assert_eq!(parse_content_range("bytes */200"), Some((None, Some(200))));
-        assert_eq!(parse_content_range("bytes */*"), Some((None, None)));
-        assert_eq!(parse_content_range("bytes 9-1/*"), None);
-        assert_eq!(parse_content_range("items 0-1/2"), None);
+        assert_eq!(
+            parse_content_range("bytes 0-0/1"),
+            ok(Some((0, 1)), Some(1))
+        );
+        assert_eq!(parse_content_range("bytes */200"), ok(None, Some(200)));
+        assert_eq!(parse_content_range("bytes */*"), ok(None, None));
+        let max = u64::MAX;
+        assert_eq!(
+            parse_content_range(&format!("bytes 1-{max}/*")),
+            ok(Some((1, max)), None),
+            "the longest range that fits"
+        );
+    }
+
+    #[test]
+    fn impossible_content_ranges_are_refused_not_wrapped() {
+        let max = u64::MAX;
+        for bad in [
+            format!("bytes 0-{max}/*"), // length 2^64: overflows
+            format!("bytes 0-{max}/{max}"),
+            "bytes 9-1/*".into(),                    // ends before it starts
+            "bytes 0-99/50".into(),                  // past the total
+            "bytes 0-18446744073709551616/*".into(), // not a u64
+            "bytes -1-5/*".into(),
+            "bytes 0-5".into(),
+            "bytes a-b/*".into(),
+            "items 0-1/2".into(),
+        ] {
+            assert!(parse_content_range(&bad).is_err(), "{bad}");
+        }
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -14,19 +14,20 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use cloister_domain::Principal;
-use cloister_store::{BlobKey, ByteStream, ObjectRecord};
+use cloister_store::{BlobKey, ByteStream, ObjectRecord, PutLimits, PutRefused};
 use futures::{Stream, TryStreamExt};
 use md5::{Digest, Md5};
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::resumable;
 use super::{
-    PreconditionQuery, authorized_bucket, check_object_name, object_view, precondition_failed,
+    PreconditionQuery, authorized_bucket, check_object_name, existing_bucket, limits, object_view,
+    precondition_failed, resumable,
 };
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::query::ApiQuery;
 use crate::state::AppState;
 use crate::time_util;
 
@@ -121,7 +122,7 @@ async fn upload(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(bucket): Path<String>,
-    Query(q): Query<UploadQuery>,
+    ApiQuery(q): ApiQuery<UploadQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<axum::response::Response, ApiError> {
@@ -143,7 +144,7 @@ async fn upload(
                 content_type: Some(content_type),
                 ..Default::default()
             };
-            store(&state, Some(&caller), &bucket, metadata, &q.pre(), bytes)
+            store(&state, &caller, &bucket, metadata, &q.pre(), bytes)
                 .await
                 .map(|v| Json(v).into_response())
         }
@@ -187,7 +188,7 @@ async fn upload(
                 metadata.content_type = media.content_type().map(|m| m.to_string());
             }
             let media = media.map_err(std::io::Error::other);
-            store(&state, Some(&caller), &bucket, metadata, &q.pre(), media)
+            store(&state, &caller, &bucket, metadata, &q.pre(), media)
                 .await
                 .map(|v| Json(v).into_response())
         }
@@ -200,12 +201,14 @@ async fn upload(
     }
 }
 
-/// Stores `bytes` as the new live generation of the object `metadata` names. With `caller`,
-/// replacing an existing object also takes `storage.objects.delete` (checked at the start of
-/// a resumable upload instead).
+/// Stores `bytes` as the new live generation of the object `metadata` names, written by
+/// `caller` (for a resumable upload, whoever opened the session). What would be refused at the
+/// end is refused before a byte is read; the bytes may then take hours, so the commit
+/// authorizes the caller again, and a caller who may not replace objects cannot replace one
+/// that appeared meanwhile (the store checks that in the write's own transaction).
 pub(super) async fn store(
     state: &AppState,
-    caller: Option<&Principal>,
+    caller: &Principal,
     bucket: &str,
     metadata: ObjectMetadata,
     pre: &PreconditionQuery,
@@ -216,24 +219,20 @@ pub(super) async fn store(
         .clone()
         .ok_or_else(|| ApiError::InvalidArgument("the object has no name".into()))?;
     check_object_name(&name)?;
-    if let Some(caller) = caller {
-        check_overwrite(state, caller, bucket, &name).await?;
-    }
+    let record = existing_bucket(state, bucket)?;
+    check_overwrite(state, caller, bucket, &name).await?;
+    let budget = limits::budget(state, &record, &name)?;
     let mut id = [0u8; 16];
     rand::rng().fill_bytes(&mut id);
     let blob = format!("{OBJECT_BLOB_PREFIX}/{}", hex::encode(id));
     let key = BlobKey::new(&blob).map_err(|e| ApiError::Internal(e.to_string()))?;
     let sums = Arc::new(Mutex::new(Sums::default()));
+    let bytes = limits::limited(Box::pin(bytes), budget, 0);
     let info = state
         .blobs
         .put(&key, summed(bytes, Arc::clone(&sums)))
         .await
-        .map_err(|e| match e {
-            cloister_store::BlobError::Source { source, .. } => {
-                ApiError::InvalidArgument(format!("the upload was interrupted: {source}"))
-            }
-            other => ApiError::Internal(other.to_string()),
-        })?;
+        .map_err(limits::write_failed)?;
     let (md5, crc32c) = {
         let s = std::mem::take(&mut *sums.lock().unwrap_or_else(|p| p.into_inner()));
         (<[u8; 16]>::from(s.md5.finalize()), s.crc32c)
@@ -274,21 +273,73 @@ pub(super) async fn store(
         update_time: now,
         blob_key: blob.clone(),
     };
-    let (stored, pre) = (object.clone(), pre.preconditions());
-    match state.db(move |s| s.put_object(&stored, pre)).await {
+    let committed = match commit_limits(state, caller, bucket).await {
+        Ok(limits) => {
+            let (stored, pre) = (object.clone(), pre.preconditions());
+            state.db(move |s| s.put_object(&stored, pre, limits)).await
+        }
+        Err(e) => Err(e),
+    };
+    match committed {
         Ok(Ok(replaced)) => {
             if let Some(old) = replaced {
                 remove_blob(state, &old).await;
             }
             Ok(object_view(state, &object))
         }
-        Ok(Err(current)) => {
+        Ok(Err(refused)) => {
             remove_blob(state, &blob).await;
-            Err(precondition_failed(bucket, &name, current))
+            Err(match refused {
+                PutRefused::Precondition(current) => precondition_failed(bucket, &name, current),
+                PutRefused::WouldReplace(_) => refuse_replace(state, caller, bucket).await,
+                PutRefused::OverQuota { used, quota } => limits::Exceeded::Quota {
+                    project: record.project_id.as_str().to_owned(),
+                    used,
+                    quota,
+                }
+                .into(),
+            })
         }
         Err(e) => {
             remove_blob(state, &blob).await;
             Err(e)
         }
+    }
+}
+
+/// At the commit: `caller` must still hold `storage.objects.create`; whether they may replace
+/// a live object, and the project's quota, go into the write's transaction.
+async fn commit_limits(
+    state: &AppState,
+    caller: &Principal,
+    bucket: &str,
+) -> Result<PutLimits, ApiError> {
+    authorized_bucket(state, caller, bucket, "storage.objects.create").await?;
+    let resource = format!("projects/_/buckets/{bucket}");
+    let may_replace = state
+        .authorizer
+        .grants(caller, &["storage.objects.delete"], &resource)
+        .await?
+        .first()
+        .is_some_and(Option::is_some);
+    Ok(PutLimits {
+        may_replace,
+        project_quota: state.storage_limits.project_quota_bytes,
+    })
+}
+
+/// The 403 (audited) for a writer whose object appeared before their commit.
+async fn refuse_replace(state: &AppState, caller: &Principal, bucket: &str) -> ApiError {
+    let resource = format!("projects/_/buckets/{bucket}");
+    match state
+        .authorizer
+        .check(caller, "storage.objects.delete", &resource)
+        .await
+    {
+        Err(denied) => denied,
+        // Granted between the commit and this answer: the caller may simply retry.
+        Ok(_) => ApiError::Aborted(
+            "the object appeared while this upload was written, and your permissions changed meanwhile; retry the upload".into(),
+        ),
     }
 }

@@ -6,6 +6,7 @@
 #[path = "../../../cloister-store/tests/support/postgres.rs"]
 pub mod postgres;
 pub mod secundus;
+pub mod storage_world;
 
 use axum::Router;
 use axum::body::Body;
@@ -167,6 +168,7 @@ pub fn config(data_dir: std::path::PathBuf) -> cloister_services::ServerConfig {
         blob_options: Vec::new(),
         kek: None,
         replica_lease: cloister_services::DEFAULT_REPLICA_LEASE,
+        storage_limits: Default::default(),
     }
 }
 

@@ -9,8 +9,9 @@ use super::{PostgresStore, Tx, Work, audit_row, corrupt, email, json, project_id
 use crate::metadata::{
     AuditFilter, BucketRecord, ChallengeRecord, ConsumeError, CredentialRecord, EMPTY_POLICY,
     FederationRecord, KmsCryptoKey, KmsKeyRing, KmsKeyVersion, MetadataStore, ObjectRecord,
-    Preconditions, ProjectRecord, ReferenceValueRecord, ServiceAccountRecord, StoreError,
-    UploadSession, UserRecord, federation_parent, new_etag, parse_policy, policy_json,
+    Preconditions, ProjectRecord, PutLimits, PutRefused, ReferenceValueRecord,
+    ServiceAccountRecord, StoreError, UploadSession, UserRecord, federation_parent, new_etag,
+    parse_policy, policy_json,
 };
 
 const USER_COLUMNS: &str = "email, display_name, admin, create_time";
@@ -21,7 +22,7 @@ const REFERENCE_VALUE_COLUMNS: &str =
     "measurement, swversion, dbgstat, support_attributes, description, create_time";
 const BUCKET_COLUMNS: &str = "name, project_id, location, storage_class, create_time";
 const OBJECT_COLUMNS: &str = "bucket, name, generation, metageneration, size, md5, crc32c, content_type, create_time, update_time, blob_key";
-const UPLOAD_COLUMNS: &str = "upload_id, bucket, name, content_type, if_generation_match, if_generation_not_match, received, create_time";
+const UPLOAD_COLUMNS: &str = "upload_id, bucket, name, content_type, if_generation_match, if_generation_not_match, received, create_time, creator";
 const KEY_VERSION_COLUMNS: &str = "key, version, state, wrapped_material, create_time";
 
 fn user_row(r: &Row) -> Work<UserRecord> {
@@ -114,6 +115,10 @@ fn upload_row(r: &Row) -> Work<UploadSession> {
         },
         received: r.try_get::<_, i64>(6)? as u64,
         create_time: r.try_get(7)?,
+        creator: r
+            .try_get::<_, Option<String>>(8)?
+            .map(|c| serde_json::from_str(&c).map_err(|e| corrupt("upload creator", e)))
+            .transpose()?,
     })
 }
 
@@ -156,13 +161,36 @@ fn insert_empty_policy(tx: &mut Tx, resource: &str, parent: &str) -> Work<()> {
     Ok(())
 }
 
-fn current_generation(tx: &mut Tx, bucket: &str, name: &str) -> Work<Option<(i64, String)>> {
+/// The live generation's number, blob key and size.
+fn current_generation(tx: &mut Tx, bucket: &str, name: &str) -> Work<Option<(i64, String, u64)>> {
     tx.query_opt(
-        "SELECT generation, blob_key FROM objects WHERE bucket = $1 AND name = $2",
+        "SELECT generation, blob_key, size FROM objects WHERE bucket = $1 AND name = $2",
         &[&bucket, &name],
     )?
-    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get::<_, i64>(2)? as u64)))
     .transpose()
+}
+
+/// What a project's live objects hold, in bytes (what its quota counts).
+fn project_bytes<C: postgres::GenericClient>(
+    c: &mut super::Cached<'_, C>,
+    project: &str,
+) -> Work<u64> {
+    let sum: i64 = c
+        .query_one(
+            "SELECT COALESCE(SUM(o.size), 0)::BIGINT FROM objects o JOIN buckets b ON b.name = o.bucket WHERE b.project_id = $1",
+            &[&project],
+        )?
+        .try_get(0)?;
+    Ok(sum as u64)
+}
+
+fn creator_json(u: &UploadSession) -> Work<Option<String>> {
+    u.creator
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Database(format!("the session's creator: {e}")).into())
 }
 
 impl MetadataStore for PostgresStore {
@@ -553,7 +581,7 @@ impl MetadataStore for PostgresStore {
         })
     }
 
-    fn delete_bucket(&self, name: &str) -> Result<bool, StoreError> {
+    fn delete_bucket(&self, name: &str) -> Result<Option<Vec<UploadSession>>, StoreError> {
         self.write(|tx| {
             let objects: i64 = tx
                 .query_one("SELECT COUNT(*) FROM objects WHERE bucket = $1", &[&name])?
@@ -564,12 +592,21 @@ impl MetadataStore for PostgresStore {
                 ))
                 .into());
             }
+            let cancelled = rows(
+                tx.query(
+                    &format!(
+                        "DELETE FROM upload_sessions WHERE bucket = $1 RETURNING {UPLOAD_COLUMNS}"
+                    ),
+                    &[&name],
+                )?,
+                upload_row,
+            )?;
             let n = tx.execute("DELETE FROM buckets WHERE name = $1", &[&name])?;
             tx.execute(
                 "DELETE FROM iam_policies WHERE resource = $1",
                 &[&format!("projects/_/buckets/{name}")],
             )?;
-            Ok(n == 1)
+            Ok((n == 1).then_some(cancelled))
         })
     }
 
@@ -577,11 +614,29 @@ impl MetadataStore for PostgresStore {
         &self,
         o: &ObjectRecord,
         pre: Preconditions,
-    ) -> Result<Result<Option<String>, Option<i64>>, StoreError> {
+        limits: PutLimits,
+    ) -> Result<Result<Option<String>, PutRefused>, StoreError> {
         self.write(|tx| {
+            let project: String = tx
+                .query_opt(
+                    "SELECT project_id FROM buckets WHERE name = $1",
+                    &[&o.bucket],
+                )?
+                .ok_or_else(|| StoreError::NotFound(format!("bucket {}", o.bucket)))?
+                .try_get(0)?;
             let current = current_generation(tx, &o.bucket, &o.name)?;
             if !pre.hold(current.as_ref().map(|c| c.0)) {
-                return Ok(Err(current.map(|c| c.0)));
+                return Ok(Err(PutRefused::Precondition(current.map(|c| c.0))));
+            }
+            if let (false, Some(live)) = (limits.may_replace, &current) {
+                return Ok(Err(PutRefused::WouldReplace(live.0)));
+            }
+            if let Some(quota) = limits.project_quota {
+                let used = project_bytes(tx, &project)?;
+                let replaced = current.as_ref().map_or(0, |c| c.2);
+                if used.saturating_sub(replaced).saturating_add(o.size) > quota {
+                    return Ok(Err(PutRefused::OverQuota { used, quota }));
+                }
             }
             tx.execute(
                 &format!(
@@ -599,6 +654,10 @@ impl MetadataStore for PostgresStore {
             )?;
             Ok(Ok(current.map(|c| c.1)))
         })
+    }
+
+    fn project_storage_bytes(&self, project: &ProjectId) -> Result<u64, StoreError> {
+        self.read(|c| project_bytes(c, project.as_str()))
     }
 
     fn get_object(&self, bucket: &str, name: &str) -> Result<Option<ObjectRecord>, StoreError> {
@@ -666,10 +725,11 @@ impl MetadataStore for PostgresStore {
     fn create_upload_session(&self, u: &UploadSession) -> Result<(), StoreError> {
         self.write_one(|c| {
             c.execute(
-                &format!("INSERT INTO upload_sessions ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
+                &format!("INSERT INTO upload_sessions ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
                 &[
                     &u.upload_id, &u.bucket, &u.name, &u.content_type, &u.preconditions.if_generation_match,
                     &u.preconditions.if_generation_not_match, &(u.received as i64), &u.create_time,
+                    &creator_json(u)?,
                 ],
             )?;
             Ok(())
