@@ -17,6 +17,7 @@ mod health;
 pub mod iam;
 pub mod iamcredentials;
 pub mod json;
+pub mod jwt;
 pub mod kms;
 pub mod metrics;
 mod oidc;

@@ -3,6 +3,9 @@
 
 mod support;
 
+#[path = "federation/hostile.rs"]
+mod hostile;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -382,7 +385,7 @@ async fn forged_and_invalid_subject_tokens_are_refused() {
     assert_oauth_error(
         &p.sts(&none).await,
         "invalid_grant",
-        "not a well-formed JWT",
+        "algorithm \"none\" is not accepted",
     );
     // HS256 "signed" with the issuer's RSA public key as the HMAC secret.
     let mut header = Header::new(Algorithm::HS256);
@@ -393,7 +396,7 @@ async fn forged_and_invalid_subject_tokens_are_refused() {
         &EncodingKey::from_secret(&fixture("issuer-rsa.pub.pem")),
     )
     .unwrap();
-    assert_oauth_error(&p.sts(&hs).await, "invalid_grant", "only RS256 and ES256");
+    assert_oauth_error(&p.sts(&hs).await, "invalid_grant", "use RS256 or ES256");
     assert_oauth_error(
         &p.sts(&with(&|c| c["exp"] = json!(now() - 120))).await,
         "invalid_grant",
@@ -453,7 +456,7 @@ async fn forged_and_invalid_subject_tokens_are_refused() {
     assert_oauth_error(
         &p.sts("not.a.jwt").await,
         "invalid_grant",
-        "not a well-formed JWT",
+        "The subject token is malformed",
     );
 }
 

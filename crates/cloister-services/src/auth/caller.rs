@@ -7,6 +7,7 @@ use cloister_domain::Principal;
 
 use crate::error::ApiError;
 use crate::iam::service_accounts;
+use crate::jwt;
 use crate::state::AppState;
 
 /// The authenticated principal of a request (from `Authorization: Bearer TOKEN`).
@@ -36,7 +37,7 @@ impl FromRequestParts<AppState> for Caller {
                 h.strip_prefix("Bearer ")
                     .or_else(|| h.strip_prefix("bearer "))
             })
-            .map(str::trim)
+            .map(jwt::trim)
             .ok_or_else(|| ApiError::Unauthenticated(MISSING.into()))?;
         let principal = state.tokens.verify(token).map_err(|e| {
             ApiError::Unauthenticated(format!("Invalid authentication credential: {e}."))

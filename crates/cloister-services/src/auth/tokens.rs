@@ -10,6 +10,7 @@ use cloister_domain::{Email, Principal};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 
+use crate::jwt::{self, Malformed};
 use crate::time_util;
 
 /// Google's access token lifetime.
@@ -28,8 +29,12 @@ pub enum TokenError {
         "the access token's signature does not verify: it was altered, or it was not issued by this Cloister"
     )]
     BadSignature,
-    #[error("the bearer token is not a Cloister access token ({0})")]
-    Malformed(String),
+    #[error("the token's algorithm {0:?} is not accepted: Cloister access tokens are HS256")]
+    Algorithm(String),
+    #[error("the access token is malformed: {0}")]
+    Malformed(Malformed),
+    #[error("the bearer token is not a Cloister access token: {0}")]
+    NotOurs(&'static str),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -159,29 +164,39 @@ impl AccessTokens {
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[aud]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::ExpiredSignature => {
-                    let exp = jsonwebtoken::dangerous::insecure_decode::<Claims>(token)
-                        .map(|d| time_util::unix_to_rfc3339(d.claims.exp))
-                        .unwrap_or_else(|_| "an earlier time".into());
-                    TokenError::Expired(exp)
-                }
-                ErrorKind::InvalidSignature => TokenError::BadSignature,
-                ErrorKind::InvalidIssuer => {
-                    TokenError::Malformed("issued by another server".into())
-                }
-                ErrorKind::InvalidAudience => TokenError::Malformed(format!("not meant for {aud}")),
-                ErrorKind::InvalidAlgorithm => {
-                    TokenError::Malformed("wrong signing algorithm".into())
-                }
-                other => TokenError::Malformed(format!("{other:?}")),
-            },
-        )?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .map_err(|e| refusal(token, &e))?;
         let access = data.claims.access.clone();
         let principal = principal_from_claims(data.claims)
-            .ok_or_else(|| TokenError::Malformed("unknown subject".into()))?;
+            .ok_or(TokenError::NotOurs("it names an unknown kind of principal"))?;
         Ok((principal, access))
+    }
+}
+
+/// Why an access token is refused, in plain words (the library's details go to the log).
+fn refusal(token: &str, e: &jsonwebtoken::errors::Error) -> TokenError {
+    match e.kind() {
+        ErrorKind::ExpiredSignature => {
+            let exp = jsonwebtoken::dangerous::insecure_decode::<Claims>(token)
+                .map(|d| time_util::unix_to_rfc3339(d.claims.exp))
+                .unwrap_or_else(|_| "an earlier time".into());
+            TokenError::Expired(exp)
+        }
+        ErrorKind::InvalidSignature => TokenError::BadSignature,
+        ErrorKind::InvalidIssuer => TokenError::NotOurs("it was issued by another server"),
+        ErrorKind::InvalidAudience => TokenError::NotOurs("it is not meant for this API"),
+        ErrorKind::InvalidAlgorithm => {
+            TokenError::Algorithm(jwt::header_alg(token).unwrap_or_else(|| "unknown".into()))
+        }
+        ErrorKind::MissingRequiredClaim(_) => TokenError::NotOurs("it lacks claims ours carry"),
+        _ => match jwt::malformed(token, e) {
+            Some(Malformed::Algorithm(alg)) => TokenError::Algorithm(alg),
+            Some(m) => TokenError::Malformed(m),
+            None => {
+                tracing::info!(error = ?e, "an access token does not decode");
+                TokenError::Malformed(Malformed::Other)
+            }
+        },
     }
 }
 
@@ -246,7 +261,7 @@ mod tests {
         let scope = vec!["repository:p/r/i:pull".to_owned()];
         let (registry, _) = t.issue_registry(&alice(), scope.clone());
         assert_eq!(t.verify_registry(&registry).unwrap(), (alice(), scope));
-        assert!(matches!(t.verify(&registry), Err(TokenError::Malformed(_))));
+        assert!(matches!(t.verify(&registry), Err(TokenError::NotOurs(_))));
         let (api, _) = t.issue(&alice());
         assert!(t.verify_registry(&api).is_err());
     }
@@ -276,15 +291,15 @@ mod tests {
 
         let other_key = AccessTokens::new(&[2; 32], "http://cloister.test");
         assert_eq!(other_key.verify(&token), Err(TokenError::BadSignature));
-        assert!(matches!(
+        assert_eq!(
             t.verify("not-a-jwt"),
-            Err(TokenError::Malformed(_))
-        ));
+            Err(TokenError::Malformed(Malformed::NotThreeParts))
+        );
 
         // alg=none with the same claims is refused.
         let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(br#"{"alg":"none","typ":"JWT"}"#);
         let none = format!("{header}.{}.", token.split('.').nth(1).unwrap());
-        assert!(t.verify(&none).is_err());
+        assert_eq!(t.verify(&none), Err(TokenError::Algorithm("none".into())));
     }
 }

@@ -21,6 +21,7 @@ use super::error::RegistryError;
 use super::names::ImageName;
 use crate::auth::caller::require_active;
 use crate::auth::tokens::ACCESS_TOKEN_LIFETIME_SECS;
+use crate::jwt;
 use crate::state::AppState;
 use crate::time_util;
 
@@ -98,7 +99,7 @@ pub async fn authenticate(
     let value = value.to_str().unwrap_or_default();
     let bad = |why: String| unauthorized(state, format!("{why}; {HOW}"), None);
     let caller = if let Some(token) = value.strip_prefix("Bearer ") {
-        let token = token.trim();
+        let token = jwt::trim(token);
         match state.tokens.verify_registry(token) {
             Ok((principal, scopes)) => RegistryCaller {
                 principal,
@@ -121,7 +122,7 @@ pub async fn authenticate(
         RegistryCaller {
             principal: state
                 .tokens
-                .verify(&password)
+                .verify(jwt::trim(&password))
                 .map_err(|e| bad(format!("invalid access token: {e}")))?,
             scopes: None,
         }

@@ -1,0 +1,138 @@
+//! What a hostile tenant tried (issue 18): library internals in refusals, `iat`-less and
+//! whitespace-wrapped subject tokens.
+
+use super::*;
+
+/// Google's error shapes leak nothing of the JWT library.
+fn assert_plain(message: &str) {
+    for internal in [
+        "InvalidLastSymbol",
+        "unknown variant",
+        "Base64(",
+        "Json(",
+        "Error(",
+        "InvalidToken",
+        "ErrorKind",
+    ] {
+        assert!(
+            !message.contains(internal),
+            "{internal:?} in the message {message:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_tokens_are_refused_in_plain_words() {
+    let p = Primus::setup().await;
+    let good = rsa(&claims());
+    let parts: Vec<&str> = good.split('.').collect();
+    let rs256 = b64(br#"{"alg":"RS256","typ":"JWT","kid":"rsa-1"}"#);
+    // The header's last symbol with bits past the end set (its length is not a multiple of 4).
+    assert_ne!(rs256.len() % 4, 0);
+    let last_symbol = format!("{}B", &rs256[..rs256.len() - 1]);
+    // Genuinely signed, but its claims are a JSON string, not an object.
+    let string_claims = sign(
+        &json!("not an object"),
+        Algorithm::RS256,
+        "rsa-1",
+        "issuer-rsa.pem",
+    );
+    // (token, what the refusal says) for a bearer token and for a subject token alike.
+    let cases = [
+        ("garbage".to_owned(), "not a JWT"),
+        ("a.b".to_owned(), "not a JWT"),
+        // A base64 last symbol that carries bits past the end: `InvalidLastSymbol` in the
+        // library's words.
+        (
+            format!("{last_symbol}.{}.{}", parts[1], parts[2]),
+            "header is not base64url",
+        ),
+        (
+            format!("{}.{}.", b64(br#"{"alg":"none"}"#), parts[1]),
+            "algorithm \"none\" is not accepted",
+        ),
+        (
+            format!("{}.{}.x", b64(br#"{"alg":"RS999"}"#), parts[1]),
+            "algorithm \"RS999\" is not accepted",
+        ),
+        (
+            format!("{}.{}.x", b64(b"[]"), parts[1]),
+            "header is not a JSON object",
+        ),
+        (
+            format!("{}.{}.x", b64(br#"{"typ":"JWT"}"#), parts[1]),
+            "names no algorithm",
+        ),
+        (string_claims, "claims part is not a JSON object"),
+        (
+            format!("{}.{}.{}", parts[0], parts[1], "s*g"),
+            "signature is not base64url",
+        ),
+    ];
+    for (token, says) in &cases {
+        let (s, b) = p.api.call(token, "GET", "/v1/projects", None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{token}: {b}");
+        let m = message(&b);
+        assert_plain(m);
+        // An RS256 header is refused before the rest: access tokens are HS256.
+        if !says.contains("claims part") && !says.contains("signature") {
+            assert!(m.contains(says), "bearer {token}: {m}");
+        }
+
+        let (s, b) = p.sts(token).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{token}: {b}");
+        let d = b["error_description"].as_str().unwrap_or_default();
+        assert_plain(d);
+        assert!(d.contains(says), "subject {token}: {d}");
+        if says.contains("\"none\"") {
+            assert!(d.contains("use RS256 or ES256"), "{d}");
+        }
+
+        let (_, b) = p
+            .api
+            .call(
+                &p.alice,
+                "POST",
+                &format!("{}:explain", p.provider_path()),
+                Some(json!({"subjectToken": token})),
+            )
+            .await;
+        assert_plain(&b.to_string());
+    }
+}
+
+#[tokio::test]
+async fn subject_tokens_need_iat_and_may_carry_surrounding_whitespace() {
+    let p = Primus::setup().await;
+    let mut no_iat = claims();
+    no_iat.as_object_mut().unwrap().remove("iat");
+    assert_oauth_error(&p.sts(&rsa(&no_iat)).await, "invalid_grant", "no iat claim");
+    let mut text_iat = claims();
+    text_iat["iat"] = json!("yesterday");
+    assert_oauth_error(
+        &p.sts(&rsa(&text_iat)).await,
+        "invalid_grant",
+        "no iat claim",
+    );
+
+    // A token read from a file ends in a newline; Google trims it, so does Cloister.
+    for wrapped in [
+        format!("{}\n", rsa(&claims())),
+        format!("  {}\r\n", rsa(&claims())),
+        format!("\t{}", rsa(&claims())),
+    ] {
+        let (s, b) = p.sts(&wrapped).await;
+        assert_eq!(s, StatusCode::OK, "{wrapped:?}: {b}");
+        let (_, b) = p
+            .api
+            .call(
+                &p.alice,
+                "POST",
+                &format!("{}:explain", p.provider_path()),
+                Some(json!({"subjectToken": wrapped})),
+            )
+            .await;
+        assert_eq!(b["result"], "ACCEPTED", "{b}");
+    }
+    assert_oauth_error(&p.sts(" \n").await, "invalid_request", "subject_token");
+}
