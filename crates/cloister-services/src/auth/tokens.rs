@@ -37,6 +37,37 @@ pub enum TokenError {
     NotOurs(&'static str),
 }
 
+/// A verified access token: whom it names, and for a federated principal the provider it was
+/// exchanged through (checked on every use, so deleting or disabling it ends its tokens).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub principal: Principal,
+    /// The provider's id within the principal's pool (federated principals only).
+    pub provider: Option<String>,
+    /// Registry tokens only: the granted scopes.
+    pub scopes: Vec<String>,
+}
+
+impl Verified {
+    /// `projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER` for a
+    /// federated principal.
+    pub fn provider_name(&self) -> Option<String> {
+        match (&self.principal, &self.provider) {
+            (
+                Principal::Federated {
+                    pool_project_number,
+                    pool_id,
+                    ..
+                },
+                Some(provider),
+            ) => Some(format!(
+                "projects/{pool_project_number}/locations/global/workloadIdentityPools/{pool_id}/providers/{provider}"
+            )),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     iss: String,
@@ -58,6 +89,9 @@ struct Claims {
 struct Federated {
     project_number: u64,
     pool: String,
+    /// The provider (id within the pool) that exchanged the subject token.
+    #[serde(default)]
+    provider: String,
     subject: String,
     #[serde(default)]
     attributes: BTreeMap<String, String>,
@@ -83,17 +117,39 @@ impl AccessTokens {
     /// Issues a token for `principal`, valid from `iat` for `lifetime` seconds. Returns it with
     /// its expiry.
     pub fn issue_with(&self, principal: &Principal, iat: i64, lifetime: i64) -> (String, i64) {
-        self.sign(principal, AUDIENCE, iat, lifetime, Vec::new())
+        self.sign(principal, None, AUDIENCE, iat, lifetime, Vec::new())
     }
 
-    /// A registry token: `principal` limited to the `access` scopes it was granted.
-    pub fn issue_registry(&self, principal: &Principal, access: Vec<String>) -> (String, i64) {
+    /// A federated token for `principal`, exchanged through `provider` (its id in the pool).
+    pub fn issue_federated(&self, principal: &Principal, provider: &str) -> (String, i64) {
         let now = time_util::now_unix();
+        let lifetime = ACCESS_TOKEN_LIFETIME_SECS;
         self.sign(
             principal,
+            Some(provider),
+            AUDIENCE,
+            now,
+            lifetime,
+            Vec::new(),
+        )
+    }
+
+    /// A registry token: `principal` (exchanged through `provider`, if federated) limited to
+    /// the `access` scopes it was granted.
+    pub fn issue_registry(
+        &self,
+        principal: &Principal,
+        provider: Option<&str>,
+        access: Vec<String>,
+    ) -> (String, i64) {
+        let now = time_util::now_unix();
+        let lifetime = ACCESS_TOKEN_LIFETIME_SECS;
+        self.sign(
+            principal,
+            provider,
             REGISTRY_AUDIENCE,
             now,
-            ACCESS_TOKEN_LIFETIME_SECS,
+            lifetime,
             access,
         )
     }
@@ -101,6 +157,7 @@ impl AccessTokens {
     fn sign(
         &self,
         principal: &Principal,
+        provider: Option<&str>,
         aud: &str,
         iat: i64,
         lifetime: i64,
@@ -117,6 +174,7 @@ impl AccessTokens {
             } => Some(Federated {
                 project_number: *pool_project_number,
                 pool: pool_id.clone(),
+                provider: provider.unwrap_or_default().to_owned(),
                 subject: subject.clone(),
                 attributes: attributes.clone(),
                 groups: groups.clone(),
@@ -148,17 +206,17 @@ impl AccessTokens {
     }
 
     /// Verifies signature, algorithm, issuer, audience and expiry (no leeway: a token is valid
-    /// for exactly its hour), and returns the principal it names.
-    pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
-        self.decode(token, AUDIENCE).map(|(p, _)| p)
+    /// for exactly its hour); returns whom it names.
+    pub fn verify(&self, token: &str) -> Result<Verified, TokenError> {
+        self.decode(token, AUDIENCE)
     }
 
-    /// Verifies a registry token; returns its principal and granted scopes.
-    pub fn verify_registry(&self, token: &str) -> Result<(Principal, Vec<String>), TokenError> {
+    /// Verifies a registry token; its scopes are in the result.
+    pub fn verify_registry(&self, token: &str) -> Result<Verified, TokenError> {
         self.decode(token, REGISTRY_AUDIENCE)
     }
 
-    fn decode(&self, token: &str, aud: &str) -> Result<(Principal, Vec<String>), TokenError> {
+    fn decode(&self, token: &str, aud: &str) -> Result<Verified, TokenError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_issuer(&[&self.issuer]);
@@ -166,10 +224,7 @@ impl AccessTokens {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map_err(|e| refusal(token, &e))?;
-        let access = data.claims.access.clone();
-        let principal = principal_from_claims(data.claims)
-            .ok_or(TokenError::NotOurs("it names an unknown kind of principal"))?;
-        Ok((principal, access))
+        verified(data.claims)
     }
 }
 
@@ -198,6 +253,24 @@ fn refusal(token: &str, e: &jsonwebtoken::errors::Error) -> TokenError {
             }
         },
     }
+}
+
+fn verified(claims: Claims) -> Result<Verified, TokenError> {
+    let scopes = claims.access.clone();
+    let provider = claims.fed.as_ref().map(|f| f.provider.clone());
+    if provider.as_deref() == Some("") {
+        // Issued before tokens named their provider: its provider cannot be checked.
+        return Err(TokenError::NotOurs(
+            "it is a federated token without its provider; exchange the subject token again",
+        ));
+    }
+    let principal = principal_from_claims(claims)
+        .ok_or(TokenError::NotOurs("it names an unknown kind of principal"))?;
+    Ok(Verified {
+        principal,
+        provider,
+        scopes,
+    })
 }
 
 fn principal_from_claims(claims: Claims) -> Option<Principal> {
@@ -235,10 +308,10 @@ mod tests {
         let t = AccessTokens::new(&[1; 32], "http://cloister.test");
         let (token, exp) = t.issue(&alice());
         assert_eq!(exp - time_util::now_unix(), ACCESS_TOKEN_LIFETIME_SECS);
-        assert_eq!(t.verify(&token).unwrap(), alice());
+        assert_eq!(t.verify(&token).unwrap().principal, alice());
         // Another replica sharing the key verifies it too.
         let replica = AccessTokens::new(&[1; 32], "http://cloister.test");
-        assert_eq!(replica.verify(&token).unwrap(), alice());
+        assert_eq!(replica.verify(&token).unwrap().principal, alice());
     }
 
     #[test]
@@ -251,16 +324,27 @@ mod tests {
             attributes: BTreeMap::from([("image_digest".into(), "sha256:1".into())]),
             groups: vec![],
         };
-        let (token, _) = t.issue(&p);
-        assert_eq!(t.verify(&token).unwrap(), p);
+        let (token, _) = t.issue_federated(&p, "verifier");
+        let verified = t.verify(&token).unwrap();
+        assert_eq!(verified.principal, p);
+        assert_eq!(
+            verified.provider_name().as_deref(),
+            Some(
+                "projects/123456789012/locations/global/workloadIdentityPools/primus-pool/providers/verifier"
+            )
+        );
+        // A federated token that does not name its provider cannot be checked: refused.
+        let (old, _) = t.issue(&p);
+        assert!(matches!(t.verify(&old), Err(TokenError::NotOurs(_))));
     }
 
     #[test]
     fn registry_tokens_and_api_tokens_are_not_interchangeable() {
         let t = AccessTokens::new(&[1; 32], "http://cloister.test");
         let scope = vec!["repository:p/r/i:pull".to_owned()];
-        let (registry, _) = t.issue_registry(&alice(), scope.clone());
-        assert_eq!(t.verify_registry(&registry).unwrap(), (alice(), scope));
+        let (registry, _) = t.issue_registry(&alice(), None, scope.clone());
+        let verified = t.verify_registry(&registry).unwrap();
+        assert_eq!((verified.principal, verified.scopes), (alice(), scope));
         assert!(matches!(t.verify(&registry), Err(TokenError::NotOurs(_))));
         let (api, _) = t.issue(&alice());
         assert!(t.verify_registry(&api).is_err());

@@ -142,7 +142,9 @@ async fn exchange_token(
     .await;
     match outcome {
         Ok((principal, _)) => {
-            let (access_token, exp) = state.tokens.issue(&principal);
+            let (access_token, exp) = state
+                .tokens
+                .issue_federated(&principal, provider.provider_id());
             state.metrics.token("federated");
             state.metrics.exchange(true);
             state

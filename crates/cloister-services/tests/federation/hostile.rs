@@ -1,7 +1,10 @@
-//! What a hostile tenant tried (issue 18): library internals in refusals, `iat`-less and
-//! whitespace-wrapped subject tokens.
+//! What a hostile tenant tried (issue 18): federated tokens outliving their provider or pool,
+//! library internals in refusals, `iat`-less and whitespace-wrapped subject tokens.
 
 use super::*;
+
+const POOL_PATH: &str =
+    "/v1/projects/primus-bank/locations/global/workloadIdentityPools/primus-pool";
 
 /// Google's error shapes leak nothing of the JWT library.
 fn assert_plain(message: &str) {
@@ -18,6 +21,55 @@ fn assert_plain(message: &str) {
             !message.contains(internal),
             "{internal:?} in the message {message:?}"
         );
+    }
+}
+
+#[tokio::test]
+async fn federated_tokens_end_when_their_provider_or_pool_is_deleted_or_disabled() {
+    let cases: [(&str, &str, Option<Value>); 4] = [
+        ("DELETE", "/providers/attestation-verifier", None),
+        (
+            "PATCH",
+            "/providers/attestation-verifier?updateMask=disabled",
+            Some(json!({"disabled": true})),
+        ),
+        (
+            "PATCH",
+            "?updateMask=disabled",
+            Some(json!({"disabled": true})),
+        ),
+        ("DELETE", "", None),
+    ];
+    for (method, tail, body) in cases {
+        let p = Primus::setup().await;
+        let (s, b) = p.sts(&rsa(&claims())).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let federated = b["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(p.impersonate(&federated).await.0, StatusCode::OK);
+
+        let (s, b) = p
+            .api
+            .call(&p.alice, method, &format!("{POOL_PATH}{tail}"), body)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{method} {tail}: {b}");
+
+        let (s, b) = p.impersonate(&federated).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {tail}: {b}");
+        assert!(
+            message(&b).contains("deleted or disabled since"),
+            "{method} {tail}: {b}"
+        );
+        let id_token = format!("/v1/projects/-/serviceAccounts/{PRIMUS_SA}:generateIdToken");
+        let (s, b) = p
+            .api
+            .call(
+                &federated,
+                "POST",
+                &id_token,
+                Some(json!({"audience": "x"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {tail}: {b}");
     }
 }
 
