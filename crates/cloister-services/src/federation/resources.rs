@@ -15,6 +15,7 @@ use super::explain;
 use super::provider::{self, ProviderSettings};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::iam::authorizer::denied;
 use crate::json::ApiJson;
 use crate::state::AppState;
 
@@ -82,7 +83,10 @@ pub async fn resolve_project(
     found.ok_or_else(|| ApiError::NotFound(format!("Project {project} was not found")))
 }
 
-/// Checks `permission` on the project, then resolves it (so a refused caller learns nothing).
+/// Checks `permission` on the project, then resolves it, so a refused caller learns nothing:
+/// by id, an unknown project is refused like a known one (its policy is empty); by number, the
+/// refusal names the number, never the project id behind it, and an unknown number is refused
+/// the same way (as Google answers 403 for both).
 async fn authorized_project(
     state: &AppState,
     caller: &Principal,
@@ -90,21 +94,37 @@ async fn authorized_project(
     location: &str,
     permission: Permission,
 ) -> Result<ProjectRecord, ApiError> {
-    let by_id = ProjectId::parse(project).ok();
-    if let Some(id) = &by_id {
+    if let Ok(id) = ProjectId::parse(project) {
         state
             .authorizer
             .check(caller, permission, &id.resource_name())
             .await?;
+        return resolve_project(state, project, location).await;
     }
-    let record = resolve_project(state, project, location).await?;
-    if by_id.is_none() {
-        state
-            .authorizer
-            .check(caller, permission, &record.id.resource_name())
-            .await?;
+    let as_named = format!("projects/{project}");
+    let record = match resolve_project(state, project, location).await {
+        Ok(record) => record,
+        // No such number: the check on `projects/NUMBER` (no policy) refuses and audits it.
+        Err(ApiError::NotFound(_)) => {
+            state
+                .authorizer
+                .check(caller, permission, &as_named)
+                .await?;
+            return Err(ApiError::NotFound(format!(
+                "Project {project} was not found"
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    match state
+        .authorizer
+        .check(caller, permission, &record.id.resource_name())
+        .await
+    {
+        Ok(_) => Ok(record),
+        Err(ApiError::PermissionDenied { .. }) => Err(denied(caller, permission, &as_named)),
+        Err(e) => Err(e),
     }
-    Ok(record)
 }
 
 fn pool_name(p: &ProjectRecord, pool: &str) -> String {

@@ -1,5 +1,6 @@
 //! What a hostile tenant tried (issue 18): federated tokens outliving their provider or pool,
-//! library internals in refusals, `iat`-less and whitespace-wrapped subject tokens.
+//! project numbers as an existence oracle, library internals in refusals, `iat`-less and
+//! whitespace-wrapped subject tokens.
 
 use super::*;
 
@@ -71,6 +72,71 @@ async fn federated_tokens_end_when_their_provider_or_pool_is_deleted_or_disabled
             .await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {tail}: {b}");
     }
+}
+
+#[tokio::test]
+async fn strangers_learn_nothing_from_project_numbers_or_ids() {
+    let p = Primus::setup().await;
+    let bob = p.api.user("bob@example.com").await;
+    let pools =
+        |project: &str| format!("/v1/projects/{project}/locations/global/workloadIdentityPools");
+    // Paths under a project, with PROJECT standing for its number or id.
+    let shapes: [(&str, &str, Option<Value>); 6] = [
+        ("GET", "", None),
+        ("POST", "?workloadIdentityPoolId=bob-pool", Some(json!({}))),
+        ("GET", "/primus-pool", None),
+        ("DELETE", "/primus-pool", None),
+        ("GET", "/primus-pool/providers", None),
+        (
+            "POST",
+            "/primus-pool/providers/attestation-verifier:explain",
+            Some(json!({"subjectToken": "x"})),
+        ),
+    ];
+    // The real project's number, a number no project has, its id, an id no project has.
+    let unknown_number = if p.number == "123456789012" {
+        "123456789013"
+    } else {
+        "123456789012"
+    };
+    let pairs = [
+        (p.number.as_str(), unknown_number),
+        ("primus-bank", "nobody-bank"),
+    ];
+    for (method, tail, body) in shapes {
+        for (real, unknown) in pairs {
+            let (s1, b1) = p
+                .api
+                .call(
+                    &bob,
+                    method,
+                    &format!("{}{tail}", pools(real)),
+                    body.clone(),
+                )
+                .await;
+            let (s2, b2) = p
+                .api
+                .call(
+                    &bob,
+                    method,
+                    &format!("{}{tail}", pools(unknown)),
+                    body.clone(),
+                )
+                .await;
+            assert_eq!(s1, StatusCode::FORBIDDEN, "{method} {real}{tail}: {b1}");
+            assert_eq!(s2, StatusCode::FORBIDDEN, "{method} {unknown}{tail}: {b2}");
+            // The same answer, but for the name the caller gave.
+            let same = message(&b2).replace(unknown, real);
+            assert_eq!(message(&b1), same, "{method} {tail}");
+            if real == p.number {
+                assert!(!message(&b1).contains("primus-bank"), "{b1}");
+                assert!(!b1.to_string().contains("primus-bank"), "{b1}");
+            }
+        }
+    }
+    // The owner still reaches everything by number.
+    let (s, b) = p.api.call(&p.alice, "GET", &pools(&p.number), None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
 }
 
 #[tokio::test]
