@@ -17,6 +17,8 @@ use crate::auth::tokens::AccessTokens;
 use crate::compute::driver::{Launcher, LocalDriver};
 use crate::compute::replicas::ReplicaLease;
 use crate::error::ApiError;
+use crate::federation::fetch::{AllowedHost, FetchPolicy};
+use crate::federation::jwks::JwksCache;
 use crate::iam::authorizer::Authorizer;
 use crate::signing::SigningKeys;
 use crate::state::AppState;
@@ -66,6 +68,9 @@ pub struct ServerConfig {
     /// With a shared database: how long a replica's instances outlive its last renewal of
     /// their lease (every 2 s) before another replica marks them TERMINATED.
     pub replica_lease: std::time::Duration,
+    /// Hosts (`HOST[:PORT]`) that issuer discovery and JWKS fetches may reach over plain
+    /// http or at a private address; everything else is https to public addresses only.
+    pub oidc_fetch_allow: Vec<AllowedHost>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -230,7 +235,10 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         attestation_keys: Arc::new(attestation_keys),
         kek,
         identity_ca,
-        jwks: Arc::default(),
+        jwks: Arc::new(JwksCache::new(FetchPolicy::new(
+            &public_url,
+            config.oidc_fetch_allow.clone(),
+        ))),
         attestation_token_lifetime_secs: config.attestation_token_lifetime_secs,
         metrics: Arc::default(),
         compute: Arc::new(LocalDriver::new(

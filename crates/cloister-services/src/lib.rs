@@ -35,3 +35,4 @@ pub use app::{
 };
 pub use cloister_store::DEFAULT_DATABASE_CONNECTIONS;
 pub use error::ApiError;
+pub use federation::fetch::AllowedHost;

@@ -5,6 +5,8 @@ mod support;
 
 #[path = "federation/hostile.rs"]
 mod hostile;
+#[path = "federation/ssrf.rs"]
+mod ssrf;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -92,7 +94,12 @@ impl Primus {
     /// Primus's project, its service account, a pool and a provider with the codelab's
     /// condition, and the pool's principals bound as workloadIdentityUser on primus-sa.
     async fn setup() -> Primus {
-        let api = Api::start().await;
+        Self::setup_with(|_| {}).await
+    }
+
+    /// The same on a server whose configuration `configure` adjusts first.
+    async fn setup_with(configure: impl FnOnce(&mut cloister_services::ServerConfig)) -> Primus {
+        let api = Api::start_with(configure).await;
         let alice = api.user("alice@example.com").await;
         let (s, op) = api
             .call(

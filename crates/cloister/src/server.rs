@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
+use cloister_services::AllowedHost;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -63,9 +64,15 @@ pub struct ServerArgs {
     /// of its machine [default: 30].
     #[arg(long, env = "CLOISTER_REPLICA_LEASE_SECS", value_parser = clap::value_parser!(u64).range(5..=3600))]
     replica_lease_secs: Option<u64>,
+    /// Hosts that providers' issuer discovery and key fetches may reach over plain http or at
+    /// a private (loopback, RFC 1918, link-local…) address, as HOST or HOST:PORT, comma
+    /// separated; all other fetches are https to public addresses only [default: none; this
+    /// server's own public URL is always allowed].
+    #[arg(long, env = "CLOISTER_OIDC_FETCH_ALLOW", value_delimiter = ',')]
+    oidc_fetch_allow: Vec<AllowedHost>,
     /// A TOML file with any of: listen, data_dir, public_url, log_format, max_body_bytes,
     /// attestation_token_lifetime_secs, database_url, database_connections, blob_url, kek_file,
-    /// replica_lease_secs.
+    /// replica_lease_secs, oidc_fetch_allow (a list of HOST[:PORT]).
     #[arg(long, env = "CLOISTER_SERVER_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -101,6 +108,7 @@ struct ConfigFile {
     blob_url: Option<String>,
     kek_file: Option<PathBuf>,
     replica_lease_secs: Option<u64>,
+    oidc_fetch_allow: Option<Vec<String>>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -172,6 +180,16 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         ),
     };
     let blob_url = args.blob_url.or(file.blob_url);
+    let oidc_fetch_allow = if args.oidc_fetch_allow.is_empty() {
+        file.oidc_fetch_allow
+            .unwrap_or_default()
+            .iter()
+            .map(|h| h.parse::<AllowedHost>())
+            .collect::<Result<Vec<_>, _>>()
+            .context("oidc_fetch_allow in the server config")?
+    } else {
+        args.oidc_fetch_allow
+    };
     let config = cloister_services::ServerConfig {
         data_dir: data_dir.clone(),
         public_url: public_url.clone(),
@@ -191,6 +209,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         blob_url: blob_url.clone(),
         kek,
         replica_lease,
+        oidc_fetch_allow,
         blob_options: std::env::vars()
             .filter(|(k, _)| {
                 ["AWS_", "GOOGLE_", "AZURE_"]

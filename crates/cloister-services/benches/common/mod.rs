@@ -64,6 +64,7 @@ impl BenchServer {
                     blob_options: Vec::new(),
                     kek: None,
                     replica_lease: cloister_services::DEFAULT_REPLICA_LEASE,
+                    oidc_fetch_allow: Vec::new(),
                 };
                 configure(&mut config);
                 let opened = cloister_services::open(config).await.expect("open");

@@ -328,13 +328,50 @@ async fn remove(state: &AppState, name: String, kind: &str) -> Result<Json<Value
     Ok(done(&name, json!({})))
 }
 
-/// Parses and validates provider settings from a request body; returns the resource to store.
-fn provider_resource(body: Value) -> Result<Value, ApiError> {
+/// Parses and validates provider settings from a request body; returns the resource to store
+/// and warnings for the caller.
+async fn provider_resource(
+    state: &AppState,
+    body: Value,
+) -> Result<(Value, Vec<String>), ApiError> {
     let settings: ProviderSettings = serde_json::from_value(body).map_err(|e| {
         ApiError::InvalidArgument(format!("Invalid workload identity pool provider: {e}"))
     })?;
     provider::validate(&settings)?;
-    serde_json::to_value(&settings).map_err(|e| ApiError::Internal(e.to_string()))
+    let warnings = issuer_warnings(state, &settings).await;
+    let resource =
+        serde_json::to_value(&settings).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((resource, warnings))
+}
+
+/// A warning when Cloister cannot fetch the issuer's keys now. The provider is still stored,
+/// as Google stores any https issuer: the issuer may come up later, or the admin may allow
+/// its host; but the owner learns now, not from a refused exchange later.
+async fn issuer_warnings(state: &AppState, settings: &ProviderSettings) -> Vec<String> {
+    let Some(oidc) = &settings.oidc else {
+        return Vec::new();
+    };
+    let ours = oidc.issuer_uri.trim_end_matches('/') == state.public_url;
+    if oidc.jwks_json.is_some() || ours {
+        return Vec::new();
+    }
+    match state.jwks.probe(&oidc.issuer_uri).await {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![format!(
+            "{e}. Subject tokens from this issuer will be refused until its keys can be \
+             fetched: give them inline (oidc.jwksJson), or for a host on a private network or \
+             plain http ask the server's admin to allow it (--oidc-fetch-allow)."
+        )],
+    }
+}
+
+/// The operation for a provider write, with `warnings` when there are any.
+fn done_with(name: &str, resource: Value, warnings: Vec<String>) -> Json<Value> {
+    let Json(mut op) = done(name, with_name(resource, name));
+    if !warnings.is_empty() {
+        op["warnings"] = json!(warnings);
+    }
+    Json(op)
 }
 
 async fn create_provider(
@@ -358,7 +395,7 @@ async fn create_provider(
         "iam.workloadIdentityPoolProviders.create",
     )
     .await?;
-    let resource = provider_resource(body)?;
+    let (resource, warnings) = provider_resource(&state, body).await?;
     let name = format!("{}/providers/{id}", pool_name(&project, &pool));
     let record = FederationRecord {
         name: name.clone(),
@@ -367,7 +404,7 @@ async fn create_provider(
         etag: new_etag(),
     };
     state.db(move |s| s.create_federation(&record)).await?;
-    Ok(done(&name, with_name(resource, &name)))
+    Ok(done_with(&name, resource, warnings))
 }
 
 async fn list_providers(
@@ -424,9 +461,9 @@ async fn patch_provider(
     .await?;
     let record = load(&state, &name, "Workload identity pool provider").await?;
     let merged = merge(record.resource.clone(), &patch, q.update_mask.as_deref())?;
-    let resource = provider_resource(merged)?;
+    let (resource, warnings) = provider_resource(&state, merged).await?;
     store_update(&state, &record, resource.clone()).await?;
-    Ok(done(&name, with_name(resource, &name)))
+    Ok(done_with(&name, resource, warnings))
 }
 
 async fn delete_provider(

@@ -167,6 +167,7 @@ pub fn config(data_dir: std::path::PathBuf) -> cloister_services::ServerConfig {
         blob_options: Vec::new(),
         kek: None,
         replica_lease: cloister_services::DEFAULT_REPLICA_LEASE,
+        oidc_fetch_allow: Vec::new(),
     }
 }
 
