@@ -17,6 +17,8 @@ use crate::auth::tokens::AccessTokens;
 use crate::compute::driver::{Launcher, LocalDriver};
 use crate::compute::replicas::ReplicaLease;
 use crate::error::ApiError;
+use crate::federation::fetch::{AllowedHost, FetchPolicy};
+use crate::federation::jwks::JwksCache;
 use crate::iam::authorizer::Authorizer;
 use crate::signing::SigningKeys;
 use crate::state::AppState;
@@ -68,6 +70,9 @@ pub struct ServerConfig {
     pub replica_lease: std::time::Duration,
     /// The largest object and each project's storage quota.
     pub storage_limits: crate::storage::limits::StorageLimits,
+    /// Hosts (`HOST[:PORT]`) that issuer discovery and JWKS fetches may reach over plain
+    /// http or at a private address; everything else is https to public addresses only.
+    pub oidc_fetch_allow: Vec<AllowedHost>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -232,7 +237,10 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         attestation_keys: Arc::new(attestation_keys),
         kek,
         identity_ca,
-        jwks: Arc::default(),
+        jwks: Arc::new(JwksCache::new(FetchPolicy::new(
+            &public_url,
+            config.oidc_fetch_allow.clone(),
+        ))),
         attestation_token_lifetime_secs: config.attestation_token_lifetime_secs,
         metrics: Arc::default(),
         compute: Arc::new(LocalDriver::new(

@@ -17,6 +17,7 @@ mod health;
 pub mod iam;
 pub mod iamcredentials;
 pub mod json;
+pub mod jwt;
 pub mod kms;
 pub mod metrics;
 mod oidc;
@@ -35,3 +36,4 @@ pub use app::{
 };
 pub use cloister_store::DEFAULT_DATABASE_CONNECTIONS;
 pub use error::ApiError;
+pub use federation::fetch::AllowedHost;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
+use cloister_services::AllowedHost;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -71,9 +72,16 @@ pub struct ServerArgs {
     /// quota].
     #[arg(long, env = "CLOISTER_PROJECT_STORAGE_QUOTA_BYTES")]
     project_storage_quota_bytes: Option<u64>,
+    /// Hosts that providers' issuer discovery and key fetches may reach over plain http or at
+    /// a private (loopback, RFC 1918, link-local…) address, as HOST or HOST:PORT, comma
+    /// separated; all other fetches are https to public addresses only [default: none; this
+    /// server's own public URL is always allowed].
+    #[arg(long, env = "CLOISTER_OIDC_FETCH_ALLOW", value_delimiter = ',')]
+    oidc_fetch_allow: Vec<AllowedHost>,
     /// A TOML file with any of: listen, data_dir, public_url, log_format, max_body_bytes,
     /// attestation_token_lifetime_secs, database_url, database_connections, blob_url, kek_file,
-    /// replica_lease_secs, max_object_bytes, project_storage_quota_bytes.
+    /// replica_lease_secs, max_object_bytes, project_storage_quota_bytes, oidc_fetch_allow (a
+    /// list of HOST[:PORT]).
     #[arg(long, env = "CLOISTER_SERVER_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -111,6 +119,7 @@ struct ConfigFile {
     replica_lease_secs: Option<u64>,
     max_object_bytes: Option<u64>,
     project_storage_quota_bytes: Option<u64>,
+    oidc_fetch_allow: Option<Vec<String>>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -194,6 +203,16 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             .project_storage_quota_bytes
             .or(file.project_storage_quota_bytes),
     };
+    let oidc_fetch_allow = if args.oidc_fetch_allow.is_empty() {
+        file.oidc_fetch_allow
+            .unwrap_or_default()
+            .iter()
+            .map(|h| h.parse::<AllowedHost>())
+            .collect::<Result<Vec<_>, _>>()
+            .context("oidc_fetch_allow in the server config")?
+    } else {
+        args.oidc_fetch_allow
+    };
     let config = cloister_services::ServerConfig {
         data_dir: data_dir.clone(),
         public_url: public_url.clone(),
@@ -214,6 +233,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         kek,
         replica_lease,
         storage_limits,
+        oidc_fetch_allow,
         blob_options: std::env::vars()
             .filter(|(k, _)| {
                 ["AWS_", "GOOGLE_", "AZURE_"]

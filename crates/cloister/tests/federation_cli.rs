@@ -171,8 +171,37 @@ fn providers_are_managed_and_explained_with_the_cli() {
         "{err}"
     );
 
+    // A provider whose issuer Cloister will not fetch is stored, with a warning saying why.
+    let mut internal = vec![
+        "--profile",
+        "alice",
+        "iam",
+        "workload-identity-pools",
+        "providers",
+        "create-oidc",
+        "internal-issuer",
+    ];
+    internal.extend(provider);
+    internal.extend([
+        "--location",
+        "global",
+        "--issuer-uri",
+        "http://127.0.0.1:9",
+        "--attribute-mapping",
+        "google.subject=assertion.sub",
+    ]);
+    let out = cli.run(&internal);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("WARNING: could not fetch the keys of issuer http://127.0.0.1:9")
+            && err.contains("--oidc-fetch-allow"),
+        "{err}"
+    );
+
+    // A token file ends in a newline; it is not part of the token.
     let token_file = w.dir.path().join("token.jwt");
-    std::fs::write(&token_file, token("sha256:0000")).unwrap();
+    std::fs::write(&token_file, format!("{}\n", token("sha256:0000"))).unwrap();
     let mut explain = vec![
         "--profile",
         "alice",
@@ -215,7 +244,8 @@ fn googles_python_client_exchanges_and_impersonates_against_cloister() {
     let number = primus(&w);
     let endpoint = w.server.endpoint();
     let token_file = w.dir.path().join("subject.jwt");
-    std::fs::write(&token_file, token(DIGEST)).unwrap();
+    // With the newline a token file usually ends in: Cloister's STS trims it, as Google's does.
+    std::fs::write(&token_file, format!("{}\n", token(DIGEST))).unwrap();
     let config = json!({
         "type": "external_account",
         "audience": format!("//iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/primus-pool/providers/attestation-verifier"),

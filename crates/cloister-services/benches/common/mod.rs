@@ -65,6 +65,7 @@ impl BenchServer {
                     kek: None,
                     replica_lease: cloister_services::DEFAULT_REPLICA_LEASE,
                     storage_limits: Default::default(),
+                    oidc_fetch_allow: Vec::new(),
                 };
                 configure(&mut config);
                 let opened = cloister_services::open(config).await.expect("open");

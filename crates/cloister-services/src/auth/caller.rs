@@ -5,8 +5,10 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use cloister_domain::Principal;
 
+use super::tokens::Verified;
 use crate::error::ApiError;
 use crate::iam::service_accounts;
+use crate::jwt;
 use crate::state::AppState;
 
 /// The authenticated principal of a request (from `Authorization: Bearer TOKEN`).
@@ -36,26 +38,42 @@ impl FromRequestParts<AppState> for Caller {
                 h.strip_prefix("Bearer ")
                     .or_else(|| h.strip_prefix("bearer "))
             })
-            .map(str::trim)
+            .map(jwt::trim)
             .ok_or_else(|| ApiError::Unauthenticated(MISSING.into()))?;
-        let principal = state.tokens.verify(token).map_err(|e| {
+        let verified = state.tokens.verify(token).map_err(|e| {
             ApiError::Unauthenticated(format!("Invalid authentication credential: {e}."))
         })?;
-        require_active(state, &principal).await?;
-        Ok(Caller(principal))
+        require_active(state, &verified).await?;
+        Ok(Caller(verified.principal))
     }
 }
 
 /// A user or service account deleted (or disabled) after its token was issued loses access
-/// at once, not when the token expires.
-pub async fn require_active(state: &AppState, principal: &Principal) -> Result<(), ApiError> {
+/// at once, not when the token expires; so does a federated token whose provider or pool is
+/// deleted or disabled.
+pub async fn require_active(state: &AppState, verified: &Verified) -> Result<(), ApiError> {
+    let principal = &verified.principal;
     let active = match principal {
         Principal::User(email) => {
             let email = email.clone();
             state.read(|s| s.get_user(&email))?.is_some()
         }
         Principal::ServiceAccount(_) => service_accounts::is_active(state, principal).await?,
-        Principal::Federated { .. } => true,
+        Principal::Federated { .. } => {
+            let Some(provider) = verified.provider_name() else {
+                return Err(ApiError::Internal(
+                    "a verified federated token without its provider".into(),
+                ));
+            };
+            if !federation_active(state, &provider)? {
+                return Err(ApiError::Unauthenticated(format!(
+                    "Invalid authentication credential: the token was exchanged through \
+                     workload identity pool provider {provider}, which (or whose pool) has been \
+                     deleted or disabled since; its tokens no longer work."
+                )));
+            }
+            true
+        }
     };
     if active {
         Ok(())
@@ -64,6 +82,17 @@ pub async fn require_active(state: &AppState, principal: &Principal) -> Result<(
             "Invalid authentication credential: the token's principal {principal} no longer exists or is disabled."
         )))
     }
+}
+
+/// Whether the provider `name` and its pool both exist and are enabled.
+fn federation_active(state: &AppState, name: &str) -> Result<bool, ApiError> {
+    let pool = name.rsplit_once("/providers/").map_or("", |(p, _)| p);
+    let (provider, pool) =
+        state.read(|s| Ok((s.get_federation(name)?, s.get_federation(pool)?)))?;
+    let enabled = |r: Option<cloister_store::FederationRecord>| {
+        r.is_some_and(|r| !r.resource["disabled"].as_bool().unwrap_or(false))
+    };
+    Ok(enabled(provider) && enabled(pool))
 }
 
 impl FromRequestParts<AppState> for AdminCaller {

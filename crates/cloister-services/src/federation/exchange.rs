@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::jwks;
 use super::provider::CompiledProvider;
 use crate::error::ApiError;
+use crate::jwt::{self, Malformed};
 use crate::state::AppState;
 use crate::time_util;
 
@@ -53,29 +54,36 @@ fn grant(msg: String) -> ExchangeError {
     ExchangeError::InvalidGrant(msg)
 }
 
+fn unaccepted_algorithm(alg: &str) -> ExchangeError {
+    grant(format!(
+        "The subject token's algorithm {alg:?} is not accepted: use RS256 or ES256."
+    ))
+}
+
 /// Verifies signature, algorithm, issuer, audience and time claims; returns the claims.
+/// Surrounding whitespace is not part of the token (a token file ends in a newline).
 pub async fn verify_subject_token(
     state: &AppState,
     provider: &CompiledProvider,
     token: &str,
 ) -> Result<Value, ExchangeError> {
+    let token = jwt::trim(token);
     if token.len() > MAX_SUBJECT_TOKEN_BYTES {
         return Err(ExchangeError::InvalidRequest(format!(
             "The subject token is {} bytes; at most {MAX_SUBJECT_TOKEN_BYTES} are accepted.",
             token.len()
         )));
     }
-    let header = jsonwebtoken::decode_header(token).map_err(|e| {
-        grant(format!(
-            "The subject token is not a well-formed JWT ({e}); 'alg: none' is never accepted."
-        ))
-    })?;
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|e| match jwt::malformed(token, &e) {
+            Some(Malformed::Algorithm(alg)) => unaccepted_algorithm(&alg),
+            Some(m) => grant(format!("The subject token is malformed: {m}.")),
+            None => grant("The subject token is malformed: it is not a well-formed JWT.".into()),
+        })?;
     // Asymmetric algorithms only: an HMAC "signed" with the issuer's public key proves nothing.
     if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
-        return Err(grant(format!(
-            "The subject token is signed with {:?}; only RS256 and ES256 are accepted.",
-            header.alg
-        )));
+        let alg = jwt::header_alg(token).unwrap_or_default();
+        return Err(unaccepted_algorithm(&alg));
     }
     let kid = header.kid.as_deref();
     // This Cloister's own verifier is read in process, never over HTTP to ourselves.
@@ -86,8 +94,13 @@ pub async fn verify_subject_token(
         None => state.jwks.key(&provider.issuer, kid).await,
     }
     .map_err(|e| grant(format!("The subject token cannot be verified: {e}.")))?;
-    let key = DecodingKey::from_jwk(&jwk)
-        .map_err(|e| grant(format!("The issuer's key {kid:?} is unusable: {e}.")))?;
+    let key = DecodingKey::from_jwk(&jwk).map_err(|e| {
+        tracing::info!(issuer = %provider.issuer, error = %e, "an issuer's key is unusable");
+        grant(format!(
+            "The issuer's key {} is unusable: it is not an RSA or P-256 public key.",
+            kid.unwrap_or("(without a kid)")
+        ))
+    })?;
 
     let mut validation = Validation::new(header.alg);
     validation.leeway = CLOCK_SKEW_SECS;
@@ -102,7 +115,7 @@ pub async fn verify_subject_token(
         provider.allowed_audiences.clone()
     };
     validation.set_audience(&audiences);
-    validation.set_required_spec_claims(&["exp", "iat", "iss", "aud"]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]); // and `iat`, below
 
     let unverified = || {
         jsonwebtoken::dangerous::insecure_decode::<Value>(token)
@@ -131,10 +144,16 @@ pub async fn verify_subject_token(
             )),
             ErrorKind::MissingRequiredClaim(c) => grant(format!("The subject token has no {c} claim.")),
             ErrorKind::InvalidAlgorithm => grant("The subject token's algorithm does not match the issuer's key.".into()),
-            other => grant(format!("The subject token is not a well-formed JWT ({other:?}).")),
+            _ => grant(format!("The subject token is malformed: {}.", jwt::reason(token, &e))),
         })?
         .claims;
-    let iat = claims["iat"].as_f64().unwrap_or_default();
+    // The JWT library does not enforce `iat` even when asked to; Google requires it.
+    let Some(iat) = claims.get("iat").and_then(Value::as_f64) else {
+        return Err(grant(
+            "The subject token has no iat claim (its issue time, in seconds since the epoch)."
+                .into(),
+        ));
+    };
     if iat > (time_util::now_unix() as u64 + CLOCK_SKEW_SECS) as f64 {
         return Err(grant(format!(
             "The subject token was issued in the future ({}).",

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::exchange::{self, condition_input};
 use crate::error::ApiError;
+use crate::jwt;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -35,15 +36,19 @@ pub async fn explain(
                 "Workload identity pool provider {provider_name} was not found"
             ))
         })?;
-    let verified = exchange::verify_subject_token(state, &provider, &req.subject_token).await;
+    let token = jwt::trim(&req.subject_token);
+    let verified = exchange::verify_subject_token(state, &provider, token).await;
     // Even a token that fails verification is worth explaining: its claims are shown as
     // unverified, so the owner sees both problems at once.
     let claims = match &verified {
         Ok(claims) => claims.clone(),
-        Err(_) => jsonwebtoken::dangerous::insecure_decode::<Value>(&req.subject_token)
+        Err(_) => jsonwebtoken::dangerous::insecure_decode::<Value>(token)
             .map(|d| d.claims)
             .map_err(|e| {
-                ApiError::InvalidArgument(format!("The subject token is not a JWT: {e}"))
+                ApiError::InvalidArgument(format!(
+                    "The subject token is malformed: {}.",
+                    jwt::reason(token, &e)
+                ))
             })?,
     };
     let verification = match &verified {

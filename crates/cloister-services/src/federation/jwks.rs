@@ -9,21 +9,34 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use serde::Deserialize;
 
+use super::fetch::{FetchError, FetchPolicy};
+
 /// How long fetched keys are trusted without asking the issuer again.
 const CACHE_FOR: Duration = Duration::from_secs(300);
 /// The least time between two fetches for one issuer, so tokens with random key ids cannot
 /// make Cloister hammer an issuer.
 const REFETCH_AFTER: Duration = Duration::from_secs(10);
-const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum JwksError {
     #[error("the token names key id {kid:?}, which the issuer {issuer} does not publish")]
     UnknownKid { issuer: String, kid: String },
     #[error("the token has no key id (kid) and the issuer {issuer} publishes {count} keys")]
     NoKid { issuer: String, count: usize },
-    #[error("could not fetch the keys of issuer {issuer}: {detail}")]
-    Fetch { issuer: String, detail: String },
+    #[error("could not fetch the keys of issuer {issuer}: {source}")]
+    Fetch {
+        issuer: String,
+        #[source]
+        source: FetchError,
+    },
+    /// The issuer answered, but not with what OIDC discovery promises (what it sent is not
+    /// repeated: it could be any internal page).
+    #[error("could not fetch the keys of issuer {issuer}: {url} is not {expected}")]
+    NotKeys {
+        issuer: String,
+        url: String,
+        expected: &'static str,
+    },
 }
 
 struct Cached {
@@ -32,21 +45,20 @@ struct Cached {
 }
 
 pub struct JwksCache {
-    http: reqwest::Client,
+    policy: FetchPolicy,
     issuers: Mutex<HashMap<String, Cached>>,
+    /// The last failed fetch per issuer, answered again until `refetch_after` has passed, so
+    /// anonymous exchanges cannot turn Cloister into a stream of requests at a host.
+    failures: Mutex<HashMap<String, (JwksError, Instant)>>,
     refetch_after: Duration,
 }
 
-impl Default for JwksCache {
-    fn default() -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .build()
-            .unwrap_or_default();
+impl JwksCache {
+    pub fn new(policy: FetchPolicy) -> Self {
         Self {
-            http,
+            policy,
             issuers: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
             refetch_after: REFETCH_AFTER,
         }
     }
@@ -76,7 +88,7 @@ impl JwksCache {
     /// The issuer's key for `kid`, from the cache while fresh, else fetched.
     pub async fn key(&self, issuer: &str, kid: Option<&str>) -> Result<Jwk, JwksError> {
         let cached = {
-            let issuers = self.lock();
+            let issuers = lock(&self.issuers);
             issuers
                 .get(issuer)
                 .map(|c| (select(&c.keys, issuer, kid), c.fetched.elapsed()))
@@ -86,62 +98,79 @@ impl JwksCache {
             Some((Err(e), age)) if age < self.refetch_after => return Err(e),
             _ => {}
         }
-        let keys = self.fetch(issuer).await?;
-        let found = select(&keys, issuer, kid);
-        self.lock().insert(
-            issuer.to_owned(),
-            Cached {
-                keys,
-                fetched: Instant::now(),
-            },
-        );
-        found
+        let failed = lock(&self.failures).get(issuer).cloned();
+        if let Some((e, at)) = failed
+            && at.elapsed() < self.refetch_after
+        {
+            return Err(e);
+        }
+        let keys = self.refresh(issuer).await?;
+        select(&keys, issuer, kid)
     }
 
+    /// Fetches the issuer's keys now: whether Cloister can reach them (for a warning when a
+    /// provider is written).
+    pub async fn probe(&self, issuer: &str) -> Result<(), JwksError> {
+        self.refresh(issuer).await.map(|_| ())
+    }
+
+    /// Fetches and caches the issuer's keys, or records the failure.
+    async fn refresh(&self, issuer: &str) -> Result<JwkSet, JwksError> {
+        match self.fetch(issuer).await {
+            Ok(keys) => {
+                lock(&self.failures).remove(issuer);
+                let cached = Cached {
+                    keys: keys.clone(),
+                    fetched: Instant::now(),
+                };
+                lock(&self.issuers).insert(issuer.to_owned(), cached);
+                Ok(keys)
+            }
+            Err(e) => {
+                let failure = (e.clone(), Instant::now());
+                lock(&self.failures).insert(issuer.to_owned(), failure);
+                Err(e)
+            }
+        }
+    }
+
+    /// Discovery, then the `jwks_uri` it names; both under the fetch policy (the JWKS URL is
+    /// the issuer's to choose, so it gets the same rules as the issuer itself).
     async fn fetch(&self, issuer: &str) -> Result<JwkSet, JwksError> {
-        let fail = |detail: String| JwksError::Fetch {
+        let fetch_failed = |source| JwksError::Fetch {
             issuer: issuer.to_owned(),
-            detail,
+            source,
+        };
+        let not_keys = |url: &str, expected| {
+            tracing::info!(%issuer, %url, expected, "issuer document does not parse");
+            JwksError::NotKeys {
+                issuer: issuer.to_owned(),
+                url: url.to_owned(),
+                expected,
+            }
         };
         let discovery_url = format!(
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
         );
-        let discovery: Discovery = serde_json::from_slice(
-            &self.get(&discovery_url).await.map_err(fail)?,
-        )
-        .map_err(|e| {
-            fail(format!(
-                "{discovery_url} is not an OIDC discovery document: {e}"
-            ))
-        })?;
-        let body = self.get(&discovery.jwks_uri).await.map_err(fail)?;
-        serde_json::from_slice(&body)
-            .map_err(|e| fail(format!("{} is not a JWK set: {e}", discovery.jwks_uri)))
-    }
-
-    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
-        let resp = self
-            .http
-            .get(url)
-            .send()
+        let body = self
+            .policy
+            .get(&discovery_url)
             .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
-        if !resp.status().is_success() {
-            return Err(format!("GET {url} answered {}", resp.status()));
-        }
-        let body = resp.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
-        if body.len() > MAX_DOCUMENT_BYTES {
-            return Err(format!(
-                "GET {url}: the document is larger than {MAX_DOCUMENT_BYTES} bytes"
-            ));
-        }
-        Ok(body.to_vec())
+            .map_err(fetch_failed)?;
+        let discovery: Discovery = serde_json::from_slice(&body)
+            .map_err(|_| not_keys(&discovery_url, "an OIDC discovery document with a jwks_uri"))?;
+        let body = self
+            .policy
+            .get(&discovery.jwks_uri)
+            .await
+            .map_err(fetch_failed)?;
+        serde_json::from_slice(&body).map_err(|_| not_keys(&discovery.jwks_uri, "a JWK set"))
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
-        self.issuers.lock().unwrap_or_else(|p| p.into_inner())
-    }
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -161,6 +190,12 @@ mod tests {
     }
 
     type Published = (Arc<Mutex<Vec<Value>>>, Arc<AtomicUsize>);
+
+    /// A cache whose fetches may reach loopback issuers (as an admin's allow-list permits).
+    fn local_cache() -> JwksCache {
+        let allow = vec!["127.0.0.1".parse().unwrap()];
+        JwksCache::new(FetchPolicy::new("http://cloister.test", allow))
+    }
 
     /// A local OIDC issuer whose published keys can change; counts the JWKS fetches.
     async fn issuer(keys: Arc<Mutex<Vec<Value>>>, fetches: Arc<AtomicUsize>) -> String {
@@ -192,7 +227,7 @@ mod tests {
         let base = issuer(Arc::clone(&keys), Arc::clone(&fetches)).await;
         let cache = JwksCache {
             refetch_after: Duration::ZERO,
-            ..Default::default()
+            ..local_cache()
         };
         assert_eq!(
             cache
@@ -223,7 +258,7 @@ mod tests {
         let keys = Arc::new(Mutex::new(vec![key("k1")]));
         let fetches = Arc::new(AtomicUsize::new(0));
         let base = issuer(keys, Arc::clone(&fetches)).await;
-        let cache = JwksCache::default();
+        let cache = local_cache();
         cache.key(&base, Some("k1")).await.unwrap();
         for _ in 0..5 {
             assert!(matches!(
@@ -236,7 +271,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_issuer_is_a_clear_error() {
-        let cache = JwksCache::default();
+        let cache = local_cache();
         let err = cache
             .key("http://127.0.0.1:9", Some("k"))
             .await

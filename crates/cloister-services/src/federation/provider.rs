@@ -72,6 +72,11 @@ impl CompiledProvider {
         format!("projects/{}/locations/{tail}", self.project_id)
     }
 
+    /// The provider's id within its pool (the last segment of its name).
+    pub fn provider_id(&self) -> &str {
+        self.name.rsplit('/').next().unwrap_or_default()
+    }
+
     /// The audiences a token may carry: the configured ones, or by default the provider's own
     /// URL, as Google does.
     pub fn accepts_audience(&self, aud: &str) -> bool {

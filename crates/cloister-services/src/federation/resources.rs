@@ -15,6 +15,7 @@ use super::explain;
 use super::provider::{self, ProviderSettings};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::iam::authorizer::denied;
 use crate::json::ApiJson;
 use crate::state::AppState;
 
@@ -82,7 +83,10 @@ pub async fn resolve_project(
     found.ok_or_else(|| ApiError::NotFound(format!("Project {project} was not found")))
 }
 
-/// Checks `permission` on the project, then resolves it (so a refused caller learns nothing).
+/// Checks `permission` on the project, then resolves it, so a refused caller learns nothing:
+/// by id, an unknown project is refused like a known one (its policy is empty); by number, the
+/// refusal names the number, never the project id behind it, and an unknown number is refused
+/// the same way (as Google answers 403 for both).
 async fn authorized_project(
     state: &AppState,
     caller: &Principal,
@@ -90,21 +94,37 @@ async fn authorized_project(
     location: &str,
     permission: Permission,
 ) -> Result<ProjectRecord, ApiError> {
-    let by_id = ProjectId::parse(project).ok();
-    if let Some(id) = &by_id {
+    if let Ok(id) = ProjectId::parse(project) {
         state
             .authorizer
             .check(caller, permission, &id.resource_name())
             .await?;
+        return resolve_project(state, project, location).await;
     }
-    let record = resolve_project(state, project, location).await?;
-    if by_id.is_none() {
-        state
-            .authorizer
-            .check(caller, permission, &record.id.resource_name())
-            .await?;
+    let as_named = format!("projects/{project}");
+    let record = match resolve_project(state, project, location).await {
+        Ok(record) => record,
+        // No such number: the check on `projects/NUMBER` (no policy) refuses and audits it.
+        Err(ApiError::NotFound(_)) => {
+            state
+                .authorizer
+                .check(caller, permission, &as_named)
+                .await?;
+            return Err(ApiError::NotFound(format!(
+                "Project {project} was not found"
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    match state
+        .authorizer
+        .check(caller, permission, &record.id.resource_name())
+        .await
+    {
+        Ok(_) => Ok(record),
+        Err(ApiError::PermissionDenied { .. }) => Err(denied(caller, permission, &as_named)),
+        Err(e) => Err(e),
     }
-    Ok(record)
 }
 
 fn pool_name(p: &ProjectRecord, pool: &str) -> String {
@@ -308,13 +328,50 @@ async fn remove(state: &AppState, name: String, kind: &str) -> Result<Json<Value
     Ok(done(&name, json!({})))
 }
 
-/// Parses and validates provider settings from a request body; returns the resource to store.
-fn provider_resource(body: Value) -> Result<Value, ApiError> {
+/// Parses and validates provider settings from a request body; returns the resource to store
+/// and warnings for the caller.
+async fn provider_resource(
+    state: &AppState,
+    body: Value,
+) -> Result<(Value, Vec<String>), ApiError> {
     let settings: ProviderSettings = serde_json::from_value(body).map_err(|e| {
         ApiError::InvalidArgument(format!("Invalid workload identity pool provider: {e}"))
     })?;
     provider::validate(&settings)?;
-    serde_json::to_value(&settings).map_err(|e| ApiError::Internal(e.to_string()))
+    let warnings = issuer_warnings(state, &settings).await;
+    let resource =
+        serde_json::to_value(&settings).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((resource, warnings))
+}
+
+/// A warning when Cloister cannot fetch the issuer's keys now. The provider is still stored,
+/// as Google stores any https issuer: the issuer may come up later, or the admin may allow
+/// its host; but the owner learns now, not from a refused exchange later.
+async fn issuer_warnings(state: &AppState, settings: &ProviderSettings) -> Vec<String> {
+    let Some(oidc) = &settings.oidc else {
+        return Vec::new();
+    };
+    let ours = oidc.issuer_uri.trim_end_matches('/') == state.public_url;
+    if oidc.jwks_json.is_some() || ours {
+        return Vec::new();
+    }
+    match state.jwks.probe(&oidc.issuer_uri).await {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![format!(
+            "{e}. Subject tokens from this issuer will be refused until its keys can be \
+             fetched: give them inline (oidc.jwksJson), or for a host on a private network or \
+             plain http ask the server's admin to allow it (--oidc-fetch-allow)."
+        )],
+    }
+}
+
+/// The operation for a provider write, with `warnings` when there are any.
+fn done_with(name: &str, resource: Value, warnings: Vec<String>) -> Json<Value> {
+    let Json(mut op) = done(name, with_name(resource, name));
+    if !warnings.is_empty() {
+        op["warnings"] = json!(warnings);
+    }
+    Json(op)
 }
 
 async fn create_provider(
@@ -338,7 +395,7 @@ async fn create_provider(
         "iam.workloadIdentityPoolProviders.create",
     )
     .await?;
-    let resource = provider_resource(body)?;
+    let (resource, warnings) = provider_resource(&state, body).await?;
     let name = format!("{}/providers/{id}", pool_name(&project, &pool));
     let record = FederationRecord {
         name: name.clone(),
@@ -347,7 +404,7 @@ async fn create_provider(
         etag: new_etag(),
     };
     state.db(move |s| s.create_federation(&record)).await?;
-    Ok(done(&name, with_name(resource, &name)))
+    Ok(done_with(&name, resource, warnings))
 }
 
 async fn list_providers(
@@ -404,9 +461,9 @@ async fn patch_provider(
     .await?;
     let record = load(&state, &name, "Workload identity pool provider").await?;
     let merged = merge(record.resource.clone(), &patch, q.update_mask.as_deref())?;
-    let resource = provider_resource(merged)?;
+    let (resource, warnings) = provider_resource(&state, merged).await?;
     store_update(&state, &record, resource.clone()).await?;
-    Ok(done(&name, with_name(resource, &name)))
+    Ok(done_with(&name, resource, warnings))
 }
 
 async fn delete_provider(

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::exchange::{self, ExchangeError};
+use crate::jwt;
 use crate::state::AppState;
 use crate::time_util;
 
@@ -106,9 +107,15 @@ async fn exchange_token(
             ));
         }
     }
-    let Some(subject_token) = req.subject_token.filter(|t| !t.is_empty()) else {
+    // Surrounding whitespace is not part of the token (a token file ends in a newline).
+    let subject_token = req
+        .subject_token
+        .as_deref()
+        .map(jwt::trim)
+        .unwrap_or_default();
+    if subject_token.is_empty() {
         return invalid("Missing required parameter: \"subject_token\".".into());
-    };
+    }
     let provider_name = req
         .audience
         .as_deref()
@@ -129,13 +136,15 @@ async fn exchange_token(
     }
     let resource = provider.audit_resource();
     let outcome = async {
-        let claims = exchange::verify_subject_token(state, &provider, &subject_token).await?;
+        let claims = exchange::verify_subject_token(state, &provider, subject_token).await?;
         exchange::authorize(&provider, &claims).map(|p| (p, claims))
     }
     .await;
     match outcome {
         Ok((principal, _)) => {
-            let (access_token, exp) = state.tokens.issue(&principal);
+            let (access_token, exp) = state
+                .tokens
+                .issue_federated(&principal, provider.provider_id());
             state.metrics.token("federated");
             state.metrics.exchange(true);
             state
@@ -158,7 +167,7 @@ async fn exchange_token(
         }
         Err(e) => {
             let subject =
-                jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(&subject_token)
+                jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(subject_token)
                     .ok()
                     .and_then(|d| d.claims["sub"].as_str().map(|s| format!("subject:{s}")))
                     .unwrap_or_else(|| "subject:unknown".into());

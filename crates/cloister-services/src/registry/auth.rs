@@ -25,6 +25,7 @@ use crate::auth::caller::require_active;
 use crate::auth::tokens::ACCESS_TOKEN_LIFETIME_SECS;
 use crate::error::ApiError;
 use crate::iam::authorizer::denied;
+use crate::jwt;
 use crate::state::AppState;
 use crate::time_util;
 
@@ -59,6 +60,8 @@ impl Action {
 /// An authenticated registry caller: scopes are `None` for an unscoped API token.
 pub struct RegistryCaller {
     pub principal: Principal,
+    /// The provider a federated principal's token was exchanged through.
+    provider: Option<String>,
     scopes: Option<Vec<String>>,
 }
 
@@ -101,20 +104,17 @@ pub async fn authenticate(
     };
     let value = value.to_str().unwrap_or_default();
     let bad = |why: String| unauthorized(state, format!("{why}; {HOW}"), None);
-    let caller = if let Some(token) = value.strip_prefix("Bearer ") {
-        let token = token.trim();
+    let (verified, scoped) = if let Some(token) = value.strip_prefix("Bearer ") {
+        let token = jwt::trim(token);
         match state.tokens.verify_registry(token) {
-            Ok((principal, scopes)) => RegistryCaller {
-                principal,
-                scopes: Some(scopes),
-            },
-            Err(_) => RegistryCaller {
-                principal: state
+            Ok(verified) => (verified, true),
+            Err(_) => (
+                state
                     .tokens
                     .verify(token)
                     .map_err(|e| bad(format!("invalid bearer token: {e}")))?,
-                scopes: None,
-            },
+                false,
+            ),
         }
     } else if let Some(basic) = value.strip_prefix("Basic ") {
         let (user, password) =
@@ -122,20 +122,22 @@ pub async fn authenticate(
         if user != TOKEN_USER {
             return Err(bad(format!("unknown user {user:?}")));
         }
-        RegistryCaller {
-            principal: state
-                .tokens
-                .verify(&password)
-                .map_err(|e| bad(format!("invalid access token: {e}")))?,
-            scopes: None,
-        }
+        let verified = state
+            .tokens
+            .verify(jwt::trim(&password))
+            .map_err(|e| bad(format!("invalid access token: {e}")))?;
+        (verified, false)
     } else {
         return Err(bad("unsupported Authorization scheme".into()));
     };
-    require_active(state, &caller.principal)
+    require_active(state, &verified)
         .await
         .map_err(|e| bad(e.to_string()))?;
-    Ok(Some(caller))
+    Ok(Some(RegistryCaller {
+        principal: verified.principal,
+        provider: verified.provider,
+        scopes: scoped.then_some(verified.scopes),
+    }))
 }
 
 fn decode_basic(b64: &str) -> Option<(String, String)> {
@@ -277,7 +279,10 @@ pub async fn token(
             granted.push(scope_for(name, &allowed));
         }
     }
-    let (token, _) = state.tokens.issue_registry(&caller.principal, granted);
+    let (token, _) =
+        state
+            .tokens
+            .issue_registry(&caller.principal, caller.provider.as_deref(), granted);
     state.metrics.token("registry");
     Ok(Json(json!({
         "token": token,

@@ -19,6 +19,7 @@ use super::{CHALLENGE_LIFETIME_SECS, DEFAULT_AUDIENCE};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::json::ApiJson;
+use crate::jwt;
 use crate::state::AppState;
 use crate::time_util;
 
@@ -178,8 +179,8 @@ fn verify_id_token(state: &AppState, token: &str) -> Result<Email, ApiError> {
     let refuse = |why: String| {
         ApiError::InvalidArgument(format!("gcpCredentials.serviceAccountIdTokens: {why}"))
     };
-    let header =
-        jsonwebtoken::decode_header(token).map_err(|e| refuse(format!("not a JWT ({e})")))?;
+    let token = jwt::trim(token);
+    let header = jsonwebtoken::decode_header(token).map_err(|e| refuse(jwt::reason(token, &e)))?;
     if header.alg != Algorithm::RS256 {
         return Err(refuse("ID tokens are RS256".into()));
     }
@@ -198,7 +199,8 @@ fn verify_id_token(state: &AppState, token: &str) -> Result<Email, ApiError> {
     let claims = jsonwebtoken::decode::<Value>(token, &key, &v)
         .map_err(|e| {
             refuse(format!(
-                "the ID token does not verify ({e}); request one for audience {}",
+                "the ID token does not verify: {}; request one for audience {}",
+                jwt::reason(token, &e),
                 state.public_url
             ))
         })?

@@ -285,6 +285,7 @@ async fn providers(
             );
             let op = client.post(&path, &body).await?;
             eprintln!("Created workload identity pool provider [{provider}].");
+            print_warnings(&op);
             print_one(&ctx.format, &op["response"])
         }
         ProvidersCommand::UpdateOidc {
@@ -304,6 +305,7 @@ async fn providers(
                 .patch_query(&path, &[("updateMask", mask.join(","))], &body)
                 .await?;
             eprintln!("Updated workload identity pool provider [{provider}].");
+            print_warnings(&op);
             print_one(&ctx.format, &op["response"])
         }
         ProvidersCommand::Describe {
@@ -375,6 +377,14 @@ async fn providers(
 }
 
 /// A human-readable explanation: one line per step and per clause.
+/// The server's warnings about a provider it stored (e.g. an issuer whose keys it cannot
+/// fetch), on stderr like gcloud's.
+fn print_warnings(op: &Value) {
+    for warning in op["warnings"].as_array().into_iter().flatten() {
+        eprintln!("WARNING: {}", warning.as_str().unwrap_or_default());
+    }
+}
+
 fn print_explanation(r: &Value) {
     let s = |v: &Value| {
         v.as_str()
