@@ -2,12 +2,12 @@
 # Fuzzes the parsers of untrusted evidence for a bounded time each:
 #   fuzz/run.sh [SECONDS_PER_TARGET]   (default 120)
 # Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). Corpora are seeded
-# from the recorded evidence in ../shared/fixtures/tee when it is there; crashes land in
+# from the recorded evidence in testdata/tee; crashes land in
 # fuzz/artifacts/TARGET/ and make this script fail.
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-120}"
-fixtures="$(cd .. && pwd)/../shared/fixtures/tee"
+fixtures="$(cd .. && pwd)/testdata/tee"
 
 seed() { # seed TARGET FILE...
   local target="$1"; shift

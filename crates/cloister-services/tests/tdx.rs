@@ -1,5 +1,5 @@
 //! `tdCcel` evidence through verifyAttestation with real recorded TDX quotes
-//! (shared/fixtures/tee/tdx). No recorded quote can bind a fresh challenge, so the best a
+//! (testdata/tee/tdx). No recorded quote can bind a fresh challenge, so the best a
 //! genuine quote gets is past every DCAP check to the binding refusal; everything else is
 //! refused earlier, each with its reason. (The checks after the binding are tested on
 //! constructed quotes in `verifier::tdx`.)

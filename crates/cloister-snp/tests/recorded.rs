@@ -1,4 +1,4 @@
-//! Real recorded SEV-SNP evidence (shared/fixtures/tee): each fixture gives the outcome its
+//! Real recorded SEV-SNP evidence (testdata/tee): each fixture gives the outcome its
 //! README states, and any flipped bit in what is signed is refused.
 
 use std::path::PathBuf;
@@ -7,18 +7,10 @@ use cloister_snp::{Policy, Product, SigningKey, SnpError, verify};
 use time::macros::datetime;
 
 fn fixture(path: &str) -> Vec<u8> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let found = dir
-        .ancestors()
-        .map(|a| a.join("shared/fixtures/tee").join(path))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| {
-            panic!(
-                "shared/fixtures/tee/{path} not found above {}",
-                dir.display()
-            )
-        });
-    std::fs::read(found).unwrap()
+    let found = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/tee")
+        .join(path);
+    std::fs::read(&found).unwrap_or_else(|e| panic!("{}: {e}", found.display()))
 }
 
 fn milan_v2() -> (Vec<u8>, Vec<u8>) {

@@ -1,4 +1,4 @@
-//! Real recorded DCAP quotes with their collateral (shared/fixtures/tee/tdx): each gives the
+//! Real recorded DCAP quotes with their collateral (testdata/tee/tdx): each gives the
 //! outcome its README states; flipped bits are refused.
 
 use std::path::PathBuf;
@@ -6,13 +6,10 @@ use std::path::PathBuf;
 use cloister_tdx::{TdxError, parse, verify};
 
 fn fixture(path: &str) -> Vec<u8> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let found = dir
-        .ancestors()
-        .map(|a| a.join("shared/fixtures/tee/tdx").join(path))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("shared/fixtures/tee/tdx/{path} not found"));
-    std::fs::read(found).unwrap()
+    let found = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/tee/tdx")
+        .join(path);
+    std::fs::read(&found).unwrap_or_else(|e| panic!("{}: {e}", found.display()))
 }
 
 /// 2025-07-01, inside the collateral's validity window (2025-06-19..2025-07-19).

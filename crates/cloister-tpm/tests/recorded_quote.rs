@@ -1,4 +1,4 @@
-//! A real TPM quote recorded from hardware (shared/fixtures/tee/tpm), and its mutations.
+//! A real TPM quote recorded from hardware (testdata/tee/tpm), and its mutations.
 
 use std::collections::BTreeMap;
 
@@ -16,10 +16,10 @@ struct Evidence {
 
 fn evidence() -> Evidence {
     let path = format!(
-        "{}/../../../shared/fixtures/tee/tpm/tpm_evidence.json",
+        "{}/../../testdata/tee/tpm/tpm_evidence.json",
         env!("CARGO_MANIFEST_DIR")
     );
-    let v: Value = serde_json::from_slice(&std::fs::read(path).expect("shared fixtures")).unwrap();
+    let v: Value = serde_json::from_slice(&std::fs::read(path).expect("testdata/tee")).unwrap();
     let q = &v["tpm_quote"];
     let pcrs = q["pcrs"]
         .as_array()

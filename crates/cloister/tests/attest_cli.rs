@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn fixture(path: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    dir.ancestors()
-        .map(|a| a.join("shared/fixtures/tee").join(path))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("shared/fixtures/tee/{path} not found"))
+    let found = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/tee")
+        .join(path);
+    assert!(found.exists(), "{} not found", found.display());
+    found
 }
 
 fn verify(args: &[&str], files: &[&str]) -> (i32, serde_json::Value) {

@@ -177,13 +177,10 @@ pub fn message(body: &Value) -> &str {
     body["error"]["message"].as_str().unwrap_or_default()
 }
 
-/// A file of the recorded TEE evidence in `shared/fixtures/tee/` (`snp/test-report.bin`, …).
+/// A file of the recorded TEE evidence in `testdata/tee/` (`snp/test-report.bin`, …).
 pub fn tee_fixture(path: &str) -> Vec<u8> {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let found = dir
-        .ancestors()
-        .map(|a| a.join("shared/fixtures/tee").join(path))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("shared/fixtures/tee/{path} not found"));
-    std::fs::read(found).unwrap()
+    let found = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/tee")
+        .join(path);
+    std::fs::read(&found).unwrap_or_else(|e| panic!("{}: {e}", found.display()))
 }
