@@ -62,14 +62,22 @@ pub fn process(
         }
     }
     let (uid, gid) = user(c["User"].as_str().unwrap_or_default())?;
+    let cwd = c["WorkingDir"]
+        .as_str()
+        .filter(|w| !w.is_empty())
+        .unwrap_or("/");
+    // A working directory under /proc is how an image reached the host through runc's
+    // leaked descriptors (CVE-2024-21626); no workload needs one.
+    let path = Path::new(cwd);
+    if !path.is_absolute() || path.starts_with("/proc") {
+        return Err(LaunchError::Spec(format!(
+            "the image's WorkingDir {cwd:?} is not allowed: it must be an absolute path outside /proc"
+        )));
+    }
     Ok(Process {
         args,
         env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
-        cwd: c["WorkingDir"]
-            .as_str()
-            .filter(|w| !w.is_empty())
-            .unwrap_or("/")
-            .to_owned(),
+        cwd: cwd.to_owned(),
         uid,
         gid,
     })
@@ -102,6 +110,9 @@ pub struct Container<'a> {
     pub hostname: &'a str,
     /// The network namespace to join; None: the launcher's own.
     pub netns: Option<&'a Path>,
+    /// The container's cgroup, unique to the instance (its numeric id): runc would otherwise
+    /// derive it from the container's name, which two tenants' instances may share.
+    pub cgroup: String,
 }
 
 /// Writes `config.json` for a bundle whose rootfs is `bundle/rootfs`.
@@ -139,6 +150,7 @@ pub fn write_config(bundle: &Path, c: &Container) -> Result<PathBuf, LaunchError
         linux.set_namespaces(Some(namespaces));
     }
     if let Some(linux) = config.linux_mut() {
+        linux.set_cgroups_path(Some(PathBuf::from(&c.cgroup)));
         linux.set_seccomp(Some(crate::seccomp::filter().map_err(spec_err)?));
     }
     let mut mounts = config.mounts().clone().unwrap_or_default();
@@ -213,14 +225,17 @@ mod tests {
         .unwrap();
         assert_eq!(p.args, ["/app", "--x"]);
         assert!(p.env.contains(&"MODEL=b".to_owned()));
-        assert!(
-            process(
-                &serde_json::json!({"config": {"User": "nobody"}, }),
-                &spec(&[("tee-cmd", "[\"x\"]")]),
-                &[]
-            )
-            .is_err()
-        );
+        for refused in [
+            serde_json::json!({"config": {"User": "nobody"}}),
+            serde_json::json!({"config": {"WorkingDir": "/proc/self/fd/7"}}),
+            serde_json::json!({"config": {"WorkingDir": "/proc"}}),
+            serde_json::json!({"config": {"WorkingDir": "work"}}),
+        ] {
+            assert!(
+                process(&refused, &spec(&[("tee-cmd", "[\"x\"]")]), &[]).is_err(),
+                "{refused}"
+            );
+        }
     }
 
     fn config(netns: Option<&Path>) -> serde_json::Value {
@@ -241,6 +256,7 @@ mod tests {
                 spec: &spec,
                 hostname: "i",
                 netns,
+                cgroup: "/cloister/1".into(),
             },
         )
         .unwrap();

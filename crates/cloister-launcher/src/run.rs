@@ -84,6 +84,12 @@ async fn launch(config: &Config) -> Result<u8, LaunchError> {
     let zone = metadata.get("instance/zone").await?;
     let zone = zone.rsplit('/').next().unwrap_or(&zone).to_owned();
     let instance = metadata.get("instance/name").await?;
+    let instance_id = metadata.get("instance/id").await?;
+    if instance_id.is_empty() || !instance_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(LaunchError::Metadata(format!(
+            "instance/id {instance_id:?} is not a number"
+        )));
+    }
 
     let io = |e: std::io::Error| LaunchError::Io(e.to_string());
     let blobs = config.runtime_dir.join("blobs");
@@ -235,6 +241,7 @@ async fn launch(config: &Config) -> Result<u8, LaunchError> {
             spec: &spec,
             hostname: &instance,
             netns: config.workload_netns.as_deref(),
+            cgroup: format!("/cloister/{instance_id}"),
         },
     )?;
     let forward = spec.log_redirect != LogRedirect::Nowhere;
@@ -346,9 +353,11 @@ async fn supervise(
     let mut attempt = 0u32;
     loop {
         let id = format!("{instance}-{attempt}");
+        // Through pipes, never the launcher's own descriptors: the console is a file the
+        // workload could otherwise reopen (/proc/self/fd/1) to rewrite or truncate.
         let stdio = || {
             if forward {
-                std::process::Stdio::inherit()
+                std::process::Stdio::piped()
             } else {
                 std::process::Stdio::null()
             }
@@ -367,6 +376,18 @@ async fn supervise(
             .map_err(|e| {
                 LaunchError::Runtime(format!("starting {}: {e}", config.runc.display()))
             })?;
+        let copies = [
+            child.stdout.take().map(|out| {
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut { out }, &mut tokio::io::stdout()).await;
+                })
+            }),
+            child.stderr.take().map(|err| {
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut { err }, &mut tokio::io::stderr()).await;
+                })
+            }),
+        ];
         log(format!("workload started (container {id})"));
         let status = tokio::select! {
             s = child.wait() => s.map_err(|e| LaunchError::Runtime(e.to_string()))?,
@@ -388,6 +409,10 @@ async fn supervise(
             .args(["delete", "-f", &id])
             .status()
             .await;
+        // The workload's last lines reach the console before the launcher's verdict.
+        for copy in copies.into_iter().flatten() {
+            let _ = copy.await;
+        }
         let code = status.code().unwrap_or(128);
         log(format!("workload finished with exit code {code}"));
         let again = match policy {

@@ -4,8 +4,9 @@
 //! user namespace, see ARCHITECTURE.md's threat model), so the filter refuses, with EPERM,
 //! the calls Docker's default profile refuses that widen a container's reach: new namespaces
 //! (a new user namespace is the way to every capability inside it, and to much of the kernel's
-//! attack surface), mounts, the kernel keyring, BPF and perf, loading modules or kernels,
-//! tracing other processes, the clocks, swap, reboot. It is a deny list over an allowed
+//! attack surface), mounts, the kernel keyring, BPF and perf, io_uring (whose operations no
+//! filter sees), loading modules or kernels, tracing other processes, the clocks, swap,
+//! reboot. It is a deny list over an allowed
 //! default, unlike Docker's allow list: a workload that runs under Docker runs here, and what
 //! it must not do is named here, in one place.
 
@@ -19,6 +20,7 @@ const REFUSED: &[&str] = &[
     "unshare",
     "setns",
     "mount",
+    "umount",
     "umount2",
     "pivot_root",
     "move_mount",
@@ -48,10 +50,17 @@ const REFUSED: &[&str] = &[
     "reboot",
     "settimeofday",
     "clock_settime",
+    "clock_settime64",
     "clock_adjtime",
+    "clock_adjtime64",
     "adjtimex",
     "acct",
     "quotactl",
+    "quotactl_fd",
+    // io_uring's operations run outside any system-call filter (Docker refuses it too).
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
     "lookup_dcookie",
     "ptrace",
     "process_vm_readv",

@@ -17,6 +17,7 @@ use support::instances::Secundus;
 const HOSTILE: &str = r#"
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -86,6 +87,10 @@ int main(int argc, char **argv) {
   get("instance/name");
   get("instance/service-accounts/default/email");
   printf("PROBE DONE\n");
+  fflush(stdout);
+  /* Rewrite the console from the start: the launcher's lines would be gone. */
+  int console = open("/proc/self/fd/1", O_WRONLY | O_TRUNC);
+  if (console >= 0) { if (write(console, "REWRITTEN\n", 10) != 10) return 1; close(console); }
   return 0;
 }
 "#;
@@ -147,6 +152,8 @@ fn a_workload_reaches_only_its_own_metadata_server_and_the_api() {
     );
     let serial = s.finished_serial("hostile");
     assert!(serial.contains("PROBE DONE"), "{serial}");
+    // The console went through a pipe: the workload could not rewrite what came before.
+    assert!(serial.contains("[launcher] ready in"), "{serial}");
     // Every port of both addresses: only the API and the metadata server answer. The
     // neighbour's swtpm (and this instance's own), its metadata server, the host's services:
     // nothing else is there to reach.

@@ -69,12 +69,15 @@ struct Running {
 struct Platform {
     _sandbox: Sandbox,
     _tpm: Option<cloister_tpm::swtpm::Swtpm>,
-    metadata: tokio::task::JoinHandle<()>,
+    _metadata: Task,
 }
 
-impl Drop for Platform {
+/// A task that ends when its handle is dropped.
+struct Task(tokio::task::JoinHandle<()>);
+
+impl Drop for Task {
     fn drop(&mut self) {
-        self.metadata.abort();
+        self.0.abort();
     }
 }
 
@@ -83,27 +86,15 @@ struct Launch {
     path: PathBuf,
     args: Vec<String>,
     entry: ChildEntry,
+    /// runc's state of the instance's containers.
+    runc_root: PathBuf,
 }
 
 /// Stops what a crashed run left running for the instance whose runtime directory is `dir`:
 /// its containers (through runc's own state), then its launcher and swtpm (found by the
 /// runtime directory their command lines name).
 fn stop_leftovers(dir: &Path) {
-    let runc_root = dir.join("run/runc");
-    for container in std::fs::read_dir(&runc_root)
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let _ = std::process::Command::new("runc")
-            .arg("--root")
-            .arg(&runc_root)
-            .args(["delete", "--force"])
-            .arg(container.file_name())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
+    delete_containers(&dir.join("run/runc"));
     let needle = format!("{}/", dir.display());
     for process in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = process
@@ -127,6 +118,21 @@ fn stop_leftovers(dir: &Path) {
             // SAFETY: kill(2) on a pid; no memory is touched.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
+    }
+}
+
+/// Kills and deletes every container in a runc state directory: those a launcher that died
+/// (or a crashed run) could not stop itself.
+fn delete_containers(runc_root: &Path) {
+    for container in std::fs::read_dir(runc_root).into_iter().flatten().flatten() {
+        let _ = std::process::Command::new("runc")
+            .arg("--root")
+            .arg(runc_root)
+            .args(["delete", "--force"])
+            .arg(container.file_name())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }
 
@@ -252,9 +258,10 @@ impl LocalDriver {
             attributes: instance.metadata.clone(),
         };
         let app = metadata_server::router(state.clone(), info);
-        let metadata = tokio::spawn(async move {
+        // Aborted when dropped: by the platform, or here if a later step fails.
+        let metadata = Task(tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
-        });
+        }));
         let api = ApiAddress::resolve(&state.public_url)
             .await
             .map_err(unavailable)?;
@@ -298,7 +305,7 @@ impl LocalDriver {
         let platform = Platform {
             _sandbox: sandbox,
             _tpm: tpm,
-            metadata,
+            _metadata: metadata,
         };
         let (stop, stopped) = watch::channel(false);
         let supervisor = tokio::spawn(supervise(
@@ -308,6 +315,7 @@ impl LocalDriver {
                 path: launcher.path.clone(),
                 args: launcher_args,
                 entry,
+                runc_root: dir.join("run/runc"),
             },
             dir.join("serial.log"),
             platform,
@@ -322,6 +330,16 @@ impl LocalDriver {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(instance.resource_name(), running);
+        // A delete that arrived while this instance was starting found nothing to stop:
+        // now that it can be found, stop it if its record is gone.
+        let name = instance.resource_name();
+        if state.db(move |s| s.get_instance(&name)).await?.is_none() {
+            self.stop(instance).await;
+            return Err(ApiError::NotFound(format!(
+                "instance {} was deleted while it started",
+                instance.name
+            )));
+        }
         if let Some(lease) = &self.lease
             && let Err(e) = lease.renew(state).await
         {
@@ -473,6 +491,10 @@ async fn supervise(
         }
     };
     let status = run_launcher(&name, &launch, &serial, &mut stopped, || set("RUNNING")).await;
+    // A launcher killed outright leaves its container running: nothing of the instance may
+    // outlive it.
+    let runc_root = launch.runc_root.clone();
+    let _ = tokio::task::spawn_blocking(move || delete_containers(&runc_root)).await;
     drop(platform);
     set(status).await;
 }

@@ -20,19 +20,23 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
 /// GCE's metadata server address, as every Google client library knows it.
 pub const METADATA_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 /// The swtpm's data port in the platform namespace (its control channel is the next one).
 pub const SWTPM_PORT: u16 = 2321;
-/// Connections one forwarded address serves at once; more are closed at accept.
-const MAX_CONNECTIONS: usize = 256;
+/// Connections one instance's forwarders carry at once (all addresses, both namespaces
+/// together); more are closed at accept, so one instance cannot use up the server's file
+/// descriptors.
+const MAX_CONNECTIONS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -196,7 +200,7 @@ impl ApiAddress {
         let port = url
             .port_or_known_default()
             .ok_or_else(|| format!("the public URL {public_url:?} has no port"))?;
-        let (name, addr) = match url.host() {
+        let (name, addr): (Option<String>, SocketAddr) = match url.host() {
             Some(url::Host::Ipv4(ip)) => (None, SocketAddr::new(ip.into(), port)),
             Some(url::Host::Ipv6(ip)) => (None, SocketAddr::new(ip.into(), port)),
             Some(url::Host::Domain(d)) => {
@@ -211,6 +215,18 @@ impl ApiAddress {
             }
             None => return Err(format!("the public URL {public_url:?} has no host")),
         };
+        if addr.ip().is_loopback() && [SWTPM_PORT, SWTPM_PORT + 1].contains(&addr.port()) {
+            return Err(format!(
+                "the public URL {public_url:?} uses port {}, which an instance's vTPM holds on its loopback: serve Cloister on another port",
+                addr.port()
+            ));
+        }
+        if addr.ip().is_unspecified() {
+            return Err(format!(
+                "the public URL {public_url:?} names no address an instance can reach ({}): set --public-url to the address clients use",
+                addr.ip()
+            ));
+        }
         Ok(ApiAddress { name, addr })
     }
 }
@@ -265,6 +281,7 @@ impl Sandbox {
             text.push_str(&format!("{}\t{name}\n", api.addr.ip()));
         }
         std::fs::write(&hosts, text).map_err(io_err(format!("writing {}", hosts.display())))?;
+        let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let mut sandbox = Sandbox {
             platform,
             workload,
@@ -281,9 +298,11 @@ impl Sandbox {
         for (at, to) in routes {
             for ns in [&sandbox.platform, &sandbox.workload] {
                 let listener = ns.listen(at)?;
-                sandbox
-                    .forwarders
-                    .push(tokio::spawn(forward(listener, to.clone())));
+                sandbox.forwarders.push(tokio::spawn(forward(
+                    listener,
+                    to.clone(),
+                    Arc::clone(&connections),
+                )));
             }
         }
         Ok(sandbox)
@@ -292,17 +311,27 @@ impl Sandbox {
 
 /// Accepts connections inside a namespace and joins each to `to` on the host. The
 /// connections live in this task's set, so aborting the task ends them all.
-async fn forward(listener: tokio::net::TcpListener, to: Upstream) {
+async fn forward(listener: tokio::net::TcpListener, to: Upstream, permits: Arc<Semaphore>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((inbound, _)) = accepted else { continue };
-                if connections.len() >= MAX_CONNECTIONS {
+                let inbound = match accepted {
+                    Ok((inbound, _)) => inbound,
+                    Err(e) => {
+                        // Out of descriptors, most likely: the pending connection keeps the
+                        // listener readable, so back off instead of spinning.
+                        tracing::warn!(error = %e, "an instance's forwarder could not accept");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
                     continue; // dropped: closed at once
-                }
+                };
                 let to = to.clone();
                 connections.spawn(async move {
+                    let _permit = permit;
                     let _ = match &to {
                         Upstream::Tcp(addr) => match TcpStream::connect(addr).await {
                             Ok(out) => join(inbound, out).await,
@@ -328,7 +357,8 @@ async fn join(mut a: TcpStream, mut b: impl AsyncRead + AsyncWrite + Unpin) -> i
 
 /// What a child process (the launcher) does between fork and exec to enter its instance: join
 /// the platform network namespace, and see the instance's hosts file as `/etc/hosts` in a
-/// mount namespace of its own (so the API's name resolves without DNS).
+/// mount namespace of its own (so the API's name resolves without DNS). The mounts are the
+/// host's as slaves: an unmount on the host (a stopped instance's namespaces) reaches it too.
 #[derive(Clone)]
 pub struct ChildEntry {
     netns: i32,
@@ -369,7 +399,7 @@ impl ChildEntry {
                 std::ptr::null(),
                 c"/".as_ptr(),
                 std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
+                libc::MS_REC | libc::MS_SLAVE,
                 std::ptr::null(),
             ))?;
             check(libc::mount(

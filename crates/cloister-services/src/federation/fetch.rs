@@ -264,6 +264,9 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || (first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
                 // NAT64 and IPv4-compatible forms would reach an IPv4 address indirectly.
                 || (first == 0x0064 && v6.segments()[1] == 0xff9b)
+                // 6to4 and Teredo tunnel to an IPv4 address too.
+                || first == 0x2002
+                || (first == 0x2001 && v6.segments()[1] == 0x0000)
                 || v6.segments()[..6].iter().all(|s| *s == 0))
         }
     }
