@@ -10,7 +10,10 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, MountBuilder, Spec, User};
+use oci_spec::runtime::{
+    LinuxNamespace, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, MountBuilder,
+    Spec, User,
+};
 
 use crate::LaunchError;
 use crate::spec::LaunchSpec;
@@ -102,6 +105,10 @@ fn spec_err(e: oci_spec::OciSpecError) -> LaunchError {
     LaunchError::Spec(format!("building the runtime config: {e}"))
 }
 
+/// The most processes and threads a workload may have at once (its cgroup's pids limit):
+/// far above what a workload needs, far below what would starve the host.
+pub const MAX_PROCESSES: i64 = 4096;
+
 /// What runs in the container, and where.
 pub struct Container<'a> {
     pub process: &'a Process,
@@ -151,6 +158,17 @@ pub fn write_config(bundle: &Path, c: &Container) -> Result<PathBuf, LaunchError
     }
     if let Some(linux) = config.linux_mut() {
         linux.set_cgroups_path(Some(PathBuf::from(&c.cgroup)));
+        // A fork bomb stops at the instance's own limit, not at the host's.
+        let pids = LinuxPidsBuilder::default()
+            .limit(MAX_PROCESSES)
+            .build()
+            .map_err(spec_err)?;
+        linux.set_resources(Some(
+            LinuxResourcesBuilder::default()
+                .pids(pids)
+                .build()
+                .map_err(spec_err)?,
+        ));
         linux.set_seccomp(Some(crate::seccomp::filter().map_err(spec_err)?));
     }
     let mut mounts = config.mounts().clone().unwrap_or_default();
@@ -318,6 +336,8 @@ mod tests {
             }
         }
         assert_eq!(v["process"]["noNewPrivileges"], true);
+        assert_eq!(v["linux"]["resources"]["pids"]["limit"], MAX_PROCESSES);
+        assert_eq!(v["linux"]["cgroupsPath"], "/cloister/1");
         let namespaces: Vec<&str> = v["linux"]["namespaces"]
             .as_array()
             .unwrap()

@@ -144,6 +144,27 @@ fn a_workload_reaches_only_its_own_metadata_server_and_the_api() {
     s.create("neighbour", "VTPM", &metadata("[\"wait\"]"));
     s.wait_for("neighbour", "WAITING");
     assert_eq!(swtpms(&data), 1, "the neighbour's vTPM runs");
+    // Its processes are counted in a cgroup of its own (cgroup v1 or v2), with a limit.
+    let id = s
+        .alice(&[
+            "compute",
+            "instances",
+            "describe",
+            "neighbour",
+            "--project",
+            "secundus-bank",
+            "--zone",
+            "us-west1-b",
+            "--format",
+            "value(id)",
+        ])
+        .trim()
+        .to_owned();
+    let limit = ["/sys/fs/cgroup/pids/cloister", "/sys/fs/cgroup/cloister"]
+        .iter()
+        .find_map(|root| std::fs::read_to_string(format!("{root}/{id}/pids.max")).ok())
+        .unwrap_or_else(|| panic!("no pids cgroup for instance {id}"));
+    assert_eq!(limit.trim(), "4096");
 
     s.create(
         "hostile",
