@@ -122,19 +122,29 @@ pub async fn start(
 }
 
 /// The session and its creator, who must still be allowed to write to the bucket.
+/// The session the query's `upload_id` names in `bucket`, whoever opened it.
+fn find_session(
+    state: &AppState,
+    q: &SessionQuery,
+    bucket: &str,
+) -> Result<UploadSession, ApiError> {
+    let id = q
+        .upload_id
+        .as_deref()
+        .ok_or_else(|| ApiError::InvalidArgument("upload_id is required".into()))?;
+    state
+        .read(|s| s.get_upload_session(id))?
+        .filter(|s| s.bucket == bucket)
+        .ok_or_else(|| ApiError::NotFound(format!("No such upload session: {id}")))
+}
+
 async fn session_of(
     state: &AppState,
     q: &SessionQuery,
     bucket: &str,
 ) -> Result<(UploadSession, Principal), ApiError> {
-    let id = q
-        .upload_id
-        .as_deref()
-        .ok_or_else(|| ApiError::InvalidArgument("upload_id is required".into()))?;
-    let session = state
-        .read(|s| s.get_upload_session(id))?
-        .filter(|s| s.bucket == bucket)
-        .ok_or_else(|| ApiError::NotFound(format!("No such upload session: {id}")))?;
+    let session = find_session(state, q, bucket)?;
+    let id = &session.upload_id;
     if crate::time_util::now_unix() - session.create_time >= SESSION_LIFETIME_SECS {
         return Err(ApiError::NotFound(format!(
             "The upload session {id} expired (a session lasts a week): start a new upload"
@@ -383,14 +393,7 @@ pub async fn cancel(
     ApiQuery(q): ApiQuery<SessionQuery>,
 ) -> Result<Response, ApiError> {
     // Anyone holding the session URI may cancel it, even after the creator lost access.
-    let id = q
-        .upload_id
-        .as_deref()
-        .ok_or_else(|| ApiError::InvalidArgument("upload_id is required".into()))?;
-    let session = state
-        .read(|s| s.get_upload_session(id))?
-        .filter(|s| s.bucket == bucket)
-        .ok_or_else(|| ApiError::NotFound(format!("No such upload session: {id}")))?;
+    let session = find_session(&state, &q, &bucket)?;
     remove_chunks(&state, &session.upload_id, session.received).await;
     let id = session.upload_id.clone();
     state.db(move |s| s.delete_upload_session(&id)).await?;
