@@ -179,12 +179,17 @@ impl Primus {
     }
 
     async fn sts(&self, subject_token: &str) -> (StatusCode, Value) {
+        self.sts_for(&self.audience, subject_token).await
+    }
+
+    /// An exchange at another provider of the pool (its STS audience).
+    async fn sts_for(&self, audience: &str, subject_token: &str) -> (StatusCode, Value) {
         let form = serde_urlencoded::to_string([
             (
                 "grant_type",
                 "urn:ietf:params:oauth:grant-type:token-exchange",
             ),
-            ("audience", self.audience.as_str()),
+            ("audience", audience),
             ("scope", "https://www.googleapis.com/auth/cloud-platform"),
             (
                 "requested_token_type",

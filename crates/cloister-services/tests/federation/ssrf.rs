@@ -57,21 +57,7 @@ async fn provider(p: &Primus, id: &str, issuer: &str) -> (Value, String) {
 async fn exchange(p: &Primus, audience: &str, issuer: &str) -> (StatusCode, Value) {
     let mut c = claims();
     c["iss"] = json!(issuer);
-    let form = serde_urlencoded::to_string([
-        (
-            "grant_type",
-            "urn:ietf:params:oauth:grant-type:token-exchange",
-        ),
-        ("audience", audience),
-        ("subject_token", &rsa(&c)),
-        ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-    ])
-    .unwrap();
-    let req = Request::post("/v1/token")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Body::from(form))
-        .unwrap();
-    p.api.send(req).await
+    p.sts_for(audience, &rsa(&c)).await
 }
 
 fn warning(op: &Value) -> String {
