@@ -90,12 +90,15 @@ struct Launch {
     runc_root: PathBuf,
 }
 
-/// Stops what a crashed run left running for the instance whose runtime directory is `dir`:
-/// its containers (through runc's own state), then its launcher and swtpm (found by the
-/// runtime directory their command lines name).
-fn stop_leftovers(dir: &Path) {
-    delete_containers(&dir.join("run/runc"));
-    let needle = format!("{}/", dir.display());
+/// Stops what a crashed run left running of the instances under `root`: their containers
+/// (through runc's own state), then their launchers and swtpms (found, in one pass over the
+/// processes, by the runtime directory their command lines name), and releases their
+/// namespaces.
+fn stop_leftovers(root: &Path) {
+    for dir in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        delete_containers(&dir.path().join("run/runc"));
+    }
+    let needle = format!("{}/", root.display());
     for process in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = process
             .file_name()
@@ -114,10 +117,13 @@ fn stop_leftovers(dir: &Path) {
         let program = args.first().map(|a| a.rsplit('/').next().unwrap_or(a));
         let ours = matches!(program, Some("swtpm")) || args.get(1).is_some_and(|a| a == "launcher");
         if ours && args.iter().any(|a| a.contains(&needle)) {
-            tracing::warn!(pid, dir = %dir.display(), "stopping a process a crashed run left behind");
+            tracing::warn!(pid, "stopping a process a crashed run left behind");
             // SAFETY: kill(2) on a pid; no memory is touched.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
+    }
+    for dir in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        release_namespaces(&dir.path());
     }
 }
 
@@ -173,10 +179,7 @@ impl LocalDriver {
         // A previous run of this server (it held the data directory's lock, so nothing else
         // runs these instances) may have crashed with its instances still running: nothing
         // of them may outlive it.
-        for dir in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-            stop_leftovers(&dir.path());
-            release_namespaces(&dir.path());
-        }
+        stop_leftovers(&root);
         LocalDriver {
             root,
             launcher,
