@@ -1,11 +1,9 @@
 //! Cloister's persistence layer.
 //!
-//! Two traits with one job each, so PostgreSQL and S3 can replace the embedded defaults
-//! without touching the services:
-//! - [`MetadataStore`]: users, credentials, projects, IAM policies, the audit log, and (as its
-//!   supertrait [`RegistryStore`]) Artifact Registry's repositories, manifests and tags
-//!   ([`SqliteStore`] is the embedded default; [`PostgresStore`] serves replicas that share
-//!   one database);
+//! - [`Store`]: the metadata store — what the control plane knows, as records, one module per
+//!   aggregate (identity and IAM, audit, federation, verifier, storage, KMS, registry, compute,
+//!   keys). One implementation serves the embedded SQLite database and a PostgreSQL database
+//!   shared by replicas: each statement is written once (`db.rs` holds the only differences).
 //! - [`BlobStore`]: large immutable byte streams ([`FsBlobStore`] is the embedded default;
 //!   [`ObjectBlobStore`] puts them in S3, GCS, Azure or anything `object_store` reaches).
 //!
@@ -14,30 +12,37 @@
 //! Invariant: this crate knows nothing of HTTP or the CLI; it depends only on
 //! `cloister-domain` among Cloister's crates.
 
+mod audit;
 pub mod blob;
-pub mod compute;
+mod compute;
 pub mod data_dir;
-pub mod keys;
-pub mod metadata;
+mod db;
+mod error;
+mod federation;
+mod identity;
+mod keys;
+mod kms;
+mod migrate;
 pub mod object_blob;
-mod postgres;
-pub mod registry;
-mod sqlite;
+mod registry;
+mod storage;
+mod store;
+mod verifier;
 
+pub use audit::AuditFilter;
 pub use blob::{BlobError, BlobInfo, BlobKey, BlobStore, ByteStream, FsBlobStore};
-pub use compute::{ComputeStore, InstanceRecord};
+pub use compute::{ConfidentialType, InstanceRecord, InstanceStatus};
 pub use data_dir::{DataDir, DataDirError};
-pub use keys::{KeyStore, Reseal, SealedPlace, StoredSigningKey};
-pub use metadata::{
-    AuditFilter, BucketRecord, ChallengeRecord, ConsumeError, CredentialRecord, FederationRecord,
-    KmsCryptoKey, KmsKeyRing, KmsKeyVersion, MetadataStore, ObjectRecord, Preconditions,
-    ProjectRecord, PutLimits, PutRefused, ReferenceValueRecord, ServiceAccountRecord, StoreError,
-    UploadSession, UserRecord,
-};
+pub use error::StoreError;
+pub use federation::FederationRecord;
+pub use identity::{CredentialRecord, ProjectRecord, ServiceAccountRecord, UserRecord};
+pub use keys::{Reseal, SealedPlace, StoredSigningKey};
+pub use kms::{KeyPurpose, KeyVersionState, KmsCryptoKey, KmsKeyRing, KmsKeyVersion};
 pub use object_blob::ObjectBlobStore;
-pub use postgres::{DEFAULT_CONNECTIONS as DEFAULT_DATABASE_CONNECTIONS, PostgresStore};
 pub use registry::{
-    ImageRef, ImageVersion, ManifestRecord, ManifestRefs, RegistryBlob, RegistryStore,
-    RegistryUpload, RepositoryRecord,
+    ImageRef, ImageVersion, ManifestRecord, ManifestRefs, RegistryBlob, RegistryUpload,
+    RepositoryRecord,
 };
-pub use sqlite::SqliteStore;
+pub use storage::{BucketRecord, ObjectRecord, Preconditions, PutLimits, PutRefused, UploadSession};
+pub use store::{DEFAULT_CONNECTIONS as DEFAULT_DATABASE_CONNECTIONS, Store, redacted};
+pub use verifier::{ChallengeRecord, ConsumeError, ReferenceValueRecord};

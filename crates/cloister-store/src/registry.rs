@@ -1,4 +1,4 @@
-//! Artifact Registry records: Docker repositories, and the OCI content inside them.
+//! Artifact Registry: Docker repositories, and the OCI content inside them.
 //!
 //! An OCI repository name is `PROJECT/REPOSITORY/IMAGE` (the image may have slashes); the
 //! first two parts pick a [`RepositoryRecord`], the rest is the image. Blobs are stored once
@@ -6,8 +6,12 @@
 //! them, so a blob pushed to one repository is not readable through another without a mount.
 
 use cloister_domain::ProjectId;
+use time::OffsetDateTime;
 
-use crate::metadata::StoreError;
+use crate::db::{Query, Row, int, query, rfc3339, unique};
+use crate::error::StoreError;
+use crate::identity::{delete_policy, insert_empty_policy};
+use crate::store::Store;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepositoryRecord {
@@ -17,7 +21,7 @@ pub struct RepositoryRecord {
     /// `DOCKER` (the only format Cloister serves).
     pub format: String,
     pub description: String,
-    pub create_time: String,
+    pub create_time: OffsetDateTime,
 }
 
 impl RepositoryRecord {
@@ -56,7 +60,7 @@ pub struct ManifestRecord {
     /// The manifest this one refers to (`subject`), for the referrers API.
     pub subject: Option<String>,
     pub artifact_type: Option<String>,
-    pub create_time: String,
+    pub create_time: OffsetDateTime,
 }
 
 /// What a manifest needs to exist in its image before it may be stored.
@@ -77,7 +81,8 @@ pub struct RegistryUpload {
     /// SHA-256 of the only chunk, while there is one: a single-PATCH upload (what skopeo and
     /// podman send) is then adopted as the blob without reading it again.
     pub single_chunk_sha256: Option<String>,
-    pub create_time: i64,
+    /// Kept to the second.
+    pub create_time: OffsetDateTime,
 }
 
 /// An image and its manifests with their tags (for `docker images list`).
@@ -88,85 +93,444 @@ pub struct ImageVersion {
     pub media_type: String,
     pub size: u64,
     pub tags: Vec<String>,
-    pub create_time: String,
+    pub create_time: OffsetDateTime,
 }
 
-pub trait RegistryStore: Send + Sync {
+const REPOSITORY_COLUMNS: &str =
+    "project_id, location, repository_id, format, description, create_time";
+const MANIFEST_COLUMNS: &str = "digest, media_type, content, subject, artifact_type, create_time";
+const UPLOAD_COLUMNS: &str =
+    "upload_id, repository, image, received, chunks, single_chunk_sha256, create_time";
+
+fn repository_row(r: &Row) -> Result<RepositoryRecord, StoreError> {
+    Ok(RepositoryRecord {
+        project_id: r.project_id(0)?,
+        location: r.text(1)?,
+        repository_id: r.text(2)?,
+        format: r.text(3)?,
+        description: r.text(4)?,
+        create_time: r.time(5)?,
+    })
+}
+
+fn manifest_row(r: &Row) -> Result<ManifestRecord, StoreError> {
+    Ok(ManifestRecord {
+        digest: r.text(0)?,
+        media_type: r.text(1)?,
+        content: r.get(2)?,
+        subject: r.get(3)?,
+        artifact_type: r.get(4)?,
+        create_time: r.time(5)?,
+    })
+}
+
+fn upload_row(r: &Row) -> Result<RegistryUpload, StoreError> {
+    Ok(RegistryUpload {
+        upload_id: r.text(0)?,
+        image: ImageRef {
+            repository: r.text(1)?,
+            image: r.text(2)?,
+        },
+        received: r.u64(3)?,
+        chunks: r.u32(4)?,
+        single_chunk_sha256: r.get(5)?,
+        create_time: r.unix_time(6)?,
+    })
+}
+
+/// `sql` (`… WHERE repository = $1 AND image = $2 AND … = $3`) about `digest` in `image`.
+fn in_image(sql: &'static str, image: &ImageRef, digest: &str) -> Query {
+    query(sql)
+        .bind(&image.repository)
+        .bind(&image.image)
+        .bind(digest)
+}
+
+fn link(image: &ImageRef, digest: &str) -> Query {
+    in_image(
+        "INSERT INTO registry_blob_links (repository, image, digest) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+        image,
+        digest,
+    )
+}
+
+impl Store {
     /// Creates the repository and its (empty) IAM policy under its project.
-    fn create_repository(&self, repo: &RepositoryRecord) -> Result<(), StoreError>;
-    fn get_repository(
+    pub async fn create_repository(&self, r: &RepositoryRecord) -> Result<(), StoreError> {
+        self.db
+            .transaction(|tx| async move {
+                tx.execute(
+                    query(format!(
+                        "INSERT INTO registry_repositories (name, {REPOSITORY_COLUMNS})
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    ))
+                    .bind(r.name())
+                    .bind(r.project_id.as_str())
+                    .bind(&r.location)
+                    .bind(&r.repository_id)
+                    .bind(&r.format)
+                    .bind(&r.description)
+                    .bind(rfc3339(r.create_time)),
+                )
+                .await
+                .map_err(|e| {
+                    unique(e, || {
+                        format!("repository {} in project {}", r.repository_id, r.project_id)
+                    })
+                })?;
+                insert_empty_policy(&tx, &r.name(), &r.project_id.resource_name()).await
+            })
+            .await
+    }
+
+    pub async fn get_repository(
         &self,
         project: &ProjectId,
         repository_id: &str,
-    ) -> Result<Option<RepositoryRecord>, StoreError>;
-    fn list_repositories(&self, project: &ProjectId) -> Result<Vec<RepositoryRecord>, StoreError>;
+    ) -> Result<Option<RepositoryRecord>, StoreError> {
+        let q = query(format!(
+            "SELECT {REPOSITORY_COLUMNS} FROM registry_repositories
+             WHERE project_id = $1 AND repository_id = $2"
+        ));
+        self.db
+            .fetch_optional(q.bind(project.as_str()).bind(repository_id))
+            .await?
+            .as_ref()
+            .map(repository_row)
+            .transpose()
+    }
+
+    pub async fn list_repositories(
+        &self,
+        project: &ProjectId,
+    ) -> Result<Vec<RepositoryRecord>, StoreError> {
+        let q = query(format!(
+            "SELECT {REPOSITORY_COLUMNS} FROM registry_repositories WHERE project_id = $1
+             ORDER BY repository_id"
+        ));
+        let rows = self.db.fetch_all(q.bind(project.as_str())).await?;
+        rows.iter().map(repository_row).collect()
+    }
+
     /// Deletes the repository, its manifests, tags, links and policy. Blobs shared with other
     /// repositories stay; the caller deletes the blob keys returned (no longer linked anywhere).
-    fn delete_repository(&self, name: &str) -> Result<Vec<String>, StoreError>;
+    pub async fn delete_repository(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        self.db
+            .transaction(|tx| async move {
+                for table in [
+                    "registry_tags",
+                    "registry_manifests",
+                    "registry_blob_links",
+                    "registry_uploads",
+                ] {
+                    let q = query(format!("DELETE FROM {table} WHERE repository = $1"));
+                    tx.execute(q.bind(name)).await?;
+                }
+                // Blobs no image links any more are garbage now.
+                let orphans = tx
+                    .fetch_all(query(
+                        "DELETE FROM registry_blobs
+                         WHERE digest NOT IN (SELECT digest FROM registry_blob_links)
+                         RETURNING blob_key",
+                    ))
+                    .await?;
+                let deleted = query("DELETE FROM registry_repositories WHERE name = $1");
+                if tx.execute(deleted.bind(name)).await? == 0 {
+                    return Err(StoreError::NotFound(format!("repository {name}")));
+                }
+                delete_policy(&tx, name).await?;
+                orphans.iter().map(|r| r.text(0)).collect()
+            })
+            .await
+    }
 
     /// The blob if it is linked into `image`.
-    fn linked_blob(
+    pub async fn linked_blob(
         &self,
         image: &ImageRef,
         digest: &str,
-    ) -> Result<Option<RegistryBlob>, StoreError>;
+    ) -> Result<Option<RegistryBlob>, StoreError> {
+        let q = in_image(
+            "SELECT b.digest, b.size, b.blob_key FROM registry_blobs b
+             JOIN registry_blob_links l ON l.digest = b.digest
+             WHERE l.repository = $1 AND l.image = $2 AND l.digest = $3",
+            image,
+            digest,
+        );
+        self.db
+            .fetch_optional(q)
+            .await?
+            .map(|r| {
+                Ok(RegistryBlob {
+                    digest: r.text(0)?,
+                    size: r.u64(1)?,
+                    blob_key: r.text(2)?,
+                })
+            })
+            .transpose()
+    }
+
     /// Records a verified blob and links it into `image`. When the digest is already stored,
     /// the existing copy is kept and `Some(new key)` is returned for the caller to delete.
-    fn put_blob(&self, image: &ImageRef, blob: &RegistryBlob)
-    -> Result<Option<String>, StoreError>;
+    pub async fn put_blob(
+        &self,
+        image: &ImageRef,
+        b: &RegistryBlob,
+    ) -> Result<Option<String>, StoreError> {
+        let size = int(b.size)?;
+        self.db
+            .transaction(|tx| async move {
+                let inserted = tx
+                    .execute(
+                        query(
+                            "INSERT INTO registry_blobs (digest, size, blob_key) VALUES ($1, $2, $3)
+                             ON CONFLICT DO NOTHING",
+                        )
+                        .bind(&b.digest)
+                        .bind(size)
+                        .bind(&b.blob_key),
+                    )
+                    .await?;
+                tx.execute(link(image, &b.digest)).await?;
+                Ok((inserted == 0).then(|| b.blob_key.clone()))
+            })
+            .await
+    }
+
     /// Links an existing blob from `from` into `image` (a cross-repository mount).
-    fn mount_blob(
+    pub async fn mount_blob(
         &self,
         image: &ImageRef,
         from: &ImageRef,
         digest: &str,
-    ) -> Result<Option<RegistryBlob>, StoreError>;
+    ) -> Result<Option<RegistryBlob>, StoreError> {
+        let Some(blob) = self.linked_blob(from, digest).await? else {
+            return Ok(None);
+        };
+        self.db.execute(link(image, digest)).await?;
+        Ok(Some(blob))
+    }
 
     /// Stores a manifest (and moves `tag` to it) if everything it refers to is in the image;
     /// otherwise stores nothing and returns the first missing digest.
-    fn put_manifest(
+    pub async fn put_manifest(
         &self,
         image: &ImageRef,
-        manifest: &ManifestRecord,
+        m: &ManifestRecord,
         refs: &ManifestRefs,
         tag: Option<&str>,
-    ) -> Result<Result<(), String>, StoreError>;
-    fn get_manifest(
+    ) -> Result<Result<(), String>, StoreError> {
+        const LINKED: &str = "SELECT 1 FROM registry_blob_links
+                              WHERE repository = $1 AND image = $2 AND digest = $3";
+        const PRESENT: &str = "SELECT 1 FROM registry_manifests
+                               WHERE repository = $1 AND image = $2 AND digest = $3";
+        self.db
+            .transaction(|tx| async move {
+                let needed = refs.blobs.iter().map(|d| (LINKED, d));
+                for (sql, digest) in needed.chain(refs.manifests.iter().map(|d| (PRESENT, d))) {
+                    if tx.fetch_optional(in_image(sql, image, digest)).await?.is_none() {
+                        return Ok(Err(digest.clone()));
+                    }
+                }
+                tx.execute(
+                    query(format!(
+                        "INSERT INTO registry_manifests (repository, image, {MANIFEST_COLUMNS})
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
+                    ))
+                    .bind(&image.repository)
+                    .bind(&image.image)
+                    .bind(&m.digest)
+                    .bind(&m.media_type)
+                    .bind(&m.content)
+                    .bind(m.subject.as_ref())
+                    .bind(m.artifact_type.as_ref())
+                    .bind(rfc3339(m.create_time)),
+                )
+                .await?;
+                if let Some(tag) = tag {
+                    tx.execute(
+                        query(
+                            "INSERT INTO registry_tags (repository, image, tag, digest)
+                             VALUES ($1, $2, $3, $4)
+                             ON CONFLICT (repository, image, tag) DO UPDATE SET digest = EXCLUDED.digest",
+                        )
+                        .bind(&image.repository)
+                        .bind(&image.image)
+                        .bind(tag)
+                        .bind(&m.digest),
+                    )
+                    .await?;
+                }
+                Ok(Ok(()))
+            })
+            .await
+    }
+
+    pub async fn get_manifest(
         &self,
         image: &ImageRef,
         digest: &str,
-    ) -> Result<Option<ManifestRecord>, StoreError>;
-    fn resolve_tag(&self, image: &ImageRef, tag: &str) -> Result<Option<String>, StoreError>;
+    ) -> Result<Option<ManifestRecord>, StoreError> {
+        const SQL: &str = "SELECT digest, media_type, content, subject, artifact_type, create_time
+                           FROM registry_manifests
+                           WHERE repository = $1 AND image = $2 AND digest = $3";
+        self.db
+            .fetch_optional(in_image(SQL, image, digest))
+            .await?
+            .as_ref()
+            .map(manifest_row)
+            .transpose()
+    }
+
+    pub async fn resolve_tag(&self, image: &ImageRef, tag: &str) -> Result<Option<String>, StoreError> {
+        const SQL: &str =
+            "SELECT digest FROM registry_tags WHERE repository = $1 AND image = $2 AND tag = $3";
+        self.db
+            .fetch_optional(in_image(SQL, image, tag))
+            .await?
+            .map(|r| r.text(0))
+            .transpose()
+    }
+
     /// Tags in lexical order after `last`, at most `limit`.
-    fn list_tags(
+    pub async fn list_tags(
         &self,
         image: &ImageRef,
         last: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<String>, StoreError>;
+    ) -> Result<Vec<String>, StoreError> {
+        const SQL: &str = "SELECT tag FROM registry_tags WHERE repository = $1 AND image = $2
+                           AND tag > $3 ORDER BY tag LIMIT $4";
+        let q = in_image(SQL, image, last.unwrap_or("")).bind(int(limit as u64)?);
+        self.db.fetch_all(q).await?.iter().map(|r| r.text(0)).collect()
+    }
+
     /// Deletes a manifest and the tags pointing at it.
-    fn delete_manifest(&self, image: &ImageRef, digest: &str) -> Result<bool, StoreError>;
-    fn delete_tag(&self, image: &ImageRef, tag: &str) -> Result<bool, StoreError>;
+    pub async fn delete_manifest(&self, image: &ImageRef, digest: &str) -> Result<bool, StoreError> {
+        self.db
+            .transaction(|tx| async move {
+                const TAGS: &str = "DELETE FROM registry_tags
+                                    WHERE repository = $1 AND image = $2 AND digest = $3";
+                const MANIFEST: &str = "DELETE FROM registry_manifests
+                                        WHERE repository = $1 AND image = $2 AND digest = $3";
+                tx.execute(in_image(TAGS, image, digest)).await?;
+                Ok(tx.execute(in_image(MANIFEST, image, digest)).await? == 1)
+            })
+            .await
+    }
+
+    pub async fn delete_tag(&self, image: &ImageRef, tag: &str) -> Result<bool, StoreError> {
+        const SQL: &str =
+            "DELETE FROM registry_tags WHERE repository = $1 AND image = $2 AND tag = $3";
+        Ok(self.db.execute(in_image(SQL, image, tag)).await? == 1)
+    }
+
     /// Manifests in `image` whose subject is `digest`.
-    fn list_referrers(
+    pub async fn list_referrers(
         &self,
         image: &ImageRef,
         digest: &str,
-    ) -> Result<Vec<ManifestRecord>, StoreError>;
-    fn list_image_versions(&self, repository: &str) -> Result<Vec<ImageVersion>, StoreError>;
+    ) -> Result<Vec<ManifestRecord>, StoreError> {
+        const SQL: &str = "SELECT digest, media_type, content, subject, artifact_type, create_time
+                           FROM registry_manifests
+                           WHERE repository = $1 AND image = $2 AND subject = $3 ORDER BY digest";
+        let rows = self.db.fetch_all(in_image(SQL, image, digest)).await?;
+        rows.iter().map(manifest_row).collect()
+    }
 
-    fn create_registry_upload(&self, upload: &RegistryUpload) -> Result<(), StoreError>;
-    fn get_registry_upload(&self, upload_id: &str) -> Result<Option<RegistryUpload>, StoreError>;
+    pub async fn list_image_versions(&self, repository: &str) -> Result<Vec<ImageVersion>, StoreError> {
+        let q = query(
+            "SELECT m.image, m.digest, m.media_type, CAST(length(m.content) AS BIGINT), m.create_time,
+                    COALESCE((SELECT string_agg(t.tag, ',' ORDER BY t.tag) FROM registry_tags t
+                              WHERE t.repository = m.repository AND t.image = m.image
+                                AND t.digest = m.digest), '')
+             FROM registry_manifests m WHERE m.repository = $1
+             ORDER BY m.image, m.create_time, m.digest",
+        );
+        let rows = self.db.fetch_all(q.bind(repository)).await?;
+        rows.iter()
+            .map(|r| {
+                let tags = r.text(5)?;
+                Ok(ImageVersion {
+                    image: r.text(0)?,
+                    digest: r.text(1)?,
+                    media_type: r.text(2)?,
+                    size: r.u64(3)?,
+                    create_time: r.time(4)?,
+                    tags: tags
+                        .split(',')
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn create_registry_upload(&self, u: &RegistryUpload) -> Result<(), StoreError> {
+        let q = query(format!(
+            "INSERT INTO registry_uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .bind(&u.upload_id)
+        .bind(&u.image.repository)
+        .bind(&u.image.image)
+        .bind(int(u.received)?)
+        .bind(u.chunks)
+        .bind(u.single_chunk_sha256.as_ref())
+        .bind(u.create_time.unix_timestamp());
+        self.db.execute(q).await?;
+        Ok(())
+    }
+
+    pub async fn get_registry_upload(&self, upload_id: &str) -> Result<Option<RegistryUpload>, StoreError> {
+        let q = query(format!(
+            "SELECT {UPLOAD_COLUMNS} FROM registry_uploads WHERE upload_id = $1"
+        ));
+        self.db
+            .fetch_optional(q.bind(upload_id))
+            .await?
+            .as_ref()
+            .map(upload_row)
+            .transpose()
+    }
+
     /// Records one more chunk if the upload still holds `expected` bytes (so two writers
     /// racing on one upload cannot both append at the same offset).
-    fn advance_registry_upload(
+    pub async fn advance_registry_upload(
         &self,
         upload_id: &str,
         expected: u64,
         chunk_size: u64,
         chunk_sha256: &str,
-    ) -> Result<bool, StoreError>;
-    fn delete_registry_upload(&self, upload_id: &str) -> Result<bool, StoreError>;
-    /// Uploads started before `before` (unix seconds): abandoned, to be swept.
-    fn stale_registry_uploads(&self, before: i64) -> Result<Vec<RegistryUpload>, StoreError>;
+    ) -> Result<bool, StoreError> {
+        // One conditional statement: atomic on its own, whichever replica runs it.
+        let q = query(
+            "UPDATE registry_uploads SET received = received + $3, chunks = chunks + 1,
+                    single_chunk_sha256 = CASE WHEN chunks = 0 THEN $4 ELSE NULL END
+             WHERE upload_id = $1 AND received = $2",
+        )
+        .bind(upload_id)
+        .bind(int(expected)?)
+        .bind(int(chunk_size)?)
+        .bind(chunk_sha256);
+        Ok(self.db.execute(q).await? == 1)
+    }
+
+    pub async fn delete_registry_upload(&self, upload_id: &str) -> Result<bool, StoreError> {
+        let q = query("DELETE FROM registry_uploads WHERE upload_id = $1").bind(upload_id);
+        Ok(self.db.execute(q).await? == 1)
+    }
+
+    /// Uploads started before `before`: abandoned, to be swept.
+    pub async fn stale_registry_uploads(
+        &self,
+        before: OffsetDateTime,
+    ) -> Result<Vec<RegistryUpload>, StoreError> {
+        let q = query(format!(
+            "SELECT {UPLOAD_COLUMNS} FROM registry_uploads WHERE create_time < $1"
+        ));
+        let rows = self.db.fetch_all(q.bind(before.unix_timestamp())).await?;
+        rows.iter().map(upload_row).collect()
+    }
 }
