@@ -25,10 +25,16 @@ pub fn unix_to_rfc3339(secs: i64) -> String {
 /// RFC 3339 without fractional seconds (`2026-11-24T09:00:00Z`): the form Google's client
 /// libraries parse in `expireTime`.
 pub fn unix_to_rfc3339_seconds(secs: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(secs)
+        .map(rfc3339_seconds)
+        .unwrap_or_default()
+}
+
+/// `t` in UTC, as RFC 3339 without fractional seconds (see [`unix_to_rfc3339_seconds`]).
+pub fn rfc3339_seconds(t: OffsetDateTime) -> String {
     let format =
         time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| t.format(&format).ok())
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&format)
         .unwrap_or_default()
 }
