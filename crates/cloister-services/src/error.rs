@@ -104,8 +104,15 @@ impl From<StoreError> for ApiError {
             }
             StoreError::NotFound(what) => ApiError::NotFound(format!("{what} was not found")),
             e @ StoreError::StaleEtag { .. } => ApiError::Aborted(e.to_string()),
-            StoreError::Database(msg) => ApiError::Internal(msg),
+            // Google answers a container that still holds things (a non-empty bucket) with
+            // 409, as a conflict with what exists; the services word it for their resource.
+            e @ StoreError::NotEmpty(_) => ApiError::AlreadyExists(e.to_string()),
             e @ StoreError::Reseal { .. } => ApiError::FailedPrecondition(e.to_string()),
+            // The chain (causes included) goes to the log; the client sees a generic message.
+            e @ (StoreError::Database { .. }
+            | StoreError::Unavailable { .. }
+            | StoreError::Corrupt { .. }
+            | StoreError::Unusable(_)) => ApiError::Internal(e.chain()),
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Cloister's control-plane services, one module each, composed into one router by [`app`].
 //!
 //! Each service module has its router (HTTP shapes, Google's paths and JSON) apart from its
-//! domain logic; persistence is the `cloister-store` traits. Errors are `thiserror` types,
-//! mapped to Google's JSON error shape in [`error`].
+//! domain logic; persistence is `cloister-store` (its async `Store`, and the blob store).
+//! Errors are `thiserror` types, mapped to Google's JSON error shape in [`error`].
 //!
 //! Invariant: services never call each other over HTTP; they share [`state::AppState`].
 

@@ -2,10 +2,9 @@
 
 use std::sync::Arc;
 
-use cloister_store::{BlobStore, MetadataStore};
+use cloister_store::{BlobStore, Store};
 
 use crate::auth::tokens::AccessTokens;
-use crate::error::ApiError;
 use crate::federation::jwks::JwksCache;
 use crate::federation::provider::ProviderCache;
 use crate::iam::authorizer::Authorizer;
@@ -13,7 +12,7 @@ use crate::signing::SigningKeys;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<dyn MetadataStore>,
+    pub store: Arc<Store>,
     pub blobs: Arc<dyn BlobStore>,
     pub tokens: Arc<AccessTokens>,
     pub authorizer: Authorizer,
@@ -56,39 +55,4 @@ impl AppState {
         self.hardware_evidence_time
             .unwrap_or_else(time::OffsetDateTime::now_utc)
     }
-}
-
-impl AppState {
-    /// Runs a metadata-store call off the async runtime's worker threads.
-    pub async fn db<T, F>(&self, f: F) -> Result<T, ApiError>
-    where
-        F: FnOnce(&dyn MetadataStore) -> Result<T, cloister_store::StoreError> + Send + 'static,
-        T: Send + 'static,
-    {
-        blocking(&self.store, f).await
-    }
-}
-
-impl AppState {
-    /// Runs a metadata-store *read* inline on the async runtime. Reads take microseconds and
-    /// never wait for a writer's disk sync (separate connections, WAL), so handing them to the
-    /// blocking pool would cost more in thread switches than it saves. Writes use [`Self::db`].
-    pub fn read<T>(
-        &self,
-        f: impl FnOnce(&dyn MetadataStore) -> Result<T, cloister_store::StoreError>,
-    ) -> Result<T, ApiError> {
-        f(self.store.as_ref()).map_err(ApiError::from)
-    }
-}
-
-pub(crate) async fn blocking<T, F>(store: &Arc<dyn MetadataStore>, f: F) -> Result<T, ApiError>
-where
-    F: FnOnce(&dyn MetadataStore) -> Result<T, cloister_store::StoreError> + Send + 'static,
-    T: Send + 'static,
-{
-    let store = Arc::clone(store);
-    tokio::task::spawn_blocking(move || f(store.as_ref()))
-        .await
-        .map_err(|e| ApiError::Internal(format!("metadata task failed: {e}")))?
-        .map_err(ApiError::from)
 }
