@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use cloister_domain::AuditEntry;
-use cloister_store::MetadataStore;
+use cloister_store::Store;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most entries written in one transaction.
@@ -19,29 +19,29 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Starts the writer thread; it ends when the last `AuditLog` clone is dropped.
-    pub fn start(store: Arc<dyn MetadataStore>) -> Self {
+    /// Starts the writer task (so call it inside the runtime); it ends when the last
+    /// `AuditLog` clone is dropped.
+    pub fn start(store: Arc<Store>) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
-        std::thread::Builder::new()
-            .name("audit-writer".into())
-            .spawn(move || {
-                while let Some(first) = rx.blocking_recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok(next) => batch.push(next),
-                            Err(_) => break,
-                        }
-                    }
-                    let (entries, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                    let result = store.append_audit(&entries).map_err(|e| e.to_string());
-                    for waiter in waiters {
-                        let _ = waiter.send(result.clone());
+        tokio::spawn(async move {
+            // While one batch is being written, the entries that arrive meanwhile queue up in
+            // the channel and go out together in the next: one transaction (and disk sync)
+            // per batch, however many requests wait on it.
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
                     }
                 }
-            })
-            .map(|_| ())
-            .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the audit writer"));
+                let (entries, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                let result = store.append_audit(&entries).await.map_err(|e| e.chain());
+                for waiter in waiters {
+                    let _ = waiter.send(result.clone());
+                }
+            }
+        });
         Self { tx }
     }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use cloister_domain::{AuditEntry, Decision, Permission, Principal, role};
-use cloister_store::{MetadataStore, StoreError};
+use cloister_store::Store;
 
 use crate::audit_log::AuditLog;
 use crate::error::ApiError;
@@ -16,7 +16,7 @@ const MAX_DEPTH: usize = 8;
 
 #[derive(Clone)]
 pub struct Authorizer {
-    store: Arc<dyn MetadataStore>,
+    store: Arc<Store>,
     audit: AuditLog,
 }
 
@@ -28,7 +28,8 @@ pub struct Grant {
 }
 
 impl Authorizer {
-    pub fn new(store: Arc<dyn MetadataStore>) -> Self {
+    /// Starts the audit log's writer task: call it inside the runtime.
+    pub fn new(store: Arc<Store>) -> Self {
         Self {
             audit: AuditLog::start(Arc::clone(&store)),
             store,
@@ -42,8 +43,7 @@ impl Authorizer {
         permission: Permission,
         resource: &str,
     ) -> Result<Grant, ApiError> {
-        // Reads run inline: see `AppState::read`.
-        let chain = policy_chain(self.store.as_ref(), resource)?;
+        let chain = policy_chain(&self.store, resource).await?;
         let grant = grant_in(&chain, principal, permission);
         let (decision, reason) = match &grant {
             Some(g) => (
@@ -80,7 +80,7 @@ impl Authorizer {
         permissions: &[Permission],
         resource: &str,
     ) -> Result<Vec<Option<Grant>>, ApiError> {
-        let chain = policy_chain(self.store.as_ref(), resource)?;
+        let chain = policy_chain(&self.store, resource).await?;
         Ok(permissions
             .iter()
             .map(|p| grant_in(&chain, principal, p))
@@ -97,7 +97,7 @@ impl Authorizer {
         decision: Decision,
         reason: String,
     ) {
-        let project = match policy_chain(self.store.as_ref(), resource) {
+        let project = match policy_chain(&self.store, resource).await {
             Ok(chain) => owning_project(&chain),
             Err(_) => None,
         };
@@ -141,16 +141,19 @@ fn owning_project(chain: &PolicyChain) -> Option<String> {
         .cloned()
 }
 
-fn policy_chain(store: &dyn MetadataStore, resource: &str) -> Result<PolicyChain, StoreError> {
+async fn policy_chain(store: &Store, resource: &str) -> Result<PolicyChain, ApiError> {
     let mut chain = Vec::new();
     let mut next = Some(resource.to_owned());
     while let Some(name) = next.take() {
         if chain.len() == MAX_DEPTH {
-            return Err(StoreError::Database(format!(
-                "resource hierarchy above {resource} is deeper than {MAX_DEPTH}"
+            // The parent links stored in the database loop or run too deep: not the caller's
+            // fault, and nothing they can fix (the log has the detail).
+            return Err(ApiError::Internal(format!(
+                "resource hierarchy above {resource} is deeper than {MAX_DEPTH}: a stored \
+                 parent link is corrupt"
             )));
         }
-        let (policy, parent) = store.get_policy(&name)?;
+        let (policy, parent) = store.get_policy(&name).await?;
         // A resource without a stored policy (not created, or deleted) still sits under its
         // project, so the project's owners get a 404 for it rather than a 403.
         next = parent.or_else(|| implied_parent(&name));
