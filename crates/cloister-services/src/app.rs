@@ -8,9 +8,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use cloister_domain::Email;
-use cloister_store::{
-    DataDir, DataDirError, FsBlobStore, MetadataStore, PostgresStore, SqliteStore, UserRecord,
-};
+use cloister_store::{DataDir, DataDirError, FsBlobStore, InstanceStatus, Store, UserRecord};
 use tower_http::trace::TraceLayer;
 
 use crate::auth::tokens::AccessTokens;
@@ -23,8 +21,7 @@ use crate::iam::authorizer::Authorizer;
 use crate::signing::SigningKeys;
 use crate::state::AppState;
 use crate::{
-    audit, auth, compute, federation, health, iam, kms, metrics, oidc, registry, storage,
-    time_util, verifier,
+    audit, auth, compute, federation, health, iam, kms, metrics, oidc, registry, storage, verifier,
 };
 
 /// The platform admin created on first start.
@@ -145,7 +142,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         }
         None => None,
     };
-    let store: Arc<dyn MetadataStore> = match &config.database_url {
+    let store = Arc::new(match &config.database_url {
         Some(url) => {
             // Replicas share the database, so they must share the KEK that seals what is in it.
             if config.kek.is_none() {
@@ -156,17 +153,10 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
                         .into(),
                 ));
             }
-            let (url, connections) = (url.clone(), config.database_connections);
-            Arc::new(
-                tokio::task::spawn_blocking(move || PostgresStore::open(&url, connections))
-                    .await
-                    .map_err(|e| {
-                        cloister_store::StoreError::Database(format!("opening the database: {e}"))
-                    })??,
-            )
+            Store::open_postgres(url, config.database_connections).await?
         }
-        None => Arc::new(SqliteStore::open(&data_dir.metadata_db())?),
-    };
+        None => Store::open_sqlite(&data_dir.metadata_db()).await?,
+    });
     let shared_database = config.database_url.is_some();
     let blobs: Arc<dyn cloister_store::BlobStore> = match &config.blob_url {
         Some(url) => Arc::new(cloister_store::ObjectBlobStore::open(
@@ -183,7 +173,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
             // Keys sealed by a KEK that is not here (moved out by `rotate-kek`, or a start with
             // --kek-file): a new key file would seal nothing and open nothing.
             let file = data_dir.root().join("keys").join(EMBEDDED_KEK_FILE);
-            if !file.exists() && crate::secrets::kek_is_recorded(store.as_ref())? {
+            if !file.exists() && crate::secrets::kek_is_recorded(&store).await? {
                 return Err(StartupError::Kek(format!(
                     "the keys in {} were sealed by a key-encryption key from outside the data directory: start with it (--kek-file or CLOISTER_KEK)",
                     data_dir.root().display()
@@ -198,35 +188,36 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
             kek.len()
         )));
     }
-    crate::secrets::check_kek(store.as_ref(), &kek)
+    crate::secrets::check_kek(&store, &kek)
+        .await
         .map_err(|e| StartupError::Kek(e.to_string()))?;
     let keys_dir = data_dir.root().join("keys");
-    let token_key = crate::secrets::access_token_key(
-        store.as_ref(),
-        &kek,
-        &keys_dir.join("access-token-hmac.key"),
-    )
-    .map_err(|e| StartupError::Kek(e.to_string()))?;
+    let token_key =
+        crate::secrets::access_token_key(&store, &kek, &keys_dir.join("access-token-hmac.key"))
+            .await
+            .map_err(|e| StartupError::Kek(e.to_string()))?;
     let attestation_keys = SigningKeys::open(
         Arc::clone(&store),
         Arc::clone(&kek),
         &public_url,
         Some(&keys_dir.join("attestation")),
-    )?;
+    )
+    .await?;
     let identity_ca = Arc::new(
-        crate::secrets::identity_ca(store.as_ref(), &kek, &keys_dir.join("identity-ca")).map_err(
-            |e| StartupError::IdentityCa {
+        crate::secrets::identity_ca(&store, &kek, &keys_dir.join("identity-ca"))
+            .await
+            .map_err(|e| StartupError::IdentityCa {
                 path: keys_dir.join("identity-ca"),
                 detail: e.to_string(),
-            },
-        )?,
+            })?,
     );
     let account_keys = SigningKeys::open(
         Arc::clone(&store),
         Arc::clone(&kek),
         &format!("{public_url}/accounts"),
         Some(&keys_dir.join("accounts")),
-    )?;
+    )
+    .await?;
     let state = AppState {
         authorizer: Authorizer::new(Arc::clone(&store)),
         store,
@@ -291,18 +282,18 @@ async fn mark_instances_terminated(
     state: &AppState,
     only: Option<std::collections::HashSet<u64>>,
 ) -> Result<(), ApiError> {
-    state
-        .db(move |s| {
-            for p in s.list_projects()? {
-                for i in s.list_instances(&p.id, "-")? {
-                    if i.status != "TERMINATED" && only.as_ref().is_none_or(|o| o.contains(&i.id)) {
-                        s.set_instance_status(&i.resource_name(), "TERMINATED")?;
-                    }
-                }
+    let s = &state.store;
+    for p in s.list_projects().await? {
+        for i in s.list_instances(&p.id, "-").await? {
+            if i.status != InstanceStatus::Terminated
+                && only.as_ref().is_none_or(|o| o.contains(&i.id))
+            {
+                s.set_instance_status(&i.resource_name(), InstanceStatus::Terminated)
+                    .await?;
             }
-            Ok(())
-        })
-        .await
+        }
+    }
+    Ok(())
 }
 
 /// The platform's instance identity CA: its key (0600) and certificate in `keys/identity-ca/`,
@@ -358,9 +349,9 @@ async fn register_launcher(state: &AppState, launcher: &Launcher) -> Result<(), 
         dbgstat: "disabled-since-boot".into(),
         support_attributes: vec!["LATEST".into(), "STABLE".into(), "USABLE".into()],
         description: "the launcher this server ships (registered at start)".into(),
-        create_time: time_util::now_rfc3339(),
+        create_time: time::OffsetDateTime::now_utc(),
     };
-    state.db(move |s| s.put_reference_value(&record)).await
+    Ok(state.store.put_reference_value(&record).await?)
 }
 
 /// On a server with no users, creates the bootstrap admin and writes its credential (0600) to
@@ -369,7 +360,7 @@ async fn bootstrap_admin(
     state: &AppState,
     data_dir: &DataDir,
 ) -> Result<Option<PathBuf>, ApiError> {
-    if !state.db(|s| s.list_users()).await?.is_empty() {
+    if !state.store.list_users().await?.is_empty() {
         return Ok(None);
     }
     let email =
@@ -378,25 +369,26 @@ async fn bootstrap_admin(
         email: email.clone(),
         display_name: "Bootstrap admin".into(),
         admin: true,
-        create_time: time_util::now_rfc3339(),
+        create_time: time::OffsetDateTime::now_utc(),
     };
     let token_uri = format!("{}/oauth2/token", state.public_url);
-    let (record, file) = auth::credentials::generate(&email, &token_uri, &admin.create_time);
+    let (record, file) = auth::credentials::generate(&email, &token_uri, admin.create_time);
     // The file first: a crash before the database writes leaves no users, so the next start
     // bootstraps again and overwrites it.
     let path = data_dir.root().join(BOOTSTRAP_CREDENTIAL_FILE);
     let json = serde_json::to_vec_pretty(&file).map_err(|e| ApiError::Internal(e.to_string()))?;
     cloister_store::data_dir::write_private_file(&path, &json)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let created = state
-        .db(move |s| match s.create_user(&admin) {
-            Ok(()) => s.create_credential(&record).map(|()| true),
-            // Another replica, starting at the same time, created the admin first: its data
-            // directory holds the credential.
-            Err(cloister_store::StoreError::AlreadyExists(_)) => Ok(false),
-            Err(e) => Err(e),
-        })
-        .await?;
+    let created = match state.store.create_user(&admin).await {
+        Ok(()) => {
+            state.store.create_credential(&record).await?;
+            true
+        }
+        // Another replica, starting at the same time, created the admin first: its data
+        // directory holds the credential.
+        Err(cloister_store::StoreError::AlreadyExists(_)) => false,
+        Err(e) => return Err(e.into()),
+    };
     if !created {
         let _ = std::fs::remove_file(&path);
         return Ok(None);
@@ -417,7 +409,7 @@ fn spawn_key_refresh(state: &AppState) {
         loop {
             tick.tick().await;
             for k in &keys {
-                if let Err(e) = k.reload() {
+                if let Err(e) = k.reload().await {
                     tracing::warn!(error = %e, "reloading signing keys");
                 }
             }

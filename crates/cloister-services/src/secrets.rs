@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cloister_store::{MetadataStore, StoreError};
+use cloister_store::{Store, StoreError};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
@@ -50,17 +50,17 @@ fn kek_check_value(kek: &[u8]) -> Vec<u8> {
 }
 
 /// Whether a KEK has sealed this store's keys already (its check value is recorded).
-pub fn kek_is_recorded(store: &dyn MetadataStore) -> Result<bool, StoreError> {
-    Ok(store.secret(KEK_CHECK)?.is_some())
+pub async fn kek_is_recorded(store: &Store) -> Result<bool, StoreError> {
+    Ok(store.secret(KEK_CHECK).await?.is_some())
 }
 
 /// The first start records the KEK's check value; a later start with another KEK is refused
 /// before it could seal new material that the other replicas cannot open.
-pub fn check_kek(store: &dyn MetadataStore, kek: &[u8]) -> Result<(), SecretsError> {
+pub async fn check_kek(store: &Store, kek: &[u8]) -> Result<(), SecretsError> {
     let check = kek_check_value(kek);
-    let recorded = match store.secret(KEK_CHECK)? {
+    let recorded = match store.secret(KEK_CHECK).await? {
         Some(recorded) => recorded,
-        None => store.secret_or_insert(KEK_CHECK, &check)?,
+        None => store.secret_or_insert(KEK_CHECK, &check).await?,
     };
     if recorded != check {
         return Err(SecretsError::WrongKek);
@@ -72,38 +72,36 @@ pub fn check_kek(store: &dyn MetadataStore, kek: &[u8]) -> Result<(), SecretsErr
 /// `new`'s check value: afterwards only `new` opens the store. Every server on the store must
 /// be stopped first, since a running one keeps sealing with `old`. Returns how many values it
 /// resealed.
-pub fn rotate_kek(
-    store: &dyn MetadataStore,
-    old: &[u8],
-    new: &[u8],
-) -> Result<usize, SecretsError> {
+pub async fn rotate_kek(store: &Store, old: &[u8], new: &[u8]) -> Result<usize, SecretsError> {
     if new.len() != 32 {
         return Err(SecretsError::NewKekLength(new.len()));
     }
-    check_kek(store, old)?;
+    check_kek(store, old).await?;
     if old == new {
         return Err(SecretsError::SameKek);
     }
-    Ok(store.reseal_all(&|place, value| {
-        if matches!(place, cloister_store::SealedPlace::Secret { name } if name == KEK_CHECK) {
-            return Ok(kek_check_value(new));
-        }
-        let clear = crate::kms::open(old, value, place.aad().as_bytes())
-            .ok_or("it does not open with the current key-encryption key")?;
-        crate::kms::seal(new, &clear, place.aad().as_bytes()).map_err(|e| e.to_string())
-    })?)
+    Ok(store
+        .reseal_all(&|place, value| {
+            if matches!(place, cloister_store::SealedPlace::Secret { name } if name == KEK_CHECK) {
+                return Ok(kek_check_value(new));
+            }
+            let clear = crate::kms::open(old, value, place.aad().as_bytes())
+                .ok_or("it does not open with the current key-encryption key")?;
+            crate::kms::seal(new, &clear, place.aad().as_bytes()).map_err(|e| e.to_string())
+        })
+        .await?)
 }
 
 /// The secret `name`, sealed by `kek` (AAD: the name). Made by `make` only when the store has
 /// none, so a usual start neither generates nor writes anything; replicas that make one at the
 /// same moment all end up with whichever was stored first.
-fn sealed_secret(
-    store: &dyn MetadataStore,
+async fn sealed_secret(
+    store: &Store,
     kek: &[u8],
     name: &str,
     make: impl FnOnce() -> Result<Vec<u8>, SecretsError>,
 ) -> Result<Vec<u8>, SecretsError> {
-    let stored = match store.secret(name)? {
+    let stored = match store.secret(name).await? {
         Some(stored) => stored,
         None => {
             let sealed = crate::kms::seal(kek, &make()?, name.as_bytes()).map_err(|e| {
@@ -112,7 +110,7 @@ fn sealed_secret(
                     detail: e.to_string(),
                 }
             })?;
-            store.secret_or_insert(name, &sealed)?
+            store.secret_or_insert(name, &sealed).await?
         }
     };
     crate::kms::open(kek, &stored, name.as_bytes())
@@ -135,8 +133,8 @@ fn remove_legacy(files: &[&Path]) -> Result<(), SecretsError> {
 /// The HMAC key of access tokens (any replica verifies any replica's tokens). An earlier
 /// Cloister kept it in `legacy_file`: its value is kept, so issued tokens stay valid, and the
 /// clear copy removed once the sealed one is stored.
-pub fn access_token_key(
-    store: &dyn MetadataStore,
+pub async fn access_token_key(
+    store: &Store,
     kek: &[u8],
     legacy_file: &Path,
 ) -> Result<Vec<u8>, SecretsError> {
@@ -145,7 +143,8 @@ pub fn access_token_key(
             .ok()
             .filter(|k| k.len() == 32)
             .unwrap_or_else(crate::kms::new_key))
-    })?;
+    })
+    .await?;
     remove_legacy(&[legacy_file])?;
     Ok(key)
 }
@@ -154,8 +153,8 @@ pub fn access_token_key(
 /// replica's verifier must trust the same one): its P-256 key and certificate, sealed in the
 /// store as one secret so replicas starting together cannot pair one's key with another's
 /// certificate. An earlier Cloister's `legacy_dir` (`key.pem`, `cert.der`) is kept, then removed.
-pub fn identity_ca(
-    store: &dyn MetadataStore,
+pub async fn identity_ca(
+    store: &Store,
     kek: &[u8],
     legacy_dir: &Path,
 ) -> Result<cloister_tpm::identity::IdentityCa, SecretsError> {
@@ -178,7 +177,8 @@ pub fn identity_ca(
             "cert_der": STANDARD.encode(ca.cert_der()),
         });
         Ok(bundle.to_string().into_bytes())
-    })?;
+    })
+    .await?;
     let bundle: serde_json::Value = serde_json::from_slice(&bundle)
         .map_err(|e| unusable("the stored identity CA")(e.to_string()))?;
     let cert = STANDARD
@@ -196,39 +196,47 @@ mod tests {
 
     use super::*;
 
-    fn store(dir: &Path) -> Arc<dyn MetadataStore> {
-        Arc::new(cloister_store::SqliteStore::open(&dir.join("m.db")).unwrap())
+    async fn store(dir: &Path) -> Arc<Store> {
+        Arc::new(Store::open_sqlite(&dir.join("m.db")).await.unwrap())
     }
 
-    #[test]
-    fn a_second_kek_is_refused_and_the_token_key_is_shared_and_sealed() {
+    #[tokio::test]
+    async fn a_second_kek_is_refused_and_the_token_key_is_shared_and_sealed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store(dir.path());
-        check_kek(store.as_ref(), &[1; 32]).unwrap();
-        check_kek(store.as_ref(), &[1; 32]).unwrap();
-        let err = check_kek(store.as_ref(), &[2; 32]).unwrap_err();
+        let store = store(dir.path()).await;
+        check_kek(store.as_ref(), &[1; 32]).await.unwrap();
+        check_kek(store.as_ref(), &[1; 32]).await.unwrap();
+        let err = check_kek(store.as_ref(), &[2; 32]).await.unwrap_err();
         assert!(matches!(err, SecretsError::WrongKek), "{err}");
 
         let none = dir.path().join("no-such-file");
-        let key = access_token_key(store.as_ref(), &[1; 32], &none).unwrap();
+        let key = access_token_key(store.as_ref(), &[1; 32], &none)
+            .await
+            .unwrap();
         assert_eq!(key.len(), 32);
         assert_eq!(
-            access_token_key(store.as_ref(), &[1; 32], &none).unwrap(),
+            access_token_key(store.as_ref(), &[1; 32], &none)
+                .await
+                .unwrap(),
             key
         );
-        assert!(access_token_key(store.as_ref(), &[2; 32], &none).is_err());
+        assert!(
+            access_token_key(store.as_ref(), &[2; 32], &none)
+                .await
+                .is_err()
+        );
     }
 
-    #[test]
-    fn every_replica_gets_the_same_identity_ca_and_an_earlier_one_is_kept() {
+    #[tokio::test]
+    async fn every_replica_gets_the_same_identity_ca_and_an_earlier_one_is_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store(dir.path());
+        let store = store(dir.path()).await;
         let none = dir.path().join("no-legacy");
-        let a = identity_ca(store.as_ref(), &[1; 32], &none).unwrap();
-        let b = identity_ca(store.as_ref(), &[1; 32], &none).unwrap();
+        let a = identity_ca(store.as_ref(), &[1; 32], &none).await.unwrap();
+        let b = identity_ca(store.as_ref(), &[1; 32], &none).await.unwrap();
         assert_eq!(a.cert_der(), b.cert_der());
         assert_eq!(a.key_pem(), b.key_pem());
-        assert!(identity_ca(store.as_ref(), &[2; 32], &none).is_err());
+        assert!(identity_ca(store.as_ref(), &[2; 32], &none).await.is_err());
 
         let other = tempfile::tempdir().unwrap();
         let legacy = other.path().join("identity-ca");
@@ -237,20 +245,22 @@ mod tests {
             cloister_tpm::identity::IdentityCa::generate(time::OffsetDateTime::now_utc()).unwrap();
         std::fs::write(legacy.join("key.pem"), old.key_pem()).unwrap();
         std::fs::write(legacy.join("cert.der"), old.cert_der()).unwrap();
-        let kept = identity_ca(self::store(other.path()).as_ref(), &[1; 32], &legacy).unwrap();
+        let kept = identity_ca(self::store(other.path()).await.as_ref(), &[1; 32], &legacy)
+            .await
+            .unwrap();
         assert_eq!(kept.cert_der(), old.cert_der());
         assert!(!legacy.join("key.pem").exists(), "no clear key is left");
     }
 
-    #[test]
-    fn rotating_the_kek_keeps_every_key_and_only_the_new_kek_opens_them() {
+    #[tokio::test]
+    async fn rotating_the_kek_keeps_every_key_and_only_the_new_kek_opens_them() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store(dir.path());
+        let store = store(dir.path()).await;
         let none = dir.path().join("none");
         let (old, new) = ([1u8; 32], [2u8; 32]);
-        check_kek(store.as_ref(), &old).unwrap();
-        let token_key = access_token_key(store.as_ref(), &old, &none).unwrap();
-        let ca = identity_ca(store.as_ref(), &old, &none).unwrap();
+        check_kek(store.as_ref(), &old).await.unwrap();
+        let token_key = access_token_key(store.as_ref(), &old, &none).await.unwrap();
+        let ca = identity_ca(store.as_ref(), &old, &none).await.unwrap();
         let signing = |kek: [u8; 32]| {
             crate::signing::SigningKeys::open(
                 Arc::clone(&store),
@@ -259,38 +269,47 @@ mod tests {
                 None,
             )
         };
-        let jwks = signing(old).unwrap().jwks();
+        let jwks = signing(old).await.unwrap().jwks();
 
-        let err = rotate_kek(store.as_ref(), &[3; 32], &new).unwrap_err();
+        let err = rotate_kek(store.as_ref(), &[3; 32], &new)
+            .await
+            .unwrap_err();
         assert!(matches!(err, SecretsError::WrongKek), "{err}");
-        let err = rotate_kek(store.as_ref(), &old, &old).unwrap_err();
+        let err = rotate_kek(store.as_ref(), &old, &old).await.unwrap_err();
         assert!(matches!(err, SecretsError::SameKek), "{err}");
-        check_kek(store.as_ref(), &old).expect("a refused rotation changes nothing");
+        check_kek(store.as_ref(), &old)
+            .await
+            .expect("a refused rotation changes nothing");
         // Four: the KEK's check value, the token key, the identity CA, one signing key.
-        assert_eq!(rotate_kek(store.as_ref(), &old, &new).unwrap(), 4);
+        assert_eq!(rotate_kek(store.as_ref(), &old, &new).await.unwrap(), 4);
 
-        let err = check_kek(store.as_ref(), &old).unwrap_err();
+        let err = check_kek(store.as_ref(), &old).await.unwrap_err();
         assert!(matches!(err, SecretsError::WrongKek), "{err}");
-        check_kek(store.as_ref(), &new).unwrap();
+        check_kek(store.as_ref(), &new).await.unwrap();
         assert_eq!(
-            access_token_key(store.as_ref(), &new, &none).unwrap(),
+            access_token_key(store.as_ref(), &new, &none).await.unwrap(),
             token_key
         );
-        assert!(access_token_key(store.as_ref(), &old, &none).is_err());
+        assert!(access_token_key(store.as_ref(), &old, &none).await.is_err());
         assert_eq!(
-            identity_ca(store.as_ref(), &new, &none).unwrap().cert_der(),
+            identity_ca(store.as_ref(), &new, &none)
+                .await
+                .unwrap()
+                .cert_der(),
             ca.cert_der()
         );
-        assert_eq!(signing(new).unwrap().jwks(), jwks);
-        assert!(signing(old).is_err());
+        assert_eq!(signing(new).await.unwrap().jwks(), jwks);
+        assert!(signing(old).await.is_err());
     }
 
-    #[test]
-    fn an_earlier_versions_token_key_file_is_kept_and_removed() {
+    #[tokio::test]
+    async fn an_earlier_versions_token_key_file_is_kept_and_removed() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("access-token-hmac.key");
         std::fs::write(&file, [7u8; 32]).unwrap();
-        let key = access_token_key(store(dir.path()).as_ref(), &[1; 32], &file).unwrap();
+        let key = access_token_key(store(dir.path()).await.as_ref(), &[1; 32], &file)
+            .await
+            .unwrap();
         assert_eq!(key, [7u8; 32]);
         assert!(!file.exists());
     }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use cloister_store::{MetadataStore, StoredSigningKey};
+use cloister_store::{Store, StoredSigningKey};
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::JwkSet;
 use rsa::pkcs1::EncodeRsaPrivateKey;
@@ -41,7 +41,7 @@ struct Key {
 
 pub struct SigningKeys {
     issuer: String,
-    store: Arc<dyn MetadataStore>,
+    store: Arc<Store>,
     kek: Arc<Vec<u8>>,
     /// Oldest first; the last one signs.
     keys: RwLock<Vec<Key>>,
@@ -101,8 +101,8 @@ impl SigningKeys {
     /// The keys of `issuer` in `store`, sealed by `kek`. The first start creates one, after
     /// importing (and removing) the PEM files an earlier Cloister kept in `legacy_dir`, so
     /// tokens signed before the upgrade keep verifying.
-    pub fn open(
-        store: Arc<dyn MetadataStore>,
+    pub async fn open(
+        store: Arc<Store>,
         kek: Arc<Vec<u8>>,
         issuer: &str,
         legacy_dir: Option<&Path>,
@@ -115,17 +115,18 @@ impl SigningKeys {
             loaded: RwLock::new(Instant::now()),
         };
         if let Some(dir) = legacy_dir {
-            keys.import(dir)?;
+            keys.import(dir).await?;
         }
         if keys
             .store
             .list_signing_keys(issuer)
+            .await
             .map_err(|e| keys.fail(e))?
             .is_empty()
         {
-            keys.generate()?;
+            keys.generate().await?;
         }
-        keys.reload()?;
+        keys.reload().await?;
         Ok(keys)
     }
 
@@ -136,22 +137,23 @@ impl SigningKeys {
         }
     }
 
-    fn add(&self, created: i64, pkcs8_der: &[u8]) -> Result<(), SigningError> {
+    async fn add(&self, created: i64, pkcs8_der: &[u8]) -> Result<(), SigningError> {
         let wrapped = crate::kms::seal(&self.kek, pkcs8_der, self.issuer.as_bytes())
             .map_err(|e| self.fail(e))?;
         self.store
             .add_signing_key(&self.issuer, &StoredSigningKey { created, wrapped })
+            .await
             .map_err(|e| self.fail(e))
     }
 
-    fn import(&self, dir: &Path) -> Result<(), SigningError> {
+    async fn import(&self, dir: &Path) -> Result<(), SigningError> {
         for (created, path) in legacy_files(dir) {
             let pem = std::fs::read_to_string(&path)
                 .map_err(|e| self.fail(format!("{}: {e}", path.display())))?;
             let key = rsa::RsaPrivateKey::from_pkcs8_pem(&pem)
                 .map_err(|e| self.fail(format!("{}: not a PKCS#8 RSA key: {e}", path.display())))?;
             let der = key.to_pkcs8_der().map_err(|e| self.fail(e))?;
-            self.add(created, der.as_bytes())?;
+            self.add(created, der.as_bytes()).await?;
             // Stored (sealed) first, then the clear copy goes.
             std::fs::remove_file(&path)
                 .map_err(|e| self.fail(format!("{}: {e}", path.display())))?;
@@ -160,17 +162,25 @@ impl SigningKeys {
         Ok(())
     }
 
-    fn generate(&self) -> Result<(), SigningError> {
-        let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).map_err(|e| self.fail(e))?;
-        let der = key.to_pkcs8_der().map_err(|e| self.fail(e))?;
-        self.add(now_nanos(), der.as_bytes())
+    async fn generate(&self) -> Result<(), SigningError> {
+        // Finding 2048-bit primes takes a while: off the runtime's worker threads.
+        let der = tokio::task::spawn_blocking(|| {
+            let key =
+                rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).map_err(|e| e.to_string())?;
+            key.to_pkcs8_der().map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| self.fail(format!("generating a key: {e}")))?
+        .map_err(|e| self.fail(e))?;
+        self.add(now_nanos(), der.as_bytes()).await
     }
 
     /// Reads the keys from the store again (a rotation on another replica shows up here).
-    pub fn reload(&self) -> Result<(), SigningError> {
+    pub async fn reload(&self) -> Result<(), SigningError> {
         let stored = self
             .store
             .list_signing_keys(&self.issuer)
+            .await
             .map_err(|e| self.fail(e))?;
         let keys = stored
             .iter()
@@ -197,22 +207,24 @@ impl SigningKeys {
 
     /// Adds a new signing key, retires keys whose successor is more than `retire_after_secs`
     /// old, and returns the new key id.
-    pub fn rotate(&self, retire_after_secs: i64) -> Result<String, SigningError> {
-        self.generate()?;
+    pub async fn rotate(&self, retire_after_secs: i64) -> Result<String, SigningError> {
+        self.generate().await?;
         let now = now_nanos();
         let stored = self
             .store
             .list_signing_keys(&self.issuer)
+            .await
             .map_err(|e| self.fail(e))?;
         for pair in stored.windows(2) {
             let successor_age = now.saturating_sub(pair[1].created);
             if successor_age >= retire_after_secs.saturating_mul(1_000_000_000) {
                 self.store
                     .delete_signing_key(&self.issuer, pair[0].created)
+                    .await
                     .map_err(|e| self.fail(e))?;
             }
         }
-        self.reload()?;
+        self.reload().await?;
         Ok(self
             .keys()
             .last()
@@ -252,7 +264,7 @@ impl SigningKeys {
 
     /// The key with `kid`, for verifying this issuer's own tokens in process. An unknown kid
     /// may be a key another replica just made: reload (at most once a second) and look again.
-    pub fn decoding_key(&self, kid: &str) -> Option<DecodingKey> {
+    pub async fn decoding_key(&self, kid: &str) -> Option<DecodingKey> {
         let find = || {
             self.keys()
                 .iter()
@@ -267,7 +279,7 @@ impl SigningKeys {
             .read()
             .map(|t| t.elapsed() >= RELOAD_AT_MOST_EVERY)
             .unwrap_or(true);
-        if stale && self.reload().is_ok() {
+        if stale && self.reload().await.is_ok() {
             return find();
         }
         None
@@ -299,17 +311,17 @@ impl SigningKeys {
 mod tests {
     use super::*;
 
-    fn store(dir: &Path) -> Arc<dyn MetadataStore> {
-        Arc::new(cloister_store::SqliteStore::open(&dir.join("m.db")).unwrap())
+    async fn store(dir: &Path) -> Arc<Store> {
+        Arc::new(Store::open_sqlite(&dir.join("m.db")).await.unwrap())
     }
 
     fn kek(byte: u8) -> Arc<Vec<u8>> {
         Arc::new(vec![byte; 32])
     }
 
-    fn verifies(keys: &SigningKeys, token: &str) -> bool {
+    async fn verifies(keys: &SigningKeys, token: &str) -> bool {
         let kid = jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
-        let Some(key) = keys.decoding_key(&kid) else {
+        let Some(key) = keys.decoding_key(&kid).await else {
             return false;
         };
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
@@ -318,58 +330,67 @@ mod tests {
         jsonwebtoken::decode::<Value>(token, &key, &v).is_ok()
     }
 
-    #[test]
-    fn keys_are_shared_through_the_store_and_sealed_by_the_kek() {
+    #[tokio::test]
+    async fn keys_are_shared_through_the_store_and_sealed_by_the_kek() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store(dir.path());
-        let keys = SigningKeys::open(store.clone(), kek(1), "http://issuer.test", None).unwrap();
+        let store = store(dir.path()).await;
+        let keys = SigningKeys::open(store.clone(), kek(1), "http://issuer.test", None)
+            .await
+            .unwrap();
         let token = keys.sign(&json!({"sub": "x", "exp": 4_000_000_000u64}));
         // Another replica (same store, same KEK) verifies it and signs with the same key.
-        let replica = SigningKeys::open(store.clone(), kek(1), "http://issuer.test", None).unwrap();
-        assert!(verifies(&replica, &token));
+        let replica = SigningKeys::open(store.clone(), kek(1), "http://issuer.test", None)
+            .await
+            .unwrap();
+        assert!(verifies(&replica, &token).await);
         assert_eq!(replica.jwks(), keys.jwks());
         // Stored sealed: the private key's bytes are not in the database.
-        let stored = store.list_signing_keys("http://issuer.test").unwrap();
+        let stored = store.list_signing_keys("http://issuer.test").await.unwrap();
         assert_eq!(stored.len(), 1);
         assert!(crate::kms::open(&[1; 32], &stored[0].wrapped, b"http://issuer.test").is_some());
         assert!(crate::kms::open(&[1; 32], &stored[0].wrapped, b"http://other.test").is_none());
         // A server with another KEK cannot use them, and says why.
         let err = SigningKeys::open(store, kek(2), "http://issuer.test", None)
+            .await
             .err()
             .unwrap()
             .to_string();
         assert!(err.contains("different KEK"), "{err}");
     }
 
-    #[test]
-    fn rotation_on_one_replica_reaches_the_other_and_retires_keys_after_their_tokens() {
+    #[tokio::test]
+    async fn rotation_on_one_replica_reaches_the_other_and_retires_keys_after_their_tokens() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store(dir.path());
-        let keys = SigningKeys::open(store.clone(), kek(1), "http://issuer.test", None).unwrap();
-        let replica = SigningKeys::open(store.clone(), kek(1), "http://issuer.test", None).unwrap();
+        let store = store(dir.path()).await;
+        let keys = SigningKeys::open(store.clone(), kek(1), "http://issuer.test", None)
+            .await
+            .unwrap();
+        let replica = SigningKeys::open(store.clone(), kek(1), "http://issuer.test", None)
+            .await
+            .unwrap();
         let kid = |t: &str| jsonwebtoken::decode_header(t).unwrap().kid.unwrap();
         let first_token = keys.sign(&json!({"n": 1}));
         let first = kid(&first_token);
-        let second = keys.rotate(3600).unwrap();
+        let second = keys.rotate(3600).await.unwrap();
         assert_ne!(first, second);
         let second_token = keys.sign(&json!({"n": 2}));
         assert_eq!(kid(&second_token), second);
         assert!(
-            verifies(&keys, &first_token),
+            verifies(&keys, &first_token).await,
             "tokens of the old key still verify"
         );
-        std::thread::sleep(RELOAD_AT_MOST_EVERY);
+        tokio::time::sleep(RELOAD_AT_MOST_EVERY).await;
         assert!(
-            verifies(&replica, &second_token),
+            verifies(&replica, &second_token).await,
             "the replica learns the new key"
         );
         assert_eq!(replica.jwks()["keys"].as_array().unwrap().len(), 2);
         // With no lifetime left to honour, the superseded keys are retired.
-        let third = keys.rotate(0).unwrap();
-        assert!(keys.decoding_key(&first).is_none());
-        assert!(keys.decoding_key(&second).is_none());
+        let third = keys.rotate(0).await.unwrap();
+        assert!(keys.decoding_key(&first).await.is_none());
+        assert!(keys.decoding_key(&second).await.is_none());
         assert_eq!(keys.jwks()["keys"].as_array().unwrap().len(), 1);
-        let reopened = SigningKeys::open(store, kek(1), "x", None).unwrap();
+        let reopened = SigningKeys::open(store, kek(1), "x", None).await.unwrap();
         assert_ne!(
             reopened.jwks()["keys"][0]["kid"],
             third,
@@ -378,8 +399,8 @@ mod tests {
         assert_eq!(keys.jwks()["keys"][0]["kid"], third);
     }
 
-    #[test]
-    fn pem_files_of_an_earlier_version_move_into_the_store() {
+    #[tokio::test]
+    async fn pem_files_of_an_earlier_version_move_into_the_store() {
         let dir = tempfile::tempdir().unwrap();
         let legacy = dir.path().join("keys/attestation");
         std::fs::create_dir_all(&legacy).unwrap();
@@ -387,11 +408,12 @@ mod tests {
         let pem = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap();
         std::fs::write(legacy.join("00000000000000000042.pem"), pem.as_bytes()).unwrap();
         let keys = SigningKeys::open(
-            store(dir.path()),
+            store(dir.path()).await,
             kek(1),
             "http://issuer.test",
             Some(&legacy),
         )
+        .await
         .unwrap();
         assert_eq!(
             keys.jwks()["keys"].as_array().unwrap().len(),

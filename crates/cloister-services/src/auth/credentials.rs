@@ -12,7 +12,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// Creates a new credential for `user`: the record to store and the file to hand out.
-pub fn generate(user: &Email, token_uri: &str, now: &str) -> (CredentialRecord, CredentialFile) {
+pub fn generate(
+    user: &Email,
+    token_uri: &str,
+    now: time::OffsetDateTime,
+) -> (CredentialRecord, CredentialFile) {
     let mut id = [0u8; 12];
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut id);
@@ -23,7 +27,7 @@ pub fn generate(user: &Email, token_uri: &str, now: &str) -> (CredentialRecord, 
         id: id.clone(),
         user: user.clone(),
         secret_sha256: Sha256::digest(secret.as_bytes()).into(),
-        create_time: now.to_owned(),
+        create_time: now,
     };
     let file = CredentialFile {
         kind: CREDENTIAL_TYPE.into(),
@@ -48,11 +52,19 @@ mod tests {
     #[test]
     fn only_the_issued_secret_matches_and_it_is_not_stored() {
         let user = Email::parse("a@x.com").unwrap();
-        let (record, file) = generate(&user, "http://h/oauth2/token", "t");
+        let (record, file) = generate(
+            &user,
+            "http://h/oauth2/token",
+            time::OffsetDateTime::UNIX_EPOCH,
+        );
         assert!(secret_matches(&record, &file.client_secret));
         assert!(!secret_matches(&record, "guess"));
         assert_ne!(hex::encode(record.secret_sha256), file.client_secret);
-        let (other, _) = generate(&user, "http://h/oauth2/token", "t");
+        let (other, _) = generate(
+            &user,
+            "http://h/oauth2/token",
+            time::OffsetDateTime::UNIX_EPOCH,
+        );
         assert_ne!(other.id, record.id);
     }
 }

@@ -38,14 +38,15 @@ async fn rotate(
     State(state): State<AppState>,
     AdminCaller(admin): AdminCaller,
 ) -> Result<Json<Value>, ApiError> {
-    let keys = std::sync::Arc::clone(&state.attestation_keys);
     // Old keys stay published while tokens they signed may still be valid.
     let retire_after = state
         .attestation_token_lifetime_secs
         .max(TOKEN_LIFETIME_SECS);
-    let kid = tokio::task::spawn_blocking(move || keys.rotate(retire_after))
+    // The new key's generation runs off the runtime's worker threads (see `rotate`).
+    let kid = state
+        .attestation_keys
+        .rotate(retire_after)
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     state
         .authorizer
