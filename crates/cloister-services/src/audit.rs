@@ -84,7 +84,7 @@ async fn list(
         after_id,
         limit,
     };
-    let entries = state.db(move |s| s.list_audit(&filter)).await?;
+    let entries = state.store.list_audit(&filter).await?;
     let next = (entries.len() == limit)
         .then(|| entries.last().map(|e| e.id.to_string()))
         .flatten();
@@ -95,6 +95,5 @@ async fn is_admin(state: &AppState, caller: &Principal) -> Result<bool, ApiError
     let Principal::User(email) = caller else {
         return Ok(false);
     };
-    let email = email.clone();
-    Ok(state.read(|s| s.get_user(&email))?.is_some_and(|u| u.admin))
+    Ok(state.store.get_user(email).await?.is_some_and(|u| u.admin))
 }

@@ -13,8 +13,6 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn health(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    state
-        .db(|s| s.list_audit(&Default::default()).map(|_| ()))
-        .await?;
+    state.store.list_audit(&Default::default()).await?;
     Ok(Json(json!({"status": "ok"})))
 }

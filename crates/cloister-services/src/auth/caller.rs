@@ -54,10 +54,7 @@ impl FromRequestParts<AppState> for Caller {
 pub async fn require_active(state: &AppState, verified: &Verified) -> Result<(), ApiError> {
     let principal = &verified.principal;
     let active = match principal {
-        Principal::User(email) => {
-            let email = email.clone();
-            state.read(|s| s.get_user(&email))?.is_some()
-        }
+        Principal::User(email) => state.store.get_user(email).await?.is_some(),
         Principal::ServiceAccount(_) => service_accounts::is_active(state, principal).await?,
         Principal::Federated { .. } => {
             let Some(provider) = verified.provider_name() else {
@@ -65,7 +62,7 @@ pub async fn require_active(state: &AppState, verified: &Verified) -> Result<(),
                     "a verified federated token without its provider".into(),
                 ));
             };
-            if !federation_active(state, &provider)? {
+            if !federation_active(state, &provider).await? {
                 return Err(ApiError::Unauthenticated(format!(
                     "Invalid authentication credential: the token was exchanged through \
                      workload identity pool provider {provider}, which (or whose pool) has been \
@@ -85,10 +82,10 @@ pub async fn require_active(state: &AppState, verified: &Verified) -> Result<(),
 }
 
 /// Whether the provider `name` and its pool both exist and are enabled.
-fn federation_active(state: &AppState, name: &str) -> Result<bool, ApiError> {
+async fn federation_active(state: &AppState, name: &str) -> Result<bool, ApiError> {
     let pool = name.rsplit_once("/providers/").map_or("", |(p, _)| p);
-    let (provider, pool) =
-        state.read(|s| Ok((s.get_federation(name)?, s.get_federation(pool)?)))?;
+    let provider = state.store.get_federation(name).await?;
+    let pool = state.store.get_federation(pool).await?;
     let enabled = |r: Option<cloister_store::FederationRecord>| {
         r.is_some_and(|r| !r.resource["disabled"].as_bool().unwrap_or(false))
     };
@@ -101,10 +98,7 @@ impl FromRequestParts<AppState> for AdminCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Caller(principal) = Caller::from_request_parts(parts, state).await?;
         let is_admin = match &principal {
-            Principal::User(email) => {
-                let email = email.clone();
-                state.read(|s| s.get_user(&email))?.is_some_and(|u| u.admin)
-            }
+            Principal::User(email) => state.store.get_user(email).await?.is_some_and(|u| u.admin),
             _ => false,
         };
         if !is_admin {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::credentials;
+use crate::error::ApiError;
 use crate::state::AppState;
 use crate::time_util;
 
@@ -49,10 +50,9 @@ async fn token(State(state): State<AppState>, Form(req): Form<TokenRequest>) -> 
             "client_id and client_secret are required",
         );
     };
-    let lookup_id = id.clone();
-    let record = match state.db(move |s| s.get_credential(&lookup_id)).await {
+    let record = match state.store.get_credential(&id).await {
         Ok(r) => r,
-        Err(e) => return e.into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let denied = "The client_id and client_secret do not match a credential issued by this server. \
                   Ask a platform admin for a new credential file.";

@@ -163,9 +163,8 @@ impl ProviderCache {
             .rsplit_once("/providers/")
             .map(|(p, _)| p.to_owned())
             .unwrap_or_default();
-        let lookup = name.to_owned();
-        let (provider, pool) =
-            state.read(|s| Ok((s.get_federation(&lookup)?, s.get_federation(&pool_name)?)))?;
+        let provider = state.store.get_federation(name).await?;
+        let pool = state.store.get_federation(&pool_name).await?;
         let (Some(provider), Some(pool)) = (provider, pool) else {
             return Ok(None);
         };

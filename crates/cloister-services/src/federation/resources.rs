@@ -70,16 +70,16 @@ pub async fn resolve_project(
             "location {location:?} is not supported: workload identity pools live in \"global\""
         )));
     }
-    let key = project.to_owned();
-    let found = state
-        .db(move |s| match key.parse::<u64>() {
-            Ok(n) => Ok(s.list_projects()?.into_iter().find(|p| p.number.0 == n)),
-            Err(_) => match ProjectId::parse(&key) {
-                Ok(id) => s.get_project(&id),
-                Err(_) => Ok(None),
-            },
-        })
-        .await?;
+    let found = match project.parse::<u64>() {
+        Ok(n) => {
+            let projects = state.store.list_projects().await?;
+            projects.into_iter().find(|p| p.number.0 == n)
+        }
+        Err(_) => match ProjectId::parse(project) {
+            Ok(id) => state.store.get_project(&id).await?,
+            Err(_) => None,
+        },
+    };
     found.ok_or_else(|| ApiError::NotFound(format!("Project {project} was not found")))
 }
 
@@ -149,9 +149,10 @@ fn new_etag() -> String {
 }
 
 async fn load(state: &AppState, name: &str, kind: &str) -> Result<FederationRecord, ApiError> {
-    let lookup = name.to_owned();
     state
-        .read(|s| s.get_federation(&lookup))?
+        .store
+        .get_federation(name)
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("{kind} {name} was not found")))
 }
 
@@ -225,7 +226,7 @@ async fn create_pool(
         etag: new_etag(),
     };
     let resource = record.resource.clone();
-    state.db(move |s| s.create_federation(&record)).await?;
+    state.store.create_federation(&record).await?;
     Ok(done(&name, with_name(resource, &name)))
 }
 
@@ -243,7 +244,7 @@ async fn list_pools(
     )
     .await?;
     let parent = format!("projects/{}/locations/global", project.number);
-    let pools = state.db(move |s| s.list_federation(&parent)).await?;
+    let pools = state.store.list_federation(&parent).await?;
     let pools: Vec<Value> = pools
         .into_iter()
         .map(|r| with_name(r.resource, &r.name))
@@ -321,8 +322,7 @@ async fn delete_pool(
 
 /// Deletes a pool (with its providers) or a provider.
 async fn remove(state: &AppState, name: String, kind: &str) -> Result<Json<Value>, ApiError> {
-    let lookup = name.clone();
-    if !state.db(move |s| s.delete_federation(&lookup)).await? {
+    if !state.store.delete_federation(&name).await? {
         return Err(ApiError::NotFound(format!("{kind} {name} was not found")));
     }
     Ok(done(&name, json!({})))
@@ -403,7 +403,7 @@ async fn create_provider(
         resource: resource.clone(),
         etag: new_etag(),
     };
-    state.db(move |s| s.create_federation(&record)).await?;
+    state.store.create_federation(&record).await?;
     Ok(done_with(&name, resource, warnings))
 }
 
@@ -421,7 +421,7 @@ async fn list_providers(
     )
     .await?;
     let parent = pool_name(&project, &pool);
-    let providers = state.db(move |s| s.list_federation(&parent)).await?;
+    let providers = state.store.list_federation(&parent).await?;
     let providers: Vec<Value> = providers
         .into_iter()
         .map(|r| with_name(r.resource, &r.name))
@@ -508,11 +508,11 @@ async fn store_update(
     record: &FederationRecord,
     resource: Value,
 ) -> Result<(), ApiError> {
-    let (name, etag) = (record.name.clone(), record.etag.clone());
     state
-        .db(move |s| s.update_federation(&name, &resource, &etag))
-        .await
-        .map(|_| ())
+        .store
+        .update_federation(&record.name, &resource, &record.etag)
+        .await?;
+    Ok(())
 }
 
 /// Applies a PATCH: the fields named in `update_mask` (camelCase, comma-separated, `oidc.x`

@@ -45,8 +45,7 @@ pub async fn get(
     permission: Permission,
 ) -> Result<Json<Value>, ApiError> {
     state.authorizer.check(caller, permission, resource).await?;
-    let resource = resource.to_owned();
-    let (policy, _) = state.db(move |s| s.get_policy(&resource)).await?;
+    let (policy, _) = state.store.get_policy(resource).await?;
     to_json(&policy)
 }
 
@@ -64,13 +63,16 @@ pub async fn set(
         .check(caller, rules.permission, resource)
         .await?;
     let policy = validate(state, req.policy, rules.keep_an_owner).await?;
-    let name = resource.to_owned();
-    let stored = state.db(move |s| s.set_policy(&name, &policy)).await.map_err(|e| match e {
-        ApiError::Aborted(_) => ApiError::Aborted(format!(
-            "The policy of {resource} changed since it was read (stale etag). Read it again and retry."
-        )),
-        other => other,
-    })?;
+    let stored = state
+        .store
+        .set_policy(resource, &policy)
+        .await
+        .map_err(|e| match e {
+            StoreError::StaleEtag { .. } => ApiError::Aborted(format!(
+                "The policy of {resource} changed since it was read (stale etag). Read it again and retry."
+            )),
+            other => other.into(),
+        })?;
     to_json(&stored)
 }
 
@@ -116,26 +118,18 @@ async fn validate(
     policy
         .validate()
         .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
-    let members: Vec<Member> = policy
-        .bindings
-        .iter()
-        .flat_map(|b| b.members.iter().cloned())
-        .collect();
-    let missing = state
-        .db(move |s| {
-            for m in members {
-                let exists = match &m {
-                    Member::User(e) => s.get_user(e)?.is_some(),
-                    Member::ServiceAccount(e) => s.get_service_account(e)?.is_some(),
-                    _ => true,
-                };
-                if !exists {
-                    return Ok(Some(m));
-                }
-            }
-            Ok::<_, StoreError>(None)
-        })
-        .await?;
+    let mut missing = None;
+    for m in policy.bindings.iter().flat_map(|b| b.members.iter()) {
+        let exists = match m {
+            Member::User(e) => state.store.get_user(e).await?.is_some(),
+            Member::ServiceAccount(e) => state.store.get_service_account(e).await?.is_some(),
+            _ => true,
+        };
+        if !exists {
+            missing = Some(m);
+            break;
+        }
+    }
     match missing {
         Some(Member::User(user)) => {
             return Err(ApiError::InvalidArgument(format!(

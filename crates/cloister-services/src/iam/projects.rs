@@ -5,10 +5,11 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use cloister_domain::{Decision, Member, Policy, Principal, ProjectId, ProjectNumber};
-use cloister_store::ProjectRecord;
+use cloister_store::{ProjectRecord, StoreError};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 
 use super::policy_api;
 use crate::auth::Caller;
@@ -41,7 +42,7 @@ impl From<ProjectRecord> for ProjectView {
             project_id: p.id.to_string(),
             lifecycle_state: "ACTIVE",
             name: p.display_name,
-            create_time: p.create_time,
+            create_time: time_util::rfc3339(p.create_time),
         }
     }
 }
@@ -102,20 +103,19 @@ async fn create(
                 rand::rng().random_range(ProjectNumber::MIN..=ProjectNumber::MAX),
             ),
             display_name: display_name.clone(),
-            create_time: time_util::now_rfc3339(),
+            create_time: OffsetDateTime::now_utc(),
             creator: caller.to_string(),
         };
-        let (stored, policy) = (record.clone(), policy.clone());
-        match state.db(move |s| s.create_project(&stored, &policy)).await {
+        match state.store.create_project(&record, &policy).await {
             Ok(()) => break record,
             // A project number collision (one in ~10^12): draw another.
-            Err(ApiError::AlreadyExists(what)) if what.starts_with("project number") => continue,
-            Err(ApiError::AlreadyExists(_)) => {
+            Err(StoreError::AlreadyExists(what)) if what.starts_with("project number") => continue,
+            Err(StoreError::AlreadyExists(_)) => {
                 return Err(ApiError::AlreadyExists(format!(
                     "Project {id} already exists. Project ids are unique across this Cloister; choose another id"
                 )));
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     };
     state
@@ -139,9 +139,9 @@ async fn create(
 }
 
 async fn load(state: &AppState, id: &ProjectId) -> Result<ProjectRecord, ApiError> {
-    let lookup = id.clone();
     state
-        .db(move |s| s.get_project(&lookup))
+        .store
+        .get_project(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("Project {id} was not found")))
 }
@@ -164,7 +164,7 @@ async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let all = state.db(|s| s.list_projects()).await?;
+    let all = state.store.list_projects().await?;
     let mut visible = Vec::new();
     for p in all {
         let grants = state

@@ -18,7 +18,6 @@ use crate::error::ApiError;
 use crate::iamcredentials;
 use crate::json::ApiJson;
 use crate::state::AppState;
-use crate::time_util;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -64,9 +63,10 @@ pub fn resource_of(email: &str) -> Result<(Email, String), ApiError> {
 
 /// Loads an account the caller was already allowed to touch; 404 when it does not exist.
 pub async fn load(state: &AppState, email: &Email) -> Result<ServiceAccountRecord, ApiError> {
-    let lookup = email.clone();
     state
-        .read(|s| s.get_service_account(&lookup))?
+        .store
+        .get_service_account(email)
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("Service account {email} does not exist")))
 }
 
@@ -117,10 +117,9 @@ async fn create(
         display_name: details.display_name,
         description: details.description,
         disabled: false,
-        create_time: time_util::now_rfc3339(),
+        create_time: time::OffsetDateTime::now_utc(),
     };
-    let stored = account.clone();
-    state.db(move |s| s.create_service_account(&stored)).await?;
+    state.store.create_service_account(&account).await?;
     Ok(Json(view(&account)))
 }
 
@@ -138,7 +137,7 @@ async fn list(
             &project.resource_name(),
         )
         .await?;
-    let accounts = state.db(move |s| s.list_service_accounts(&project)).await?;
+    let accounts = state.store.list_service_accounts(&project).await?;
     Ok(Json(
         json!({ "accounts": accounts.iter().map(view).collect::<Vec<_>>() }),
     ))
@@ -167,8 +166,7 @@ async fn delete(
         .authorizer
         .check(&caller, "iam.serviceAccounts.delete", &resource)
         .await?;
-    let lookup = email.clone();
-    if !state.db(move |s| s.delete_service_account(&lookup)).await? {
+    if !state.store.delete_service_account(&email).await? {
         return Err(ApiError::NotFound(format!(
             "Service account {email} does not exist"
         )));
@@ -224,8 +222,9 @@ pub async fn is_active(state: &AppState, principal: &Principal) -> Result<bool, 
     let Principal::ServiceAccount(email) = principal else {
         return Ok(true);
     };
-    let email = email.clone();
     Ok(state
-        .read(|s| s.get_service_account(&email))?
+        .store
+        .get_service_account(email)
+        .await?
         .is_some_and(|a| !a.disabled))
 }

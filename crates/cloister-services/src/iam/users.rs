@@ -52,7 +52,7 @@ impl From<UserRecord> for UserView {
             email: u.email.to_string(),
             display_name: u.display_name,
             admin: u.admin,
-            create_time: u.create_time,
+            create_time: time_util::rfc3339(u.create_time),
         }
     }
 }
@@ -71,10 +71,9 @@ async fn create(
         },
         email,
         admin: req.admin,
-        create_time: time_util::now_rfc3339(),
+        create_time: time::OffsetDateTime::now_utc(),
     };
-    let stored = user.clone();
-    state.db(move |s| s.create_user(&stored)).await?;
+    state.store.create_user(&user).await?;
     state
         .authorizer
         .record(
@@ -92,7 +91,7 @@ async fn list(
     State(state): State<AppState>,
     AdminCaller(_): AdminCaller,
 ) -> Result<Json<Value>, ApiError> {
-    let users = state.db(|s| s.list_users()).await?;
+    let users = state.store.list_users().await?;
     let users: Vec<UserView> = users.into_iter().map(UserView::from).collect();
     Ok(Json(json!({ "users": users })))
 }
@@ -103,8 +102,7 @@ async fn create_credential(
     Path(email): Path<String>,
 ) -> Result<Json<CredentialFile>, ApiError> {
     let email = Email::parse(&email).map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
-    let lookup = email.clone();
-    if state.read(|s| s.get_user(&lookup))?.is_none() {
+    if state.store.get_user(&email).await?.is_none() {
         return Err(ApiError::NotFound(format!(
             "User {email} does not exist; create it first with `cloister iam users create {email}`"
         )));
@@ -126,7 +124,7 @@ async fn create_credential(
 /// Stores a new credential for `email` and returns the file to hand out (its only copy).
 pub async fn issue_credential(state: &AppState, email: &Email) -> Result<CredentialFile, ApiError> {
     let token_uri = format!("{}/oauth2/token", state.public_url);
-    let (record, file) = credentials::generate(email, &token_uri, &time_util::now_rfc3339());
-    state.db(move |s| s.create_credential(&record)).await?;
+    let (record, file) = credentials::generate(email, &token_uri, time::OffsetDateTime::now_utc());
+    state.store.create_credential(&record).await?;
     Ok(file)
 }
