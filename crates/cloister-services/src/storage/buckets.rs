@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use cloister_domain::ProjectId;
-use cloister_store::BucketRecord;
+use cloister_store::{BucketRecord, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -42,8 +42,8 @@ fn view(state: &AppState, b: &BucketRecord, number: Option<u64>) -> Value {
         "location": b.location,
         "storageClass": b.storage_class,
         "metageneration": "1",
-        "timeCreated": b.create_time,
-        "updated": b.create_time,
+        "timeCreated": time_util::rfc3339(b.create_time),
+        "updated": time_util::rfc3339(b.create_time),
         "etag": "CAE=",
     })
 }
@@ -70,8 +70,8 @@ fn project_param(q: &ProjectQuery) -> Result<ProjectId, ApiError> {
     ProjectId::parse(p).map_err(|e| ApiError::InvalidArgument(e.to_string()))
 }
 
-fn project_number(state: &AppState, project: &ProjectId) -> Result<Option<u64>, ApiError> {
-    Ok(state.read(|s| s.get_project(project))?.map(|p| p.number.0))
+async fn project_number(state: &AppState, project: &ProjectId) -> Result<Option<u64>, ApiError> {
+    Ok(state.store.get_project(project).await?.map(|p| p.number.0))
 }
 
 async fn create(
@@ -86,7 +86,8 @@ async fn create(
         .authorizer
         .check(&caller, "storage.buckets.create", &project.resource_name())
         .await?;
-    let number = project_number(&state, &project)?
+    let number = project_number(&state, &project)
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("Project {project} was not found")))?;
     let bucket = BucketRecord {
         name: req.name,
@@ -96,18 +97,18 @@ async fn create(
             .unwrap_or_else(|| "US".into())
             .to_ascii_uppercase(),
         storage_class: req.storage_class.unwrap_or_else(|| "STANDARD".into()),
-        create_time: time_util::now_rfc3339(),
+        create_time: time::OffsetDateTime::now_utc(),
     };
-    let stored = bucket.clone();
     state
-        .db(move |s| s.create_bucket(&stored))
+        .store
+        .create_bucket(&bucket)
         .await
         .map_err(|e| match e {
-            ApiError::AlreadyExists(_) => ApiError::AlreadyExists(format!(
+            StoreError::AlreadyExists(_) => ApiError::AlreadyExists(format!(
                 "The bucket name {} is not available: bucket names are global. Try another name.",
                 bucket.name
             )),
-            other => other,
+            other => ApiError::from(other),
         })?;
     Ok(Json(view(&state, &bucket, Some(number))))
 }
@@ -122,8 +123,8 @@ async fn list(
         .authorizer
         .check(&caller, "storage.buckets.list", &project.resource_name())
         .await?;
-    let number = project_number(&state, &project)?;
-    let buckets = state.read(|s| s.list_buckets(&project))?;
+    let number = project_number(&state, &project).await?;
+    let buckets = state.store.list_buckets(&project).await?;
     let items: Vec<Value> = buckets.iter().map(|b| view(&state, b, number)).collect();
     Ok(Json(json!({"kind": "storage#buckets", "items": items})))
 }
@@ -134,7 +135,7 @@ async fn describe(
     Path(bucket): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let b = authorized_bucket(&state, &caller, &bucket, "storage.buckets.get").await?;
-    let number = project_number(&state, &b.project_id)?;
+    let number = project_number(&state, &b.project_id).await?;
     Ok(Json(view(&state, &b, number)))
 }
 
@@ -144,16 +145,17 @@ async fn delete(
     Path(bucket): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     authorized_bucket(&state, &caller, &bucket, "storage.buckets.delete").await?;
-    let name = bucket.clone();
     // Uploads still open on an empty bucket are cancelled with it, whoever opened them.
     let cancelled = state
-        .db(move |s| s.delete_bucket(&name))
+        .store
+        .delete_bucket(&bucket)
         .await
         .map_err(|e| match e {
-            ApiError::AlreadyExists(what) => ApiError::AlreadyExists(format!(
-                "The bucket you tried to delete is not empty ({what}); delete its objects first"
-            )),
-            other => other,
+            // Google's 409 for a bucket that still holds objects.
+            e @ StoreError::NotEmpty(_) => {
+                ApiError::AlreadyExists(format!("The bucket you tried to delete is not empty: {e}"))
+            }
+            other => ApiError::from(other),
         })?
         .ok_or_else(|| {
             ApiError::NotFound(format!("The specified bucket does not exist: {bucket}"))
@@ -167,7 +169,7 @@ async fn get_policy(
     Caller(caller): Caller,
     Path(bucket): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    existing_bucket(&state, &bucket)?;
+    existing_bucket(&state, &bucket).await?;
     let resource = format!("projects/_/buckets/{bucket}");
     let Json(mut policy) =
         policy_api::get(&state, &caller, &resource, "storage.buckets.getIamPolicy").await?;
@@ -182,7 +184,7 @@ async fn set_policy(
     Path(bucket): Path<String>,
     ApiJson(mut body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    existing_bucket(&state, &bucket)?;
+    existing_bucket(&state, &bucket).await?;
     let resource = format!("projects/_/buckets/{bucket}");
     // The JSON API sends the policy itself (with kind and resourceId), not {"policy": …}.
     if let Some(obj) = body.as_object_mut() {
@@ -207,7 +209,7 @@ async fn test_permissions(
     Path(bucket): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    existing_bucket(&state, &bucket)?;
+    existing_bucket(&state, &bucket).await?;
     let permissions: Vec<String> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .filter(|(k, _)| k == "permissions")
         .map(|(_, v)| v.into_owned())

@@ -78,7 +78,11 @@ pub fn write_failed(e: BlobError) -> ApiError {
 
 /// How many bytes an object `name` in `bucket` may have: the object limit, and what the
 /// project's quota leaves (counting the bytes of the generation it would replace as free).
-pub fn budget(state: &AppState, bucket: &BucketRecord, name: &str) -> Result<Budget, ApiError> {
+pub async fn budget(
+    state: &AppState,
+    bucket: &BucketRecord,
+    name: &str,
+) -> Result<Budget, ApiError> {
     let limits = state.storage_limits;
     let object = Exceeded::ObjectSize {
         limit: limits.max_object_bytes,
@@ -89,9 +93,14 @@ pub fn budget(state: &AppState, bucket: &BucketRecord, name: &str) -> Result<Bud
             exceeded: object,
         });
     };
-    let used = state.read(|s| s.project_storage_bytes(&bucket.project_id))?;
+    let used = state
+        .store
+        .project_storage_bytes(&bucket.project_id)
+        .await?;
     let replaced = state
-        .read(|s| s.get_object(&bucket.name, name))?
+        .store
+        .get_object(&bucket.name, name)
+        .await?
         .map_or(0, |o| o.size);
     let room = quota.saturating_sub(used.saturating_sub(replaced));
     Ok(if room < limits.max_object_bytes {

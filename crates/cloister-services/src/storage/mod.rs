@@ -34,7 +34,8 @@ const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(6 * 3600
 pub fn spawn_sweeper(state: AppState) {
     tokio::spawn(async move {
         loop {
-            let expired = crate::time_util::now_unix() - resumable::SESSION_LIFETIME_SECS;
+            let expired = time::OffsetDateTime::now_utc()
+                - time::Duration::seconds(resumable::SESSION_LIFETIME_SECS);
             match resumable::sweep_expired(&state, expired).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(count = n, "removed expired resumable upload sessions"),
@@ -85,10 +86,12 @@ pub fn check_object_name(name: &str) -> Result<(), ApiError> {
 }
 
 /// The bucket, or 404 when absent (bucket names are global and public, as in Google).
-pub fn existing_bucket(state: &AppState, bucket: &str) -> Result<BucketRecord, ApiError> {
+pub async fn existing_bucket(state: &AppState, bucket: &str) -> Result<BucketRecord, ApiError> {
     check_bucket_name(bucket)?;
     state
-        .read(|s| s.get_bucket(bucket))?
+        .store
+        .get_bucket(bucket)
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("The specified bucket does not exist: {bucket}")))
 }
 
@@ -99,7 +102,7 @@ pub async fn authorized_bucket(
     bucket: &str,
     permission: Permission,
 ) -> Result<BucketRecord, ApiError> {
-    let record = existing_bucket(state, bucket)?;
+    let record = existing_bucket(state, bucket).await?;
     state
         .authorizer
         .check(caller, permission, &record.resource_name())
@@ -151,8 +154,8 @@ pub fn object_view(state: &AppState, o: &ObjectRecord) -> Value {
         "md5Hash": b64(&o.md5),
         "crc32c": b64(&o.crc32c.to_be_bytes()),
         "etag": etag(o),
-        "timeCreated": o.create_time,
-        "updated": o.update_time,
+        "timeCreated": crate::time_util::rfc3339(o.create_time),
+        "updated": crate::time_util::rfc3339(o.update_time),
     })
 }
 

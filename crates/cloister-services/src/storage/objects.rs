@@ -56,7 +56,9 @@ pub(super) async fn load(
     check_object_name(name)?;
     let missing = || ApiError::NotFound(format!("No such object: {bucket}/{name}"));
     let object = state
-        .read(|s| s.get_object(bucket, name))?
+        .store
+        .get_object(bucket, name)
+        .await?
         .ok_or_else(missing)?;
     if generation.is_some_and(|g| g != object.generation) {
         return Err(missing());
@@ -223,7 +225,10 @@ async fn list(
     let mut next = None;
     // Each page holds up to `limit` entries, items and collapsed prefixes together.
     'pages: loop {
-        let batch = state.read(|s| s.list_objects(&bucket, &q.prefix, &after, limit))?;
+        let batch = state
+            .store
+            .list_objects(&bucket, &q.prefix, &after, limit)
+            .await?;
         let exhausted = batch.len() < limit;
         for o in batch {
             if items.len() + prefixes.len() == limit {
@@ -267,8 +272,11 @@ async fn delete(
 ) -> Result<StatusCode, ApiError> {
     authorized_bucket(&state, &caller, &bucket, "storage.objects.delete").await?;
     check_object_name(&name)?;
-    let (b, n, pre) = (bucket.clone(), name.clone(), q.preconditions());
-    match state.db(move |s| s.delete_object(&b, &n, pre)).await? {
+    match state
+        .store
+        .delete_object(&bucket, &name, q.preconditions())
+        .await?
+    {
         Ok(Some(blob)) => {
             super::upload::remove_blob(&state, &blob).await;
             Ok(StatusCode::NO_CONTENT)

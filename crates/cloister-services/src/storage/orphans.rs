@@ -39,7 +39,9 @@ pub async fn sweep_orphaned_blobs(state: &AppState, min_age: Duration) -> Result
     for batch in old.chunks(BATCH) {
         let keys: Vec<String> = batch.iter().map(|k| k.as_str().to_owned()).collect();
         let in_use: HashSet<String> = state
-            .read(|s| s.object_blobs_in_use(&keys))?
+            .store
+            .object_blobs_in_use(&keys)
+            .await?
             .into_iter()
             .collect();
         for key in batch.iter().filter(|k| !in_use.contains(k.as_str())) {

@@ -17,6 +17,7 @@ use cloister_store::{BlobKey, UploadSession};
 use futures::{Stream, StreamExt, TryStreamExt};
 use rand::RngCore;
 use serde::Deserialize;
+use time::OffsetDateTime;
 
 use super::upload::{MAX_METADATA_BYTES, ObjectMetadata, check_overwrite, remove_blob, store};
 use super::{PreconditionQuery, authorized_bucket, check_object_name, existing_bucket, limits};
@@ -85,8 +86,10 @@ pub async fn start(
                 "X-Upload-Content-Length {announced:?} is not a byte count"
             ))
         })?;
-        let record = existing_bucket(state, bucket)?;
-        limits::budget(state, &record, &name)?.admit(0, announced)?;
+        let record = existing_bucket(state, bucket).await?;
+        limits::budget(state, &record, &name)
+            .await?
+            .admit(0, announced)?;
     }
     let content_type = metadata
         .content_type
@@ -107,13 +110,13 @@ pub async fn start(
         preconditions: pre.preconditions(),
         creator: Some(caller.clone()),
         received: 0,
-        create_time: crate::time_util::now_unix(),
+        create_time: OffsetDateTime::now_utc(),
     };
     let location = format!(
         "{}/upload/storage/v1/b/{bucket}/o?uploadType=resumable&upload_id={}",
         state.public_url, session.upload_id
     );
-    state.db(move |s| s.create_upload_session(&session)).await?;
+    state.store.create_upload_session(&session).await?;
     let mut response = StatusCode::OK.into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, v);
@@ -123,7 +126,7 @@ pub async fn start(
 
 /// The session and its creator, who must still be allowed to write to the bucket.
 /// The session the query's `upload_id` names in `bucket`, whoever opened it.
-fn find_session(
+async fn find_session(
     state: &AppState,
     q: &SessionQuery,
     bucket: &str,
@@ -133,7 +136,9 @@ fn find_session(
         .as_deref()
         .ok_or_else(|| ApiError::InvalidArgument("upload_id is required".into()))?;
     state
-        .read(|s| s.get_upload_session(id))?
+        .store
+        .get_upload_session(id)
+        .await?
         .filter(|s| s.bucket == bucket)
         .ok_or_else(|| ApiError::NotFound(format!("No such upload session: {id}")))
 }
@@ -143,9 +148,11 @@ async fn session_of(
     q: &SessionQuery,
     bucket: &str,
 ) -> Result<(UploadSession, Principal), ApiError> {
-    let session = find_session(state, q, bucket)?;
+    let session = find_session(state, q, bucket).await?;
     let id = &session.upload_id;
-    if crate::time_util::now_unix() - session.create_time >= SESSION_LIFETIME_SECS {
+    if OffsetDateTime::now_utc() - session.create_time
+        >= time::Duration::seconds(SESSION_LIFETIME_SECS)
+    {
         return Err(ApiError::NotFound(format!(
             "The upload session {id} expired (a session lasts a week): start a new upload"
         )));
@@ -245,8 +252,8 @@ pub async fn chunk(
         let to = a.checked_add(len).ok_or_else(|| {
             ApiError::InvalidArgument(format!("Content-Range {range:?} ends past any upload"))
         })?;
-        let record = existing_bucket(&state, &bucket)?;
-        let budget = limits::budget(&state, &record, &session.name)?;
+        let record = existing_bucket(&state, &bucket).await?;
+        let budget = limits::budget(&state, &record, &session.name).await?;
         budget.admit(a, len)?;
         let key = chunk_key(&session.upload_id, a)?;
         let stream = Box::pin(body.into_data_stream().map_err(std::io::Error::other));
@@ -262,14 +269,10 @@ pub async fn chunk(
                 info.size
             )));
         }
-        let id = session.upload_id.clone();
-        if !state
-            .db(move |s| s.advance_upload_session(&id, a, to))
-            .await?
-        {
+        let id = &session.upload_id;
+        if !state.store.advance_upload_session(id, a, to).await? {
             let _ = state.blobs.delete(&key).await;
-            let id = session.upload_id.clone();
-            if state.read(|s| s.get_upload_session(&id))?.is_none() {
+            if state.store.get_upload_session(id).await?.is_none() {
                 return Err(ApiError::NotFound(format!(
                     "The upload session {id} was cancelled or completed by another request"
                 )));
@@ -338,8 +341,11 @@ async fn finish(
     creator: &Principal,
     total: u64,
 ) -> Result<Response, ApiError> {
-    let id = session.upload_id.clone();
-    if !state.db(move |s| s.delete_upload_session(&id)).await? {
+    if !state
+        .store
+        .delete_upload_session(&session.upload_id)
+        .await?
+    {
         return Err(ApiError::Aborted(format!(
             "another request is completing the upload session {} at the same time; read the object to see its result",
             session.upload_id
@@ -374,14 +380,19 @@ pub async fn remove_cancelled(state: &AppState, sessions: &[UploadSession]) {
     }
 }
 
-/// Removes sessions created before `created_before` (unix seconds) with what they received;
-/// returns how many.
-pub async fn sweep_expired(state: &AppState, created_before: i64) -> Result<usize, ApiError> {
-    let expired = state.read(|s| s.stale_upload_sessions(created_before))?;
+/// Removes sessions created before `created_before` with what they received; returns how
+/// many.
+pub async fn sweep_expired(
+    state: &AppState,
+    created_before: OffsetDateTime,
+) -> Result<usize, ApiError> {
+    let expired = state.store.stale_upload_sessions(created_before).await?;
     for session in &expired {
         remove_chunks(state, &session.upload_id, session.received).await;
-        let id = session.upload_id.clone();
-        state.db(move |s| s.delete_upload_session(&id)).await?;
+        state
+            .store
+            .delete_upload_session(&session.upload_id)
+            .await?;
     }
     Ok(expired.len())
 }
@@ -393,10 +404,12 @@ pub async fn cancel(
     ApiQuery(q): ApiQuery<SessionQuery>,
 ) -> Result<Response, ApiError> {
     // Anyone holding the session URI may cancel it, even after the creator lost access.
-    let session = find_session(&state, &q, &bucket)?;
+    let session = find_session(&state, &q, &bucket).await?;
     remove_chunks(&state, &session.upload_id, session.received).await;
-    let id = session.upload_id.clone();
-    state.db(move |s| s.delete_upload_session(&id)).await?;
+    state
+        .store
+        .delete_upload_session(&session.upload_id)
+        .await?;
     // Google answers a cancelled upload with 499.
     Ok(StatusCode::from_u16(499)
         .map(IntoResponse::into_response)

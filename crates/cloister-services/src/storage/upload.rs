@@ -29,7 +29,6 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::query::ApiQuery;
 use crate::state::AppState;
-use crate::time_util;
 
 /// Largest JSON metadata part accepted with an upload.
 pub(super) const MAX_METADATA_BYTES: usize = 64 * 1024;
@@ -97,7 +96,7 @@ pub(super) async fn check_overwrite(
     bucket: &str,
     name: &str,
 ) -> Result<(), ApiError> {
-    if state.read(|s| s.get_object(bucket, name))?.is_some() {
+    if state.store.get_object(bucket, name).await?.is_some() {
         let resource = format!("projects/_/buckets/{bucket}");
         state
             .authorizer
@@ -219,9 +218,9 @@ pub(super) async fn store(
         .clone()
         .ok_or_else(|| ApiError::InvalidArgument("the object has no name".into()))?;
     check_object_name(&name)?;
-    let record = existing_bucket(state, bucket)?;
+    let record = existing_bucket(state, bucket).await?;
     check_overwrite(state, caller, bucket, &name).await?;
-    let budget = limits::budget(state, &record, &name)?;
+    let budget = limits::budget(state, &record, &name).await?;
     let mut id = [0u8; 16];
     rand::rng().fill_bytes(&mut id);
     let blob = format!("{OBJECT_BLOB_PREFIX}/{}", hex::encode(id));
@@ -255,7 +254,7 @@ pub(super) async fn store(
             STANDARD.encode(crc32c.to_be_bytes())
         )));
     }
-    let now = time_util::now_rfc3339();
+    let now = time::OffsetDateTime::now_utc();
     let object = ObjectRecord {
         bucket: bucket.to_owned(),
         name: name.clone(),
@@ -269,15 +268,16 @@ pub(super) async fn store(
             .content_type
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| "application/octet-stream".into()),
-        create_time: now.clone(),
+        create_time: now,
         update_time: now,
         blob_key: blob.clone(),
     };
     let committed = match commit_limits(state, caller, bucket).await {
-        Ok(limits) => {
-            let (stored, pre) = (object.clone(), pre.preconditions());
-            state.db(move |s| s.put_object(&stored, pre, limits)).await
-        }
+        Ok(limits) => state
+            .store
+            .put_object(&object, pre.preconditions(), limits)
+            .await
+            .map_err(ApiError::from),
         Err(e) => Err(e),
     };
     match committed {
