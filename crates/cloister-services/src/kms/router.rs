@@ -6,9 +6,10 @@ use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use cloister_domain::{Permission, Principal, ProjectId};
-use cloister_store::{KmsCryptoKey, KmsKeyRing, KmsKeyVersion};
+use cloister_store::{KeyPurpose, KeyVersionState, KmsCryptoKey, KmsKeyRing, KmsKeyVersion};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 
 use super::{new_key, open, seal};
 use crate::auth::Caller;
@@ -63,15 +64,16 @@ fn ring_name(project: &str, location: &str, ring: &str) -> Result<(ProjectId, St
 }
 
 fn ring_view(r: &KmsKeyRing) -> Value {
-    json!({"name": r.name, "createTime": r.create_time})
+    json!({"name": r.name, "createTime": time_util::rfc3339(r.create_time)})
 }
 
 fn key_view(k: &KmsCryptoKey) -> Value {
     json!({
         "name": k.name,
-        "purpose": k.purpose,
-        "createTime": k.create_time,
-        "primary": {"name": format!("{}/cryptoKeyVersions/{}", k.name, k.primary_version), "state": "ENABLED",
+        "purpose": k.purpose.as_str(),
+        "createTime": time_util::rfc3339(k.create_time),
+        "primary": {"name": format!("{}/cryptoKeyVersions/{}", k.name, k.primary_version),
+                    "state": KeyVersionState::Enabled.as_str(),
                     "algorithm": "GOOGLE_SYMMETRIC_ENCRYPTION"},
         "versionTemplate": {"algorithm": "GOOGLE_SYMMETRIC_ENCRYPTION", "protectionLevel": "SOFTWARE"},
     })
@@ -110,10 +112,9 @@ async fn create_ring(
     let ring = KmsKeyRing {
         name,
         project_id: project,
-        create_time: time_util::now_rfc3339(),
+        create_time: OffsetDateTime::now_utc(),
     };
-    let stored = ring.clone();
-    state.db(move |s| s.create_key_ring(&stored)).await?;
+    state.store.create_key_ring(&ring).await?;
     Ok(Json(ring_view(&ring)))
 }
 
@@ -129,7 +130,7 @@ async fn list_rings(
         .check(&caller, "cloudkms.keyRings.list", &project.resource_name())
         .await?;
     let parent = format!("projects/{project}/locations/{location}");
-    let rings = state.read(|s| s.list_key_rings(&parent))?;
+    let rings = state.store.list_key_rings(&parent).await?;
     Ok(Json(
         json!({ "keyRings": rings.iter().map(ring_view).collect::<Vec<_>>(), "totalSize": rings.len() }),
     ))
@@ -145,7 +146,9 @@ async fn authorized_ring(
     let (_, name) = ring_name(&path.0, &path.1, &path.2)?;
     state.authorizer.check(caller, permission, &name).await?;
     state
-        .read(|s| s.get_key_ring(&name))?
+        .store
+        .get_key_ring(&name)
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("KeyRing {name} not found.")))
 }
 
@@ -169,7 +172,7 @@ async fn ring_method(
         return Err(ApiError::NotFound("not a method".into()));
     };
     let (_, name) = ring_name(&project, &location, ring)?;
-    if state.read(|s| s.get_key_ring(&name))?.is_none() {
+    if state.store.get_key_ring(&name).await?.is_none() {
         return Err(ApiError::NotFound(format!("KeyRing {name} not found.")));
     }
     iam_method(&state, &caller, &name, method, body, "cloudkms.keyRings").await
@@ -239,32 +242,32 @@ async fn create_key(
         ApiError::InvalidArgument("the query parameter cryptoKeyId is required".into())
     })?;
     check_id("crypto key", &id)?;
-    let purpose = req.purpose.unwrap_or_else(|| "ENCRYPT_DECRYPT".into());
-    if purpose != "ENCRYPT_DECRYPT" {
-        return Err(ApiError::InvalidArgument(format!(
-            "purpose {purpose:?} is not supported; use ENCRYPT_DECRYPT"
-        )));
-    }
+    let purpose = match req.purpose.as_deref() {
+        None => KeyPurpose::EncryptDecrypt,
+        Some(given) => KeyPurpose::parse(given).ok_or_else(|| {
+            ApiError::InvalidArgument(format!(
+                "purpose {given:?} is not supported; use {}",
+                KeyPurpose::EncryptDecrypt
+            ))
+        })?,
+    };
     let ring = authorized_ring(&state, &caller, &path, "cloudkms.cryptoKeys.create").await?;
-    let now = time_util::now_rfc3339();
+    let now = OffsetDateTime::now_utc();
     let key = KmsCryptoKey {
         name: format!("{}/cryptoKeys/{id}", ring.name),
         key_ring: ring.name,
         purpose,
         primary_version: 1,
-        create_time: now.clone(),
+        create_time: now,
     };
     let first = KmsKeyVersion {
         key: key.name.clone(),
         version: 1,
-        state: "ENABLED".into(),
+        state: KeyVersionState::Enabled,
         wrapped_material: seal(&state.kek, &new_key(), key.name.as_bytes())?,
         create_time: now,
     };
-    let stored = key.clone();
-    state
-        .db(move |s| s.create_crypto_key(&stored, &first))
-        .await?;
+    state.store.create_crypto_key(&key, &first).await?;
     Ok(Json(key_view(&key)))
 }
 
@@ -274,7 +277,7 @@ async fn list_keys(
     Path(path): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let ring = authorized_ring(&state, &caller, &path, "cloudkms.cryptoKeys.list").await?;
-    let keys = state.read(|s| s.list_crypto_keys(&ring.name))?;
+    let keys = state.store.list_crypto_keys(&ring.name).await?;
     Ok(Json(
         json!({ "cryptoKeys": keys.iter().map(key_view).collect::<Vec<_>>(), "totalSize": keys.len() }),
     ))
@@ -286,9 +289,11 @@ fn key_name(path: &(String, String, String, String)) -> Result<String, ApiError>
     Ok(format!("{ring}/cryptoKeys/{}", path.3))
 }
 
-fn load_key(state: &AppState, name: &str) -> Result<KmsCryptoKey, ApiError> {
+async fn load_key(state: &AppState, name: &str) -> Result<KmsCryptoKey, ApiError> {
     state
-        .read(|s| s.get_crypto_key(name))?
+        .store
+        .get_crypto_key(name)
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("CryptoKey {name} not found.")))
 }
 
@@ -302,7 +307,7 @@ async fn get_key(
         .authorizer
         .check(&caller, "cloudkms.cryptoKeys.get", &name)
         .await?;
-    Ok(Json(key_view(&load_key(&state, &name)?)))
+    Ok(Json(key_view(&load_key(&state, &name).await?)))
 }
 
 #[derive(Deserialize)]
@@ -323,10 +328,12 @@ fn b64(field: &str, v: Option<&str>) -> Result<Vec<u8>, ApiError> {
 }
 
 /// The data key of `version`, unwrapped with the KEK.
-fn material(state: &AppState, key: &str, version: u32) -> Result<Vec<u8>, ApiError> {
+async fn material(state: &AppState, key: &str, version: u32) -> Result<Vec<u8>, ApiError> {
     let v = state
-        .read(|s| s.get_key_version(key, version))?
-        .filter(|v| v.state == "ENABLED")
+        .store
+        .get_key_version(key, version)
+        .await?
+        .filter(|v| v.state == KeyVersionState::Enabled)
         .ok_or_else(|| {
             ApiError::InvalidArgument(format!(
                 "key version {version} of {key} does not exist or is not enabled"
@@ -362,7 +369,7 @@ async fn key_method(
                     .authorizer
                     .check(&caller, "cloudkms.cryptoKeyVersions.useToEncrypt", &name)
                     .await?;
-                let key = load_key(&state, &name)?;
+                let key = load_key(&state, &name).await?;
                 let plaintext = b64("plaintext", req.plaintext.as_deref())?;
                 if plaintext.len() > MAX_PLAINTEXT {
                     return Err(ApiError::InvalidArgument(format!(
@@ -370,7 +377,7 @@ async fn key_method(
                     )));
                 }
                 let sealed = seal(
-                    &material(&state, &name, key.primary_version)?,
+                    &material(&state, &name, key.primary_version).await?,
                     &plaintext,
                     &aad,
                 )?;
@@ -383,7 +390,7 @@ async fn key_method(
                     .authorizer
                     .check(&caller, "cloudkms.cryptoKeyVersions.useToDecrypt", &name)
                     .await?;
-                load_key(&state, &name)?;
+                load_key(&state, &name).await?;
                 let ciphertext = b64("ciphertext", req.ciphertext.as_deref())?;
                 let refused = || {
                     ApiError::InvalidArgument("Decryption failed: the ciphertext is invalid, was altered, or was made with another key or AAD.".into())
@@ -391,13 +398,15 @@ async fn key_method(
                 let (version, sealed) = ciphertext.split_at_checked(4).ok_or_else(refused)?;
                 let version = u32::from_be_bytes([version[0], version[1], version[2], version[3]]);
                 let plaintext = open(
-                    &material(&state, &name, version).map_err(|_| refused())?,
+                    &material(&state, &name, version)
+                        .await
+                        .map_err(|_| refused())?,
                     sealed,
                     &aad,
                 )
                 .ok_or_else(refused)?;
                 Ok(Json(
-                    json!({"plaintext": STANDARD.encode(plaintext), "usedPrimary": version == load_key(&state, &name)?.primary_version}),
+                    json!({"plaintext": STANDARD.encode(plaintext), "usedPrimary": version == load_key(&state, &name).await?.primary_version}),
                 ))
             }
         }
@@ -407,16 +416,16 @@ async fn key_method(
                 .authorizer
                 .check(&caller, "cloudkms.cryptoKeyVersions.create", &name)
                 .await?;
-            load_key(&state, &name)?;
+            load_key(&state, &name).await?;
             let wrapped = seal(&state.kek, &new_key(), name.as_bytes())?;
-            let (n, now) = (name.clone(), time_util::now_rfc3339());
             state
-                .db(move |s| s.rotate_crypto_key(&n, wrapped, &now))
+                .store
+                .rotate_crypto_key(&name, wrapped, OffsetDateTime::now_utc())
                 .await?;
-            Ok(Json(key_view(&load_key(&state, &name)?)))
+            Ok(Json(key_view(&load_key(&state, &name).await?)))
         }
         other => {
-            if state.read(|s| s.get_crypto_key(&name))?.is_none() {
+            if state.store.get_crypto_key(&name).await?.is_none() {
                 return Err(ApiError::NotFound(format!("CryptoKey {name} not found.")));
             }
             iam_method(&state, &caller, &name, other, body, "cloudkms.cryptoKeys").await

@@ -250,11 +250,14 @@ pub async fn token(
         let Ok(image) = ImageName::parse(name) else {
             continue;
         };
-        let repository =
-            match state.read(|s| s.get_repository(&image.project, &image.repository_id))? {
-                Some(r) => r.name(),
-                None => continue,
-            };
+        let repository = match state
+            .store
+            .get_repository(&image.project, &image.repository_id)
+            .await?
+        {
+            Some(r) => r.name(),
+            None => continue,
+        };
         let wanted: Vec<Action> = actions
             .split(',')
             .filter_map(|a| match a {

@@ -12,11 +12,11 @@ use axum::response::{IntoResponse, Response};
 use cloister_store::{BlobKey, ImageRef, RegistryBlob, RegistryUpload};
 use futures::{StreamExt, TryStreamExt};
 use rand::RngCore;
+use time::OffsetDateTime;
 
 use super::error::RegistryError;
 use super::names::{ImageName, parse_digest};
 use crate::state::AppState;
-use crate::time_util;
 
 fn key(k: &str) -> Result<BlobKey, RegistryError> {
     BlobKey::new(k).map_err(|e| RegistryError::Internal(e.to_string()))
@@ -98,8 +98,7 @@ async fn adopt(
     image: &ImageRef,
     blob: RegistryBlob,
 ) -> Result<(), RegistryError> {
-    let image = image.clone();
-    if let Some(duplicate) = state.db(move |s| s.put_blob(&image, &blob)).await? {
+    if let Some(duplicate) = state.store.put_blob(image, &blob).await? {
         remove(state, &duplicate).await;
     }
     Ok(())
@@ -115,16 +114,15 @@ pub async fn start(
     digest: Option<&str>,
     body: Body,
 ) -> Result<Response, RegistryError> {
-    if let Some((from, digest)) = mount {
-        let (to, d) = (image.clone(), digest.clone());
-        if state
-            .db(move |s| s.mount_blob(&to, &from, &d))
+    // Not mountable: fall back to a normal upload, as the spec says.
+    if let Some((from, digest)) = mount
+        && state
+            .store
+            .mount_blob(image, &from, &digest)
             .await?
             .is_some()
-        {
-            return Ok(created(name, &digest));
-        }
-        // Not mountable: fall back to a normal upload, as the spec says.
+    {
+        return Ok(created(name, &digest));
     }
     let mut id = [0u8; 16];
     rand::rng().fill_bytes(&mut id);
@@ -141,10 +139,9 @@ pub async fn start(
         received: 0,
         chunks: 0,
         single_chunk_sha256: None,
-        create_time: time_util::now_unix(),
+        create_time: OffsetDateTime::now_utc(),
     };
-    let stored = upload.clone();
-    state.db(move |s| s.create_registry_upload(&stored)).await?;
+    state.store.create_registry_upload(&upload).await?;
     Ok((StatusCode::ACCEPTED, upload_headers(name, &upload)).into_response())
 }
 
@@ -178,7 +175,9 @@ async fn session(
     upload_id: &str,
 ) -> Result<RegistryUpload, RegistryError> {
     state
-        .read(|s| s.get_registry_upload(upload_id))?
+        .store
+        .get_registry_upload(upload_id)
+        .await?
         .filter(|u| &u.image == image)
         .ok_or_else(|| {
             RegistryError::BlobUploadUnknown(format!(
@@ -250,9 +249,9 @@ async fn append(
             "Content-Range announced {len} bytes but {size} arrived"
         )));
     }
-    let (id, expected, d) = (upload.upload_id.clone(), upload.received, digest.clone());
     let advanced = state
-        .db(move |s| s.advance_registry_upload(&id, expected, size, &d))
+        .store
+        .advance_registry_upload(&upload.upload_id, upload.received, size, &digest)
         .await?;
     if !advanced {
         remove(state, &k).await;
@@ -296,8 +295,7 @@ async fn discard(state: &AppState, upload: &RegistryUpload, keep: Option<u32>) {
             remove(state, &chunk_key(&upload.upload_id, n)).await;
         }
     }
-    let id = upload.upload_id.clone();
-    if let Err(e) = state.db(move |s| s.delete_registry_upload(&id)).await {
+    if let Err(e) = state.store.delete_registry_upload(&upload.upload_id).await {
         tracing::error!(error = %e, "could not delete a finished registry upload");
     }
 }
@@ -305,8 +303,8 @@ async fn discard(state: &AppState, upload: &RegistryUpload, keep: Option<u32>) {
 /// Removes uploads older than `max_age_secs` with their chunks: a client that went away must
 /// not leave its bytes forever.
 pub async fn sweep_abandoned(state: &AppState, max_age_secs: i64) -> Result<usize, RegistryError> {
-    let before = time_util::now_unix() - max_age_secs;
-    let stale = state.read(|s| s.stale_registry_uploads(before))?;
+    let before = OffsetDateTime::now_utc().saturating_sub(time::Duration::seconds(max_age_secs));
+    let stale = state.store.stale_registry_uploads(before).await?;
     for upload in &stale {
         discard(state, upload, None).await;
     }
@@ -382,7 +380,9 @@ pub async fn get(
 ) -> Result<Response, RegistryError> {
     let digest = parse_digest(digest)?;
     let blob = state
-        .read(|s| s.linked_blob(image, &digest))?
+        .store
+        .linked_blob(image, &digest)
+        .await?
         .ok_or_else(|| {
             RegistryError::BlobUnknown(format!("blob {digest} is not in this repository"))
         })?;

@@ -17,7 +17,6 @@ use super::blobs::headers;
 use super::error::RegistryError;
 use super::names::{ImageName, Reference, parse_digest, sha256_digest};
 use crate::state::AppState;
-use crate::time_util;
 
 /// The distribution spec's suggested limit; larger bodies are refused before parsing.
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
@@ -152,11 +151,11 @@ pub async fn put(
         content: bytes,
         subject: subject.clone(),
         artifact_type,
-        create_time: time_util::now_rfc3339(),
+        create_time: time::OffsetDateTime::now_utc(),
     };
-    let image_ref = image.clone();
     let stored = state
-        .db(move |s| s.put_manifest(&image_ref, &record, &refs, tag.as_deref()))
+        .store
+        .put_manifest(image, &record, &refs, tag.as_deref())
         .await?;
     if let Err(missing) = stored {
         return Err(RegistryError::ManifestBlobUnknown(format!(
@@ -179,31 +178,33 @@ pub async fn put(
 }
 
 /// The manifest a tag or digest names.
-pub fn resolve(
+pub async fn resolve(
     state: &AppState,
     image: &ImageRef,
     reference: &str,
 ) -> Result<ManifestRecord, RegistryError> {
     let digest = match Reference::parse(reference)? {
         Reference::Digest(d) => d,
-        Reference::Tag(t) => state.read(|s| s.resolve_tag(image, &t))?.ok_or_else(|| {
+        Reference::Tag(t) => state.store.resolve_tag(image, &t).await?.ok_or_else(|| {
             RegistryError::ManifestUnknown(format!("no tag {t:?} in this repository"))
         })?,
     };
     state
-        .read(|s| s.get_manifest(image, &digest))?
+        .store
+        .get_manifest(image, &digest)
+        .await?
         .ok_or_else(|| {
             RegistryError::ManifestUnknown(format!("no manifest {digest} in this repository"))
         })
 }
 
-pub fn get(
+pub async fn get(
     state: &AppState,
     image: &ImageRef,
     reference: &str,
     head: bool,
 ) -> Result<Response, RegistryError> {
-    let m = resolve(state, image, reference)?;
+    let m = resolve(state, image, reference).await?;
     let h = headers(&[
         ("content-type", m.media_type.clone()),
         ("docker-content-digest", m.digest.clone()),
@@ -222,10 +223,9 @@ pub async fn delete(
     image: &ImageRef,
     reference: &str,
 ) -> Result<Response, RegistryError> {
-    let image = image.clone();
     let deleted = match Reference::parse(reference)? {
-        Reference::Digest(d) => state.db(move |s| s.delete_manifest(&image, &d)).await?,
-        Reference::Tag(t) => state.db(move |s| s.delete_tag(&image, &t)).await?,
+        Reference::Digest(d) => state.store.delete_manifest(image, &d).await?,
+        Reference::Tag(t) => state.store.delete_tag(image, &t).await?,
     };
     if !deleted {
         return Err(RegistryError::ManifestUnknown(format!(
@@ -237,7 +237,7 @@ pub async fn delete(
 
 const MAX_TAGS_PAGE: usize = 1000;
 
-pub fn tags(
+pub async fn tags(
     state: &AppState,
     name: &ImageName,
     image: &ImageRef,
@@ -248,7 +248,7 @@ pub fn tags(
     let mut tags = if n == 0 {
         vec![]
     } else {
-        state.read(|s| s.list_tags(image, last, n + 1))?
+        state.store.list_tags(image, last, n + 1).await?
     };
     let mut h = HeaderMap::new();
     if tags.len() > n {
@@ -266,14 +266,14 @@ pub fn tags(
     Ok((h, axum::Json(json!({"name": name.full(), "tags": tags}))).into_response())
 }
 
-pub fn referrers(
+pub async fn referrers(
     state: &AppState,
     image: &ImageRef,
     digest: &str,
     artifact_type: Option<&str>,
 ) -> Result<Response, RegistryError> {
     let digest = parse_digest(digest)?;
-    let found = state.read(|s| s.list_referrers(image, &digest))?;
+    let found = state.store.list_referrers(image, &digest).await?;
     let manifests: Vec<Value> = found
         .iter()
         .filter(|m| artifact_type.is_none_or(|t| m.artifact_type.as_deref() == Some(t)))

@@ -124,7 +124,10 @@ async fn locate(
     name: &ImageName,
     action: Action,
 ) -> Result<ImageRef, RegistryError> {
-    let found = state.read(|s| s.get_repository(&name.project, &name.repository_id))?;
+    let found = state
+        .store
+        .get_repository(&name.project, &name.repository_id)
+        .await?;
     let resource = found
         .as_ref()
         .map_or_else(|| name.repository_resource(), |r| r.name());
@@ -167,7 +170,9 @@ async fn dispatch(
     let image = locate(&state, &caller, &name, action).await?;
     let head = method == Method::HEAD;
     match (method, op) {
-        (Method::GET | Method::HEAD, Op::Manifest(r)) => manifests::get(&state, &image, &r, head),
+        (Method::GET | Method::HEAD, Op::Manifest(r)) => {
+            manifests::get(&state, &image, &r, head).await
+        }
         (Method::PUT, Op::Manifest(r)) => {
             manifests::put(&state, &name, &image, &r, &headers, body).await
         }
@@ -222,13 +227,17 @@ async fn dispatch(
                 n,
                 query_value(&query, "last").as_deref(),
             )
+            .await
         }
-        (Method::GET, Op::Referrers(d)) => manifests::referrers(
-            &state,
-            &image,
-            &d,
-            query_value(&query, "artifactType").as_deref(),
-        ),
+        (Method::GET, Op::Referrers(d)) => {
+            manifests::referrers(
+                &state,
+                &image,
+                &d,
+                query_value(&query, "artifactType").as_deref(),
+            )
+            .await
+        }
         (method, _) => Err(RegistryError::Unsupported(format!(
             "{method} is not supported on /v2/{path}"
         ))),

@@ -66,8 +66,8 @@ pub fn view(state: &AppState, r: &RepositoryRecord) -> Value {
         "format": r.format,
         "description": r.description,
         "mode": "STANDARD_REPOSITORY",
-        "createTime": r.create_time,
-        "updateTime": r.create_time,
+        "createTime": time_util::rfc3339(r.create_time),
+        "updateTime": time_util::rfc3339(r.create_time),
         // Where `docker`/`podman` address it: HOST/PROJECT/REPOSITORY.
         "registryUri": format!("{}/{}/{}", host(state), r.project_id.as_str(), r.repository_id),
     })
@@ -118,7 +118,7 @@ async fn create(
             &project.resource_name(),
         )
         .await?;
-    if state.read(|s| s.get_project(&project))?.is_none() {
+    if state.store.get_project(&project).await?.is_none() {
         return Err(ApiError::NotFound(format!(
             "Project {project} was not found"
         )));
@@ -129,10 +129,9 @@ async fn create(
         repository_id: id,
         format,
         description: req.description.unwrap_or_default(),
-        create_time: time_util::now_rfc3339(),
+        create_time: time::OffsetDateTime::now_utc(),
     };
-    let stored = record.clone();
-    state.db(move |s| s.create_repository(&stored)).await?;
+    state.store.create_repository(&record).await?;
     Ok(done(&record.name(), view(&state, &record)))
 }
 
@@ -151,7 +150,9 @@ async fn list(
         )
         .await?;
     let repositories: Vec<Value> = state
-        .read(|s| s.list_repositories(&project))?
+        .store
+        .list_repositories(&project)
+        .await?
         .iter()
         .filter(|r| location == "-" || r.location == location)
         .map(|r| view(&state, r))
@@ -170,7 +171,9 @@ async fn authorized(
     let name = format!("projects/{project_id}/locations/{location}/repositories/{id}");
     state.authorizer.check(caller, permission, &name).await?;
     state
-        .read(|s| s.get_repository(&project, id))?
+        .store
+        .get_repository(&project, id)
+        .await?
         .filter(|r| &r.location == location)
         .ok_or_else(|| ApiError::NotFound(format!("Repository {name} not found")))
 }
@@ -197,7 +200,7 @@ async fn delete(
     )
     .await?;
     let name = r.name();
-    let orphans = state.db(move |s| s.delete_repository(&name)).await?;
+    let orphans = state.store.delete_repository(&name).await?;
     for key in orphans {
         if let Ok(key) = cloister_store::BlobKey::new(&key)
             && let Err(e) = state.blobs.delete(&key).await
@@ -223,7 +226,7 @@ async fn method(
     let path = (project_id, location, id.to_owned());
     let name = format!("projects/{}/locations/{}/repositories/{id}", path.0, path.1);
     let project = project(&path.0)?;
-    if state.read(|s| s.get_repository(&project, id))?.is_none() {
+    if state.store.get_repository(&project, id).await?.is_none() {
         return Err(ApiError::NotFound(format!("Repository {name} not found")));
     }
     match method {
@@ -256,7 +259,7 @@ async fn images(
 ) -> Result<Json<Value>, ApiError> {
     let r = authorized(&state, &caller, &path, "artifactregistry.dockerimages.list").await?;
     let name = r.name();
-    let versions = state.read(|s| s.list_image_versions(&name))?;
+    let versions = state.store.list_image_versions(&name).await?;
     let images: Vec<Value> = versions
         .iter()
         .map(|v| {
@@ -266,7 +269,7 @@ async fn images(
                 "tags": v.tags,
                 "mediaType": v.media_type,
                 "imageSizeBytes": v.size.to_string(),
-                "uploadTime": v.create_time,
+                "uploadTime": time_util::rfc3339(v.create_time),
             })
         })
         .collect();
