@@ -12,6 +12,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 
 use super::claims::token_claims;
 use super::evidence;
@@ -69,15 +70,14 @@ async fn create(
             &project.resource_name(),
         )
         .await?;
-    let lookup = project.clone();
-    if state.read(|s| s.get_project(&lookup))?.is_none() {
+    if state.store.get_project(&project).await?.is_none() {
         return Err(ApiError::NotFound(format!(
             "Project {project} was not found"
         )));
     }
     let mut nonce = vec![0u8; 32];
     rand::rng().fill_bytes(&mut nonce);
-    let now = time_util::now_unix();
+    let now = OffsetDateTime::now_utc();
     let record = ChallengeRecord {
         name: format!(
             "projects/{project}/locations/{location}/challenges/{}",
@@ -86,14 +86,13 @@ async fn create(
         project_id: project,
         nonce,
         create_time: now,
-        expire_time: now + CHALLENGE_LIFETIME_SECS,
+        expire_time: now + time::Duration::seconds(CHALLENGE_LIFETIME_SECS),
     };
-    let stored = record.clone();
-    state.db(move |s| s.create_challenge(&stored)).await?;
+    state.store.create_challenge(&record).await?;
     Ok(Json(json!({
         "name": record.name,
-        "createTime": time_util::unix_to_rfc3339_seconds(record.create_time),
-        "expireTime": time_util::unix_to_rfc3339_seconds(record.expire_time),
+        "createTime": time_util::rfc3339_seconds(record.create_time),
+        "expireTime": time_util::rfc3339_seconds(record.expire_time),
         "used": false,
         "tpmNonce": STANDARD.encode(&record.nonce),
     })))
@@ -175,7 +174,7 @@ fn check_token_options(o: &TokenOptions) -> Result<(), ApiError> {
 
 /// Verifies a service account ID token issued by this Cloister (in process: the issuer is
 /// ours) for the verifier's audience; returns its email.
-fn verify_id_token(state: &AppState, token: &str) -> Result<Email, ApiError> {
+async fn verify_id_token(state: &AppState, token: &str) -> Result<Email, ApiError> {
     let refuse = |why: String| {
         ApiError::InvalidArgument(format!("gcpCredentials.serviceAccountIdTokens: {why}"))
     };
@@ -187,7 +186,7 @@ fn verify_id_token(state: &AppState, token: &str) -> Result<Email, ApiError> {
     let kid = header
         .kid
         .ok_or_else(|| refuse("the ID token has no kid".into()))?;
-    let key = state.account_keys.decoding_key(&kid).ok_or_else(|| {
+    let key = state.account_keys.decoding_key(&kid).await.ok_or_else(|| {
         refuse(format!(
             "key {kid:?} is not one of this Cloister's service-account keys"
         ))
@@ -287,7 +286,7 @@ async fn verify_attestation(
         .iter()
         .enumerate()
     {
-        let email = verify_id_token(&state, token)?;
+        let email = verify_id_token(&state, token).await?;
         if i == 0 && email != *caller_email {
             return Err(ApiError::PermissionDenied {
                 message: format!(
@@ -329,11 +328,8 @@ async fn verify_attestation(
         }
     };
     // Consume the challenge before judging the evidence: a nonce is spent even on failure.
-    let now = time_util::now_unix();
-    let consumed = {
-        let name = name.clone();
-        state.db(move |s| s.consume_challenge(&name, now)).await?
-    };
+    let now = OffsetDateTime::now_utc();
+    let consumed = state.store.consume_challenge(&name, now).await?;
     let challenge = match consumed {
         Ok(c) => c,
         Err(ConsumeError::NotFound) => {
@@ -349,15 +345,15 @@ async fn verify_attestation(
         Err(ConsumeError::Expired { expire_time }) => {
             return Err(bad(format!(
                 "Challenge {name} expired at {}; request a new challenge",
-                time_util::unix_to_rfc3339_seconds(expire_time)
+                time_util::rfc3339_seconds(expire_time)
             )));
         }
     };
     let verified = match sent {
         Evidence::Insecure(e) => evidence::insecure(e, &challenge, accounts)?,
-        Evidence::Vtpm(e) => evidence::vtpm(&state, e, &challenge, accounts)?,
-        Evidence::SevSnp(e) => super::snp::verify(&state, e, &challenge, accounts)?,
-        Evidence::Tdx(e) => super::tdx::verify(&state, e, &challenge, accounts)?,
+        Evidence::Vtpm(e) => evidence::vtpm(&state, e, &challenge, accounts).await?,
+        Evidence::SevSnp(e) => super::snp::verify(&state, e, &challenge, accounts).await?,
+        Evidence::Tdx(e) => super::tdx::verify(&state, e, &challenge, accounts).await?,
     };
     let audience = req
         .token_options
@@ -369,7 +365,7 @@ async fn verify_attestation(
         &state.public_url,
         audience,
         &req.token_options.nonce,
-        now,
+        now.unix_timestamp(),
         state.attestation_token_lifetime_secs,
     );
     let token = state.attestation_keys.sign(&claims);

@@ -85,7 +85,7 @@ pub fn insecure(
     })
 }
 
-pub fn vtpm(
+pub async fn vtpm(
     state: &AppState,
     e: &TpmAttestation,
     challenge: &ChallengeRecord,
@@ -142,7 +142,7 @@ pub fn vtpm(
         ))
     })?;
     let measurement = hex::encode(launcher);
-    let reference = state.read(|s| s.get_reference_value(&measurement))?;
+    let reference = state.store.get_reference_value(&measurement).await?;
     let (swversion, dbgstat, support_attributes) = match reference {
         Some(r) => (vec![r.swversion], r.dbgstat, r.support_attributes),
         // An unknown launcher gets no support attributes, and is not vouched free of debug.

@@ -47,7 +47,8 @@ fn disabled() -> String {
 pub fn view(r: &ReferenceValueRecord) -> Value {
     json!({
         "measurement": r.measurement, "swversion": r.swversion, "dbgstat": r.dbgstat,
-        "supportAttributes": r.support_attributes, "description": r.description, "createTime": r.create_time,
+        "supportAttributes": r.support_attributes, "description": r.description,
+        "createTime": time_util::rfc3339(r.create_time),
     })
 }
 
@@ -86,10 +87,9 @@ async fn put(
         dbgstat: v.dbgstat,
         support_attributes: v.support_attributes,
         description: v.description,
-        create_time: time_util::now_rfc3339(),
+        create_time: time::OffsetDateTime::now_utc(),
     };
-    let stored = record.clone();
-    state.db(move |s| s.put_reference_value(&stored)).await?;
+    state.store.put_reference_value(&record).await?;
     state
         .authorizer
         .record(
@@ -107,7 +107,7 @@ async fn list(
     State(state): State<AppState>,
     AdminCaller(_): AdminCaller,
 ) -> Result<Json<Value>, ApiError> {
-    let values = state.read(|s| s.list_reference_values())?;
+    let values = state.store.list_reference_values().await?;
     Ok(Json(
         json!({ "referenceValues": values.iter().map(view).collect::<Vec<_>>() }),
     ))
@@ -119,8 +119,7 @@ async fn remove(
     Path(measurement): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let m = measurement.to_ascii_lowercase();
-    let key = m.clone();
-    if !state.db(move |s| s.delete_reference_value(&key)).await? {
+    if !state.store.delete_reference_value(&m).await? {
         return Err(ApiError::NotFound(format!(
             "no reference value for measurement {measurement}"
         )));

@@ -52,7 +52,7 @@ fn cached_vcek(report: &[u8], cache: &std::path::Path) -> Result<Vec<u8>, ApiErr
     })
 }
 
-pub fn verify(
+pub async fn verify(
     state: &AppState,
     e: &SevSnpAttestation,
     challenge: &ChallengeRecord,
@@ -66,9 +66,13 @@ pub fn verify(
     let log_bytes = b64("canonicalEventLog", &e.canonical_event_log)?;
     let verified = cloister_snp::verify(&report, &cert, state.hardware_evidence_time())
         .map_err(|err| bad("report", err))?;
-    let v = judge(&verified, &challenge.nonce, &log_bytes, |m| {
-        state.read(|s| s.get_reference_value(m))
-    })?;
+    // `judge` stays pure (its tests need no store): the one value it may look up, the
+    // reference value of the launch measurement, is read first.
+    let reference = state
+        .store
+        .get_reference_value(&verified.measurement)
+        .await?;
+    let v = judge(&verified, &challenge.nonce, &log_bytes, |_| Ok(reference))?;
     Ok(hardware::for_challenge(v, challenge, accounts))
 }
 

@@ -65,7 +65,7 @@ fn collateral(e: &TdxCcelAttestation, quote: &[u8], cache: &Path) -> Result<Vec<
     })
 }
 
-pub fn verify(
+pub async fn verify(
     state: &AppState,
     e: &TdxCcelAttestation,
     challenge: &ChallengeRecord,
@@ -77,9 +77,11 @@ pub fn verify(
     let now = state.hardware_evidence_time().unix_timestamp().max(0) as u64;
     let quoted =
         cloister_tdx::verify(&quote, &collateral, now).map_err(|err| bad("tdQuote", err))?;
-    let v = judge(&quoted, &challenge.nonce, &log_bytes, |m| {
-        state.read(|s| s.get_reference_value(m))
-    })?;
+    // `judge` stays pure (its tests need no store): the one value it may look up, the
+    // reference value of the launch measurement, is read first.
+    let measurement = quoted.launch_measurement.clone().unwrap_or_default();
+    let reference = state.store.get_reference_value(&measurement).await?;
+    let v = judge(&quoted, &challenge.nonce, &log_bytes, |_| Ok(reference))?;
     Ok(hardware::for_challenge(v, challenge, accounts))
 }
 

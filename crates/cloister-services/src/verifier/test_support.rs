@@ -47,7 +47,7 @@ pub fn trusting(
             dbgstat: "disabled-since-boot".into(),
             support_attributes: vec!["STABLE".into(), "USABLE".into()],
             description: String::new(),
-            create_time: String::new(),
+            create_time: time::OffsetDateTime::UNIX_EPOCH,
         }))
     }
 }
