@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use cloister_eventlog::HashAlg;
-use cloister_store::InstanceRecord;
+use cloister_store::{ConfidentialType, InstanceRecord, InstanceStatus};
 use cloister_tpm::LAUNCHER_PCR;
 use cloister_tpm::identity::InstanceIdentity;
 use tokio::sync::watch;
@@ -201,23 +201,18 @@ impl LocalDriver {
     }
 
     /// What this host can run, or why not: never a downgrade to another type.
-    pub fn check_type(&self, kind: &str) -> Result<(), ApiError> {
+    pub fn check_type(&self, kind: ConfidentialType) -> Result<(), ApiError> {
         match kind {
-            "INSECURE" => {}
-            "VTPM" if swtpm_available() => {}
-            "VTPM" => {
+            ConfidentialType::Insecure => {}
+            ConfidentialType::Vtpm if swtpm_available() => {}
+            ConfidentialType::Vtpm => {
                 return Err(unavailable(
                     "this host cannot provide VTPM: swtpm is not installed (apt-get install swtpm swtpm-tools), and Cloister never downgrades an instance to another type".into(),
                 ));
             }
-            "SEV_SNP" | "TDX" => {
+            ConfidentialType::SevSnp | ConfidentialType::Tdx => {
                 return Err(unavailable(format!(
                     "this host cannot provide {kind}: the local driver runs instances as processes on this machine, which is not a {kind} guest (inside a {kind} guest, run `cloister launcher --tee sev-snp|tdx`, which attests with the hardware); Cloister never downgrades an instance to another type"
-                )));
-            }
-            other => {
-                return Err(ApiError::InvalidArgument(format!(
-                    "confidentialInstanceType {other:?} is not one of VTPM, INSECURE, SEV_SNP, TDX"
                 )));
             }
         }
@@ -277,7 +272,7 @@ impl LocalDriver {
                 e => internal(e.to_string()),
             })?;
         let mut launcher_args: Vec<String> = vec![];
-        let tpm = if instance.confidential_type == "VTPM" {
+        let tpm = if instance.confidential_type == ConfidentialType::Vtpm {
             let identity = InstanceIdentity {
                 zone: instance.zone.clone(),
                 project_number,
@@ -336,7 +331,7 @@ impl LocalDriver {
         // A delete that arrived while this instance was starting found nothing to stop:
         // now that it can be found, stop it if its record is gone.
         let name = instance.resource_name();
-        if state.db(move |s| s.get_instance(&name)).await?.is_none() {
+        if state.store.get_instance(&name).await?.is_none() {
             self.stop(instance).await;
             return Err(ApiError::NotFound(format!(
                 "instance {} was deleted while it started",
@@ -482,18 +477,18 @@ async fn supervise(
     platform: Platform,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let set = |status: &'static str| {
+    let set = |status: InstanceStatus| {
         let (state, name) = (state.clone(), name.clone());
         async move {
-            if let Err(e) = state
-                .db(move |s| s.set_instance_status(&name, status))
-                .await
-            {
-                tracing::error!(error = %e, "could not record an instance's status");
+            if let Err(e) = state.store.set_instance_status(&name, status).await {
+                tracing::error!(error = %e.chain(), "could not record an instance's status");
             }
         }
     };
-    let status = run_launcher(&name, &launch, &serial, &mut stopped, || set("RUNNING")).await;
+    let status = run_launcher(&name, &launch, &serial, &mut stopped, || {
+        set(InstanceStatus::Running)
+    })
+    .await;
     // A launcher killed outright leaves its container running: nothing of the instance may
     // outlive it.
     let runc_root = launch.runc_root.clone();
@@ -509,7 +504,7 @@ async fn run_launcher<F: Future<Output = ()>>(
     serial: &Path,
     stopped: &mut watch::Receiver<bool>,
     running: impl Fn() -> F,
-) -> &'static str {
+) -> InstanceStatus {
     loop {
         let log = match std::fs::OpenOptions::new()
             .create(true)
@@ -519,7 +514,7 @@ async fn run_launcher<F: Future<Output = ()>>(
             Ok(f) => f,
             Err(e) => {
                 tracing::error!(error = %e, "cannot open the serial log");
-                return "TERMINATED";
+                return InstanceStatus::Terminated;
             }
         };
         let err_log = log.try_clone().ok();
@@ -539,7 +534,7 @@ async fn run_launcher<F: Future<Output = ()>>(
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start the launcher");
-                return "TERMINATED";
+                return InstanceStatus::Terminated;
             }
         };
         running().await;
@@ -553,7 +548,7 @@ async fn run_launcher<F: Future<Output = ()>>(
                 if tokio::time::timeout(Duration::from_secs(20), child.wait()).await.is_err() {
                     let _ = child.kill().await;
                 }
-                return "TERMINATED";
+                return InstanceStatus::Terminated;
             }
         };
         match code {
@@ -561,8 +556,8 @@ async fn run_launcher<F: Future<Output = ()>>(
                 tracing::info!(instance = %name, "the launcher asked for a restart");
                 continue;
             }
-            4 => return "SUSPENDED",
-            _ => return "TERMINATED",
+            4 => return InstanceStatus::Suspended,
+            _ => return InstanceStatus::Terminated,
         }
     }
 }

@@ -15,7 +15,7 @@ use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use cloister_domain::ProjectId;
-use cloister_store::InstanceRecord;
+use cloister_store::{ConfidentialType, InstanceRecord, InstanceStatus};
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -100,11 +100,11 @@ fn view(state: &AppState, i: &InstanceRecord) -> Value {
         "name": i.name,
         "zone": format!("{}/compute/v1/projects/{}/zones/{}", state.public_url, i.project_id.as_str(), i.zone),
         "selfLink": format!("{}/compute/v1/{}", state.public_url, i.resource_name()),
-        "status": i.status,
-        "creationTimestamp": i.create_time,
+        "status": i.status.as_str(),
+        "creationTimestamp": time_util::rfc3339(i.create_time),
         "serviceAccounts": [{"email": i.service_account, "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}],
         "metadata": {"items": items},
-        "confidentialInstanceConfig": {"confidentialInstanceType": i.confidential_type},
+        "confidentialInstanceConfig": {"confidentialInstanceType": i.confidential_type.as_str()},
     })
 }
 
@@ -137,7 +137,9 @@ async fn insert(
         )
         .await?;
     let number = state
-        .read(|s| s.get_project(&project))?
+        .store
+        .get_project(&project)
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("Project {project} was not found")))?
         .number
         .0;
@@ -152,11 +154,18 @@ async fn insert(
         .check(&caller, "iam.serviceAccounts.actAs", &sa_resource)
         .await?;
     crate::iamcredentials::enabled_account(&state, &email).await?;
-    let kind = req
-        .confidential_instance_config
-        .map(|c| c.confidential_instance_type.to_ascii_uppercase())
-        .unwrap_or_else(|| "VTPM".into());
-    state.compute.check_type(&kind)?;
+    let kind = match req.confidential_instance_config {
+        None => ConfidentialType::Vtpm,
+        Some(c) => {
+            let given = c.confidential_instance_type.to_ascii_uppercase();
+            ConfidentialType::parse(&given).ok_or_else(|| {
+                ApiError::InvalidArgument(format!(
+                    "confidentialInstanceType {given:?} is not one of VTPM, INSECURE, SEV_SNP, TDX"
+                ))
+            })?
+        }
+    };
+    state.compute.check_type(kind)?;
     let metadata: BTreeMap<String, String> = req
         .metadata
         .map(|m| m.items.into_iter().map(|i| (i.key, i.value)).collect())
@@ -170,15 +179,13 @@ async fn insert(
         service_account: email.as_str().to_owned(),
         metadata,
         confidential_type: kind,
-        status: "PROVISIONING".into(),
-        create_time: time_util::now_rfc3339(),
+        status: InstanceStatus::Provisioning,
+        create_time: time::OffsetDateTime::now_utc(),
     };
-    let stored = instance.clone();
-    state.db(move |s| s.create_instance(&stored)).await?;
+    state.store.create_instance(&instance).await?;
     if let Err(e) = state.compute.start(&state, &instance, number).await {
         state.compute.stop(&instance).await;
-        let name = instance.resource_name();
-        let _ = state.db(move |s| s.delete_instance(&name)).await;
+        let _ = state.store.delete_instance(&instance.resource_name()).await;
         return Err(e);
     }
     Ok(operation(&state, "insert", &instance))
@@ -199,7 +206,9 @@ async fn load(
         .check(caller, permission, &resource)
         .await?;
     state
-        .read(|s| s.get_instance(&resource))?
+        .store
+        .get_instance(&resource)
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("The resource '{resource}' was not found")))
 }
 
@@ -223,7 +232,9 @@ async fn list(
         .check(&caller, "compute.instances.list", &project.resource_name())
         .await?;
     let items: Vec<Value> = state
-        .read(|s| s.list_instances(&project, &zone))?
+        .store
+        .list_instances(&project, &zone)
+        .await?
         .iter()
         .map(|i| view(&state, i))
         .collect();
@@ -239,8 +250,7 @@ async fn delete(
 ) -> Result<Json<Value>, ApiError> {
     let i = load(&state, &caller, &path, "compute.instances.delete").await?;
     state.compute.stop(&i).await;
-    let name = i.resource_name();
-    state.db(move |s| s.delete_instance(&name)).await?;
+    state.store.delete_instance(&i.resource_name()).await?;
     console::remove(&state, &i).await;
     Ok(operation(&state, "delete", &i))
 }

@@ -14,10 +14,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use cloister_store::InstanceStatus;
+use time::OffsetDateTime;
+
 use super::console;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::time_util::now_unix;
 
 const SYNC_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -52,10 +54,12 @@ impl ReplicaLease {
     /// an instance starts, so a crash right after a start still ends it.
     pub async fn renew(&self, state: &AppState) -> Result<(), ApiError> {
         let ids: Vec<u64> = state.compute.running().iter().map(|i| i.id).collect();
-        let replica = self.replica.clone();
-        let expires_at = now_unix().saturating_add(self.duration.as_secs() as i64);
+        // Saturating: an absurdly long lease configured is one that never lapses, not a panic.
+        let duration = time::Duration::try_from(self.duration).unwrap_or(time::Duration::MAX);
+        let expires_at = OffsetDateTime::now_utc().saturating_add(duration);
         let held = state
-            .db(move |s| s.renew_replica_lease(&replica, expires_at, &ids))
+            .store
+            .renew_replica_lease(&self.replica, expires_at, &ids)
             .await?;
         if !held && self.renewed.swap(true, Ordering::SeqCst) {
             self.taken_over.store(true, Ordering::SeqCst);
@@ -65,11 +69,11 @@ impl ReplicaLease {
 
     /// Gives the lease up once this replica's instances are all stopped: expired and empty.
     pub async fn release(&self, state: &AppState) -> Result<(), ApiError> {
-        let replica = self.replica.clone();
         state
-            .db(move |s| s.renew_replica_lease(&replica, 0, &[]))
-            .await
-            .map(drop)
+            .store
+            .renew_replica_lease(&self.replica, OffsetDateTime::UNIX_EPOCH, &[])
+            .await?;
+        Ok(())
     }
 }
 
@@ -99,7 +103,7 @@ async fn sync(state: &AppState, published: &mut HashMap<u64, u64>) {
     };
     for instance in state.compute.running() {
         let name = instance.resource_name();
-        let status = match state.db(move |s| s.get_instance(&name)).await {
+        let status = match state.store.get_instance(&name).await {
             Ok(record) => record.map(|r| r.status),
             Err(_) => continue,
         };
@@ -113,7 +117,7 @@ async fn sync(state: &AppState, published: &mut HashMap<u64, u64>) {
                 console::remove(state, &instance).await;
                 published.remove(&instance.id);
             }
-            Some(s) if fence && s == "TERMINATED" => {
+            Some(InstanceStatus::Terminated) if fence => {
                 tracing::warn!(
                     instance = %instance.resource_name(),
                     "this replica's lease lapsed and another replica marked the instance TERMINATED: stopping it"
@@ -125,7 +129,11 @@ async fn sync(state: &AppState, published: &mut HashMap<u64, u64>) {
             Some(_) => {}
         }
     }
-    match state.db(|s| s.expire_replica_leases(now_unix())).await {
+    match state
+        .store
+        .expire_replica_leases(OffsetDateTime::now_utc())
+        .await
+    {
         Ok(ended) => {
             for instance in ended {
                 tracing::warn!(
