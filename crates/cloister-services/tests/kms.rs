@@ -167,7 +167,7 @@ async fn key_material_is_encrypted_at_rest() {
     encrypt(&api, &owner, b"x", b"").await;
     let store = &api.server.state.store;
     let name = "projects/primus-bank/locations/global/keyRings/primus-ring/cryptoKeys/model-key";
-    let v = store.get_key_version(name, 1).unwrap().unwrap();
+    let v = store.get_key_version(name, 1).await.unwrap().unwrap();
     assert_eq!(
         v.wrapped_material.len(),
         12 + 32 + 16,

@@ -404,7 +404,7 @@ async fn a_resumable_session_expires_after_a_week_and_is_swept_with_its_bytes() 
     use cloister_store::{BlobKey, UploadSession};
     let w = World::new().await;
     let state = &w.api.server.state;
-    let now = cloister_services::time_util::now_unix();
+    let now = time::OffsetDateTime::now_utc();
     // A session made eight days ago that received six bytes, and one made now.
     let stale = "0123456789abcdef0123456789abcdef";
     let session = |upload_id: &str, create_time| UploadSession {
@@ -424,8 +424,9 @@ async fn a_resumable_session_expires_after_a_week_and_is_swept_with_its_bytes() 
         .store
         .create_upload_session(&UploadSession {
             received: 6,
-            ..session(stale, now - 8 * 24 * 3600)
+            ..session(stale, now - time::Duration::days(8))
         })
+        .await
         .unwrap();
     let chunk = BlobKey::new(&format!("uploads/{stale}/{:020}", 0)).unwrap();
     let bytes = futures::stream::iter([Ok(bytes::Bytes::from_static(b"stale!"))]);
@@ -434,6 +435,7 @@ async fn a_resumable_session_expires_after_a_week_and_is_swept_with_its_bytes() 
     state
         .store
         .create_upload_session(&session(fresh, now))
+        .await
         .unwrap();
 
     let put = |id: &str, range: &str, body: &'static [u8]| {
@@ -453,12 +455,19 @@ async fn a_resumable_session_expires_after_a_week_and_is_swept_with_its_bytes() 
         .unwrap();
     assert!(String::from_utf8_lossy(&body).contains("expired"));
 
-    let swept = sweep_expired(state, now - SESSION_LIFETIME_SECS)
+    let swept = sweep_expired(state, now - time::Duration::seconds(SESSION_LIFETIME_SECS))
         .await
         .unwrap();
     assert_eq!(swept, 1);
     assert_eq!(state.blobs.size(&chunk).await.unwrap(), None);
-    assert!(state.store.get_upload_session(stale).unwrap().is_none());
+    assert!(
+        state
+            .store
+            .get_upload_session(stale)
+            .await
+            .unwrap()
+            .is_none()
+    );
     // The week-young session is untouched and finishes.
     let r = put(fresh, "bytes 0-4/5", b"fresh").await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);

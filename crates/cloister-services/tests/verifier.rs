@@ -74,9 +74,10 @@ async fn a_challenge_is_single_use_and_expires() {
             name: name.into(),
             project_id: cloister_domain::ProjectId::parse("secundus-bank").unwrap(),
             nonce: vec![0; 32],
-            create_time: 1,
-            expire_time: 2,
+            create_time: time::OffsetDateTime::from_unix_timestamp(1).unwrap(),
+            expire_time: time::OffsetDateTime::from_unix_timestamp(2).unwrap(),
         })
+        .await
         .unwrap();
     let (status, b) = s
         .verify(&s.sa_token, name, s.request(event_log(false), &[]))
