@@ -174,8 +174,9 @@ pub fn cpu_seconds(prefixes: &[&str]) -> f64 {
     ticks as f64 / 100.0
 }
 
-/// Threads that do the server's work (the blocking pool threads are tokio's default name).
-pub const SERVER_THREADS: &[&str] = &["server", "audit-writer", "tokio-runtime-w"];
+/// Threads that do the server's work: the runtime's (the blocking pool threads are tokio's
+/// default name; the audit writer is a task on them) and SQLite's connections' own.
+pub const SERVER_THREADS: &[&str] = &["server", "tokio-runtime-w", "sqlx-sqlite"];
 
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
