@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use cloister_store::{DataDir, MetadataStore, PostgresStore, SqliteStore};
+use cloister_store::{DataDir, Store, StoreError};
 
 pub async fn rotate(
     data_dir: &Path,
@@ -17,12 +17,11 @@ pub async fn rotate(
             let current = current.context(
                 "with --database-url, pass the current key-encryption key with --kek-file or CLOISTER_KEK",
             )?;
-            let url = url.to_owned();
-            let store = tokio::task::spawn_blocking(move || PostgresStore::open(&url, 1))
+            let store = Store::open_postgres(url, 1)
                 .await
-                .context("opening the database")??;
-            refuse_running_replicas(&store)?;
-            reseal(&store, &current, new)?
+                .map_err(|e| stored(e).context("opening the database"))?;
+            refuse_running_replicas(&store).await?;
+            reseal(&store, &current, new).await?
         }
         None => {
             // The data directory's lock: refused while a server runs on it.
@@ -41,8 +40,10 @@ pub async fn rotate(
                     data_dir.display()
                 ),
             };
-            let store = SqliteStore::open(&dir.metadata_db())?;
-            let resealed = reseal(&store, &current, new)?;
+            let store = Store::open_sqlite(&dir.metadata_db())
+                .await
+                .map_err(stored)?;
+            let resealed = reseal(&store, &current, new).await?;
             if embedded.exists() {
                 std::fs::remove_file(&embedded)
                     .with_context(|| format!("removing the old KEK {}", embedded.display()))?;
@@ -60,17 +61,25 @@ pub async fn rotate(
     Ok(())
 }
 
-fn reseal(store: &dyn MetadataStore, current: &[u8], new: &[u8]) -> Result<usize> {
+/// A store error with its causes, each once (`{:#}` would repeat the ones its message quotes).
+fn stored(e: StoreError) -> anyhow::Error {
+    anyhow::anyhow!(e.chain())
+}
+
+async fn reseal(store: &Store, current: &[u8], new: &[u8]) -> Result<usize> {
     cloister_services::secrets::rotate_kek(store, current, new)
+        .await
         .map_err(|e| anyhow::anyhow!("rotating the key-encryption key: {e}"))
 }
 
 /// Replicas renew their lease every two seconds while they run: one that has not expired is a
 /// replica still running (or one that crashed less than a lease ago).
-fn refuse_running_replicas(store: &dyn MetadataStore) -> Result<()> {
-    let now = cloister_services::time_util::now_unix();
+async fn refuse_running_replicas(store: &Store) -> Result<()> {
+    let now = time::OffsetDateTime::now_utc();
     let running: Vec<String> = store
-        .replica_leases()?
+        .replica_leases()
+        .await
+        .map_err(stored)?
         .into_iter()
         .filter(|(_, expires_at)| *expires_at >= now)
         .map(|(replica, _)| replica)

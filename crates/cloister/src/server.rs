@@ -252,7 +252,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     }
     // Which stores this replica uses, so an operator can tell from the log (no password).
     let metadata = match &database_url {
-        Some(url) => cloister_store::PostgresStore::redacted(url),
+        Some(url) => cloister_store::redacted(url),
         None => opened.data_dir.metadata_db().display().to_string(),
     };
     let blobs = blob_url.unwrap_or_else(|| opened.data_dir.blob_root().display().to_string());

@@ -1,7 +1,8 @@
 //! `cloister compute instances …`, as `gcloud compute instances` names it.
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use clap::Subcommand;
+use cloister_store::ConfidentialType;
 use serde_json::{Value, json};
 
 use super::Context;
@@ -108,6 +109,12 @@ pub async fn run(ctx: &mut Context, c: ComputeCommand) -> Result<()> {
             metadata,
             ..
         } => {
+            let given = confidential_compute_type.to_ascii_uppercase();
+            let kind = ConfidentialType::parse(&given).ok_or_else(|| {
+                anyhow!(
+                    "--confidential-compute-type {given:?} is not one of VTPM, INSECURE, SEV_SNP, TDX"
+                )
+            })?;
             let items: Vec<Value> = parse_metadata(metadata.as_deref().unwrap_or(""))?
                 .into_iter()
                 .map(|(k, v)| json!({"key": k, "value": v}))
@@ -116,7 +123,7 @@ pub async fn run(ctx: &mut Context, c: ComputeCommand) -> Result<()> {
                 "name": name,
                 "serviceAccounts": [{"email": service_account}],
                 "metadata": {"items": items},
-                "confidentialInstanceConfig": {"confidentialInstanceType": confidential_compute_type.to_ascii_uppercase()},
+                "confidentialInstanceConfig": {"confidentialInstanceType": kind.as_str()},
             });
             let project = ctx.project(at.project.clone())?;
             client
