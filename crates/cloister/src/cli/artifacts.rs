@@ -106,6 +106,9 @@ pub enum RepositoriesCommand {
         repository: String,
         #[command(flatten)]
         at: Where,
+        /// Accepted for gcloud compatibility: the delete has finished when the command returns.
+        #[arg(long = "async")]
+        run_async: bool,
     },
     /// Show who may read or write the repository.
     GetIamPolicy {
@@ -334,7 +337,7 @@ async fn repositories(ctx: &Context, client: &ApiClient, c: RepositoriesCommand)
                 ],
             )
         }
-        RepositoriesCommand::Delete { repository, at } => {
+        RepositoriesCommand::Delete { repository, at, .. } => {
             client
                 .delete(&repository_path(ctx, &repository, &at)?)
                 .await?;

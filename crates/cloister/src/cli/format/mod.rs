@@ -211,8 +211,10 @@ impl Format {
         items: Vec<Value>,
         columns: &[(&str, &str)],
     ) -> Result<()> {
-        let columns = self.columns(&default_columns(columns));
-        let items = list.apply(items, &columns)?;
+        let defaults = default_columns(columns);
+        let columns = self.columns(&defaults);
+        // Keys may name the labels of the projection or of the command's own table.
+        let items = list.apply(items, &[columns.as_slice(), &defaults].concat())?;
         match self.kind {
             Kind::Json => {
                 let items: Vec<Value> = items.iter().map(|i| self.project(i)).collect();
