@@ -31,6 +31,26 @@ fn with_stdin(w: &World, profile: &str, args: &[&str], input: &[u8]) -> Output {
     out
 }
 
+/// Runs the CLI as alice with standard output closed before it writes, as `| head -1` leaves
+/// it: the command must end with exit 0, not a panic.
+fn closed_pipe(w: &World, args: &[&str]) {
+    let mut child = Command::new(BIN)
+        .args(["--profile", "alice"])
+        .args(args)
+        .env("CLOISTER_CONFIG_DIR", &w.cli.config_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("panicked"),
+        "{args:?}: {stderr}"
+    );
+}
+
 #[test]
 fn lists_format_filter_sort_and_limit_like_gcloud() {
     let w = World::with_two_users();
@@ -227,28 +247,7 @@ fn lists_format_filter_sort_and_limit_like_gcloud() {
     assert_eq!(policy, "user:bob@example.com\n");
 
     // A reader that goes away early (`| head -1`) ends the command quietly with exit 0.
-    let mut child = Command::new(BIN)
-        .args([
-            "--profile",
-            "alice",
-            "kms",
-            "keys",
-            "list",
-            "--keyring",
-            "ring",
-        ])
-        .env("CLOISTER_CONFIG_DIR", &w.cli.config_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && !stderr.contains("panicked"),
-        "{stderr}"
-    );
+    closed_pipe(&w, &["kms", "keys", "list", "--keyring", "ring"]);
 }
 
 #[test]
@@ -468,6 +467,8 @@ fn config_defaults_stdio_files_quiet_and_roles() {
         "--role",
         "roles/storage.legacyBucketReader",
     ]);
+    // A download streamed to a reader that went away ends quietly too.
+    closed_pipe(&w, &["storage", "cat", "gs://primus-input/model.bin"]);
     let bob = w.as_user("bob");
     assert_eq!(
         bob(&["storage", "ls", "gs://primus-input"]),
