@@ -250,6 +250,8 @@ mod tests {
                 walk(sub, &path, missing);
             }
         }
+        // clap's own checks too (no two flags share a name or short form, e.g. -q).
+        Cli::command().debug_assert();
         let mut missing = Vec::new();
         walk(&Cli::command(), "", &mut missing);
         assert!(missing.is_empty(), "{}", missing.join("\n"));
