@@ -20,6 +20,10 @@ pub enum ClientError {
     Transport { endpoint: String, detail: String },
     #[error("{0}")]
     Config(String),
+    /// Writing a download failed; the source keeps the I/O error's kind, so a caller can tell
+    /// a reader that went away (a closed pipe) from a full disk.
+    #[error("writing the download: {0}")]
+    Output(#[source] std::io::Error),
 }
 
 /// Refresh a cached token this long before it expires, so a request never carries one that
@@ -419,15 +423,11 @@ impl ApiClient {
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.transport(e))?;
-            out.write_all(&chunk)
-                .await
-                .map_err(|e| ClientError::Config(format!("writing the download: {e}")))?;
+            out.write_all(&chunk).await.map_err(ClientError::Output)?;
             written += chunk.len() as u64;
             progress.set(written);
         }
-        out.flush()
-            .await
-            .map_err(|e| ClientError::Config(format!("writing the download: {e}")))?;
+        out.flush().await.map_err(ClientError::Output)?;
         Ok(written)
     }
 

@@ -25,6 +25,9 @@ pub struct ProfileSettings {
     pub endpoint: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
+    /// gcloud's `compute/zone`: the zone instance commands use without `--zone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -32,6 +35,7 @@ pub struct Profile {
     pub name: String,
     pub endpoint: String,
     pub project: Option<String>,
+    pub zone: Option<String>,
     pub active: bool,
 }
 
@@ -114,6 +118,7 @@ impl Profiles {
             ProfileSettings {
                 endpoint: endpoint.to_owned(),
                 project,
+                zone: None,
             },
         );
         if self.config.active_profile.is_none() {
@@ -135,12 +140,25 @@ impl Profiles {
         name: &str,
         project: Option<String>,
     ) -> Result<Profile, ClientError> {
+        self.update(name, |s| s.project = project)
+    }
+
+    /// Sets (or with `None` clears) the profile's default zone.
+    pub fn set_zone(&mut self, name: &str, zone: Option<String>) -> Result<Profile, ClientError> {
+        self.update(name, |s| s.zone = zone)
+    }
+
+    fn update(
+        &mut self,
+        name: &str,
+        change: impl FnOnce(&mut ProfileSettings),
+    ) -> Result<Profile, ClientError> {
         let settings = self
             .config
             .profiles
             .get_mut(name)
             .ok_or_else(|| unknown(name))?;
-        settings.project = project;
+        change(settings);
         self.save()?;
         self.get(name)
     }
@@ -177,6 +195,7 @@ impl Profiles {
             name: name.to_owned(),
             endpoint: s.endpoint.clone(),
             project: s.project.clone(),
+            zone: s.zone.clone(),
             active: self.config.active_profile.as_deref() == Some(name),
         })
     }

@@ -191,6 +191,91 @@ const VIEWER: &[Permission] = &[
     "logging.logEntries.list",
 ];
 
+/// Google's basic Editor: every read and change Cloister checks, but no IAM policy change,
+/// no project deletion, no minting of service account tokens and no private logs (those stay
+/// with Owner and the token-creator roles). Like Google's, it may use keys to encrypt and
+/// decrypt: grant key roles instead where that matters.
+const EDITOR: &[Permission] = &[
+    "resourcemanager.projects.get",
+    "resourcemanager.projects.update",
+    "resourcemanager.projects.getIamPolicy",
+    "iam.serviceAccounts.create",
+    "iam.serviceAccounts.get",
+    "iam.serviceAccounts.list",
+    "iam.serviceAccounts.update",
+    "iam.serviceAccounts.delete",
+    "iam.serviceAccounts.getIamPolicy",
+    "iam.serviceAccounts.actAs",
+    "iam.workloadIdentityPools.create",
+    "iam.workloadIdentityPools.get",
+    "iam.workloadIdentityPools.list",
+    "iam.workloadIdentityPools.update",
+    "iam.workloadIdentityPools.delete",
+    "iam.workloadIdentityPoolProviders.create",
+    "iam.workloadIdentityPoolProviders.get",
+    "iam.workloadIdentityPoolProviders.list",
+    "iam.workloadIdentityPoolProviders.update",
+    "iam.workloadIdentityPoolProviders.delete",
+    "storage.buckets.create",
+    "storage.buckets.get",
+    "storage.buckets.list",
+    "storage.buckets.update",
+    "storage.buckets.delete",
+    "storage.buckets.getIamPolicy",
+    "storage.objects.create",
+    "storage.objects.get",
+    "storage.objects.list",
+    "storage.objects.update",
+    "storage.objects.delete",
+    "cloudkms.keyRings.create",
+    "cloudkms.keyRings.get",
+    "cloudkms.keyRings.list",
+    "cloudkms.keyRings.getIamPolicy",
+    "cloudkms.cryptoKeys.create",
+    "cloudkms.cryptoKeys.get",
+    "cloudkms.cryptoKeys.list",
+    "cloudkms.cryptoKeys.update",
+    "cloudkms.cryptoKeys.getIamPolicy",
+    "cloudkms.cryptoKeyVersions.create",
+    "cloudkms.cryptoKeyVersions.get",
+    "cloudkms.cryptoKeyVersions.list",
+    "cloudkms.cryptoKeyVersions.update",
+    "cloudkms.cryptoKeyVersions.destroy",
+    "cloudkms.cryptoKeyVersions.useToEncrypt",
+    "cloudkms.cryptoKeyVersions.useToDecrypt",
+    "artifactregistry.repositories.create",
+    "artifactregistry.repositories.get",
+    "artifactregistry.repositories.list",
+    "artifactregistry.repositories.update",
+    "artifactregistry.repositories.delete",
+    "artifactregistry.repositories.getIamPolicy",
+    "artifactregistry.repositories.downloadArtifacts",
+    "artifactregistry.repositories.uploadArtifacts",
+    "artifactregistry.repositories.deleteArtifacts",
+    "artifactregistry.dockerimages.get",
+    "artifactregistry.dockerimages.list",
+    "artifactregistry.tags.create",
+    "artifactregistry.tags.get",
+    "artifactregistry.tags.list",
+    "artifactregistry.tags.update",
+    "artifactregistry.tags.delete",
+    "compute.instances.create",
+    "compute.instances.get",
+    "compute.instances.list",
+    "compute.instances.delete",
+    "compute.instances.getSerialPortOutput",
+    "compute.instances.setMetadata",
+    "compute.instances.setServiceAccount",
+    "compute.instances.start",
+    "compute.instances.stop",
+    "confidentialcomputing.challenges.create",
+    "confidentialcomputing.challenges.verify",
+    "confidentialcomputing.locations.get",
+    "confidentialcomputing.locations.list",
+    "logging.logEntries.create",
+    "logging.logEntries.list",
+];
+
 const ARTIFACT_READER: &[Permission] = &[
     "artifactregistry.repositories.get",
     "artifactregistry.repositories.list",
@@ -277,6 +362,60 @@ static ROLES: &[Role] = &[
         ],
     },
     Role {
+        name: "roles/storage.bucketViewer",
+        title: "Storage Bucket Viewer",
+        permissions: &["storage.buckets.get", "storage.buckets.list"],
+    },
+    // The legacy bucket and object roles: gsutil-era grants that codelabs still use, e.g.
+    // legacyBucketReader so a workload may list (but not read) a bucket's objects.
+    Role {
+        name: "roles/storage.legacyBucketReader",
+        title: "Storage Legacy Bucket Reader",
+        permissions: &["storage.buckets.get", "storage.objects.list"],
+    },
+    Role {
+        name: "roles/storage.legacyBucketWriter",
+        title: "Storage Legacy Bucket Writer",
+        permissions: &[
+            "storage.buckets.get",
+            "storage.objects.create",
+            "storage.objects.delete",
+            "storage.objects.list",
+        ],
+    },
+    Role {
+        name: "roles/storage.legacyBucketOwner",
+        title: "Storage Legacy Bucket Owner",
+        permissions: &[
+            "storage.buckets.get",
+            "storage.buckets.update",
+            "storage.buckets.getIamPolicy",
+            "storage.buckets.setIamPolicy",
+            "storage.objects.create",
+            "storage.objects.delete",
+            "storage.objects.list",
+        ],
+    },
+    Role {
+        name: "roles/storage.legacyObjectReader",
+        title: "Storage Legacy Object Reader",
+        permissions: &["storage.objects.get"],
+    },
+    Role {
+        name: "roles/storage.legacyObjectOwner",
+        title: "Storage Legacy Object Owner",
+        permissions: &["storage.objects.get", "storage.objects.update"],
+    },
+    Role {
+        name: "roles/resourcemanager.projectIamAdmin",
+        title: "Project IAM Admin",
+        permissions: &[
+            "resourcemanager.projects.get",
+            "resourcemanager.projects.getIamPolicy",
+            "resourcemanager.projects.setIamPolicy",
+        ],
+    },
+    Role {
         name: "roles/iam.serviceAccountAdmin",
         title: "Service Account Admin",
         permissions: &[
@@ -309,6 +448,11 @@ static ROLES: &[Role] = &[
         ],
     },
     Role {
+        name: "roles/iam.serviceAccountOpenIdTokenCreator",
+        title: "Service Account OpenID Connect Identity Token Creator",
+        permissions: &["iam.serviceAccounts.getOpenIdToken"],
+    },
+    Role {
         name: "roles/iam.workloadIdentityUser",
         title: "Workload Identity User",
         permissions: &[
@@ -332,6 +476,28 @@ static ROLES: &[Role] = &[
             "iam.workloadIdentityPoolProviders.list",
             "iam.workloadIdentityPoolProviders.update",
             "iam.workloadIdentityPoolProviders.delete",
+        ],
+    },
+    Role {
+        name: "roles/iam.workloadIdentityPoolViewer",
+        title: "IAM Workload Identity Pool Viewer",
+        permissions: &[
+            "iam.workloadIdentityPools.get",
+            "iam.workloadIdentityPools.list",
+            "iam.workloadIdentityPoolProviders.get",
+            "iam.workloadIdentityPoolProviders.list",
+        ],
+    },
+    Role {
+        name: "roles/cloudkms.viewer",
+        title: "Cloud KMS Viewer",
+        permissions: &[
+            "cloudkms.keyRings.get",
+            "cloudkms.keyRings.list",
+            "cloudkms.cryptoKeys.get",
+            "cloudkms.cryptoKeys.list",
+            "cloudkms.cryptoKeyVersions.get",
+            "cloudkms.cryptoKeyVersions.list",
         ],
     },
     Role {
@@ -408,6 +574,45 @@ static ROLES: &[Role] = &[
         ],
     },
     Role {
+        name: "roles/artifactregistry.repoAdmin",
+        title: "Artifact Registry Repository Administrator",
+        permissions: &[
+            "artifactregistry.repositories.get",
+            "artifactregistry.repositories.list",
+            "artifactregistry.repositories.downloadArtifacts",
+            "artifactregistry.repositories.uploadArtifacts",
+            "artifactregistry.repositories.deleteArtifacts",
+            "artifactregistry.dockerimages.get",
+            "artifactregistry.dockerimages.list",
+            "artifactregistry.tags.create",
+            "artifactregistry.tags.get",
+            "artifactregistry.tags.list",
+            "artifactregistry.tags.update",
+            "artifactregistry.tags.delete",
+        ],
+    },
+    Role {
+        name: "roles/compute.viewer",
+        title: "Compute Viewer",
+        permissions: &["compute.instances.get", "compute.instances.list"],
+    },
+    Role {
+        name: "roles/compute.instanceAdmin.v1",
+        title: "Compute Instance Admin (v1)",
+        permissions: &[
+            "compute.instances.create",
+            "compute.instances.get",
+            "compute.instances.list",
+            "compute.instances.delete",
+            "compute.instances.getSerialPortOutput",
+            "compute.instances.setMetadata",
+            "compute.instances.setServiceAccount",
+            "compute.instances.start",
+            "compute.instances.stop",
+            "iam.serviceAccounts.actAs",
+        ],
+    },
+    Role {
         name: "roles/compute.admin",
         title: "Compute Admin",
         permissions: &[
@@ -437,6 +642,23 @@ static ROLES: &[Role] = &[
         title: "Logs Writer",
         permissions: &["logging.logEntries.create"],
     },
+    Role {
+        name: "roles/logging.viewer",
+        title: "Logs Viewer",
+        permissions: &["logging.logEntries.list"],
+    },
+    Role {
+        name: "roles/logging.privateLogViewer",
+        title: "Private Logs Viewer",
+        permissions: &["logging.logEntries.list", "logging.privateLogEntries.list"],
+    },
+    // Last: a refusal suggests the first role that grants the permission, and the narrow
+    // roles above are the better suggestion.
+    Role {
+        name: "roles/editor",
+        title: "Editor",
+        permissions: EDITOR,
+    },
 ];
 
 #[cfg(test)]
@@ -447,17 +669,28 @@ mod tests {
     fn every_role_of_the_design_exists_and_lists_only_known_permissions() {
         let design = [
             "roles/owner",
+            "roles/editor",
             "roles/viewer",
             "roles/storage.admin",
             "roles/storage.objectViewer",
             "roles/storage.objectCreator",
             "roles/storage.objectUser",
             "roles/storage.objectAdmin",
+            "roles/storage.bucketViewer",
+            "roles/storage.legacyBucketReader",
+            "roles/storage.legacyBucketWriter",
+            "roles/storage.legacyBucketOwner",
+            "roles/storage.legacyObjectReader",
+            "roles/storage.legacyObjectOwner",
+            "roles/resourcemanager.projectIamAdmin",
             "roles/iam.serviceAccountAdmin",
             "roles/iam.serviceAccountUser",
             "roles/iam.serviceAccountTokenCreator",
+            "roles/iam.serviceAccountOpenIdTokenCreator",
             "roles/iam.workloadIdentityUser",
             "roles/iam.workloadIdentityPoolAdmin",
+            "roles/iam.workloadIdentityPoolViewer",
+            "roles/cloudkms.viewer",
             "roles/cloudkms.admin",
             "roles/cloudkms.cryptoKeyEncrypter",
             "roles/cloudkms.cryptoKeyDecrypter",
@@ -465,9 +698,14 @@ mod tests {
             "roles/artifactregistry.reader",
             "roles/artifactregistry.writer",
             "roles/artifactregistry.admin",
+            "roles/artifactregistry.repoAdmin",
+            "roles/compute.viewer",
+            "roles/compute.instanceAdmin.v1",
             "roles/compute.admin",
             "roles/confidentialcomputing.workloadUser",
             "roles/logging.logWriter",
+            "roles/logging.viewer",
+            "roles/logging.privateLogViewer",
         ];
         for name in design {
             let role = Role::lookup(name).unwrap();
@@ -520,6 +758,31 @@ mod tests {
             "roles/artifactregistry.reader",
             "artifactregistry.repositories.uploadArtifacts"
         ));
+        // The codelab's grants: legacyBucketReader lists a bucket but reads no object;
+        // editor changes resources but never who may use them.
+        assert!(grants(
+            "roles/storage.legacyBucketReader",
+            "storage.objects.list"
+        ));
+        assert!(!grants(
+            "roles/storage.legacyBucketReader",
+            "storage.objects.get"
+        ));
+        assert!(grants("roles/editor", "storage.objects.create"));
+        assert!(grants("roles/editor", "compute.instances.create"));
+        for p in ALL_PERMISSIONS
+            .iter()
+            .filter(|p| p.ends_with(".setIamPolicy"))
+        {
+            assert!(!grants("roles/editor", p), "editor must not hold {p}");
+        }
+        for p in [
+            "resourcemanager.projects.delete",
+            "iam.serviceAccounts.getAccessToken",
+            "logging.privateLogEntries.list",
+        ] {
+            assert!(!grants("roles/editor", p), "editor must not hold {p}");
+        }
     }
 
     #[test]
@@ -534,6 +797,14 @@ mod tests {
         assert!(lookup_permission("storage.objects.get").is_ok());
         assert!(lookup_permission("storage.objects.steal").is_err());
         let hint: Vec<_> = roles_granting("resourcemanager.projects.get").collect();
-        assert_eq!(hint, ["roles/owner", "roles/viewer"]);
+        assert_eq!(
+            hint,
+            [
+                "roles/owner",
+                "roles/viewer",
+                "roles/resourcemanager.projectIamAdmin",
+                "roles/editor"
+            ]
+        );
     }
 }

@@ -28,6 +28,7 @@ pub struct LauncherArgs {
     /// Where the launcher keeps blobs, the bundle and /run/container_launcher.
     #[arg(long)]
     runtime_dir: PathBuf,
+    /// The instance's TEE, which the attestation evidence comes from.
     #[arg(long, value_enum)]
     tee: TeeKind,
     /// The vTPM's TCTI (for --tee vtpm), e.g. swtpm:host=127.0.0.1,port=2321.
@@ -39,6 +40,7 @@ pub struct LauncherArgs {
     /// The sysfs attribute that extends RTMR3 (for --tee tdx).
     #[arg(long, default_value = cloister_launcher::rtmr::RTMR3_SYSFS)]
     rtmr3: PathBuf,
+    /// The OCI runtime that runs the workload container.
     #[arg(long, default_value = "runc")]
     runc: PathBuf,
     /// The network namespace (a path, as `ip netns` keeps them) the workload joins; without

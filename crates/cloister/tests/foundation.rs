@@ -275,7 +275,7 @@ fn cli_errors_name_the_problem_and_exit_non_zero() {
     std::fs::write(&bad, "{}").unwrap();
     let err = cli.fails(&["auth", "login", "--credential-file", bad.to_str().unwrap()]);
     assert!(err.contains("not a Cloister credential file"), "{err}");
-    let err = cli.fails(&["projects", "list", "--format", "table"]);
+    let err = cli.fails(&["projects", "list", "--format", "tabel(name)"]);
     assert!(err.contains("unknown format"), "{err}");
 }
 

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 
 use super::Context;
-use super::format::{print_list, print_one};
+use super::format::{ListArgs, print_list, print_one};
+use super::output::outln;
 use super::package;
 use super::policy::{add_member, remove_member};
 
@@ -18,8 +19,10 @@ const DEFAULT_LOCATION: &str = "us";
 
 #[derive(Debug, Subcommand)]
 pub enum ArtifactsCommand {
+    /// Repositories of container images and their IAM policies.
     #[command(subcommand)]
     Repositories(RepositoriesCommand),
+    /// Docker images in repositories.
     #[command(subcommand)]
     Docker(DockerCommand),
     /// Package a local executable (with the shared libraries it loads) and extra files as a
@@ -29,6 +32,7 @@ pub enum ArtifactsCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct PushArgs {
+    /// Where to push: HOST/PROJECT/REPOSITORY/IMAGE[:TAG].
     image: String,
     /// The program the image runs.
     #[arg(long)]
@@ -49,6 +53,7 @@ pub struct PushArgs {
     /// Environment variables, NAME=VALUE (repeatable).
     #[arg(long = "env")]
     env: Vec<String>,
+    /// The working directory the program starts in.
     #[arg(long)]
     workdir: Option<String>,
     /// Labels, KEY=VALUE (repeatable), e.g. tee.launch_policy.allow_cmd_override=true.
@@ -58,57 +63,83 @@ pub struct PushArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct Where {
+    /// The project [default: core/project].
     #[arg(long)]
     project: Option<String>,
+    /// The repository's location.
     #[arg(long, default_value = DEFAULT_LOCATION)]
     location: String,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum RepositoriesCommand {
+    /// Create a repository.
     Create {
+        /// The repository's id.
         repository: String,
         #[command(flatten)]
         at: Where,
+        /// docker is the format Cloister serves.
         #[arg(long, default_value = "docker")]
         repository_format: String,
+        /// What the repository holds.
         #[arg(long)]
         description: Option<String>,
     },
+    /// Show a repository.
     Describe {
+        /// The repository's id.
         repository: String,
         #[command(flatten)]
         at: Where,
     },
+    /// Repositories of a project in a location.
     List {
         #[command(flatten)]
         at: Where,
+        #[command(flatten)]
+        list: ListArgs,
     },
+    /// Delete a repository and its images.
     Delete {
+        /// The repository's id.
         repository: String,
         #[command(flatten)]
         at: Where,
+        /// Accepted for gcloud compatibility: the delete has finished when the command returns.
+        #[arg(long = "async")]
+        run_async: bool,
     },
+    /// Show who may read or write the repository.
     GetIamPolicy {
+        /// The repository's id.
         repository: String,
         #[command(flatten)]
         at: Where,
     },
+    /// Grant ROLE on the repository to MEMBER.
     AddIamPolicyBinding {
+        /// The repository's id.
         repository: String,
         #[command(flatten)]
         at: Where,
+        /// Who: user:EMAIL, serviceAccount:EMAIL, principalSet://…
         #[arg(long)]
         member: String,
+        /// A predefined role, e.g. roles/artifactregistry.reader.
         #[arg(long)]
         role: String,
     },
+    /// Remove MEMBER from ROLE on the repository.
     RemoveIamPolicyBinding {
+        /// The repository's id.
         repository: String,
         #[command(flatten)]
         at: Where,
+        /// Who to remove.
         #[arg(long)]
         member: String,
+        /// The role to remove them from.
         #[arg(long)]
         role: String,
     },
@@ -116,6 +147,7 @@ pub enum RepositoriesCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DockerCommand {
+    /// Images: their digests and tags.
     #[command(subcommand)]
     Images(ImagesCommand),
 }
@@ -123,9 +155,17 @@ pub enum DockerCommand {
 #[derive(Debug, Subcommand)]
 pub enum ImagesCommand {
     /// Resolve HOST/PROJECT/REPOSITORY/IMAGE[:TAG|@DIGEST] to its digest (image_summary).
-    Describe { image: String },
+    Describe {
+        /// HOST/PROJECT/REPOSITORY/IMAGE[:TAG|@DIGEST].
+        image: String,
+    },
     /// Images in HOST/PROJECT/REPOSITORY[/IMAGE], with their digests and tags.
-    List { repository: String },
+    List {
+        /// HOST/PROJECT/REPOSITORY[/IMAGE].
+        repository: String,
+        #[command(flatten)]
+        list: ListArgs,
+    },
 }
 
 pub async fn run(ctx: &mut Context, c: ArtifactsCommand) -> Result<()> {
@@ -243,8 +283,7 @@ async fn push(client: &ApiClient, args: PushArgs) -> Result<()> {
         r.host,
         r.name
     );
-    println!("{digest}");
-    Ok(())
+    Ok(outln!("{digest}")?)
 }
 
 fn repository_path(ctx: &Context, repository: &str, at: &Where) -> Result<String> {
@@ -278,18 +317,19 @@ async fn repositories(ctx: &Context, client: &ApiClient, c: RepositoriesCommand)
             let path = repository_path(ctx, &repository, &at)?;
             print_one(&ctx.format, &client.get(&path).await?)
         }
-        RepositoriesCommand::List { at } => {
+        RepositoriesCommand::List { at, list } => {
             let project = ctx.project(at.project)?;
-            let list = client
+            let resp = client
                 .get(&format!(
                     "/v1/projects/{project}/locations/{}/repositories",
                     at.location
                 ))
                 .await?;
-            let items = list["repositories"].as_array().cloned().unwrap_or_default();
+            let items = resp["repositories"].as_array().cloned().unwrap_or_default();
             print_list(
                 &ctx.format,
-                &items,
+                &list,
+                items,
                 &[
                     ("REPOSITORY", "name"),
                     ("FORMAT", "format"),
@@ -297,7 +337,7 @@ async fn repositories(ctx: &Context, client: &ApiClient, c: RepositoriesCommand)
                 ],
             )
         }
-        RepositoriesCommand::Delete { repository, at } => {
+        RepositoriesCommand::Delete { repository, at, .. } => {
             client
                 .delete(&repository_path(ctx, &repository, &at)?)
                 .await?;
@@ -401,7 +441,7 @@ async fn images(ctx: &Context, client: &ApiClient, c: ImagesCommand) -> Result<(
                 }}),
             )
         }
-        ImagesCommand::List { repository } => {
+        ImagesCommand::List { repository, list } => {
             let (_, path) = repository
                 .split_once('/')
                 .context("expected HOST/PROJECT/REPOSITORY[/IMAGE]")?;
@@ -421,9 +461,9 @@ async fn images(ctx: &Context, client: &ApiClient, c: ImagesCommand) -> Result<(
                 .find(|n| n.ends_with(&format!("/repositories/{repo}")))
                 .with_context(|| format!("no repository {repo} in project {project}"))?
                 .to_owned();
-            let list = client.get(&format!("/v1/{name}/dockerImages")).await?;
+            let images = client.get(&format!("/v1/{name}/dockerImages")).await?;
             let host = repository.split('/').next().unwrap_or_default();
-            let rows: Vec<Value> = list["dockerImages"]
+            let rows: Vec<Value> = images["dockerImages"]
                 .as_array()
                 .into_iter()
                 .flatten()
@@ -446,7 +486,8 @@ async fn images(ctx: &Context, client: &ApiClient, c: ImagesCommand) -> Result<(
                 .collect();
             print_list(
                 &ctx.format,
-                &rows,
+                &list,
+                rows,
                 &[
                     ("IMAGE", "package"),
                     ("DIGEST", "digest"),

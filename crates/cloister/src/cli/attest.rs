@@ -10,7 +10,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
 use super::Context;
+use super::files;
 use super::format::print_one;
+use super::output::outln;
 
 #[derive(Debug, Subcommand)]
 pub enum AttestCommand {
@@ -40,6 +42,7 @@ pub enum EvidenceKind {
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyEvidenceArgs {
+    /// The kind of evidence in the files.
     #[arg(long, value_enum)]
     kind: EvidenceKind,
     /// sev-snp: the report (1184 bytes, raw or hex) and its VCEK or VLEK (DER).
@@ -69,7 +72,7 @@ fn report_bytes(bytes: Vec<u8>) -> Vec<u8> {
 pub fn verify_evidence(args: VerifyEvidenceArgs) -> std::process::ExitCode {
     use std::process::ExitCode;
     let unusable = |m: String| {
-        println!(
+        let _ = outln!(
             "{}",
             serde_json::json!({"verdict": "unusable", "reason": m})
         );
@@ -131,14 +134,14 @@ pub fn verify_evidence(args: VerifyEvidenceArgs) -> std::process::ExitCode {
                 "dbgstat": if v.debug { "enabled" } else { "disabled-since-boot" },
                 "snp": v,
             });
-            println!(
+            let _ = outln!(
                 "{}",
                 serde_json::json!({"verdict": "verified", "claims": claims})
             );
             ExitCode::SUCCESS
         }
         Err(cloister_snp::SnpError::Refused(reason)) => {
-            println!(
+            let _ = outln!(
                 "{}",
                 serde_json::json!({"verdict": "refused", "reason": reason})
             );
@@ -152,7 +155,10 @@ pub fn verify_evidence(args: VerifyEvidenceArgs) -> std::process::ExitCode {
 /// cache directory holding it as `{FMSPC}.json`).
 fn verify_dcap(args: &VerifyEvidenceArgs, now: time::OffsetDateTime) -> std::process::ExitCode {
     use std::process::ExitCode;
-    let print = |v: serde_json::Value| println!("{v}");
+    let print = |v: serde_json::Value| {
+        // The exit code carries the verdict; a closed stdout loses only the detail.
+        let _ = outln!("{v}");
+    };
     let ([quote], Some(collateral)) = (args.files.as_slice(), &args.collateral) else {
         print(
             serde_json::json!({"verdict": "unusable", "reason": "tdx/sgx take one quote file and --collateral FILE"}),
@@ -220,11 +226,8 @@ pub async fn run(ctx: &mut Context, c: AttestCommand) -> Result<()> {
     else {
         unreachable!("verify-evidence is handled before a profile is needed")
     };
-    let token = if file.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())?
-    } else {
-        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?
-    };
+    let token =
+        files::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
     let token = token.trim();
     let issuer = match issuer {
         Some(i) => i,

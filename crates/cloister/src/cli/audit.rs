@@ -2,13 +2,28 @@
 
 use anyhow::Result;
 use clap::Subcommand;
+use serde_json::Value;
 
 use super::Context;
-use super::format::print_list;
+use super::format::{ListArgs, default_columns, print_list};
+
+/// How many entries a list reads when `--limit` does not say.
+const DEFAULT_LIMIT: usize = 100;
+
+/// The default table's columns; `--filter` and `--sort-by` may name them too.
+const COLUMNS: &[(&str, &str)] = &[
+    ("TIME", "time"),
+    ("DECISION", "decision"),
+    ("PRINCIPAL", "principal"),
+    ("PERMISSION", "permission"),
+    ("RESOURCE", "resource"),
+    ("REASON", "reason"),
+];
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Decisions, oldest first. Non-admins must pass --project (or --resource under a project).
+    /// At most --limit entries (100 unless given) are listed.
     List {
         /// Only decisions about this principal (`user:…`, `serviceAccount:…`).
         #[arg(long)]
@@ -28,9 +43,8 @@ pub enum AuditCommand {
         /// Only decisions at or after this RFC 3339 time.
         #[arg(long)]
         since: Option<String>,
-        /// At most this many entries.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
+        #[command(flatten)]
+        list: ListArgs,
     },
 }
 
@@ -42,7 +56,7 @@ pub async fn run(ctx: &mut Context, c: AuditCommand) -> Result<()> {
         project,
         decision,
         since,
-        limit,
+        mut list,
     } = c;
     let client = ctx.client().await?;
     let resource = resource.or(project.map(|p| format!("projects/{p}")));
@@ -56,11 +70,26 @@ pub async fn run(ctx: &mut Context, c: AuditCommand) -> Result<()> {
     .into_iter()
     .filter_map(|(k, v)| v.map(|v| (k, v)))
     .collect();
+    let limit = *list.limit.get_or_insert(DEFAULT_LIMIT);
+    // Without --sort-by, reading stops once `limit` entries pass the filter; sorting needs
+    // them all.
+    let columns = default_columns(COLUMNS);
+    let wanted = |entries: &[Value]| match &list.filter {
+        _ if !list.sort_by.is_empty() => false,
+        None => entries.len() >= limit,
+        Some(f) => entries.iter().filter(|e| f.matches(e, &columns)).count() >= limit,
+    };
+    let unfiltered = list.filter.is_none() && list.sort_by.is_empty();
     let mut entries = Vec::new();
     let mut token: Option<String> = None;
-    while entries.len() < limit {
+    while !wanted(&entries) {
         let mut q = query.clone();
-        q.push(("pageSize", (limit - entries.len()).min(1000).to_string()));
+        let page = if unfiltered {
+            limit.saturating_sub(entries.len()).clamp(1, 1000)
+        } else {
+            1000
+        };
+        q.push(("pageSize", page.to_string()));
         if let Some(t) = &token {
             q.push(("pageToken", t.clone()));
         }
@@ -71,16 +100,5 @@ pub async fn run(ctx: &mut Context, c: AuditCommand) -> Result<()> {
             None => break,
         }
     }
-    print_list(
-        &ctx.format,
-        &entries,
-        &[
-            ("TIME", "time"),
-            ("DECISION", "decision"),
-            ("PRINCIPAL", "principal"),
-            ("PERMISSION", "permission"),
-            ("RESOURCE", "resource"),
-            ("REASON", "reason"),
-        ],
-    )
+    print_list(&ctx.format, &list, entries, COLUMNS)
 }

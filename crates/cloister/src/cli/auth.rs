@@ -9,13 +9,16 @@ use cloister_client::profiles::parse_credential;
 use serde_json::json;
 
 use super::Context;
+use super::files;
 use super::format::print_one;
+use super::output::outln;
 
 #[derive(Debug, Subcommand)]
 pub enum AuthCommand {
     /// Store a credential file in the profile and check it by obtaining an access token.
     Login {
-        #[arg(long)]
+        /// The credential file `iam users create --credential-file` wrote (`-` reads stdin).
+        #[arg(long, visible_alias = "cred-file")]
         credential_file: PathBuf,
     },
     /// Print a current access token for the profile (refreshed when near expiry), for other
@@ -29,6 +32,7 @@ pub enum AuthCommand {
     /// Print an OIDC ID token for a service account you may impersonate (needs
     /// iam.serviceAccounts.getOpenIdToken on it).
     PrintIdentityToken {
+        /// The service account the token names.
         #[arg(long)]
         impersonate_service_account: String,
         /// The token's audience.
@@ -44,7 +48,7 @@ pub async fn run(ctx: &mut Context, c: AuthCommand) -> Result<()> {
     let profile = ctx.profile()?;
     match c {
         AuthCommand::Login { credential_file } => {
-            let text = std::fs::read(&credential_file).with_context(|| {
+            let text = files::read(&credential_file).with_context(|| {
                 format!("reading credential file {}", credential_file.display())
             })?;
             let cred = parse_credential(&text, &credential_file)?;
@@ -61,10 +65,7 @@ pub async fn run(ctx: &mut Context, c: AuthCommand) -> Result<()> {
         }
         AuthCommand::PrintAccessToken {
             impersonate_service_account: None,
-        } => {
-            println!("{}", access_token(&ctx.profiles, &profile).await?);
-            Ok(())
-        }
+        } => Ok(outln!("{}", access_token(&ctx.profiles, &profile).await?)?),
         AuthCommand::PrintAccessToken {
             impersonate_service_account: Some(sa),
         } => {
@@ -76,8 +77,10 @@ pub async fn run(ctx: &mut Context, c: AuthCommand) -> Result<()> {
                     &body,
                 )
                 .await?;
-            println!("{}", resp["accessToken"].as_str().unwrap_or_default());
-            Ok(())
+            Ok(outln!(
+                "{}",
+                resp["accessToken"].as_str().unwrap_or_default()
+            )?)
         }
         AuthCommand::PrintIdentityToken {
             impersonate_service_account,
@@ -90,8 +93,7 @@ pub async fn run(ctx: &mut Context, c: AuthCommand) -> Result<()> {
                 "/v1/projects/-/serviceAccounts/{impersonate_service_account}:generateIdToken"
             );
             let resp = client.post(&path, &body).await?;
-            println!("{}", resp["token"].as_str().unwrap_or_default());
-            Ok(())
+            Ok(outln!("{}", resp["token"].as_str().unwrap_or_default())?)
         }
     }
 }

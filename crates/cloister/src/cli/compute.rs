@@ -6,31 +6,38 @@ use cloister_store::ConfidentialType;
 use serde_json::{Value, json};
 
 use super::Context;
-use super::format::{print_list, print_one};
+use super::format::{ListArgs, print_list, print_one};
+use super::output;
 
 #[derive(Debug, Subcommand)]
 pub enum ComputeCommand {
+    /// Confidential instances that run one workload container each.
     #[command(subcommand)]
     Instances(InstancesCommand),
 }
 
 #[derive(Debug, clap::Args)]
 pub struct At {
+    /// The instance's project [default: core/project].
     #[arg(long)]
     project: Option<String>,
+    /// The instance's zone [default: compute/zone].
     #[arg(long)]
-    zone: String,
+    zone: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum InstancesCommand {
+    /// Create an instance that launches the workload image named in its metadata.
     Create {
+        /// The instance's name.
         name: String,
         #[command(flatten)]
         at: At,
         /// VTPM, INSECURE, SEV_SNP or TDX (refused when this host cannot provide it).
         #[arg(long, default_value = "VTPM")]
         confidential_compute_type: String,
+        /// The service account the workload runs as.
         #[arg(long)]
         service_account: String,
         /// KEY=VALUE pairs separated by commas, or gcloud's `^D^` form choosing delimiter D
@@ -40,35 +47,51 @@ pub enum InstancesCommand {
         /// Accepted for gcloud compatibility (the local driver has no images or scopes).
         #[arg(long)]
         image_project: Option<String>,
+        /// Accepted for gcloud compatibility (the local driver has no images).
         #[arg(long)]
         image_family: Option<String>,
+        /// Accepted for gcloud compatibility (tokens carry the cloud-platform scope).
         #[arg(long)]
         scopes: Option<String>,
+        /// Accepted for gcloud compatibility (the launcher is always measured).
         #[arg(long)]
         shielded_secure_boot: bool,
+        /// Accepted for gcloud compatibility (the local driver never migrates).
         #[arg(long)]
         maintenance_policy: Option<String>,
     },
+    /// Show an instance: its status, metadata and service account.
     Describe {
+        /// The instance's name.
         name: String,
         #[command(flatten)]
         at: At,
     },
+    /// Instances of a project, in one zone or all.
     List {
+        /// The project to list [default: core/project].
         #[arg(long)]
         project: Option<String>,
+        /// Only this zone [default: every zone].
         #[arg(long, default_value = "-")]
         zone: String,
+        #[command(flatten)]
+        list: ListArgs,
     },
+    /// Stop an instance's workload and delete the instance.
     Delete {
+        /// The instance's name.
         name: String,
         #[command(flatten)]
         at: At,
     },
+    /// The instance's serial console: the launcher's and the workload's output.
     GetSerialPortOutput {
+        /// The instance's name.
         name: String,
         #[command(flatten)]
         at: At,
+        /// Byte offset to start from (to follow the console in steps).
         #[arg(long, default_value_t = 0)]
         start: u64,
     },
@@ -93,7 +116,7 @@ fn path(ctx: &Context, at: &At, name: &str) -> Result<String> {
     Ok(format!(
         "/compute/v1/projects/{}/zones/{}/instances/{name}",
         ctx.project(at.project.clone())?,
-        at.zone
+        ctx.zone(at.zone.clone())?
     ))
 }
 
@@ -126,9 +149,10 @@ pub async fn run(ctx: &mut Context, c: ComputeCommand) -> Result<()> {
                 "confidentialInstanceConfig": {"confidentialInstanceType": kind.as_str()},
             });
             let project = ctx.project(at.project.clone())?;
+            let zone = ctx.zone(at.zone.clone())?;
             client
                 .post(
-                    &format!("/compute/v1/projects/{project}/zones/{}/instances", at.zone),
+                    &format!("/compute/v1/projects/{project}/zones/{zone}/instances"),
                     &body,
                 )
                 .await?;
@@ -138,18 +162,28 @@ pub async fn run(ctx: &mut Context, c: ComputeCommand) -> Result<()> {
         InstancesCommand::Describe { name, at } => {
             print_one(&ctx.format, &client.get(&path(ctx, &at, &name)?).await?)
         }
-        InstancesCommand::List { project, zone } => {
+        InstancesCommand::List {
+            project,
+            zone,
+            list,
+        } => {
             let project = ctx.project(project)?;
-            let list = client
+            let items = client
                 .get(&format!(
                     "/compute/v1/projects/{project}/zones/{zone}/instances"
                 ))
                 .await?;
-            let items = list["items"].as_array().cloned().unwrap_or_default();
+            let items = items["items"].as_array().cloned().unwrap_or_default();
             print_list(
                 &ctx.format,
-                &items,
-                &[("NAME", "name"), ("STATUS", "status"), ("ID", "id")],
+                &list,
+                items,
+                &[
+                    ("NAME", "name"),
+                    ("ZONE", "zone.basename()"),
+                    ("STATUS", "status"),
+                    ("ID", "id"),
+                ],
             )
         }
         InstancesCommand::Delete { name, at } => {
@@ -164,8 +198,9 @@ pub async fn run(ctx: &mut Context, c: ComputeCommand) -> Result<()> {
                     &[("start", start.to_string())],
                 )
                 .await?;
-            print!("{}", out["contents"].as_str().unwrap_or_default());
-            Ok(())
+            Ok(output::bytes(
+                out["contents"].as_str().unwrap_or_default().as_bytes(),
+            )?)
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `cloister iam users …` and `cloister iam roles list`.
+//! `cloister iam users …`, `cloister iam roles …`, and the dispatch to service accounts and
+//! workload identity pools.
 
 use std::path::PathBuf;
 
@@ -8,7 +9,9 @@ use cloister_client::ClientError;
 use serde_json::{Value, json};
 
 use super::Context;
-use super::format::{print_list, print_one};
+use super::files;
+use super::format::{ListArgs, print_list, print_one};
+use super::output;
 
 #[derive(Debug, Subcommand)]
 pub enum IamCommand {
@@ -30,28 +33,50 @@ pub enum IamCommand {
 pub enum UsersCommand {
     /// Create a user; with --credential-file, also issue a credential and write it there (0600).
     Create {
+        /// The user's email address.
         email: String,
+        /// A human-readable name.
         #[arg(long)]
         display_name: Option<String>,
         /// Make the user a platform admin.
         #[arg(long)]
         admin: bool,
-        #[arg(long)]
+        /// Where to write the new user's credential (`-` writes stdout).
+        #[arg(long, visible_alias = "cred-file")]
         credential_file: Option<PathBuf>,
     },
-    List,
+    /// Show one user.
+    Describe {
+        /// The user's email address.
+        email: String,
+    },
+    /// Every platform user.
+    List {
+        #[command(flatten)]
+        list: ListArgs,
+    },
     /// Issue a new API credential for a user and write it to FILE (0600).
     IssueCredential {
+        /// The user's email address.
         email: String,
-        #[arg(long)]
+        /// Where to write the credential (`-` writes stdout).
+        #[arg(long, visible_alias = "cred-file")]
         credential_file: PathBuf,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum RolesCommand {
-    List,
-    Describe { role: String },
+    /// The predefined roles and their titles.
+    List {
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// A role with the permissions it grants.
+    Describe {
+        /// The role's name, e.g. roles/storage.objectViewer.
+        role: String,
+    },
 }
 
 pub async fn run(ctx: &mut Context, c: IamCommand) -> Result<()> {
@@ -77,12 +102,28 @@ pub async fn run(ctx: &mut Context, c: IamCommand) -> Result<()> {
             }
             print_one(&ctx.format, &user)
         }
-        IamCommand::Users(UsersCommand::List) => {
+        IamCommand::Users(UsersCommand::Describe { email }) => {
+            let resp = client.get("/cloister/v1/users").await?;
+            let found = resp["users"]
+                .as_array()
+                .and_then(|u| u.iter().find(|u| u["email"] == email.as_str()))
+                .cloned();
+            let user = found.ok_or_else(|| ClientError::Api {
+                http_status: 404,
+                status: "NOT_FOUND".into(),
+                message: format!(
+                    "user {email} does not exist; `cloister iam users list` shows them"
+                ),
+            })?;
+            print_one(&ctx.format, &user)
+        }
+        IamCommand::Users(UsersCommand::List { list }) => {
             let resp = client.get("/cloister/v1/users").await?;
             let items = resp["users"].as_array().cloned().unwrap_or_default();
             print_list(
                 &ctx.format,
-                &items,
+                &list,
+                items,
                 &[
                     ("EMAIL", "email"),
                     ("DISPLAY_NAME", "displayName"),
@@ -94,10 +135,15 @@ pub async fn run(ctx: &mut Context, c: IamCommand) -> Result<()> {
             email,
             credential_file,
         }) => issue(&client, &email, &credential_file).await,
-        IamCommand::Roles(RolesCommand::List) => {
+        IamCommand::Roles(RolesCommand::List { list }) => {
             let resp = client.get("/v1/roles").await?;
             let items = resp["roles"].as_array().cloned().unwrap_or_default();
-            print_list(&ctx.format, &items, &[("NAME", "name"), ("TITLE", "title")])
+            print_list(
+                &ctx.format,
+                &list,
+                items,
+                &[("NAME", "name"), ("TITLE", "title")],
+            )
         }
         IamCommand::Roles(RolesCommand::Describe { role }) => {
             let resp = client.get("/v1/roles").await?;
@@ -128,6 +174,13 @@ async fn issue(client: &cloister_client::ApiClient, email: &str, path: &PathBuf)
         )
         .await?;
     let bytes = serde_json::to_vec_pretty(&cred)?;
+    if files::is_stdio(path) {
+        output::bytes(&bytes)?;
+        eprintln!(
+            "Wrote a credential for [{email}] to standard output. It is shown only once: keep it secret."
+        );
+        return Ok(());
+    }
     write_secret(path, &bytes)
         .with_context(|| format!("writing credential file {}", path.display()))?;
     eprintln!(

@@ -7,22 +7,26 @@ mod audit;
 mod auth;
 mod compute;
 mod config;
+mod files;
 pub mod format;
 mod iam;
 mod kms;
+pub mod output;
 mod package;
 mod policy;
 mod projects;
 mod service_accounts;
 mod storage;
 mod storage_cp;
+mod storage_glob;
+mod storage_ls;
 mod verifier;
 mod workload_identity;
 
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use cloister_client::{ApiClient, ClientError, Profile, Profiles};
 
 use crate::server::{self, ServerArgs};
@@ -38,19 +42,16 @@ pub struct Cli {
     /// The CLI profile to use (like a gcloud configuration) [default: the active profile].
     #[arg(long, global = true, env = "CLOISTER_PROFILE")]
     profile: Option<String>,
-    /// Output format: json, yaml or value(FIELD[,FIELD…]).
-    #[arg(long, global = true, default_value = "default", value_parser = parse_format)]
+    /// Output format: json, yaml, table(KEY,…), csv(KEY,…), value(KEY,…) or none, with
+    /// gcloud's projections (a.b, a[0], KEY:label=LABEL, name.basename(), name.segment(N)).
+    #[arg(long, global = true, default_value = "default", value_parser = str::parse::<Format>)]
     format: Format,
+    /// Never prompt (gcloud's --quiet). Cloister asks no questions, so scripts written for
+    /// gcloud that pass it run unchanged.
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
-}
-
-fn parse_format(s: &str) -> Result<Format, String> {
-    if s == "default" {
-        Ok(Format::Default)
-    } else {
-        s.parse()
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,7 +75,8 @@ enum Command {
     /// Projects and their IAM policies.
     #[command(subcommand)]
     Projects(projects::ProjectsCommand),
-    /// Users and roles.
+    /// Identity and access: users, predefined roles, service accounts, workload identity
+    /// pools and their providers.
     #[command(subcommand)]
     Iam(iam::IamCommand),
     /// The audit log of authorization decisions.
@@ -95,6 +97,12 @@ enum Command {
     /// The attestation verifier's settings.
     #[command(subcommand)]
     Verifier(verifier::VerifierCommand),
+    /// Print a shell completion script: `source <(cloister completion bash)`.
+    Completion {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// What a command needs: the profiles, the chosen profile, and the output format.
@@ -113,14 +121,27 @@ impl Context {
         ApiClient::for_profile(&self.profiles, &self.profile()?).await
     }
 
-    /// `--project`, else the profile's project (`cloister config set project P`).
+    /// `--project`, else the profile's `core/project` (`cloister config set project P`).
     fn project(&self, flag: Option<String>) -> Result<String, ClientError> {
         if let Some(p) = flag {
             return Ok(p);
         }
         self.profile()?.project.ok_or_else(|| {
             ClientError::Config(
-                "no project: pass --project, or set one with `cloister config set project PROJECT`"
+                "no project: pass --project, or set one with `cloister config set core/project PROJECT`"
+                    .into(),
+            )
+        })
+    }
+
+    /// `--zone`, else the profile's `compute/zone`, as gcloud's compute commands do.
+    fn zone(&self, flag: Option<String>) -> Result<String, ClientError> {
+        if let Some(z) = flag {
+            return Ok(z);
+        }
+        self.profile()?.zone.ok_or_else(|| {
+            ClientError::Config(
+                "no zone: pass --zone, or set one with `cloister config set compute/zone ZONE`"
                     .into(),
             )
         })
@@ -140,6 +161,7 @@ pub async fn run(cli: Cli, command_name: String) -> ExitCode {
                 .await
                 .unwrap_or(ExitCode::FAILURE);
         }
+        Command::Completion { shell } => completion(shell),
         command => match Profiles::load(&Profiles::default_dir()) {
             Ok(profiles) => {
                 let mut ctx = Context {
@@ -154,6 +176,8 @@ pub async fn run(cli: Cli, command_name: String) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`… | head -1`): it has what it wanted.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             match e.downcast_ref::<ClientError>() {
                 Some(ClientError::Api { .. }) => eprintln!("ERROR: ({command_name}) {e}"),
@@ -166,7 +190,10 @@ pub async fn run(cli: Cli, command_name: String) -> ExitCode {
 
 async fn dispatch(ctx: &mut Context, command: Command) -> Result<()> {
     match command {
-        Command::Server(_) | Command::Launcher(_) | Command::Demo(_) => {
+        Command::Server(_)
+        | Command::Launcher(_)
+        | Command::Demo(_)
+        | Command::Completion { .. } => {
             unreachable!("handled in run")
         }
         Command::Compute(c) => compute::run(ctx, c).await,
@@ -183,6 +210,12 @@ async fn dispatch(ctx: &mut Context, command: Command) -> Result<()> {
     }
 }
 
+fn completion(shell: clap_complete::Shell) -> Result<()> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "cloister", &mut script);
+    Ok(output::bytes(&script)?)
+}
+
 /// `cloister.projects.describe`-style name of the invoked command, as gcloud prints in errors.
 pub fn command_name(matches: &clap::ArgMatches) -> String {
     let mut name = String::from("cloister");
@@ -193,4 +226,34 @@ pub fn command_name(matches: &clap::ArgMatches) -> String {
         cur = next;
     }
     name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command and every argument explains itself in `--help`.
+    #[test]
+    fn every_command_and_flag_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() && path != " cloister" {
+                missing.push(format!("{path}: no description"));
+            }
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}: no help", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, missing);
+            }
+        }
+        // clap's own checks too (no two flags share a name or short form, e.g. -q).
+        Cli::command().debug_assert();
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
+    }
 }

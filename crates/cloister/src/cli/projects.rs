@@ -1,49 +1,71 @@
 //! `cloister projects …`: Resource Manager projects and their IAM policies.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Subcommand;
 use serde_json::json;
 
 use super::Context;
-use super::format::{print_list, print_one};
+use super::format::{ListArgs, print_list, print_one};
 use super::policy::{add_member, edit_policy, get_policy, remove_member};
 
 #[derive(Debug, Subcommand)]
 pub enum ProjectsCommand {
     /// Create a project; you become its owner.
     Create {
+        /// The project id (6 to 30 of a-z, 0-9 and '-').
         project_id: String,
         /// Display name [default: the id].
         #[arg(long)]
         name: Option<String>,
     },
     /// Projects you can see.
-    List,
+    List {
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// Show a project, with its number.
     Describe {
+        /// The project id.
         project_id: String,
     },
+    /// Delete a project: not supported by this server yet (the command says so and changes
+    /// nothing).
+    Delete {
+        /// The project id.
+        project_id: String,
+    },
+    /// Show who may do what in the project.
     GetIamPolicy {
+        /// The project id.
         project_id: String,
     },
     /// Grant ROLE to MEMBER on the project (read-modify-write with the policy's etag).
     AddIamPolicyBinding {
+        /// The project id.
         project_id: String,
+        /// Who: user:EMAIL, serviceAccount:EMAIL, principalSet://…
         #[arg(long)]
         member: String,
+        /// A predefined role, e.g. roles/viewer.
         #[arg(long)]
         role: String,
     },
     /// Remove MEMBER from ROLE on the project.
     RemoveIamPolicyBinding {
+        /// The project id.
         project_id: String,
+        /// Who to remove.
         #[arg(long)]
         member: String,
+        /// The role to remove them from.
         #[arg(long)]
         role: String,
     },
     /// Which of PERMISSIONS you hold on the project.
     TestIamPermissions {
+        /// The project id.
         project_id: String,
+        /// Permission names, e.g. resourcemanager.projects.get.
         #[arg(required = true)]
         permissions: Vec<String>,
     },
@@ -66,12 +88,13 @@ pub async fn run(ctx: &mut Context, c: ProjectsCommand) -> Result<()> {
             eprintln!("Created project [{project_id}].");
             print_one(&ctx.format, &project)
         }
-        ProjectsCommand::List => {
+        ProjectsCommand::List { list } => {
             let resp = client.get("/v1/projects").await?;
             let items = resp["projects"].as_array().cloned().unwrap_or_default();
             print_list(
                 &ctx.format,
-                &items,
+                &list,
+                items,
                 &[
                     ("PROJECT_ID", "projectId"),
                     ("NAME", "name"),
@@ -82,6 +105,9 @@ pub async fn run(ctx: &mut Context, c: ProjectsCommand) -> Result<()> {
         ProjectsCommand::Describe { project_id } => print_one(
             &ctx.format,
             &client.get(&format!("/v1/projects/{project_id}")).await?,
+        ),
+        ProjectsCommand::Delete { project_id } => bail!(
+            "UNIMPLEMENTED: this Cloister server cannot delete projects yet, so [{project_id}] and everything in it stay. Delete its resources one by one (instances, buckets, keys' grants, pools, service accounts) to stop their use"
         ),
         ProjectsCommand::GetIamPolicy { project_id } => print_one(
             &ctx.format,

@@ -5,47 +5,68 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::Context;
-use super::format::{print_list, print_one};
+use super::format::{ListArgs, print_list, print_one};
 use super::policy::{add_member, edit_policy, get_policy, remove_member};
 
 #[derive(Debug, Subcommand)]
 pub enum ServiceAccountsCommand {
     /// Create NAME@PROJECT.iam.gserviceaccount.com.
     Create {
+        /// The account id: the part of the email before '@'.
         name: String,
+        /// The project [default: core/project].
         #[arg(long)]
         project: Option<String>,
+        /// A human-readable name.
         #[arg(long)]
         display_name: Option<String>,
+        /// What the account is for.
         #[arg(long)]
         description: Option<String>,
     },
+    /// Service accounts of a project.
     List {
+        /// The project [default: core/project].
         #[arg(long)]
         project: Option<String>,
+        #[command(flatten)]
+        list: ListArgs,
     },
+    /// Show a service account.
     Describe {
+        /// The account's email.
         email: String,
     },
+    /// Delete a service account.
     Delete {
+        /// The account's email.
         email: String,
     },
+    /// Show who may use or manage the account.
     GetIamPolicy {
+        /// The account's email.
         email: String,
     },
     /// Grant ROLE on the service account to MEMBER (e.g. roles/iam.workloadIdentityUser to a
     /// principalSet of a workload identity pool).
     AddIamPolicyBinding {
+        /// The account's email.
         email: String,
+        /// Who: user:EMAIL, serviceAccount:EMAIL, principalSet://…
         #[arg(long)]
         member: String,
+        /// A predefined role, e.g. roles/iam.serviceAccountUser.
         #[arg(long)]
         role: String,
     },
+    /// Remove MEMBER from ROLE on the service account.
     RemoveIamPolicyBinding {
+        /// The account's email.
         email: String,
+        /// Who to remove.
         #[arg(long)]
         member: String,
+        /// The role to remove them from.
         #[arg(long)]
         role: String,
     },
@@ -75,7 +96,7 @@ pub async fn run(ctx: &mut Context, c: ServiceAccountsCommand) -> Result<()> {
             eprintln!("Created service account [{name}].");
             print_one(&ctx.format, &account)
         }
-        ServiceAccountsCommand::List { project } => {
+        ServiceAccountsCommand::List { project, list } => {
             let project = ctx.project(project)?;
             let resp = client
                 .get(&format!("/v1/projects/{project}/serviceAccounts"))
@@ -83,7 +104,8 @@ pub async fn run(ctx: &mut Context, c: ServiceAccountsCommand) -> Result<()> {
             let items = resp["accounts"].as_array().cloned().unwrap_or_default();
             print_list(
                 &ctx.format,
-                &items,
+                &list,
+                items,
                 &[
                     ("DISPLAY NAME", "displayName"),
                     ("EMAIL", "email"),

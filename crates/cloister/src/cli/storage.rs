@@ -1,75 +1,142 @@
-//! `cloister storage …`: buckets (`gs://BUCKET`) and objects, as gsutil/gcloud storage do.
+//! `cloister storage …`: buckets (`gs://BUCKET`) and objects, as gcloud storage and gsutil
+//! spell them. URLs may carry wildcards (see [`super::storage_glob`]).
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
+use cloister_client::ApiClient;
 use serde_json::{Value, json};
 
 use super::Context;
-use super::format::{print_list, print_one};
+use super::format::{ListArgs, print_list, print_one};
 use super::policy::{add_member, remove_member};
+use super::storage_glob::{expand, has_wildcard, list_objects};
 
 #[derive(Debug, Subcommand)]
 pub enum StorageCommand {
+    /// Buckets: create, describe, list, delete and their IAM policies.
     #[command(subcommand)]
     Buckets(BucketsCommand),
-    /// Copy local → gs://BUCKET/OBJECT, gs:// → local (`-` = stdout), or gs:// → gs://.
+    /// Object metadata.
+    #[command(subcommand)]
+    Objects(ObjectsCommand),
+    /// Copy SOURCE… to DESTINATION: local → gs://, gs:// → local (`-` = stdout), gs:// → gs://;
+    /// `-` as the source uploads stdin. Sources may be wildcards (`images/*`, `gs://b/dir/*`);
+    /// with several sources the destination is a folder.
     Cp {
-        source: String,
-        destination: String,
-        /// Copy a directory or an object folder (gs://BUCKET/PREFIX) and everything below it.
-        #[arg(short, long)]
+        /// SOURCE… DESTINATION.
+        #[arg(required = true, num_args = 2.., value_name = "URL", allow_hyphen_values = true)]
+        urls: Vec<String>,
+        /// Copy directories and object folders (gs://BUCKET/PREFIX) and everything below them.
+        #[arg(short, long, visible_short_alias = 'R')]
         recursive: bool,
     },
-    /// Print an object.
-    Cat { url: String },
-    /// List objects (gs://BUCKET[/PREFIX]) or, with --project, buckets.
+    /// Print objects to stdout, one after the other.
+    Cat {
+        /// gs://BUCKET/OBJECT (wildcards allowed).
+        #[arg(required = true)]
+        urls: Vec<String>,
+    },
+    /// List buckets (no URL) or objects and folders (gs://BUCKET[/PREFIX], wildcards allowed).
     Ls {
-        url: Option<String>,
+        /// What to list [default: the project's buckets].
+        urls: Vec<String>,
+        /// The project whose buckets to list [default: core/project].
         #[arg(long)]
         project: Option<String>,
         /// List everything under the prefix, not one level.
-        #[arg(short, long)]
+        #[arg(short, long, visible_short_alias = 'R')]
+        recursive: bool,
+        /// Long listing: size, update time and URL of each object, then a total.
+        #[arg(short = 'l', long)]
+        long: bool,
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// Delete objects (wildcards allowed); with -r, everything under a folder, and a whole
+    /// bucket named alone (its objects, then the bucket).
+    Rm {
+        /// gs://BUCKET/OBJECT, gs://BUCKET/PREFIX with -r, or gs://BUCKET with -r.
+        #[arg(required = true)]
+        urls: Vec<String>,
+        /// Delete folders' contents and, for a bucket URL, the bucket.
+        #[arg(short, long, visible_short_alias = 'R')]
         recursive: bool,
     },
-    /// Delete an object.
-    Rm { url: String },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum BucketsCommand {
+    /// Create a bucket.
     Create {
+        /// gs://BUCKET.
         url: String,
+        /// The project to create it in [default: core/project].
         #[arg(long)]
         project: Option<String>,
+        /// Where its data lives (recorded; Cloister keeps it on this server's storage).
         #[arg(long)]
         location: Option<String>,
     },
+    /// Show a bucket.
     Describe {
+        /// gs://BUCKET.
         url: String,
     },
+    /// Delete an empty bucket.
     Delete {
+        /// gs://BUCKET.
         url: String,
     },
+    /// Buckets of a project.
     List {
+        /// The project [default: core/project].
         #[arg(long)]
         project: Option<String>,
+        #[command(flatten)]
+        list: ListArgs,
     },
+    /// Show who may read or write the bucket.
     GetIamPolicy {
+        /// gs://BUCKET.
         url: String,
     },
+    /// Grant ROLE on the bucket to MEMBER.
     AddIamPolicyBinding {
+        /// gs://BUCKET.
         url: String,
+        /// Who: user:EMAIL, serviceAccount:EMAIL, principalSet://…
         #[arg(long)]
         member: String,
+        /// A predefined role, e.g. roles/storage.objectViewer.
         #[arg(long)]
         role: String,
     },
+    /// Remove MEMBER from ROLE on the bucket.
     RemoveIamPolicyBinding {
+        /// gs://BUCKET.
         url: String,
+        /// Who to remove.
         #[arg(long)]
         member: String,
+        /// The role to remove them from.
         #[arg(long)]
         role: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ObjectsCommand {
+    /// Show an object's metadata.
+    Describe {
+        /// gs://BUCKET/OBJECT.
+        url: String,
+    },
+    /// Objects' metadata under gs://BUCKET[/PREFIX] (every level), or matching a wildcard.
+    List {
+        /// gs://BUCKET[/PREFIX] or a wildcard URL.
+        url: String,
+        #[command(flatten)]
+        list: ListArgs,
     },
 }
 
@@ -81,6 +148,9 @@ pub(super) fn parse_gs(url: &str) -> Result<(String, String)> {
     let (bucket, object) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
         bail!("{url:?} names no bucket");
+    }
+    if has_wildcard(bucket) {
+        bail!("{url:?}: wildcards in bucket names are not supported; name the bucket");
     }
     Ok((bucket.to_owned(), object.to_owned()))
 }
@@ -102,98 +172,135 @@ pub async fn run(ctx: &mut Context, c: StorageCommand) -> Result<()> {
     let client = ctx.client().await?;
     match c {
         StorageCommand::Buckets(b) => buckets(ctx, &client, b).await,
+        StorageCommand::Objects(o) => objects(ctx, &client, o).await,
         StorageCommand::Cp {
-            source,
-            destination,
+            mut urls,
             recursive,
-        } => super::storage_cp::cp(&client, &source, &destination, recursive).await,
-        StorageCommand::Cat { url } => {
-            let (bucket, object) = parse_gs(&url)?;
-            client
-                .download(
-                    &object_path(&bucket, &object),
-                    &[("alt", "media".to_owned())],
-                    &mut tokio::io::stdout(),
-                    &cloister_client::Progress::default(),
-                )
-                .await?;
+        } => {
+            let destination = urls.pop().unwrap_or_default();
+            super::storage_cp::cp(&client, &urls, &destination, recursive).await
+        }
+        StorageCommand::Cat { urls } => {
+            for url in urls {
+                for (bucket, object) in objects_named(&client, &url).await? {
+                    client
+                        .download(
+                            &object_path(&bucket, &object),
+                            &[("alt", "media".to_owned())],
+                            &mut tokio::io::stdout(),
+                            &cloister_client::Progress::default(),
+                        )
+                        .await?;
+                }
+            }
             Ok(())
         }
         StorageCommand::Ls {
-            url: None, project, ..
-        } => list_buckets(ctx, &client, project).await,
-        StorageCommand::Ls {
-            url: Some(url),
+            urls,
+            project,
             recursive,
-            ..
+            long,
+            list,
         } => {
-            let (bucket, prefix) = parse_gs(&url)?;
-            let mut query = vec![("prefix", prefix)];
-            if !recursive {
-                query.push(("delimiter", "/".to_owned()));
-            }
-            let mut rows = Vec::new();
-            let mut token: Option<String> = None;
-            loop {
-                let mut q = query.clone();
-                if let Some(t) = &token {
-                    q.push(("pageToken", t.clone()));
+            let rows = if urls.is_empty() {
+                bucket_rows(ctx, &client, project).await?
+            } else {
+                let mut rows = Vec::new();
+                for url in &urls {
+                    rows.extend(super::storage_ls::rows(&client, url, recursive).await?);
                 }
-                let page = client
-                    .get_query(&format!("/storage/v1/b/{bucket}/o"), &q)
-                    .await?;
-                for p in page["prefixes"].as_array().into_iter().flatten() {
-                    rows.push(json!({"url": format!("gs://{bucket}/{}", p.as_str().unwrap_or_default()), "size": "", "updated": ""}));
-                }
-                for o in page["items"].as_array().into_iter().flatten() {
-                    rows.push(json!({"url": format!("gs://{bucket}/{}", o["name"].as_str().unwrap_or_default()), "size": o["size"], "updated": o["updated"]}));
-                }
-                match page["nextPageToken"].as_str() {
-                    Some(t) => token = Some(t.to_owned()),
-                    None => break,
-                }
-            }
-            print_list(
-                &ctx.format,
-                &rows,
-                &[("SIZE", "size"), ("UPDATED", "updated"), ("URL", "url")],
-            )
+                rows
+            };
+            super::storage_ls::print(&ctx.format, &list, rows, long)
         }
-        StorageCommand::Rm { url } => {
-            let (bucket, object) = parse_gs(&url)?;
-            client.delete(&object_path(&bucket, &object)).await?;
-            eprintln!("Removed gs://{bucket}/{object}.");
+        StorageCommand::Rm { urls, recursive } => {
+            for url in urls {
+                super::storage_ls::rm(&client, &url, recursive).await?;
+            }
             Ok(())
         }
     }
 }
 
-async fn list_buckets(
+/// The objects a URL names: one object, or every object its wildcard matches.
+async fn objects_named(client: &ApiClient, url: &str) -> Result<Vec<(String, String)>> {
+    let (bucket, object) = parse_gs(url)?;
+    if !has_wildcard(&object) {
+        return Ok(vec![(bucket, object)]);
+    }
+    let matches = expand(client, &bucket, &object).await?;
+    if matches.objects.is_empty() {
+        bail!("{url} matched no objects");
+    }
+    Ok(matches
+        .objects
+        .iter()
+        .map(|o| {
+            (
+                bucket.clone(),
+                o["name"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect())
+}
+
+/// The project's buckets as `ls` rows (`gs://NAME/`), with their metadata.
+async fn bucket_rows(
     ctx: &Context,
-    client: &cloister_client::ApiClient,
+    client: &ApiClient,
     project: Option<String>,
-) -> Result<()> {
+) -> Result<Vec<Value>> {
     let project = ctx.project(project)?;
     let resp = client
         .get_query("/storage/v1/b", &[("project", project)])
         .await?;
-    let items = resp["items"].as_array().cloned().unwrap_or_default();
-    print_list(
-        &ctx.format,
-        &items,
-        &[
-            ("NAME", "name"),
-            ("LOCATION", "location"),
-            ("CREATED", "timeCreated"),
-        ],
-    )
+    Ok(resp["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| {
+            let mut row = b.clone();
+            row["url"] = json!(format!("gs://{}/", b["name"].as_str().unwrap_or_default()));
+            row
+        })
+        .collect())
 }
 
-async fn buckets(
-    ctx: &Context,
-    client: &cloister_client::ApiClient,
-    c: BucketsCommand,
-) -> Result<()> {
+async fn objects(ctx: &Context, client: &ApiClient, c: ObjectsCommand) -> Result<()> {
+    match c {
+        ObjectsCommand::Describe { url } => {
+            let (bucket, object) = parse_gs(&url)?;
+            if object.is_empty() {
+                bail!("{url} names a bucket: `storage buckets describe {url}` shows it");
+            }
+            print_one(
+                &ctx.format,
+                &client.get(&object_path(&bucket, &object)).await?,
+            )
+        }
+        ObjectsCommand::List { url, list } => {
+            let (bucket, object) = parse_gs(&url)?;
+            let items = if has_wildcard(&object) {
+                expand(client, &bucket, &object).await?.objects
+            } else {
+                list_objects(client, &bucket, &object).await?
+            };
+            print_list(
+                &ctx.format,
+                &list,
+                items,
+                &[
+                    ("NAME", "name"),
+                    ("SIZE", "size"),
+                    ("CONTENT_TYPE", "contentType"),
+                    ("UPDATED", "updated"),
+                ],
+            )
+        }
+    }
+}
+
+async fn buckets(ctx: &Context, client: &ApiClient, c: BucketsCommand) -> Result<()> {
     match c {
         BucketsCommand::Create {
             url,
@@ -222,7 +329,19 @@ async fn buckets(
             eprintln!("Deleted bucket [gs://{bucket}].");
             Ok(())
         }
-        BucketsCommand::List { project } => list_buckets(ctx, client, project).await,
+        BucketsCommand::List { project, list } => {
+            let rows = bucket_rows(ctx, client, project).await?;
+            print_list(
+                &ctx.format,
+                &list,
+                rows,
+                &[
+                    ("NAME", "name"),
+                    ("LOCATION", "location"),
+                    ("CREATED", "timeCreated"),
+                ],
+            )
+        }
         BucketsCommand::GetIamPolicy { url } => {
             let (bucket, _) = parse_gs(&url)?;
             print_one(
@@ -242,7 +361,7 @@ async fn buckets(
 /// Read, change, write a bucket's policy (the JSON API's GET/PUT `…/iam`), with its etag.
 async fn edit(
     ctx: &Context,
-    client: &cloister_client::ApiClient,
+    client: &ApiClient,
     url: &str,
     change: impl Fn(&mut Value),
 ) -> Result<()> {

@@ -1,5 +1,6 @@
-//! `cloister storage cp [-r] SOURCE DESTINATION`: local → gs://, gs:// → local (or `-` for
-//! stdout), gs:// → gs:// (a server-side rewrite, no bytes through the client). Large uploads
+//! `cloister storage cp [-r] SOURCE… DESTINATION`: local → gs://, gs:// → local (or `-` for
+//! stdout), gs:// → gs:// (a server-side rewrite, no bytes through the client), stdin (`-`)
+//! → gs://. Sources may be wildcards; several sources go into DESTINATION as a folder. Large uploads
 //! use the resumable protocol, so a dropped connection resumes instead of starting over;
 //! transfers show a progress bar when stderr is a terminal.
 //!
@@ -16,6 +17,7 @@ use cloister_client::{ApiClient, Progress};
 use serde_json::json;
 
 use super::storage::{object_path, parse_gs};
+use super::storage_glob::{expand, has_wildcard, local};
 
 /// Files at least this large go up with the resumable protocol (gsutil's threshold).
 const RESUMABLE_THRESHOLD: u64 = 8 * 1024 * 1024;
@@ -24,94 +26,211 @@ const RESUMABLE_CHUNK: u64 = 32 * 1024 * 1024;
 /// Transfers smaller than this get no progress bar.
 const PROGRESS_MIN: u64 = 4 * 1024 * 1024;
 
+const LOCAL_ONLY: &str = "cp copies to or from gs://: at least one side must be gs://BUCKET[/OBJECT]; use your shell's cp for local copies";
+
+/// One thing to copy, after wildcards are expanded.
+enum Source {
+    /// A local file, or a directory (copied whole with -r).
+    Local(PathBuf),
+    /// Standard input (`-`).
+    Stdin,
+    /// An object; with -r also the folder of the same name.
+    Object { bucket: String, name: String },
+    /// A folder matched by a wildcard (`gs://b/dir/*` matching `dir/sub/`).
+    Folder { bucket: String, prefix: String },
+}
+
 pub async fn cp(
     client: &ApiClient,
-    source: &str,
+    sources: &[String],
     destination: &str,
     recursive: bool,
 ) -> Result<()> {
-    match (
-        source.starts_with("gs://"),
-        destination.starts_with("gs://"),
-    ) {
-        (false, true) => {
-            let (bucket, prefix) = parse_gs(destination)?;
+    let mut expanded = Vec::new();
+    let mut wildcards = false;
+    for source in sources {
+        if source == "-" {
+            expanded.push(Source::Stdin);
+        } else if source.starts_with("gs://") {
+            let (bucket, name) = parse_gs(source)?;
+            if !has_wildcard(&name) {
+                expanded.push(Source::Object { bucket, name });
+                continue;
+            }
+            wildcards = true;
+            let matches = expand(client, &bucket, &name).await?;
+            if matches.objects.is_empty() && matches.folders.is_empty() {
+                bail!("{source} matched no objects");
+            }
+            for o in &matches.objects {
+                let name = o["name"].as_str().unwrap_or_default().to_owned();
+                expanded.push(Source::Object {
+                    bucket: bucket.clone(),
+                    name,
+                });
+            }
+            for prefix in matches.folders {
+                expanded.push(Source::Folder {
+                    bucket: bucket.clone(),
+                    prefix,
+                });
+            }
+        } else {
+            wildcards |= has_wildcard(source);
+            expanded.extend(local(source)?.into_iter().map(Source::Local));
+        }
+    }
+    // Several sources, or a wildcard, always copy into DESTINATION as a folder.
+    let into_folder = wildcards || expanded.len() > 1;
+    if into_folder && !destination.starts_with("gs://") && !Path::new(destination).is_dir() {
+        bail!(
+            "copying several sources needs an existing directory or a gs:// folder as the destination; {destination} is not a directory"
+        );
+    }
+    for source in expanded {
+        copy_one(client, source, destination, recursive, into_folder).await?;
+    }
+    Ok(())
+}
+
+async fn copy_one(
+    client: &ApiClient,
+    source: Source,
+    destination: &str,
+    recursive: bool,
+    into_folder: bool,
+) -> Result<()> {
+    let to_gs = destination.starts_with("gs://");
+    match source {
+        Source::Folder { bucket, prefix } if !recursive => {
+            eprintln!("Omitting folder gs://{bucket}/{prefix} (cp -r copies what is in it).");
+            Ok(())
+        }
+        Source::Folder { bucket, prefix }
+        | Source::Object {
+            bucket,
+            name: prefix,
+        } if recursive && prefix_is_folder(client, &bucket, &prefix).await? => {
+            if to_gs {
+                let (dest_bucket, dest) = parse_gs(destination)?;
+                let into = format!("{}{}/", folder(&dest), folder_name(&bucket, &prefix));
+                for (object, rel) in folder_objects(client, &bucket, &prefix).await? {
+                    rewrite(
+                        client,
+                        &bucket,
+                        &object,
+                        &dest_bucket,
+                        &format!("{into}{rel}"),
+                    )
+                    .await?;
+                }
+                Ok(())
+            } else {
+                download_folder(client, &bucket, &prefix, destination).await
+            }
+        }
+        Source::Folder { bucket, prefix } => {
+            bail!("gs://{bucket}/{prefix} holds no objects to copy")
+        }
+        Source::Object { bucket, name } if to_gs => {
+            let (dest_bucket, dest) = parse_gs(destination)?;
+            let dest = if into_folder || dest.is_empty() || dest.ends_with('/') {
+                format!(
+                    "{}{}",
+                    folder(&dest),
+                    name.rsplit('/').next().unwrap_or(&name)
+                )
+            } else {
+                dest
+            };
+            rewrite(client, &bucket, &name, &dest_bucket, &dest).await
+        }
+        Source::Object { bucket, name } => download(client, &bucket, &name, destination).await,
+        Source::Stdin => {
+            if !to_gs {
+                bail!("{LOCAL_ONLY}");
+            }
+            let (bucket, object) = parse_gs(destination)?;
+            if into_folder || object.is_empty() || object.ends_with('/') {
+                bail!(
+                    "copying from - needs the object's full name as the destination: gs://{bucket}/NAME"
+                );
+            }
             require_create(client, &bucket).await?;
-            let file = PathBuf::from(source);
+            // Spooled to a temporary file, so large input goes up resumably like a file.
+            let mut spool = tempfile::NamedTempFile::new()?;
+            std::io::copy(&mut std::io::stdin().lock(), spool.as_file_mut())
+                .context("reading standard input")?;
+            upload(client, spool.path(), &bucket, &object).await
+        }
+        Source::Local(file) => {
+            if !to_gs {
+                bail!("{LOCAL_ONLY}");
+            }
+            let (bucket, prefix) = parse_gs(destination)?;
             if file.is_dir() {
                 if !recursive {
-                    bail!("{source} is a directory: copy it with -r");
+                    bail!("{} is a directory: copy it with -r", file.display());
                 }
+                require_create(client, &bucket).await?;
                 for (path, rel) in local_files(&file)? {
                     let object = format!("{}{rel}", folder(&prefix));
                     upload(client, &path, &bucket, &object).await?;
                 }
                 return Ok(());
             }
-            let object = if prefix.is_empty() || prefix.ends_with('/') {
+            require_create(client, &bucket).await?;
+            let object = if into_folder || prefix.is_empty() || prefix.ends_with('/') {
                 let name = file
                     .file_name()
                     .and_then(|n| n.to_str())
                     .context("the source has no file name")?;
-                format!("{prefix}{name}")
+                format!("{}{name}", folder(&prefix))
             } else {
                 prefix
             };
             upload(client, &file, &bucket, &object).await
         }
-        (true, false) => {
-            let (bucket, name) = parse_gs(source)?;
-            if !recursive {
-                return download(client, &bucket, &name, destination).await;
-            }
-            if destination == "-" {
-                bail!("a recursive copy needs a directory as its destination, not -");
-            }
-            let objects = folder_objects(client, &bucket, &name).await?;
-            let base = Path::new(destination).join(folder_name(&bucket, &name));
-            // Check every name first: nothing is written when one of them is unsafe.
-            let mut plan = Vec::new();
-            for (object, rel) in objects {
-                plan.push((object, base.join(safe_relative_path(&rel)?)));
-            }
-            for (object, path) in plan {
-                if let Some(dir) = path.parent() {
-                    tokio::fs::create_dir_all(dir)
-                        .await
-                        .with_context(|| format!("creating {}", dir.display()))?;
-                }
-                download(client, &bucket, &object, &path.to_string_lossy()).await?;
-            }
-            Ok(())
-        }
-        (true, true) => {
-            let (bucket, name) = parse_gs(source)?;
-            let (dest_bucket, dest) = parse_gs(destination)?;
-            if !recursive {
-                let dest = if dest.is_empty() || dest.ends_with('/') {
-                    format!("{dest}{}", name.rsplit('/').next().unwrap_or(&name))
-                } else {
-                    dest
-                };
-                return rewrite(client, &bucket, &name, &dest_bucket, &dest).await;
-            }
-            let prefix = format!("{}{}/", folder(&dest), folder_name(&bucket, &name));
-            for (object, rel) in folder_objects(client, &bucket, &name).await? {
-                rewrite(
-                    client,
-                    &bucket,
-                    &object,
-                    &dest_bucket,
-                    &format!("{prefix}{rel}"),
-                )
-                .await?;
-            }
-            Ok(())
-        }
-        (false, false) => bail!(
-            "cp copies to or from gs://: at least one side must be gs://BUCKET[/OBJECT]; use your shell's cp for local copies"
-        ),
     }
+}
+
+/// Whether `gs://bucket/prefix/` holds objects (so `cp -r` copies it as a folder).
+async fn prefix_is_folder(client: &ApiClient, bucket: &str, prefix: &str) -> Result<bool> {
+    let page = client
+        .get_query(
+            &format!("/storage/v1/b/{bucket}/o"),
+            &[("prefix", folder(prefix)), ("maxResults", "1".to_owned())],
+        )
+        .await?;
+    Ok(page["items"].as_array().is_some_and(|i| !i.is_empty()))
+}
+
+/// `cp -r gs://b/x/models out` gives `out/models/…`; every name is checked before anything
+/// is written.
+async fn download_folder(
+    client: &ApiClient,
+    bucket: &str,
+    name: &str,
+    destination: &str,
+) -> Result<()> {
+    if destination == "-" {
+        bail!("a recursive copy needs a directory as its destination, not -");
+    }
+    let objects = folder_objects(client, bucket, name).await?;
+    let base = Path::new(destination).join(folder_name(bucket, name));
+    let mut plan = Vec::new();
+    for (object, rel) in objects {
+        plan.push((object, base.join(safe_relative_path(&rel)?)));
+    }
+    for (object, path) in plan {
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .with_context(|| format!("creating {}", dir.display()))?;
+        }
+        download(client, bucket, &object, &path.to_string_lossy()).await?;
+    }
+    Ok(())
 }
 
 /// Asks first: a refused upload would otherwise surface as a broken connection once the

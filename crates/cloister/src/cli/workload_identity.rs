@@ -9,10 +9,13 @@ use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 
 use super::Context;
-use super::format::{print_list, print_one};
+use super::files;
+use super::format::{ListArgs, print_list, print_one};
+use super::output::outln;
 
 #[derive(Debug, Args)]
 pub struct Location {
+    /// The project [default: core/project].
     #[arg(long)]
     project: Option<String>,
     /// Pools live in "global".
@@ -22,27 +25,39 @@ pub struct Location {
 
 #[derive(Debug, Subcommand)]
 pub enum PoolsCommand {
+    /// Create a pool that external identities (attested workloads) federate into.
     Create {
+        /// The pool's id (4 to 32 of a-z, 0-9 and '-').
         pool: String,
         #[command(flatten)]
         at: Location,
+        /// A human-readable name.
         #[arg(long)]
         display_name: Option<String>,
+        /// What the pool is for.
         #[arg(long)]
         description: Option<String>,
+        /// Create it disabled: no token is exchanged through it.
         #[arg(long)]
         disabled: bool,
     },
+    /// Show a pool.
     Describe {
+        /// The pool's id.
         pool: String,
         #[command(flatten)]
         at: Location,
     },
+    /// Pools of a project.
     List {
         #[command(flatten)]
         at: Location,
+        #[command(flatten)]
+        list: ListArgs,
     },
+    /// Delete a pool.
     Delete {
+        /// The pool's id.
         pool: String,
         #[command(flatten)]
         at: Location,
@@ -55,6 +70,7 @@ pub enum PoolsCommand {
 /// Provider settings; on update only the flags given change.
 #[derive(Debug, Args)]
 pub struct ProviderFlags {
+    /// The OIDC issuer whose tokens the provider accepts (the attestation verifier's URL).
     #[arg(long)]
     issuer_uri: Option<String>,
     /// Comma-separated audiences a subject token may carry.
@@ -67,21 +83,27 @@ pub struct ProviderFlags {
     /// A CEL expression that must hold for a token to be accepted.
     #[arg(long)]
     attribute_condition: Option<String>,
-    /// A JWK set file used instead of fetching the issuer's keys.
+    /// A JWK set file used instead of fetching the issuer's keys (`-` reads stdin).
     #[arg(long)]
     jwk_json_path: Option<PathBuf>,
+    /// A human-readable name.
     #[arg(long)]
     display_name: Option<String>,
+    /// What the provider is for.
     #[arg(long)]
     description: Option<String>,
+    /// true: refuse every token through this provider; false: accept again.
     #[arg(long)]
     disabled: Option<bool>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ProvidersCommand {
+    /// Create an OIDC provider: which issuer's tokens, mapped how, under what condition.
     CreateOidc {
+        /// The provider's id.
         provider: String,
+        /// The pool it belongs to.
         #[arg(long)]
         workload_identity_pool: String,
         #[command(flatten)]
@@ -89,8 +111,11 @@ pub enum ProvidersCommand {
         #[command(flatten)]
         settings: ProviderFlags,
     },
+    /// Change the settings given as flags; the others stay.
     UpdateOidc {
+        /// The provider's id.
         provider: String,
+        /// The pool it belongs to.
         #[arg(long)]
         workload_identity_pool: String,
         #[command(flatten)]
@@ -98,21 +123,31 @@ pub enum ProvidersCommand {
         #[command(flatten)]
         settings: ProviderFlags,
     },
+    /// Show a provider.
     Describe {
+        /// The provider's id.
         provider: String,
+        /// The pool it belongs to.
         #[arg(long)]
         workload_identity_pool: String,
         #[command(flatten)]
         at: Location,
     },
+    /// Providers of a pool.
     List {
+        /// The pool to list.
         #[arg(long)]
         workload_identity_pool: String,
         #[command(flatten)]
         at: Location,
+        #[command(flatten)]
+        list: ListArgs,
     },
+    /// Delete a provider.
     Delete {
+        /// The provider's id.
         provider: String,
+        /// The pool it belongs to.
         #[arg(long)]
         workload_identity_pool: String,
         #[command(flatten)]
@@ -120,12 +155,14 @@ pub enum ProvidersCommand {
     },
     /// Why a token is or is not accepted: each clause of the condition with PASS/FAIL/error.
     Explain {
+        /// The provider's id.
         provider: String,
+        /// The pool it belongs to.
         #[arg(long)]
         workload_identity_pool: String,
         #[command(flatten)]
         at: Location,
-        /// A file holding the subject token (a JWT).
+        /// A file holding the subject token, a JWT (`-` reads stdin).
         #[arg(long)]
         token: PathBuf,
     },
@@ -165,7 +202,7 @@ impl ProviderFlags {
             mask.push("oidc.allowedAudiences");
         }
         if let Some(path) = &self.jwk_json_path {
-            let text = std::fs::read_to_string(path)
+            let text = files::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
             oidc.insert("jwksJson".into(), json!(text));
             mask.push("oidc.jwksJson");
@@ -236,7 +273,7 @@ pub async fn run(ctx: &mut Context, c: PoolsCommand) -> Result<()> {
                 .get(&format!("{}/{pool}", pools_path(ctx, at)?))
                 .await?,
         ),
-        PoolsCommand::List { at } => {
+        PoolsCommand::List { at, list } => {
             let resp = client.get(&pools_path(ctx, at)?).await?;
             let items = resp["workloadIdentityPools"]
                 .as_array()
@@ -244,7 +281,8 @@ pub async fn run(ctx: &mut Context, c: PoolsCommand) -> Result<()> {
                 .unwrap_or_default();
             print_list(
                 &ctx.format,
-                &items,
+                &list,
+                items,
                 &[
                     ("NAME", "name"),
                     ("DISPLAY_NAME", "displayName"),
@@ -324,6 +362,7 @@ async fn providers(
         ProvidersCommand::List {
             workload_identity_pool,
             at,
+            list,
         } => {
             let resp = client.get(&base(&workload_identity_pool, at)?).await?;
             let items = resp["workloadIdentityPoolProviders"]
@@ -332,7 +371,8 @@ async fn providers(
                 .unwrap_or_default();
             print_list(
                 &ctx.format,
-                &items,
+                &list,
+                items,
                 &[
                     ("NAME", "name"),
                     ("ISSUER", "oidc.issuerUri"),
@@ -360,15 +400,14 @@ async fn providers(
             at,
             token,
         } => {
-            let jwt = std::fs::read_to_string(&token)
+            let jwt = files::read_to_string(&token)
                 .with_context(|| format!("reading token file {}", token.display()))?;
             let path = format!("{}/{provider}:explain", base(&workload_identity_pool, at)?);
             let report = client
                 .post(&path, &json!({"subjectToken": jwt.trim()}))
                 .await?;
-            if ctx.format == super::format::Format::Default {
-                print_explanation(&report);
-                Ok(())
+            if ctx.format.kind == super::format::Kind::Default {
+                Ok(print_explanation(&report)?)
             } else {
                 print_one(&ctx.format, &report)
             }
@@ -385,49 +424,50 @@ fn print_warnings(op: &Value) {
     }
 }
 
-fn print_explanation(r: &Value) {
+fn print_explanation(r: &Value) -> std::io::Result<()> {
     let s = |v: &Value| {
         v.as_str()
             .map(str::to_owned)
             .unwrap_or_else(|| v.to_string())
     };
-    println!("provider: {}", s(&r["provider"]));
-    println!("result:   {}", s(&r["result"]));
+    outln!("provider: {}", s(&r["provider"]))?;
+    outln!("result:   {}", s(&r["result"]))?;
     let verification = &r["tokenVerification"];
-    println!(
+    outln!(
         "token verification: {} {}",
         s(&verification["outcome"]),
         verification["detail"].as_str().unwrap_or("")
-    );
+    )?;
     let mapping = &r["attributeMapping"];
-    println!(
+    outln!(
         "attribute mapping:  {} {}",
         s(&mapping["outcome"]),
         mapping["detail"].as_str().unwrap_or("")
-    );
+    )?;
     if mapping["outcome"] == "PASS" {
-        println!("  google.subject = {}", s(&mapping["google.subject"]));
+        outln!("  google.subject = {}", s(&mapping["google.subject"]))?;
     }
     if r["providerDisabled"] == true {
-        println!("the provider is disabled");
+        outln!("the provider is disabled")?;
     }
     for clause in r["clauses"].as_array().into_iter().flatten() {
         let detail = clause["detail"]
             .as_str()
             .map(|d| format!(" ({d})"))
             .unwrap_or_default();
-        println!(
+        outln!(
             "{:<5} {}{detail}",
             s(&clause["outcome"]),
             s(&clause["clause"])
                 .split_whitespace()
                 .collect::<Vec<_>>()
                 .join(" ")
-        );
+        )?;
         for pair in clause["compared"].as_array().into_iter().flatten() {
-            println!("        {} = {}", s(&pair[0]), pair[1]);
+            outln!("        {} = {}", s(&pair[0]), pair[1])?;
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
