@@ -29,7 +29,8 @@ pub enum SecretsError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(transparent)]
+    /// With its causes: callers show this error as a message.
+    #[error("{}", .0.chain())]
     Store(#[from] StoreError),
 }
 

@@ -121,7 +121,7 @@ impl SigningKeys {
             .store
             .list_signing_keys(issuer)
             .await
-            .map_err(|e| keys.fail(e))?
+            .map_err(|e| keys.fail(e.chain()))?
             .is_empty()
         {
             keys.generate().await?;
@@ -143,7 +143,7 @@ impl SigningKeys {
         self.store
             .add_signing_key(&self.issuer, &StoredSigningKey { created, wrapped })
             .await
-            .map_err(|e| self.fail(e))
+            .map_err(|e| self.fail(e.chain()))
     }
 
     async fn import(&self, dir: &Path) -> Result<(), SigningError> {
@@ -181,7 +181,7 @@ impl SigningKeys {
             .store
             .list_signing_keys(&self.issuer)
             .await
-            .map_err(|e| self.fail(e))?;
+            .map_err(|e| self.fail(e.chain()))?;
         let keys = stored
             .iter()
             .map(|k| {
@@ -214,14 +214,14 @@ impl SigningKeys {
             .store
             .list_signing_keys(&self.issuer)
             .await
-            .map_err(|e| self.fail(e))?;
+            .map_err(|e| self.fail(e.chain()))?;
         for pair in stored.windows(2) {
             let successor_age = now.saturating_sub(pair[1].created);
             if successor_age >= retire_after_secs.saturating_mul(1_000_000_000) {
                 self.store
                     .delete_signing_key(&self.issuer, pair[0].created)
                     .await
-                    .map_err(|e| self.fail(e))?;
+                    .map_err(|e| self.fail(e.chain()))?;
             }
         }
         self.reload().await?;

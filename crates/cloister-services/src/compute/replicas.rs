@@ -142,6 +142,6 @@ async fn sync(state: &AppState, published: &mut HashMap<u64, u64>) {
                 );
             }
         }
-        Err(e) => tracing::warn!(error = %e, "taking over lapsed replica leases"),
+        Err(e) => tracing::warn!(error = %e.chain(), "taking over lapsed replica leases"),
     }
 }

@@ -296,7 +296,7 @@ async fn discard(state: &AppState, upload: &RegistryUpload, keep: Option<u32>) {
         }
     }
     if let Err(e) = state.store.delete_registry_upload(&upload.upload_id).await {
-        tracing::error!(error = %e, "could not delete a finished registry upload");
+        tracing::error!(error = %e.chain(), "could not delete a finished registry upload");
     }
 }
 
