@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use cloister_domain::ProjectId;
 use time::OffsetDateTime;
 
-use crate::db::{Row, int, query, rfc3339, unique};
+use crate::db::{Row, query, rfc3339, unique};
 use crate::error::StoreError;
 use crate::kms::google_enum;
 use crate::store::Store;
@@ -69,6 +69,12 @@ impl InstanceRecord {
     }
 }
 
+/// An instance id as the database keeps it. Ids are 64-bit unsigned (Google's are); a signed
+/// BIGINT holds every one by its bits, so the cast both ways is exact, not a truncation.
+fn id_column(id: u64) -> i64 {
+    id as i64
+}
+
 const COLUMNS: &str =
     "project_id, zone, name, id, service_account, metadata, confidential_type, status, create_time";
 
@@ -78,7 +84,7 @@ fn instance_row(r: &Row) -> Result<InstanceRecord, StoreError> {
         project_id: r.project_id(0)?,
         zone: r.text(1)?,
         name: r.text(2)?,
-        id: r.u64(3)?,
+        id: r.int(3)? as u64, // see id_column
         service_account: r.text(4)?,
         metadata: r.json(5, "instance metadata")?,
         confidential_type: ConfidentialType::parse(&kind)
@@ -101,7 +107,7 @@ impl Store {
         .bind(i.project_id.as_str())
         .bind(&i.zone)
         .bind(&i.name)
-        .bind(int(i.id)?)
+        .bind(id_column(i.id))
         .bind(&i.service_account)
         .bind(metadata)
         .bind(i.confidential_type.as_str())
@@ -114,7 +120,10 @@ impl Store {
         Ok(())
     }
 
-    pub async fn get_instance(&self, resource_name: &str) -> Result<Option<InstanceRecord>, StoreError> {
+    pub async fn get_instance(
+        &self,
+        resource_name: &str,
+    ) -> Result<Option<InstanceRecord>, StoreError> {
         let q = query(format!(
             "SELECT {COLUMNS} FROM instances WHERE resource_name = $1"
         ));
@@ -136,7 +145,10 @@ impl Store {
             "SELECT {COLUMNS} FROM instances WHERE project_id = $1 AND ($2 = '-' OR zone = $2)
              ORDER BY name"
         ));
-        let rows = self.db.fetch_all(q.bind(project.as_str()).bind(zone)).await?;
+        let rows = self
+            .db
+            .fetch_all(q.bind(project.as_str()).bind(zone))
+            .await?;
         rows.iter().map(instance_row).collect()
     }
 
@@ -185,7 +197,8 @@ impl Store {
                         "INSERT INTO replica_leases (replica, expires_at, instance_ids)
                          VALUES ($1, $2, $3)",
                     );
-                    tx.execute(insert.bind(replica).bind(expires_at).bind(ids)).await?;
+                    tx.execute(insert.bind(replica).bind(expires_at).bind(ids))
+                        .await?;
                     Ok(false)
                 }
             })
@@ -196,7 +209,10 @@ impl Store {
     /// instances they ran died with them. Marks those instances TERMINATED, removes the
     /// leases, and returns the resource names it marked, sorted. Atomic: when replicas take
     /// over at once, each instance is reported by one of them.
-    pub async fn expire_replica_leases(&self, now: OffsetDateTime) -> Result<Vec<String>, StoreError> {
+    pub async fn expire_replica_leases(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError> {
         let now = now.unix_timestamp();
         self.db
             .transaction(|tx| async move {
@@ -211,7 +227,7 @@ impl Store {
                             "UPDATE instances SET status = $2
                              WHERE id = $1 AND status <> $2 RETURNING resource_name",
                         )
-                        .bind(int(id)?)
+                        .bind(id_column(id))
                         .bind(InstanceStatus::Terminated.as_str());
                         for name in tx.fetch_all(terminate).await? {
                             marked.push(name.text(0)?);
