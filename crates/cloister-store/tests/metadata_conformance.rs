@@ -13,9 +13,9 @@ use cloister_store::{
     AuditFilter, BucketRecord, ChallengeRecord, ConfidentialType, ConsumeError, CredentialRecord,
     FederationRecord, ImageRef, InstanceRecord, InstanceStatus, KeyPurpose, KeyVersionState,
     KmsCryptoKey, KmsKeyRing, KmsKeyVersion, ManifestRecord, ManifestRefs, ObjectRecord,
-    Preconditions, ProjectRecord, PutLimits, PutRefused, RegistryBlob, RegistryUpload,
-    RepositoryRecord, SealedPlace, ServiceAccountRecord, Store, StoreError, StoredSigningKey,
-    UploadSession, UserRecord,
+    Preconditions, ProjectRecord, PutLimits, PutRefused, ReferenceValueRecord, RegistryBlob,
+    RegistryUpload, RepositoryRecord, SealedPlace, ServiceAccountRecord, Store, StoreError,
+    StoredSigningKey, UploadSession, UserRecord,
 };
 use support::postgres::Postgres;
 use time::OffsetDateTime;
@@ -122,7 +122,214 @@ conformance!(
     a_lapsed_replica_lease_terminates_its_instances_once,
     resealing_replaces_every_sealed_value_or_none,
     a_schema_newer_than_this_build_is_refused,
+    reference_values_are_replaced_by_measurement_and_listed_in_order,
+    every_resource_is_found_by_its_name_and_listed_under_its_parent,
 );
+
+/// Each table and its columns, by name.
+async fn schema(b: &Backend) -> BTreeMap<String, Vec<String>> {
+    drop(b.open().await);
+    let sql = match b {
+        Backend::Sqlite(_) => {
+            "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'"
+        }
+        Backend::Postgres(_) => {
+            "SELECT table_name::TEXT, column_name::TEXT FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name <> 'cloister_schema'"
+        }
+    };
+    let rows: Vec<(String, String)> = match b {
+        Backend::Sqlite(dir) => {
+            let url = format!("sqlite://{}", dir.path().join("meta.db").display());
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+        }
+        Backend::Postgres(url) => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+        }
+    };
+    let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (table, column) in rows {
+        tables.entry(table).or_default().push(column);
+    }
+    tables.values_mut().for_each(|columns| columns.sort());
+    tables
+}
+
+/// Every statement is written once for both backends, so their migrations must build the same
+/// tables with the same columns.
+#[tokio::test]
+async fn both_backends_migrate_to_the_same_tables_and_columns() {
+    let sqlite = schema(&Backend::Sqlite(tempfile::tempdir().unwrap())).await;
+    let postgres = schema(&Backend::Postgres(Postgres::database())).await;
+    assert!(sqlite.len() > 20, "{sqlite:?}");
+    assert_eq!(sqlite, postgres);
+}
+
+async fn reference_values_are_replaced_by_measurement_and_listed_in_order(b: &Backend) {
+    let s = b.open().await;
+    let value = |measurement: &str, swversion: &str| ReferenceValueRecord {
+        measurement: measurement.into(),
+        swversion: swversion.into(),
+        dbgstat: "disabled-since-boot".into(),
+        support_attributes: vec!["LATEST".into(), "STABLE".into()],
+        description: "launcher".into(),
+        create_time: T,
+    };
+    s.put_reference_value(&value("bb", "1")).await.unwrap();
+    s.put_reference_value(&value("aa", "1")).await.unwrap();
+    s.put_reference_value(&value("bb", "2")).await.unwrap();
+    assert_eq!(
+        s.get_reference_value("bb").await.unwrap(),
+        Some(value("bb", "2")),
+        "a second put replaces"
+    );
+    assert_eq!(
+        s.list_reference_values().await.unwrap(),
+        [value("aa", "1"), value("bb", "2")]
+    );
+    assert!(s.delete_reference_value("aa").await.unwrap());
+    assert!(!s.delete_reference_value("aa").await.unwrap());
+    assert_eq!(s.get_reference_value("aa").await.unwrap(), None);
+}
+
+async fn every_resource_is_found_by_its_name_and_listed_under_its_parent(b: &Backend) {
+    let s = b.open().await;
+    bucket(&s).await;
+    let alpha = ProjectId::parse("alpha-1").unwrap();
+    assert_eq!(
+        s.list_buckets(&alpha)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect::<Vec<_>>(),
+        ["b1"]
+    );
+    assert!(
+        s.list_buckets(&ProjectId::parse("beta-22").unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let user = UserRecord {
+        email: Email::parse("u@x.com").unwrap(),
+        display_name: "U".into(),
+        admin: false,
+        create_time: T,
+    };
+    s.create_user(&user).await.unwrap();
+    assert_eq!(s.get_user(&user.email).await.unwrap(), Some(user));
+    let sa = ServiceAccountRecord {
+        email: Email::parse("sa-1@alpha-1.iam.gserviceaccount.com").unwrap(),
+        project_id: alpha.clone(),
+        unique_id: "100000000000000000001".into(),
+        display_name: "d".into(),
+        description: "desc".into(),
+        disabled: true,
+        create_time: T,
+    };
+    s.create_service_account(&sa).await.unwrap();
+    assert_eq!(s.get_service_account(&sa.email).await.unwrap(), Some(sa));
+
+    let ring = KmsKeyRing {
+        name: "projects/alpha-1/locations/global/keyRings/r".into(),
+        project_id: alpha.clone(),
+        create_time: T,
+    };
+    s.create_key_ring(&ring).await.unwrap();
+    assert_eq!(
+        s.get_key_ring(&ring.name).await.unwrap(),
+        Some(ring.clone())
+    );
+    for name in ["k2", "k1"] {
+        let key = KmsCryptoKey {
+            name: format!("{}/cryptoKeys/{name}", ring.name),
+            key_ring: ring.name.clone(),
+            purpose: KeyPurpose::EncryptDecrypt,
+            primary_version: 1,
+            create_time: T,
+        };
+        let first = KmsKeyVersion {
+            key: key.name.clone(),
+            version: 1,
+            state: KeyVersionState::Disabled,
+            wrapped_material: vec![1; 60],
+            create_time: T,
+        };
+        s.create_crypto_key(&key, &first).await.unwrap();
+        assert_eq!(s.get_key_version(&key.name, 1).await.unwrap(), Some(first));
+    }
+    let keys: Vec<String> = s
+        .list_crypto_keys(&ring.name)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            format!("{}/cryptoKeys/k1", ring.name),
+            format!("{}/cryptoKeys/k2", ring.name)
+        ]
+    );
+
+    s.create_repository(&repository()).await.unwrap();
+    assert_eq!(
+        s.get_repository(&alpha, "models").await.unwrap(),
+        Some(repository())
+    );
+    assert_eq!(s.get_repository(&alpha, "other").await.unwrap(), None);
+    assert_eq!(s.list_repositories(&alpha).await.unwrap(), [repository()]);
+    let image = image();
+    let manifest = |digest: &str, subject: Option<&str>| ManifestRecord {
+        digest: digest.into(),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        content: digest.as_bytes().to_vec(),
+        subject: subject.map(str::to_owned),
+        artifact_type: subject.map(|_| "application/vnd.dev.cosign.artifact.sig.v1+json".into()),
+        create_time: T,
+    };
+    let none = ManifestRefs::default();
+    for (m, tag) in [
+        (manifest("sha256:m1", None), Some("v1")),
+        (manifest("sha256:s2", Some("sha256:m1")), None),
+        (manifest("sha256:s1", Some("sha256:m1")), None),
+    ] {
+        s.put_manifest(&image, &m, &none, tag)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(
+        s.list_referrers(&image, "sha256:m1").await.unwrap(),
+        [
+            manifest("sha256:s1", Some("sha256:m1")),
+            manifest("sha256:s2", Some("sha256:m1"))
+        ]
+    );
+    assert!(s.delete_tag(&image, "v1").await.unwrap());
+    assert!(!s.delete_tag(&image, "v1").await.unwrap());
+    assert!(
+        s.get_manifest(&image, "sha256:m1").await.unwrap().is_some(),
+        "a manifest outlives its tag"
+    );
+    let upload = RegistryUpload {
+        upload_id: "r1".into(),
+        image: image.clone(),
+        received: 0,
+        chunks: 0,
+        single_chunk_sha256: None,
+        create_time: at(100),
+    };
+    s.create_registry_upload(&upload).await.unwrap();
+    assert_eq!(s.get_registry_upload("r1").await.unwrap(), Some(upload));
+    assert!(s.delete_registry_upload("r1").await.unwrap());
+    assert!(!s.delete_registry_upload("r1").await.unwrap());
+}
 
 /// Runs `f(i, store)` as `n` tasks at once, alternating between two handles (replicas).
 async fn race<T, F, Fut>(b: &Backend, n: usize, f: F) -> Vec<T>
