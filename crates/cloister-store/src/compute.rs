@@ -127,12 +127,7 @@ impl Store {
         let q = query(format!(
             "SELECT {COLUMNS} FROM instances WHERE resource_name = $1"
         ));
-        self.db
-            .fetch_optional(q.bind(resource_name))
-            .await?
-            .as_ref()
-            .map(instance_row)
-            .transpose()
+        self.db.one(q.bind(resource_name), instance_row).await
     }
 
     /// A project's instances in `zone` (`-`: every zone), by name.
@@ -145,11 +140,9 @@ impl Store {
             "SELECT {COLUMNS} FROM instances WHERE project_id = $1 AND ($2 = '-' OR zone = $2)
              ORDER BY name"
         ));
-        let rows = self
-            .db
-            .fetch_all(q.bind(project.as_str()).bind(zone))
-            .await?;
-        rows.iter().map(instance_row).collect()
+        self.db
+            .all(q.bind(project.as_str()).bind(zone), instance_row)
+            .await
     }
 
     /// Returns false when the instance is gone.

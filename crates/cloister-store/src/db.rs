@@ -373,6 +373,28 @@ impl Db {
         Ok(self.fetch_all(q).await?.into_iter().next())
     }
 
+    /// The record a read finds, if any, made by `record` from its row.
+    pub(crate) async fn one<T>(
+        &self,
+        q: Query,
+        record: impl Fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        self.fetch_optional(q)
+            .await?
+            .as_ref()
+            .map(record)
+            .transpose()
+    }
+
+    /// The records a read finds, made by `record` from each row.
+    pub(crate) async fn all<T>(
+        &self,
+        q: Query,
+        record: impl Fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.fetch_all(q).await?.iter().map(record).collect()
+    }
+
     pub(crate) async fn fetch_one(&self, q: Query) -> Result<Row, StoreError> {
         first(self.fetch_all(q.clone()).await?, &q)
     }

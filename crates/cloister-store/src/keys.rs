@@ -70,16 +70,13 @@ impl Store {
         let q =
             query("SELECT created, wrapped FROM signing_keys WHERE issuer = $1 ORDER BY created");
         self.db
-            .fetch_all(q.bind(issuer))
-            .await?
-            .iter()
-            .map(|r| {
+            .all(q.bind(issuer), |r| {
                 Ok(StoredSigningKey {
                     created: r.int(0)?,
                     wrapped: r.get(1)?,
                 })
             })
-            .collect()
+            .await
     }
 
     pub async fn add_signing_key(
@@ -104,11 +101,7 @@ impl Store {
 
     pub async fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let q = query("SELECT value FROM secrets WHERE name = $1").bind(name);
-        self.db
-            .fetch_optional(q)
-            .await?
-            .map(|r| r.get(0))
-            .transpose()
+        self.db.one(q, |r| r.get(0)).await
     }
 
     /// The secret called `name`, storing `value` first if there is none: whoever stores first

@@ -210,20 +210,14 @@ impl Store {
         let q = query(format!(
             "SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1"
         ));
-        self.db
-            .fetch_optional(q.bind(name))
-            .await?
-            .as_ref()
-            .map(bucket_row)
-            .transpose()
+        self.db.one(q.bind(name), bucket_row).await
     }
 
     pub async fn list_buckets(&self, project: &ProjectId) -> Result<Vec<BucketRecord>, StoreError> {
         let q = query(format!(
             "SELECT {BUCKET_COLUMNS} FROM buckets WHERE project_id = $1 ORDER BY name"
         ));
-        let rows = self.db.fetch_all(q.bind(project.as_str())).await?;
-        rows.iter().map(bucket_row).collect()
+        self.db.all(q.bind(project.as_str()), bucket_row).await
     }
 
     /// Deletes an empty bucket and its policy, cancelling the resumable uploads still open on
@@ -332,12 +326,7 @@ impl Store {
         let q = query(format!(
             "SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = $1 AND name = $2"
         ));
-        self.db
-            .fetch_optional(q.bind(bucket).bind(name))
-            .await?
-            .as_ref()
-            .map(object_row)
-            .transpose()
+        self.db.one(q.bind(bucket).bind(name), object_row).await
     }
 
     /// Objects whose names start with `prefix` and sort after `start_after`, in name (byte)
@@ -359,7 +348,7 @@ impl Store {
         .bind(prefix)
         .bind(start_after)
         .bind(int(limit as u64)?);
-        self.db.fetch_all(q).await?.iter().map(object_row).collect()
+        self.db.all(q, object_row).await
     }
 
     /// Those of `blob_keys` that an object points at (the rest are orphans: blobs whose upload
@@ -440,12 +429,7 @@ impl Store {
         let q = query(format!(
             "SELECT {UPLOAD_COLUMNS} FROM upload_sessions WHERE upload_id = $1"
         ));
-        self.db
-            .fetch_optional(q.bind(upload_id))
-            .await?
-            .as_ref()
-            .map(upload_row)
-            .transpose()
+        self.db.one(q.bind(upload_id), upload_row).await
     }
 
     /// Sessions created before `before`, for the expiry sweep.
@@ -456,8 +440,9 @@ impl Store {
         let q = query(format!(
             "SELECT {UPLOAD_COLUMNS} FROM upload_sessions WHERE create_time < $1"
         ));
-        let rows = self.db.fetch_all(q.bind(before.unix_timestamp())).await?;
-        rows.iter().map(upload_row).collect()
+        self.db
+            .all(q.bind(before.unix_timestamp()), upload_row)
+            .await
     }
 
     /// Moves `received` from `from` to `to`; false when another request moved it first.
