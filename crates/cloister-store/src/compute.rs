@@ -8,7 +8,6 @@ use time::OffsetDateTime;
 
 use crate::db::{Row, query, rfc3339, unique};
 use crate::error::StoreError;
-use crate::kms::google_enum;
 use crate::store::Store;
 
 /// An instance's lifecycle state, in Compute Engine's words.

@@ -23,26 +23,6 @@ pub enum KeyVersionState {
     Destroyed,
 }
 
-/// `as_str` and `parse` in Google's spelling, for an enum kept as text.
-macro_rules! google_enum {
-    ($t:ty { $($v:ident = $s:literal),* $(,)? }) => {
-        impl $t {
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$v => $s),* }
-            }
-            pub fn parse(s: &str) -> Option<Self> {
-                match s { $($s => Some(Self::$v),)* _ => None }
-            }
-        }
-        impl std::fmt::Display for $t {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-pub(crate) use google_enum;
-
 google_enum!(KeyPurpose { EncryptDecrypt = "ENCRYPT_DECRYPT" });
 google_enum!(KeyVersionState {
     Enabled = "ENABLED",
