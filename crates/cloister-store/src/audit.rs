@@ -93,6 +93,6 @@ impl Store {
         .bind(f.since.as_ref())
         .bind(f.after_id.unwrap_or(0))
         .bind(int(f.limit as u64)?);
-        self.db.fetch_all(q).await?.iter().map(audit_row).collect()
+        self.db.all(q, audit_row).await
     }
 }

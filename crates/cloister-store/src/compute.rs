@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use cloister_domain::ProjectId;
 use time::OffsetDateTime;
 
-use crate::db::{Row, int, query, rfc3339, unique};
+use crate::db::{Row, query, rfc3339, unique};
 use crate::error::StoreError;
-use crate::kms::google_enum;
 use crate::store::Store;
 
 /// An instance's lifecycle state, in Compute Engine's words.
@@ -69,6 +68,12 @@ impl InstanceRecord {
     }
 }
 
+/// An instance id as the database keeps it. Ids are 64-bit unsigned (Google's are); a signed
+/// BIGINT holds every one by its bits, so the cast both ways is exact, not a truncation.
+fn id_column(id: u64) -> i64 {
+    id as i64
+}
+
 const COLUMNS: &str =
     "project_id, zone, name, id, service_account, metadata, confidential_type, status, create_time";
 
@@ -78,7 +83,7 @@ fn instance_row(r: &Row) -> Result<InstanceRecord, StoreError> {
         project_id: r.project_id(0)?,
         zone: r.text(1)?,
         name: r.text(2)?,
-        id: r.u64(3)?,
+        id: r.int(3)? as u64, // see id_column
         service_account: r.text(4)?,
         metadata: r.json(5, "instance metadata")?,
         confidential_type: ConfidentialType::parse(&kind)
@@ -101,7 +106,7 @@ impl Store {
         .bind(i.project_id.as_str())
         .bind(&i.zone)
         .bind(&i.name)
-        .bind(int(i.id)?)
+        .bind(id_column(i.id))
         .bind(&i.service_account)
         .bind(metadata)
         .bind(i.confidential_type.as_str())
@@ -114,16 +119,14 @@ impl Store {
         Ok(())
     }
 
-    pub async fn get_instance(&self, resource_name: &str) -> Result<Option<InstanceRecord>, StoreError> {
+    pub async fn get_instance(
+        &self,
+        resource_name: &str,
+    ) -> Result<Option<InstanceRecord>, StoreError> {
         let q = query(format!(
             "SELECT {COLUMNS} FROM instances WHERE resource_name = $1"
         ));
-        self.db
-            .fetch_optional(q.bind(resource_name))
-            .await?
-            .as_ref()
-            .map(instance_row)
-            .transpose()
+        self.db.one(q.bind(resource_name), instance_row).await
     }
 
     /// A project's instances in `zone` (`-`: every zone), by name.
@@ -136,8 +139,9 @@ impl Store {
             "SELECT {COLUMNS} FROM instances WHERE project_id = $1 AND ($2 = '-' OR zone = $2)
              ORDER BY name"
         ));
-        let rows = self.db.fetch_all(q.bind(project.as_str()).bind(zone)).await?;
-        rows.iter().map(instance_row).collect()
+        self.db
+            .all(q.bind(project.as_str()).bind(zone), instance_row)
+            .await
     }
 
     /// Returns false when the instance is gone.
@@ -185,7 +189,8 @@ impl Store {
                         "INSERT INTO replica_leases (replica, expires_at, instance_ids)
                          VALUES ($1, $2, $3)",
                     );
-                    tx.execute(insert.bind(replica).bind(expires_at).bind(ids)).await?;
+                    tx.execute(insert.bind(replica).bind(expires_at).bind(ids))
+                        .await?;
                     Ok(false)
                 }
             })
@@ -196,7 +201,10 @@ impl Store {
     /// instances they ran died with them. Marks those instances TERMINATED, removes the
     /// leases, and returns the resource names it marked, sorted. Atomic: when replicas take
     /// over at once, each instance is reported by one of them.
-    pub async fn expire_replica_leases(&self, now: OffsetDateTime) -> Result<Vec<String>, StoreError> {
+    pub async fn expire_replica_leases(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError> {
         let now = now.unix_timestamp();
         self.db
             .transaction(|tx| async move {
@@ -211,7 +219,7 @@ impl Store {
                             "UPDATE instances SET status = $2
                              WHERE id = $1 AND status <> $2 RETURNING resource_name",
                         )
-                        .bind(int(id)?)
+                        .bind(id_column(id))
                         .bind(InstanceStatus::Terminated.as_str());
                         for name in tx.fetch_all(terminate).await? {
                             marked.push(name.text(0)?);

@@ -24,7 +24,7 @@ use std::time::Duration;
 use cloister_domain::{Email, ProjectId};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::sqlite::{SqlitePool, SqliteRow};
-use sqlx::{Database, Decode, Encode, Executor, IntoArguments, Postgres, Sqlite, Type};
+use sqlx::{Database, Decode, Executor, Postgres, Sqlite, Type};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::Mutex;
@@ -117,42 +117,12 @@ impl Query {
         }
     }
 
-    /// The statement with its arguments bound, for backend `DB`.
-    fn prepared<DB>(&self) -> sqlx::query::Query<'_, DB, <DB as Database>::Arguments>
-    where
-        DB: Database,
-        Option<i64>: for<'t> Encode<'t, DB> + Type<DB>,
-        Option<String>: for<'t> Encode<'t, DB> + Type<DB>,
-        Option<Vec<u8>>: for<'t> Encode<'t, DB> + Type<DB>,
-        bool: for<'t> Encode<'t, DB> + Type<DB>,
-    {
-        let mut q = match &self.sql {
-            Cow::Borrowed(s) => sqlx::query(*s),
-            // Built from the store's own constants (column lists, `$N` lists), never from input.
-            Cow::Owned(s) => sqlx::query(sqlx::AssertSqlSafe(s.clone())),
-        };
-        for arg in &self.args {
-            q = match arg.clone() {
-                Arg::Int(v) => q.bind(v),
-                Arg::Text(v) => q.bind(v),
-                Arg::Bytes(v) => q.bind(v),
-                Arg::Bool(v) => q.bind(v),
-            };
-        }
-        q
-    }
-
     async fn rows_on<'c, DB, E>(&self, on: E) -> Result<Vec<DB::Row>, StoreError>
     where
-        DB: Database,
+        DB: Backend,
         E: Executor<'c, Database = DB>,
-        for<'q> <DB as Database>::Arguments: IntoArguments<DB>,
-        Option<i64>: for<'t> Encode<'t, DB> + Type<DB>,
-        Option<String>: for<'t> Encode<'t, DB> + Type<DB>,
-        Option<Vec<u8>>: for<'t> Encode<'t, DB> + Type<DB>,
-        bool: for<'t> Encode<'t, DB> + Type<DB>,
     {
-        self.prepared::<DB>()
+        DB::prepared(self)
             .fetch_all(on)
             .await
             .map_err(|e| self.failed(e))
@@ -160,20 +130,50 @@ impl Query {
 
     async fn execute_on<'c, DB, E>(&self, on: E) -> Result<DB::QueryResult, StoreError>
     where
-        DB: Database,
+        DB: Backend,
         E: Executor<'c, Database = DB>,
-        for<'q> <DB as Database>::Arguments: IntoArguments<DB>,
-        Option<i64>: for<'t> Encode<'t, DB> + Type<DB>,
-        Option<String>: for<'t> Encode<'t, DB> + Type<DB>,
-        Option<Vec<u8>>: for<'t> Encode<'t, DB> + Type<DB>,
-        bool: for<'t> Encode<'t, DB> + Type<DB>,
     {
-        self.prepared::<DB>()
+        DB::prepared(self)
             .execute(on)
             .await
             .map_err(|e| self.failed(e))
     }
 }
+
+/// A database sqlx drives that can take a [`Query`].
+trait Backend: Database<Arguments: sqlx::IntoArguments<Self>> {
+    /// The statement with its arguments bound.
+    fn prepared(q: &Query) -> sqlx::query::Query<'_, Self, <Self as Database>::Arguments>;
+}
+
+/// `Backend::prepared`, the same for each backend but for the types, which sqlx's generic
+/// bounds could only name at every caller.
+macro_rules! backend {
+    ($db:ty) => {
+        impl Backend for $db {
+            fn prepared(q: &Query) -> sqlx::query::Query<'_, Self, <Self as Database>::Arguments> {
+                let mut prepared = match &q.sql {
+                    Cow::Borrowed(s) => sqlx::query(*s),
+                    // Built from the store's own constants (column lists, `$N` lists), never
+                    // from input.
+                    Cow::Owned(s) => sqlx::query(sqlx::AssertSqlSafe(s.clone())),
+                };
+                for arg in &q.args {
+                    prepared = match arg.clone() {
+                        Arg::Int(v) => prepared.bind(v),
+                        Arg::Text(v) => prepared.bind(v),
+                        Arg::Bytes(v) => prepared.bind(v),
+                        Arg::Bool(v) => prepared.bind(v),
+                    };
+                }
+                prepared
+            }
+        }
+    };
+}
+
+backend!(Sqlite);
+backend!(Postgres);
 
 /// `$from, $from+1, …` for `n` arguments: an `IN (…)` list both dialects read.
 pub(crate) fn placeholders(from: usize, n: usize) -> String {
@@ -185,11 +185,7 @@ pub(crate) fn placeholders(from: usize, n: usize) -> String {
 
 /// A column type both backends decode.
 pub(crate) trait Column:
-    Sized
-    + for<'r> Decode<'r, Sqlite>
-    + Type<Sqlite>
-    + for<'r> Decode<'r, Postgres>
-    + Type<Postgres>
+    Sized + for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>
 {
 }
 
@@ -264,7 +260,11 @@ impl Row {
     }
 
     /// A fixed-length byte string (a hash).
-    pub(crate) fn array<const N: usize>(&self, i: usize, what: &str) -> Result<[u8; N], StoreError> {
+    pub(crate) fn array<const N: usize>(
+        &self,
+        i: usize,
+        what: &str,
+    ) -> Result<[u8; N], StoreError> {
         let bytes: Vec<u8> = self.get(i)?;
         bytes
             .try_into()
@@ -371,6 +371,28 @@ impl Db {
 
     pub(crate) async fn fetch_optional(&self, q: Query) -> Result<Option<Row>, StoreError> {
         Ok(self.fetch_all(q).await?.into_iter().next())
+    }
+
+    /// The record a read finds, if any, made by `record` from its row.
+    pub(crate) async fn one<T>(
+        &self,
+        q: Query,
+        record: impl Fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        self.fetch_optional(q)
+            .await?
+            .as_ref()
+            .map(record)
+            .transpose()
+    }
+
+    /// The records a read finds, made by `record` from each row.
+    pub(crate) async fn all<T>(
+        &self,
+        q: Query,
+        record: impl Fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.fetch_all(q).await?.iter().map(record).collect()
     }
 
     pub(crate) async fn fetch_one(&self, q: Query) -> Result<Row, StoreError> {

@@ -76,12 +76,7 @@ impl Store {
 
     pub async fn get_federation(&self, name: &str) -> Result<Option<FederationRecord>, StoreError> {
         let q = query(format!("SELECT {COLUMNS} FROM federation WHERE name = $1"));
-        self.db
-            .fetch_optional(q.bind(name))
-            .await?
-            .as_ref()
-            .map(federation_row)
-            .transpose()
+        self.db.one(q.bind(name), federation_row).await
     }
 
     /// Pools of a project (`parent` = `projects/NUMBER/locations/global`) or providers of a
@@ -90,8 +85,7 @@ impl Store {
         let q = query(format!(
             "SELECT {COLUMNS} FROM federation WHERE parent = $1 ORDER BY name"
         ));
-        let rows = self.db.fetch_all(q.bind(parent)).await?;
-        rows.iter().map(federation_row).collect()
+        self.db.all(q.bind(parent), federation_row).await
     }
 
     /// Replaces the resource if `expected_etag` still matches; returns the new etag.

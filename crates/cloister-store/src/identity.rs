@@ -158,17 +158,12 @@ impl Store {
 
     pub async fn get_user(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
         let q = query(format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1"));
-        self.db
-            .fetch_optional(q.bind(email.as_str()))
-            .await?
-            .as_ref()
-            .map(user_row)
-            .transpose()
+        self.db.one(q.bind(email.as_str()), user_row).await
     }
 
     pub async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         let q = query(format!("SELECT {USER_COLUMNS} FROM users ORDER BY email"));
-        self.db.fetch_all(q).await?.iter().map(user_row).collect()
+        self.db.all(q, user_row).await
     }
 
     pub async fn create_credential(&self, c: &CredentialRecord) -> Result<(), StoreError> {
@@ -205,7 +200,11 @@ impl Store {
 
     /// Creates the project and its initial IAM policy atomically. A project number collision
     /// is reported as `AlreadyExists("project number …")` so the caller can draw another.
-    pub async fn create_project(&self, p: &ProjectRecord, policy: &Policy) -> Result<(), StoreError> {
+    pub async fn create_project(
+        &self,
+        p: &ProjectRecord,
+        policy: &Policy,
+    ) -> Result<(), StoreError> {
         let policy = policy_json(policy)?;
         let number = int(p.number.0)?;
         self.db
@@ -245,18 +244,17 @@ impl Store {
     }
 
     pub async fn get_project(&self, id: &ProjectId) -> Result<Option<ProjectRecord>, StoreError> {
-        let q = query(format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1"));
-        self.db
-            .fetch_optional(q.bind(id.as_str()))
-            .await?
-            .as_ref()
-            .map(project_row)
-            .transpose()
+        let q = query(format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1"
+        ));
+        self.db.one(q.bind(id.as_str()), project_row).await
     }
 
     pub async fn list_projects(&self) -> Result<Vec<ProjectRecord>, StoreError> {
-        let q = query(format!("SELECT {PROJECT_COLUMNS} FROM projects ORDER BY id"));
-        self.db.fetch_all(q).await?.iter().map(project_row).collect()
+        let q = query(format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects ORDER BY id"
+        ));
+        self.db.all(q, project_row).await
     }
 
     /// Creates the account and its (empty) IAM policy, whose parent is the project.
@@ -291,11 +289,8 @@ impl Store {
             "SELECT {SERVICE_ACCOUNT_COLUMNS} FROM service_accounts WHERE email = $1"
         ));
         self.db
-            .fetch_optional(q.bind(email.as_str()))
-            .await?
-            .as_ref()
-            .map(service_account_row)
-            .transpose()
+            .one(q.bind(email.as_str()), service_account_row)
+            .await
     }
 
     pub async fn list_service_accounts(
@@ -306,18 +301,18 @@ impl Store {
             "SELECT {SERVICE_ACCOUNT_COLUMNS} FROM service_accounts WHERE project_id = $1
              ORDER BY email"
         ));
-        let rows = self.db.fetch_all(q.bind(project.as_str())).await?;
-        rows.iter().map(service_account_row).collect()
+        self.db
+            .all(q.bind(project.as_str()), service_account_row)
+            .await
     }
 
     /// Deletes the account and its IAM policy; returns whether it existed.
     pub async fn delete_service_account(&self, email: &Email) -> Result<bool, StoreError> {
         self.db
             .transaction(|tx| async move {
-                let deleted = query(
-                    "DELETE FROM service_accounts WHERE email = $1 RETURNING project_id",
-                )
-                .bind(email.as_str());
+                let deleted =
+                    query("DELETE FROM service_accounts WHERE email = $1 RETURNING project_id")
+                        .bind(email.as_str());
                 let Some(row) = tx.fetch_optional(deleted).await? else {
                     return Ok(false);
                 };

@@ -23,26 +23,6 @@ pub enum KeyVersionState {
     Destroyed,
 }
 
-/// `as_str` and `parse` in Google's spelling, for an enum kept as text.
-macro_rules! google_enum {
-    ($t:ty { $($v:ident = $s:literal),* $(,)? }) => {
-        impl $t {
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$v => $s),* }
-            }
-            pub fn parse(s: &str) -> Option<Self> {
-                match s { $($s => Some(Self::$v),)* _ => None }
-            }
-        }
-        impl std::fmt::Display for $t {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-pub(crate) use google_enum;
-
 google_enum!(KeyPurpose { EncryptDecrypt = "ENCRYPT_DECRYPT" });
 google_enum!(KeyVersionState {
     Enabled = "ENABLED",
@@ -149,12 +129,7 @@ impl Store {
         let q = query(format!(
             "SELECT {KEY_RING_COLUMNS} FROM kms_key_rings WHERE name = $1"
         ));
-        self.db
-            .fetch_optional(q.bind(name))
-            .await?
-            .as_ref()
-            .map(key_ring_row)
-            .transpose()
+        self.db.one(q.bind(name), key_ring_row).await
     }
 
     /// Key rings whose names start with `parent/` (`projects/P/locations/L`).
@@ -163,8 +138,9 @@ impl Store {
             "SELECT {KEY_RING_COLUMNS} FROM kms_key_rings
              WHERE substr(name, 1, length($1)) = $1 ORDER BY name"
         ));
-        let rows = self.db.fetch_all(q.bind(format!("{parent}/keyRings/"))).await?;
-        rows.iter().map(key_ring_row).collect()
+        self.db
+            .all(q.bind(format!("{parent}/keyRings/")), key_ring_row)
+            .await
     }
 
     /// Creates a crypto key with its first version and IAM policy (parent: the key ring).
@@ -197,20 +173,14 @@ impl Store {
         let q = query(format!(
             "SELECT {CRYPTO_KEY_COLUMNS} FROM kms_crypto_keys WHERE name = $1"
         ));
-        self.db
-            .fetch_optional(q.bind(name))
-            .await?
-            .as_ref()
-            .map(crypto_key_row)
-            .transpose()
+        self.db.one(q.bind(name), crypto_key_row).await
     }
 
     pub async fn list_crypto_keys(&self, key_ring: &str) -> Result<Vec<KmsCryptoKey>, StoreError> {
         let q = query(format!(
             "SELECT {CRYPTO_KEY_COLUMNS} FROM kms_crypto_keys WHERE key_ring = $1 ORDER BY name"
         ));
-        let rows = self.db.fetch_all(q.bind(key_ring)).await?;
-        rows.iter().map(crypto_key_row).collect()
+        self.db.all(q.bind(key_ring), crypto_key_row).await
     }
 
     /// Adds the next version (enabled) and makes it primary (rotation); returns its number.
@@ -255,19 +225,13 @@ impl Store {
         let q = query(format!(
             "SELECT {VERSION_COLUMNS} FROM kms_key_versions WHERE key = $1 AND version = $2"
         ));
-        self.db
-            .fetch_optional(q.bind(key).bind(version))
-            .await?
-            .as_ref()
-            .map(version_row)
-            .transpose()
+        self.db.one(q.bind(key).bind(version), version_row).await
     }
 
     pub async fn list_key_versions(&self, key: &str) -> Result<Vec<KmsKeyVersion>, StoreError> {
         let q = query(format!(
             "SELECT {VERSION_COLUMNS} FROM kms_key_versions WHERE key = $1 ORDER BY version"
         ));
-        let rows = self.db.fetch_all(q.bind(key)).await?;
-        rows.iter().map(version_row).collect()
+        self.db.all(q.bind(key), version_row).await
     }
 }

@@ -12,6 +12,25 @@
 //! Invariant: this crate knows nothing of HTTP or the CLI; it depends only on
 //! `cloister-domain` among Cloister's crates.
 
+/// `as_str` and `parse` in Google's spelling, for an enum kept as text.
+macro_rules! google_enum {
+    ($t:ty { $($v:ident = $s:literal),* $(,)? }) => {
+        impl $t {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),* }
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some(Self::$v),)* _ => None }
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 mod audit;
 pub mod blob;
 mod compute;
@@ -43,6 +62,8 @@ pub use registry::{
     ImageRef, ImageVersion, ManifestRecord, ManifestRefs, RegistryBlob, RegistryUpload,
     RepositoryRecord,
 };
-pub use storage::{BucketRecord, ObjectRecord, Preconditions, PutLimits, PutRefused, UploadSession};
+pub use storage::{
+    BucketRecord, ObjectRecord, Preconditions, PutLimits, PutRefused, UploadSession,
+};
 pub use store::{DEFAULT_CONNECTIONS as DEFAULT_DATABASE_CONNECTIONS, Store, redacted};
 pub use verifier::{ChallengeRecord, ConsumeError, ReferenceValueRecord};

@@ -194,11 +194,8 @@ impl Store {
              WHERE project_id = $1 AND repository_id = $2"
         ));
         self.db
-            .fetch_optional(q.bind(project.as_str()).bind(repository_id))
-            .await?
-            .as_ref()
-            .map(repository_row)
-            .transpose()
+            .one(q.bind(project.as_str()).bind(repository_id), repository_row)
+            .await
     }
 
     pub async fn list_repositories(
@@ -209,8 +206,7 @@ impl Store {
             "SELECT {REPOSITORY_COLUMNS} FROM registry_repositories WHERE project_id = $1
              ORDER BY repository_id"
         ));
-        let rows = self.db.fetch_all(q.bind(project.as_str())).await?;
-        rows.iter().map(repository_row).collect()
+        self.db.all(q.bind(project.as_str()), repository_row).await
     }
 
     /// Deletes the repository, its manifests, tags, links and policy. Blobs shared with other
@@ -259,16 +255,14 @@ impl Store {
             digest,
         );
         self.db
-            .fetch_optional(q)
-            .await?
-            .map(|r| {
+            .one(q, |r| {
                 Ok(RegistryBlob {
                     digest: r.text(0)?,
                     size: r.u64(1)?,
                     blob_key: r.text(2)?,
                 })
             })
-            .transpose()
+            .await
     }
 
     /// Records a verified blob and links it into `image`. When the digest is already stored,
@@ -376,21 +370,18 @@ impl Store {
                            FROM registry_manifests
                            WHERE repository = $1 AND image = $2 AND digest = $3";
         self.db
-            .fetch_optional(in_image(SQL, image, digest))
-            .await?
-            .as_ref()
-            .map(manifest_row)
-            .transpose()
+            .one(in_image(SQL, image, digest), manifest_row)
+            .await
     }
 
-    pub async fn resolve_tag(&self, image: &ImageRef, tag: &str) -> Result<Option<String>, StoreError> {
+    pub async fn resolve_tag(
+        &self,
+        image: &ImageRef,
+        tag: &str,
+    ) -> Result<Option<String>, StoreError> {
         const SQL: &str =
             "SELECT digest FROM registry_tags WHERE repository = $1 AND image = $2 AND tag = $3";
-        self.db
-            .fetch_optional(in_image(SQL, image, tag))
-            .await?
-            .map(|r| r.text(0))
-            .transpose()
+        self.db.one(in_image(SQL, image, tag), |r| r.text(0)).await
     }
 
     /// Tags in lexical order after `last`, at most `limit`.
@@ -403,11 +394,15 @@ impl Store {
         const SQL: &str = "SELECT tag FROM registry_tags WHERE repository = $1 AND image = $2
                            AND tag > $3 ORDER BY tag LIMIT $4";
         let q = in_image(SQL, image, last.unwrap_or("")).bind(int(limit as u64)?);
-        self.db.fetch_all(q).await?.iter().map(|r| r.text(0)).collect()
+        self.db.all(q, |r| r.text(0)).await
     }
 
     /// Deletes a manifest and the tags pointing at it.
-    pub async fn delete_manifest(&self, image: &ImageRef, digest: &str) -> Result<bool, StoreError> {
+    pub async fn delete_manifest(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+    ) -> Result<bool, StoreError> {
         self.db
             .transaction(|tx| async move {
                 const TAGS: &str = "DELETE FROM registry_tags
@@ -435,11 +430,15 @@ impl Store {
         const SQL: &str = "SELECT digest, media_type, content, subject, artifact_type, create_time
                            FROM registry_manifests
                            WHERE repository = $1 AND image = $2 AND subject = $3 ORDER BY digest";
-        let rows = self.db.fetch_all(in_image(SQL, image, digest)).await?;
-        rows.iter().map(manifest_row).collect()
+        self.db
+            .all(in_image(SQL, image, digest), manifest_row)
+            .await
     }
 
-    pub async fn list_image_versions(&self, repository: &str) -> Result<Vec<ImageVersion>, StoreError> {
+    pub async fn list_image_versions(
+        &self,
+        repository: &str,
+    ) -> Result<Vec<ImageVersion>, StoreError> {
         let q = query(
             "SELECT m.image, m.digest, m.media_type, CAST(length(m.content) AS BIGINT), m.create_time,
                     COALESCE((SELECT string_agg(t.tag, ',' ORDER BY t.tag) FROM registry_tags t
@@ -448,9 +447,8 @@ impl Store {
              FROM registry_manifests m WHERE m.repository = $1
              ORDER BY m.image, m.create_time, m.digest",
         );
-        let rows = self.db.fetch_all(q.bind(repository)).await?;
-        rows.iter()
-            .map(|r| {
+        self.db
+            .all(q.bind(repository), |r| {
                 let tags = r.text(5)?;
                 Ok(ImageVersion {
                     image: r.text(0)?,
@@ -465,7 +463,7 @@ impl Store {
                         .collect(),
                 })
             })
-            .collect()
+            .await
     }
 
     pub async fn create_registry_upload(&self, u: &RegistryUpload) -> Result<(), StoreError> {
@@ -483,16 +481,14 @@ impl Store {
         Ok(())
     }
 
-    pub async fn get_registry_upload(&self, upload_id: &str) -> Result<Option<RegistryUpload>, StoreError> {
+    pub async fn get_registry_upload(
+        &self,
+        upload_id: &str,
+    ) -> Result<Option<RegistryUpload>, StoreError> {
         let q = query(format!(
             "SELECT {UPLOAD_COLUMNS} FROM registry_uploads WHERE upload_id = $1"
         ));
-        self.db
-            .fetch_optional(q.bind(upload_id))
-            .await?
-            .as_ref()
-            .map(upload_row)
-            .transpose()
+        self.db.one(q.bind(upload_id), upload_row).await
     }
 
     /// Records one more chunk if the upload still holds `expected` bytes (so two writers
@@ -530,7 +526,8 @@ impl Store {
         let q = query(format!(
             "SELECT {UPLOAD_COLUMNS} FROM registry_uploads WHERE create_time < $1"
         ));
-        let rows = self.db.fetch_all(q.bind(before.unix_timestamp())).await?;
-        rows.iter().map(upload_row).collect()
+        self.db
+            .all(q.bind(before.unix_timestamp()), upload_row)
+            .await
     }
 }

@@ -207,27 +207,26 @@ impl Store {
     }
 
     pub async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>, StoreError> {
-        let q = query(format!("SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1"));
-        self.db
-            .fetch_optional(q.bind(name))
-            .await?
-            .as_ref()
-            .map(bucket_row)
-            .transpose()
+        let q = query(format!(
+            "SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1"
+        ));
+        self.db.one(q.bind(name), bucket_row).await
     }
 
     pub async fn list_buckets(&self, project: &ProjectId) -> Result<Vec<BucketRecord>, StoreError> {
         let q = query(format!(
             "SELECT {BUCKET_COLUMNS} FROM buckets WHERE project_id = $1 ORDER BY name"
         ));
-        let rows = self.db.fetch_all(q.bind(project.as_str())).await?;
-        rows.iter().map(bucket_row).collect()
+        self.db.all(q.bind(project.as_str()), bucket_row).await
     }
 
     /// Deletes an empty bucket and its policy, cancelling the resumable uploads still open on
     /// it (returned, for the caller to delete the chunks they received); None when there is no
     /// such bucket. `NotEmpty` names the objects still in it.
-    pub async fn delete_bucket(&self, name: &str) -> Result<Option<Vec<UploadSession>>, StoreError> {
+    pub async fn delete_bucket(
+        &self,
+        name: &str,
+    ) -> Result<Option<Vec<UploadSession>>, StoreError> {
         self.db
             .transaction(|tx| async move {
                 let count = query("SELECT COUNT(*) FROM objects WHERE bucket = $1").bind(name);
@@ -327,12 +326,7 @@ impl Store {
         let q = query(format!(
             "SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = $1 AND name = $2"
         ));
-        self.db
-            .fetch_optional(q.bind(bucket).bind(name))
-            .await?
-            .as_ref()
-            .map(object_row)
-            .transpose()
+        self.db.one(q.bind(bucket).bind(name), object_row).await
     }
 
     /// Objects whose names start with `prefix` and sort after `start_after`, in name (byte)
@@ -354,12 +348,15 @@ impl Store {
         .bind(prefix)
         .bind(start_after)
         .bind(int(limit as u64)?);
-        self.db.fetch_all(q).await?.iter().map(object_row).collect()
+        self.db.all(q, object_row).await
     }
 
     /// Those of `blob_keys` that an object points at (the rest are orphans: blobs whose upload
     /// finished but whose object was never recorded, or was replaced while a delete failed).
-    pub async fn object_blobs_in_use(&self, blob_keys: &[String]) -> Result<Vec<String>, StoreError> {
+    pub async fn object_blobs_in_use(
+        &self,
+        blob_keys: &[String],
+    ) -> Result<Vec<String>, StoreError> {
         let mut in_use = Vec::new();
         for keys in blob_keys.chunks(KEYS_PER_QUERY) {
             let mut q = query(format!(
@@ -425,16 +422,14 @@ impl Store {
         Ok(())
     }
 
-    pub async fn get_upload_session(&self, upload_id: &str) -> Result<Option<UploadSession>, StoreError> {
+    pub async fn get_upload_session(
+        &self,
+        upload_id: &str,
+    ) -> Result<Option<UploadSession>, StoreError> {
         let q = query(format!(
             "SELECT {UPLOAD_COLUMNS} FROM upload_sessions WHERE upload_id = $1"
         ));
-        self.db
-            .fetch_optional(q.bind(upload_id))
-            .await?
-            .as_ref()
-            .map(upload_row)
-            .transpose()
+        self.db.one(q.bind(upload_id), upload_row).await
     }
 
     /// Sessions created before `before`, for the expiry sweep.
@@ -445,8 +440,9 @@ impl Store {
         let q = query(format!(
             "SELECT {UPLOAD_COLUMNS} FROM upload_sessions WHERE create_time < $1"
         ));
-        let rows = self.db.fetch_all(q.bind(before.unix_timestamp())).await?;
-        rows.iter().map(upload_row).collect()
+        self.db
+            .all(q.bind(before.unix_timestamp()), upload_row)
+            .await
     }
 
     /// Moves `received` from `from` to `to`; false when another request moved it first.
@@ -457,10 +453,12 @@ impl Store {
         to: u64,
     ) -> Result<bool, StoreError> {
         // One conditional statement: atomic on its own, whichever replica runs it.
-        let q = query("UPDATE upload_sessions SET received = $3 WHERE upload_id = $1 AND received = $2")
-            .bind(upload_id)
-            .bind(int(from)?)
-            .bind(int(to)?);
+        let q = query(
+            "UPDATE upload_sessions SET received = $3 WHERE upload_id = $1 AND received = $2",
+        )
+        .bind(upload_id)
+        .bind(int(from)?)
+        .bind(int(to)?);
         Ok(self.db.execute(q).await? == 1)
     }
 

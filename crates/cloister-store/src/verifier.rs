@@ -146,24 +146,14 @@ impl Store {
         let q = query(format!(
             "SELECT {REFERENCE_VALUE_COLUMNS} FROM reference_values WHERE measurement = $1"
         ));
-        self.db
-            .fetch_optional(q.bind(measurement))
-            .await?
-            .as_ref()
-            .map(reference_value_row)
-            .transpose()
+        self.db.one(q.bind(measurement), reference_value_row).await
     }
 
     pub async fn list_reference_values(&self) -> Result<Vec<ReferenceValueRecord>, StoreError> {
         let q = query(format!(
             "SELECT {REFERENCE_VALUE_COLUMNS} FROM reference_values ORDER BY measurement"
         ));
-        self.db
-            .fetch_all(q)
-            .await?
-            .iter()
-            .map(reference_value_row)
-            .collect()
+        self.db.all(q, reference_value_row).await
     }
 
     pub async fn delete_reference_value(&self, measurement: &str) -> Result<bool, StoreError> {

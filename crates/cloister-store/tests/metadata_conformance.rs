@@ -5,76 +5,97 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Barrier};
+use std::future::Future;
+use std::sync::Arc;
 
 use cloister_domain::{AuditEntry, Decision, Email, Member, Policy, ProjectId, ProjectNumber};
 use cloister_store::{
-    AuditFilter, BucketRecord, ChallengeRecord, ConsumeError, CredentialRecord, FederationRecord,
-    ImageRef, InstanceRecord, KmsCryptoKey, KmsKeyRing, KmsKeyVersion, ManifestRecord,
-    ManifestRefs, MetadataStore, ObjectRecord, PostgresStore, Preconditions, ProjectRecord,
-    PutLimits, PutRefused, RegistryBlob, RegistryUpload, RepositoryRecord, SealedPlace,
-    ServiceAccountRecord, SqliteStore, StoreError, StoredSigningKey, UploadSession, UserRecord,
+    AuditFilter, BucketRecord, ChallengeRecord, ConfidentialType, ConsumeError, CredentialRecord,
+    FederationRecord, ImageRef, InstanceRecord, InstanceStatus, KeyPurpose, KeyVersionState,
+    KmsCryptoKey, KmsKeyRing, KmsKeyVersion, ManifestRecord, ManifestRefs, ObjectRecord,
+    Preconditions, ProjectRecord, PutLimits, PutRefused, ReferenceValueRecord, RegistryBlob,
+    RegistryUpload, RepositoryRecord, SealedPlace, ServiceAccountRecord, Store, StoreError,
+    StoredSigningKey, UploadSession, UserRecord,
 };
 use support::postgres::Postgres;
+use time::OffsetDateTime;
+use time::macros::datetime;
 
-trait Backend {
+/// A backend's database, which tests can open several handles on.
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Backend {
     /// A new handle on this backend's database (another replica, or the server reopened).
-    fn try_open(&self) -> Result<Arc<dyn MetadataStore>, StoreError>;
-    fn open(&self) -> Arc<dyn MetadataStore> {
-        self.try_open().unwrap()
+    async fn try_open(&self) -> Result<Arc<Store>, StoreError> {
+        Ok(Arc::new(match self {
+            Backend::Sqlite(dir) => Store::open_sqlite(&dir.path().join("meta.db")).await?,
+            Backend::Postgres(url) => {
+                Store::open_postgres(url, cloister_store::DEFAULT_DATABASE_CONNECTIONS).await?
+            }
+        }))
     }
+
+    async fn open(&self) -> Arc<Store> {
+        self.try_open().await.unwrap()
+    }
+
     /// Runs SQL on the database directly, past the store; the database's error text.
-    fn execute(&self, sql: &str) -> Result<(), String>;
-    /// The SQL that records the schema version as `version`.
-    fn set_schema_version(&self, version: i64) -> String;
-}
-
-struct Sqlite(tempfile::TempDir);
-
-impl Backend for Sqlite {
-    fn try_open(&self) -> Result<Arc<dyn MetadataStore>, StoreError> {
-        Ok(Arc::new(SqliteStore::open(&self.0.path().join("meta.db"))?))
-    }
-    fn set_schema_version(&self, version: i64) -> String {
-        format!("PRAGMA user_version = {version}")
-    }
-    fn execute(&self, sql: &str) -> Result<(), String> {
-        let c = rusqlite::Connection::open(self.0.path().join("meta.db")).unwrap();
-        c.execute(sql, []).map(drop).map_err(|e| e.to_string())
-    }
-}
-
-struct Pg(String);
-
-impl Backend for Pg {
-    fn try_open(&self) -> Result<Arc<dyn MetadataStore>, StoreError> {
-        Ok(Arc::new(PostgresStore::open(
-            &self.0,
-            cloister_store::DEFAULT_DATABASE_CONNECTIONS,
-        )?))
-    }
-    fn set_schema_version(&self, version: i64) -> String {
-        format!("UPDATE cloister_schema SET version = {version}")
-    }
-    fn execute(&self, sql: &str) -> Result<(), String> {
-        let mut c = ::postgres::Client::connect(&self.0, ::postgres::NoTls).unwrap();
-        c.execute(sql, &[]).map(drop).map_err(|e| {
-            e.as_db_error()
-                .map(|d| d.message().to_owned())
-                .unwrap_or_else(|| e.to_string())
+    async fn execute(&self, sql: &str) -> Result<(), String> {
+        use sqlx::Connection;
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        let result = match self {
+            Backend::Sqlite(dir) => {
+                let url = format!("sqlite://{}", dir.path().join("meta.db").display());
+                let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut c).await.map(drop)
+            }
+            Backend::Postgres(url) => {
+                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut c).await.map(drop)
+            }
+        };
+        result.map_err(|e| match e {
+            sqlx::Error::Database(d) => d.message().to_owned(),
+            e => e.to_string(),
         })
+    }
+
+    /// The SQL that records the schema version as `version`.
+    fn set_schema_version(&self, version: i64) -> String {
+        match self {
+            Backend::Sqlite(_) => format!("PRAGMA user_version = {version}"),
+            Backend::Postgres(_) => format!("UPDATE cloister_schema SET version = {version}"),
+        }
     }
 }
 
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
-            $(#[test] fn $test() { super::$test(&super::Sqlite(tempfile::tempdir().unwrap())) })*
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $test() {
+                super::$test(&super::Backend::Sqlite(tempfile::tempdir().unwrap())).await
+            })*
         }
         mod postgres {
-            $(#[test] fn $test() { super::$test(&super::Pg(super::Postgres::database())) })*
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $test() {
+                super::$test(&super::Backend::Postgres(super::Postgres::database())).await
+            })*
         }
     };
+}
+
+/// A fixed time, and one a little later.
+const T: OffsetDateTime = datetime!(2026-01-01 0:00:00.123456789 UTC);
+const T2: OffsetDateTime = datetime!(2026-01-02 0:00 UTC);
+
+/// Unix seconds as a time (challenges and uploads keep whole seconds).
+fn at(secs: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(secs).unwrap()
 }
 
 conformance!(
@@ -101,31 +122,239 @@ conformance!(
     a_lapsed_replica_lease_terminates_its_instances_once,
     resealing_replaces_every_sealed_value_or_none,
     a_schema_newer_than_this_build_is_refused,
+    reference_values_are_replaced_by_measurement_and_listed_in_order,
+    every_resource_is_found_by_its_name_and_listed_under_its_parent,
 );
 
-/// Runs `f(i, store)` on `n` threads at once, alternating between two handles (replicas).
-fn race<T: Send + 'static>(
-    b: &dyn Backend,
-    n: usize,
-    f: impl Fn(usize, &dyn MetadataStore) -> T + Send + Sync + 'static,
-) -> Vec<T> {
-    let replicas = [b.open(), b.open()];
-    let f = Arc::new(f);
-    let start = Arc::new(Barrier::new(n));
-    let threads: Vec<_> = (0..n)
+/// Each table and its columns, by name.
+async fn schema(b: &Backend) -> BTreeMap<String, Vec<String>> {
+    drop(b.open().await);
+    let sql = match b {
+        Backend::Sqlite(_) => {
+            "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'"
+        }
+        Backend::Postgres(_) => {
+            "SELECT table_name::TEXT, column_name::TEXT FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name <> 'cloister_schema'"
+        }
+    };
+    let rows: Vec<(String, String)> = match b {
+        Backend::Sqlite(dir) => {
+            let url = format!("sqlite://{}", dir.path().join("meta.db").display());
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+        }
+        Backend::Postgres(url) => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
+        }
+    };
+    let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (table, column) in rows {
+        tables.entry(table).or_default().push(column);
+    }
+    tables.values_mut().for_each(|columns| columns.sort());
+    tables
+}
+
+/// Every statement is written once for both backends, so their migrations must build the same
+/// tables with the same columns.
+#[tokio::test]
+async fn both_backends_migrate_to_the_same_tables_and_columns() {
+    let sqlite = schema(&Backend::Sqlite(tempfile::tempdir().unwrap())).await;
+    let postgres = schema(&Backend::Postgres(Postgres::database())).await;
+    assert!(sqlite.len() > 20, "{sqlite:?}");
+    assert_eq!(sqlite, postgres);
+}
+
+async fn reference_values_are_replaced_by_measurement_and_listed_in_order(b: &Backend) {
+    let s = b.open().await;
+    let value = |measurement: &str, swversion: &str| ReferenceValueRecord {
+        measurement: measurement.into(),
+        swversion: swversion.into(),
+        dbgstat: "disabled-since-boot".into(),
+        support_attributes: vec!["LATEST".into(), "STABLE".into()],
+        description: "launcher".into(),
+        create_time: T,
+    };
+    s.put_reference_value(&value("bb", "1")).await.unwrap();
+    s.put_reference_value(&value("aa", "1")).await.unwrap();
+    s.put_reference_value(&value("bb", "2")).await.unwrap();
+    assert_eq!(
+        s.get_reference_value("bb").await.unwrap(),
+        Some(value("bb", "2")),
+        "a second put replaces"
+    );
+    assert_eq!(
+        s.list_reference_values().await.unwrap(),
+        [value("aa", "1"), value("bb", "2")]
+    );
+    assert!(s.delete_reference_value("aa").await.unwrap());
+    assert!(!s.delete_reference_value("aa").await.unwrap());
+    assert_eq!(s.get_reference_value("aa").await.unwrap(), None);
+}
+
+async fn every_resource_is_found_by_its_name_and_listed_under_its_parent(b: &Backend) {
+    let s = b.open().await;
+    bucket(&s).await;
+    let alpha = ProjectId::parse("alpha-1").unwrap();
+    assert_eq!(
+        s.list_buckets(&alpha)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect::<Vec<_>>(),
+        ["b1"]
+    );
+    assert!(
+        s.list_buckets(&ProjectId::parse("beta-22").unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let user = UserRecord {
+        email: Email::parse("u@x.com").unwrap(),
+        display_name: "U".into(),
+        admin: false,
+        create_time: T,
+    };
+    s.create_user(&user).await.unwrap();
+    assert_eq!(s.get_user(&user.email).await.unwrap(), Some(user));
+    let sa = ServiceAccountRecord {
+        email: Email::parse("sa-1@alpha-1.iam.gserviceaccount.com").unwrap(),
+        project_id: alpha.clone(),
+        unique_id: "100000000000000000001".into(),
+        display_name: "d".into(),
+        description: "desc".into(),
+        disabled: true,
+        create_time: T,
+    };
+    s.create_service_account(&sa).await.unwrap();
+    assert_eq!(s.get_service_account(&sa.email).await.unwrap(), Some(sa));
+
+    let ring = KmsKeyRing {
+        name: "projects/alpha-1/locations/global/keyRings/r".into(),
+        project_id: alpha.clone(),
+        create_time: T,
+    };
+    s.create_key_ring(&ring).await.unwrap();
+    assert_eq!(
+        s.get_key_ring(&ring.name).await.unwrap(),
+        Some(ring.clone())
+    );
+    for name in ["k2", "k1"] {
+        let key = KmsCryptoKey {
+            name: format!("{}/cryptoKeys/{name}", ring.name),
+            key_ring: ring.name.clone(),
+            purpose: KeyPurpose::EncryptDecrypt,
+            primary_version: 1,
+            create_time: T,
+        };
+        let first = KmsKeyVersion {
+            key: key.name.clone(),
+            version: 1,
+            state: KeyVersionState::Disabled,
+            wrapped_material: vec![1; 60],
+            create_time: T,
+        };
+        s.create_crypto_key(&key, &first).await.unwrap();
+        assert_eq!(s.get_key_version(&key.name, 1).await.unwrap(), Some(first));
+    }
+    let keys: Vec<String> = s
+        .list_crypto_keys(&ring.name)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            format!("{}/cryptoKeys/k1", ring.name),
+            format!("{}/cryptoKeys/k2", ring.name)
+        ]
+    );
+
+    s.create_repository(&repository()).await.unwrap();
+    assert_eq!(
+        s.get_repository(&alpha, "models").await.unwrap(),
+        Some(repository())
+    );
+    assert_eq!(s.get_repository(&alpha, "other").await.unwrap(), None);
+    assert_eq!(s.list_repositories(&alpha).await.unwrap(), [repository()]);
+    let image = image();
+    let manifest = |digest: &str, subject: Option<&str>| ManifestRecord {
+        digest: digest.into(),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        content: digest.as_bytes().to_vec(),
+        subject: subject.map(str::to_owned),
+        artifact_type: subject.map(|_| "application/vnd.dev.cosign.artifact.sig.v1+json".into()),
+        create_time: T,
+    };
+    let none = ManifestRefs::default();
+    for (m, tag) in [
+        (manifest("sha256:m1", None), Some("v1")),
+        (manifest("sha256:s2", Some("sha256:m1")), None),
+        (manifest("sha256:s1", Some("sha256:m1")), None),
+    ] {
+        s.put_manifest(&image, &m, &none, tag)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(
+        s.list_referrers(&image, "sha256:m1").await.unwrap(),
+        [
+            manifest("sha256:s1", Some("sha256:m1")),
+            manifest("sha256:s2", Some("sha256:m1"))
+        ]
+    );
+    assert!(s.delete_tag(&image, "v1").await.unwrap());
+    assert!(!s.delete_tag(&image, "v1").await.unwrap());
+    assert!(
+        s.get_manifest(&image, "sha256:m1").await.unwrap().is_some(),
+        "a manifest outlives its tag"
+    );
+    let upload = RegistryUpload {
+        upload_id: "r1".into(),
+        image: image.clone(),
+        received: 0,
+        chunks: 0,
+        single_chunk_sha256: None,
+        create_time: at(100),
+    };
+    s.create_registry_upload(&upload).await.unwrap();
+    assert_eq!(s.get_registry_upload("r1").await.unwrap(), Some(upload));
+    assert!(s.delete_registry_upload("r1").await.unwrap());
+    assert!(!s.delete_registry_upload("r1").await.unwrap());
+}
+
+/// Runs `f(i, store)` as `n` tasks at once, alternating between two handles (replicas).
+async fn race<T, F, Fut>(b: &Backend, n: usize, f: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize, Arc<Store>) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let replicas = [b.open().await, b.open().await];
+    let start = Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
         .map(|i| {
-            let (f, start, store) = (
-                Arc::clone(&f),
-                Arc::clone(&start),
-                Arc::clone(&replicas[i % 2]),
-            );
-            std::thread::spawn(move || {
-                start.wait();
-                f(i, store.as_ref())
+            let work = f(i, Arc::clone(&replicas[i % 2]));
+            let start = Arc::clone(&start);
+            tokio::spawn(async move {
+                start.wait().await;
+                work.await
             })
         })
         .collect();
-    threads.into_iter().map(|t| t.join().unwrap()).collect()
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
 }
 
 /// Exactly one of `results` is a success, and every other is `lost`.
@@ -146,10 +375,10 @@ fn one_winner<T: std::fmt::Debug, E: std::fmt::Debug>(
     );
 }
 
-fn a_schema_newer_than_this_build_is_refused(b: &dyn Backend) {
-    drop(b.open());
-    b.execute(&b.set_schema_version(999)).unwrap();
-    let Err(e) = b.try_open() else {
+async fn a_schema_newer_than_this_build_is_refused(b: &Backend) {
+    drop(b.open().await);
+    b.execute(&b.set_schema_version(999)).await.unwrap();
+    let Err(e) = b.try_open().await else {
         panic!("an older build opened a newer schema");
     };
     assert!(
@@ -159,16 +388,18 @@ fn a_schema_newer_than_this_build_is_refused(b: &dyn Backend) {
     );
 }
 
-fn bucket(s: &dyn MetadataStore) {
+async fn bucket(s: &Store) {
     s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+        .await
         .unwrap();
     s.create_bucket(&BucketRecord {
         name: "b1".into(),
         project_id: ProjectId::parse("alpha-1").unwrap(),
         location: "US".into(),
         storage_class: "STANDARD".into(),
-        create_time: "t".into(),
+        create_time: T,
     })
+    .await
     .unwrap();
 }
 
@@ -182,19 +413,19 @@ fn object(name: &str, generation: i64) -> ObjectRecord {
         md5: [generation as u8; 16],
         crc32c: u32::MAX - generation as u32,
         content_type: "text/plain".into(),
-        create_time: "t".into(),
-        update_time: "t".into(),
+        create_time: T,
+        update_time: T,
         blob_key: format!("blob-{generation}"),
     }
 }
 
 /// A write by someone who may replace objects, in a project without a quota.
-fn put(
-    s: &dyn MetadataStore,
+async fn put(
+    s: &Store,
     o: &ObjectRecord,
     pre: Preconditions,
 ) -> Result<Option<String>, PutRefused> {
-    s.put_object(o, pre, PutLimits::NONE).unwrap()
+    s.put_object(o, pre, PutLimits::NONE).await.unwrap()
 }
 
 fn generation_match(g: i64) -> Preconditions {
@@ -204,69 +435,78 @@ fn generation_match(g: i64) -> Preconditions {
     }
 }
 
-fn objects_obey_generation_preconditions_and_list_in_byte_order(b: &dyn Backend) {
-    let s = b.open();
-    bucket(s.as_ref());
+async fn objects_obey_generation_preconditions_and_list_in_byte_order(b: &Backend) {
+    let s = b.open().await;
+    bucket(&s).await;
     assert_eq!(
-        put(s.as_ref(), &object("m", 1), generation_match(0)),
+        put(&s, &object("m", 1), generation_match(0)).await,
         Ok(None)
     );
     assert_eq!(
-        put(s.as_ref(), &object("m", 2), generation_match(0)),
+        put(&s, &object("m", 2), generation_match(0)).await,
         Err(PutRefused::Precondition(Some(1)))
     );
     assert_eq!(
-        put(s.as_ref(), &object("m", 2), generation_match(1)),
+        put(&s, &object("m", 2), generation_match(1)).await,
         Ok(Some("blob-1".into())),
         "the replaced generation's blob is handed back for deletion"
     );
-    assert_eq!(s.get_object("b1", "m").unwrap(), Some(object("m", 2)));
+    assert_eq!(s.get_object("b1", "m").await.unwrap(), Some(object("m", 2)));
     assert_eq!(
-        s.delete_object("b1", "m", generation_match(1)).unwrap(),
+        s.delete_object("b1", "m", generation_match(1))
+            .await
+            .unwrap(),
         Err(Some(2))
     );
     assert!(
-        s.get_object("b1", "m").unwrap().is_some(),
+        s.get_object("b1", "m").await.unwrap().is_some(),
         "a refused delete deletes nothing"
     );
     // The replaced generation's blob is no object's any more: the orphan sweep may take it.
     let keys = ["blob-1", "blob-2", "blob-9"].map(String::from);
-    assert_eq!(s.object_blobs_in_use(&keys).unwrap(), ["blob-2"]);
+    assert_eq!(s.object_blobs_in_use(&keys).await.unwrap(), ["blob-2"]);
     for name in ["a/x", "a/é", "a/Z", "a_b", "B", "a/y"] {
-        put(s.as_ref(), &object(name, 5), Preconditions::default()).unwrap();
+        put(&s, &object(name, 5), Preconditions::default())
+            .await
+            .unwrap();
     }
-    let names = |prefix: &str, after: &str, limit| -> Vec<String> {
+    let names = async |prefix: &str, after: &str, limit| -> Vec<String> {
         s.list_objects("b1", prefix, after, limit)
+            .await
             .unwrap()
             .into_iter()
             .map(|o| o.name)
             .collect()
     };
     assert_eq!(
-        names("", "", 100),
+        names("", "", 100).await,
         ["B", "a/Z", "a/x", "a/y", "a/é", "a_b", "m"]
     );
-    assert_eq!(names("a/", "a/Z", 2), ["a/x", "a/y"]);
+    assert_eq!(names("a/", "a/Z", 2).await, ["a/x", "a/y"]);
     assert_eq!(
-        names("a_", "", 100),
+        names("a_", "", 100).await,
         ["a_b"],
         "a prefix is literal, not a LIKE pattern"
     );
     assert!(
-        matches!(s.delete_bucket("b1"), Err(StoreError::AlreadyExists(m)) if m.contains("7 objects"))
+        matches!(s.delete_bucket("b1").await, Err(StoreError::NotEmpty(m)) if m.contains("7 objects"))
     );
 }
 
-fn concurrent_writers_with_if_generation_match_never_both_win(b: &dyn Backend) {
-    bucket(b.open().as_ref());
+async fn concurrent_writers_with_if_generation_match_never_both_win(b: &Backend) {
+    bucket(&*b.open().await).await;
     for round in 0..3 {
         let name = format!("race-{round}");
-        let results = race(b, 8, move |i, s| {
-            put(s, &object(&name, 10 + i as i64), generation_match(0))
-        });
+        let results = race(b, 8, |i, s| {
+            let name = name.clone();
+            async move { put(&s, &object(&name, 10 + i as i64), generation_match(0)).await }
+        })
+        .await;
         let live = b
             .open()
+            .await
             .get_object("b1", &format!("race-{round}"))
+            .await
             .unwrap()
             .unwrap();
         // The losers are told the winner's generation.
@@ -276,51 +516,65 @@ fn concurrent_writers_with_if_generation_match_never_both_win(b: &dyn Backend) {
     }
 }
 
-fn a_challenge_raced_by_two_replicas_is_consumed_once(b: &dyn Backend) {
-    let s = b.open();
+async fn a_challenge_raced_by_two_replicas_is_consumed_once(b: &Backend) {
+    let s = b.open().await;
     s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+        .await
         .unwrap();
     s.create_challenge(&ChallengeRecord {
         name: "c1".into(),
         project_id: ProjectId::parse("alpha-1").unwrap(),
         nonce: vec![9; 32],
-        create_time: 100,
-        expire_time: 200,
+        create_time: at(100),
+        expire_time: at(200),
     })
+    .await
     .unwrap();
-    let results = race(b, 8, |_, s| s.consume_challenge("c1", 150).unwrap());
+    let results = race(b, 8, |_, s| async move {
+        s.consume_challenge("c1", at(150)).await.unwrap()
+    })
+    .await;
     one_winner(&results, |e| *e == ConsumeError::AlreadyUsed);
 }
 
-fn concurrent_policy_writers_with_one_etag_never_both_win(b: &dyn Backend) {
-    let s = b.open();
+async fn concurrent_policy_writers_with_one_etag_never_both_win(b: &Backend) {
+    let s = b.open().await;
     s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+        .await
         .unwrap();
-    let (read, _) = s.get_policy("projects/alpha-1").unwrap();
-    let results = race(b, 6, move |i, s| {
+    let (read, _) = s.get_policy("projects/alpha-1").await.unwrap();
+    let results = race(b, 6, |i, s| {
         let mut p = read.clone();
         p.add_binding(
             "roles/viewer",
             Member::parse(&format!("user:u{i}@x.com")).unwrap(),
         )
         .unwrap();
-        s.set_policy("projects/alpha-1", &p)
-            .map_err(|e| e.to_string())
-    });
+        async move {
+            s.set_policy("projects/alpha-1", &p)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await;
     one_winner(&results, |e| e.contains("stale"));
 }
 
-fn replicas_starting_together_agree_on_a_secret(b: &dyn Backend) {
-    let values = race(b, 6, |i, s| {
-        s.secret_or_insert("hmac", &[i as u8; 32]).unwrap()
-    });
+async fn replicas_starting_together_agree_on_a_secret(b: &Backend) {
+    let values = race(b, 6, |i, s| async move {
+        s.secret_or_insert("hmac", &[i as u8; 32]).await.unwrap()
+    })
+    .await;
     assert!(values.iter().all(|v| *v == values[0]), "{values:?}");
-    assert_eq!(b.open().secret("hmac").unwrap().as_ref(), Some(&values[0]));
+    assert_eq!(
+        b.open().await.secret("hmac").await.unwrap().as_ref(),
+        Some(&values[0])
+    );
 }
 
-fn upload_sessions_advance_only_from_the_offset_they_hold(b: &dyn Backend) {
-    let s = b.open();
-    bucket(s.as_ref());
+async fn upload_sessions_advance_only_from_the_offset_they_hold(b: &Backend) {
+    let s = b.open().await;
+    bucket(&s).await;
     let session = UploadSession {
         upload_id: "u1".into(),
         bucket: "b1".into(),
@@ -331,34 +585,35 @@ fn upload_sessions_advance_only_from_the_offset_they_hold(b: &dyn Backend) {
             Email::parse("creator@x.com").unwrap(),
         )),
         received: 0,
-        create_time: 100,
+        create_time: at(100),
     };
-    s.create_upload_session(&session).unwrap();
-    let moved = race(b, 6, |_, s| {
-        s.advance_upload_session("u1", 0, 1024).unwrap()
-    });
+    s.create_upload_session(&session).await.unwrap();
+    let moved = race(b, 6, |_, s| async move {
+        s.advance_upload_session("u1", 0, 1024).await.unwrap()
+    })
+    .await;
     assert_eq!(
         moved.iter().filter(|m| **m).count(),
         1,
         "one chunk at offset 0, not several"
     );
-    let got = s.get_upload_session("u1").unwrap().unwrap();
+    let got = s.get_upload_session("u1").await.unwrap().unwrap();
     assert_eq!(
         (got.received, got.preconditions, &got.creator),
         (1024, session.preconditions, &session.creator)
     );
     // Only sessions made before the cutoff are stale (the expiry sweep's question).
-    assert!(s.stale_upload_sessions(100).unwrap().is_empty());
-    let stale = s.stale_upload_sessions(101).unwrap();
+    assert!(s.stale_upload_sessions(at(100)).await.unwrap().is_empty());
+    let stale = s.stale_upload_sessions(at(101)).await.unwrap();
     assert_eq!(stale.len(), 1);
     assert_eq!(
         (stale[0].upload_id.as_str(), stale[0].received),
         ("u1", 1024)
     );
-    assert!(s.delete_upload_session("u1").unwrap());
-    assert!(s.get_upload_session("u1").unwrap().is_none());
+    assert!(s.delete_upload_session("u1").await.unwrap());
+    assert!(s.get_upload_session("u1").await.unwrap().is_none());
 
-    s.create_repository(&repository()).unwrap();
+    s.create_repository(&repository()).await.unwrap();
     let image = image();
     s.create_registry_upload(&RegistryUpload {
         upload_id: "r1".into(),
@@ -366,90 +621,110 @@ fn upload_sessions_advance_only_from_the_offset_they_hold(b: &dyn Backend) {
         received: 0,
         chunks: 0,
         single_chunk_sha256: None,
-        create_time: 100,
+        create_time: at(100),
     })
+    .await
     .unwrap();
-    assert!(s.advance_registry_upload("r1", 0, 10, "sha256:aa").unwrap());
-    assert!(!s.advance_registry_upload("r1", 0, 10, "sha256:bb").unwrap());
-    let one = s.get_registry_upload("r1").unwrap().unwrap();
+    assert!(
+        s.advance_registry_upload("r1", 0, 10, "sha256:aa")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.advance_registry_upload("r1", 0, 10, "sha256:bb")
+            .await
+            .unwrap()
+    );
+    let one = s.get_registry_upload("r1").await.unwrap().unwrap();
     assert_eq!(
         (one.received, one.chunks, one.single_chunk_sha256.as_deref()),
         (10, 1, Some("sha256:aa"))
     );
-    assert!(s.advance_registry_upload("r1", 10, 5, "sha256:cc").unwrap());
-    let two = s.get_registry_upload("r1").unwrap().unwrap();
+    assert!(
+        s.advance_registry_upload("r1", 10, 5, "sha256:cc")
+            .await
+            .unwrap()
+    );
+    let two = s.get_registry_upload("r1").await.unwrap().unwrap();
     assert_eq!(
         (two.received, two.chunks, two.single_chunk_sha256),
         (15, 2, None)
     );
-    assert_eq!(s.stale_registry_uploads(101).unwrap().len(), 1);
-    assert!(s.stale_registry_uploads(100).unwrap().is_empty());
+    assert_eq!(s.stale_registry_uploads(at(101)).await.unwrap().len(), 1);
+    assert!(s.stale_registry_uploads(at(100)).await.unwrap().is_empty());
 }
 
 /// A project with key ring `r` holding crypto key `k`, version 1 wrapped as `[1; 60]`.
-fn kms_key(s: &dyn MetadataStore) -> (KmsKeyRing, KmsCryptoKey, KmsKeyVersion) {
+async fn kms_key(s: &Store) -> (KmsKeyRing, KmsCryptoKey, KmsKeyVersion) {
     s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+        .await
         .unwrap();
     let ring = KmsKeyRing {
         name: "projects/alpha-1/locations/global/keyRings/r".into(),
         project_id: ProjectId::parse("alpha-1").unwrap(),
-        create_time: "t".into(),
+        create_time: T,
     };
-    s.create_key_ring(&ring).unwrap();
+    s.create_key_ring(&ring).await.unwrap();
     let key = KmsCryptoKey {
         name: format!("{}/cryptoKeys/k", ring.name),
         key_ring: ring.name.clone(),
-        purpose: "ENCRYPT_DECRYPT".into(),
+        purpose: KeyPurpose::EncryptDecrypt,
         primary_version: 1,
-        create_time: "t".into(),
+        create_time: T,
     };
     let first = KmsKeyVersion {
         key: key.name.clone(),
         version: 1,
-        state: "ENABLED".into(),
+        state: KeyVersionState::Enabled,
         wrapped_material: vec![1; 60],
-        create_time: "t".into(),
+        create_time: T,
     };
-    s.create_crypto_key(&key, &first).unwrap();
+    s.create_crypto_key(&key, &first).await.unwrap();
     (ring, key, first)
 }
 
-fn key_rotation_keeps_old_versions(b: &dyn Backend) {
-    let s = b.open();
-    let (ring, key, first) = kms_key(s.as_ref());
+async fn key_rotation_keeps_old_versions(b: &Backend) {
+    let s = b.open().await;
+    let (ring, key, first) = kms_key(&s).await;
     assert!(matches!(
-        s.create_key_ring(&ring),
+        s.create_key_ring(&ring).await,
         Err(StoreError::AlreadyExists(_))
     ));
     assert_eq!(
-        s.rotate_crypto_key(&key.name, vec![2; 60], "t2").unwrap(),
+        s.rotate_crypto_key(&key.name, vec![2; 60], T2)
+            .await
+            .unwrap(),
         2
     );
     assert_eq!(
         s.get_crypto_key(&key.name)
+            .await
             .unwrap()
             .unwrap()
             .primary_version,
         2
     );
-    assert_eq!(s.get_key_version(&key.name, 1).unwrap(), Some(first));
-    assert_eq!(s.list_key_versions(&key.name).unwrap().len(), 2);
+    assert_eq!(s.get_key_version(&key.name, 1).await.unwrap(), Some(first));
+    assert_eq!(s.list_key_versions(&key.name).await.unwrap().len(), 2);
     assert!(matches!(
-        s.rotate_crypto_key("projects/alpha-1/nope", vec![], "t"),
+        s.rotate_crypto_key("projects/alpha-1/nope", vec![], T)
+            .await,
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(
         s.list_key_rings("projects/alpha-1/locations/global")
+            .await
             .unwrap(),
         vec![ring.clone()]
     );
     assert!(
         s.list_key_rings("projects/alpha-1/locations/glob")
+            .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
-        s.get_policy(&key.name).unwrap().1.as_deref(),
+        s.get_policy(&key.name).await.unwrap().1.as_deref(),
         Some(ring.name.as_str())
     );
 }
@@ -461,7 +736,7 @@ fn repository() -> RepositoryRecord {
         repository_id: "models".into(),
         format: "DOCKER".into(),
         description: String::new(),
-        create_time: "t".into(),
+        create_time: T,
     }
 }
 
@@ -472,11 +747,12 @@ fn image() -> ImageRef {
     }
 }
 
-fn manifests_need_their_content_and_tags_list_in_order(b: &dyn Backend) {
-    let s = b.open();
+async fn manifests_need_their_content_and_tags_list_in_order(b: &Backend) {
+    let s = b.open().await;
     s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+        .await
         .unwrap();
-    s.create_repository(&repository()).unwrap();
+    s.create_repository(&repository()).await.unwrap();
     let image = image();
     let manifest = ManifestRecord {
         digest: "sha256:m1".into(),
@@ -484,7 +760,7 @@ fn manifests_need_their_content_and_tags_list_in_order(b: &dyn Backend) {
         content: b"{}".to_vec(),
         subject: None,
         artifact_type: None,
-        create_time: "t".into(),
+        create_time: T,
     };
     let refs = ManifestRefs {
         blobs: vec!["sha256:b1".into()],
@@ -492,11 +768,12 @@ fn manifests_need_their_content_and_tags_list_in_order(b: &dyn Backend) {
     };
     assert_eq!(
         s.put_manifest(&image, &manifest, &refs, Some("v1"))
+            .await
             .unwrap(),
         Err("sha256:b1".into())
     );
     assert!(
-        s.get_manifest(&image, "sha256:m1").unwrap().is_none(),
+        s.get_manifest(&image, "sha256:m1").await.unwrap().is_none(),
         "refused means nothing stored"
     );
     let blob = RegistryBlob {
@@ -504,7 +781,7 @@ fn manifests_need_their_content_and_tags_list_in_order(b: &dyn Backend) {
         size: 4,
         blob_key: "k1".into(),
     };
-    assert_eq!(s.put_blob(&image, &blob).unwrap(), None);
+    assert_eq!(s.put_blob(&image, &blob).await.unwrap(), None);
     assert_eq!(
         s.put_blob(
             &image,
@@ -513,6 +790,7 @@ fn manifests_need_their_content_and_tags_list_in_order(b: &dyn Backend) {
                 ..blob.clone()
             }
         )
+        .await
         .unwrap(),
         Some("k2".into()),
         "a second copy of a digest is handed back for deletion"
@@ -522,45 +800,54 @@ fn manifests_need_their_content_and_tags_list_in_order(b: &dyn Backend) {
         ..image.clone()
     };
     assert!(
-        s.linked_blob(&other, "sha256:b1").unwrap().is_none(),
+        s.linked_blob(&other, "sha256:b1").await.unwrap().is_none(),
         "blobs are linked per image"
     );
     assert_eq!(
-        s.mount_blob(&other, &image, "sha256:b1").unwrap(),
+        s.mount_blob(&other, &image, "sha256:b1").await.unwrap(),
         Some(blob.clone())
     );
     for tag in ["v1", "V2", "latest"] {
         assert_eq!(
-            s.put_manifest(&image, &manifest, &refs, Some(tag)).unwrap(),
+            s.put_manifest(&image, &manifest, &refs, Some(tag))
+                .await
+                .unwrap(),
             Ok(())
         );
     }
     assert_eq!(
-        s.list_tags(&image, None, 10).unwrap(),
+        s.list_tags(&image, None, 10).await.unwrap(),
         ["V2", "latest", "v1"]
     );
-    assert_eq!(s.list_tags(&image, Some("V2"), 1).unwrap(), ["latest"]);
     assert_eq!(
-        s.resolve_tag(&image, "v1").unwrap().as_deref(),
+        s.list_tags(&image, Some("V2"), 1).await.unwrap(),
+        ["latest"]
+    );
+    assert_eq!(
+        s.resolve_tag(&image, "v1").await.unwrap().as_deref(),
         Some("sha256:m1")
     );
-    let versions = s.list_image_versions(&repository().name()).unwrap();
+    let versions = s.list_image_versions(&repository().name()).await.unwrap();
     assert_eq!(versions.len(), 1);
     assert_eq!(
         (versions[0].size, versions[0].tags.clone()),
         (2, vec!["V2".into(), "latest".into(), "v1".into()])
     );
-    assert!(s.delete_manifest(&image, "sha256:m1").unwrap());
+    assert!(s.delete_manifest(&image, "sha256:m1").await.unwrap());
     assert!(
-        s.resolve_tag(&image, "v1").unwrap().is_none(),
+        s.resolve_tag(&image, "v1").await.unwrap().is_none(),
         "tags go with their manifest"
     );
-    assert_eq!(s.delete_repository(&repository().name()).unwrap(), ["k1"]);
+    assert_eq!(
+        s.delete_repository(&repository().name()).await.unwrap(),
+        ["k1"]
+    );
 }
 
-fn instances_round_trip_and_filter_by_zone(b: &dyn Backend) {
-    let s = b.open();
+async fn instances_round_trip_and_filter_by_zone(b: &Backend) {
+    let s = b.open().await;
     s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+        .await
         .unwrap();
     let instance = |zone: &str, name: &str, id| InstanceRecord {
         project_id: ProjectId::parse("alpha-1").unwrap(),
@@ -569,95 +856,107 @@ fn instances_round_trip_and_filter_by_zone(b: &dyn Backend) {
         id,
         service_account: "sa@alpha-1.iam.gserviceaccount.com".into(),
         metadata: BTreeMap::from([("tee-image-reference".into(), "r/i:t".into())]),
-        confidential_type: "VTPM".into(),
-        status: "RUNNING".into(),
-        create_time: "t".into(),
+        confidential_type: ConfidentialType::Vtpm,
+        status: InstanceStatus::Running,
+        create_time: T,
     };
     let a = instance("us-west1-b", "a", u64::MAX - 1);
-    s.create_instance(&a).unwrap();
+    s.create_instance(&a).await.unwrap();
     s.create_instance(&instance("europe-west4-a", "b", 7))
+        .await
         .unwrap();
     assert!(matches!(
-        s.create_instance(&a),
+        s.create_instance(&a).await,
         Err(StoreError::AlreadyExists(_))
     ));
     assert_eq!(
-        s.get_instance(&a.resource_name()).unwrap(),
+        s.get_instance(&a.resource_name()).await.unwrap(),
         Some(a.clone()),
         "a 64-bit id survives"
     );
     let alpha = ProjectId::parse("alpha-1").unwrap();
-    assert_eq!(s.list_instances(&alpha, "-").unwrap().len(), 2);
+    assert_eq!(s.list_instances(&alpha, "-").await.unwrap().len(), 2);
     assert_eq!(
-        s.list_instances(&alpha, "us-west1-b").unwrap(),
+        s.list_instances(&alpha, "us-west1-b").await.unwrap(),
         vec![a.clone()]
     );
     assert!(
-        s.set_instance_status(&a.resource_name(), "TERMINATED")
+        s.set_instance_status(&a.resource_name(), InstanceStatus::Terminated)
+            .await
             .unwrap()
     );
-    assert!(s.delete_instance(&a.resource_name()).unwrap());
+    assert!(s.delete_instance(&a.resource_name()).await.unwrap());
     assert!(
-        !s.set_instance_status(&a.resource_name(), "RUNNING")
+        !s.set_instance_status(&a.resource_name(), InstanceStatus::Running)
+            .await
             .unwrap()
     );
 }
 
-fn a_lapsed_replica_lease_terminates_its_instances_once(b: &dyn Backend) {
-    let s = b.open();
+async fn a_lapsed_replica_lease_terminates_its_instances_once(b: &Backend) {
+    let s = b.open().await;
     s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+        .await
         .unwrap();
-    let instance = |name: &str, id, status: &str| InstanceRecord {
+    let instance = |name: &str, id, status| InstanceRecord {
         project_id: ProjectId::parse("alpha-1").unwrap(),
         zone: "us-west1-b".into(),
         name: name.into(),
         id,
         service_account: "sa@alpha-1.iam.gserviceaccount.com".into(),
         metadata: BTreeMap::new(),
-        confidential_type: "VTPM".into(),
-        status: status.into(),
-        create_time: "t".into(),
+        confidential_type: ConfidentialType::Vtpm,
+        status,
+        create_time: T,
     };
     for (name, id, status) in [
-        ("on-a", u64::MAX - 3, "RUNNING"),
-        ("held-on-a", 11, "SUSPENDED"),
-        ("ended-on-a", 12, "TERMINATED"),
-        ("on-b", 21, "RUNNING"),
+        ("on-a", u64::MAX - 3, InstanceStatus::Running),
+        ("held-on-a", 11, InstanceStatus::Suspended),
+        ("ended-on-a", 12, InstanceStatus::Terminated),
+        ("on-b", 21, InstanceStatus::Running),
     ] {
-        s.create_instance(&instance(name, id, status)).unwrap();
+        s.create_instance(&instance(name, id, status))
+            .await
+            .unwrap();
     }
-    let status = |name: &str| {
+    let status = async |name: &str| {
         s.get_instance(&format!(
             "projects/alpha-1/zones/us-west1-b/instances/{name}"
         ))
+        .await
         .unwrap()
         .unwrap()
         .status
     };
     // 13 was deleted since A's last renewal: nothing to mark.
     assert!(
-        !s.renew_replica_lease("a", 100, &[u64::MAX - 3, 11, 12, 13])
+        !s.renew_replica_lease("a", at(100), &[u64::MAX - 3, 11, 12, 13])
+            .await
             .unwrap(),
         "a first renewal held no lease"
     );
     assert!(
-        s.renew_replica_lease("a", 110, &[u64::MAX - 3, 11, 12, 13])
+        s.renew_replica_lease("a", at(110), &[u64::MAX - 3, 11, 12, 13])
+            .await
             .unwrap()
     );
-    assert!(!s.renew_replica_lease("b", 200, &[21]).unwrap());
+    assert!(!s.renew_replica_lease("b", at(200), &[21]).await.unwrap());
     assert_eq!(
-        s.replica_leases().unwrap(),
-        [("a".to_owned(), 110), ("b".to_owned(), 200)]
+        s.replica_leases().await.unwrap(),
+        [("a".to_owned(), at(110)), ("b".to_owned(), at(200))]
     );
 
     assert_eq!(
-        s.expire_replica_leases(110).unwrap(),
+        s.expire_replica_leases(at(110)).await.unwrap(),
         Vec::<String>::new(),
         "a lease is good until it expires"
     );
-    assert_eq!(status("on-a"), "RUNNING");
+    assert_eq!(status("on-a").await, InstanceStatus::Running);
     // A stopped renewing; B (another handle) takes over A's lapsed lease, and only A's.
-    let expired: Vec<Vec<String>> = race(b, 4, |_, s| s.expire_replica_leases(111).unwrap());
+    let expired: Vec<Vec<String>> = race(b, 4, |_, s| async move {
+        s.expire_replica_leases(at(111)).await.unwrap()
+    })
+    .await;
     let mut all: Vec<String> = expired.concat();
     all.sort();
     assert_eq!(
@@ -668,52 +967,70 @@ fn a_lapsed_replica_lease_terminates_its_instances_once(b: &dyn Backend) {
         ],
         "each of A's live instances is reported by exactly one replica: {expired:?}"
     );
-    assert_eq!(status("on-a"), "TERMINATED");
-    assert_eq!(status("held-on-a"), "TERMINATED");
-    assert_eq!(status("on-b"), "RUNNING", "B's lease has not lapsed");
-    assert_eq!(s.replica_leases().unwrap(), [("b".to_owned(), 200)]);
-    // A comes back: its renewal says its lease was taken over.
-    assert!(!s.renew_replica_lease("a", 300, &[u64::MAX - 3]).unwrap());
+    assert_eq!(status("on-a").await, InstanceStatus::Terminated);
+    assert_eq!(status("held-on-a").await, InstanceStatus::Terminated);
     assert_eq!(
-        s.expire_replica_leases(250).unwrap(),
+        status("on-b").await,
+        InstanceStatus::Running,
+        "B's lease has not lapsed"
+    );
+    assert_eq!(
+        s.replica_leases().await.unwrap(),
+        [("b".to_owned(), at(200))]
+    );
+    // A comes back: its renewal says its lease was taken over.
+    assert!(
+        !s.renew_replica_lease("a", at(300), &[u64::MAX - 3])
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.expire_replica_leases(at(250)).await.unwrap(),
         ["projects/alpha-1/zones/us-west1-b/instances/on-b"]
     );
     assert_eq!(
-        b.open().expire_replica_leases(301).unwrap(),
+        b.open().await.expire_replica_leases(at(301)).await.unwrap(),
         Vec::<String>::new(),
         "an instance already TERMINATED is not reported again"
     );
 }
 
-fn resealing_replaces_every_sealed_value_or_none(b: &dyn Backend) {
-    let s = b.open();
-    let (_, key, _) = kms_key(s.as_ref());
-    s.rotate_crypto_key(&key.name, vec![2; 60], "t2").unwrap();
+async fn resealing_replaces_every_sealed_value_or_none(b: &Backend) {
+    let s = b.open().await;
+    let (_, key, _) = kms_key(&s).await;
+    s.rotate_crypto_key(&key.name, vec![2; 60], T2)
+        .await
+        .unwrap();
     let signing = |wrapped: u8| StoredSigningKey {
         created: 7,
         wrapped: vec![wrapped; 40],
     };
     s.add_signing_key("http://issuer.test", &signing(3))
+        .await
         .unwrap();
-    s.secret_or_insert("access-token-hmac", &[4; 32]).unwrap();
-    s.secret_or_insert("kek-check", &[5; 32]).unwrap();
-    let snapshot = |s: &dyn MetadataStore| {
+    s.secret_or_insert("access-token-hmac", &[4; 32])
+        .await
+        .unwrap();
+    s.secret_or_insert("kek-check", &[5; 32]).await.unwrap();
+    let snapshot = async |s: &Store| {
         (
-            s.list_signing_keys("http://issuer.test").unwrap(),
-            s.secret("access-token-hmac").unwrap(),
-            s.secret("kek-check").unwrap(),
-            s.list_key_versions(&key.name).unwrap(),
+            s.list_signing_keys("http://issuer.test").await.unwrap(),
+            s.secret("access-token-hmac").await.unwrap(),
+            s.secret("kek-check").await.unwrap(),
+            s.list_key_versions(&key.name).await.unwrap(),
         )
     };
-    let before = snapshot(s.as_ref());
+    let before = snapshot(&s).await;
 
     // A value that cannot be resealed (sealed by another KEK, say) stops the whole rotation.
     let err = b
         .open()
+        .await
         .reseal_all(&|place, value| match place {
             SealedPlace::KmsKeyVersion { version: 2, .. } => Err("does not open".into()),
             _ => Ok(value.iter().map(|b| b + 10).collect()),
         })
+        .await
         .unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -722,16 +1039,18 @@ fn resealing_replaces_every_sealed_value_or_none(b: &dyn Backend) {
             key.name
         )
     );
-    assert_eq!(snapshot(s.as_ref()), before, "nothing changed");
+    assert_eq!(snapshot(&s).await, before, "nothing changed");
 
     // Every value is handed over with its place (whose name is its AAD) and replaced.
     let seen = std::sync::Mutex::new(Vec::new());
     let count = b
         .open()
+        .await
         .reseal_all(&|place, value| {
             seen.lock().unwrap().push(place.aad().to_owned());
             Ok(value.iter().map(|b| b + 10).collect())
         })
+        .await
         .unwrap();
     assert_eq!(count, 5);
     let mut seen = seen.into_inner().unwrap();
@@ -746,7 +1065,7 @@ fn resealing_replaces_every_sealed_value_or_none(b: &dyn Backend) {
             key.name.as_str(),
         ]
     );
-    let (keys, token_key, check, versions) = snapshot(s.as_ref());
+    let (keys, token_key, check, versions) = snapshot(&s).await;
     assert_eq!(keys, [signing(13)]);
     assert_eq!(token_key, Some(vec![14; 32]));
     assert_eq!(check, Some(vec![15; 32]));
@@ -764,7 +1083,7 @@ fn project(id: &str, number: u64) -> ProjectRecord {
         id: ProjectId::parse(id).unwrap(),
         number: ProjectNumber(number),
         display_name: id.into(),
-        create_time: "2026-01-01T00:00:00Z".into(),
+        create_time: T,
         creator: "user:a@x.com".into(),
     }
 }
@@ -776,28 +1095,33 @@ fn owner_policy() -> Policy {
     p
 }
 
-fn projects_and_policies_survive_reopen(b: &dyn Backend) {
+async fn projects_and_policies_survive_reopen(b: &Backend) {
     b.open()
+        .await
         .create_project(&project("alpha-1", 123456789012), &owner_policy())
+        .await
         .unwrap();
-    let s = b.open();
+    let s = b.open().await;
     let p = s
         .get_project(&ProjectId::parse("alpha-1").unwrap())
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(p.number, ProjectNumber(123456789012));
-    let (policy, parent) = s.get_policy("projects/alpha-1").unwrap();
+    let (policy, parent) = s.get_policy("projects/alpha-1").await.unwrap();
     assert_eq!(policy.bindings, owner_policy().bindings);
     assert!(parent.is_none());
     assert!(!policy.etag.is_empty());
 }
 
-fn duplicate_project_ids_and_numbers_are_refused(b: &dyn Backend) {
-    let s = b.open();
+async fn duplicate_project_ids_and_numbers_are_refused(b: &Backend) {
+    let s = b.open().await;
     s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+        .await
         .unwrap();
     let e = s
         .create_project(&project("alpha-1", 223456789012), &owner_policy())
+        .await
         .unwrap_err();
     assert!(
         e.to_string().contains("project alpha-1 already exists"),
@@ -805,42 +1129,45 @@ fn duplicate_project_ids_and_numbers_are_refused(b: &dyn Backend) {
     );
     let e = s
         .create_project(&project("beta-22", 123456789012), &owner_policy())
+        .await
         .unwrap_err();
     assert!(e.to_string().contains("project number"), "{e}");
     assert!(
         s.get_project(&ProjectId::parse("beta-22").unwrap())
+            .await
             .unwrap()
             .is_none()
     );
 }
 
-fn a_stale_etag_is_refused_and_changes_nothing(b: &dyn Backend) {
-    let s = b.open();
+async fn a_stale_etag_is_refused_and_changes_nothing(b: &Backend) {
+    let s = b.open().await;
     s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+        .await
         .unwrap();
-    let (mut first, _) = s.get_policy("projects/alpha-1").unwrap();
-    let (mut second, _) = s.get_policy("projects/alpha-1").unwrap();
+    let (mut first, _) = s.get_policy("projects/alpha-1").await.unwrap();
+    let (mut second, _) = s.get_policy("projects/alpha-1").await.unwrap();
     first
         .add_binding("roles/viewer", Member::parse("user:b@x.com").unwrap())
         .unwrap();
-    let stored = s.set_policy("projects/alpha-1", &first).unwrap();
+    let stored = s.set_policy("projects/alpha-1", &first).await.unwrap();
     second
         .add_binding("roles/viewer", Member::parse("user:c@x.com").unwrap())
         .unwrap();
     assert!(matches!(
-        s.set_policy("projects/alpha-1", &second),
+        s.set_policy("projects/alpha-1", &second).await,
         Err(StoreError::StaleEtag { .. })
     ));
-    let (now, _) = s.get_policy("projects/alpha-1").unwrap();
+    let (now, _) = s.get_policy("projects/alpha-1").await.unwrap();
     assert_eq!(now, stored);
     assert!(matches!(
-        s.set_policy("projects/nope-123", &first),
+        s.set_policy("projects/nope-123", &first).await,
         Err(StoreError::NotFound(_))
     ));
 }
 
-fn the_audit_log_is_append_only_and_filterable(b: &dyn Backend) {
-    let s = b.open();
+async fn the_audit_log_is_append_only_and_filterable(b: &Backend) {
+    let s = b.open().await;
     for (i, (res, decision)) in [
         ("projects/a-proj", Decision::Allow),
         ("projects/a-proj/x/y", Decision::Deny),
@@ -867,6 +1194,7 @@ fn the_audit_log_is_append_only_and_filterable(b: &dyn Backend) {
                 .into(),
             ),
         }])
+        .await
         .unwrap();
     }
     let under = |p: &str| AuditFilter {
@@ -875,7 +1203,7 @@ fn the_audit_log_is_append_only_and_filterable(b: &dyn Backend) {
         ..Default::default()
     };
     assert_eq!(
-        s.list_audit(&under("projects/a-proj")).unwrap().len(),
+        s.list_audit(&under("projects/a-proj")).await.unwrap().len(),
         3,
         "prefix is per path segment; resources named elsewhere match by owning project"
     );
@@ -884,20 +1212,21 @@ fn the_audit_log_is_append_only_and_filterable(b: &dyn Backend) {
         limit: 100,
         ..Default::default()
     };
-    assert_eq!(s.list_audit(&denials).unwrap().len(), 2);
+    assert_eq!(s.list_audit(&denials).await.unwrap().len(), 2);
     for sql in [
         "UPDATE audit_log SET decision = 'allow'",
         "DELETE FROM audit_log",
     ] {
-        let e = b.execute(sql).unwrap_err();
+        let e = b.execute(sql).await.unwrap_err();
         assert!(e.contains("append-only"), "{sql}: {e}");
     }
-    assert_eq!(s.list_audit(&denials).unwrap().len(), 2);
+    assert_eq!(s.list_audit(&denials).await.unwrap().len(), 2);
 }
 
-fn service_accounts_inherit_from_their_project_and_vanish_with_their_policy(b: &dyn Backend) {
-    let s = b.open();
+async fn service_accounts_inherit_from_their_project_and_vanish_with_their_policy(b: &Backend) {
+    let s = b.open().await;
     s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+        .await
         .unwrap();
     let sa = ServiceAccountRecord {
         email: Email::parse("sa-1@alpha-1.iam.gserviceaccount.com").unwrap(),
@@ -906,28 +1235,29 @@ fn service_accounts_inherit_from_their_project_and_vanish_with_their_policy(b: &
         display_name: "d".into(),
         description: String::new(),
         disabled: false,
-        create_time: "t".into(),
+        create_time: T,
     };
-    s.create_service_account(&sa).unwrap();
+    s.create_service_account(&sa).await.unwrap();
     assert!(matches!(
-        s.create_service_account(&sa),
+        s.create_service_account(&sa).await,
         Err(StoreError::AlreadyExists(_))
     ));
-    let (policy, parent) = s.get_policy(&sa.resource_name()).unwrap();
+    let (policy, parent) = s.get_policy(&sa.resource_name()).await.unwrap();
     assert!(policy.bindings.is_empty());
     assert_eq!(parent.as_deref(), Some("projects/alpha-1"));
     assert_eq!(
-        s.list_service_accounts(&sa.project_id).unwrap(),
+        s.list_service_accounts(&sa.project_id).await.unwrap(),
         vec![sa.clone()]
     );
-    assert!(s.delete_service_account(&sa.email).unwrap());
-    assert!(!s.delete_service_account(&sa.email).unwrap());
-    assert_eq!(s.get_policy(&sa.resource_name()).unwrap().1, None);
+    assert!(s.delete_service_account(&sa.email).await.unwrap());
+    assert!(!s.delete_service_account(&sa.email).await.unwrap());
+    assert_eq!(s.get_policy(&sa.resource_name()).await.unwrap().1, None);
 }
 
-fn providers_need_their_pool_and_updates_compare_etags(b: &dyn Backend) {
-    let s = b.open();
+async fn providers_need_their_pool_and_updates_compare_etags(b: &Backend) {
+    let s = b.open().await;
     s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+        .await
         .unwrap();
     let pool = "projects/123456789012/locations/global/workloadIdentityPools/pool-1";
     let provider = format!("{pool}/providers/prov-1");
@@ -938,124 +1268,151 @@ fn providers_need_their_pool_and_updates_compare_etags(b: &dyn Backend) {
         etag: "e0".into(),
     };
     assert!(matches!(
-        s.create_federation(&rec(&provider)),
+        s.create_federation(&rec(&provider)).await,
         Err(StoreError::NotFound(_))
     ));
-    s.create_federation(&rec(pool)).unwrap();
-    s.create_federation(&rec(&provider)).unwrap();
+    s.create_federation(&rec(pool)).await.unwrap();
+    s.create_federation(&rec(&provider)).await.unwrap();
     assert_eq!(
         s.list_federation("projects/123456789012/locations/global")
+            .await
             .unwrap()
             .len(),
         1
     );
-    assert_eq!(s.list_federation(pool).unwrap().len(), 1);
+    assert_eq!(s.list_federation(pool).await.unwrap().len(), 1);
     let e1 = s
         .update_federation(&provider, &serde_json::json!({"x": 1}), "e0")
+        .await
         .unwrap();
     assert!(matches!(
-        s.update_federation(&provider, &serde_json::json!({"x": 2}), "e0"),
+        s.update_federation(&provider, &serde_json::json!({"x": 2}), "e0")
+            .await,
         Err(StoreError::StaleEtag { .. })
     ));
-    assert_eq!(s.get_federation(&provider).unwrap().unwrap().etag, e1);
-    assert!(s.delete_federation(pool).unwrap());
+    assert_eq!(s.get_federation(&provider).await.unwrap().unwrap().etag, e1);
+    assert!(s.delete_federation(pool).await.unwrap());
     assert!(
-        s.get_federation(&provider).unwrap().is_none(),
+        s.get_federation(&provider).await.unwrap().is_none(),
         "providers go with their pool"
     );
 }
 
-fn a_challenge_is_consumed_once_and_never_after_it_expires(b: &dyn Backend) {
-    let s = b.open();
+async fn a_challenge_is_consumed_once_and_never_after_it_expires(b: &Backend) {
+    let s = b.open().await;
     s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+        .await
         .unwrap();
     let c = |name: &str, expire_time| ChallengeRecord {
         name: name.into(),
         project_id: ProjectId::parse("alpha-1").unwrap(),
         nonce: vec![1; 32],
-        create_time: 100,
+        create_time: at(100),
         expire_time,
     };
-    s.create_challenge(&c("c1", 200)).unwrap();
-    s.create_challenge(&c("c2", 150)).unwrap();
-    assert_eq!(s.consume_challenge("c1", 120).unwrap(), Ok(c("c1", 200)));
+    s.create_challenge(&c("c1", at(200))).await.unwrap();
+    s.create_challenge(&c("c2", at(150))).await.unwrap();
     assert_eq!(
-        s.consume_challenge("c1", 121).unwrap(),
+        s.consume_challenge("c1", at(120)).await.unwrap(),
+        Ok(c("c1", at(200)))
+    );
+    assert_eq!(
+        s.consume_challenge("c1", at(121)).await.unwrap(),
         Err(ConsumeError::AlreadyUsed)
     );
     assert_eq!(
-        s.consume_challenge("c2", 150).unwrap(),
-        Err(ConsumeError::Expired { expire_time: 150 })
+        s.consume_challenge("c2", at(150)).await.unwrap(),
+        Err(ConsumeError::Expired {
+            expire_time: at(150)
+        })
     );
     assert_eq!(
-        s.consume_challenge("c3", 120).unwrap(),
+        s.consume_challenge("c3", at(120)).await.unwrap(),
         Err(ConsumeError::NotFound)
     );
 }
 
-fn users_and_credentials_round_trip(b: &dyn Backend) {
-    let s = b.open();
+async fn users_and_credentials_round_trip(b: &Backend) {
+    let s = b.open().await;
     let email = Email::parse("a@x.com").unwrap();
     let user = UserRecord {
         email: email.clone(),
         display_name: "A".into(),
         admin: true,
-        create_time: "t".into(),
+        create_time: T,
     };
-    s.create_user(&user).unwrap();
+    s.create_user(&user).await.unwrap();
     assert!(matches!(
-        s.create_user(&user),
+        s.create_user(&user).await,
         Err(StoreError::AlreadyExists(_))
     ));
     let cred = CredentialRecord {
         id: "c1".into(),
         user: email.clone(),
         secret_sha256: [7; 32],
-        create_time: "t".into(),
+        create_time: T,
     };
-    s.create_credential(&cred).unwrap();
-    assert_eq!(s.get_credential("c1").unwrap().unwrap(), cred);
-    assert!(s.get_credential("c2").unwrap().is_none());
-    assert_eq!(s.list_users().unwrap(), vec![user]);
+    s.create_credential(&cred).await.unwrap();
+    assert_eq!(s.get_credential("c1").await.unwrap().unwrap(), cred);
+    assert!(s.get_credential("c2").await.unwrap().is_none());
+    assert_eq!(s.list_users().await.unwrap(), vec![user]);
 }
 
-fn keys_are_listed_oldest_first_and_secrets_keep_the_first_value(b: &dyn Backend) {
-    let store = b.open();
+async fn keys_are_listed_oldest_first_and_secrets_keep_the_first_value(b: &Backend) {
+    let store = b.open().await;
     for created in [30, 10, 20] {
         let key = StoredSigningKey {
             created,
             wrapped: vec![created as u8],
         };
-        store.add_signing_key("https://issuer", &key).unwrap();
+        store.add_signing_key("https://issuer", &key).await.unwrap();
     }
     let listed: Vec<i64> = store
         .list_signing_keys("https://issuer")
+        .await
         .unwrap()
         .iter()
         .map(|k| k.created)
         .collect();
     assert_eq!(listed, [10, 20, 30]);
-    assert!(store.list_signing_keys("other").unwrap().is_empty());
-    assert!(store.delete_signing_key("https://issuer", 10).unwrap());
-    assert!(!store.delete_signing_key("https://issuer", 10).unwrap());
-    assert_eq!(store.secret("hmac").unwrap(), None);
-    assert_eq!(store.secret_or_insert("hmac", b"first").unwrap(), b"first");
+    assert!(store.list_signing_keys("other").await.unwrap().is_empty());
+    assert!(
+        store
+            .delete_signing_key("https://issuer", 10)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_signing_key("https://issuer", 10)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.secret("hmac").await.unwrap(), None);
     assert_eq!(
-        store.secret("hmac").unwrap().as_deref(),
+        store.secret_or_insert("hmac", b"first").await.unwrap(),
+        b"first"
+    );
+    assert_eq!(
+        store.secret("hmac").await.unwrap().as_deref(),
         Some(&b"first"[..])
     );
-    assert_eq!(store.secret_or_insert("hmac", b"second").unwrap(), b"first");
+    assert_eq!(
+        store.secret_or_insert("hmac", b"second").await.unwrap(),
+        b"first"
+    );
 }
 
-fn a_writer_without_replace_never_replaces_and_the_quota_counts_the_project(b: &dyn Backend) {
-    let s = b.open();
-    bucket(s.as_ref());
+async fn a_writer_without_replace_never_replaces_and_the_quota_counts_the_project(b: &Backend) {
+    let s = b.open().await;
+    bucket(&s).await;
     let creator = PutLimits {
         may_replace: false,
         project_quota: None,
     };
     assert_eq!(
         s.put_object(&object("m", 1), Preconditions::default(), creator)
+            .await
             .unwrap(),
         Ok(None),
         "creating is allowed"
@@ -1063,14 +1420,15 @@ fn a_writer_without_replace_never_replaces_and_the_quota_counts_the_project(b: &
     // The object exists by the time the write commits: refused, whatever the preconditions.
     for pre in [Preconditions::default(), generation_match(1)] {
         assert_eq!(
-            s.put_object(&object("m", 2), pre, creator).unwrap(),
+            s.put_object(&object("m", 2), pre, creator).await.unwrap(),
             Err(PutRefused::WouldReplace(1))
         );
     }
-    assert_eq!(s.get_object("b1", "m").unwrap(), Some(object("m", 1)));
+    assert_eq!(s.get_object("b1", "m").await.unwrap(), Some(object("m", 1)));
     // Objects are 3 bytes: one live, so a quota of 5 takes a replacement but not a second.
     assert_eq!(
         s.project_storage_bytes(&ProjectId::parse("alpha-1").unwrap())
+            .await
             .unwrap(),
         3
     );
@@ -1080,27 +1438,29 @@ fn a_writer_without_replace_never_replaces_and_the_quota_counts_the_project(b: &
     };
     assert_eq!(
         s.put_object(&object("m", 2), Preconditions::default(), quota(5))
+            .await
             .unwrap(),
         Ok(Some("blob-1".into()))
     );
     assert_eq!(
         s.put_object(&object("n", 3), Preconditions::default(), quota(5))
+            .await
             .unwrap(),
         Err(PutRefused::OverQuota { used: 3, quota: 5 })
     );
-    assert_eq!(s.get_object("b1", "n").unwrap(), None);
+    assert_eq!(s.get_object("b1", "n").await.unwrap(), None);
     // A bucket deleted while its upload streamed: NotFound, not a database error.
     let mut orphan = object("o", 4);
     orphan.bucket = "gone".into();
     assert!(matches!(
-        s.put_object(&orphan, Preconditions::default(), PutLimits::NONE),
+        s.put_object(&orphan, Preconditions::default(), PutLimits::NONE).await,
         Err(StoreError::NotFound(m)) if m.contains("gone")
     ));
 }
 
-fn deleting_a_bucket_cancels_its_upload_sessions(b: &dyn Backend) {
-    let s = b.open();
-    bucket(s.as_ref());
+async fn deleting_a_bucket_cancels_its_upload_sessions(b: &Backend) {
+    let s = b.open().await;
+    bucket(&s).await;
     for (id, received) in [("u1", 0), ("u2", 4096)] {
         s.create_upload_session(&UploadSession {
             upload_id: id.into(),
@@ -1110,12 +1470,14 @@ fn deleting_a_bucket_cancels_its_upload_sessions(b: &dyn Backend) {
             preconditions: Preconditions::default(),
             creator: None,
             received,
-            create_time: 100,
+            create_time: at(100),
         })
+        .await
         .unwrap();
     }
     let mut cancelled: Vec<_> = s
         .delete_bucket("b1")
+        .await
         .unwrap()
         .expect("the bucket existed")
         .into_iter()
@@ -1123,7 +1485,7 @@ fn deleting_a_bucket_cancels_its_upload_sessions(b: &dyn Backend) {
         .collect();
     cancelled.sort();
     assert_eq!(cancelled, [("u1".into(), 0), ("u2".into(), 4096)]);
-    assert!(s.get_upload_session("u1").unwrap().is_none());
-    assert!(s.get_bucket("b1").unwrap().is_none());
-    assert_eq!(s.delete_bucket("b1").unwrap(), None, "already gone");
+    assert!(s.get_upload_session("u1").await.unwrap().is_none());
+    assert!(s.get_bucket("b1").await.unwrap().is_none());
+    assert_eq!(s.delete_bucket("b1").await.unwrap(), None, "already gone");
 }
