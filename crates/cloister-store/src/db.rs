@@ -72,11 +72,15 @@ pub(crate) fn int(v: u64) -> Result<i64, StoreError> {
     })
 }
 
-/// A time kept as RFC 3339 text (sortable: always UTC, as Google's APIs write it).
+/// A time kept as RFC 3339 text: UTC with all nine fractional digits, so that text order is
+/// time order (`ORDER BY create_time`, `>=` comparisons) and nothing is lost.
 pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
+    const FIXED: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z"
+    );
     // A UTC time in years 0..=9999 always formats.
     t.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
+        .format(FIXED)
         .unwrap_or_default()
 }
 

@@ -17,7 +17,7 @@ pub enum StoreError {
     )]
     StaleEtag { resource: String, given: String },
     /// The database refused or failed a statement; `statement` says which.
-    #[error("metadata database error in `{statement}`")]
+    #[error("metadata database error in `{statement}`: {source}")]
     Database {
         statement: String,
         #[source]

@@ -124,7 +124,44 @@ conformance!(
     a_schema_newer_than_this_build_is_refused,
     reference_values_are_replaced_by_measurement_and_listed_in_order,
     every_resource_is_found_by_its_name_and_listed_under_its_parent,
+    image_versions_list_in_time_order_whatever_their_fractional_seconds,
 );
+
+async fn image_versions_list_in_time_order_whatever_their_fractional_seconds(b: &Backend) {
+    let s = b.open().await;
+    s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+        .await
+        .unwrap();
+    s.create_repository(&repository()).await.unwrap();
+    // A whole second written as text ("…:40Z") sorts after a later time with a fraction
+    // ("…:40.1Z") unless every time is written with the same number of digits.
+    let whole = at(1_700_000_040);
+    for (digest, time) in [
+        ("sha256:later", whole + time::Duration::milliseconds(100)),
+        ("sha256:first", whole),
+    ] {
+        let manifest = ManifestRecord {
+            digest: digest.into(),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            content: b"{}".to_vec(),
+            subject: None,
+            artifact_type: None,
+            create_time: time,
+        };
+        s.put_manifest(&image(), &manifest, &ManifestRefs::default(), None)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let order: Vec<String> = s
+        .list_image_versions(&repository().name())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.digest)
+        .collect();
+    assert_eq!(order, ["sha256:first", "sha256:later"]);
+}
 
 /// Each table and its columns, by name.
 async fn schema(b: &Backend) -> BTreeMap<String, Vec<String>> {
