@@ -5,10 +5,11 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
-use crate::db::{Db, Pools};
+use crate::db::{Db, Pools, SqliteConnections};
 use crate::error::StoreError;
 use crate::migrate;
 
@@ -18,7 +19,7 @@ use crate::migrate;
 pub const DEFAULT_CONNECTIONS: u32 = 8;
 
 /// SQLite's read-only connections beside its one writer.
-const SQLITE_READERS: u32 = 4;
+const SQLITE_READERS: usize = 4;
 
 /// Statements each connection keeps prepared: more than the store has.
 const STATEMENT_CACHE: usize = 256;
@@ -48,31 +49,15 @@ impl Store {
             // FULL: an acknowledged IAM change or audit entry survives power loss, not just a
             // crash.
             .synchronous(SqliteSynchronous::Full);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            // Writers queue for the one connection; a burst must wait, not fail.
-            .acquire_timeout(Duration::from_secs(300))
-            .test_before_acquire(false)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(writer_options)
-            .await
-            .map_err(unavailable)?;
-        {
-            let mut conn = writer.acquire().await.map_err(unavailable)?;
-            migrate::sqlite(&mut conn).await?;
+        let mut writer = writer_options.connect().await.map_err(unavailable)?;
+        migrate::sqlite(&mut writer).await?;
+        let mut readers = Vec::new();
+        for _ in 0..SQLITE_READERS {
+            let reader = common.clone().read_only(true);
+            readers.push(reader.connect().await.map_err(unavailable)?);
         }
-        let readers = SqlitePoolOptions::new()
-            .max_connections(SQLITE_READERS)
-            .acquire_timeout(Duration::from_secs(300))
-            .test_before_acquire(false)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(common.read_only(true))
-            .await
-            .map_err(unavailable)?;
         Ok(Store {
-            db: Db::new(Pools::Sqlite { writer, readers }),
+            db: Db::new(Pools::Sqlite(SqliteConnections::new(writer, readers))),
         })
     }
 
