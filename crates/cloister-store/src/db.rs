@@ -19,23 +19,21 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cloister_domain::{Email, ProjectId};
-use sqlx::postgres::{PgPool, PgRow};
+use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Database, Decode, Executor, Postgres, Sqlite, Type};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use sqlx::{Database, Decode, Executor, PgConnection, Postgres, Sqlite, SqliteConnection, Type};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-
-use sqlx::SqliteConnection;
-use tokio::sync::{Mutex, MutexGuard, OwnedMutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::error::StoreError;
 
 /// How often a write that lost a serialization race is tried again.
-const WRITE_ATTEMPTS: u32 = 30;
+const WRITE_ATTEMPTS: usize = 30;
 
 /// A statement's argument. Owned, so a statement can run again after a dropped connection.
 #[derive(Debug, Clone)]
@@ -308,8 +306,8 @@ fn lost_race(e: &StoreError) -> bool {
 
 /// Whether `e` came from a connection the server dropped: the socket closed, or the server's
 /// last words were a shutdown or connection error (class 57P, 08), which may arrive before the
-/// client notices the close. (sqlx tests each connection as it goes back to the pool and
-/// closes a dead one, so the retry gets another.)
+/// client notices the close. Such a connection is dropped from its slot; the slot opens a new
+/// one when next used.
 fn connection_lost(e: &StoreError) -> bool {
     match e {
         StoreError::Database { source, .. } => match source {
@@ -323,66 +321,111 @@ fn connection_lost(e: &StoreError) -> bool {
     }
 }
 
-/// The backends' connections.
-pub(crate) enum Pools {
-    Sqlite(SqliteConnections),
-    Postgres { pool: PgPool, size: u32 },
-}
-
-/// SQLite's connections, held here rather than in an sqlx pool: a pool tests every connection
-/// it takes back with a round trip to the connection's thread, which doubled the cost of every
-/// statement (measured: server CPU per STS exchange 0.6 ms with rusqlite, 1.4 ms on the pool).
-pub(crate) struct SqliteConnections {
-    writer: Arc<Mutex<Writer>>,
-    readers: Vec<Mutex<SqliteConnection>>,
-    next_reader: AtomicUsize,
-}
-
-/// The one writer connection, and whether a transaction is open on it: a caller cancelled
-/// mid-transaction (its request dropped) leaves one open, which the next caller rolls back.
-struct Writer {
-    conn: SqliteConnection,
+/// One connection the store keeps (opened when first needed, and again after the server
+/// dropped it), and whether a transaction is open on it: a caller cancelled mid-transaction
+/// (its request dropped) leaves one open, which the next caller rolls back.
+///
+/// Kept by hand rather than in sqlx's pool: the pool tests every connection it takes back with
+/// a round trip (to SQLite's connection thread, or to PostgreSQL), which doubled the cost of a
+/// statement and held each PostgreSQL connection through the round trip (measured with
+/// `scripts/bench-against.py`, see the store's issue).
+struct Slot<C> {
+    conn: Option<C>,
     in_transaction: bool,
 }
 
-impl Writer {
-    async fn run(&mut self, sql: &'static str) -> Result<(), StoreError> {
-        query(sql).execute_on(&mut self.conn).await.map(drop)
-    }
-
-    /// Rolls back what a cancelled caller left open.
-    async fn settle(&mut self) -> Result<(), StoreError> {
+impl<C> Slot<C>
+where
+    C: sqlx::Connection,
+    C::Database: Backend,
+    for<'c> &'c mut C: Executor<'c, Database = C::Database>,
+{
+    /// The connection, opened if need be, with nothing left open on it.
+    async fn ready(&mut self, options: &C::Options) -> Result<&mut C, StoreError> {
+        if self.conn.is_none() {
+            let conn = C::connect_with(options)
+                .await
+                .map_err(|e| query("connecting").failed(e))?;
+            self.conn = Some(conn);
+        }
         if self.in_transaction {
             self.run("ROLLBACK").await?;
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Unusable("a connection slot lost its connection".into()))
+    }
+
+    /// Runs `sql` on the open connection; forgets the connection when the server dropped it.
+    async fn run(&mut self, sql: &'static str) -> Result<(), StoreError> {
+        let result = match self.conn.as_mut() {
+            Some(conn) => query(sql).execute_on(conn).await.map(drop),
+            None => Ok(()),
+        };
+        self.after(&result);
+        if result.is_ok() {
+            self.in_transaction = sql.starts_with("BEGIN");
+        }
+        result
+    }
+
+    /// Forgets the connection if `result` says the server dropped it (and with it any
+    /// transaction open on it).
+    fn after<T>(&mut self, result: &Result<T, StoreError>) {
+        if result.as_ref().is_err_and(connection_lost) {
+            self.conn = None;
             self.in_transaction = false;
         }
-        Ok(())
     }
 }
 
-impl SqliteConnections {
-    pub(crate) fn new(writer: SqliteConnection, readers: Vec<SqliteConnection>) -> Self {
+/// Connections of one kind (SQLite's writer, SQLite's readers, PostgreSQL's), each behind its
+/// own lock, handed out free ones first.
+pub(crate) struct Slots<C: sqlx::Connection> {
+    slots: Vec<Arc<Mutex<Slot<C>>>>,
+    next: AtomicUsize,
+    options: C::Options,
+}
+
+impl<C: sqlx::Connection> Slots<C> {
+    /// `n` slots, the first holding `first` (already open, e.g. for the migrations).
+    pub(crate) fn new(n: usize, options: C::Options, first: Option<C>) -> Self {
+        let mut first = first;
+        let slots = (0..n.max(1))
+            .map(|_| {
+                Arc::new(Mutex::new(Slot {
+                    conn: first.take(),
+                    in_transaction: false,
+                }))
+            })
+            .collect();
         Self {
-            writer: Arc::new(Mutex::new(Writer {
-                conn: writer,
-                in_transaction: false,
-            })),
-            readers: readers.into_iter().map(Mutex::new).collect(),
-            next_reader: AtomicUsize::new(0),
+            slots,
+            next: AtomicUsize::new(0),
+            options,
         }
     }
 
-    /// A free reader, or the next one in turn once it is free.
-    async fn reader(&self) -> MutexGuard<'_, SqliteConnection> {
-        let n = self.readers.len();
-        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+    /// A free slot, or the next one in turn once it is free.
+    async fn take(&self) -> OwnedMutexGuard<Slot<C>> {
+        let n = self.slots.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..n {
-            if let Ok(reader) = self.readers[(start + i) % n].try_lock() {
-                return reader;
+            if let Ok(slot) = Arc::clone(&self.slots[(start + i) % n]).try_lock_owned() {
+                return slot;
             }
         }
-        self.readers[start % n].lock().await
+        Arc::clone(&self.slots[start % n]).lock_owned().await
     }
+}
+
+/// The backends' connections.
+pub(crate) enum Pools {
+    Sqlite {
+        writer: Slots<SqliteConnection>,
+        readers: Slots<SqliteConnection>,
+    },
+    Postgres(Slots<PgConnection>),
 }
 
 /// Runs statements on a backend, with the rules in this module's doc.
@@ -390,34 +433,54 @@ pub(crate) struct Db {
     pools: Pools,
 }
 
+/// Runs `$body` with `$conn` bound to a ready connection of `$slots`, wrapping rows as `$row`.
+/// A macro because the two backends' connection types differ and nothing else does.
+macro_rules! on_slot {
+    ($slots:expr, |$conn:ident| $body:expr) => {{
+        let mut slot = $slots.take().await;
+        let result = match slot.ready(&$slots.options).await {
+            Ok($conn) => $body.await,
+            Err(e) => Err(e),
+        };
+        slot.after(&result);
+        result
+    }};
+}
+
 impl Db {
     pub(crate) fn new(pools: Pools) -> Self {
         Self { pools }
     }
 
-    /// How often a call runs again after dropped connections: every pooled one may have been
+    /// How often a call runs again after dropped connections: every connection may have been
     /// dropped at once.
-    fn again_after_drops(&self) -> u32 {
+    fn again_after_drops(&self) -> usize {
         match &self.pools {
-            Pools::Sqlite(_) => 0,
-            Pools::Postgres { size, .. } => *size,
+            Pools::Sqlite { .. } => 0,
+            Pools::Postgres(slots) => slots.slots.len(),
         }
     }
 
     /// A read's rows; run again on another connection when the server dropped this one.
     pub(crate) async fn fetch_all(&self, q: Query) -> Result<Vec<Row>, StoreError> {
-        let mut attempt = 0;
+        let mut attempt: usize = 0;
         loop {
             attempt += 1;
             let result = match &self.pools {
-                Pools::Sqlite(c) => q
-                    .rows_on(&mut *c.reader().await)
-                    .await
-                    .map(|rows| rows.into_iter().map(Row::Sqlite).collect()),
-                Pools::Postgres { pool, .. } => q
-                    .rows_on(pool)
-                    .await
-                    .map(|rows| rows.into_iter().map(Row::Postgres).collect()),
+                Pools::Sqlite { readers, .. } => on_slot!(readers, |conn| async {
+                    Ok(q.rows_on(conn)
+                        .await?
+                        .into_iter()
+                        .map(Row::Sqlite)
+                        .collect())
+                }),
+                Pools::Postgres(slots) => on_slot!(slots, |conn| async {
+                    Ok(q.rows_on(conn)
+                        .await?
+                        .into_iter()
+                        .map(Row::Postgres)
+                        .collect())
+                }),
             };
             match result {
                 Err(e) if connection_lost(&e) && attempt <= self.again_after_drops() => {}
@@ -459,14 +522,14 @@ impl Db {
     /// A write that is one statement (atomic on its own), outside any transaction; returns the
     /// rows it changed. Never repeated: when the connection drops, whether it ran is unknown.
     pub(crate) async fn execute(&self, q: Query) -> Result<u64, StoreError> {
-        Ok(match &self.pools {
-            Pools::Sqlite(c) => {
-                let mut writer = c.writer.lock().await;
-                writer.settle().await?;
-                q.execute_on(&mut writer.conn).await?.rows_affected()
-            }
-            Pools::Postgres { pool, .. } => q.execute_on(pool).await?.rows_affected(),
-        })
+        match &self.pools {
+            Pools::Sqlite { writer, .. } => on_slot!(writer, |conn| async {
+                Ok(q.execute_on(conn).await?.rows_affected())
+            }),
+            Pools::Postgres(slots) => on_slot!(slots, |conn| async {
+                Ok(q.execute_on(conn).await?.rows_affected())
+            }),
+        }
     }
 
     /// Runs `body` in a transaction ([`Tx`]) and commits what it did, again from the start
@@ -477,14 +540,16 @@ impl Db {
         F: FnMut(Tx) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        let mut attempt = 0;
+        let mut attempt: usize = 0;
         loop {
             attempt += 1;
             let (result, committing) = match self.begin().await {
                 Ok(tx) => match body(tx.clone()).await {
-                    Ok(value) => (tx.commit().await.map(|()| value), true),
+                    Ok(value) => (tx.end("COMMIT").await.map(|()| value), true),
                     Err(e) => {
-                        tx.roll_back().await;
+                        // Best effort: a rollback that fails leaves the transaction open on
+                        // its connection, and the next caller of that connection rolls back.
+                        let _ = tx.end("ROLLBACK").await;
                         (Err(e), false)
                     }
                 },
@@ -493,7 +558,7 @@ impl Db {
             match result {
                 Err(e) if lost_race(&e) && attempt < WRITE_ATTEMPTS => {
                     // Back off a little, more each time, so racing writers spread out.
-                    let micros = 200 * u64::from(attempt) + u64::from(rand::random::<u8>());
+                    let micros = 200 * attempt as u64 + u64::from(rand::random::<u8>());
                     tokio::time::sleep(Duration::from_micros(micros)).await;
                 }
                 // The server rolled the work back: nothing of it happened.
@@ -508,20 +573,19 @@ impl Db {
 
     async fn begin(&self) -> Result<Tx, StoreError> {
         let inner = match &self.pools {
-            Pools::Sqlite(c) => {
-                let mut writer = Arc::clone(&c.writer).lock_owned().await;
-                writer.settle().await?;
-                writer.run("BEGIN IMMEDIATE").await?;
-                writer.in_transaction = true;
-                TxInner::Sqlite(writer)
+            Pools::Sqlite { writer, .. } => {
+                let mut slot = writer.take().await;
+                slot.ready(&writer.options).await?;
+                slot.run("BEGIN IMMEDIATE").await?;
+                TxInner::Sqlite(slot)
             }
-            Pools::Postgres { pool, .. } => {
-                const BEGIN: &str = "BEGIN ISOLATION LEVEL SERIALIZABLE";
-                TxInner::Postgres(
-                    pool.begin_with(BEGIN)
-                        .await
-                        .map_err(|e| query(BEGIN).failed(e))?,
-                )
+            Pools::Postgres(slots) => {
+                let mut slot = slots.take().await;
+                let ready = slot.ready(&slots.options).await.map(drop);
+                slot.after(&ready);
+                ready?;
+                slot.run("BEGIN ISOLATION LEVEL SERIALIZABLE").await?;
+                TxInner::Postgres(slot)
             }
         };
         Ok(Tx(Arc::new(Mutex::new(Some(inner)))))
@@ -534,10 +598,10 @@ fn first(rows: Vec<Row>, q: &Query) -> Result<Row, StoreError> {
         .ok_or_else(|| q.failed(sqlx::Error::RowNotFound))
 }
 
+/// A connection held for a transaction, which is open on it.
 enum TxInner {
-    /// The writer, held for the transaction, which is open on it.
-    Sqlite(OwnedMutexGuard<Writer>),
-    Postgres(sqlx::Transaction<'static, Postgres>),
+    Sqlite(OwnedMutexGuard<Slot<SqliteConnection>>),
+    Postgres(OwnedMutexGuard<Slot<PgConnection>>),
 }
 
 /// A transaction in progress. A handle: [`Db::transaction`] keeps one to commit when the body
@@ -545,22 +609,36 @@ enum TxInner {
 #[derive(Clone)]
 pub(crate) struct Tx(Arc<Mutex<Option<TxInner>>>);
 
+/// Runs `$body` with `$conn` bound to the transaction's connection.
+macro_rules! in_tx {
+    ($slot:expr, |$conn:ident| $body:expr) => {{
+        let result = match $slot.conn.as_mut() {
+            Some($conn) => $body.await,
+            None => Err(finished()),
+        };
+        $slot.after(&result);
+        result
+    }};
+}
+
 impl Tx {
     pub(crate) async fn fetch_all(&self, q: Query) -> Result<Vec<Row>, StoreError> {
         let mut guard = self.0.lock().await;
         match guard.as_mut().ok_or_else(finished)? {
-            TxInner::Sqlite(writer) => Ok(q
-                .rows_on(&mut writer.conn)
-                .await?
-                .into_iter()
-                .map(Row::Sqlite)
-                .collect()),
-            TxInner::Postgres(tx) => Ok(q
-                .rows_on(&mut **tx)
-                .await?
-                .into_iter()
-                .map(Row::Postgres)
-                .collect()),
+            TxInner::Sqlite(slot) => in_tx!(slot, |conn| async {
+                Ok(q.rows_on(conn)
+                    .await?
+                    .into_iter()
+                    .map(Row::Sqlite)
+                    .collect())
+            }),
+            TxInner::Postgres(slot) => in_tx!(slot, |conn| async {
+                Ok(q.rows_on(conn)
+                    .await?
+                    .into_iter()
+                    .map(Row::Postgres)
+                    .collect())
+            }),
         }
     }
 
@@ -575,31 +653,22 @@ impl Tx {
     /// Runs a statement; returns the rows it changed.
     pub(crate) async fn execute(&self, q: Query) -> Result<u64, StoreError> {
         let mut guard = self.0.lock().await;
-        Ok(match guard.as_mut().ok_or_else(finished)? {
-            TxInner::Sqlite(writer) => q.execute_on(&mut writer.conn).await?.rows_affected(),
-            TxInner::Postgres(tx) => q.execute_on(&mut **tx).await?.rows_affected(),
-        })
-    }
-
-    async fn commit(&self) -> Result<(), StoreError> {
-        match self.0.lock().await.take().ok_or_else(finished)? {
-            TxInner::Sqlite(mut writer) => {
-                // A failed COMMIT leaves the transaction open: the next caller settles it.
-                writer.run("COMMIT").await?;
-                writer.in_transaction = false;
-                Ok(())
-            }
-            TxInner::Postgres(tx) => tx.commit().await.map_err(|e| query("COMMIT").failed(e)),
+        match guard.as_mut().ok_or_else(finished)? {
+            TxInner::Sqlite(slot) => in_tx!(slot, |conn| async {
+                Ok(q.execute_on(conn).await?.rows_affected())
+            }),
+            TxInner::Postgres(slot) => in_tx!(slot, |conn| async {
+                Ok(q.execute_on(conn).await?.rows_affected())
+            }),
         }
     }
 
-    /// Ends the transaction without its changes. (PostgreSQL's rolls back when dropped; a
-    /// SQLite writer left open is settled by its next caller if this does not run.)
-    async fn roll_back(&self) {
-        if let Some(TxInner::Sqlite(mut writer)) = self.0.lock().await.take()
-            && writer.settle().await.is_err()
-        {
-            tracing::warn!("a rollback failed; the next write will roll back again");
+    /// Ends the transaction with `COMMIT` or `ROLLBACK`. One that fails leaves the transaction
+    /// open (or its connection dropped): the connection's next caller rolls back.
+    async fn end(&self, how: &'static str) -> Result<(), StoreError> {
+        match self.0.lock().await.take().ok_or_else(finished)? {
+            TxInner::Sqlite(mut slot) => slot.run(how).await,
+            TxInner::Postgres(mut slot) => slot.run(how).await,
         }
     }
 }

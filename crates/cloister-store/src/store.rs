@@ -6,10 +6,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::ConnectOptions;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Connection, PgConnection};
 
-use crate::db::{Db, Pools, SqliteConnections};
+use crate::db::{Db, Pools, Slots};
 use crate::error::StoreError;
 use crate::migrate;
 
@@ -51,13 +52,13 @@ impl Store {
             .synchronous(SqliteSynchronous::Full);
         let mut writer = writer_options.connect().await.map_err(unavailable)?;
         migrate::sqlite(&mut writer).await?;
-        let mut readers = Vec::new();
-        for _ in 0..SQLITE_READERS {
-            let reader = common.clone().read_only(true);
-            readers.push(reader.connect().await.map_err(unavailable)?);
-        }
+        // Readers open when first needed (the file and its WAL exist by then).
+        let readers = Slots::new(SQLITE_READERS, common.read_only(true), None);
         Ok(Store {
-            db: Db::new(Pools::Sqlite(SqliteConnections::new(writer, readers))),
+            db: Db::new(Pools::Sqlite {
+                writer: Slots::new(1, writer_options, Some(writer)),
+                readers,
+            }),
         })
     }
 
@@ -81,24 +82,14 @@ impl Store {
             ),
             source,
         };
-        let pool = PgPoolOptions::new()
-            .max_connections(connections)
-            .acquire_timeout(Duration::from_secs(10))
-            // A dropped connection is noticed by the statement that meets it (and retried, see
-            // `db.rs`); a test per checkout would double every call's round trips.
-            .test_before_acquire(false)
-            .connect_with(options)
+        // One connection first, for a clear error and the migrations; the rest open as needed.
+        let mut first = PgConnection::connect_with(&options)
             .await
             .map_err(unavailable)?;
-        {
-            let mut conn = pool.acquire().await.map_err(unavailable)?;
-            migrate::postgres(&mut conn).await?;
-        }
+        migrate::postgres(&mut first).await?;
+        let slots = usize::try_from(connections).unwrap_or(usize::MAX);
         Ok(Store {
-            db: Db::new(Pools::Postgres {
-                pool,
-                size: connections,
-            }),
+            db: Db::new(Pools::Postgres(Slots::new(slots, options, Some(first)))),
         })
     }
 }
