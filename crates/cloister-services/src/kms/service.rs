@@ -38,7 +38,7 @@ fn check_id(kind: &str, id: &str) -> Result<(), ApiError> {
     }
 }
 
-/// `projects/P/locations/L`: the project, and the name as given.
+/// `projects/P/locations/L`: the project.
 pub fn parse_location(name: &str) -> Result<ProjectId, ApiError> {
     match name.split('/').collect::<Vec<_>>()[..] {
         ["projects", project, "locations", location] => {
@@ -456,7 +456,6 @@ pub async fn decrypt(
     caller: &Principal,
     req: DecryptRequest,
 ) -> Result<DecryptResponse, ApiError> {
-    parse_crypto_key(&req.name)?;
     let key = crypto_key(
         state,
         caller,
