@@ -35,12 +35,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
-# Python packages: Google's client libraries for the wire-compatibility tests; onnx, numpy and
+# Python packages: Google's client libraries for the wire-compatibility tests (google-cloud-kms
+# brings grpcio: its default transport is gRPC); onnx, numpy and
 # pillow generate the demo model and images; onnxruntime is the reference the workload's
 # results are checked against, and its libonnxruntime.so is the engine the workload loads.
-if ! python3 -c 'import google.auth, google.cloud.storage, requests, jwt, cryptography, onnx, numpy, PIL, onnxruntime; assert onnxruntime.__version__ == "1.24.4"' >/dev/null 2>&1; then
+if ! python3 -c 'import google.auth, google.cloud.storage, google.cloud.kms, requests, jwt, cryptography, onnx, numpy, PIL, onnxruntime; assert onnxruntime.__version__ == "1.24.4"' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check \
-    'google-auth==2.62.2' 'google-cloud-storage==3.17.1' 'requests>=2.31' 'PyJWT[crypto]==2.15.1' \
+    'google-auth==2.62.2' 'google-cloud-storage==3.17.1' 'google-cloud-kms==3.18.0' 'requests>=2.31' 'PyJWT[crypto]==2.15.1' \
     'onnxruntime==1.24.4' 'onnx==1.18.0' 'numpy<2.3' 'pillow==11.3.0'
 fi
 

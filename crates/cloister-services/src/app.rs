@@ -308,6 +308,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(federation::sts::router())
         .merge(oidc::router())
         .merge(kms::router::router())
+        .merge(kms::grpc::router(state.clone()))
         .merge(storage::buckets::router())
         .merge(storage::objects::router())
         .merge(storage::copy::router())
@@ -333,11 +334,21 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .with_state(state)
 }
 
-async fn not_found(uri: Uri) -> ApiError {
+async fn not_found(uri: Uri, headers: axum::http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    // A gRPC client understands a gRPC status, not a JSON body.
+    let grpc = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc {
+        return kms::grpc::unimplemented(uri.path().trim_start_matches('/')).into_response();
+    }
     ApiError::NotFound(format!(
         "No API at {}: check the endpoint and the path",
         uri.path()
     ))
+    .into_response()
 }
 
 /// The embedded default trusts the launcher it ships: its measurement becomes a reference

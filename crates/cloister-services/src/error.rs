@@ -126,14 +126,7 @@ impl From<cloister_domain::PolicyError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, status_name, reason) = self.status();
-        let message = match &self {
-            ApiError::Internal(detail) => {
-                // The detail may name files or SQL; the client gets a generic message.
-                tracing::error!(error = %detail, "internal error");
-                "Internal error. The server log has the details.".to_owned()
-            }
-            other => other.to_string(),
-        };
+        let message = self.client_message();
         let mut error = json!({
             "code": status.as_u16(),
             "message": message,
@@ -161,5 +154,69 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+impl ApiError {
+    /// The message a client sees: an internal error's detail (which may name files or SQL)
+    /// goes to the log instead.
+    fn client_message(&self) -> String {
+        match self {
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                "Internal error. The server log has the details.".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// This error as Google's gRPC APIs answer it: the canonical code the JSON error names in
+    /// `status`, the same message, and for a permission refusal the same `ErrorInfo` detail
+    /// (in `grpc-status-details-bin`, a `google.rpc.Status`, where Google's clients read it).
+    pub fn into_grpc_status(self) -> tonic::Status {
+        use googleapis_tonic_google_rpc::google::rpc;
+        use prost::Message as _;
+        use tonic::Code;
+        let code = match self.status().1 {
+            "INVALID_ARGUMENT" => Code::InvalidArgument,
+            "UNAUTHENTICATED" => Code::Unauthenticated,
+            "PERMISSION_DENIED" => Code::PermissionDenied,
+            "NOT_FOUND" => Code::NotFound,
+            "ALREADY_EXISTS" => Code::AlreadyExists,
+            "ABORTED" => Code::Aborted,
+            "FAILED_PRECONDITION" => Code::FailedPrecondition,
+            "RESOURCE_EXHAUSTED" => Code::ResourceExhausted,
+            "OUT_OF_RANGE" => Code::OutOfRange,
+            // PAYLOAD_TOO_LARGE is REST's alone; gRPC says a message is too large this way.
+            "PAYLOAD_TOO_LARGE" => Code::ResourceExhausted,
+            _ => Code::Internal,
+        };
+        let message = self.client_message();
+        let ApiError::PermissionDenied {
+            permission,
+            resource,
+            ..
+        } = &self
+        else {
+            return tonic::Status::new(code, message);
+        };
+        let info = rpc::ErrorInfo {
+            reason: "IAM_PERMISSION_DENIED".into(),
+            domain: "iam.googleapis.com".into(),
+            metadata: [
+                ("permission".to_owned(), permission.clone()),
+                ("resource".to_owned(), resource.clone()),
+            ]
+            .into(),
+        };
+        let details = rpc::Status {
+            code: code as i32,
+            message: message.clone(),
+            details: vec![prost_types::Any {
+                type_url: "type.googleapis.com/google.rpc.ErrorInfo".into(),
+                value: info.encode_to_vec(),
+            }],
+        };
+        tonic::Status::with_details(code, message, details.encode_to_vec().into())
     }
 }

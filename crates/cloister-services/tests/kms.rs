@@ -208,3 +208,212 @@ async fn bad_ids_oversized_plaintext_and_unknown_keys_are_refused() {
     let (s, _) = api.call(&owner, "POST", "/v1/projects/primus-bank/locations/global/keyRings/primus-ring/cryptoKeys/nope:encrypt", Some(json!({"plaintext": ""}))).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn checksums_are_verified_and_returned_as_googles_int64_strings() {
+    let (api, owner, _) = world().await;
+    let (plaintext, aad) = (b"a data key".as_slice(), b"model.onnx".as_slice());
+    let crc = |d: &[u8]| crc32c::crc32c(d).to_string();
+    // Sent as Google's JSON writes an int64 (a string) and as a plain number: both are read.
+    let body = json!({
+        "plaintext": STANDARD.encode(plaintext),
+        "additionalAuthenticatedData": STANDARD.encode(aad),
+        "plaintextCrc32c": crc(plaintext),
+        "additionalAuthenticatedDataCrc32c": crc32c::crc32c(aad),
+    });
+    let (s, e) = api
+        .call(&owner, "POST", &format!("{KEY}:encrypt"), Some(body))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    assert_eq!(e["verifiedPlaintextCrc32c"], true);
+    assert_eq!(e["verifiedAdditionalAuthenticatedDataCrc32c"], true);
+    let ciphertext = STANDARD.decode(e["ciphertext"].as_str().unwrap()).unwrap();
+    assert_eq!(e["ciphertextCrc32c"], crc(&ciphertext));
+    // Without checksums in the request, the flags are left out (false), as Google's JSON does.
+    let (_, plain) = encrypt(&api, &owner, plaintext, aad).await;
+    assert!(plain.get("verifiedPlaintextCrc32c").is_none(), "{plain}");
+    assert!(plain["ciphertextCrc32c"].is_string(), "{plain}");
+
+    let body = json!({
+        "ciphertext": e["ciphertext"],
+        "additionalAuthenticatedData": STANDARD.encode(aad),
+        "ciphertextCrc32c": crc(&ciphertext),
+        "additionalAuthenticatedDataCrc32c": crc(aad),
+    });
+    let (s, d) = api
+        .call(&owner, "POST", &format!("{KEY}:decrypt"), Some(body))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(d["plaintextCrc32c"], crc(plaintext));
+
+    let wrong = |field: &str| {
+        let mut body = json!({
+            "plaintext": STANDARD.encode(plaintext),
+            "ciphertext": e["ciphertext"],
+            "additionalAuthenticatedData": STANDARD.encode(aad),
+        });
+        body[field] = json!("12345");
+        body
+    };
+    for (method, field, expected) in [
+        (
+            "encrypt",
+            "plaintextCrc32c",
+            "The checksum in field plaintext_crc32c did not match the data in field plaintext.",
+        ),
+        (
+            "encrypt",
+            "additionalAuthenticatedDataCrc32c",
+            "The checksum in field additional_authenticated_data_crc32c did not match the data in field additional_authenticated_data.",
+        ),
+        (
+            "decrypt",
+            "ciphertextCrc32c",
+            "The checksum in field ciphertext_crc32c did not match the data in field ciphertext.",
+        ),
+        (
+            "decrypt",
+            "additionalAuthenticatedDataCrc32c",
+            "The checksum in field additional_authenticated_data_crc32c did not match the data in field additional_authenticated_data.",
+        ),
+    ] {
+        let (s, b) = api
+            .call(
+                &owner,
+                "POST",
+                &format!("{KEY}:{method}"),
+                Some(wrong(field)),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{method} {field}: {b}");
+        assert_eq!(b["error"]["status"], "INVALID_ARGUMENT");
+        assert_eq!(message(&b), expected, "{method} {field}");
+    }
+    let mut not_a_number = wrong("plaintextCrc32c");
+    not_a_number["plaintextCrc32c"] = json!("twelve");
+    let (s, b) = api
+        .call(
+            &owner,
+            "POST",
+            &format!("{KEY}:encrypt"),
+            Some(not_a_number),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+}
+
+#[tokio::test]
+async fn versions_are_listed_and_a_destroyed_version_no_longer_decrypts() {
+    let (api, owner, other) = world().await;
+    let (_, old) = encrypt(&api, &owner, b"before", b"").await;
+    api.call(&owner, "POST", &format!("{KEY}:rotate"), None)
+        .await;
+    let (s, list) = api
+        .call(&owner, "GET", &format!("{KEY}/cryptoKeyVersions"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    let states: Vec<_> = list["cryptoKeyVersions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["name"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+                v["state"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("1".to_owned(), json!("ENABLED")),
+            ("2".to_owned(), json!("ENABLED"))
+        ]
+    );
+    let v1 = format!("{KEY}/cryptoKeyVersions/1");
+    let (s, got) = api.call(&owner, "GET", &v1, None).await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert_eq!(got["algorithm"], "GOOGLE_SYMMETRIC_ENCRYPTION");
+
+    // Destroying needs cloudkms.cryptoKeyVersions.destroy; the refusal changes nothing.
+    let (s, b) = api
+        .call(&other, "POST", &format!("{v1}:destroy"), None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    let (s, destroyed) = api
+        .call(&owner, "POST", &format!("{v1}:destroy"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{destroyed}");
+    assert_eq!(destroyed["state"], "DESTROYED");
+    let name = KEY.trim_start_matches("/v1/");
+    let stored = api
+        .server
+        .state
+        .store
+        .get_key_version(name, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.wrapped_material.is_empty(), "the material is erased");
+
+    let (s, b) = decrypt(&api, &owner, old["ciphertext"].as_str().unwrap(), b"").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(b["error"]["status"], "FAILED_PRECONDITION");
+    assert!(
+        message(&b).ends_with("cryptoKeyVersions/1 is not enabled, current state is: DESTROYED."),
+        "{b}"
+    );
+    let (s, b) = api
+        .call(&owner, "POST", &format!("{v1}:destroy"), None)
+        .await;
+    assert_eq!(
+        (s, b["error"]["status"].clone()),
+        (StatusCode::BAD_REQUEST, json!("FAILED_PRECONDITION")),
+        "{b}"
+    );
+
+    // The primary may be destroyed too (the codelab's cleanup does): encryption then stops.
+    let (s, _) = api
+        .call(
+            &owner,
+            "POST",
+            &format!("{KEY}/cryptoKeyVersions/2:destroy"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = encrypt(&api, &owner, b"after", b"").await;
+    assert_eq!(
+        (s, b["error"]["status"].clone()),
+        (StatusCode::BAD_REQUEST, json!("FAILED_PRECONDITION")),
+        "{b}"
+    );
+    let (_, key) = api.call(&owner, "GET", KEY, None).await;
+    assert_eq!(key["primary"]["state"], "DESTROYED");
+
+    for missing in ["cryptoKeyVersions/9", "cryptoKeyVersions/9:destroy"] {
+        let method = if missing.ends_with(":destroy") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let (s, b) = api
+            .call(&owner, method, &format!("{KEY}/{missing}"), None)
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{missing}: {b}");
+    }
+    for bad in [
+        "cryptoKeyVersions/0",
+        "cryptoKeyVersions/01",
+        "cryptoKeyVersions/x",
+    ] {
+        let (s, b) = api.call(&owner, "GET", &format!("{KEY}/{bad}"), None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {b}");
+    }
+}

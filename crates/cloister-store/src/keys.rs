@@ -134,7 +134,11 @@ impl Store {
                 for r in tx.fetch_all(query("SELECT name, value FROM secrets")).await? {
                     sealed.push((SealedPlace::Secret { name: r.text(0)? }, r.get(1)?));
                 }
-                let versions = query("SELECT key, version, wrapped_material FROM kms_key_versions");
+                // A destroyed version's material is erased: there is nothing to reseal.
+                let versions = query(
+                    "SELECT key, version, wrapped_material FROM kms_key_versions WHERE state <> $1",
+                )
+                .bind(crate::KeyVersionState::Destroyed.as_str());
                 for r in tx.fetch_all(versions).await? {
                     let place = SealedPlace::KmsKeyVersion {
                         key: r.text(0)?,

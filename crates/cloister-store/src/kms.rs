@@ -228,6 +228,31 @@ impl Store {
         self.db.one(q.bind(key).bind(version), version_row).await
     }
 
+    /// Destroys a version at once: its state becomes DESTROYED and its material is erased, so
+    /// nothing it encrypted can be decrypted again. Returns whether this call destroyed it
+    /// (false: it already was); NotFound when the key has no such version.
+    pub async fn destroy_key_version(&self, key: &str, version: u32) -> Result<bool, StoreError> {
+        let destroyed = KeyVersionState::Destroyed.as_str();
+        let q = query(
+            "UPDATE kms_key_versions SET state = $3, wrapped_material = $4
+             WHERE key = $1 AND version = $2 AND state <> $3",
+        );
+        let q = q
+            .bind(key)
+            .bind(version)
+            .bind(destroyed)
+            .bind(Vec::<u8>::new());
+        if self.db.execute(q).await? == 1 {
+            return Ok(true);
+        }
+        match self.get_key_version(key, version).await? {
+            Some(_) => Ok(false),
+            None => Err(StoreError::NotFound(format!(
+                "crypto key version {key}/cryptoKeyVersions/{version}"
+            ))),
+        }
+    }
+
     pub async fn list_key_versions(&self, key: &str) -> Result<Vec<KmsKeyVersion>, StoreError> {
         let q = query(format!(
             "SELECT {VERSION_COLUMNS} FROM kms_key_versions WHERE key = $1 ORDER BY version"

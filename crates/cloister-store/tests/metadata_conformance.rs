@@ -117,6 +117,7 @@ conformance!(
     a_writer_without_replace_never_replaces_and_the_quota_counts_the_project,
     deleting_a_bucket_cancels_its_upload_sessions,
     key_rotation_keeps_old_versions,
+    destroying_a_key_version_erases_it_once_and_resealing_passes_it_by,
     manifests_need_their_content_and_tags_list_in_order,
     instances_round_trip_and_filter_by_zone,
     a_lapsed_replica_lease_terminates_its_instances_once,
@@ -763,6 +764,56 @@ async fn key_rotation_keeps_old_versions(b: &Backend) {
     assert_eq!(
         s.get_policy(&key.name).await.unwrap().1.as_deref(),
         Some(ring.name.as_str())
+    );
+}
+
+async fn destroying_a_key_version_erases_it_once_and_resealing_passes_it_by(b: &Backend) {
+    let s = b.open().await;
+    let (_, key, first) = kms_key(&s).await;
+    s.rotate_crypto_key(&key.name, vec![2; 60], T2)
+        .await
+        .unwrap();
+    assert!(s.destroy_key_version(&key.name, 1).await.unwrap());
+    // Another replica sees it destroyed, and destroying again changes nothing.
+    let other = b.open().await;
+    assert!(!other.destroy_key_version(&key.name, 1).await.unwrap());
+    let v1 = other.get_key_version(&key.name, 1).await.unwrap().unwrap();
+    assert_eq!(
+        v1,
+        KmsKeyVersion {
+            state: KeyVersionState::Destroyed,
+            wrapped_material: Vec::new(),
+            ..first
+        },
+        "the material is erased; the rest stays"
+    );
+    let v2 = s.get_key_version(&key.name, 2).await.unwrap().unwrap();
+    assert_eq!(
+        (v2.state, v2.wrapped_material),
+        (KeyVersionState::Enabled, vec![2; 60])
+    );
+    assert!(matches!(
+        s.destroy_key_version(&key.name, 9).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.destroy_key_version("projects/alpha-1/nope", 1).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // A destroyed version holds nothing sealed: KEK rotation passes it by.
+    let seen = std::sync::Mutex::new(Vec::new());
+    s.reseal_all(&|place, value| {
+        seen.lock().unwrap().push(place.clone());
+        Ok(value.to_vec())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        seen.into_inner().unwrap(),
+        [SealedPlace::KmsKeyVersion {
+            key: key.name.clone(),
+            version: 2
+        }]
     );
 }
 

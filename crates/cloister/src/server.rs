@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -78,10 +79,19 @@ pub struct ServerArgs {
     /// server's own public URL is always allowed].
     #[arg(long, env = "CLOISTER_OIDC_FETCH_ALLOW", value_delimiter = ',')]
     oidc_fetch_allow: Vec<AllowedHost>,
+    /// Serve TLS with this certificate chain (PEM), and --tls-key-file's key: HTTP/1.1 and
+    /// HTTP/2 by ALPN on the one port, so Google's gRPC clients (which always use TLS) reach
+    /// the KMS API [default: plain HTTP/1.1 and HTTP/2 cleartext, for a TLS load balancer in
+    /// front].
+    #[arg(long, env = "CLOISTER_TLS_CERT_FILE", requires = "tls_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert-file's certificate.
+    #[arg(long, env = "CLOISTER_TLS_KEY_FILE", requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
     /// A TOML file with any of: listen, data_dir, public_url, log_format, max_body_bytes,
     /// attestation_token_lifetime_secs, database_url, database_connections, blob_url, kek_file,
     /// replica_lease_secs, max_object_bytes, project_storage_quota_bytes, oidc_fetch_allow (a
-    /// list of HOST[:PORT]).
+    /// list of HOST[:PORT]), tls_cert_file, tls_key_file.
     #[arg(long, env = "CLOISTER_SERVER_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -120,6 +130,8 @@ struct ConfigFile {
     max_object_bytes: Option<u64>,
     project_storage_quota_bytes: Option<u64>,
     oidc_fetch_allow: Option<Vec<String>>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -168,10 +180,21 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             format!("cannot listen on {listen}: pass another address with --listen")
         })?;
     let bound = listener.local_addr()?;
+    let tls = match (
+        args.tls_cert_file.or(file.tls_cert_file),
+        args.tls_key_file.or(file.tls_key_file),
+    ) {
+        (Some(cert), Some(key)) => Some(tls_config(&cert, &key)?),
+        (None, None) => None,
+        _ => anyhow::bail!(
+            "TLS needs both a certificate and its key: set tls_cert_file and tls_key_file (or --tls-cert-file and --tls-key-file)"
+        ),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let public_url = args
         .public_url
         .or(file.public_url)
-        .unwrap_or_else(|| format!("http://{bound}"));
+        .unwrap_or_else(|| format!("{scheme}://{bound}"));
     let kek = key_encryption_key(args.kek_file.or(file.kek_file).as_deref(), &data_dir)?;
     let database_url = args.database_url.or(file.database_url);
     let replica_lease = match args.replica_lease_secs.or(file.replica_lease_secs) {
@@ -256,14 +279,99 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         None => opened.data_dir.metadata_db().display().to_string(),
     };
     let blobs = blob_url.unwrap_or_else(|| opened.data_dir.blob_root().display().to_string());
-    tracing::info!(address = %bound, public_url = %public_url, data_dir = %data_dir.display(), %metadata, %blobs, "cloister server listening");
-    axum::serve(listener, opened.router.clone())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    tracing::info!(address = %bound, public_url = %public_url, data_dir = %data_dir.display(), %metadata, %blobs, tls = tls.is_some(), "cloister server listening");
+    match tls {
+        Some(tls) => serve_tls(listener, opened.router.clone(), tls).await,
+        // HTTP/1.1, and HTTP/2 with prior knowledge (h2c: gRPC behind a TLS load balancer).
+        None => axum::serve(listener, opened.router.clone())
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving HTTP"),
+    }?;
     opened.shutdown().await;
     tracing::info!("cloister server stopped");
     drop(opened.data_dir);
+    Ok(())
+}
+
+/// The TLS server configuration: the certificate chain and key from PEM files, and ALPN
+/// offering HTTP/2 (which gRPC requires) before HTTP/1.1.
+fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<tokio_rustls::rustls::ServerConfig>> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("reading the TLS certificate chain {}", cert.display()))?;
+    if chain.is_empty() {
+        anyhow::bail!("{} holds no PEM certificate", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading the TLS private key {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the TLS certificate and key do not go together")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves `router` over TLS until SIGTERM or SIGINT, then lets in-flight requests finish, as
+/// `axum::serve`'s graceful shutdown does for plain HTTP (which has no TLS of its own).
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    tls: Arc<tokio_rustls::rustls::ServerConfig>,
+) -> Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+    /// A client that connects and never finishes its handshake holds only its own task.
+    const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let builder = Builder::new(TokioExecutor::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(connection) => connection,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, as axum::serve does.
+                    tracing::warn!(error = %e, "accepting a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let (acceptor, builder, router) = (acceptor.clone(), builder.clone(), router.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            };
+            let connection = builder
+                .serve_connection_with_upgrades(
+                    TokioIo::new(stream),
+                    TowerToHyperService::new(router),
+                )
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
     Ok(())
 }
 

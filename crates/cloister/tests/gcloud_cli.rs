@@ -565,6 +565,9 @@ echo
 gcloud kms keyrings create ring --location=global >/dev/null
 gcloud kms keys create key --location=global --keyring=ring --purpose=encryption >/dev/null
 gcloud kms keys list --keyring=ring --location=global --filter="PRIMARY_STATE=(ENABLED)" | grep -q key
+gcloud kms keys versions list --key=key --keyring=ring --location=global --format='value(state)'
+gcloud kms keys versions destroy 1 --key=key --keyring=ring --location=global --quiet >/dev/null
+gcloud kms keys versions describe 1 --key=key --keyring=ring --location=global --format='value(state)'
 gcloud iam workload-identity-pools create pool --location global >/dev/null
 gcloud iam workload-identity-pools list --filter="state=(ACTIVE)" --location=global | grep -q pool
 gcloud iam workload-identity-pools describe pool --location=global --format='value(state)'
@@ -592,7 +595,7 @@ gcloud storage ls | grep -c secundus
     );
     let total = "TOTAL: 3 objects, 18 bytes (18 B)";
     let want = format!(
-        "== ls\ngs://secundus-input/sample_image_1.jpeg\n{total}\n== cat\njpeg 1jpeg 3\nACTIVE\n== rm\ngs://secundus-input/sample_image_3.jpeg\n1\n"
+        "== ls\ngs://secundus-input/sample_image_1.jpeg\n{total}\n== cat\njpeg 1jpeg 3\nENABLED\nDESTROYED\nACTIVE\n== rm\ngs://secundus-input/sample_image_3.jpeg\n1\n"
     );
     assert_eq!(stdout, want);
 }

@@ -30,22 +30,29 @@ impl FromRequestParts<AppState> for Caller {
         let header = parts
             .headers
             .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::Unauthenticated(MISSING.into()))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(jwt::trim)
-            .ok_or_else(|| ApiError::Unauthenticated(MISSING.into()))?;
-        let verified = state.tokens.verify(token).map_err(|e| {
-            ApiError::Unauthenticated(format!("Invalid authentication credential: {e}."))
-        })?;
-        require_active(state, &verified).await?;
-        Ok(Caller(verified.principal))
+            .and_then(|h| h.to_str().ok());
+        authenticate(state, header).await.map(Caller)
     }
+}
+
+/// The principal whose access token is in `authorization` (`Bearer TOKEN`): the value of the
+/// HTTP header, or of the gRPC metadata of the same name, which is that header too.
+pub async fn authenticate(
+    state: &AppState,
+    authorization: Option<&str>,
+) -> Result<Principal, ApiError> {
+    let token = authorization
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(jwt::trim)
+        .ok_or_else(|| ApiError::Unauthenticated(MISSING.into()))?;
+    let verified = state.tokens.verify(token).map_err(|e| {
+        ApiError::Unauthenticated(format!("Invalid authentication credential: {e}."))
+    })?;
+    require_active(state, &verified).await?;
+    Ok(verified.principal)
 }
 
 /// A user or service account deleted (or disabled) after its token was issued loses access

@@ -1,12 +1,16 @@
 //! Cloud KMS subset: key rings, crypto keys (ENCRYPT_DECRYPT, AES-256-GCM) with versions and
 //! rotation, `:encrypt` / `:decrypt` with additional authenticated data, IAM on key rings and
 //! keys. Key material is stored encrypted under the server's key-encryption key (KEK).
+//! Served as REST (`router.rs`) and gRPC (`grpc.rs`), both over the operations in
+//! `service.rs`.
 //!
 //! Ciphertext format (opaque to clients, as Google's is): the key version as a 4-byte
 //! big-endian number, the 12-byte nonce, then AES-256-GCM ciphertext and tag. The version
 //! lets decryption pick the right key after rotation.
 
+pub mod grpc;
 pub mod router;
+pub mod service;
 
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};

@@ -1,17 +1,17 @@
-//! KMS HTTP API (Cloud KMS v1 paths and JSON).
+//! KMS HTTP API (Cloud KMS v1 paths and JSON). The operations are in `service.rs`, shared with
+//! the gRPC service; this module maps paths and JSON to them.
 
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use cloister_domain::{Permission, Principal, ProjectId};
-use cloister_store::{KeyPurpose, KeyVersionState, KmsCryptoKey, KmsKeyRing, KmsKeyVersion};
-use serde::Deserialize;
-use serde_json::{Value, json};
-use time::OffsetDateTime;
+use cloister_domain::Principal;
+use cloister_store::{KmsKeyRing, KmsKeyVersion};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value, json};
 
-use super::{new_key, open, seal};
+use super::service::{self, KeyAndPrimary};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::iam::policy_api;
@@ -20,8 +20,6 @@ use crate::state::AppState;
 use crate::time_util;
 
 const RINGS: &str = "/v1/projects/{project}/locations/{location}/keyRings";
-/// Google's limit on `:encrypt` plaintext.
-const MAX_PLAINTEXT: usize = 64 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -38,45 +36,60 @@ pub fn router() -> Router<AppState> {
             &format!("{RINGS}/{{ring}}/cryptoKeys/{{key}}"),
             get(get_key).post(key_method),
         )
+        .route(
+            &format!("{RINGS}/{{ring}}/cryptoKeys/{{key}}/cryptoKeyVersions"),
+            get(list_versions),
+        )
+        .route(
+            &format!("{RINGS}/{{ring}}/cryptoKeys/{{key}}/cryptoKeyVersions/{{version}}"),
+            get(get_version).post(version_method),
+        )
 }
 
-fn check_id(kind: &str, id: &str) -> Result<(), ApiError> {
-    let ok = (1..=63).contains(&id.len())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::InvalidArgument(format!(
-            "invalid {kind} id {id:?}: 1 to 63 letters, digits, '-' and '_'"
-        )))
-    }
+/// The resource names the paths spell (validated by the service when it parses them).
+fn location(project: &str, location: &str) -> String {
+    format!("projects/{project}/locations/{location}")
 }
 
-fn ring_name(project: &str, location: &str, ring: &str) -> Result<(ProjectId, String), ApiError> {
-    let project =
-        ProjectId::parse(project).map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
-    check_id("location", location)?;
-    check_id("key ring", ring)?;
-    let name = format!("projects/{project}/locations/{location}/keyRings/{ring}");
-    Ok((project, name))
+fn ring_name(p: &(String, String, String)) -> String {
+    format!("{}/keyRings/{}", location(&p.0, &p.1), p.2)
+}
+
+fn key_name(p: &(String, String, String, String)) -> String {
+    format!(
+        "{}/keyRings/{}/cryptoKeys/{}",
+        location(&p.0, &p.1),
+        p.2,
+        p.3
+    )
 }
 
 fn ring_view(r: &KmsKeyRing) -> Value {
     json!({"name": r.name, "createTime": time_util::rfc3339(r.create_time)})
 }
 
-fn key_view(k: &KmsCryptoKey) -> Value {
+pub fn version_view(v: &KmsKeyVersion) -> Value {
     json!({
-        "name": k.name,
-        "purpose": k.purpose.as_str(),
-        "createTime": time_util::rfc3339(k.create_time),
-        "primary": {"name": format!("{}/cryptoKeyVersions/{}", k.name, k.primary_version),
-                    "state": KeyVersionState::Enabled.as_str(),
-                    "algorithm": "GOOGLE_SYMMETRIC_ENCRYPTION"},
-        "versionTemplate": {"algorithm": "GOOGLE_SYMMETRIC_ENCRYPTION", "protectionLevel": "SOFTWARE"},
+        "name": service::version_name(&v.key, v.version),
+        "state": v.state.as_str(),
+        "protectionLevel": "SOFTWARE",
+        "algorithm": "GOOGLE_SYMMETRIC_ENCRYPTION",
+        "createTime": time_util::rfc3339(v.create_time),
+        "generateTime": time_util::rfc3339(v.create_time),
     })
+}
+
+fn key_view(k: &KeyAndPrimary) -> Value {
+    let mut view = json!({
+        "name": k.key.name,
+        "purpose": k.key.purpose.as_str(),
+        "createTime": time_util::rfc3339(k.key.create_time),
+        "versionTemplate": {"algorithm": "GOOGLE_SYMMETRIC_ENCRYPTION", "protectionLevel": "SOFTWARE"},
+    });
+    if let Some(primary) = &k.primary {
+        view["primary"] = version_view(primary);
+    }
+    view
 }
 
 #[derive(Deserialize)]
@@ -94,62 +107,25 @@ struct KeyQuery {
 async fn create_ring(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path((project, location)): Path<(String, String)>,
+    Path((project, loc)): Path<(String, String)>,
     Query(q): Query<RingQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let id = q.key_ring_id.ok_or_else(|| {
         ApiError::InvalidArgument("the query parameter keyRingId is required".into())
     })?;
-    let (project, name) = ring_name(&project, &location, &id)?;
-    state
-        .authorizer
-        .check(
-            &caller,
-            "cloudkms.keyRings.create",
-            &project.resource_name(),
-        )
-        .await?;
-    let ring = KmsKeyRing {
-        name,
-        project_id: project,
-        create_time: OffsetDateTime::now_utc(),
-    };
-    state.store.create_key_ring(&ring).await?;
+    let ring = service::create_key_ring(&state, &caller, &location(&project, &loc), &id).await?;
     Ok(Json(ring_view(&ring)))
 }
 
 async fn list_rings(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path((project, location)): Path<(String, String)>,
+    Path((project, loc)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let project =
-        ProjectId::parse(&project).map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
-    state
-        .authorizer
-        .check(&caller, "cloudkms.keyRings.list", &project.resource_name())
-        .await?;
-    let parent = format!("projects/{project}/locations/{location}");
-    let rings = state.store.list_key_rings(&parent).await?;
+    let rings = service::list_key_rings(&state, &caller, &location(&project, &loc)).await?;
     Ok(Json(
         json!({ "keyRings": rings.iter().map(ring_view).collect::<Vec<_>>(), "totalSize": rings.len() }),
     ))
-}
-
-/// The resource after checking `permission` on it (404 for a key ring that does not exist).
-async fn authorized_ring(
-    state: &AppState,
-    caller: &Principal,
-    path: &(String, String, String),
-    permission: Permission,
-) -> Result<KmsKeyRing, ApiError> {
-    let (_, name) = ring_name(&path.0, &path.1, &path.2)?;
-    state.authorizer.check(caller, permission, &name).await?;
-    state
-        .store
-        .get_key_ring(&name)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("KeyRing {name} not found.")))
 }
 
 async fn get_ring(
@@ -157,21 +133,22 @@ async fn get_ring(
     Caller(caller): Caller,
     Path(path): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(ring_view(
-        &authorized_ring(&state, &caller, &path, "cloudkms.keyRings.get").await?,
-    )))
+    let ring =
+        service::key_ring(&state, &caller, &ring_name(&path), "cloudkms.keyRings.get").await?;
+    Ok(Json(ring_view(&ring)))
 }
 
 async fn ring_method(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path((project, location, ring)): Path<(String, String, String)>,
+    Path((project, loc, ring)): Path<(String, String, String)>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let Some((ring, method)) = ring.split_once(':') else {
         return Err(ApiError::NotFound("not a method".into()));
     };
-    let (_, name) = ring_name(&project, &location, ring)?;
+    let name = ring_name(&(project, loc, ring.to_owned()));
+    service::parse_key_ring(&name)?;
     if state.store.get_key_ring(&name).await?.is_none() {
         return Err(ApiError::NotFound(format!("KeyRing {name} not found.")));
     }
@@ -241,33 +218,14 @@ async fn create_key(
     let id = q.crypto_key_id.ok_or_else(|| {
         ApiError::InvalidArgument("the query parameter cryptoKeyId is required".into())
     })?;
-    check_id("crypto key", &id)?;
-    let purpose = match req.purpose.as_deref() {
-        None => KeyPurpose::EncryptDecrypt,
-        Some(given) => KeyPurpose::parse(given).ok_or_else(|| {
-            ApiError::InvalidArgument(format!(
-                "purpose {given:?} is not supported; use {}",
-                KeyPurpose::EncryptDecrypt
-            ))
-        })?,
-    };
-    let ring = authorized_ring(&state, &caller, &path, "cloudkms.cryptoKeys.create").await?;
-    let now = OffsetDateTime::now_utc();
-    let key = KmsCryptoKey {
-        name: format!("{}/cryptoKeys/{id}", ring.name),
-        key_ring: ring.name,
-        purpose,
-        primary_version: 1,
-        create_time: now,
-    };
-    let first = KmsKeyVersion {
-        key: key.name.clone(),
-        version: 1,
-        state: KeyVersionState::Enabled,
-        wrapped_material: seal(&state.kek, &new_key(), key.name.as_bytes())?,
-        create_time: now,
-    };
-    state.store.create_crypto_key(&key, &first).await?;
+    let key = service::create_crypto_key(
+        &state,
+        &caller,
+        &ring_name(&path),
+        &id,
+        req.purpose.as_deref(),
+    )
+    .await?;
     Ok(Json(key_view(&key)))
 }
 
@@ -276,25 +234,10 @@ async fn list_keys(
     Caller(caller): Caller,
     Path(path): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let ring = authorized_ring(&state, &caller, &path, "cloudkms.cryptoKeys.list").await?;
-    let keys = state.store.list_crypto_keys(&ring.name).await?;
+    let keys = service::list_crypto_keys(&state, &caller, &ring_name(&path)).await?;
     Ok(Json(
         json!({ "cryptoKeys": keys.iter().map(key_view).collect::<Vec<_>>(), "totalSize": keys.len() }),
     ))
-}
-
-fn key_name(path: &(String, String, String, String)) -> Result<String, ApiError> {
-    let (_, ring) = ring_name(&path.0, &path.1, &path.2)?;
-    check_id("crypto key", &path.3)?;
-    Ok(format!("{ring}/cryptoKeys/{}", path.3))
-}
-
-async fn load_key(state: &AppState, name: &str) -> Result<KmsCryptoKey, ApiError> {
-    state
-        .store
-        .get_crypto_key(name)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("CryptoKey {name} not found.")))
 }
 
 async fn get_key(
@@ -302,14 +245,28 @@ async fn get_key(
     Caller(caller): Caller,
     Path(path): Path<(String, String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let name = key_name(&path)?;
-    state
-        .authorizer
-        .check(&caller, "cloudkms.cryptoKeys.get", &name)
-        .await?;
-    Ok(Json(key_view(&load_key(&state, &name).await?)))
+    let key = service::get_crypto_key(&state, &caller, &key_name(&path)).await?;
+    Ok(Json(key_view(&key)))
 }
 
+/// An int64 field as Google's JSON writes it (a decimal string), or as a plain number.
+fn int64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Int64 {
+        Number(i64),
+        Text(String),
+    }
+    match Option::<Int64>::deserialize(d)? {
+        None => Ok(None),
+        Some(Int64::Number(n)) => Ok(Some(n)),
+        Some(Int64::Text(s)) => s.parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!("{s:?} is not an int64 (a decimal number)"))
+        }),
+    }
+}
+
+/// The body of `:encrypt` and `:decrypt` (bytes in base64, checksums as int64).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct CryptoRequest {
@@ -319,6 +276,12 @@ struct CryptoRequest {
     ciphertext: Option<String>,
     #[serde(default)]
     additional_authenticated_data: Option<String>,
+    #[serde(default, deserialize_with = "int64")]
+    plaintext_crc32c: Option<i64>,
+    #[serde(default, deserialize_with = "int64")]
+    ciphertext_crc32c: Option<i64>,
+    #[serde(default, deserialize_with = "int64")]
+    additional_authenticated_data_crc32c: Option<i64>,
 }
 
 fn b64(field: &str, v: Option<&str>) -> Result<Vec<u8>, ApiError> {
@@ -327,108 +290,154 @@ fn b64(field: &str, v: Option<&str>) -> Result<Vec<u8>, ApiError> {
         .map_err(|e| ApiError::InvalidArgument(format!("{field} is not base64: {e}")))
 }
 
-/// The data key of `version`, unwrapped with the KEK.
-async fn material(state: &AppState, key: &str, version: u32) -> Result<Vec<u8>, ApiError> {
-    let v = state
-        .store
-        .get_key_version(key, version)
-        .await?
-        .filter(|v| v.state == KeyVersionState::Enabled)
-        .ok_or_else(|| {
-            ApiError::InvalidArgument(format!(
-                "key version {version} of {key} does not exist or is not enabled"
-            ))
-        })?;
-    open(&state.kek, &v.wrapped_material, key.as_bytes()).ok_or_else(|| {
-        ApiError::Internal(format!(
-            "the stored material of {key} version {version} does not unwrap"
-        ))
-    })
+/// An int64 as Google's JSON writes it: a decimal string.
+fn int64_text(n: u32) -> Value {
+    Value::String(n.to_string())
+}
+
+async fn encrypt(
+    state: &AppState,
+    caller: &Principal,
+    name: String,
+    body: Value,
+) -> Result<Json<Value>, ApiError> {
+    let req: CryptoRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError::InvalidArgument(format!("Invalid encrypt request: {e}")))?;
+    let r = service::encrypt(
+        state,
+        caller,
+        service::EncryptRequest {
+            name,
+            plaintext: b64("plaintext", req.plaintext.as_deref())?,
+            additional_authenticated_data: b64(
+                "additionalAuthenticatedData",
+                req.additional_authenticated_data.as_deref(),
+            )?,
+            plaintext_crc32c: req.plaintext_crc32c,
+            additional_authenticated_data_crc32c: req.additional_authenticated_data_crc32c,
+        },
+    )
+    .await?;
+    let mut out = Map::new();
+    out.insert("name".into(), r.name.into());
+    out.insert("ciphertext".into(), STANDARD.encode(r.ciphertext).into());
+    out.insert("ciphertextCrc32c".into(), int64_text(r.ciphertext_crc32c));
+    // Google's JSON leaves out a false boolean (proto3's default).
+    if r.verified_plaintext_crc32c {
+        out.insert("verifiedPlaintextCrc32c".into(), true.into());
+    }
+    if r.verified_additional_authenticated_data_crc32c {
+        out.insert(
+            "verifiedAdditionalAuthenticatedDataCrc32c".into(),
+            true.into(),
+        );
+    }
+    out.insert("protectionLevel".into(), "SOFTWARE".into());
+    Ok(Json(Value::Object(out)))
+}
+
+async fn decrypt(
+    state: &AppState,
+    caller: &Principal,
+    name: String,
+    body: Value,
+) -> Result<Json<Value>, ApiError> {
+    let req: CryptoRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError::InvalidArgument(format!("Invalid decrypt request: {e}")))?;
+    let r = service::decrypt(
+        state,
+        caller,
+        service::DecryptRequest {
+            name,
+            ciphertext: b64("ciphertext", req.ciphertext.as_deref())?,
+            additional_authenticated_data: b64(
+                "additionalAuthenticatedData",
+                req.additional_authenticated_data.as_deref(),
+            )?,
+            ciphertext_crc32c: req.ciphertext_crc32c,
+            additional_authenticated_data_crc32c: req.additional_authenticated_data_crc32c,
+        },
+    )
+    .await?;
+    Ok(Json(json!({
+        "plaintext": STANDARD.encode(r.plaintext),
+        "plaintextCrc32c": int64_text(r.plaintext_crc32c),
+        "usedPrimary": r.used_primary,
+        "protectionLevel": "SOFTWARE",
+    })))
 }
 
 async fn key_method(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path((project, location, ring, key)): Path<(String, String, String, String)>,
+    Path((project, loc, ring, key)): Path<(String, String, String, String)>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let Some((key, method)) = key.split_once(':') else {
         return Err(ApiError::NotFound("not a method".into()));
     };
-    let name = key_name(&(project, location, ring, key.to_owned()))?;
+    let name = key_name(&(project, loc, ring, key.to_owned()));
     match method {
-        "encrypt" | "decrypt" => {
-            let req: CryptoRequest = serde_json::from_value(body)
-                .map_err(|e| ApiError::InvalidArgument(format!("Invalid {method} request: {e}")))?;
-            let aad = b64(
-                "additionalAuthenticatedData",
-                req.additional_authenticated_data.as_deref(),
-            )?;
-            if method == "encrypt" {
-                state
-                    .authorizer
-                    .check(&caller, "cloudkms.cryptoKeyVersions.useToEncrypt", &name)
-                    .await?;
-                let key = load_key(&state, &name).await?;
-                let plaintext = b64("plaintext", req.plaintext.as_deref())?;
-                if plaintext.len() > MAX_PLAINTEXT {
-                    return Err(ApiError::InvalidArgument(format!(
-                        "plaintext is larger than {MAX_PLAINTEXT} bytes; encrypt a data key instead (envelope encryption)"
-                    )));
-                }
-                let sealed = seal(
-                    &material(&state, &name, key.primary_version).await?,
-                    &plaintext,
-                    &aad,
-                )?;
-                let ciphertext = [key.primary_version.to_be_bytes().as_slice(), &sealed].concat();
-                Ok(Json(
-                    json!({"name": format!("{name}/cryptoKeyVersions/{}", key.primary_version), "ciphertext": STANDARD.encode(ciphertext)}),
-                ))
-            } else {
-                state
-                    .authorizer
-                    .check(&caller, "cloudkms.cryptoKeyVersions.useToDecrypt", &name)
-                    .await?;
-                load_key(&state, &name).await?;
-                let ciphertext = b64("ciphertext", req.ciphertext.as_deref())?;
-                let refused = || {
-                    ApiError::InvalidArgument("Decryption failed: the ciphertext is invalid, was altered, or was made with another key or AAD.".into())
-                };
-                let (version, sealed) = ciphertext.split_at_checked(4).ok_or_else(refused)?;
-                let version = u32::from_be_bytes([version[0], version[1], version[2], version[3]]);
-                let plaintext = open(
-                    &material(&state, &name, version)
-                        .await
-                        .map_err(|_| refused())?,
-                    sealed,
-                    &aad,
-                )
-                .ok_or_else(refused)?;
-                Ok(Json(
-                    json!({"plaintext": STANDARD.encode(plaintext), "usedPrimary": version == load_key(&state, &name).await?.primary_version}),
-                ))
-            }
-        }
-        "rotate" => {
-            // Cloister's shortcut for "create a version and make it primary".
-            state
-                .authorizer
-                .check(&caller, "cloudkms.cryptoKeyVersions.create", &name)
-                .await?;
-            load_key(&state, &name).await?;
-            let wrapped = seal(&state.kek, &new_key(), name.as_bytes())?;
-            state
-                .store
-                .rotate_crypto_key(&name, wrapped, OffsetDateTime::now_utc())
-                .await?;
-            Ok(Json(key_view(&load_key(&state, &name).await?)))
-        }
+        "encrypt" => encrypt(&state, &caller, name, body).await,
+        "decrypt" => decrypt(&state, &caller, name, body).await,
+        "rotate" => Ok(Json(key_view(
+            &service::rotate(&state, &caller, &name).await?,
+        ))),
         other => {
+            service::parse_crypto_key(&name)?;
             if state.store.get_crypto_key(&name).await?.is_none() {
                 return Err(ApiError::NotFound(format!("CryptoKey {name} not found.")));
             }
             iam_method(&state, &caller, &name, other, body, "cloudkms.cryptoKeys").await
         }
+    }
+}
+
+async fn list_versions(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(path): Path<(String, String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let versions = service::list_key_versions(&state, &caller, &key_name(&path)).await?;
+    Ok(Json(json!({
+        "cryptoKeyVersions": versions.iter().map(version_view).collect::<Vec<_>>(),
+        "totalSize": versions.len(),
+    })))
+}
+
+async fn get_version(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((project, loc, ring, key, version)): Path<(String, String, String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let name = format!(
+        "{}/cryptoKeyVersions/{version}",
+        key_name(&(project, loc, ring, key))
+    );
+    Ok(Json(version_view(
+        &service::get_key_version(&state, &caller, &name).await?,
+    )))
+}
+
+async fn version_method(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((project, loc, ring, key, version)): Path<(String, String, String, String, String)>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let Some((version, method)) = version.split_once(':') else {
+        return Err(ApiError::NotFound("not a method".into()));
+    };
+    let name = format!(
+        "{}/cryptoKeyVersions/{version}",
+        key_name(&(project, loc, ring, key))
+    );
+    match method {
+        "destroy" => Ok(Json(version_view(
+            &service::destroy_key_version(&state, &caller, &name).await?,
+        ))),
+        // Google encrypts with a named version too (`cryptoKeys/**:encrypt`).
+        "encrypt" => encrypt(&state, &caller, name, body).await,
+        other => Err(ApiError::NotFound(format!("Unknown method :{other}"))),
     }
 }

@@ -179,6 +179,9 @@ pub enum KeysCommand {
         #[command(flatten)]
         list: ListArgs,
     },
+    /// The key's versions: list, describe, destroy.
+    #[command(subcommand)]
+    Versions(VersionsCommand),
     /// Make a new primary version; older versions still decrypt.
     Rotate {
         #[command(flatten)]
@@ -213,6 +216,34 @@ pub enum KeysCommand {
     },
 }
 
+/// `kms keys versions …`, as gcloud spells them (`destroy 1 --key K --keyring R --location L`).
+#[derive(Debug, Subcommand)]
+pub enum VersionsCommand {
+    /// The key's versions, oldest first, with their states.
+    List {
+        #[command(flatten)]
+        key: KeyRef,
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// Show a version.
+    Describe {
+        /// The version's number (or its full name projects/…/cryptoKeyVersions/N).
+        version: String,
+        #[command(flatten)]
+        key: KeyRef,
+    },
+    /// Destroy a version: its key material is erased at once, and what it encrypted can never
+    /// be decrypted again. (Google schedules destruction and allows a restore for 30 days by
+    /// default; Cloister destroys immediately.)
+    Destroy {
+        /// The version's number (or its full name projects/…/cryptoKeyVersions/N).
+        version: String,
+        #[command(flatten)]
+        key: KeyRef,
+    },
+}
+
 fn rings(ctx: &Context, at: &At) -> Result<String> {
     Ok(format!(
         "/v1/projects/{}/locations/{}/keyRings",
@@ -237,6 +268,52 @@ fn key_path(ctx: &Context, k: &KeyRef) -> Result<String> {
         rings(ctx, &k.at)?,
         k.key
     ))
+}
+
+/// The API path of version `version` (a number, or a full name) of the key `k` names.
+fn version_path(ctx: &Context, k: &KeyRef, version: &str) -> Result<String> {
+    if version.starts_with("projects/") {
+        return Ok(format!("/v1/{version}"));
+    }
+    if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) {
+        bail!(
+            "the key version {version:?} is not a version number (1, 2, …) or a full name projects/…/cryptoKeyVersions/N"
+        );
+    }
+    Ok(format!("{}/cryptoKeyVersions/{version}", key_path(ctx, k)?))
+}
+
+async fn versions(
+    ctx: &Context,
+    client: &cloister_client::ApiClient,
+    c: VersionsCommand,
+) -> Result<()> {
+    match c {
+        VersionsCommand::List { key, list } => {
+            let r = client
+                .get(&format!("{}/cryptoKeyVersions", key_path(ctx, &key)?))
+                .await?;
+            print_list(
+                &ctx.format,
+                &list,
+                r["cryptoKeyVersions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+                &[("NAME", "name"), ("STATE", "state")],
+            )
+        }
+        VersionsCommand::Describe { version, key } => print_one(
+            &ctx.format,
+            &client.get(&version_path(ctx, &key, &version)?).await?,
+        ),
+        VersionsCommand::Destroy { version, key } => {
+            let path = version_path(ctx, &key, &version)?;
+            let r = client.post(&format!("{path}:destroy"), &json!({})).await?;
+            eprintln!("Destroyed key version [{version}].");
+            print_one(&ctx.format, &r)
+        }
+    }
 }
 
 /// `KEY:encrypt` or `KEY:decrypt` of a whole (small) file: `[method, input field, output field]`.
@@ -388,6 +465,7 @@ async fn keys(ctx: &Context, client: &cloister_client::ApiClient, c: KeysCommand
                 ],
             )
         }
+        KeysCommand::Versions(c) => versions(ctx, client, c).await,
         KeysCommand::Rotate { key } => print_one(
             &ctx.format,
             &client
