@@ -236,6 +236,8 @@ fn googles_python_clients_run_the_codelab_workload_in_an_instance() {
             "^~^tee-image-reference={image}~tee-restart-policy=Never~tee-container-log-redirect=true~tee-cmd=[\"sleep\"]"
         ),
     );
+    // Deleted however the test ends: a panic would otherwise leave its workload running.
+    let _vm = DeleteOnDrop(&s, "codelab-vm");
     s.wait_for("codelab-vm", "RUN 1 sleep");
     let id = s
         .alice(&[
@@ -340,15 +342,30 @@ fn googles_python_clients_run_the_codelab_workload_in_an_instance() {
         "Image: cat.jpg, Response: {'skipped': 'no TensorFlow here'}\nImage: dog.png, Response: {'skipped': 'no TensorFlow here'}"
     );
     assert_eq!(r["results"].as_array().unwrap().len(), 2);
+}
 
-    s.alice(&[
-        "compute",
-        "instances",
-        "delete",
-        "codelab-vm",
-        "--project",
-        "secundus-bank",
-        "--zone",
-        "us-west1-b",
-    ]);
+struct DeleteOnDrop<'a>(&'a Secundus, &'a str);
+
+impl Drop for DeleteOnDrop<'_> {
+    fn drop(&mut self) {
+        let out = self.0.w.cli.run(&[
+            "--profile",
+            "alice",
+            "compute",
+            "instances",
+            "delete",
+            self.1,
+            "--project",
+            "secundus-bank",
+            "--zone",
+            "us-west1-b",
+        ]);
+        if !out.status.success() && !std::thread::panicking() {
+            panic!(
+                "deleting {}: {}",
+                self.1,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 }
