@@ -262,7 +262,7 @@ fn redirect(headers: &HeaderMap, uri: &Uri) -> Response {
     let mut r = answer(
         StatusCode::MOVED_PERMANENTLY,
         "text/html",
-        format!("{}/\n", uri.path()),
+        format!("{}/\n", html_escape(uri.path())),
     );
     if let Ok(v) = HeaderValue::from_str(&location) {
         r.headers_mut().insert(header::LOCATION, v);
