@@ -40,11 +40,14 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
 }
 
 /// The final argv and environment: the image's, then the spec's permitted overrides, then
-/// the two variables Cloister adds (measured like any other).
+/// `added_env` (what the launcher must decide: where the metadata server is), then
+/// `default_env` for names neither the image nor the spec set (where Google's clients find
+/// Cloister's APIs: a workload may aim them elsewhere). All are measured like any other.
 pub fn process(
     image_config: &serde_json::Value,
     spec: &LaunchSpec,
     added_env: &[(String, String)],
+    default_env: &[(String, String)],
 ) -> Result<Process, LaunchError> {
     let c = &image_config["config"];
     let mut args = strings(&c["Entrypoint"]);
@@ -62,6 +65,11 @@ pub fn process(
         match env.iter_mut().find(|(name, _)| name == k) {
             Some(slot) => slot.1 = v.clone(),
             None => env.push((k.clone(), v.clone())),
+        }
+    }
+    for (k, v) in default_env {
+        if !env.iter().any(|(name, _)| name == k) {
+            env.push((k.clone(), v.clone()));
         }
     }
     let (uid, gid) = user(c["User"].as_str().unwrap_or_default())?;
@@ -228,17 +236,31 @@ mod tests {
     fn overrides_replace_the_images_cmd_and_env() {
         let image = serde_json::json!({"config": {"Entrypoint": ["/app"], "Cmd": ["--default"], "Env": ["PATH=/bin", "MODEL=a"], "WorkingDir": "/work"}});
         let added = [("GCE_METADATA_HOST".to_owned(), "127.0.0.1:9".to_owned())];
-        let p = process(&image, &spec(&[]), &added).unwrap();
+        let defaults = [
+            (
+                "API_ENDPOINT_OVERRIDE".to_owned(),
+                "http://api.test".to_owned(),
+            ),
+            ("MODEL".to_owned(), "not-the-images".to_owned()),
+        ];
+        let p = process(&image, &spec(&[]), &added, &defaults).unwrap();
         assert_eq!(p.args, ["/app", "--default"]);
+        // A default fills only a name the image (or the spec) left unset.
         assert_eq!(
             p.env,
-            ["PATH=/bin", "MODEL=a", "GCE_METADATA_HOST=127.0.0.1:9"]
+            [
+                "PATH=/bin",
+                "MODEL=a",
+                "GCE_METADATA_HOST=127.0.0.1:9",
+                "API_ENDPOINT_OVERRIDE=http://api.test"
+            ]
         );
         assert_eq!(p.cwd, "/work");
         let p = process(
             &image,
             &spec(&[("tee-cmd", "[\"--x\"]"), ("tee-env-MODEL", "b")]),
             &added,
+            &defaults,
         )
         .unwrap();
         assert_eq!(p.args, ["/app", "--x"]);
@@ -250,7 +272,7 @@ mod tests {
             serde_json::json!({"config": {"WorkingDir": "work"}}),
         ] {
             assert!(
-                process(&refused, &spec(&[("tee-cmd", "[\"x\"]")]), &[]).is_err(),
+                process(&refused, &spec(&[("tee-cmd", "[\"x\"]")]), &[], &[]).is_err(),
                 "{refused}"
             );
         }

@@ -136,14 +136,24 @@ async fn launch(config: &Config) -> Result<u8, LaunchError> {
         )?;
     }
     phases.mark("unpack");
+    // Google's client libraries find the metadata server by GCE_METADATA_HOST (every path)
+    // and GCE_METADATA_IP (google-auth's "am I on GCE?" probe, which would otherwise try only
+    // 169.254.169.254:80), so `google.auth.default()` works wherever the launcher runs.
     let added = [
         ("GCE_METADATA_HOST".to_owned(), config.metadata_host.clone()),
+        ("GCE_METADATA_IP".to_owned(), config.metadata_host.clone()),
         (
             "CLOISTER_API_ENDPOINT".to_owned(),
             config.api_endpoint.clone(),
         ),
     ];
-    let process = bundle::process(&image.config, &spec, &added)?;
+    // google-cloud-storage (Python) sends requests to API_ENDPOINT_OVERRIDE, with the
+    // default or given credentials: `storage.Client()` then reaches Cloister unchanged.
+    let defaults = [(
+        "API_ENDPOINT_OVERRIDE".to_owned(),
+        config.api_endpoint.clone(),
+    )];
+    let process = bundle::process(&image.config, &spec, &added, &defaults)?;
 
     let tee = match &config.tee {
         TeeConfig::Insecure => Tee::Insecure,

@@ -141,17 +141,19 @@ pub async fn generate_id_token(
         .authorizer
         .check(caller, "iam.serviceAccounts.getOpenIdToken", resource)
         .await?;
-    let token = id_token(state, email, &req.audience, req.include_email).await?;
+    let token = id_token(state, email, &req.audience, req.include_email, None).await?;
     Ok(Json(json!({ "token": token })))
 }
 
 /// An ID token for an enabled account (the caller's right to it already decided: by IAM
-/// above, or by the instance running as the account in the metadata server).
+/// above, or by the instance running as the account in the metadata server). `google` is the
+/// `google` claim a GCE instance's `format=full` token carries (its `compute_engine` block).
 pub async fn id_token(
     state: &AppState,
     email: &Email,
     audience: &str,
     include_email: bool,
+    google: Option<Value>,
 ) -> Result<String, ApiError> {
     let account = enabled_account(state, email).await?;
     let now = time_util::now_unix();
@@ -166,6 +168,9 @@ pub async fn id_token(
     if include_email {
         claims["email"] = json!(email.as_str());
         claims["email_verified"] = json!(true);
+    }
+    if let Some(google) = google {
+        claims["google"] = google;
     }
     Ok(state.account_keys.sign(&claims))
 }

@@ -354,3 +354,93 @@ async fn unknown_paths_get_googles_404_shape() {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_project_is_deleted_by_its_owner_only_once_empty_and_its_id_is_never_reused() {
+    let api = Api::start().await;
+    let alice = api.user("alice@example.com").await;
+    let bob = api.user("bob@example.com").await;
+    project_with_owner(&api, &alice, "alpha-proj").await;
+    let policy = json!({"bindings": [
+        {"role": "roles/owner", "members": ["user:alice@example.com"]},
+        {"role": "roles/editor", "members": ["user:bob@example.com"]},
+    ]});
+    assert_eq!(
+        set_policy(&api, &alice, "alpha-proj", policy).await.0,
+        StatusCode::OK
+    );
+    let (s, b) = api
+        .call(
+            &alice,
+            "POST",
+            "/v1/projects/alpha-proj/serviceAccounts",
+            Some(json!({"accountId": "model-sa"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = api
+        .call(
+            &alice,
+            "POST",
+            "/storage/v1/b?project=alpha-proj",
+            Some(json!({"name": "alpha-models"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    // An editor may change resources but not delete the project, as in Google.
+    let (s, b) = api
+        .call(&bob, "DELETE", "/v1/projects/alpha-proj", None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    assert!(
+        message(&b).contains("resourcemanager.projects.delete"),
+        "{b}"
+    );
+    // The owner is refused while it holds anything, and told what.
+    let (s, b) = api
+        .call(&alice, "DELETE", "/v1/projects/alpha-proj", None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(b["error"]["status"], "FAILED_PRECONDITION");
+    assert!(
+        message(&b).starts_with(
+            "project alpha-proj still holds buckets alpha-models; service accounts model-sa@alpha-proj.iam.gserviceaccount.com"
+        ),
+        "{b}"
+    );
+    let (s, _) = api
+        .call(&alice, "GET", "/v1/projects/alpha-proj", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "nothing was deleted");
+
+    for path in [
+        "/storage/v1/b/alpha-models",
+        "/v1/projects/alpha-proj/serviceAccounts/model-sa@alpha-proj.iam.gserviceaccount.com",
+    ] {
+        let (s, b) = api.call(&alice, "DELETE", path, None).await;
+        assert!(s.is_success(), "{path}: {s} {b}");
+    }
+    let (s, b) = api
+        .call(&alice, "DELETE", "/v1/projects/alpha-proj", None)
+        .await;
+    assert_eq!((s, b), (StatusCode::OK, json!({})));
+    let (_, list) = api.call(&alice, "GET", "/v1/projects", None).await;
+    assert_eq!(list["projects"], json!([]));
+    // Gone with its policy: no one has access to it any more.
+    let (s, _) = api
+        .call(&alice, "GET", "/v1/projects/alpha-proj", None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Its id is never another project's (grants elsewhere may still name it).
+    let (s, b) = api
+        .call(
+            &bob,
+            "POST",
+            "/v1/projects",
+            Some(json!({"projectId": "alpha-proj"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert!(message(&b).contains("never reused"), "{b}");
+}

@@ -1,6 +1,8 @@
 //! Identity and IAM: users and their credentials, projects, service accounts, and the IAM
 //! policy of every resource (with its parent, whose bindings it inherits).
 
+use std::collections::BTreeMap;
+
 use cloister_domain::{Email, Policy, ProjectId, ProjectNumber};
 use time::OffsetDateTime;
 
@@ -91,6 +93,38 @@ fn service_account_row(r: &Row) -> Result<ServiceAccountRecord, StoreError> {
         disabled: r.get(5)?,
         create_time: r.time(6)?,
     })
+}
+
+/// How `create_project` says an id belonged to a deleted project (`AlreadyExists`'s text).
+pub const DELETED_PROJECT: &str = "the id of deleted project";
+
+/// Every resource a project holds that must be deleted before it, as (kind, name). Not
+/// ordered here: the name columns' collations differ on PostgreSQL, so Rust sorts them.
+const REMAINING_RESOURCES: &str = "
+    SELECT 'buckets', name FROM buckets WHERE project_id = $1
+    UNION ALL SELECT 'instances', resource_name FROM instances WHERE project_id = $1
+    UNION ALL SELECT 'key rings', name FROM kms_key_rings WHERE project_id = $1
+    UNION ALL SELECT 'repositories', name FROM registry_repositories WHERE project_id = $1
+    UNION ALL SELECT 'service accounts', email FROM service_accounts WHERE project_id = $1
+    UNION ALL SELECT 'workload identity pools', name FROM federation
+        WHERE project_id = $1 AND name NOT LIKE '%/providers/%'";
+
+/// `buckets b1, b2; service accounts sa@…`: at most five names a kind, then how many more.
+fn remaining_text(by_kind: BTreeMap<String, Vec<String>>) -> String {
+    by_kind
+        .into_iter()
+        .map(|(kind, mut names)| {
+            names.sort();
+            let more = names.len().saturating_sub(5);
+            names.truncate(5);
+            let mut text = format!("{kind} {}", names.join(", "));
+            if more > 0 {
+                text.push_str(&format!(" and {more} more"));
+            }
+            text
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The IAM policy a new resource starts with (bindings come from its parent).
@@ -215,6 +249,21 @@ impl Store {
                     if tx.fetch_optional(exists).await?.is_some() {
                         return Err(StoreError::AlreadyExists(format!("project {}", p.id)));
                     }
+                    // A deleted project's id and number are never given out again (as in
+                    // Google): grants elsewhere may still name them.
+                    let deleted =
+                        query("SELECT id FROM deleted_projects WHERE id = $1 OR number = $2")
+                            .bind(p.id.as_str())
+                            .bind(number);
+                    if let Some(row) = tx.fetch_optional(deleted).await? {
+                        return Err(StoreError::AlreadyExists(
+                            if row.text(0)? == p.id.as_str() {
+                                format!("{DELETED_PROJECT} {}", p.id)
+                            } else {
+                                format!("project number {}", p.number)
+                            },
+                        ));
+                    }
                     tx.execute(
                         query(format!(
                             "INSERT INTO projects ({PROJECT_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
@@ -255,6 +304,58 @@ impl Store {
             "SELECT {PROJECT_COLUMNS} FROM projects ORDER BY id"
         ));
         self.db.all(q, project_row).await
+    }
+
+    /// Deletes an empty project: refused with [`StoreError::NotEmpty`], naming what remains,
+    /// while it holds buckets, service accounts, workload identity pools, key rings,
+    /// repositories or instances. Its policy (and any policy left under it) and its
+    /// challenges go with it; its id and number are kept in `deleted_projects`, so no later
+    /// project takes them. The audit log keeps its entries.
+    pub async fn delete_project(&self, id: &ProjectId, deleter: &str) -> Result<(), StoreError> {
+        self.db
+            .transaction(|tx| async move {
+                let number = query("SELECT number FROM projects WHERE id = $1").bind(id.as_str());
+                let Some(number) = tx.fetch_optional(number).await? else {
+                    return Err(StoreError::NotFound(format!("project {id}")));
+                };
+                let number = number.int(0)?;
+                let remaining = tx
+                    .fetch_all(query(REMAINING_RESOURCES).bind(id.as_str()))
+                    .await?;
+                let mut by_kind: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                for row in &remaining {
+                    by_kind.entry(row.text(0)?).or_default().push(row.text(1)?);
+                }
+                if !by_kind.is_empty() {
+                    return Err(StoreError::NotEmpty(format!(
+                        "project {id} still holds {}",
+                        remaining_text(by_kind)
+                    )));
+                }
+                let resource = id.resource_name();
+                tx.execute(query("DELETE FROM challenges WHERE project_id = $1").bind(id.as_str()))
+                    .await?;
+                tx.execute(
+                    query("DELETE FROM iam_policies WHERE resource = $1 OR parent = $1")
+                        .bind(&resource),
+                )
+                .await?;
+                tx.execute(query("DELETE FROM projects WHERE id = $1").bind(id.as_str()))
+                    .await?;
+                tx.execute(
+                    query(
+                        "INSERT INTO deleted_projects (id, number, delete_time, deleter)
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(id.as_str())
+                    .bind(number)
+                    .bind(rfc3339(OffsetDateTime::now_utc()))
+                    .bind(deleter),
+                )
+                .await?;
+                Ok(())
+            })
+            .await
     }
 
     /// Creates the account and its (empty) IAM policy, whose parent is the project.

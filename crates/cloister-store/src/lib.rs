@@ -54,7 +54,9 @@ pub use compute::{ConfidentialType, InstanceRecord, InstanceStatus};
 pub use data_dir::{DataDir, DataDirError};
 pub use error::StoreError;
 pub use federation::FederationRecord;
-pub use identity::{CredentialRecord, ProjectRecord, ServiceAccountRecord, UserRecord};
+pub use identity::{
+    CredentialRecord, DELETED_PROJECT, ProjectRecord, ServiceAccountRecord, UserRecord,
+};
 pub use keys::{Reseal, SealedPlace, StoredSigningKey};
 pub use kms::{KeyPurpose, KeyVersionState, KmsCryptoKey, KmsKeyRing, KmsKeyVersion};
 pub use object_blob::ObjectBlobStore;

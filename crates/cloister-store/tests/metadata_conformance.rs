@@ -126,6 +126,7 @@ conformance!(
     reference_values_are_replaced_by_measurement_and_listed_in_order,
     every_resource_is_found_by_its_name_and_listed_under_its_parent,
     image_versions_list_in_time_order_whatever_their_fractional_seconds,
+    a_project_is_deleted_only_when_empty_and_its_id_and_number_stay_taken,
 );
 
 async fn image_versions_list_in_time_order_whatever_their_fractional_seconds(b: &Backend) {
@@ -1163,6 +1164,131 @@ async fn resealing_replaces_every_sealed_value_or_none(b: &Backend) {
             .map(|v| (v.version, v.wrapped_material.clone()))
             .collect::<Vec<_>>(),
         [(1, vec![11; 60]), (2, vec![12; 60])]
+    );
+}
+
+async fn a_project_is_deleted_only_when_empty_and_its_id_and_number_stay_taken(b: &Backend) {
+    let s = b.open().await;
+    bucket(&s).await;
+    let alpha = ProjectId::parse("alpha-1").unwrap();
+    let sa = ServiceAccountRecord {
+        email: Email::parse("sa-1@alpha-1.iam.gserviceaccount.com").unwrap(),
+        project_id: alpha.clone(),
+        unique_id: "100000000000000000001".into(),
+        display_name: "d".into(),
+        description: String::new(),
+        disabled: false,
+        create_time: T,
+    };
+    s.create_service_account(&sa).await.unwrap();
+    let pool = "projects/123456789012/locations/global/workloadIdentityPools/pool-1";
+    let provider = format!("{pool}/providers/prov-1");
+    for name in [pool, provider.as_str()] {
+        s.create_federation(&FederationRecord {
+            name: name.into(),
+            project_id: alpha.clone(),
+            resource: serde_json::json!({"name": name}),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    }
+    s.create_repository(&repository()).await.unwrap();
+    let instance = InstanceRecord {
+        project_id: alpha.clone(),
+        zone: "us-west1-b".into(),
+        name: "vm".into(),
+        id: 7,
+        service_account: sa.email.as_str().into(),
+        metadata: BTreeMap::new(),
+        confidential_type: ConfidentialType::Vtpm,
+        status: InstanceStatus::Terminated,
+        create_time: T,
+    };
+    s.create_instance(&instance).await.unwrap();
+    // A challenge is no resource of the project's: it goes with the project.
+    s.create_challenge(&ChallengeRecord {
+        name: "c1".into(),
+        project_id: alpha.clone(),
+        nonce: vec![9; 32],
+        create_time: at(100),
+        expire_time: at(200),
+    })
+    .await
+    .unwrap();
+
+    // Everything left is named (a pool, not its providers); nothing is deleted.
+    let Err(StoreError::NotEmpty(left)) = s.delete_project(&alpha, "user:a@x.com").await else {
+        panic!("a project holding resources was deleted");
+    };
+    assert_eq!(
+        left,
+        format!(
+            "project alpha-1 still holds buckets b1; instances {}; repositories {}; service accounts {}; workload identity pools {pool}",
+            instance.resource_name(),
+            repository().name(),
+            sa.email
+        )
+    );
+    assert!(s.get_project(&alpha).await.unwrap().is_some());
+    s.delete_bucket("b1").await.unwrap();
+    s.delete_service_account(&sa.email).await.unwrap();
+    s.delete_federation(&provider).await.unwrap();
+    s.delete_federation(pool).await.unwrap();
+    s.delete_repository(&repository().name()).await.unwrap();
+    s.delete_instance(&instance.resource_name()).await.unwrap();
+
+    s.delete_project(&alpha, "user:a@x.com").await.unwrap();
+    assert!(s.get_project(&alpha).await.unwrap().is_none());
+    assert_eq!(s.get_policy("projects/alpha-1").await.unwrap().1, None);
+    assert!(
+        s.get_policy("projects/alpha-1")
+            .await
+            .unwrap()
+            .0
+            .bindings
+            .is_empty()
+    );
+    assert!(matches!(
+        s.delete_project(&alpha, "user:a@x.com").await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Its id and its number are never another project's.
+    let Err(StoreError::AlreadyExists(what)) = s
+        .create_project(&project("alpha-1", 323456789012), &owner_policy())
+        .await
+    else {
+        panic!("a deleted project's id was reused");
+    };
+    assert!(what.starts_with(cloister_store::DELETED_PROJECT), "{what}");
+    let Err(StoreError::AlreadyExists(what)) = b
+        .open()
+        .await
+        .create_project(&project("gamma-33", 123456789012), &owner_policy())
+        .await
+    else {
+        panic!("a deleted project's number was reused");
+    };
+    assert!(what.starts_with("project number"), "{what}");
+
+    // A key ring (never deletable, as in Google) keeps its project.
+    s.create_project(&project("beta-22", 423456789012), &owner_policy())
+        .await
+        .unwrap();
+    let beta = ProjectId::parse("beta-22").unwrap();
+    s.create_key_ring(&KmsKeyRing {
+        name: "projects/beta-22/locations/global/keyRings/r".into(),
+        project_id: beta.clone(),
+        create_time: T,
+    })
+    .await
+    .unwrap();
+    let Err(StoreError::NotEmpty(left)) = s.delete_project(&beta, "user:a@x.com").await else {
+        panic!("a project holding a key ring was deleted");
+    };
+    assert_eq!(
+        left,
+        "project beta-22 still holds key rings projects/beta-22/locations/global/keyRings/r"
     );
 }
 

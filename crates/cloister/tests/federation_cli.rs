@@ -246,16 +246,26 @@ fn googles_python_client_exchanges_and_impersonates_against_cloister() {
     let token_file = w.dir.path().join("subject.jwt");
     // With the newline a token file usually ends in: Cloister's STS trims it, as Google's does.
     std::fs::write(&token_file, format!("{}\n", token(DIGEST))).unwrap();
-    let config = json!({
-        "type": "external_account",
-        "audience": format!("//iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/primus-pool/providers/attestation-verifier"),
-        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-        "token_url": format!("{endpoint}/v1/token"),
-        "service_account_impersonation_url": format!("{endpoint}/v1/projects/-/serviceAccounts/{PRIMUS_SA}:generateAccessToken"),
-        "credential_source": {"file": token_file.to_str().unwrap()},
-    });
+    // The credential configuration is create-cred-config's, as gcloud's would be.
     let config_file = w.dir.path().join("external-account.json");
-    std::fs::write(&config_file, config.to_string()).unwrap();
+    w.cli.ok(&[
+        "--profile",
+        "alice",
+        "iam",
+        "workload-identity-pools",
+        "create-cred-config",
+        &format!("projects/{number}/locations/global/workloadIdentityPools/primus-pool/providers/attestation-verifier"),
+        "--service-account",
+        PRIMUS_SA,
+        "--service-account-token-lifetime-seconds",
+        "1200",
+        "--credential-source-file",
+        token_file.to_str().unwrap(),
+        "--output-file",
+        config_file.to_str().unwrap(),
+    ]);
+    let config: Value = serde_json::from_slice(&std::fs::read(&config_file).unwrap()).unwrap();
+    assert_eq!(config["token_url"], format!("{endpoint}/v1/token"));
     let script = format!(
         "{}/tests/python/google_auth_federation.py",
         env!("CARGO_MANIFEST_DIR")
@@ -276,6 +286,16 @@ fn googles_python_client_exchanges_and_impersonates_against_cloister() {
     );
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["service_account_email"], PRIMUS_SA);
+    // The lifetime the configuration asks for is the one generateAccessToken gave.
+    // google-auth's expiry is a naive datetime in UTC.
+    let expiry = time::PrimitiveDateTime::parse(
+        result["expiry"].as_str().unwrap(),
+        &time::format_description::well_known::Iso8601::DEFAULT,
+    )
+    .unwrap()
+    .assume_utc();
+    let left = (expiry - time::OffsetDateTime::now_utc()).whole_seconds();
+    assert!((1100..=1200).contains(&left), "{result}");
     assert_eq!(result["status"], 200, "{result}");
     assert_eq!(result["project"]["projectId"], "primus-bank");
 

@@ -373,7 +373,8 @@ fn config_defaults_stdio_files_quiet_and_roles() {
     ]);
     assert!(err.contains("auth login"), "{err}");
 
-    // --quiet anywhere; projects delete says plainly that it is not supported yet.
+    // --quiet anywhere; projects delete refuses a project that still holds something (here
+    // a key ring, which can never be deleted) and names it, and deletes an empty one.
     alice(&[
         "-q",
         "iam",
@@ -399,9 +400,31 @@ fn config_defaults_stdio_files_quiet_and_roles() {
         "--quiet",
     ]);
     assert!(
-        err.contains("UNIMPLEMENTED") && err.contains("primus-bank"),
+        err.contains("FAILED_PRECONDITION")
+            && err.contains(
+                "project primus-bank still holds key rings projects/primus-bank/locations/global/keyRings/ring"
+            ),
         "{err}"
     );
+    alice(&["projects", "describe", "primus-bank"]);
+    alice(&["projects", "create", "scratch-bank"]);
+    let out = w.cli.run(&[
+        "--profile",
+        "alice",
+        "projects",
+        "delete",
+        "scratch-bank",
+        "--quiet",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().next(),
+        Some("Deleted project [scratch-bank].")
+    );
+    let err = w
+        .cli
+        .fails(&["--profile", "alice", "projects", "describe", "scratch-bank"]);
+    assert!(err.contains("PERMISSION_DENIED"), "{err}");
 
     // --cred-file is --credential-file, in both directions; `-` prints the credential.
     let cred = w.dir.path().join("carol.json");

@@ -254,6 +254,7 @@ impl LocalDriver {
             id: instance.id,
             service_account,
             attributes: instance.metadata.clone(),
+            create_time: instance.create_time.unix_timestamp(),
         };
         let app = metadata_server::router(state.clone(), info);
         // Aborted when dropped: by the platform, or here if a later step fails.

@@ -5,7 +5,8 @@
 
 pub mod console;
 pub mod driver;
-mod metadata_server;
+pub mod metadata_server;
+mod metadata_tree;
 pub mod replicas;
 mod sandbox;
 

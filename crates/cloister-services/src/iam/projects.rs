@@ -1,11 +1,19 @@
-//! Projects (Cloud Resource Manager v1 shapes): create, get, list, and the IAM policy methods
-//! `:getIamPolicy`, `:setIamPolicy`, `:testIamPermissions`.
+//! Projects (Cloud Resource Manager v1 shapes): create, get, list, delete, and the IAM policy
+//! methods `:getIamPolicy`, `:setIamPolicy`, `:testIamPermissions`.
+//!
+//! Delete is not Google's soft delete (DELETE_REQUESTED, then everything in the project shut
+//! down and purged after 30 days, undeletable meanwhile): that would need every service to
+//! stop serving a project's resources while it waits, and a purge of each kind at the end.
+//! Cloister refuses instead while the project holds anything (buckets, service accounts,
+//! pools, key rings, repositories, instances), naming what, as Google refuses a project with
+//! a lien; an empty project is gone at once. As in Google, its id and number are never given
+//! to another project, so no one inherits the grants and audit history that name them.
 
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use cloister_domain::{Decision, Member, Policy, Principal, ProjectId, ProjectNumber};
-use cloister_store::{ProjectRecord, StoreError};
+use cloister_store::{DELETED_PROJECT, ProjectRecord, StoreError};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -22,7 +30,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/projects", get(list).post(create))
         // `{name}` is `ID` for GET and `ID:method` for the IAM methods (Google's custom verbs).
-        .route("/v1/projects/{name}", get(describe).post(custom_method))
+        .route(
+            "/v1/projects/{name}",
+            get(describe).post(custom_method).delete(delete),
+        )
 }
 
 #[derive(Serialize)]
@@ -110,6 +121,11 @@ async fn create(
             Ok(()) => break record,
             // A project number collision (one in ~10^12): draw another.
             Err(StoreError::AlreadyExists(what)) if what.starts_with("project number") => continue,
+            Err(StoreError::AlreadyExists(what)) if what.starts_with(DELETED_PROJECT) => {
+                return Err(ApiError::AlreadyExists(format!(
+                    "Project id {id} belonged to a deleted project, and project ids are never reused (grants elsewhere may still name it); choose another id"
+                )));
+            }
             Err(StoreError::AlreadyExists(_)) => {
                 return Err(ApiError::AlreadyExists(format!(
                     "Project {id} already exists. Project ids are unique across this Cloister; choose another id"
@@ -158,6 +174,35 @@ async fn describe(
         .check(&caller, "resourcemanager.projects.get", &id.resource_name())
         .await?;
     Ok(Json(load(&state, &id).await?.into()))
+}
+
+/// `DELETE /v1/projects/P`: Google's Empty on success; FAILED_PRECONDITION naming what the
+/// project still holds.
+async fn delete(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&name)?;
+    // Check first: a caller without access learns nothing about whether the project exists.
+    state
+        .authorizer
+        .check(
+            &caller,
+            "resourcemanager.projects.delete",
+            &id.resource_name(),
+        )
+        .await?;
+    match state.store.delete_project(&id, &caller.to_string()).await {
+        Ok(()) => Ok(Json(json!({}))),
+        Err(StoreError::NotEmpty(what)) => Err(ApiError::FailedPrecondition(format!(
+            "{what}. Cloister deletes only an empty project (it has no 30-day pending deletion): delete those first; key rings can never be deleted, so a project that holds one stays"
+        ))),
+        Err(StoreError::NotFound(_)) => {
+            Err(ApiError::NotFound(format!("Project {id} was not found")))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn list(

@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod compute;
 mod config;
+mod cred_config;
 mod files;
 pub mod format;
 mod iam;

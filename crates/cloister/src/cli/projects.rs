@@ -1,6 +1,6 @@
 //! `cloister projects …`: Resource Manager projects and their IAM policies.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Subcommand;
 use serde_json::json;
 
@@ -28,8 +28,9 @@ pub enum ProjectsCommand {
         /// The project id.
         project_id: String,
     },
-    /// Delete a project: not supported by this server yet (the command says so and changes
-    /// nothing).
+    /// Delete an empty project. A project that still holds anything (buckets, service
+    /// accounts, pools, key rings, repositories, instances) is refused, naming what: there is
+    /// no 30-day undelete. Its id is never given to another project.
     Delete {
         /// The project id.
         project_id: String,
@@ -106,9 +107,14 @@ pub async fn run(ctx: &mut Context, c: ProjectsCommand) -> Result<()> {
             &ctx.format,
             &client.get(&format!("/v1/projects/{project_id}")).await?,
         ),
-        ProjectsCommand::Delete { project_id } => bail!(
-            "UNIMPLEMENTED: this Cloister server cannot delete projects yet, so [{project_id}] and everything in it stay. Delete its resources one by one (instances, buckets, keys' grants, pools, service accounts) to stop their use"
-        ),
+        ProjectsCommand::Delete { project_id } => {
+            client.delete(&format!("/v1/projects/{project_id}")).await?;
+            eprintln!("Deleted project [{project_id}].");
+            eprintln!(
+                "Its id and number are never given to another project; there is no undelete."
+            );
+            Ok(())
+        }
         ProjectsCommand::GetIamPolicy { project_id } => print_one(
             &ctx.format,
             &get_policy(&client, &format!("/v1/projects/{project_id}")).await?,

@@ -65,6 +65,9 @@ pub enum PoolsCommand {
     /// OIDC providers of a pool.
     #[command(subcommand)]
     Providers(ProvidersCommand),
+    /// Write an external_account credential configuration for a provider (the file
+    /// google-auth reads), aimed at this Cloister's STS and IAM Credentials, like gcloud's.
+    CreateCredConfig(super::cred_config::CreateCredConfig),
 }
 
 /// Provider settings; on update only the flags given change.
@@ -248,7 +251,8 @@ fn pools_path(ctx: &Context, at: Location) -> Result<String> {
 }
 
 pub async fn run(ctx: &mut Context, c: PoolsCommand) -> Result<()> {
-    let client = ctx.client().await?;
+    // Each command that calls the API signs in; create-cred-config needs no credential.
+    let client = || ctx.client();
     match c {
         PoolsCommand::Create {
             pool,
@@ -258,7 +262,8 @@ pub async fn run(ctx: &mut Context, c: PoolsCommand) -> Result<()> {
             disabled,
         } => {
             let body = json!({"displayName": display_name.unwrap_or_default(), "description": description.unwrap_or_default(), "disabled": disabled});
-            let op = client
+            let op = client()
+                .await?
                 .post(
                     &format!("{}?workloadIdentityPoolId={pool}", pools_path(ctx, at)?),
                     &body,
@@ -269,12 +274,13 @@ pub async fn run(ctx: &mut Context, c: PoolsCommand) -> Result<()> {
         }
         PoolsCommand::Describe { pool, at } => print_one(
             &ctx.format,
-            &client
+            &client()
+                .await?
                 .get(&format!("{}/{pool}", pools_path(ctx, at)?))
                 .await?,
         ),
         PoolsCommand::List { at, list } => {
-            let resp = client.get(&pools_path(ctx, at)?).await?;
+            let resp = client().await?.get(&pools_path(ctx, at)?).await?;
             let items = resp["workloadIdentityPools"]
                 .as_array()
                 .cloned()
@@ -291,13 +297,15 @@ pub async fn run(ctx: &mut Context, c: PoolsCommand) -> Result<()> {
             )
         }
         PoolsCommand::Delete { pool, at } => {
-            client
+            client()
+                .await?
                 .delete(&format!("{}/{pool}", pools_path(ctx, at)?))
                 .await?;
             eprintln!("Deleted workload identity pool [{pool}].");
             Ok(())
         }
-        PoolsCommand::Providers(p) => providers(ctx, &client, p).await,
+        PoolsCommand::Providers(p) => providers(ctx, &client().await?, p).await,
+        PoolsCommand::CreateCredConfig(args) => super::cred_config::run(ctx, args).await,
     }
 }
 
