@@ -43,6 +43,9 @@ pub use registry::{
     ImageRef, ImageVersion, ManifestRecord, ManifestRefs, RegistryBlob, RegistryUpload,
     RepositoryRecord,
 };
-pub use storage::{BucketRecord, ObjectRecord, Preconditions, PutLimits, PutRefused, UploadSession};
+pub use storage::{
+    BucketRecord, ObjectAttributes, ObjectRecord, Preconditions, PutLimits, PutRefused,
+    UploadSession,
+};
 pub use store::{DEFAULT_CONNECTIONS as DEFAULT_DATABASE_CONNECTIONS, Store, redacted};
 pub use verifier::{ChallengeRecord, ConsumeError, ReferenceValueRecord};

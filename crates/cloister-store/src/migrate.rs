@@ -26,6 +26,7 @@ pub(crate) const SQLITE: &[&str] = &[
     include_str!("../migrations/sqlite/0011_replica_leases.sql"),
     include_str!("../migrations/sqlite/0012_objects_by_blob.sql"),
     include_str!("../migrations/sqlite/0013_upload_creators.sql"),
+    include_str!("../migrations/sqlite/0014_object_attributes.sql"),
 ];
 
 /// PostgreSQL's migrations (its first is SQLite's first ten in PostgreSQL's types):
@@ -37,6 +38,7 @@ pub(crate) const POSTGRES: &[&str] = &[
     include_str!("../migrations/postgres/0003_objects_by_blob.sql"),
     include_str!("../migrations/postgres/0004_upload_creators.sql"),
     include_str!("../migrations/postgres/0005_replica_lease_ids_as_json.sql"),
+    include_str!("../migrations/postgres/0006_object_attributes.sql"),
 ];
 
 /// Any number; it only has to be the same for every replica (`pg_advisory_xact_lock`).
@@ -67,7 +69,11 @@ pub(crate) async fn sqlite(conn: &mut SqliteConnection) -> Result<(), StoreError
         .fetch_one(&mut *conn)
         .await
         .map_err(failed("PRAGMA user_version"))?;
-    for (i, sql) in SQLITE.iter().enumerate().skip(applied_of(version, SQLITE.len())?) {
+    for (i, sql) in SQLITE
+        .iter()
+        .enumerate()
+        .skip(applied_of(version, SQLITE.len())?)
+    {
         let mut tx = conn
             .begin_with("BEGIN IMMEDIATE")
             .await
