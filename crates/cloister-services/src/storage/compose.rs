@@ -9,6 +9,7 @@
 //! combined from the sources' (a source replaced or rotted meanwhile is caught, nothing
 //! stored); like Google's, a composite has `componentCount` and no MD5.
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -22,11 +23,10 @@ use serde_json::{Map, Value};
 use super::objects::load;
 use super::params::StorageQuery;
 use super::response::{method_not_allowed, shape};
-use super::upload::{ObjectMetadata, store};
+use super::upload::{MAX_METADATA_BYTES, ObjectMetadata, store};
 use super::{PreconditionQuery, authorized_bucket, check_object_name, int64, precondition_failed};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::json::ApiJson;
 use crate::state::AppState;
 
 /// Google's limits: sources per request, and components of a composite in all.
@@ -92,8 +92,23 @@ async fn compose(
     Caller(caller): Caller,
     Path((bucket, dest_name)): Path<(String, String)>,
     StorageQuery(q): StorageQuery<ComposeQuery>,
-    ApiJson(req): ApiJson<ComposeRequest>,
+    body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    if body.len() > MAX_METADATA_BYTES {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "The compose request is larger than {MAX_METADATA_BYTES} bytes"
+        )));
+    }
+    // Through serde_path_to_error, so a refusal names the member (`sourceObjects[1].generation`).
+    let req: ComposeRequest =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body))
+            .map_err(|e| {
+                ApiError::InvalidArgument(format!(
+                    "Invalid compose request at {}: {}",
+                    e.path(),
+                    e.inner()
+                ))
+            })?;
     check_object_name(&dest_name)?;
     let count = req.source_objects.len();
     if count == 0 || count > MAX_SOURCES {

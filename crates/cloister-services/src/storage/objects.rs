@@ -291,11 +291,7 @@ async fn list(
     let limit = q.max_results.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
     let mut after = decode_token(q.page_token.as_deref())?;
     // startOffset is inclusive; the store's bound is exclusive: start just before it.
-    if let Some(start) = q.start_offset.as_deref().filter(|s| !s.is_empty())
-        && after.as_str() < start
-    {
-        after = before(start);
-    }
+    let start = q.start_offset.filter(|s| !s.is_empty());
     let end = q.end_offset.filter(|e| !e.is_empty());
     let delimiter = q.delimiter.filter(|d| !d.is_empty());
     let trailing = q.include_trailing_delimiter == Some(true);
@@ -304,15 +300,26 @@ async fn list(
         Some(g) if g.literal_prefix().starts_with(&q.prefix) => g.literal_prefix().to_owned(),
         _ => q.prefix.clone(),
     };
+    if let Some(start) = start.as_deref()
+        && after.as_str() < start
+    {
+        after = before(start);
+    }
     let (mut items, mut prefixes) = (Vec::new(), BTreeSet::new());
     let mut next = None;
     // Each page holds up to `limit` entries, items and collapsed prefixes together.
     'pages: loop {
+        // Filters may skip many names per entry kept: read them in large batches.
+        let batch_size = if glob.is_some() || start.is_some() {
+            MAX_PAGE
+        } else {
+            limit
+        };
         let batch = state
             .store
-            .list_objects(&bucket, &scan_prefix, &after, limit)
+            .list_objects(&bucket, &scan_prefix, &after, batch_size)
             .await?;
-        let exhausted = batch.len() < limit;
+        let exhausted = batch.len() < batch_size;
         for o in batch {
             if end.as_deref().is_some_and(|e| o.name.as_str() >= e) {
                 break 'pages;
@@ -322,7 +329,11 @@ async fn list(
                 break 'pages;
             }
             after = o.name.clone();
-            if glob.as_ref().is_some_and(|g| !g.is_match(&o.name)) {
+            // `before` is a close bound, not an exact one: what still sorts before the
+            // start is skipped here.
+            if start.as_deref().is_some_and(|s| o.name.as_str() < s)
+                || glob.as_ref().is_some_and(|g| !g.is_match(&o.name))
+            {
                 continue;
             }
             // `scan_prefix` starts with the prefix, and so does every name listed.

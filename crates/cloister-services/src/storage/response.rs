@@ -137,6 +137,8 @@ pub async fn shape(request: Request, next: Next) -> Response {
                 }
             },
             "prettyPrint" => pretty = v == "true",
+            // A download's bytes are the object's, whatever its type: never reshaped.
+            "alt" if v == "media" => return next.run(request).await,
             _ => {}
         }
     }
