@@ -671,10 +671,11 @@ async fn compose_is_authorized_like_google() {
 #[tokio::test]
 async fn fields_timestamps_and_gclouds_quoted_boundary() {
     let w = World::new().await;
-    // gcloud's multipart form: the boundary in single quotes, with '=' in it.
-    let boundary = "===============7330845974216740156==";
+    // gcloud's multipart form, as captured from gcloud 528: the boundary in single quotes with
+    // '=' in it, and lines ending in a bare LF.
+    let boundary = "===============8754846025737762545==";
     let body = format!(
-        "--{boundary}\r\ncontent-type: application/json\r\n\r\n{{\"name\":\"g.txt\",\"metadata\":{{\"goog-reserved-file-mtime\":\"1700000000\"}}}}\r\n--{boundary}\r\ncontent-type: text/plain\r\n\r\nfrom gcloud\r\n--{boundary}--\r\n"
+        "--{boundary}\nContent-Type: application/json\nMIME-Version: 1.0\n\n{{\"bucket\": \"primus-models\", \"contentType\": \"text/plain\", \"name\": \"g.txt\", \"metadata\": {{\"goog-reserved-file-mtime\": \"1700000000\"}}}}\n--{boundary}\nContent-Type: text/plain\nMIME-Version: 1.0\nContent-Transfer-Encoding: binary\n\nfrom gcloud\n--{boundary}--"
     );
     let req = Request::post("/upload/storage/v1/b/primus-models/o?uploadType=multipart&alt=json&fields=name,size,metadata")
         .header("authorization", format!("Bearer {}", w.owner))
@@ -690,6 +691,18 @@ async fn fields_timestamps_and_gclouds_quoted_boundary() {
     );
     let (_, body, _) = w.download(&w.owner, "g.txt", None).await;
     assert_eq!(body, b"from gcloud");
+    // gcloud asks whether the bucket has a hierarchical namespace before copying.
+    let (s, b) = w
+        .api
+        .call(
+            &w.owner,
+            "GET",
+            "/storage/v1/b/primus-models/storageLayout?alt=json",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["hierarchicalNamespace"]["enabled"], false, "{b}");
     let (s, b) = w
         .api
         .call(

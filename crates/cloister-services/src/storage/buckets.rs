@@ -29,6 +29,10 @@ pub fn router() -> Router<AppState> {
             get(describe).delete(delete).fallback(method_not_allowed),
         )
         .route(
+            "/storage/v1/b/{bucket}/storageLayout",
+            get(storage_layout).fallback(method_not_allowed),
+        )
+        .route(
             "/storage/v1/b/{bucket}/iam",
             get(get_policy).put(set_policy).fallback(method_not_allowed),
         )
@@ -64,6 +68,7 @@ fn view(state: &AppState, b: &BucketRecord, number: Option<u64>) -> Value {
 struct CreateQuery {
     project: Option<String>,
     /// Object retention needs holds and retention periods, which Cloister does not have.
+    #[serde(default, deserialize_with = "super::params::flag")]
     enable_object_retention: Option<bool>,
 }
 
@@ -75,6 +80,7 @@ struct ListQuery {
     prefix: String,
     max_results: Option<usize>,
     page_token: Option<String>,
+    #[serde(default, deserialize_with = "super::params::flag")]
     soft_deleted: Option<bool>,
 }
 
@@ -229,6 +235,32 @@ async fn describe(
     q.check(&bucket)?;
     let number = project_number(&state, &b.project_id).await?;
     Ok(Json(view(&state, &b, number)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LayoutQuery {
+    /// The layout is the bucket's, whatever the prefix the caller may list under.
+    #[allow(dead_code)]
+    prefix: Option<String>,
+}
+
+/// `GET /storage/v1/b/B/storageLayout`: gcloud asks before copying whether the bucket has a
+/// hierarchical namespace. Cloister's buckets are flat.
+async fn storage_layout(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(bucket): Path<String>,
+    StorageQuery(_): StorageQuery<LayoutQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let b = authorized_bucket(&state, &caller, &bucket, "storage.objects.list").await?;
+    Ok(Json(json!({
+        "kind": "storage#storageLayout",
+        "bucket": b.name,
+        "location": b.location,
+        "locationType": "region",
+        "hierarchicalNamespace": {"enabled": false},
+    })))
 }
 
 async fn delete(

@@ -241,6 +241,7 @@ pub struct ChangeQuery {
     if_metageneration_match: Option<i64>,
     if_metageneration_not_match: Option<i64>,
     /// Only meaningful for objects under retention, which Cloister has none of.
+    #[serde(default, deserialize_with = "super::params::flag")]
     override_unlocked_retention: Option<bool>,
 }
 

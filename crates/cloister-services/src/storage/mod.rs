@@ -16,6 +16,7 @@ pub mod copy;
 pub mod glob;
 pub mod limits;
 pub mod metadata;
+pub mod multipart;
 pub mod objects;
 pub mod orphans;
 pub mod params;

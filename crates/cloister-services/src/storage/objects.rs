@@ -58,6 +58,7 @@ struct GetQuery {
     if_metageneration_match: Option<i64>,
     if_metageneration_not_match: Option<i64>,
     /// Cloister keeps no soft-deleted objects, so only the live one can be asked for.
+    #[serde(default, deserialize_with = "super::params::flag")]
     soft_deleted: Option<bool>,
 }
 
@@ -251,13 +252,17 @@ struct ListQuery {
     start_offset: Option<String>,
     end_offset: Option<String>,
     /// With a delimiter, objects whose names end in it are listed as items too.
+    #[serde(default, deserialize_with = "super::params::flag")]
     include_trailing_delimiter: Option<bool>,
     /// Cloister keeps one generation per object; `versions=true` would ask for the others.
+    #[serde(default, deserialize_with = "super::params::flag")]
     versions: Option<bool>,
+    #[serde(default, deserialize_with = "super::params::flag")]
     soft_deleted: Option<bool>,
     /// Folders of hierarchical-namespace buckets; Cloister's buckets are flat and hold none, so
     /// the listing is the same either way.
     #[allow(dead_code)]
+    #[serde(default, deserialize_with = "super::params::flag")]
     include_folders_as_prefixes: Option<bool>,
 }
 

@@ -61,7 +61,7 @@ pub fn parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
             }
             ("alt", "json") => {}
             ("alt", _) => return refuse("json (or media, to download an object)"),
-            ("prettyPrint", "true" | "false") => {}
+            ("prettyPrint", v) if parse_flag(v).is_some() => {}
             ("prettyPrint", _) => return refuse("true or false"),
             ("projection", "noAcl" | "full") => {}
             ("projection", _) => return refuse("noAcl or full"),
@@ -95,6 +95,24 @@ pub fn check_names(query: &str, accepted: &[&str]) -> Result<(), ApiError> {
     parse::<Nothing>(&rest).map(drop)
 }
 
+/// A boolean query parameter as clients write it: `true`/`false`, and apitools' (gcloud's)
+/// `True`/`False`.
+pub fn parse_flag(value: &str) -> Option<bool> {
+    match value {
+        "true" | "True" => Some(true),
+        "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// serde's `deserialize_with` for boolean query parameters (see [`parse_flag`]).
+pub fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    parse_flag(&text).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!("{text:?} is not a boolean: true or false"))
+    })
+}
+
 /// A boolean query parameter that only one value of makes sense for in Cloister: `false`
 /// (Google's default) is accepted, `true` refused with `why`.
 pub fn only_false(name: &str, value: Option<bool>, why: &str) -> Result<(), ApiError> {
@@ -117,6 +135,8 @@ mod tests {
         prefix: Option<String>,
         max_results: Option<u32>,
         alt: Option<String>,
+        #[serde(default, deserialize_with = "super::flag")]
+        versions: Option<bool>,
     }
 
     #[derive(Debug, serde::Deserialize)]
@@ -136,6 +156,10 @@ mod tests {
         }
         let q: Q = parse("alt=media").unwrap();
         assert_eq!(q.alt.as_deref(), Some("media"));
+        // gcloud (apitools) writes booleans as Python does.
+        let q: Q = parse("versions=False&prettyPrint=True").unwrap();
+        assert_eq!(q.versions, Some(false));
+        assert_eq!(parse::<Q>("versions=true").unwrap().versions, Some(true));
         for (query, named) in [
             ("matchGlob=*.txt", "matchGlob"),
             ("prefix=a&softDeleted=true", "softDeleted"),
@@ -143,6 +167,7 @@ mod tests {
             ("projection=everything", "projection"),
             ("alt=proto", "alt"),
             ("maxResults=x", "maxResults"),
+            ("versions=yes", "versions"),
         ] {
             let e = parse::<Q>(query).unwrap_err().to_string();
             assert!(e.contains(named), "{query}: {e}");

@@ -52,11 +52,13 @@ impl Fields {
                         path.push(std::mem::take(&mut name));
                         chars.next();
                     }
-                    c if c.is_ascii_alphanumeric() || c == '_' || c == '*' || c == '.' => {
+                    // Custom metadata keys may hold any character but these (gcloud's rsync
+                    // selects `items/metadata/goog-reserved-posix-mtime`).
+                    c if c.is_whitespace() => return Err(format!("unexpected {c:?}")),
+                    c => {
                         name.push(c);
                         chars.next();
                     }
-                    c => return Err(format!("unexpected {c:?}")),
                 }
             }
             path.push(name);
@@ -136,7 +138,7 @@ pub async fn shape(request: Request, next: Next) -> Response {
                     .into_response();
                 }
             },
-            "prettyPrint" => pretty = v == "true",
+            "prettyPrint" => pretty = super::params::parse_flag(&v) == Some(true),
             // A download's bytes are the object's, whatever its type: never reshaped.
             "alt" if v == "media" => return next.run(request).await,
             _ => {}
@@ -208,6 +210,14 @@ mod tests {
         let mut v = json!({"name": "x", "size": "1"});
         Fields::parse("name").unwrap().apply(&mut v);
         assert_eq!(v, json!({"name": "x"}));
+        let mut v = json!({"items": [{"metadata": {"goog-reserved-posix-mtime": "1", "o": "2"}}]});
+        Fields::parse("items/metadata/goog-reserved-posix-mtime")
+            .unwrap()
+            .apply(&mut v);
+        assert_eq!(
+            v,
+            json!({"items": [{"metadata": {"goog-reserved-posix-mtime": "1"}}]})
+        );
         let mut v = json!({"items": [{"name": "x"}], "kind": "k"});
         Fields::parse("items/name,kind").unwrap().apply(&mut v);
         assert_eq!(v, json!({"items": [{"name": "x"}], "kind": "k"}));

@@ -155,28 +155,19 @@ async fn upload(
                     "uploadType=multipart needs Content-Type: multipart/related; boundary=…".into(),
                 )
             })?;
-            let mut parts = multer::Multipart::new(bytes, boundary);
-            let bad = |e: multer::Error| {
-                ApiError::InvalidArgument(format!("Malformed multipart body: {e}"))
-            };
-            let first = parts.next_field().await.map_err(bad)?.ok_or_else(|| {
-                ApiError::InvalidArgument("the multipart body has no metadata part".into())
-            })?;
-            let json = first.bytes().await.map_err(bad)?;
-            let mut metadata = ObjectMetadata::from_json(&json, "The multipart metadata part")?;
+            let related = super::multipart::split(bytes, &boundary).await?;
+            let mut metadata =
+                ObjectMetadata::from_json(&related.metadata, "The multipart metadata part")?;
             if metadata.attributes.content_encoding.is_none() {
                 metadata.attributes.content_encoding = q.content_encoding.clone();
             }
             if let Some(name) = &q.name {
                 metadata.name.get_or_insert_with(|| name.clone());
             }
-            let media = parts.next_field().await.map_err(bad)?.ok_or_else(|| {
-                ApiError::InvalidArgument("the multipart body has no media part".into())
-            })?;
             if metadata.content_type.is_none() {
-                metadata.content_type = media.content_type().map(|m| m.to_string());
+                metadata.content_type = related.media_type;
             }
-            let media = media.map_err(std::io::Error::other);
+            let media = related.media;
             store(&state, &caller, &bucket, metadata, &q.pre(), media)
                 .await
                 .map(|v| Json(v).into_response())
