@@ -72,6 +72,78 @@ fn googles_storage_client_works_against_cloister() {
     );
 }
 
+/// The client as docs/storage-clients.md points it at Cloister (STORAGE_EMULATOR_HOST and a
+/// Cloister token), through match_glob, patch/update with metageneration, compose, exists.
+#[test]
+fn googles_storage_client_globs_patches_and_composes() {
+    let w = World::with_users(&[]);
+    w.cli
+        .ok(&["--profile", "alice", "projects", "create", "primus-bank"]);
+    let token = w
+        .cli
+        .ok(&["--profile", "alice", "auth", "print-access-token"])
+        .trim()
+        .to_owned();
+    let script = format!("{}/tests/python/gcs_parity.py", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("python3")
+        .args([
+            &script,
+            &w.server.endpoint(),
+            &token,
+            "primus-bank",
+            "primus-parity",
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "google-cloud-storage failed (scripts/test.sh installs it with pip):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json = |v| -> Value { serde_json::json!(v) };
+    assert_eq!(r["glob_top_txt"], json(vec!["a.txt", "b.txt"]));
+    assert_eq!(
+        r["glob_all_txt"],
+        json(vec!["a.txt", "b.txt", "dir/a.txt", "dir/sub/a.txt"])
+    );
+    assert_eq!(r["glob_alternatives"], json(vec!["dir/sub/b.jpg"]));
+    assert_eq!(
+        r["glob_with_prefix"],
+        json(vec!["dir/sub/a.txt", "dir/sub/b.jpg"])
+    );
+    assert_eq!(r["offsets"], json(vec!["b.txt", "dir/a.txt"]));
+    assert!(
+        r["versions_true"].as_str().unwrap().contains("versions"),
+        "versions=true is refused by name, not ignored: {r}"
+    );
+    assert_eq!(r["custom_metadata_on_upload"]["origin"], "parity");
+    assert_eq!(r["time_created_ms"], true, "milliseconds, as Google");
+    assert_eq!(
+        r["patched"],
+        serde_json::json!({
+            "content_type": "application/json",
+            "cache_control": "no-cache",
+            "metadata": {"reviewed": "yes"},
+            "same_generation": true,
+            "metageneration": 2,
+        })
+    );
+    assert_eq!(r["stale_patch"], 412);
+    assert_eq!(r["updated_metadata"], serde_json::json!({"final": "1"}));
+    assert_eq!(
+        r["compose"],
+        serde_json::json!({
+            "bytes": "a.csvb.txtdir/a.txt",
+            "component_count": 3,
+            "md5": null,
+            "has_crc32c": true,
+        })
+    );
+    assert_eq!(r["compose_missing"], 404);
+    assert_eq!(r["exists"], serde_json::json!([true, false]));
+}
+
 #[test]
 fn the_cli_copies_folders_recursively_between_disk_and_buckets() {
     let w = World::with_two_users();
