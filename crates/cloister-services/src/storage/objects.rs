@@ -254,8 +254,11 @@ struct ListQuery {
     /// With a delimiter, objects whose names end in it are listed as items too.
     #[serde(default, deserialize_with = "super::params::flag")]
     include_trailing_delimiter: Option<bool>,
-    /// Cloister keeps one generation per object; `versions=true` would ask for the others.
+    /// `versions=true` asks for the noncurrent generations as well as the live ones; Cloister
+    /// keeps none (a bucket without versioning), so the live ones are the whole answer, as
+    /// Google's for such a bucket. (`gcloud storage rm -r` asks so.)
     #[serde(default, deserialize_with = "super::params::flag")]
+    #[allow(dead_code)]
     versions: Option<bool>,
     #[serde(default, deserialize_with = "super::params::flag")]
     soft_deleted: Option<bool>,
@@ -281,11 +284,6 @@ async fn list(
     Path(bucket): Path<String>,
     StorageQuery(q): StorageQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    only_false(
-        "versions",
-        q.versions,
-        "Cloister keeps only the live generation of each object",
-    )?;
     only_false(
         "softDeleted",
         q.soft_deleted,
