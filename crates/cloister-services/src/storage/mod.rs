@@ -255,6 +255,22 @@ pub fn b64(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }
 
+pub fn etag(o: &ObjectRecord) -> String {
+    STANDARD.encode(format!("{}/{}", o.generation, o.metageneration))
+}
+
+/// Percent-encodes an object name for a URL path segment (everything but unreserved).
+pub fn urlencode(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::{multipart_boundary, timestamp};
@@ -288,20 +304,4 @@ mod tests {
         let t = time::macros::datetime!(2026-12-07 04:05:06 UTC);
         assert_eq!(timestamp(t), "2026-12-07T04:05:06.000Z");
     }
-}
-
-pub fn etag(o: &ObjectRecord) -> String {
-    STANDARD.encode(format!("{}/{}", o.generation, o.metageneration))
-}
-
-/// Percent-encodes an object name for a URL path segment (everything but unreserved).
-pub fn urlencode(name: &str) -> String {
-    name.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
