@@ -312,6 +312,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(storage::buckets::router())
         .merge(storage::objects::router())
         .merge(storage::copy::router())
+        .merge(storage::compose::router())
         .merge(storage::upload::router())
         .merge(registry::router())
         .merge(compute::router())

@@ -412,6 +412,7 @@ async fn a_resumable_session_expires_after_a_week_and_is_swept_with_its_bytes() 
         bucket: "primus-models".into(),
         name: format!("{upload_id}.bin"),
         content_type: "application/octet-stream".into(),
+        attributes: Default::default(),
         preconditions: Default::default(),
         // The bucket's owner opened both, and is authorized again at every chunk.
         creator: Some(cloister_domain::Principal::User(

@@ -65,7 +65,8 @@ pub use registry::{
     RepositoryRecord,
 };
 pub use storage::{
-    BucketRecord, ObjectRecord, Preconditions, PutLimits, PutRefused, UploadSession,
+    BucketRecord, ObjectAttributes, ObjectRecord, Preconditions, PutLimits, PutRefused,
+    UploadSession,
 };
 pub use store::{DEFAULT_CONNECTIONS as DEFAULT_DATABASE_CONNECTIONS, Store, redacted};
 pub use verifier::{ChallengeRecord, ConsumeError, ReferenceValueRecord};

@@ -27,6 +27,7 @@ pub(crate) const SQLITE: &[&str] = &[
     include_str!("../migrations/sqlite/0012_objects_by_blob.sql"),
     include_str!("../migrations/sqlite/0013_upload_creators.sql"),
     include_str!("../migrations/sqlite/0014_deleted_projects.sql"),
+    include_str!("../migrations/sqlite/0015_object_attributes.sql"),
 ];
 
 /// PostgreSQL's migrations (its first is SQLite's first ten in PostgreSQL's types):
@@ -39,6 +40,7 @@ pub(crate) const POSTGRES: &[&str] = &[
     include_str!("../migrations/postgres/0004_upload_creators.sql"),
     include_str!("../migrations/postgres/0005_replica_lease_ids_as_json.sql"),
     include_str!("../migrations/postgres/0006_deleted_projects.sql"),
+    include_str!("../migrations/postgres/0007_object_attributes.sql"),
 ];
 
 /// Any number; it only has to be the same for every replica (`pg_advisory_xact_lock`).

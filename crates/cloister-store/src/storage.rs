@@ -1,6 +1,9 @@
 //! Cloud Storage: buckets, the live generation of each object, and resumable upload sessions.
 
+use std::collections::BTreeMap;
+
 use cloister_domain::{Principal, ProjectId};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::db::{Row, Tx, int, placeholders, query, rfc3339, unique};
@@ -40,21 +43,64 @@ pub struct ObjectRecord {
     pub update_time: OffsetDateTime,
     /// The blob holding the bytes.
     pub blob_key: String,
+    /// What the client set besides the content type (custom metadata, cache and content headers).
+    pub attributes: ObjectAttributes,
+    /// For a composite object, how many non-composite objects it was composed of.
+    pub component_count: Option<u32>,
 }
 
-/// Conditions on the live generation (`0` = the object must not exist).
+/// An object's writable metadata besides its content type, as the JSON API names it. Kept as
+/// one JSON column: nothing queries these fields, they are only carried from write to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ObjectAttributes {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_disposition: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    /// Custom metadata (`metadata` in the JSON API): the client's own key/value pairs.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl ObjectAttributes {
+    fn to_json(&self) -> Result<String, StoreError> {
+        serde_json::to_string(self)
+            .map_err(|e| StoreError::Unusable(format!("an object's attributes: {e}")))
+    }
+
+    fn from_json(text: &str) -> Result<Self, StoreError> {
+        serde_json::from_str(text).map_err(|e| StoreError::corrupt("object attributes", e))
+    }
+}
+
+/// Conditions on the live generation (`0` = the object must not exist) and its metageneration.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Preconditions {
     pub if_generation_match: Option<i64>,
     pub if_generation_not_match: Option<i64>,
+    pub if_metageneration_match: Option<i64>,
+    pub if_metageneration_not_match: Option<i64>,
 }
 
 impl Preconditions {
-    /// Whether an object whose live generation is `current` (None: absent) meets these.
-    pub fn hold(&self, current: Option<i64>) -> bool {
-        let generation = current.unwrap_or(0);
+    /// Whether an object whose live (generation, metageneration) is `current` (None: absent)
+    /// meets these. An absent object has no metageneration: it cannot match one, as in Google.
+    pub fn hold(&self, current: Option<(i64, i64)>) -> bool {
+        let generation = current.map_or(0, |c| c.0);
+        let metageneration = current.map(|c| c.1);
         self.if_generation_match.is_none_or(|g| g == generation)
             && self.if_generation_not_match.is_none_or(|g| g != generation)
+            && self
+                .if_metageneration_match
+                .is_none_or(|m| metageneration == Some(m))
+            && self
+                .if_metageneration_not_match
+                .is_none_or(|m| metageneration != Some(m))
     }
 }
 
@@ -97,6 +143,8 @@ pub struct UploadSession {
     pub bucket: String,
     pub name: String,
     pub content_type: String,
+    /// The rest of the metadata the session was opened with, for the object it commits.
+    pub attributes: ObjectAttributes,
     pub preconditions: Preconditions,
     /// Who opened the session: every chunk and the commit are authorized as them again. None
     /// only for sessions recorded before the creator was, which are refused.
@@ -109,9 +157,11 @@ pub struct UploadSession {
 
 const BUCKET_COLUMNS: &str = "name, project_id, location, storage_class, create_time";
 const OBJECT_COLUMNS: &str = "bucket, name, generation, metageneration, size, md5, crc32c, \
-                              content_type, create_time, update_time, blob_key";
+                              content_type, create_time, update_time, blob_key, attributes, \
+                              component_count";
 const UPLOAD_COLUMNS: &str = "upload_id, bucket, name, content_type, if_generation_match, \
-                              if_generation_not_match, received, create_time, creator";
+                              if_generation_not_match, received, create_time, creator, \
+                              attributes, if_metageneration_match, if_metageneration_not_match";
 
 /// Blob keys per `IN (…)` list: well under both databases' limit on parameters.
 const KEYS_PER_QUERY: usize = 500;
@@ -128,6 +178,7 @@ fn bucket_row(r: &Row) -> Result<BucketRecord, StoreError> {
 
 fn object_row(r: &Row) -> Result<ObjectRecord, StoreError> {
     let crc32c = r.int(6)?;
+    let components: Option<i64> = r.get(12)?;
     Ok(ObjectRecord {
         bucket: r.text(0)?,
         name: r.text(1)?,
@@ -140,6 +191,10 @@ fn object_row(r: &Row) -> Result<ObjectRecord, StoreError> {
         create_time: r.time(8)?,
         update_time: r.time(9)?,
         blob_key: r.text(10)?,
+        attributes: ObjectAttributes::from_json(&r.text(11)?)?,
+        component_count: components
+            .map(|c| u32::try_from(c).map_err(|e| StoreError::corrupt("component count", e)))
+            .transpose()?,
     })
 }
 
@@ -150,9 +205,12 @@ fn upload_row(r: &Row) -> Result<UploadSession, StoreError> {
         bucket: r.text(1)?,
         name: r.text(2)?,
         content_type: r.text(3)?,
+        attributes: ObjectAttributes::from_json(&r.text(9)?)?,
         preconditions: Preconditions {
             if_generation_match: r.get(4)?,
             if_generation_not_match: r.get(5)?,
+            if_metageneration_match: r.get(10)?,
+            if_metageneration_not_match: r.get(11)?,
         },
         received: r.u64(6)?,
         create_time: r.unix_time(7)?,
@@ -162,16 +220,18 @@ fn upload_row(r: &Row) -> Result<UploadSession, StoreError> {
     })
 }
 
-/// The live generation's number, blob key and size.
+/// The live generation's number, blob key, size and metageneration.
 async fn current_generation(
     tx: &Tx,
     bucket: &str,
     name: &str,
-) -> Result<Option<(i64, String, u64)>, StoreError> {
-    let q = query("SELECT generation, blob_key, size FROM objects WHERE bucket = $1 AND name = $2");
+) -> Result<Option<(i64, String, u64, i64)>, StoreError> {
+    let q = query(
+        "SELECT generation, blob_key, size, metageneration FROM objects WHERE bucket = $1 AND name = $2",
+    );
     tx.fetch_optional(q.bind(bucket).bind(name))
         .await?
-        .map(|r| Ok((r.int(0)?, r.text(1)?, r.u64(2)?)))
+        .map(|r| Ok((r.int(0)?, r.text(1)?, r.u64(2)?, r.int(3)?)))
         .transpose()
 }
 
@@ -210,14 +270,20 @@ impl Store {
         let q = query(format!(
             "SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1"
         ));
-        self.db.one(q.bind(name), bucket_row).await
+        self.db
+            .fetch_optional(q.bind(name))
+            .await?
+            .as_ref()
+            .map(bucket_row)
+            .transpose()
     }
 
     pub async fn list_buckets(&self, project: &ProjectId) -> Result<Vec<BucketRecord>, StoreError> {
         let q = query(format!(
             "SELECT {BUCKET_COLUMNS} FROM buckets WHERE project_id = $1 ORDER BY name"
         ));
-        self.db.all(q.bind(project.as_str()), bucket_row).await
+        let rows = self.db.fetch_all(q.bind(project.as_str())).await?;
+        rows.iter().map(bucket_row).collect()
     }
 
     /// Deletes an empty bucket and its policy, cancelling the resumable uploads still open on
@@ -259,6 +325,9 @@ impl Store {
         limits: PutLimits,
     ) -> Result<Result<Option<String>, PutRefused>, StoreError> {
         let size = int(o.size)?;
+        let attributes = o.attributes.to_json()?;
+        let components = o.component_count.map(i64::from);
+        let attributes = &attributes;
         self.db
             .transaction(|tx| async move {
                 let bucket = query("SELECT project_id FROM buckets WHERE name = $1").bind(&o.bucket);
@@ -269,7 +338,7 @@ impl Store {
                     .text(0)?;
                 let current = current_generation(&tx, &o.bucket, &o.name).await?;
                 let live = current.as_ref().map(|c| c.0);
-                if !pre.hold(live) {
+                if !pre.hold(current.as_ref().map(|c| (c.0, c.3))) {
                     return Ok(Err(PutRefused::Precondition(live)));
                 }
                 if let (false, Some(live)) = (limits.may_replace, live) {
@@ -285,12 +354,14 @@ impl Store {
                 tx.execute(
                     query(format!(
                         "INSERT INTO objects ({OBJECT_COLUMNS})
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                          ON CONFLICT (bucket, name) DO UPDATE SET generation = EXCLUDED.generation,
                             metageneration = EXCLUDED.metageneration, size = EXCLUDED.size,
                             md5 = EXCLUDED.md5, crc32c = EXCLUDED.crc32c,
                             content_type = EXCLUDED.content_type, create_time = EXCLUDED.create_time,
-                            update_time = EXCLUDED.update_time, blob_key = EXCLUDED.blob_key"
+                            update_time = EXCLUDED.update_time, blob_key = EXCLUDED.blob_key,
+                            attributes = EXCLUDED.attributes,
+                            component_count = EXCLUDED.component_count"
                     ))
                     .bind(&o.bucket)
                     .bind(&o.name)
@@ -302,12 +373,39 @@ impl Store {
                     .bind(&o.content_type)
                     .bind(rfc3339(o.create_time))
                     .bind(rfc3339(o.update_time))
-                    .bind(&o.blob_key),
+                    .bind(&o.blob_key)
+                    .bind(attributes)
+                    .bind(components),
                 )
                 .await?;
                 Ok(Ok(current.map(|c| c.1)))
             })
             .await
+    }
+
+    /// Replaces the metadata of the live object `o.bucket`/`o.name` (content type, attributes,
+    /// metageneration, update time) with `o`'s, only if its generation is still `o.generation`
+    /// and its metageneration still `metageneration`: a compare-and-swap in one statement, so
+    /// of two concurrent changes computed from one read only one lands. False when it did not.
+    pub async fn update_object_metadata(
+        &self,
+        o: &ObjectRecord,
+        metageneration: i64,
+    ) -> Result<bool, StoreError> {
+        let q = query(
+            "UPDATE objects SET content_type = $5, attributes = $6, metageneration = $7,
+                update_time = $8
+             WHERE bucket = $1 AND name = $2 AND generation = $3 AND metageneration = $4",
+        )
+        .bind(&o.bucket)
+        .bind(&o.name)
+        .bind(o.generation)
+        .bind(metageneration)
+        .bind(&o.content_type)
+        .bind(o.attributes.to_json()?)
+        .bind(o.metageneration)
+        .bind(rfc3339(o.update_time));
+        Ok(self.db.execute(q).await? == 1)
     }
 
     /// The bytes the live objects of `project`'s buckets hold (what its quota counts).
@@ -326,7 +424,12 @@ impl Store {
         let q = query(format!(
             "SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = $1 AND name = $2"
         ));
-        self.db.one(q.bind(bucket).bind(name), object_row).await
+        self.db
+            .fetch_optional(q.bind(bucket).bind(name))
+            .await?
+            .as_ref()
+            .map(object_row)
+            .transpose()
     }
 
     /// Objects whose names start with `prefix` and sort after `start_after`, in name (byte)
@@ -348,7 +451,7 @@ impl Store {
         .bind(prefix)
         .bind(start_after)
         .bind(int(limit as u64)?);
-        self.db.all(q, object_row).await
+        self.db.fetch_all(q).await?.iter().map(object_row).collect()
     }
 
     /// Those of `blob_keys` that an object points at (the rest are orphans: blobs whose upload
@@ -385,7 +488,7 @@ impl Store {
             .transaction(|tx| async move {
                 let current = current_generation(&tx, bucket, name).await?;
                 let live = current.as_ref().map(|c| c.0);
-                if live.is_some() && !pre.hold(live) {
+                if live.is_some() && !pre.hold(current.as_ref().map(|c| (c.0, c.3))) {
                     return Ok(Err(live));
                 }
                 let delete = query("DELETE FROM objects WHERE bucket = $1 AND name = $2");
@@ -402,11 +505,12 @@ impl Store {
             .map(serde_json::to_string)
             .transpose()
             .map_err(|e| StoreError::Unusable(format!("the session's creator: {e}")))?;
+        let attributes = u.attributes.to_json()?;
         self.db
             .execute(
                 query(format!(
                     "INSERT INTO upload_sessions ({UPLOAD_COLUMNS})
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
                 ))
                 .bind(&u.upload_id)
                 .bind(&u.bucket)
@@ -416,7 +520,10 @@ impl Store {
                 .bind(u.preconditions.if_generation_not_match)
                 .bind(int(u.received)?)
                 .bind(u.create_time.unix_timestamp())
-                .bind(creator),
+                .bind(creator)
+                .bind(attributes)
+                .bind(u.preconditions.if_metageneration_match)
+                .bind(u.preconditions.if_metageneration_not_match),
             )
             .await?;
         Ok(())
@@ -429,7 +536,12 @@ impl Store {
         let q = query(format!(
             "SELECT {UPLOAD_COLUMNS} FROM upload_sessions WHERE upload_id = $1"
         ));
-        self.db.one(q.bind(upload_id), upload_row).await
+        self.db
+            .fetch_optional(q.bind(upload_id))
+            .await?
+            .as_ref()
+            .map(upload_row)
+            .transpose()
     }
 
     /// Sessions created before `before`, for the expiry sweep.
@@ -440,9 +552,8 @@ impl Store {
         let q = query(format!(
             "SELECT {UPLOAD_COLUMNS} FROM upload_sessions WHERE create_time < $1"
         ));
-        self.db
-            .all(q.bind(before.unix_timestamp()), upload_row)
-            .await
+        let rows = self.db.fetch_all(q.bind(before.unix_timestamp())).await?;
+        rows.iter().map(upload_row).collect()
     }
 
     /// Moves `received` from `from` to `to`; false when another request moved it first.

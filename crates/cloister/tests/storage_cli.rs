@@ -72,6 +72,100 @@ fn googles_storage_client_works_against_cloister() {
     );
 }
 
+/// The client as docs/storage-clients.md points it at Cloister (STORAGE_EMULATOR_HOST and a
+/// Cloister token), through match_glob, patch/update with metageneration, compose, exists.
+#[test]
+fn googles_storage_client_globs_patches_and_composes() {
+    let w = World::with_users(&[]);
+    w.cli
+        .ok(&["--profile", "alice", "projects", "create", "primus-bank"]);
+    let token = w
+        .cli
+        .ok(&["--profile", "alice", "auth", "print-access-token"])
+        .trim()
+        .to_owned();
+    let script = format!("{}/tests/python/gcs_parity.py", env!("CARGO_MANIFEST_DIR"));
+    // The snippet the docs show is the one this test runs: every line of it is in the script.
+    let docs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/storage-clients.md"
+    ))
+    .unwrap();
+    let snippet = docs
+        .split("```python\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("docs/storage-clients.md shows a Python snippet");
+    let source = std::fs::read_to_string(&script).unwrap();
+    for line in snippet.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            source.lines().any(|s| s == line),
+            "docs/storage-clients.md's line {line:?} is not in {script}"
+        );
+    }
+    let out = std::process::Command::new("python3")
+        .args([
+            &script,
+            &w.server.endpoint(),
+            &token,
+            "primus-bank",
+            "primus-parity",
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "google-cloud-storage failed (scripts/test.sh installs it with pip):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json = |v| -> Value { serde_json::json!(v) };
+    assert_eq!(r["glob_top_txt"], json(vec!["a.txt", "b.txt"]));
+    assert_eq!(
+        r["glob_all_txt"],
+        json(vec!["a.txt", "b.txt", "dir/a.txt", "dir/sub/a.txt"])
+    );
+    assert_eq!(r["glob_alternatives"], json(vec!["dir/sub/b.jpg"]));
+    assert_eq!(
+        r["glob_with_prefix"],
+        json(vec!["dir/sub/a.txt", "dir/sub/b.jpg"])
+    );
+    assert_eq!(r["offsets"], json(vec!["b.txt", "dir/a.txt"]));
+    assert_eq!(
+        r["versions"],
+        json(vec!["dir/a.txt", "dir/sub/a.txt", "dir/sub/b.jpg"])
+    );
+    assert!(
+        r["soft_deleted"].as_str().unwrap().contains("softDeleted"),
+        "softDeleted=true is refused by name, not ignored: {r}"
+    );
+    assert_eq!(r["custom_metadata_on_upload"]["origin"], "parity");
+    assert_eq!(r["time_created_ms"], true, "milliseconds, as Google");
+    assert_eq!(
+        r["patched"],
+        serde_json::json!({
+            "content_type": "application/json",
+            "cache_control": "no-cache",
+            "metadata": {"reviewed": "yes"},
+            "same_generation": true,
+            "metageneration": 2,
+        })
+    );
+    assert_eq!(r["stale_patch"], 412);
+    assert_eq!(r["updated_metadata"], serde_json::json!({"final": "1"}));
+    assert_eq!(
+        r["compose"],
+        serde_json::json!({
+            "bytes": "a.csvb.txtdir/a.txt",
+            "component_count": 3,
+            "md5": null,
+            "has_crc32c": true,
+        })
+    );
+    assert_eq!(r["compose_missing"], 404);
+    assert_eq!(r["exists"], serde_json::json!([true, false]));
+}
+
 #[test]
 fn the_cli_copies_folders_recursively_between_disk_and_buckets() {
     let w = World::with_two_users();
@@ -538,4 +632,99 @@ fn a_server_with_blobs_in_s3_serves_the_cli() {
     let blobs = w.dir.path().join("data/blobs/data");
     let local_blobs = std::fs::read_dir(&blobs).map(|d| d.count()).unwrap_or(0);
     assert_eq!(local_blobs, 0, "no blob was written to the data directory");
+}
+
+/// Google's own gcloud (when installed: it is not a Debian package, so scripts/install-deps.sh
+/// cannot install it, and the test says it was skipped) pointed at Cloister with
+/// `api_endpoint_overrides/storage` and an access-token file, through the storage commands a
+/// Confidential Space user runs: cp (file, folder, bucket to bucket), ls, ls -l, cat, rsync
+/// (twice: the second copies nothing, the file times kept in custom metadata), objects
+/// update/compose/describe, rm and rm -r.
+#[test]
+fn googles_gcloud_copies_lists_syncs_composes_and_removes() {
+    if std::process::Command::new("gcloud")
+        .arg("--version")
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        eprintln!("SKIPPED: gcloud is not installed (Google Cloud SDK); nothing to test here");
+        return;
+    }
+    let w = World::with_users(&[]);
+    primus_buckets(&w, &["gs://primus-gcloud"]);
+    let token = w.dir.path().join("token.txt");
+    let access = w.as_user("alice")(&["auth", "print-access-token"]);
+    std::fs::write(&token, access.trim()).unwrap();
+    let src = w.dir.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    for (name, text) in [
+        ("a.txt", "one\n"),
+        ("sub/b.txt", "two\n"),
+        ("c.md", "three\n"),
+    ] {
+        std::fs::write(src.join(name), text).unwrap();
+    }
+    let script = r#"
+set -euo pipefail
+B=gs://primus-gcloud
+gcloud storage cp src/a.txt $B/
+gcloud storage cp -r src $B/dir
+echo "== ls"; gcloud storage ls $B
+echo "== ls -l"; gcloud storage ls -l "$B/**" | tail -1
+echo "== cat"; gcloud storage cat $B/a.txt
+gcloud storage rsync -r src $B/sync
+echo "== rsync again"; gcloud storage rsync -r src $B/sync 2>&1 | grep -c '^Copying' || true
+gcloud storage cp $B/a.txt $B/copy.txt
+gcloud storage objects update $B/a.txt --content-type=text/x-one --custom-metadata=k=v
+gcloud storage objects compose $B/a.txt $B/copy.txt $B/joined.txt
+echo "== describe"; gcloud storage objects describe $B/joined.txt --format='value(component_count,content_type)'
+echo "== cat joined"; gcloud storage cat $B/joined.txt
+gcloud storage rm -r $B/sync
+gcloud storage rm "$B/dir/**"
+echo "== after rm"; gcloud storage ls $B
+"#;
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .current_dir(w.dir.path())
+        .env("CLOUDSDK_CONFIG", w.dir.path().join("gcloud"))
+        .env(
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE",
+            format!("{}/storage/v1/", w.server.endpoint()),
+        )
+        .env("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", &token)
+        .env("CLOUDSDK_CORE_PROJECT", "primus-bank")
+        .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
+        .output()
+        .expect("bash runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "gcloud failed:\n{stdout}\n{stderr}");
+    let section = |name: &str| {
+        stdout
+            .split(&format!("== {name}\n"))
+            .nth(1)
+            .and_then(|s| s.split("== ").next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        section("ls"),
+        "gs://primus-gcloud/a.txt\ngs://primus-gcloud/dir/\n"
+    );
+    assert!(section("ls -l").starts_with("TOTAL: 4 objects"), "{stdout}");
+    assert_eq!(section("cat"), "one\n");
+    assert_eq!(section("rsync again"), "0\n", "{stdout}\n{stderr}");
+    assert_eq!(section("describe"), "2\ttext/x-one\n", "{stdout}");
+    assert_eq!(section("cat joined"), "one\none\n");
+    assert_eq!(
+        section("after rm"),
+        "gs://primus-gcloud/a.txt\ngs://primus-gcloud/copy.txt\ngs://primus-gcloud/joined.txt\n"
+    );
+    assert!(
+        !stderr.contains("Truncating"),
+        "gcloud parses Cloister's timestamps as Google's: {stderr}"
+    );
 }

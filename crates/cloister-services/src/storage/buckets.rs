@@ -9,28 +9,43 @@ use cloister_store::{BucketRecord, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{authorized_bucket, check_bucket_name, existing_bucket};
+use super::params::{StorageQuery, check_names, only_false};
+use super::response::{method_not_allowed, shape};
+use super::{authorized_bucket, check_bucket_name, existing_bucket, timestamp};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::iam::policy_api;
 use crate::json::ApiJson;
-use crate::query::ApiQuery;
 use crate::state::AppState;
-use crate::time_util;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/storage/v1/b", get(list).post(create))
-        .route("/storage/v1/b/{bucket}", get(describe).delete(delete))
+        .route(
+            "/storage/v1/b",
+            get(list).post(create).fallback(method_not_allowed),
+        )
+        .route(
+            "/storage/v1/b/{bucket}",
+            get(describe).delete(delete).fallback(method_not_allowed),
+        )
+        .route(
+            "/storage/v1/b/{bucket}/storageLayout",
+            get(storage_layout).fallback(method_not_allowed),
+        )
         .route(
             "/storage/v1/b/{bucket}/iam",
-            get(get_policy).put(set_policy),
+            get(get_policy).put(set_policy).fallback(method_not_allowed),
         )
         .route(
             "/storage/v1/b/{bucket}/iam/testPermissions",
-            get(test_permissions),
+            get(test_permissions).fallback(method_not_allowed),
         )
+        .layer(axum::middleware::from_fn(shape))
 }
+
+/// Buckets are never changed in place: their metageneration is always 1.
+const BUCKET_METAGENERATION: i64 = 1;
+const MAX_BUCKETS_PAGE: usize = 1000;
 
 fn view(state: &AppState, b: &BucketRecord, number: Option<u64>) -> Value {
     json!({
@@ -42,15 +57,61 @@ fn view(state: &AppState, b: &BucketRecord, number: Option<u64>) -> Value {
         "location": b.location,
         "storageClass": b.storage_class,
         "metageneration": "1",
-        "timeCreated": time_util::rfc3339(b.create_time),
-        "updated": time_util::rfc3339(b.create_time),
+        "timeCreated": timestamp(b.create_time),
+        "updated": timestamp(b.create_time),
         "etag": "CAE=",
     })
 }
 
 #[derive(Deserialize)]
-struct ProjectQuery {
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateQuery {
     project: Option<String>,
+    /// Object retention needs holds and retention periods, which Cloister does not have.
+    #[serde(default, deserialize_with = "super::params::flag")]
+    enable_object_retention: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ListQuery {
+    project: Option<String>,
+    #[serde(default)]
+    prefix: String,
+    max_results: Option<usize>,
+    page_token: Option<String>,
+    #[serde(default, deserialize_with = "super::params::flag")]
+    soft_deleted: Option<bool>,
+}
+
+/// Metageneration preconditions, on a bucket's get and delete.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BucketQuery {
+    if_metageneration_match: Option<i64>,
+    if_metageneration_not_match: Option<i64>,
+}
+
+impl BucketQuery {
+    fn check(&self, bucket: &str) -> Result<(), ApiError> {
+        let m = BUCKET_METAGENERATION;
+        if self.if_metageneration_match.is_some_and(|g| g != m)
+            || self.if_metageneration_not_match == Some(m)
+        {
+            return Err(ApiError::PreconditionFailed(format!(
+                "The metageneration precondition did not hold for gs://{bucket} (its metageneration is {m})"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PolicyQuery {
+    /// Cloister's policies have no conditions on buckets, so every version reads the same.
+    #[allow(dead_code)]
+    options_requested_policy_version: Option<u8>,
 }
 
 #[derive(Deserialize)]
@@ -63,8 +124,8 @@ struct CreateBucket {
     storage_class: Option<String>,
 }
 
-fn project_param(q: &ProjectQuery) -> Result<ProjectId, ApiError> {
-    let p = q.project.as_deref().ok_or_else(|| {
+fn project_param(project: Option<&str>) -> Result<ProjectId, ApiError> {
+    let p = project.ok_or_else(|| {
         ApiError::InvalidArgument("the query parameter project is required".into())
     })?;
     ProjectId::parse(p).map_err(|e| ApiError::InvalidArgument(e.to_string()))
@@ -77,10 +138,15 @@ async fn project_number(state: &AppState, project: &ProjectId) -> Result<Option<
 async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
+    StorageQuery(q): StorageQuery<CreateQuery>,
     ApiJson(req): ApiJson<CreateBucket>,
 ) -> Result<Json<Value>, ApiError> {
-    let project = project_param(&q)?;
+    only_false(
+        "enableObjectRetention",
+        q.enable_object_retention,
+        "Cloister has no object retention",
+    )?;
+    let project = project_param(q.project.as_deref())?;
     check_bucket_name(&req.name)?;
     state
         .authorizer
@@ -116,35 +182,95 @@ async fn create(
 async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    ApiQuery(q): ApiQuery<ProjectQuery>,
+    StorageQuery(q): StorageQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let project = project_param(&q)?;
+    only_false(
+        "softDeleted",
+        q.soft_deleted,
+        "Cloister keeps no soft-deleted buckets",
+    )?;
+    let project = project_param(q.project.as_deref())?;
     state
         .authorizer
         .check(&caller, "storage.buckets.list", &project.resource_name())
         .await?;
     let number = project_number(&state, &project).await?;
+    let limit = q
+        .max_results
+        .unwrap_or(MAX_BUCKETS_PAGE)
+        .clamp(1, MAX_BUCKETS_PAGE);
+    // The page token is the last name the previous page held (names sort, and are public).
+    let after = q.page_token.unwrap_or_default();
     let buckets = state.store.list_buckets(&project).await?;
-    let items: Vec<Value> = buckets.iter().map(|b| view(&state, b, number)).collect();
-    Ok(Json(json!({"kind": "storage#buckets", "items": items})))
+    let mut matching = buckets
+        .iter()
+        .filter(|b| b.name.starts_with(&q.prefix) && b.name > after);
+    let items: Vec<Value> = matching
+        .by_ref()
+        .take(limit)
+        .map(|b| view(&state, b, number))
+        .collect();
+    let mut body = json!({"kind": "storage#buckets", "items": items});
+    if matching.next().is_some()
+        && let Some(last) = items_last_name(&body)
+    {
+        body["nextPageToken"] = json!(last);
+    }
+    Ok(Json(body))
+}
+
+fn items_last_name(body: &Value) -> Option<String> {
+    body["items"].as_array()?.last()?["name"]
+        .as_str()
+        .map(str::to_owned)
 }
 
 async fn describe(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(bucket): Path<String>,
+    StorageQuery(q): StorageQuery<BucketQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let b = authorized_bucket(&state, &caller, &bucket, "storage.buckets.get").await?;
+    q.check(&bucket)?;
     let number = project_number(&state, &b.project_id).await?;
     Ok(Json(view(&state, &b, number)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LayoutQuery {
+    /// The layout is the bucket's, whatever the prefix the caller may list under.
+    #[allow(dead_code)]
+    prefix: Option<String>,
+}
+
+/// `GET /storage/v1/b/B/storageLayout`: gcloud asks before copying whether the bucket has a
+/// hierarchical namespace. Cloister's buckets are flat.
+async fn storage_layout(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(bucket): Path<String>,
+    StorageQuery(_): StorageQuery<LayoutQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let b = authorized_bucket(&state, &caller, &bucket, "storage.objects.list").await?;
+    Ok(Json(json!({
+        "kind": "storage#storageLayout",
+        "bucket": b.name,
+        "location": b.location,
+        "locationType": "region",
+        "hierarchicalNamespace": {"enabled": false},
+    })))
 }
 
 async fn delete(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(bucket): Path<String>,
+    StorageQuery(q): StorageQuery<BucketQuery>,
 ) -> Result<StatusCode, ApiError> {
     authorized_bucket(&state, &caller, &bucket, "storage.buckets.delete").await?;
+    q.check(&bucket)?;
     // Uploads still open on an empty bucket are cancelled with it, whoever opened them.
     let cancelled = state
         .store
@@ -168,6 +294,7 @@ async fn get_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(bucket): Path<String>,
+    StorageQuery(_): StorageQuery<PolicyQuery>,
 ) -> Result<Json<Value>, ApiError> {
     existing_bucket(&state, &bucket).await?;
     let resource = format!("projects/_/buckets/{bucket}");
@@ -182,6 +309,7 @@ async fn set_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(bucket): Path<String>,
+    StorageQuery(_): StorageQuery<BucketQuery>,
     ApiJson(mut body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     existing_bucket(&state, &bucket).await?;
@@ -209,8 +337,10 @@ async fn test_permissions(
     Path(bucket): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
+    let query = query.unwrap_or_default();
+    check_names(&query, &["permissions"])?;
     existing_bucket(&state, &bucket).await?;
-    let permissions: Vec<String> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+    let permissions: Vec<String> = form_urlencoded::parse(query.as_bytes())
         .filter(|(k, _)| k == "permissions")
         .map(|(_, v)| v.into_owned())
         .collect();

@@ -1,17 +1,26 @@
-//! Cloud Storage JSON API subset: buckets (`buckets.rs`), object metadata, listing, download
-//! and delete (`objects.rs`), uploads (`upload.rs`, media and multipart; `resumable.rs`), and
-//! server-side copies (`copy.rs`); object size and project quota (`limits.rs`); the sweep of
-//! blobs no object points at (`orphans.rs`).
+//! Cloud Storage JSON API subset: buckets (`buckets.rs`), object metadata, listing, download,
+//! patch/update and delete (`objects.rs`; `glob.rs` for `matchGlob`), uploads (`upload.rs`,
+//! media and multipart; `resumable.rs`), server-side copies (`copy.rs`) and composition
+//! (`compose.rs`); object size and project quota (`limits.rs`); the sweep of blobs no object
+//! points at (`orphans.rs`). Every method's query parameters go through `params.rs` (what a
+//! method does not implement is refused, never ignored) and every answer through `response.rs`
+//! (`fields`, `prettyPrint`, Google-shaped 405s).
 //!
 //! Bytes live in the blob store under a fresh key per generation; an object's metadata row
 //! is written only after its bytes are durably stored and their checksums known (and matched
 //! against any the client sent), so an object is never visible half-written.
 
 pub mod buckets;
+pub mod compose;
 pub mod copy;
+pub mod glob;
 pub mod limits;
+pub mod metadata;
+pub mod multipart;
 pub mod objects;
 pub mod orphans;
+pub mod params;
+pub mod response;
 pub mod resumable;
 pub mod upload;
 
@@ -110,12 +119,16 @@ pub async fn authorized_bucket(
     Ok(record)
 }
 
-/// Generation preconditions from the query string.
+/// Generation and metageneration preconditions from the query string (also the whole query of
+/// objects.delete, with the generation it names).
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PreconditionQuery {
+    pub generation: Option<i64>,
     pub if_generation_match: Option<i64>,
     pub if_generation_not_match: Option<i64>,
+    pub if_metageneration_match: Option<i64>,
+    pub if_metageneration_not_match: Option<i64>,
 }
 
 impl PreconditionQuery {
@@ -123,23 +136,38 @@ impl PreconditionQuery {
         Preconditions {
             if_generation_match: self.if_generation_match,
             if_generation_not_match: self.if_generation_not_match,
+            if_metageneration_match: self.if_metageneration_match,
+            if_metageneration_not_match: self.if_metageneration_not_match,
         }
     }
 }
 
+/// The 412 for preconditions that do not hold; `current` is the live generation (None: absent).
 pub fn precondition_failed(bucket: &str, name: &str, current: Option<i64>) -> ApiError {
     ApiError::PreconditionFailed(format!(
-        "At least one of the pre-conditions you specified did not hold for gs://{bucket}/{name} (its live generation is {})",
+        "At least one of the pre-conditions you specified did not hold for gs://{bucket}/{name} (its live generation is {}); read the object again and retry with its current generation and metageneration",
         current
             .map(|g| g.to_string())
             .unwrap_or_else(|| "none: it does not exist".into())
     ))
 }
 
+/// Timestamps as Cloud Storage writes them: RFC 3339 in UTC with milliseconds
+/// (`2026-12-07T04:05:06.789Z`). gsutil and gcloud parse exactly this precision, and warn
+/// "Truncating the datetime string" on every object for finer ones.
+pub fn timestamp(t: time::OffsetDateTime) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_default()
+}
+
 /// An object resource in the JSON API's shape.
 pub fn object_view(state: &AppState, o: &ObjectRecord) -> Value {
     let encoded = urlencode(&o.name);
-    json!({
+    let mut view = json!({
         "kind": "storage#object",
         "id": format!("{}/{}/{}", o.bucket, o.name, o.generation),
         "selfLink": format!("{}/storage/v1/b/{}/o/{encoded}", state.public_url, o.bucket),
@@ -154,8 +182,72 @@ pub fn object_view(state: &AppState, o: &ObjectRecord) -> Value {
         "md5Hash": b64(&o.md5),
         "crc32c": b64(&o.crc32c.to_be_bytes()),
         "etag": etag(o),
-        "timeCreated": crate::time_util::rfc3339(o.create_time),
-        "updated": crate::time_util::rfc3339(o.update_time),
+        "timeCreated": timestamp(o.create_time),
+        "updated": timestamp(o.update_time),
+        "timeStorageClassUpdated": timestamp(o.create_time),
+    });
+    let a = &o.attributes;
+    for (key, value) in [
+        ("cacheControl", &a.cache_control),
+        ("contentDisposition", &a.content_disposition),
+        ("contentEncoding", &a.content_encoding),
+        ("contentLanguage", &a.content_language),
+    ] {
+        if let Some(v) = value {
+            view[key] = json!(v);
+        }
+    }
+    if !a.metadata.is_empty() {
+        view["metadata"] = json!(a.metadata);
+    }
+    if let Some(n) = o.component_count {
+        // Google computes no MD5 for a composite object: only its CRC32C describes it.
+        view["componentCount"] = json!(n);
+        if let Some(v) = view.as_object_mut() {
+            v.remove("md5Hash");
+        }
+    }
+    view
+}
+
+/// Accepts a JSON int64 as Google writes it (a string) or as clients often send it (a number).
+pub fn int64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Int64 {
+        Number(i64),
+        Text(String),
+    }
+    match Option::<Int64>::deserialize(d)? {
+        None => Ok(None),
+        Some(Int64::Number(n)) => Ok(Some(n)),
+        Some(Int64::Text(t)) => t
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("{t:?} is not a 64-bit integer"))),
+    }
+}
+
+/// The `boundary` parameter of a multipart Content-Type. Quotes around it, double as RFC 2046
+/// writes them or single as gcloud sends them (`boundary='===…=='`), are not part of it; the
+/// `mime` crate refuses gcloud's form (`=` is not a token character), so it is read here.
+pub fn multipart_boundary(content_type: &str) -> Option<String> {
+    let (kind, params) = content_type.split_once(';')?;
+    if !kind.trim().to_ascii_lowercase().starts_with("multipart/") {
+        return None;
+    }
+    params.split(';').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        if !k.trim().eq_ignore_ascii_case("boundary") {
+            return None;
+        }
+        let v = v.trim();
+        let unquoted = ['"', '\'']
+            .iter()
+            .find_map(|q| v.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
+            .unwrap_or(v);
+        (!unquoted.is_empty()).then(|| unquoted.to_owned())
     })
 }
 
@@ -177,4 +269,39 @@ pub fn urlencode(name: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{multipart_boundary, timestamp};
+
+    #[test]
+    fn boundaries_quoted_as_rfc_2046_or_as_gcloud_sends_them() {
+        for (content_type, boundary) in [
+            ("multipart/related; boundary=abc", Some("abc")),
+            ("multipart/related; boundary=\"a=b c\"", Some("a=b c")),
+            (
+                "multipart/related; boundary='===============7330845974216740156=='",
+                Some("===============7330845974216740156=="),
+            ),
+            ("Multipart/Related;charset=x;BOUNDARY=z", Some("z")),
+            ("multipart/related", None),
+            ("multipart/related; boundary=''", None),
+            ("text/plain; boundary=abc", None),
+        ] {
+            assert_eq!(
+                multipart_boundary(content_type).as_deref(),
+                boundary,
+                "{content_type}"
+            );
+        }
+    }
+
+    #[test]
+    fn timestamps_have_milliseconds_like_google() {
+        let t = time::macros::datetime!(2026-12-07 04:05:06.789123 UTC);
+        assert_eq!(timestamp(t), "2026-12-07T04:05:06.789Z");
+        let t = time::macros::datetime!(2026-12-07 04:05:06 UTC);
+        assert_eq!(timestamp(t), "2026-12-07T04:05:06.000Z");
+    }
 }

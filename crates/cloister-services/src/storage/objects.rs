@@ -1,5 +1,5 @@
-//! Objects: metadata, download (whole or by `Range`), listing with prefix/delimiter/paging,
-//! and delete.
+//! Objects: metadata, download (whole or by `Range`), listing (prefix, delimiter, paging,
+//! `matchGlob`, offsets), patch/update of the metadata (`metadata.rs`), and delete.
 
 use std::collections::BTreeSet;
 
@@ -15,36 +15,51 @@ use cloister_store::{BlobKey, ObjectRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::glob::MatchGlob;
+use super::params::{StorageQuery, only_false};
+use super::response::{method_not_allowed, shape};
 use super::{
     PreconditionQuery, authorized_bucket, check_object_name, etag, object_view, precondition_failed,
 };
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::query::ApiQuery;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/storage/v1/b/{bucket}/o", get(list))
+        .route(
+            "/storage/v1/b/{bucket}/o",
+            get(list).fallback(method_not_allowed),
+        )
         .route(
             "/storage/v1/b/{bucket}/o/{object}",
-            get(get_object).delete(delete),
+            get(get_object)
+                .delete(delete)
+                .patch(super::metadata::patch)
+                .put(super::metadata::update)
+                .fallback(method_not_allowed),
         )
         .route(
             "/download/storage/v1/b/{bucket}/o/{object}",
-            get(get_object),
+            get(get_object).fallback(method_not_allowed),
         )
+        .layer(axum::middleware::from_fn(shape))
 }
 
 const MAX_PAGE: usize = 1000;
 
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct GetQuery {
     alt: Option<String>,
     generation: Option<i64>,
     if_generation_match: Option<i64>,
     if_generation_not_match: Option<i64>,
+    if_metageneration_match: Option<i64>,
+    if_metageneration_not_match: Option<i64>,
+    /// Cloister keeps no soft-deleted objects, so only the live one can be asked for.
+    #[serde(default, deserialize_with = "super::params::flag")]
+    soft_deleted: Option<bool>,
 }
 
 pub(super) async fn load(
@@ -70,16 +85,27 @@ async fn get_object(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path((bucket, name)): Path<(String, String)>,
-    ApiQuery(q): ApiQuery<GetQuery>,
+    StorageQuery(q): StorageQuery<GetQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    only_false(
+        "softDeleted",
+        q.soft_deleted,
+        "Cloister keeps no soft-deleted objects",
+    )?;
     authorized_bucket(&state, &caller, &bucket, "storage.objects.get").await?;
     let object = load(&state, &bucket, &name, q.generation).await?;
     let pre = PreconditionQuery {
+        generation: None,
         if_generation_match: q.if_generation_match,
         if_generation_not_match: q.if_generation_not_match,
+        if_metageneration_match: q.if_metageneration_match,
+        if_metageneration_not_match: q.if_metageneration_not_match,
     };
-    if !pre.preconditions().hold(Some(object.generation)) {
+    if !pre
+        .preconditions()
+        .hold(Some((object.generation, object.metageneration)))
+    {
         return Err(precondition_failed(&bucket, &name, Some(object.generation)));
     }
     if q.alt.as_deref() != Some("media") {
@@ -154,6 +180,26 @@ async fn media(
         }
     };
     set(h, "content-type", object.content_type.clone());
+    // The stored headers come back on a download, as Google serves them.
+    let a = &object.attributes;
+    for (name, value) in [
+        ("cache-control", &a.cache_control),
+        ("content-disposition", &a.content_disposition),
+        ("content-encoding", &a.content_encoding),
+        ("content-language", &a.content_language),
+    ] {
+        if let Some(v) = value {
+            set(h, name, v.clone());
+        }
+    }
+    for (k, v) in &a.metadata {
+        if let (Ok(name), Ok(v)) = (
+            axum::http::HeaderName::try_from(format!("x-goog-meta-{k}")),
+            HeaderValue::from_str(v),
+        ) {
+            h.insert(name, v);
+        }
+    }
     set(h, "etag", etag(object));
     set(h, "x-goog-generation", object.generation.to_string());
     set(
@@ -162,15 +208,13 @@ async fn media(
         object.metageneration.to_string(),
     );
     set(h, "x-goog-stored-content-length", object.size.to_string());
-    set(
-        h,
-        "x-goog-hash",
-        format!(
-            "crc32c={},md5={}",
-            STANDARD.encode(object.crc32c.to_be_bytes()),
-            STANDARD.encode(object.md5)
-        ),
-    );
+    let crc32c = format!("crc32c={}", STANDARD.encode(object.crc32c.to_be_bytes()));
+    // A composite object has no MD5 (see `object_view`).
+    let hashes = match object.component_count {
+        Some(_) => crc32c,
+        None => format!("{crc32c},md5={}", STANDARD.encode(object.md5)),
+    };
+    set(h, "x-goog-hash", hashes);
     set(h, "accept-ranges", "bytes".into());
     match range {
         Some((a, b)) => {
@@ -196,55 +240,121 @@ async fn media(
 }
 
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ListQuery {
     #[serde(default)]
     prefix: String,
     delimiter: Option<String>,
     page_token: Option<String>,
     max_results: Option<usize>,
+    match_glob: Option<String>,
+    /// Only names at or after this one (inclusive), and before `end_offset` (exclusive).
+    start_offset: Option<String>,
+    end_offset: Option<String>,
+    /// With a delimiter, objects whose names end in it are listed as items too.
+    #[serde(default, deserialize_with = "super::params::flag")]
+    include_trailing_delimiter: Option<bool>,
+    /// `versions=true` asks for the noncurrent generations as well as the live ones; Cloister
+    /// keeps none (a bucket without versioning), so the live ones are the whole answer, as
+    /// Google's for such a bucket. (`gcloud storage rm -r` asks so.)
+    #[serde(default, deserialize_with = "super::params::flag")]
+    #[allow(dead_code)]
+    versions: Option<bool>,
+    #[serde(default, deserialize_with = "super::params::flag")]
+    soft_deleted: Option<bool>,
+    /// Folders of hierarchical-namespace buckets; Cloister's buckets are flat and hold none, so
+    /// the listing is the same either way.
+    #[allow(dead_code)]
+    #[serde(default, deserialize_with = "super::params::flag")]
+    include_folders_as_prefixes: Option<bool>,
+}
+
+/// The page token: the last name the previous page covered.
+fn decode_token(token: Option<&str>) -> Result<String, ApiError> {
+    let bad = || ApiError::InvalidArgument("pageToken is not one this API returned".into());
+    match token {
+        None | Some("") => Ok(String::new()),
+        Some(t) => String::from_utf8(STANDARD.decode(t).map_err(|_| bad())?).map_err(|_| bad()),
+    }
 }
 
 async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(bucket): Path<String>,
-    ApiQuery(q): ApiQuery<ListQuery>,
+    StorageQuery(q): StorageQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    only_false(
+        "softDeleted",
+        q.soft_deleted,
+        "Cloister keeps no soft-deleted objects",
+    )?;
+    let glob = q.match_glob.as_deref().map(MatchGlob::new).transpose()?;
     authorized_bucket(&state, &caller, &bucket, "storage.objects.list").await?;
     let limit = q.max_results.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
-    let mut after = match q.page_token.as_deref() {
-        None | Some("") => String::new(),
-        Some(t) => String::from_utf8(STANDARD.decode(t).map_err(|_| {
-            ApiError::InvalidArgument("pageToken is not one this API returned".into())
-        })?)
-        .map_err(|_| ApiError::InvalidArgument("pageToken is not one this API returned".into()))?,
-    };
+    let mut after = decode_token(q.page_token.as_deref())?;
+    // startOffset is inclusive; the store's bound is exclusive: start just before it.
+    let start = q.start_offset.filter(|s| !s.is_empty());
+    let end = q.end_offset.filter(|e| !e.is_empty());
     let delimiter = q.delimiter.filter(|d| !d.is_empty());
+    let trailing = q.include_trailing_delimiter == Some(true);
+    // Only names under both the prefix and the glob's literal start can match: scan those.
+    let scan_prefix = match &glob {
+        Some(g) if g.literal_prefix().starts_with(&q.prefix) => g.literal_prefix().to_owned(),
+        _ => q.prefix.clone(),
+    };
+    if let Some(start) = start.as_deref()
+        && after.as_str() < start
+    {
+        after = before(start);
+    }
     let (mut items, mut prefixes) = (Vec::new(), BTreeSet::new());
     let mut next = None;
     // Each page holds up to `limit` entries, items and collapsed prefixes together.
     'pages: loop {
+        // Filters may skip many names per entry kept: read them in large batches.
+        let batch_size = if glob.is_some() || start.is_some() {
+            MAX_PAGE
+        } else {
+            limit
+        };
         let batch = state
             .store
-            .list_objects(&bucket, &q.prefix, &after, limit)
+            .list_objects(&bucket, &scan_prefix, &after, batch_size)
             .await?;
-        let exhausted = batch.len() < limit;
+        let exhausted = batch.len() < batch_size;
         for o in batch {
+            if end.as_deref().is_some_and(|e| o.name.as_str() >= e) {
+                break 'pages;
+            }
             if items.len() + prefixes.len() == limit {
                 next = Some(after.clone());
                 break 'pages;
             }
             after = o.name.clone();
-            let rest = &o.name[q.prefix.len()..];
+            // `before` is a close bound, not an exact one: what still sorts before the
+            // start is skipped here.
+            if start.as_deref().is_some_and(|s| o.name.as_str() < s)
+                || glob.as_ref().is_some_and(|g| !g.is_match(&o.name))
+            {
+                continue;
+            }
+            // `scan_prefix` starts with the prefix, and so does every name listed.
+            let rest = o.name.get(q.prefix.len()..).unwrap_or_default();
             match delimiter
                 .as_deref()
                 .and_then(|d| rest.find(d).map(|i| i + d.len()))
             {
                 Some(end) => {
                     let p = format!("{}{}", q.prefix, &rest[..end]);
-                    // Skip the rest of this prefix: everything below it sorts before the next one.
-                    after = format!("{p}\u{10FFFF}");
+                    if trailing && p == o.name {
+                        items.push(object_view(&state, &o));
+                    }
+                    // Without a glob, skip the rest of this prefix: everything below it sorts
+                    // before the next one. With one, names below it are still to be matched.
+                    if glob.is_none() && !trailing {
+                        after = format!("{p}\u{10FFFF}");
+                    }
                     prefixes.insert(p);
                 }
                 None => items.push(object_view(&state, &o)),
@@ -264,13 +374,30 @@ async fn list(
     Ok(Json(body))
 }
 
+/// The greatest string that sorts before `name` closely enough for an exclusive bound: `name`
+/// less its last character, followed by the highest character (nothing lies between).
+fn before(name: &str) -> String {
+    let mut chars = name.chars();
+    match chars.next_back() {
+        None => String::new(),
+        Some(last) => match char::from_u32(u32::from(last).saturating_sub(1)) {
+            Some(prev) if u32::from(last) > 0 => format!("{}{prev}\u{10FFFF}", chars.as_str()),
+            _ => chars.as_str().to_owned(),
+        },
+    }
+}
+
 async fn delete(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path((bucket, name)): Path<(String, String)>,
-    ApiQuery(q): ApiQuery<PreconditionQuery>,
+    StorageQuery(q): StorageQuery<PreconditionQuery>,
 ) -> Result<StatusCode, ApiError> {
     authorized_bucket(&state, &caller, &bucket, "storage.objects.delete").await?;
+    // A generation that is not the live one names nothing Cloister keeps.
+    if let Some(g) = q.generation {
+        load(&state, &bucket, &name, Some(g)).await?;
+    }
     check_object_name(&name)?;
     match state
         .store

@@ -19,15 +19,19 @@ use rand::RngCore;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use super::params::StorageQuery;
 use super::upload::{MAX_METADATA_BYTES, ObjectMetadata, check_overwrite, remove_blob, store};
 use super::{PreconditionQuery, authorized_bucket, check_object_name, existing_bucket, limits};
 use crate::error::ApiError;
-use crate::query::ApiQuery;
 use crate::state::AppState;
 
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct SessionQuery {
     upload_id: Option<String>,
+    /// The session URI Cloister hands out carries `uploadType=resumable`.
+    #[serde(rename = "uploadType")]
+    upload_type: Option<String>,
 }
 
 /// A session URI is good for a week after it was made, as Google's are; afterwards it is
@@ -61,15 +65,7 @@ pub async fn start(
             )));
         }
     }
-    let metadata: ObjectMetadata = if json.iter().all(u8::is_ascii_whitespace) {
-        ObjectMetadata::default()
-    } else {
-        serde_json::from_slice(&json).map_err(|e| {
-            ApiError::InvalidArgument(format!(
-                "the resumable upload's metadata is not object JSON: {e}"
-            ))
-        })?
-    };
+    let metadata = ObjectMetadata::from_json(&json, "The resumable upload's metadata")?;
     let name = metadata
         .name
         .or(name.clone())
@@ -107,6 +103,7 @@ pub async fn start(
         bucket: bucket.to_owned(),
         name,
         content_type,
+        attributes: metadata.attributes,
         preconditions: pre.preconditions(),
         creator: Some(caller.clone()),
         received: 0,
@@ -131,6 +128,11 @@ async fn find_session(
     q: &SessionQuery,
     bucket: &str,
 ) -> Result<UploadSession, ApiError> {
+    if q.upload_type.as_deref().is_some_and(|t| t != "resumable") {
+        return Err(ApiError::InvalidArgument(
+            "a session's chunks go with uploadType=resumable (or none)".into(),
+        ));
+    }
     let id = q
         .upload_id
         .as_deref()
@@ -229,7 +231,7 @@ fn parse_content_range(value: &str) -> Result<ContentRange, String> {
 pub async fn chunk(
     State(state): State<AppState>,
     Path(bucket): Path<String>,
-    ApiQuery(q): ApiQuery<SessionQuery>,
+    StorageQuery(q): StorageQuery<SessionQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -354,11 +356,15 @@ async fn finish(
     let metadata = ObjectMetadata {
         name: Some(session.name.clone()),
         content_type: Some(session.content_type.clone()),
+        attributes: session.attributes.clone(),
         ..Default::default()
     };
     let pre = PreconditionQuery {
+        generation: None,
         if_generation_match: session.preconditions.if_generation_match,
         if_generation_not_match: session.preconditions.if_generation_not_match,
+        if_metageneration_match: session.preconditions.if_metageneration_match,
+        if_metageneration_not_match: session.preconditions.if_metageneration_not_match,
     };
     let stored = store(
         state,
@@ -401,7 +407,7 @@ pub async fn sweep_expired(
 pub async fn cancel(
     State(state): State<AppState>,
     Path(bucket): Path<String>,
-    ApiQuery(q): ApiQuery<SessionQuery>,
+    StorageQuery(q): StorageQuery<SessionQuery>,
 ) -> Result<Response, ApiError> {
     // Anyone holding the session URI may cancel it, even after the creator lost access.
     let session = find_session(&state, &q, &bucket).await?;

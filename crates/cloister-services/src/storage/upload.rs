@@ -21,53 +21,54 @@ use rand::RngCore;
 use serde::Deserialize;
 use serde_json::Value;
 
+pub use super::metadata::{MAX_METADATA_BYTES, ObjectMetadata};
+use super::params::StorageQuery;
+use super::response::{method_not_allowed, shape};
 use super::{
-    PreconditionQuery, authorized_bucket, check_object_name, existing_bucket, limits, object_view,
-    precondition_failed, resumable,
+    PreconditionQuery, authorized_bucket, check_object_name, existing_bucket, limits,
+    multipart_boundary, object_view, precondition_failed, resumable,
 };
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::query::ApiQuery;
 use crate::state::AppState;
 
-/// Largest JSON metadata part accepted with an upload.
-pub(super) const MAX_METADATA_BYTES: usize = 64 * 1024;
-
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/upload/storage/v1/b/{bucket}/o",
-        post(upload).put(resumable::chunk).delete(resumable::cancel),
-    )
+    Router::new()
+        .route(
+            "/upload/storage/v1/b/{bucket}/o",
+            post(upload)
+                .put(resumable::chunk)
+                .delete(resumable::cancel)
+                .fallback(method_not_allowed),
+        )
+        .layer(axum::middleware::from_fn(shape))
 }
 
 /// (Flattening the precondition fields into this struct would break numeric parsing in
 /// serde_urlencoded, so they are listed here and converted by `pre()`.)
 #[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UploadQuery {
     upload_type: Option<String>,
     name: Option<String>,
+    /// The stored Content-Encoding (`gzip` for bytes the client compressed), as a parameter.
+    content_encoding: Option<String>,
     if_generation_match: Option<i64>,
     if_generation_not_match: Option<i64>,
+    if_metageneration_match: Option<i64>,
+    if_metageneration_not_match: Option<i64>,
 }
 
 impl UploadQuery {
     fn pre(&self) -> PreconditionQuery {
         PreconditionQuery {
+            generation: None,
             if_generation_match: self.if_generation_match,
             if_generation_not_match: self.if_generation_not_match,
+            if_metageneration_match: self.if_metageneration_match,
+            if_metageneration_not_match: self.if_metageneration_not_match,
         }
     }
-}
-
-/// The metadata part of a multipart upload (the fields Cloister keeps).
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct ObjectMetadata {
-    pub name: Option<String>,
-    pub content_type: Option<String>,
-    pub md5_hash: Option<String>,
-    pub crc32c: Option<String>,
 }
 
 #[derive(Default)]
@@ -121,7 +122,7 @@ async fn upload(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(bucket): Path<String>,
-    ApiQuery(q): ApiQuery<UploadQuery>,
+    StorageQuery(q): StorageQuery<UploadQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<axum::response::Response, ApiError> {
@@ -138,60 +139,45 @@ async fn upload(
             let name = q.name.clone().ok_or_else(|| {
                 ApiError::InvalidArgument("uploadType=media needs the query parameter name".into())
             })?;
-            let metadata = ObjectMetadata {
+            let mut metadata = ObjectMetadata {
                 name: Some(name),
                 content_type: Some(content_type),
                 ..Default::default()
             };
+            metadata.attributes.content_encoding = q.content_encoding.clone();
             store(&state, &caller, &bucket, metadata, &q.pre(), bytes)
                 .await
                 .map(|v| Json(v).into_response())
         }
         Some("multipart") => {
-            let boundary = content_type
-                .parse::<mime::Mime>()
-                .ok()
-                .filter(|m| m.type_() == mime::MULTIPART)
-                .and_then(|m| m.get_param(mime::BOUNDARY).map(|b| b.to_string()))
-                .ok_or_else(|| {
-                    ApiError::InvalidArgument(
-                        "uploadType=multipart needs Content-Type: multipart/related; boundary=…"
-                            .into(),
-                    )
-                })?;
-            let mut parts = multer::Multipart::new(bytes, boundary);
-            let bad = |e: multer::Error| {
-                ApiError::InvalidArgument(format!("Malformed multipart body: {e}"))
-            };
-            let first = parts.next_field().await.map_err(bad)?.ok_or_else(|| {
-                ApiError::InvalidArgument("the multipart body has no metadata part".into())
+            let boundary = multipart_boundary(&content_type).ok_or_else(|| {
+                ApiError::InvalidArgument(
+                    "uploadType=multipart needs Content-Type: multipart/related; boundary=…".into(),
+                )
             })?;
-            let json = first.bytes().await.map_err(bad)?;
-            if json.len() > MAX_METADATA_BYTES {
-                return Err(ApiError::PayloadTooLarge(format!(
-                    "object metadata is larger than {MAX_METADATA_BYTES} bytes"
-                )));
+            let related = super::multipart::split(bytes, &boundary).await?;
+            let mut metadata =
+                ObjectMetadata::from_json(&related.metadata, "The multipart metadata part")?;
+            if metadata.attributes.content_encoding.is_none() {
+                metadata.attributes.content_encoding = q.content_encoding.clone();
             }
-            let mut metadata: ObjectMetadata = serde_json::from_slice(&json).map_err(|e| {
-                ApiError::InvalidArgument(format!(
-                    "the multipart metadata part is not object JSON: {e}"
-                ))
-            })?;
             if let Some(name) = &q.name {
                 metadata.name.get_or_insert_with(|| name.clone());
             }
-            let media = parts.next_field().await.map_err(bad)?.ok_or_else(|| {
-                ApiError::InvalidArgument("the multipart body has no media part".into())
-            })?;
             if metadata.content_type.is_none() {
-                metadata.content_type = media.content_type().map(|m| m.to_string());
+                metadata.content_type = related.media_type;
             }
-            let media = media.map_err(std::io::Error::other);
+            let media = related.media;
             store(&state, &caller, &bucket, metadata, &q.pre(), media)
                 .await
                 .map(|v| Json(v).into_response())
         }
         Some("resumable") => {
+            if q.content_encoding.is_some() {
+                return Err(ApiError::InvalidArgument(
+                    "contentEncoding goes in a resumable upload's metadata, not its query".into(),
+                ));
+            }
             resumable::start(&state, &caller, &bucket, &q.name, &q.pre(), &headers, bytes).await
         }
         other => Err(ApiError::InvalidArgument(format!(
@@ -271,6 +257,8 @@ pub(super) async fn store(
         create_time: now,
         update_time: now,
         blob_key: blob.clone(),
+        attributes: metadata.attributes,
+        component_count: metadata.component_count,
     };
     let committed = match commit_limits(state, caller, bucket).await {
         Ok(limits) => state
