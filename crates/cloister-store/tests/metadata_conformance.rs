@@ -455,6 +455,8 @@ fn object(name: &str, generation: i64) -> ObjectRecord {
         create_time: T,
         update_time: T,
         blob_key: format!("blob-{generation}"),
+        attributes: Default::default(),
+        component_count: None,
     }
 }
 
@@ -470,7 +472,7 @@ async fn put(
 fn generation_match(g: i64) -> Preconditions {
     Preconditions {
         if_generation_match: Some(g),
-        if_generation_not_match: None,
+        ..Default::default()
     }
 }
 
@@ -615,6 +617,7 @@ async fn upload_sessions_advance_only_from_the_offset_they_hold(b: &Backend) {
     let s = b.open().await;
     bucket(&s).await;
     let session = UploadSession {
+        attributes: Default::default(),
         upload_id: "u1".into(),
         bucket: "b1".into(),
         name: "big".into(),
@@ -1677,6 +1680,7 @@ async fn deleting_a_bucket_cancels_its_upload_sessions(b: &Backend) {
     bucket(&s).await;
     for (id, received) in [("u1", 0), ("u2", 4096)] {
         s.create_upload_session(&UploadSession {
+            attributes: Default::default(),
             upload_id: id.into(),
             bucket: "b1".into(),
             name: format!("{id}.bin"),
