@@ -114,10 +114,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn get_instance(
-        &self,
-        resource_name: &str,
-    ) -> Result<Option<InstanceRecord>, StoreError> {
+    pub async fn get_instance(&self, resource_name: &str) -> Result<Option<InstanceRecord>, StoreError> {
         let q = query(format!(
             "SELECT {COLUMNS} FROM instances WHERE resource_name = $1"
         ));
@@ -139,10 +136,7 @@ impl Store {
             "SELECT {COLUMNS} FROM instances WHERE project_id = $1 AND ($2 = '-' OR zone = $2)
              ORDER BY name"
         ));
-        let rows = self
-            .db
-            .fetch_all(q.bind(project.as_str()).bind(zone))
-            .await?;
+        let rows = self.db.fetch_all(q.bind(project.as_str()).bind(zone)).await?;
         rows.iter().map(instance_row).collect()
     }
 
@@ -191,8 +185,7 @@ impl Store {
                         "INSERT INTO replica_leases (replica, expires_at, instance_ids)
                          VALUES ($1, $2, $3)",
                     );
-                    tx.execute(insert.bind(replica).bind(expires_at).bind(ids))
-                        .await?;
+                    tx.execute(insert.bind(replica).bind(expires_at).bind(ids)).await?;
                     Ok(false)
                 }
             })
@@ -203,10 +196,7 @@ impl Store {
     /// instances they ran died with them. Marks those instances TERMINATED, removes the
     /// leases, and returns the resource names it marked, sorted. Atomic: when replicas take
     /// over at once, each instance is reported by one of them.
-    pub async fn expire_replica_leases(
-        &self,
-        now: OffsetDateTime,
-    ) -> Result<Vec<String>, StoreError> {
+    pub async fn expire_replica_leases(&self, now: OffsetDateTime) -> Result<Vec<String>, StoreError> {
         let now = now.unix_timestamp();
         self.db
             .transaction(|tx| async move {

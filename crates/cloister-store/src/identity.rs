@@ -205,11 +205,7 @@ impl Store {
 
     /// Creates the project and its initial IAM policy atomically. A project number collision
     /// is reported as `AlreadyExists("project number …")` so the caller can draw another.
-    pub async fn create_project(
-        &self,
-        p: &ProjectRecord,
-        policy: &Policy,
-    ) -> Result<(), StoreError> {
+    pub async fn create_project(&self, p: &ProjectRecord, policy: &Policy) -> Result<(), StoreError> {
         let policy = policy_json(policy)?;
         let number = int(p.number.0)?;
         self.db
@@ -249,9 +245,7 @@ impl Store {
     }
 
     pub async fn get_project(&self, id: &ProjectId) -> Result<Option<ProjectRecord>, StoreError> {
-        let q = query(format!(
-            "SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1"
-        ));
+        let q = query(format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1"));
         self.db
             .fetch_optional(q.bind(id.as_str()))
             .await?
@@ -261,15 +255,8 @@ impl Store {
     }
 
     pub async fn list_projects(&self) -> Result<Vec<ProjectRecord>, StoreError> {
-        let q = query(format!(
-            "SELECT {PROJECT_COLUMNS} FROM projects ORDER BY id"
-        ));
-        self.db
-            .fetch_all(q)
-            .await?
-            .iter()
-            .map(project_row)
-            .collect()
+        let q = query(format!("SELECT {PROJECT_COLUMNS} FROM projects ORDER BY id"));
+        self.db.fetch_all(q).await?.iter().map(project_row).collect()
     }
 
     /// Creates the account and its (empty) IAM policy, whose parent is the project.
@@ -327,9 +314,10 @@ impl Store {
     pub async fn delete_service_account(&self, email: &Email) -> Result<bool, StoreError> {
         self.db
             .transaction(|tx| async move {
-                let deleted =
-                    query("DELETE FROM service_accounts WHERE email = $1 RETURNING project_id")
-                        .bind(email.as_str());
+                let deleted = query(
+                    "DELETE FROM service_accounts WHERE email = $1 RETURNING project_id",
+                )
+                .bind(email.as_str());
                 let Some(row) = tx.fetch_optional(deleted).await? else {
                     return Ok(false);
                 };

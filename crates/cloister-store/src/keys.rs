@@ -63,12 +63,8 @@ pub type Reseal<'a> = dyn Fn(&SealedPlace, &[u8]) -> Result<Vec<u8>, String> + S
 
 impl Store {
     /// The issuer's keys, oldest first.
-    pub async fn list_signing_keys(
-        &self,
-        issuer: &str,
-    ) -> Result<Vec<StoredSigningKey>, StoreError> {
-        let q =
-            query("SELECT created, wrapped FROM signing_keys WHERE issuer = $1 ORDER BY created");
+    pub async fn list_signing_keys(&self, issuer: &str) -> Result<Vec<StoredSigningKey>, StoreError> {
+        let q = query("SELECT created, wrapped FROM signing_keys WHERE issuer = $1 ORDER BY created");
         self.db
             .fetch_all(q.bind(issuer))
             .await?
@@ -82,11 +78,7 @@ impl Store {
             .collect()
     }
 
-    pub async fn add_signing_key(
-        &self,
-        issuer: &str,
-        key: &StoredSigningKey,
-    ) -> Result<(), StoreError> {
+    pub async fn add_signing_key(&self, issuer: &str, key: &StoredSigningKey) -> Result<(), StoreError> {
         let q = query("INSERT INTO signing_keys (issuer, created, wrapped) VALUES ($1, $2, $3)")
             .bind(issuer)
             .bind(key.created)
@@ -104,11 +96,7 @@ impl Store {
 
     pub async fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let q = query("SELECT value FROM secrets WHERE name = $1").bind(name);
-        self.db
-            .fetch_optional(q)
-            .await?
-            .map(|r| r.get(0))
-            .transpose()
+        self.db.fetch_optional(q).await?.map(|r| r.get(0)).transpose()
     }
 
     /// The secret called `name`, storing `value` first if there is none: whoever stores first

@@ -163,10 +163,7 @@ impl Store {
             "SELECT {KEY_RING_COLUMNS} FROM kms_key_rings
              WHERE substr(name, 1, length($1)) = $1 ORDER BY name"
         ));
-        let rows = self
-            .db
-            .fetch_all(q.bind(format!("{parent}/keyRings/")))
-            .await?;
+        let rows = self.db.fetch_all(q.bind(format!("{parent}/keyRings/"))).await?;
         rows.iter().map(key_ring_row).collect()
     }
 

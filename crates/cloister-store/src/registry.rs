@@ -383,11 +383,7 @@ impl Store {
             .transpose()
     }
 
-    pub async fn resolve_tag(
-        &self,
-        image: &ImageRef,
-        tag: &str,
-    ) -> Result<Option<String>, StoreError> {
+    pub async fn resolve_tag(&self, image: &ImageRef, tag: &str) -> Result<Option<String>, StoreError> {
         const SQL: &str =
             "SELECT digest FROM registry_tags WHERE repository = $1 AND image = $2 AND tag = $3";
         self.db
@@ -407,20 +403,11 @@ impl Store {
         const SQL: &str = "SELECT tag FROM registry_tags WHERE repository = $1 AND image = $2
                            AND tag > $3 ORDER BY tag LIMIT $4";
         let q = in_image(SQL, image, last.unwrap_or("")).bind(int(limit as u64)?);
-        self.db
-            .fetch_all(q)
-            .await?
-            .iter()
-            .map(|r| r.text(0))
-            .collect()
+        self.db.fetch_all(q).await?.iter().map(|r| r.text(0)).collect()
     }
 
     /// Deletes a manifest and the tags pointing at it.
-    pub async fn delete_manifest(
-        &self,
-        image: &ImageRef,
-        digest: &str,
-    ) -> Result<bool, StoreError> {
+    pub async fn delete_manifest(&self, image: &ImageRef, digest: &str) -> Result<bool, StoreError> {
         self.db
             .transaction(|tx| async move {
                 const TAGS: &str = "DELETE FROM registry_tags
@@ -452,10 +439,7 @@ impl Store {
         rows.iter().map(manifest_row).collect()
     }
 
-    pub async fn list_image_versions(
-        &self,
-        repository: &str,
-    ) -> Result<Vec<ImageVersion>, StoreError> {
+    pub async fn list_image_versions(&self, repository: &str) -> Result<Vec<ImageVersion>, StoreError> {
         let q = query(
             "SELECT m.image, m.digest, m.media_type, CAST(length(m.content) AS BIGINT), m.create_time,
                     COALESCE((SELECT string_agg(t.tag, ',' ORDER BY t.tag) FROM registry_tags t
@@ -499,10 +483,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn get_registry_upload(
-        &self,
-        upload_id: &str,
-    ) -> Result<Option<RegistryUpload>, StoreError> {
+    pub async fn get_registry_upload(&self, upload_id: &str) -> Result<Option<RegistryUpload>, StoreError> {
         let q = query(format!(
             "SELECT {UPLOAD_COLUMNS} FROM registry_uploads WHERE upload_id = $1"
         ));
