@@ -746,3 +746,28 @@ async fn fields_timestamps_and_gclouds_quoted_boundary() {
     );
     assert_eq!(bucket.as_object().unwrap().len(), 2, "{bucket}");
 }
+
+/// Two patches made from the same read (both `ifMetagenerationMatch=N`) race: one lands, the
+/// other is 412, round after round, and the metageneration counts only what landed.
+#[tokio::test]
+async fn concurrent_patches_with_one_metageneration_never_both_land() {
+    let w = World::new().await;
+    put(&w, "m", b"model").await;
+    let path = format!("{OBJECTS}/m");
+    for round in 1..=10 {
+        let query = format!("{path}?ifMetagenerationMatch={round}");
+        let patch = |who: &str| {
+            let body = json!({"metadata": {"writer": who}});
+            let query = query.clone();
+            let api = &w.api;
+            let owner = w.owner.clone();
+            async move { api.call(&owner, "PATCH", &query, Some(body)).await }
+        };
+        let ((a, _), (b, _)) = tokio::join!(patch("a"), patch("b"));
+        let mut statuses = [a.as_u16(), b.as_u16()];
+        statuses.sort();
+        assert_eq!(statuses, [200, 412], "round {round}");
+    }
+    let (_, b) = w.api.call(&w.owner, "GET", &path, None).await;
+    assert_eq!(b["metageneration"], "11", "{b}");
+}
