@@ -190,11 +190,7 @@ pub(crate) fn placeholders(from: usize, n: usize) -> String {
 
 /// A column type both backends decode.
 pub(crate) trait Column:
-    Sized
-    + for<'r> Decode<'r, Sqlite>
-    + Type<Sqlite>
-    + for<'r> Decode<'r, Postgres>
-    + Type<Postgres>
+    Sized + for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>
 {
 }
 
@@ -269,7 +265,11 @@ impl Row {
     }
 
     /// A fixed-length byte string (a hash).
-    pub(crate) fn array<const N: usize>(&self, i: usize, what: &str) -> Result<[u8; N], StoreError> {
+    pub(crate) fn array<const N: usize>(
+        &self,
+        i: usize,
+        what: &str,
+    ) -> Result<[u8; N], StoreError> {
         let bytes: Vec<u8> = self.get(i)?;
         bytes
             .try_into()

@@ -71,7 +71,11 @@ pub(crate) async fn sqlite(conn: &mut SqliteConnection) -> Result<(), StoreError
         .fetch_one(&mut *conn)
         .await
         .map_err(failed("PRAGMA user_version"))?;
-    for (i, sql) in SQLITE.iter().enumerate().skip(applied_of(version, SQLITE.len())?) {
+    for (i, sql) in SQLITE
+        .iter()
+        .enumerate()
+        .skip(applied_of(version, SQLITE.len())?)
+    {
         let mut tx = conn
             .begin_with("BEGIN IMMEDIATE")
             .await

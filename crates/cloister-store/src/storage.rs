@@ -267,7 +267,9 @@ impl Store {
     }
 
     pub async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>, StoreError> {
-        let q = query(format!("SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1"));
+        let q = query(format!(
+            "SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1"
+        ));
         self.db
             .fetch_optional(q.bind(name))
             .await?
@@ -287,7 +289,10 @@ impl Store {
     /// Deletes an empty bucket and its policy, cancelling the resumable uploads still open on
     /// it (returned, for the caller to delete the chunks they received); None when there is no
     /// such bucket. `NotEmpty` names the objects still in it.
-    pub async fn delete_bucket(&self, name: &str) -> Result<Option<Vec<UploadSession>>, StoreError> {
+    pub async fn delete_bucket(
+        &self,
+        name: &str,
+    ) -> Result<Option<Vec<UploadSession>>, StoreError> {
         self.db
             .transaction(|tx| async move {
                 let count = query("SELECT COUNT(*) FROM objects WHERE bucket = $1").bind(name);
@@ -451,7 +456,10 @@ impl Store {
 
     /// Those of `blob_keys` that an object points at (the rest are orphans: blobs whose upload
     /// finished but whose object was never recorded, or was replaced while a delete failed).
-    pub async fn object_blobs_in_use(&self, blob_keys: &[String]) -> Result<Vec<String>, StoreError> {
+    pub async fn object_blobs_in_use(
+        &self,
+        blob_keys: &[String],
+    ) -> Result<Vec<String>, StoreError> {
         let mut in_use = Vec::new();
         for keys in blob_keys.chunks(KEYS_PER_QUERY) {
             let mut q = query(format!(
@@ -521,7 +529,10 @@ impl Store {
         Ok(())
     }
 
-    pub async fn get_upload_session(&self, upload_id: &str) -> Result<Option<UploadSession>, StoreError> {
+    pub async fn get_upload_session(
+        &self,
+        upload_id: &str,
+    ) -> Result<Option<UploadSession>, StoreError> {
         let q = query(format!(
             "SELECT {UPLOAD_COLUMNS} FROM upload_sessions WHERE upload_id = $1"
         ));
@@ -553,10 +564,12 @@ impl Store {
         to: u64,
     ) -> Result<bool, StoreError> {
         // One conditional statement: atomic on its own, whichever replica runs it.
-        let q = query("UPDATE upload_sessions SET received = $3 WHERE upload_id = $1 AND received = $2")
-            .bind(upload_id)
-            .bind(int(from)?)
-            .bind(int(to)?);
+        let q = query(
+            "UPDATE upload_sessions SET received = $3 WHERE upload_id = $1 AND received = $2",
+        )
+        .bind(upload_id)
+        .bind(int(from)?)
+        .bind(int(to)?);
         Ok(self.db.execute(q).await? == 1)
     }
 
