@@ -5,8 +5,8 @@
 //!
 //! - **Where a statement runs.** SQLite has one writer connection and a few read-only ones (WAL:
 //!   readers never wait for the writer's disk sync); each sqlx SQLite connection runs on its own
-//!   thread, so no SQLite call blocks an async worker. PostgreSQL has one pool of natively async
-//!   connections, each preparing a statement once.
+//!   thread, so no SQLite call blocks an async worker. PostgreSQL has N natively async
+//!   connections, each preparing a statement once. Both are kept in [`Slots`], not sqlx's pool.
 //! - **How a transaction begins.** SQLite: `BEGIN IMMEDIATE`, so a read-check-write holds the
 //!   write lock from its first read (a deferred transaction could not upgrade while a CLI beside
 //!   the server writes). PostgreSQL: `SERIALIZABLE`, retried from the start when it loses a race
@@ -420,7 +420,7 @@ impl<C: sqlx::Connection> Slots<C> {
 }
 
 /// The backends' connections.
-pub(crate) enum Pools {
+pub(crate) enum Connections {
     Sqlite {
         writer: Slots<SqliteConnection>,
         readers: Slots<SqliteConnection>,
@@ -430,10 +430,10 @@ pub(crate) enum Pools {
 
 /// Runs statements on a backend, with the rules in this module's doc.
 pub(crate) struct Db {
-    pools: Pools,
+    connections: Connections,
 }
 
-/// Runs `$body` with `$conn` bound to a ready connection of `$slots`, wrapping rows as `$row`.
+/// Runs `$body` with `$conn` bound to a ready connection of `$slots`.
 /// A macro because the two backends' connection types differ and nothing else does.
 macro_rules! on_slot {
     ($slots:expr, |$conn:ident| $body:expr) => {{
@@ -448,16 +448,16 @@ macro_rules! on_slot {
 }
 
 impl Db {
-    pub(crate) fn new(pools: Pools) -> Self {
-        Self { pools }
+    pub(crate) fn new(connections: Connections) -> Self {
+        Self { connections }
     }
 
     /// How often a call runs again after dropped connections: every connection may have been
     /// dropped at once.
     fn again_after_drops(&self) -> usize {
-        match &self.pools {
-            Pools::Sqlite { .. } => 0,
-            Pools::Postgres(slots) => slots.slots.len(),
+        match &self.connections {
+            Connections::Sqlite { .. } => 0,
+            Connections::Postgres(slots) => slots.slots.len(),
         }
     }
 
@@ -466,15 +466,15 @@ impl Db {
         let mut attempt: usize = 0;
         loop {
             attempt += 1;
-            let result = match &self.pools {
-                Pools::Sqlite { readers, .. } => on_slot!(readers, |conn| async {
+            let result = match &self.connections {
+                Connections::Sqlite { readers, .. } => on_slot!(readers, |conn| async {
                     Ok(q.rows_on(conn)
                         .await?
                         .into_iter()
                         .map(Row::Sqlite)
                         .collect())
                 }),
-                Pools::Postgres(slots) => on_slot!(slots, |conn| async {
+                Connections::Postgres(slots) => on_slot!(slots, |conn| async {
                     Ok(q.rows_on(conn)
                         .await?
                         .into_iter()
@@ -522,11 +522,11 @@ impl Db {
     /// A write that is one statement (atomic on its own), outside any transaction; returns the
     /// rows it changed. Never repeated: when the connection drops, whether it ran is unknown.
     pub(crate) async fn execute(&self, q: Query) -> Result<u64, StoreError> {
-        match &self.pools {
-            Pools::Sqlite { writer, .. } => on_slot!(writer, |conn| async {
+        match &self.connections {
+            Connections::Sqlite { writer, .. } => on_slot!(writer, |conn| async {
                 Ok(q.execute_on(conn).await?.rows_affected())
             }),
-            Pools::Postgres(slots) => on_slot!(slots, |conn| async {
+            Connections::Postgres(slots) => on_slot!(slots, |conn| async {
                 Ok(q.execute_on(conn).await?.rows_affected())
             }),
         }
@@ -572,14 +572,14 @@ impl Db {
     }
 
     async fn begin(&self) -> Result<Tx, StoreError> {
-        let inner = match &self.pools {
-            Pools::Sqlite { writer, .. } => {
+        let inner = match &self.connections {
+            Connections::Sqlite { writer, .. } => {
                 let mut slot = writer.take().await;
                 slot.ready(&writer.options).await?;
                 slot.run("BEGIN IMMEDIATE").await?;
                 TxInner::Sqlite(slot)
             }
-            Pools::Postgres(slots) => {
+            Connections::Postgres(slots) => {
                 let mut slot = slots.take().await;
                 let ready = slot.ready(&slots.options).await.map(drop);
                 slot.after(&ready);

@@ -10,7 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, PgConnection};
 
-use crate::db::{Db, Pools, Slots};
+use crate::db::{Connections, Db, Slots};
 use crate::error::StoreError;
 use crate::migrate;
 
@@ -55,7 +55,7 @@ impl Store {
         // Readers open when first needed (the file and its WAL exist by then).
         let readers = Slots::new(SQLITE_READERS, common.read_only(true), None);
         Ok(Store {
-            db: Db::new(Pools::Sqlite {
+            db: Db::new(Connections::Sqlite {
                 writer: Slots::new(1, writer_options, Some(writer)),
                 readers,
             }),
@@ -89,7 +89,11 @@ impl Store {
         migrate::postgres(&mut first).await?;
         let slots = usize::try_from(connections).unwrap_or(usize::MAX);
         Ok(Store {
-            db: Db::new(Pools::Postgres(Slots::new(slots, options, Some(first)))),
+            db: Db::new(Connections::Postgres(Slots::new(
+                slots,
+                options,
+                Some(first),
+            ))),
         })
     }
 }
