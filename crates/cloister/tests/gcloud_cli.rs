@@ -622,3 +622,105 @@ gcloud storage ls | grep -c secundus
     );
     assert_eq!(stdout, want);
 }
+
+/// The codelab's gsutil lines (create_storage_bucket's `gsutil ls | grep` check, `mb`, the
+/// grants with `iam ch MEMBER:ROLE`, `cp` of a wildcard, `rm -r` of a bucket in cleanup) run
+/// unchanged with `gsutil` standing for `cloister gsutil`, and grant exactly what they say.
+#[test]
+fn a_script_with_the_codelabs_gsutil_lines_runs_unchanged() {
+    let w = World::with_two_users();
+    let images = w.dir.path().join("artifacts/sample_images");
+    std::fs::create_dir_all(&images).unwrap();
+    for i in 1..=2 {
+        std::fs::write(images.join(format!("sample_image_{i}.jpeg")), "jpeg").unwrap();
+    }
+    let script = r#"
+set -euo pipefail
+gcloud() { "$CLOISTER" --profile alice "$@"; }
+gsutil() { "$CLOISTER" --profile alice gsutil "$@"; }
+SECUNDUS_PROJECT_ID=secundus-bank
+WORKLOAD_SERVICEACCOUNT=workload-sa
+SECUNDUS_INPUT_STORAGE_BUCKET=secundus-input
+SECUNDUS_RESULT_STORAGE_BUCKET=secundus-result
+gcloud projects create "${SECUNDUS_PROJECT_ID}" >/dev/null
+gcloud config set project "${SECUNDUS_PROJECT_ID}" > /dev/null
+gcloud iam service-accounts create "${WORKLOAD_SERVICEACCOUNT}" >/dev/null
+create_storage_bucket() {
+  if gsutil ls | grep "${1}"; then
+    echo "Bucket ${1} already exists."
+  else
+    gsutil mb gs://$1
+  fi
+}
+create_storage_bucket "${SECUNDUS_INPUT_STORAGE_BUCKET}"
+create_storage_bucket "${SECUNDUS_RESULT_STORAGE_BUCKET}"
+create_storage_bucket "${SECUNDUS_RESULT_STORAGE_BUCKET}"
+gsutil iam ch \
+  serviceAccount:"${WORKLOAD_SERVICEACCOUNT}"@"${SECUNDUS_PROJECT_ID}".iam.gserviceaccount.com:objectViewer \
+  gs://"${SECUNDUS_INPUT_STORAGE_BUCKET}"
+gsutil iam ch \
+  serviceAccount:"${WORKLOAD_SERVICEACCOUNT}"@"${SECUNDUS_PROJECT_ID}".iam.gserviceaccount.com:objectUser \
+  gs://"${SECUNDUS_RESULT_STORAGE_BUCKET}"
+gsutil cp "${PARENT_DIR}"/artifacts/sample_images/* gs://"${SECUNDUS_INPUT_STORAGE_BUCKET}"/
+gsutil ls gs://"${SECUNDUS_INPUT_STORAGE_BUCKET}"
+gsutil -m rm -r gs://"${SECUNDUS_INPUT_STORAGE_BUCKET}"
+gsutil ls | grep -c secundus
+"#;
+    let out = Command::new("bash")
+        .args(["-c", script])
+        .env("CLOISTER", BIN)
+        .env("CLOISTER_CONFIG_DIR", &w.cli.config_dir)
+        .env("PARENT_DIR", w.dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout,
+        "gs://secundus-result/\nBucket secundus-result already exists.\n\
+         gs://secundus-input/sample_image_1.jpeg\ngs://secundus-input/sample_image_2.jpeg\n1\n"
+    );
+    let alice = w.as_user("alice");
+    let policy: serde_json::Value =
+        serde_json::from_str(&alice(&["gsutil", "iam", "get", "gs://secundus-result"])).unwrap();
+    let sa = "serviceAccount:workload-sa@secundus-bank.iam.gserviceaccount.com";
+    let objects_user = policy["bindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["role"] == "roles/storage.objectUser")
+        .unwrap();
+    assert_eq!(objects_user["members"], serde_json::json!([sa]));
+    // A revoke takes the member out; bob, who has no role on the bucket, changes nothing.
+    alice(&["gsutil", "iam", "ch", "-d", sa, "gs://secundus-result"]);
+    let refused = w.cli.fails(&[
+        "--profile",
+        "bob",
+        "gsutil",
+        "iam",
+        "ch",
+        "user:bob@example.com:admin",
+        "gs://secundus-result",
+    ]);
+    assert!(
+        refused.contains("storage.buckets.getIamPolicy"),
+        "{refused}"
+    );
+    let after = alice(&["gsutil", "iam", "get", "gs://secundus-result"]);
+    assert!(!after.contains(sa) && !after.contains("bob@"), "{after}");
+    // What gsutil would refuse, Cloister refuses by name.
+    let bad = w.cli.fails(&[
+        "--profile",
+        "alice",
+        "gsutil",
+        "iam",
+        "ch",
+        "objectViewer",
+        "gs://secundus-result",
+    ]);
+    assert!(bad.contains("is not MEMBER:ROLE"), "{bad}");
+}

@@ -10,6 +10,7 @@ mod config;
 mod cred_config;
 mod files;
 pub mod format;
+mod gsutil;
 mod iam;
 mod kms;
 pub mod output;
@@ -89,6 +90,9 @@ enum Command {
     /// Cloud Storage buckets and objects (gs:// URLs).
     #[command(subcommand)]
     Storage(storage::StorageCommand),
+    /// gsutil's spellings of the storage commands (mb, rb, ls, cp, cat, rm, iam ch|get|set),
+    /// for scripts written for gsutil.
+    Gsutil(gsutil::GsutilArgs),
     /// Artifact Registry: Docker repositories and images.
     #[command(subcommand)]
     Artifacts(artifacts::ArtifactsCommand),
@@ -206,6 +210,7 @@ async fn dispatch(ctx: &mut Context, command: Command) -> Result<()> {
         Command::Artifacts(c) => artifacts::run(ctx, c).await,
         Command::Attest(c) => attest::run(ctx, c).await,
         Command::Storage(c) => storage::run(ctx, c).await,
+        Command::Gsutil(c) => gsutil::run(ctx, c).await,
         Command::Kms(c) => kms::run(ctx, c).await,
         Command::Verifier(c) => verifier::run(ctx, c).await,
     }
