@@ -11,12 +11,6 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
-    let matches = cli::Cli::command().get_matches();
-    let command_name = cli::command_name(&matches);
-    let cli = match cli::Cli::from_arg_matches(&matches) {
-        Ok(cli) => cli,
-        Err(e) => e.exit(),
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -26,6 +20,23 @@ fn main() -> ExitCode {
             eprintln!("ERROR: could not start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
+    };
+    // Run as `docker-credential-cloister` (a link to this binary) it is Docker's credential
+    // helper, which `cloister auth configure-docker` names in Docker's config.
+    let mut args = std::env::args();
+    let invoked = args.next().unwrap_or_default();
+    if std::path::Path::new(&invoked)
+        .file_name()
+        .is_some_and(|n| n == "docker-credential-cloister")
+    {
+        let action = args.next();
+        return runtime.block_on(cli::docker_credential::helper(action.as_deref()));
+    }
+    let matches = cli::Cli::command().get_matches();
+    let command_name = cli::command_name(&matches);
+    let cli = match cli::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
     };
     runtime.block_on(cli::run(cli, command_name))
 }

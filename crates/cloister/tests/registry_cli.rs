@@ -474,3 +474,129 @@ fn walk(root: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// The codelab's `gcloud auth configure-docker` then `docker push`: Cloister is named as the
+/// credential helper in Docker's config (other settings kept), and skopeo reads and pushes
+/// with the profile's token through `docker-credential-cloister`, with no credentials given.
+/// The helper hands a token only to its profile's own server.
+#[test]
+fn configure_docker_lets_registry_clients_sign_in_through_the_helper() {
+    let w = World::with_users(&[]);
+    let alice = w.as_user("alice");
+    alice(&["projects", "create", "primus-bank"]);
+    alice(&[
+        "artifacts",
+        "repositories",
+        "create",
+        "workloads",
+        "--project",
+        "primus-bank",
+        "--repository-format",
+        "docker",
+        "--location",
+        "us",
+    ]);
+    let host = w.server.endpoint().trim_start_matches("http://").to_owned();
+    let image = format!("{host}/primus-bank/workloads/echo");
+    alice(&[
+        "artifacts",
+        "push",
+        &format!("{image}:v1"),
+        "--executable",
+        "/bin/echo",
+    ]);
+
+    let home = w.dir.path().join("home");
+    let docker = home.join(".docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        r#"{"psFormat": "table {{.ID}}"}"#,
+    )
+    .unwrap();
+    let bin = w.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(support::BIN, bin.join("docker-credential-cloister")).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let with_env = |program: &str, args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = Command::new(program)
+            .args(args)
+            .env("HOME", &home)
+            .env("PATH", &path)
+            .env("CLOISTER_CONFIG_DIR", &w.cli.config_dir)
+            .env("CLOISTER_PROFILE", "alice")
+            .env_remove("DOCKER_CONFIG")
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_RUNTIME_DIR")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = with_env(support::BIN, &["auth", "configure-docker"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(docker.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["credHelpers"][&host], "cloister");
+    assert_eq!(config["psFormat"], "table {{.ID}}");
+
+    // skopeo, with no --creds: reads v1, pushes it as v2, reads v2.
+    for args in [
+        vec![
+            "inspect".to_owned(),
+            "--tls-verify=false".into(),
+            format!("docker://{image}:v1"),
+        ],
+        vec![
+            "copy".to_owned(),
+            "--src-tls-verify=false".into(),
+            "--dest-tls-verify=false".into(),
+            format!("docker://{image}:v1"),
+            format!("docker://{image}:v2"),
+        ],
+        vec![
+            "inspect".to_owned(),
+            "--tls-verify=false".into(),
+            format!("docker://{image}:v2"),
+        ],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = with_env("skopeo", &args, "");
+        assert!(
+            out.status.success(),
+            "skopeo {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // Another registry mapped to the helper gets no token, only the reason.
+    let helper = bin.join("docker-credential-cloister");
+    let helper = helper.to_str().unwrap();
+    let out = with_env(helper, &["get"], "https://registry.example.com");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("not registry.example.com") && !said.contains("Secret"),
+        "{said}"
+    );
+    let out = with_env(helper, &["get"], &format!("http://{host}"));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["Username"], "oauth2accesstoken");
+    assert_eq!(
+        answer["Secret"].as_str().unwrap(),
+        alice(&["auth", "print-access-token"]).trim()
+    );
+}

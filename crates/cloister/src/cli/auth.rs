@@ -1,4 +1,4 @@
-//! `cloister auth login|print-access-token|print-identity-token`.
+//! `cloister auth login|print-access-token|print-identity-token|configure-docker`.
 
 use std::path::PathBuf;
 
@@ -42,6 +42,13 @@ pub enum AuthCommand {
         #[arg(long)]
         include_email: bool,
     },
+    /// Name Cloister as Docker's credential helper for registries (comma-separated hosts)
+    /// [default: this profile's server], so `docker push`, podman and skopeo sign in with the
+    /// profile's access token through `docker-credential-cloister`.
+    ConfigureDocker {
+        /// REGISTRY[,REGISTRY…] as `host:port`.
+        registries: Option<String>,
+    },
 }
 
 pub async fn run(ctx: &mut Context, c: AuthCommand) -> Result<()> {
@@ -81,6 +88,17 @@ pub async fn run(ctx: &mut Context, c: AuthCommand) -> Result<()> {
                 "{}",
                 resp["accessToken"].as_str().unwrap_or_default()
             )?)
+        }
+        AuthCommand::ConfigureDocker { registries } => {
+            let hosts = match registries {
+                Some(list) => list
+                    .split(',')
+                    .map(|h| super::docker_credential::registry_host(h.trim()))
+                    .filter(|h| !h.is_empty())
+                    .collect(),
+                None => vec![super::docker_credential::registry_host(&profile.endpoint)],
+            };
+            super::docker_credential::configure(&hosts)
         }
         AuthCommand::PrintIdentityToken {
             impersonate_service_account,

@@ -8,6 +8,7 @@ mod auth;
 mod compute;
 mod config;
 mod cred_config;
+pub mod docker_credential;
 mod files;
 pub mod format;
 mod gsutil;
