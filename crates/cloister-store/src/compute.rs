@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use cloister_domain::ProjectId;
 use time::OffsetDateTime;
 
-use crate::db::{Row, query, rfc3339, unique};
+use crate::db::{Row, constraint, query, rfc3339};
 use crate::error::StoreError;
 use crate::store::Store;
 
@@ -115,7 +115,7 @@ impl Store {
         self.db
             .execute(q)
             .await
-            .map_err(|e| unique(e, || format!("instance {}", i.resource_name())))?;
+            .map_err(|e| constraint(e, || format!("instance {}", i.resource_name())))?;
         Ok(())
     }
 

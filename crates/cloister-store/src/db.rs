@@ -277,13 +277,22 @@ impl Row {
     }
 }
 
-/// `what` already exists when `e` is a unique violation; otherwise `e`.
-pub(crate) fn unique(e: StoreError, what: impl FnOnce() -> String) -> StoreError {
+/// A write's constraint violations in the caller's words: `what` already exists (a unique
+/// violation), or what it belongs to is gone (a foreign-key violation: its project or parent
+/// was deleted after the caller looked, e.g. a project deleted while a bucket was created in
+/// it); otherwise `e`.
+pub(crate) fn constraint(e: StoreError, what: impl FnOnce() -> String) -> StoreError {
     match &e {
         StoreError::Database {
             source: sqlx::Error::Database(d),
             ..
         } if d.is_unique_violation() => StoreError::AlreadyExists(what()),
+        StoreError::Database {
+            source: sqlx::Error::Database(d),
+            ..
+        } if d.is_foreign_key_violation() => {
+            StoreError::NotFound(format!("the project or parent resource of {}", what()))
+        }
         _ => e,
     }
 }

@@ -3,7 +3,7 @@
 
 use cloister_domain::ProjectId;
 
-use crate::db::{Row, query, unique};
+use crate::db::{Row, constraint, query};
 use crate::error::StoreError;
 use crate::identity::new_etag;
 use crate::store::Store;
@@ -67,7 +67,7 @@ impl Store {
                         .bind(&r.etag),
                     )
                     .await
-                    .map_err(|e| unique(e, || r.name.clone()))?;
+                    .map_err(|e| constraint(e, || r.name.clone()))?;
                     Ok(())
                 }
             })

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use cloister_domain::{Email, Policy, ProjectId, ProjectNumber};
 use time::OffsetDateTime;
 
-use crate::db::{Row, Tx, int, query, rfc3339, unique};
+use crate::db::{Row, Tx, constraint, int, query, rfc3339};
 use crate::error::StoreError;
 use crate::store::Store;
 
@@ -186,7 +186,7 @@ impl Store {
                 .bind(rfc3339(u.create_time)),
             )
             .await
-            .map_err(|e| unique(e, || format!("user {}", u.email)))?;
+            .map_err(|e| constraint(e, || format!("user {}", u.email)))?;
         Ok(())
     }
 
@@ -213,7 +213,7 @@ impl Store {
                 .bind(rfc3339(c.create_time)),
             )
             .await
-            .map_err(|e| unique(e, || format!("credential {}", c.id)))?;
+            .map_err(|e| constraint(e, || format!("credential {}", c.id)))?;
         Ok(())
     }
 
@@ -275,7 +275,7 @@ impl Store {
                         .bind(&p.creator),
                     )
                     .await
-                    .map_err(|e| unique(e, || format!("project number {}", p.number)))?;
+                    .map_err(|e| constraint(e, || format!("project number {}", p.number)))?;
                     tx.execute(
                         query(
                             "INSERT INTO iam_policies (resource, parent, policy, etag)
@@ -376,7 +376,7 @@ impl Store {
                     .bind(rfc3339(a.create_time)),
                 )
                 .await
-                .map_err(|e| unique(e, || format!("service account {}", a.email)))?;
+                .map_err(|e| constraint(e, || format!("service account {}", a.email)))?;
                 insert_empty_policy(&tx, &a.resource_name(), &a.project_id.resource_name()).await
             })
             .await

@@ -4,7 +4,7 @@
 use cloister_domain::ProjectId;
 use time::OffsetDateTime;
 
-use crate::db::{Row, query, rfc3339, unique};
+use crate::db::{Row, constraint, query, rfc3339};
 use crate::error::StoreError;
 use crate::identity::insert_empty_policy;
 use crate::store::Store;
@@ -119,7 +119,7 @@ impl Store {
                     .bind(rfc3339(r.create_time)),
                 )
                 .await
-                .map_err(|e| unique(e, || format!("key ring {}", r.name)))?;
+                .map_err(|e| constraint(e, || format!("key ring {}", r.name)))?;
                 insert_empty_policy(&tx, &r.name, &r.project_id.resource_name()).await
             })
             .await
@@ -162,7 +162,7 @@ impl Store {
                     .bind(rfc3339(k.create_time)),
                 )
                 .await
-                .map_err(|e| unique(e, || format!("crypto key {}", k.name)))?;
+                .map_err(|e| constraint(e, || format!("crypto key {}", k.name)))?;
                 tx.execute(insert_version(first)).await?;
                 insert_empty_policy(&tx, &k.name, &k.key_ring).await
             })

@@ -8,7 +8,7 @@
 use cloister_domain::ProjectId;
 use time::OffsetDateTime;
 
-use crate::db::{Query, Row, int, query, rfc3339, unique};
+use crate::db::{Query, Row, constraint, int, query, rfc3339};
 use crate::error::StoreError;
 use crate::identity::{delete_policy, insert_empty_policy};
 use crate::store::Store;
@@ -175,7 +175,7 @@ impl Store {
                 )
                 .await
                 .map_err(|e| {
-                    unique(e, || {
+                    constraint(e, || {
                         format!("repository {} in project {}", r.repository_id, r.project_id)
                     })
                 })?;

@@ -6,7 +6,7 @@ use cloister_domain::{Principal, ProjectId};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::db::{Row, Tx, int, placeholders, query, rfc3339, unique};
+use crate::db::{Row, Tx, constraint, int, placeholders, query, rfc3339};
 use crate::error::StoreError;
 use crate::identity::{delete_policy, insert_empty_policy};
 use crate::store::Store;
@@ -260,7 +260,7 @@ impl Store {
                     .bind(rfc3339(b.create_time)),
                 )
                 .await
-                .map_err(|e| unique(e, || format!("bucket {}", b.name)))?;
+                .map_err(|e| constraint(e, || format!("bucket {}", b.name)))?;
                 insert_empty_policy(&tx, &b.resource_name(), &b.project_id.resource_name()).await
             })
             .await

@@ -1243,6 +1243,26 @@ async fn a_project_is_deleted_only_when_empty_and_its_id_and_number_stay_taken(b
 
     s.delete_project(&alpha, "user:a@x.com").await.unwrap();
     assert!(s.get_project(&alpha).await.unwrap().is_none());
+    // A creation that raced the deletion (its caller saw the project) finds it gone: NotFound
+    // for the API to answer 404, never a database error.
+    let gone = [
+        s.create_service_account(&sa).await.err(),
+        s.create_repository(&repository()).await.err(),
+        s.create_instance(&instance).await.err(),
+        s.create_key_ring(&KmsKeyRing {
+            name: "projects/alpha-1/locations/global/keyRings/late".into(),
+            project_id: alpha.clone(),
+            create_time: T,
+        })
+        .await
+        .err(),
+    ];
+    for refusal in gone {
+        assert!(
+            matches!(&refusal, Some(StoreError::NotFound(what)) if what.starts_with("the project or parent resource of")),
+            "{refusal:?}"
+        );
+    }
     assert_eq!(s.get_policy("projects/alpha-1").await.unwrap().1, None);
     assert!(
         s.get_policy("projects/alpha-1")
