@@ -34,6 +34,7 @@ macro_rules! google_enum {
 mod audit;
 pub mod blob;
 mod compute;
+mod console;
 pub mod data_dir;
 mod db;
 mod error;
@@ -51,6 +52,7 @@ mod verifier;
 pub use audit::AuditFilter;
 pub use blob::{BlobError, BlobInfo, BlobKey, BlobStore, ByteStream, FsBlobStore};
 pub use compute::{ConfidentialType, InstanceRecord, InstanceStatus};
+pub use console::ConsoleSession;
 pub use data_dir::{DataDir, DataDirError};
 pub use error::StoreError;
 pub use federation::FederationRecord;

@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use cloister_domain::{AuditEntry, Decision, Email, Member, Policy, ProjectId, ProjectNumber};
 use cloister_store::{
-    AuditFilter, BucketRecord, ChallengeRecord, ConfidentialType, ConsumeError, CredentialRecord,
-    FederationRecord, ImageRef, InstanceRecord, InstanceStatus, KeyPurpose, KeyVersionState,
-    KmsCryptoKey, KmsKeyRing, KmsKeyVersion, ManifestRecord, ManifestRefs, ObjectRecord,
-    Preconditions, ProjectRecord, PutLimits, PutRefused, ReferenceValueRecord, RegistryBlob,
-    RegistryUpload, RepositoryRecord, SealedPlace, ServiceAccountRecord, Store, StoreError,
-    StoredSigningKey, UploadSession, UserRecord,
+    AuditFilter, BucketRecord, ChallengeRecord, ConfidentialType, ConsoleSession, ConsumeError,
+    CredentialRecord, FederationRecord, ImageRef, InstanceRecord, InstanceStatus, KeyPurpose,
+    KeyVersionState, KmsCryptoKey, KmsKeyRing, KmsKeyVersion, ManifestRecord, ManifestRefs,
+    ObjectRecord, Preconditions, ProjectRecord, PutLimits, PutRefused, ReferenceValueRecord,
+    RegistryBlob, RegistryUpload, RepositoryRecord, SealedPlace, ServiceAccountRecord, Store,
+    StoreError, StoredSigningKey, UploadSession, UserRecord,
 };
 use support::postgres::Postgres;
 use time::OffsetDateTime;
@@ -127,7 +127,54 @@ conformance!(
     every_resource_is_found_by_its_name_and_listed_under_its_parent,
     image_versions_list_in_time_order_whatever_their_fractional_seconds,
     a_project_is_deleted_only_when_empty_and_its_id_and_number_stay_taken,
+    console_codes_sign_in_once_and_sessions_end_at_their_expiry,
 );
+
+async fn console_codes_sign_in_once_and_sessions_end_at_their_expiry(b: &Backend) {
+    let s = b.open().await;
+    s.create_console_login_code("c1", "alice@example.com", at(200))
+        .await
+        .unwrap();
+    s.create_console_login_code("old", "alice@example.com", at(100))
+        .await
+        .unwrap();
+    // Two browsers racing with one code: one signs in.
+    let other = b.open().await;
+    let (one, two) = tokio::join!(
+        s.take_console_login_code("c1", at(150)),
+        other.take_console_login_code("c1", at(150))
+    );
+    let mut got = [one.unwrap(), two.unwrap()];
+    got.sort();
+    assert_eq!(got, [None, Some("alice@example.com".to_owned())]);
+    assert_eq!(
+        s.take_console_login_code("old", at(150)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.take_console_login_code("nope", at(150)).await.unwrap(),
+        None
+    );
+
+    let session = ConsoleSession {
+        id_hash: "h1".into(),
+        email: "alice@example.com".into(),
+        csrf_token: "t".into(),
+        create_time: at(100),
+        expire_time: at(200),
+    };
+    s.create_console_session(&session).await.unwrap();
+    assert_eq!(
+        other.get_console_session("h1", at(199)).await.unwrap(),
+        Some(session.clone())
+    );
+    assert_eq!(s.get_console_session("h1", at(200)).await.unwrap(), None);
+    s.sweep_console(at(200)).await.unwrap();
+    assert_eq!(s.get_console_session("h1", at(150)).await.unwrap(), None);
+    s.create_console_session(&session).await.unwrap();
+    s.delete_console_session("h1").await.unwrap();
+    assert_eq!(s.get_console_session("h1", at(150)).await.unwrap(), None);
+}
 
 async fn image_versions_list_in_time_order_whatever_their_fractional_seconds(b: &Backend) {
     let s = b.open().await;
