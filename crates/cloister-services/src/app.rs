@@ -21,7 +21,8 @@ use crate::iam::authorizer::Authorizer;
 use crate::signing::SigningKeys;
 use crate::state::AppState;
 use crate::{
-    audit, auth, compute, federation, health, iam, kms, metrics, oidc, registry, storage, verifier,
+    audit, auth, compute, console, federation, health, iam, kms, metrics, oidc, registry, storage,
+    verifier,
 };
 
 /// The platform admin created on first start.
@@ -324,6 +325,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(iam::users::router())
         .merge(iam::roles::router())
         .merge(audit::router())
+        .merge(console::router())
         .fallback(not_found)
         // Inside the routing: the matched route template labels each request.
         .route_layer(axum::middleware::from_fn_with_state(

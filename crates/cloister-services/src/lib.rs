@@ -11,6 +11,7 @@ pub mod audit;
 mod audit_log;
 pub mod auth;
 pub mod compute;
+mod console;
 pub mod error;
 pub mod federation;
 mod health;

@@ -724,3 +724,33 @@ gsutil ls | grep -c secundus
     ]);
     assert!(bad.contains("is not MEMBER:ROLE"), "{bad}");
 }
+
+/// `auth console-login` prints a link whose code signs the profile's user in to the console
+/// once.
+#[tokio::test(flavor = "multi_thread")]
+async fn console_login_prints_a_link_that_signs_in_once() {
+    let w = World::with_two_users();
+    let link = w.as_user("alice")(&["auth", "console-login"]);
+    let code = link
+        .trim()
+        .strip_prefix(&format!("{}/console/login?code=", support::PUBLIC_URL))
+        .unwrap_or_else(|| panic!("{link}"))
+        .to_owned();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = format!("{}/console/login", w.server.endpoint());
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let resp = client
+            .post(&url)
+            .header("origin", support::PUBLIC_URL)
+            .form(&[("code", code.as_str())])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(statuses, [303, 401]);
+}

@@ -209,22 +209,35 @@ async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let all = state.store.list_projects().await?;
+    let visible: Vec<ProjectView> = visible_projects(&state, &caller)
+        .await?
+        .into_iter()
+        .map(ProjectView::from)
+        .collect();
+    Ok(Json(json!({ "projects": visible })))
+}
+
+/// The projects `caller` may see (`resourcemanager.projects.get`): the API's list and the
+/// console's.
+pub(crate) async fn visible_projects(
+    state: &AppState,
+    caller: &Principal,
+) -> Result<Vec<ProjectRecord>, ApiError> {
     let mut visible = Vec::new();
-    for p in all {
+    for p in state.store.list_projects().await? {
         let grants = state
             .authorizer
             .grants(
-                &caller,
+                caller,
                 &["resourcemanager.projects.get"],
                 &p.id.resource_name(),
             )
             .await?;
         if grants.first().is_some_and(Option::is_some) {
-            visible.push(ProjectView::from(p));
+            visible.push(p);
         }
     }
-    Ok(Json(json!({ "projects": visible })))
+    Ok(visible)
 }
 
 async fn custom_method(

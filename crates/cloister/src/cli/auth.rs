@@ -1,4 +1,4 @@
-//! `cloister auth login|print-access-token|print-identity-token|configure-docker`.
+//! `cloister auth login|print-access-token|print-identity-token|console-login|configure-docker`.
 
 use std::path::PathBuf;
 
@@ -42,6 +42,9 @@ pub enum AuthCommand {
         #[arg(long)]
         include_email: bool,
     },
+    /// Print a one-time link that signs this profile's user in to the console, served by the
+    /// server at /console/ (the link works once, for five minutes).
+    ConsoleLogin,
     /// Name Cloister as Docker's credential helper for registries (comma-separated hosts)
     /// [default: this profile's server], so `docker push`, podman and skopeo sign in with the
     /// profile's access token through `docker-credential-cloister`.
@@ -88,6 +91,12 @@ pub async fn run(ctx: &mut Context, c: AuthCommand) -> Result<()> {
                 "{}",
                 resp["accessToken"].as_str().unwrap_or_default()
             )?)
+        }
+        AuthCommand::ConsoleLogin => {
+            let client = ctx.client().await?;
+            let resp = client.post("/console/v1/loginCodes", &json!({})).await?;
+            eprintln!("Open this link to sign in to the console (once, within five minutes):");
+            Ok(outln!("{}", resp["url"].as_str().unwrap_or_default())?)
         }
         AuthCommand::ConfigureDocker { registries } => {
             let hosts = match registries {

@@ -1,0 +1,288 @@
+//! The console's pages. Each handler authorizes as the signed-in user through the API's
+//! authorizer, then renders a template; a refusal renders the authorizer's own message.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use cloister_domain::{Principal, ProjectId};
+use cloister_store::ConsoleSession;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::STYLESHEET;
+use super::session::{
+    SESSION_LIFETIME, Session, check_csrf, check_origin, random_secret, secret_hash, set_cookie,
+};
+use crate::error::ApiError;
+use crate::iam::projects::visible_projects;
+use crate::state::AppState;
+
+/// Why a page is not shown.
+pub enum PageError {
+    /// No live session: to the sign-in page.
+    SignIn,
+    /// A refused form (cross-site, or without this session's CSRF token).
+    Forbidden(String),
+    /// What the API would have answered, as a page.
+    Api(ApiError),
+}
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        PageError::Api(e)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/error.html")]
+struct ErrorPage<'a> {
+    stylesheet: &'a str,
+    user: Option<&'a str>,
+    csrf: &'a str,
+    title: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match self {
+            PageError::SignIn => return Redirect::to("/console/login").into_response(),
+            PageError::Forbidden(m) => (StatusCode::FORBIDDEN, "Refused", m),
+            PageError::Api(e) => {
+                let (status, code, _) = e.status();
+                if status.is_server_error() {
+                    tracing::error!(error = %e, "console page failed");
+                }
+                (status, code, e.to_string())
+            }
+        };
+        let page = ErrorPage {
+            stylesheet: STYLESHEET,
+            user: None,
+            csrf: "",
+            title,
+            message: &message,
+        };
+        (status, render(&page)).into_response()
+    }
+}
+
+fn render(t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "console template failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response()
+        }
+    }
+}
+
+pub async fn stylesheet() -> Response {
+    (
+        [(CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../../assets/console/console.css"),
+    )
+        .into_response()
+}
+
+#[derive(Template)]
+#[template(path = "console/login.html")]
+struct LoginPage<'a> {
+    stylesheet: &'a str,
+    user: Option<&'a str>,
+    csrf: &'a str,
+    code: &'a str,
+    refusal: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+pub struct CodeQuery {
+    #[serde(default)]
+    code: String,
+}
+
+/// The sign-in form, the code filled in from the link `console-login` printed. Signing in
+/// takes a click (a POST): a link alone changes nothing.
+pub async fn login_form(Query(q): Query<CodeQuery>) -> Response {
+    render(&LoginPage {
+        stylesheet: STYLESHEET,
+        user: None,
+        csrf: "",
+        code: &q.code,
+        refusal: None,
+    })
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CodeQuery>,
+) -> Result<Response, PageError> {
+    check_origin(&state, &headers)?;
+    let now = OffsetDateTime::now_utc();
+    let Some(email) = state
+        .store
+        .take_console_login_code(&secret_hash(form.code.trim()), now)
+        .await
+        .map_err(ApiError::from)?
+    else {
+        let page = LoginPage {
+            stylesheet: STYLESHEET,
+            user: None,
+            csrf: "",
+            code: "",
+            refusal: Some(
+                "That code is unknown, used or expired (codes work once, for five minutes). Run `cloister auth console-login` for a new one.",
+            ),
+        };
+        return Ok((StatusCode::UNAUTHORIZED, render(&page)).into_response());
+    };
+    let id = random_secret();
+    let session = ConsoleSession {
+        id_hash: secret_hash(&id),
+        email,
+        csrf_token: random_secret(),
+        create_time: now,
+        expire_time: now + SESSION_LIFETIME,
+    };
+    state
+        .store
+        .create_console_session(&session)
+        .await
+        .map_err(ApiError::from)?;
+    let mut response = Redirect::to("/console/").into_response();
+    response
+        .headers_mut()
+        .insert(SET_COOKIE, set_cookie(&state, Some(&id)));
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    check_origin(&state, &headers)?;
+    check_csrf(&session, &form.csrf)?;
+    state
+        .store
+        .delete_console_session(&session.record.id_hash)
+        .await
+        .map_err(ApiError::from)?;
+    let mut response = Redirect::to("/console/login").into_response();
+    response
+        .headers_mut()
+        .insert(SET_COOKIE, set_cookie(&state, None));
+    Ok(response)
+}
+
+struct ProjectRow {
+    id: String,
+    number: String,
+    name: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/home.html")]
+struct HomePage<'a> {
+    stylesheet: &'a str,
+    user: Option<&'a str>,
+    csrf: &'a str,
+    projects: Vec<ProjectRow>,
+}
+
+/// The projects the user may see (`resourcemanager.projects.get`), as `projects list` shows.
+pub async fn home(State(state): State<AppState>, session: Session) -> Result<Response, PageError> {
+    let projects = visible_projects(&state, &session.principal)
+        .await?
+        .into_iter()
+        .map(|p| ProjectRow {
+            id: p.id.as_str().to_owned(),
+            number: p.number.to_string(),
+            name: p.display_name,
+        })
+        .collect();
+    let user = user_name(&session.principal);
+    Ok(render(&HomePage {
+        stylesheet: STYLESHEET,
+        user: Some(&user),
+        csrf: &session.record.csrf_token,
+        projects,
+    }))
+}
+
+struct BindingRow {
+    role: String,
+    members: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/project.html")]
+struct ProjectPage<'a> {
+    stylesheet: &'a str,
+    user: Option<&'a str>,
+    csrf: &'a str,
+    project: &'a str,
+    bindings: Vec<BindingRow>,
+}
+
+/// A project's IAM policy, for whoever may read it (`resourcemanager.projects.getIamPolicy`).
+pub async fn project(
+    State(state): State<AppState>,
+    session: Session,
+    Path(project): Path<String>,
+) -> Result<Response, PageError> {
+    let id = ProjectId::parse(&project)
+        .map_err(|e| ApiError::InvalidArgument(format!("{project:?} is not a project id: {e}")))?;
+    let resource = id.resource_name();
+    state
+        .authorizer
+        .check(
+            &session.principal,
+            "resourcemanager.projects.getIamPolicy",
+            &resource,
+        )
+        .await?;
+    let (policy, _) = state
+        .store
+        .get_policy(&resource)
+        .await
+        .map_err(ApiError::from)?;
+    let bindings = policy
+        .bindings
+        .into_iter()
+        .map(|b| BindingRow {
+            role: b.role,
+            members: b.members.iter().map(ToString::to_string).collect(),
+        })
+        .collect();
+    let user = user_name(&session.principal);
+    Ok(render(&ProjectPage {
+        stylesheet: STYLESHEET,
+        user: Some(&user),
+        csrf: &session.record.csrf_token,
+        project: id.as_str(),
+        bindings,
+    }))
+}
+
+fn user_name(p: &Principal) -> String {
+    match p {
+        Principal::User(email) => email.as_str().to_owned(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,321 @@
+//! The console's sign-in and pages through the server's router: one-time codes, the session
+//! cookie's flags, cross-site forms refused (Origin and CSRF token), the security headers,
+//! and pages that show a user only what the API would.
+
+mod support;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use serde_json::json;
+use support::Api;
+use tower::ServiceExt;
+
+const ORIGIN: &str = "http://cloister.test";
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+async fn send(api: &Api, req: Request<Body>) -> Page {
+    let resp = api.router().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    Page {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+async fn get(api: &Api, path: &str, cookie: Option<&str>) -> Page {
+    let mut req = Request::get(path);
+    if let Some(c) = cookie {
+        req = req.header("cookie", format!("cloister_session={c}"));
+    }
+    send(api, req.body(Body::empty()).unwrap()).await
+}
+
+async fn post_form(
+    api: &Api,
+    path: &str,
+    form: &str,
+    cookie: Option<&str>,
+    origin: Option<&str>,
+) -> Page {
+    let mut req = Request::post(path).header("content-type", "application/x-www-form-urlencoded");
+    if let Some(c) = cookie {
+        req = req.header("cookie", format!("cloister_session={c}"));
+    }
+    if let Some(o) = origin {
+        req = req.header("origin", o);
+    }
+    send(api, req.body(Body::from(form.to_owned())).unwrap()).await
+}
+
+async fn login_code(api: &Api, token: &str) -> String {
+    let (status, body) = api
+        .call(token, "POST", "/console/v1/loginCodes", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let url = body["url"].as_str().unwrap();
+    let code = body["code"].as_str().unwrap().to_owned();
+    assert_eq!(url, format!("{ORIGIN}/console/login?code={code}"));
+    code
+}
+
+/// Signs in with a fresh code; returns the session cookie's value and its Set-Cookie line.
+async fn sign_in(api: &Api, token: &str) -> (String, String) {
+    let code = login_code(api, token).await;
+    let page = post_form(
+        api,
+        "/console/login",
+        &format!("code={code}"),
+        None,
+        Some(ORIGIN),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(page.headers["location"], "/console/");
+    let set = page.headers["set-cookie"].to_str().unwrap().to_owned();
+    let value = set
+        .strip_prefix("cloister_session=")
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_owned();
+    (value, set)
+}
+
+async fn project(api: &Api, token: &str, id: &str, display_name: &str) {
+    let (s, b) = api
+        .call(
+            token,
+            "POST",
+            "/v1/projects",
+            Some(json!({"projectId": id, "name": display_name})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}
+
+#[tokio::test]
+async fn a_one_time_code_signs_in_once_with_a_strict_http_only_cookie() {
+    let api = Api::start().await;
+    let alice = api.user("alice@example.com").await;
+    let code = login_code(&api, &alice).await;
+
+    // The link shows the form; following it signs no one in.
+    let form = get(&api, &format!("/console/login?code={code}"), None).await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(
+        form.body.contains(&format!("value=\"{code}\"")),
+        "{}",
+        form.body
+    );
+    assert!(form.headers.get("set-cookie").is_none());
+
+    let page = post_form(
+        &api,
+        "/console/login",
+        &format!("code={code}"),
+        None,
+        Some(ORIGIN),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let set = page.headers["set-cookie"].to_str().unwrap();
+    for flag in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/console",
+        "Max-Age=28800",
+    ] {
+        assert!(set.contains(flag), "{flag} in {set}");
+    }
+    assert!(!set.contains("Secure"), "http public URL: {set}");
+
+    let again = post_form(
+        &api,
+        "/console/login",
+        &format!("code={code}"),
+        None,
+        Some(ORIGIN),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        again.body.contains("unknown, used or expired"),
+        "{}",
+        again.body
+    );
+    assert!(again.headers.get("set-cookie").is_none());
+    let wrong = post_form(&api, "/console/login", "code=guess", None, Some(ORIGIN)).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+
+    // An https server's cookie is Secure.
+    let tls = Api::start_with(|c| c.public_url = "https://cloister.test".into()).await;
+    let bob = tls.user("bob@example.com").await;
+    let code = login_code_at(&tls, &bob, "https://cloister.test").await;
+    let page = post_form(
+        &tls,
+        "/console/login",
+        &format!("code={code}"),
+        None,
+        Some("https://cloister.test"),
+    )
+    .await;
+    assert!(
+        page.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Secure")
+    );
+}
+
+async fn login_code_at(api: &Api, token: &str, origin: &str) -> String {
+    let (_, body) = api
+        .call(token, "POST", "/console/v1/loginCodes", None)
+        .await;
+    assert!(body["url"].as_str().unwrap().starts_with(origin), "{body}");
+    body["code"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn cross_site_forms_change_nothing() {
+    let api = Api::start().await;
+    let alice = api.user("alice@example.com").await;
+
+    // Login CSRF: another site's form, or one with no Origin, signs no one in.
+    for origin in [Some("https://evil.example"), None] {
+        let code = login_code(&api, &alice).await;
+        let page = post_form(
+            &api,
+            "/console/login",
+            &format!("code={code}"),
+            None,
+            origin,
+        )
+        .await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{origin:?}");
+        assert!(page.headers.get("set-cookie").is_none());
+    }
+
+    let (session, _) = sign_in(&api, &alice).await;
+    let home = get(&api, "/console/", Some(&session)).await;
+    assert_eq!(home.status, StatusCode::OK);
+    let csrf = home
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    // Sign-out needs both this session's token and this server's Origin.
+    let refused: [(&str, Option<&str>); 3] = [
+        ("csrf=", Some(ORIGIN)),
+        ("csrf=not-the-token", Some(ORIGIN)),
+        (&format!("csrf={csrf}"), Some("https://evil.example")),
+    ];
+    for (form, origin) in refused {
+        let page = post_form(&api, "/console/logout", form, Some(&session), origin).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{form} from {origin:?}");
+        assert_eq!(
+            get(&api, "/console/", Some(&session)).await.status,
+            StatusCode::OK
+        );
+    }
+    let out = post_form(
+        &api,
+        "/console/logout",
+        &format!("csrf={csrf}"),
+        Some(&session),
+        Some(ORIGIN),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(
+        out.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let after = get(&api, "/console/", Some(&session)).await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER);
+    assert_eq!(after.headers["location"], "/console/login");
+}
+
+#[tokio::test]
+async fn pages_show_a_user_only_what_the_api_would_and_names_stay_text() {
+    let api = Api::start().await;
+    let alice = api.user("alice@example.com").await;
+    let bob = api.user("bob@example.com").await;
+    project(&api, &alice, "primus-bank", "<script>alert(1)</script>").await;
+    project(&api, &bob, "secundus-bank", "Secundus").await;
+    let (session, _) = sign_in(&api, &alice).await;
+
+    let home = get(&api, "/console/", Some(&session)).await;
+    assert!(
+        home.body.contains("/console/projects/primus-bank"),
+        "{}",
+        home.body
+    );
+    assert!(!home.body.contains("secundus-bank"), "{}", home.body);
+    assert!(
+        home.body
+            .contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "{}",
+        home.body
+    );
+    assert!(!home.body.contains("<script>"), "{}", home.body);
+    let csp = home.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.starts_with("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    for (name, value) in [
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+    ] {
+        assert_eq!(home.headers[name], value, "{name}");
+    }
+
+    let own = get(&api, "/console/projects/primus-bank", Some(&session)).await;
+    assert_eq!(own.status, StatusCode::OK);
+    assert!(own.body.contains("roles/owner") && own.body.contains("user:alice@example.com"));
+    // Another project's page by URL: the authorizer's refusal, the same for a missing one.
+    for other in ["secundus-bank", "no-such-project"] {
+        let page = get(&api, &format!("/console/projects/{other}"), Some(&session)).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{other}");
+        assert!(
+            page.body.contains("resourcemanager.projects.getIamPolicy"),
+            "{}",
+            page.body
+        );
+    }
+    let bad = get(&api, "/console/projects/%3Cb%3E", Some(&session)).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(!bad.body.contains("<b>"), "{}", bad.body);
+
+    // No session, or a made-up one: the sign-in page.
+    for cookie in [None, Some("made-up")] {
+        let page = get(&api, "/console/", cookie).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER);
+        assert_eq!(page.headers["location"], "/console/login");
+    }
+    let root = get(&api, "/", None).await;
+    assert_eq!(root.headers["location"], "/console/");
+    let css = get(
+        &api,
+        &format!("/console/static/{}/console.css", env!("CARGO_PKG_VERSION")),
+        None,
+    )
+    .await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.body.contains("prefers-color-scheme: dark"));
+}
