@@ -17,7 +17,8 @@ fi
 # skopeo and podman are the real OCI clients the registry interop tests drive; runc runs
 # the workload containers the launcher starts; iproute2's `ip` configures each instance's
 # network namespaces.
-packages=(gcc pkg-config ca-certificates swtpm swtpm-tools libtss2-dev tpm2-tools skopeo podman runc iproute2)
+# chromium and chromium-driver are the real browser (and its WebDriver) the console tests drive.
+packages=(gcc pkg-config ca-certificates swtpm swtpm-tools libtss2-dev tpm2-tools skopeo podman runc iproute2 chromium chromium-driver)
 # PostgreSQL, the replicas' shared metadata store (the tests start their own server from its
 # programs, a temporary cluster per test process, never the system's), and nginx, the load
 # balancer of scripts/replicas.sh.
@@ -38,11 +39,12 @@ fi
 # Python packages: Google's client libraries for the wire-compatibility tests (google-cloud-kms
 # brings grpcio: its default transport is gRPC); onnx, numpy and
 # pillow generate the demo model and images; onnxruntime is the reference the workload's
-# results are checked against, and its libonnxruntime.so is the engine the workload loads.
-if ! python3 -c 'import google.auth, google.cloud.storage, google.cloud.kms, requests, jwt, cryptography, onnx, numpy, PIL, onnxruntime; assert onnxruntime.__version__ == "1.24.4"' >/dev/null 2>&1; then
+# results are checked against, and its libonnxruntime.so is the engine the workload loads;
+# selenium is the WebDriver client the console's browser tests use (with Debian's driver).
+if ! python3 -c 'import google.auth, google.cloud.storage, google.cloud.kms, requests, jwt, cryptography, onnx, numpy, PIL, onnxruntime, selenium; assert onnxruntime.__version__ == "1.24.4"' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check \
     'google-auth==2.62.2' 'google-cloud-storage==3.17.1' 'google-cloud-kms==3.18.0' 'requests>=2.31' 'PyJWT[crypto]==2.15.1' \
-    'onnxruntime==1.24.4' 'onnx==1.18.0' 'numpy<2.3' 'pillow==11.3.0'
+    'onnxruntime==1.24.4' 'onnx==1.18.0' 'numpy<2.3' 'pillow==11.3.0' 'selenium==4.27.1'
 fi
 
 # Garage, a real S3-compatible object store, for the S3 blob-store tests: built once from

@@ -279,7 +279,7 @@ async fn pages_show_a_user_only_what_the_api_would_and_names_stay_text() {
     for (name, value) in [
         ("x-frame-options", "DENY"),
         ("x-content-type-options", "nosniff"),
-        ("referrer-policy", "no-referrer"),
+        ("referrer-policy", "same-origin"),
         ("cache-control", "no-store"),
     ] {
         assert_eq!(home.headers[name], value, "{name}");
