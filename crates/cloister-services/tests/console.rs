@@ -319,3 +319,66 @@ async fn pages_show_a_user_only_what_the_api_would_and_names_stay_text() {
     assert_eq!(css.status, StatusCode::OK);
     assert!(css.body.contains("prefers-color-scheme: dark"));
 }
+
+#[tokio::test]
+async fn an_instance_page_shows_its_state_and_console_to_whoever_may_read_them() {
+    use cloister_store::{ConfidentialType, InstanceRecord, InstanceStatus};
+    let api = Api::start().await;
+    let alice = api.user("alice@example.com").await;
+    let bob = api.user("bob@example.com").await;
+    project(&api, &alice, "secundus-bank", "Secundus").await;
+    let instance = InstanceRecord {
+        project_id: cloister_domain::ProjectId::parse("secundus-bank").unwrap(),
+        zone: "us-west1-b".into(),
+        name: "workload-vm".into(),
+        id: 7,
+        service_account: "workload-sa@secundus-bank.iam.gserviceaccount.com".into(),
+        metadata: [(
+            "tee-image-reference".to_owned(),
+            "h/p/r/i:<b>latest</b>".to_owned(),
+        )]
+        .into(),
+        confidential_type: ConfidentialType::Vtpm,
+        status: InstanceStatus::Terminated,
+        create_time: time::OffsetDateTime::now_utc(),
+    };
+    api.server
+        .state
+        .store
+        .create_instance(&instance)
+        .await
+        .unwrap();
+    let path = "/console/projects/secundus-bank/zones/us-west1-b/instances/workload-vm";
+
+    let (session, _) = sign_in(&api, &alice).await;
+    let project_page = get(&api, "/console/projects/secundus-bank", Some(&session)).await;
+    assert!(project_page.body.contains(path), "{}", project_page.body);
+    let page = get(&api, path, Some(&session)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    for text in [
+        "TERMINATED",
+        "VTPM",
+        "workload-sa@secundus-bank",
+        "&#60;b&#62;latest",
+    ] {
+        assert!(page.body.contains(text), "{text}: {}", page.body);
+    }
+    assert!(page.body.contains("Serial console output"), "{}", page.body);
+    // A finished instance does not reload itself.
+    assert!(
+        !page.body.contains("http-equiv=\"refresh\""),
+        "{}",
+        page.body
+    );
+
+    // Bob, with no role on the project, is refused by URL.
+    let (bob_session, _) = sign_in(&api, &bob).await;
+    let refused = get(&api, path, Some(&bob_session)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused.body.contains("compute.instances.get"),
+        "{}",
+        refused.body
+    );
+    assert!(!refused.body.contains("workload-sa"), "{}", refused.body);
+}

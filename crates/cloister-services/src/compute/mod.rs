@@ -192,7 +192,7 @@ async fn insert(
     Ok(operation(&state, "insert", &instance))
 }
 
-async fn load(
+pub(crate) async fn load(
     state: &AppState,
     caller: &cloister_domain::Principal,
     (project_id, zone, name): &(String, String, String),

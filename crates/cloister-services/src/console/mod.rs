@@ -6,6 +6,7 @@
 //! [`crate::iam::authorizer`] as the API, as the signed-in user, so a page shows exactly what
 //! that user's API calls would, and every decision is in the audit log.
 
+mod instances;
 mod pages;
 mod session;
 
@@ -38,6 +39,10 @@ pub fn router() -> Router<AppState> {
         .route("/console/login", get(pages::login_form).post(pages::login))
         .route("/console/logout", post(pages::logout))
         .route("/console/projects/{project}", get(pages::project))
+        .route(
+            "/console/projects/{project}/zones/{zone}/instances/{name}",
+            get(instances::instance),
+        )
         .route(STYLESHEET, get(pages::stylesheet))
         .layer(middleware::from_fn(security_headers));
     Router::new()

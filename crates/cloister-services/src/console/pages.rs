@@ -70,7 +70,7 @@ impl IntoResponse for PageError {
     }
 }
 
-fn render(t: &impl Template) -> Response {
+pub(super) fn render(t: &impl Template) -> Response {
     match t.render() {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
@@ -238,9 +238,12 @@ struct ProjectPage<'a> {
     csrf: &'a str,
     project: &'a str,
     bindings: Vec<BindingRow>,
+    /// `None` when the user may not list the project's instances.
+    instances: Option<Vec<super::instances::InstanceRow>>,
 }
 
-/// A project's IAM policy, for whoever may read it (`resourcemanager.projects.getIamPolicy`).
+/// A project's IAM policy, for whoever may read it (`resourcemanager.projects.getIamPolicy`),
+/// and its instances when the user may list them.
 pub async fn project(
     State(state): State<AppState>,
     session: Session,
@@ -270,6 +273,7 @@ pub async fn project(
             members: b.members.iter().map(ToString::to_string).collect(),
         })
         .collect();
+    let instances = super::instances::rows(&state, &session, &id).await?;
     let user = user_name(&session.principal);
     Ok(render(&ProjectPage {
         stylesheet: STYLESHEET,
@@ -277,10 +281,11 @@ pub async fn project(
         csrf: &session.record.csrf_token,
         project: id.as_str(),
         bindings,
+        instances,
     }))
 }
 
-fn user_name(p: &Principal) -> String {
+pub(super) fn user_name(p: &Principal) -> String {
     match p {
         Principal::User(email) => email.as_str().to_owned(),
         other => other.to_string(),

@@ -1,0 +1,128 @@
+//! Instances in the console: a project's instances, and one instance's state, metadata and
+//! serial console (refreshed every few seconds while it runs). The same permissions as the
+//! API's `list`, `get` and `getSerialPortOutput`.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use cloister_domain::ProjectId;
+use cloister_store::InstanceStatus;
+
+use super::STYLESHEET;
+use super::pages::{PageError, render, user_name};
+use super::session::Session;
+use crate::compute;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The end of the console a page shows; `get-serial-port-output --start` reads the rest.
+const CONSOLE_TAIL: usize = 64 * 1024;
+/// How often a running instance's page reloads itself (a `<meta>` refresh: the console runs
+/// no script).
+pub const REFRESH_SECONDS: u32 = 3;
+
+pub struct InstanceRow {
+    pub name: String,
+    pub zone: String,
+    pub status: &'static str,
+    pub kind: &'static str,
+}
+
+/// A project's instances, or `None` when the user may not list them (the refusal is audited
+/// as any API refusal is).
+pub async fn rows(
+    state: &AppState,
+    session: &Session,
+    project: &ProjectId,
+) -> Result<Option<Vec<InstanceRow>>, ApiError> {
+    match state
+        .authorizer
+        .check(
+            &session.principal,
+            "compute.instances.list",
+            &project.resource_name(),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(ApiError::PermissionDenied { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let rows = state
+        .store
+        .list_instances(project, "-")
+        .await?
+        .into_iter()
+        .map(|i| InstanceRow {
+            name: i.name,
+            zone: i.zone,
+            status: i.status.as_str(),
+            kind: i.confidential_type.as_str(),
+        })
+        .collect();
+    Ok(Some(rows))
+}
+
+#[derive(Template)]
+#[template(path = "console/instance.html")]
+struct InstancePage<'a> {
+    stylesheet: &'a str,
+    user: Option<&'a str>,
+    csrf: &'a str,
+    project: &'a str,
+    zone: &'a str,
+    name: &'a str,
+    status: &'static str,
+    kind: &'static str,
+    service_account: &'a str,
+    metadata: Vec<(String, String)>,
+    /// `None` when the user may not read the console.
+    console: Option<String>,
+    refresh: Option<u32>,
+}
+
+pub async fn instance(
+    State(state): State<AppState>,
+    session: Session,
+    Path(path): Path<(String, String, String)>,
+) -> Result<Response, PageError> {
+    let i = compute::load(&state, &session.principal, &path, "compute.instances.get").await?;
+    let console = match compute::load(
+        &state,
+        &session.principal,
+        &path,
+        "compute.instances.getSerialPortOutput",
+    )
+    .await
+    {
+        Ok(i) => {
+            let (all, _) = compute::console::read(&state, &i, 0).await;
+            let cut = all.len().saturating_sub(CONSOLE_TAIL);
+            let cut = (cut..all.len())
+                .find(|&c| all.is_char_boundary(c))
+                .unwrap_or(all.len());
+            Some(all[cut..].to_owned())
+        }
+        Err(ApiError::PermissionDenied { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let live = matches!(
+        i.status,
+        InstanceStatus::Provisioning | InstanceStatus::Running
+    );
+    let user = user_name(&session.principal);
+    Ok(render(&InstancePage {
+        stylesheet: STYLESHEET,
+        user: Some(&user),
+        csrf: &session.record.csrf_token,
+        project: i.project_id.as_str(),
+        zone: &i.zone,
+        name: &i.name,
+        status: i.status.as_str(),
+        kind: i.confidential_type.as_str(),
+        service_account: &i.service_account,
+        metadata: i.metadata.clone().into_iter().collect(),
+        console,
+        refresh: live.then_some(REFRESH_SECONDS),
+    }))
+}
