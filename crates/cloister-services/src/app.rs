@@ -211,6 +211,11 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
                 detail: e.to_string(),
             })?,
     );
+    let attestation_pki = Arc::new(
+        crate::secrets::attestation_pki(&store, &kek)
+            .await
+            .map_err(|e| StartupError::Kek(e.to_string()))?,
+    );
     let account_keys = SigningKeys::open(
         Arc::clone(&store),
         Arc::clone(&kek),
@@ -228,6 +233,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         attestation_keys: Arc::new(attestation_keys),
         kek,
         identity_ca,
+        attestation_pki,
         jwks: Arc::new(JwksCache::new(FetchPolicy::new(
             &public_url,
             config.oidc_fetch_allow.clone(),

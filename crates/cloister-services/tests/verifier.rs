@@ -122,7 +122,7 @@ async fn bad_evidence_and_bad_token_options_are_refused() {
         (
             {
                 let mut r = s.request(event_log(false), &[]);
-                r["tokenOptions"]["tokenType"] = json!("TOKEN_TYPE_PKI");
+                r["tokenOptions"]["tokenType"] = json!("TOKEN_TYPE_LIMITED_AWS");
                 r
             },
             "not supported",
