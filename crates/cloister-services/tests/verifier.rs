@@ -293,6 +293,10 @@ async fn reference_values_are_admin_only_and_validated() {
             json!({"measurement": "ab".repeat(32), "swversion": "1", "dbgstat": "maybe"}),
             "dbgstat",
         ),
+        (
+            json!({"measurement": "ab".repeat(32), "swversion": "0.1.0"}),
+            "must be a number",
+        ),
     ] {
         let (st, b) = s.api.call(&s.api.admin, "POST", path, Some(bad)).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{b}");
