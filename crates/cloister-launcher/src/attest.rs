@@ -155,11 +155,44 @@ fn tee_report(
     Ok(report)
 }
 
+/// The token types a workload may ask for (`token_type` on the teeserver).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TokenType {
+    #[default]
+    Oidc,
+    Pki,
+    AwsPrincipalTags,
+}
+
+impl TokenType {
+    /// The teeserver's names (Google's launcher's).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "OIDC" => Some(Self::Oidc),
+            "PKI" => Some(Self::Pki),
+            "AWS_PRINCIPALTAGS" => Some(Self::AwsPrincipalTags),
+            _ => None,
+        }
+    }
+
+    /// The Confidential Computing API's enum name.
+    fn api_name(self) -> &'static str {
+        match self {
+            Self::Oidc => "TOKEN_TYPE_OIDC",
+            Self::Pki => "TOKEN_TYPE_PKI",
+            Self::AwsPrincipalTags => "TOKEN_TYPE_AWS_PRINCIPALTAGS",
+        }
+    }
+}
+
 /// Token options (`POST /v1/token` on the teeserver, or the default token).
 #[derive(Debug, Clone, Default)]
 pub struct TokenOptions {
     pub audience: Option<String>,
     pub nonces: Vec<String>,
+    pub token_type: TokenType,
+    /// `aws_principal_tag_options.allowed_principal_tags.container_image_signatures.key_ids`.
+    pub allowed_key_ids: Option<Vec<String>>,
 }
 
 /// Cloister's verifier, reached at the API endpoint with the instance account's credentials.
@@ -187,10 +220,17 @@ impl Verifier {
         let status = resp.status();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            return Err(LaunchError::Attest(format!(
+            let message = format!(
                 "{url} answered {status}: {}",
                 v["error"]["message"].as_str().unwrap_or("no message")
-            )));
+            );
+            // The caller's request was refused (bad options, permissions), as opposed to a
+            // failure on the way: the teeserver tells the workload which.
+            return Err(if status.is_client_error() {
+                LaunchError::Refused(message)
+            } else {
+                LaunchError::Attest(message)
+            });
         }
         Ok(v)
     }
@@ -242,12 +282,16 @@ impl Verifier {
             id_tokens.push(self.impersonated_id_token(&access, account).await?);
         }
         let (kind, evidence) = measurements.evidence(&nonce)?;
-        let mut token_options = json!({"tokenType": "TOKEN_TYPE_OIDC"});
+        let mut token_options = json!({"tokenType": options.token_type.api_name()});
         if let Some(a) = &options.audience {
             token_options["audience"] = json!(a);
         }
         if !options.nonces.is_empty() {
             token_options["nonce"] = json!(options.nonces);
+        }
+        if let Some(ids) = &options.allowed_key_ids {
+            token_options["awsPrincipalTagsOptions"] =
+                json!({"allowedPrincipalTags": {"containerImageSignatures": {"keyIds": ids}}});
         }
         let body = json!({
             "gcpCredentials": {"serviceAccountIdTokens": id_tokens},

@@ -51,6 +51,9 @@ pub enum LaunchError {
     Unpack(String),
     #[error("attestation: {0}")]
     Attest(String),
+    /// The verifier refused the request (a 4xx): the request, not the platform, must change.
+    #[error("the verifier refused the request: {0}")]
+    Refused(String),
     #[error("{0}")]
     Io(String),
     #[error("running the container: {0}")]

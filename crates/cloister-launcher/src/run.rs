@@ -225,7 +225,7 @@ async fn launch(config: &Config) -> Result<u8, LaunchError> {
     // The first token must exist before anything runs.
     let default = TokenOptions {
         audience: Some(DEFAULT_AUDIENCE.into()),
-        nonces: vec![],
+        ..TokenOptions::default()
     };
     let token = attestation.lock().await.token(&default).await?;
     write_token(&launcher_dir, &token)?;
@@ -325,7 +325,7 @@ async fn refresh(attestation: Arc<Mutex<Attestation>>, dir: PathBuf, mut token: 
         loop {
             let options = TokenOptions {
                 audience: Some(DEFAULT_AUDIENCE.into()),
-                nonces: vec![],
+                ..TokenOptions::default()
             };
             let fresh = attestation.lock().await.token(&options).await;
             match fresh.and_then(|t| write_token(&dir, &t).map(|()| t)) {

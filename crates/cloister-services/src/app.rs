@@ -212,6 +212,11 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
                 detail: e.to_string(),
             })?,
     );
+    let attestation_pki = Arc::new(
+        crate::secrets::attestation_pki(&store, &kek)
+            .await
+            .map_err(|e| StartupError::Kek(e.to_string()))?,
+    );
     let account_keys = SigningKeys::open(
         Arc::clone(&store),
         Arc::clone(&kek),
@@ -229,6 +234,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         attestation_keys: Arc::new(attestation_keys),
         kek,
         identity_ca,
+        attestation_pki,
         jwks: Arc::new(JwksCache::new(FetchPolicy::new(
             &public_url,
             config.oidc_fetch_allow.clone(),
@@ -359,13 +365,28 @@ async fn not_found(uri: Uri, headers: axum::http::HeaderMap) -> axum::response::
 async fn register_launcher(state: &AppState, launcher: &Launcher) -> Result<(), ApiError> {
     let record = cloister_store::ReferenceValueRecord {
         measurement: launcher.measurement(),
-        swversion: env!("CARGO_PKG_VERSION").to_owned(),
+        swversion: numeric_version(env!("CARGO_PKG_VERSION")),
         dbgstat: "disabled-since-boot".into(),
         support_attributes: vec!["LATEST".into(), "STABLE".into(), "USABLE".into()],
         description: "the launcher this server ships (registered at start)".into(),
         create_time: time::OffsetDateTime::now_utc(),
     };
     Ok(state.store.put_reference_value(&record).await?)
+}
+
+/// `swversion` is a number in Google's tokens (`int(assertion.swversion[0]) >= N` conditions):
+/// major·10000 + minor·100 + patch, so later releases compare greater.
+fn numeric_version(semver: &str) -> String {
+    let mut parts = semver
+        .split(['.', '-', '+'])
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let mut next = || parts.next().unwrap_or(0);
+    let (major, minor, patch) = (next(), next(), next());
+    major
+        .saturating_mul(10_000)
+        .saturating_add(minor.saturating_mul(100))
+        .saturating_add(patch)
+        .to_string()
 }
 
 /// On a server with no users, creates the bootstrap admin and writes its credential (0600) to
@@ -429,4 +450,14 @@ fn spawn_key_refresh(state: &AppState) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_shipped_launchers_swversion_is_a_number_that_grows_with_the_release() {
+        assert_eq!(super::numeric_version("0.1.0"), "100");
+        assert_eq!(super::numeric_version("1.2.3"), "10203");
+        assert!(super::numeric_version("0.2.0").parse::<u64>().unwrap() > 100);
+    }
 }

@@ -191,6 +191,34 @@ pub async fn identity_ca(
     Ok(ca)
 }
 
+/// The attestation root CA of `PKI` tokens (relying parties pin its certificate, so every
+/// replica must sign under the same one): its P-256 key and certificate, sealed as one secret.
+pub async fn attestation_pki(
+    store: &Store,
+    kek: &[u8],
+) -> Result<crate::verifier::pki::AttestationPki, SecretsError> {
+    use crate::verifier::pki::AttestationPki;
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let bundle = sealed_secret(store, kek, "attestation-pki-root", || {
+        let ca = AttestationPki::generate(time::OffsetDateTime::now_utc())
+            .map_err(|e| unusable("generating the attestation root CA")(e.to_string()))?;
+        let bundle = serde_json::json!({
+            "key_pem": ca.key_pem(),
+            "cert_der": STANDARD.encode(ca.root_der()),
+        });
+        Ok(bundle.to_string().into_bytes())
+    })
+    .await?;
+    let bundle: serde_json::Value = serde_json::from_slice(&bundle)
+        .map_err(|e| unusable("the stored attestation root CA")(e.to_string()))?;
+    let cert = STANDARD
+        .decode(bundle["cert_der"].as_str().unwrap_or_default())
+        .map_err(|e| unusable("the stored attestation root certificate")(e.to_string()))?;
+    AttestationPki::load(bundle["key_pem"].as_str().unwrap_or_default(), &cert)
+        .map_err(|e| unusable("the stored attestation root CA")(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -226,6 +254,19 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn every_replica_gets_the_same_attestation_root_sealed_by_the_kek() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let a = attestation_pki(store.as_ref(), &[1; 32]).await.unwrap();
+        let b = attestation_pki(store.as_ref(), &[1; 32]).await.unwrap();
+        assert_eq!(a.root_der(), b.root_der());
+        assert_eq!(a.key_pem(), b.key_pem());
+        let sealed = store.secret("attestation-pki-root").await.unwrap().unwrap();
+        assert!(!String::from_utf8_lossy(&sealed).contains("PRIVATE KEY"));
+        assert!(attestation_pki(store.as_ref(), &[2; 32]).await.is_err());
     }
 
     #[tokio::test]

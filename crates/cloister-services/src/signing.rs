@@ -37,6 +37,8 @@ struct Key {
     pair: aws_lc_rs::signature::RsaKeyPair,
     decoding: DecodingKey,
     jwk: Value,
+    /// The public key's SubjectPublicKeyInfo (DER), for the certificate of `PKI` tokens.
+    spki: Vec<u8>,
 }
 
 pub struct SigningKeys {
@@ -73,6 +75,7 @@ fn parse(pkcs8_der: &[u8]) -> Result<Key, String> {
         pair: aws_lc_rs::signature::RsaKeyPair::from_der(der.as_bytes())
             .map_err(|e| format!("the RSA key is not usable: {e}"))?,
         decoding,
+        spki: public_der.as_bytes().to_vec(),
     })
 }
 
@@ -236,13 +239,27 @@ impl SigningKeys {
     /// (header, claims, signature, base64url) so the parsed key can be reused; tokens are
     /// verified by `jsonwebtoken` everywhere, which checks this encoding.
     pub fn sign<T: Serialize>(&self, claims: &T) -> String {
+        self.sign_with(claims, |kid, _| {
+            Ok::<_, std::convert::Infallible>(json!({"typ": "JWT", "alg": "RS256", "kid": kid}))
+        })
+        .unwrap_or_default()
+    }
+
+    /// Signs `claims` with the newest key under the header `header(kid, spki_der)` makes (it
+    /// must say `alg: RS256`), read under the same lock as the key so a rotation in between
+    /// cannot pair one key's header with another's signature. Empty if no key can sign.
+    pub fn sign_with<T: Serialize, E>(
+        &self,
+        claims: &T,
+        header: impl FnOnce(&str, &[u8]) -> Result<Value, E>,
+    ) -> Result<String, E> {
         let keys = self.keys();
         let Some(key) = keys.last() else {
-            return String::new();
+            return Ok(String::new());
         };
-        let header = json!({"typ": "JWT", "alg": "RS256", "kid": key.kid});
+        let header = header(&key.kid, &key.spki)?;
         let Ok(payload) = serde_json::to_vec(claims) else {
-            return String::new();
+            return Ok(String::new());
         };
         let message = format!(
             "{}.{}",
@@ -256,10 +273,10 @@ impl SigningKeys {
             message.as_bytes(),
             &mut signature,
         );
-        match signed {
+        Ok(match signed {
             Ok(()) => format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature)),
             Err(_) => String::new(),
-        }
+        })
     }
 
     /// The key with `kid`, for verifying this issuer's own tokens in process. An unknown kid

@@ -26,6 +26,8 @@ pub struct AppState {
     pub attestation_keys: Arc<SigningKeys>,
     /// The platform CA that certifies instances' attestation keys.
     pub identity_ca: Arc<cloister_tpm::identity::IdentityCa>,
+    /// The root CA (and this server's intermediate) of `PKI` attestation tokens.
+    pub attestation_pki: Arc<crate::verifier::pki::AttestationPki>,
     /// Issuers' published keys.
     pub jwks: Arc<JwksCache>,
     /// The server's public base URL, without a trailing slash (the token issuer).

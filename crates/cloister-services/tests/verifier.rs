@@ -122,7 +122,7 @@ async fn bad_evidence_and_bad_token_options_are_refused() {
         (
             {
                 let mut r = s.request(event_log(false), &[]);
-                r["tokenOptions"]["tokenType"] = json!("TOKEN_TYPE_PKI");
+                r["tokenOptions"]["tokenType"] = json!("TOKEN_TYPE_LIMITED_AWS");
                 r
             },
             "not supported",
@@ -292,6 +292,10 @@ async fn reference_values_are_admin_only_and_validated() {
         (
             json!({"measurement": "ab".repeat(32), "swversion": "1", "dbgstat": "maybe"}),
             "dbgstat",
+        ),
+        (
+            json!({"measurement": "ab".repeat(32), "swversion": "0.1.0"}),
+            "must be a number",
         ),
     ] {
         let (st, b) = s.api.call(&s.api.admin, "POST", path, Some(bad)).await;

@@ -72,3 +72,65 @@ fn pyjwt_verifies_an_attestation_token_through_discovery_and_so_does_the_cli() {
     ]);
     assert!(err.contains("does not verify"), "{err}");
 }
+
+/// Every token type through the real server, each verified by an independent relying party
+/// (PyJWT and cryptography): OIDC through the JWKS, PKI through its x5c chain to the root
+/// downloaded from `root_ca_uri` (forged chains refused), AWS principal tags in Google's shape.
+#[test]
+fn a_python_relying_party_verifies_oidc_pki_and_aws_principal_tag_tokens() {
+    let w = World::with_users(&[]);
+    let endpoint = w.server.endpoint();
+    let (sa_token, id_token) = attestation::workload_account(&w, &endpoint);
+    let script = format!(
+        "{}/tests/python/pyjwt_token_types.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = std::process::Command::new("python3")
+        .args([
+            &script,
+            &endpoint,
+            &sa_token,
+            &id_token,
+            &attestation::event_log(),
+            "secundus-bank",
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "the relying party failed (scripts/install-deps.sh installs PyJWT and cryptography):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["oidc"]["eat_nonce"], "0123456789abcdef");
+    assert_eq!(v["pki"]["iss"], endpoint);
+    assert_eq!(
+        v["pki"]["submods"]["container"]["image_digest"],
+        "sha256:abcd"
+    );
+    assert!(
+        v["pki_header"]["kid"].is_null(),
+        "a PKI token is verified by its chain"
+    );
+    for (forgery, why) in [
+        ("rogue_root", "does not end at the downloaded root"),
+        ("rogue_intermediate", "is not issued by"),
+        ("altered_payload", "do not verify"),
+    ] {
+        let refusal = v["refused"][forgery].as_str().unwrap_or_default();
+        assert!(refusal.contains(why), "{forgery}: {refusal:?}");
+    }
+    // No signature matched the allowed key ids: the image is named by its digest.
+    assert_eq!(
+        v["aws"]["https://aws.amazon.com/tags"],
+        serde_json::json!({"principal_tags": {
+            "container.image_digest": ["sha256:abcd"],
+            "hwmodel": ["INSECURE"],
+            "swname": ["CONFIDENTIAL_SPACE"],
+        }})
+    );
+    assert!(
+        v["oidc"].get("https://aws.amazon.com/tags").is_none(),
+        "only AWS tokens carry tags"
+    );
+}

@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 
 use super::claims::token_claims;
 use super::evidence;
+use super::token_types::{TokenOptions, TokenType, aws_principal_tags};
 use super::{CHALLENGE_LIFETIME_SECS, DEFAULT_AUDIENCE};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -23,9 +24,6 @@ use crate::json::ApiJson;
 use crate::jwt;
 use crate::state::AppState;
 use crate::time_util;
-
-const MAX_NONCES: usize = 6;
-const NONCE_BYTES: std::ops::RangeInclusive<usize> = 8..=88;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -103,7 +101,7 @@ async fn create(
 struct VerifyRequest {
     #[serde(default)]
     gcp_credentials: GcpCredentials,
-    #[serde(default)]
+    #[serde(default, alias = "token_options")]
     token_options: TokenOptions,
     #[serde(default)]
     insecure_attestation: Option<evidence::InsecureAttestation>,
@@ -130,46 +128,8 @@ struct GcpCredentials {
     service_account_id_tokens: Vec<String>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct TokenOptions {
-    #[serde(default)]
-    audience: Option<String>,
-    #[serde(default)]
-    nonce: Vec<String>,
-    #[serde(default)]
-    token_type: Option<String>,
-}
-
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::InvalidArgument(msg.into())
-}
-
-fn check_token_options(o: &TokenOptions) -> Result<(), ApiError> {
-    if o.nonce.len() > MAX_NONCES {
-        return Err(bad(format!(
-            "tokenOptions.nonce has {} nonces; at most {MAX_NONCES} are allowed",
-            o.nonce.len()
-        )));
-    }
-    if let Some(n) = o.nonce.iter().find(|n| !NONCE_BYTES.contains(&n.len())) {
-        return Err(bad(format!(
-            "tokenOptions.nonce {n:?} is {} bytes; each nonce must be 8 to 88 bytes",
-            n.len()
-        )));
-    }
-    if o.audience
-        .as_ref()
-        .is_some_and(|a| a.is_empty() || a.len() > 512)
-    {
-        return Err(bad("tokenOptions.audience must be 1 to 512 characters"));
-    }
-    match o.token_type.as_deref() {
-        None | Some("") | Some("OIDC") | Some("TOKEN_TYPE_OIDC") => Ok(()),
-        Some(other) => Err(bad(format!(
-            "tokenOptions.tokenType {other:?} is not supported; use TOKEN_TYPE_OIDC"
-        ))),
-    }
 }
 
 /// Verifies a service account ID token issued by this Cloister (in process: the issuer is
@@ -269,7 +229,7 @@ async fn verify_attestation(
         .await?;
     let req: VerifyRequest = serde_json::from_value(body)
         .map_err(|e| bad(format!("Invalid verifyAttestation request: {e}")))?;
-    check_token_options(&req.token_options)?;
+    let requested = req.token_options.check()?;
 
     // The ID tokens name the accounts the token will vouch for: the first is the caller's own;
     // any others are accounts the workload impersonates (`tee-impersonate-service-accounts`),
@@ -360,7 +320,7 @@ async fn verify_attestation(
         .audience
         .as_deref()
         .unwrap_or(DEFAULT_AUDIENCE);
-    let claims = token_claims(
+    let mut claims = token_claims(
         &verified,
         &state.public_url,
         audience,
@@ -368,7 +328,24 @@ async fn verify_attestation(
         now.unix_timestamp(),
         state.attestation_token_lifetime_secs,
     );
-    let token = state.attestation_keys.sign(&claims);
+    let token = match requested.token_type {
+        TokenType::Oidc => state.attestation_keys.sign(&claims),
+        TokenType::AwsPrincipalTags => {
+            claims["https://aws.amazon.com/tags"] =
+                aws_principal_tags(&claims, &requested.allowed_key_ids);
+            state.attestation_keys.sign(&claims)
+        }
+        // No `kid`: a PKI token is verified through its chain, not the JWKS.
+        TokenType::Pki => state
+            .attestation_keys
+            .sign_with(&claims, |kid, spki| {
+                let lifetime = time::Duration::seconds(state.attestation_token_lifetime_secs);
+                let chain = state.attestation_pki.chain(kid, spki, now, lifetime)?;
+                let x5c: Vec<String> = chain.iter().map(|c| STANDARD.encode(c)).collect();
+                Ok::<_, super::pki::PkiError>(json!({"alg": "RS256", "typ": "JWT", "x5c": x5c}))
+            })
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+    };
     state.metrics.token("attestation");
     state
         .authorizer

@@ -16,12 +16,14 @@ pub mod claims;
 mod evidence;
 mod hardware;
 pub mod identity_ca;
+pub mod pki;
 pub mod reference_values;
 pub mod signing_keys;
 pub mod snp;
 pub mod tdx;
 #[cfg(test)]
 mod test_support;
+pub mod token_types;
 
 /// How long a challenge may wait for its evidence.
 pub const CHALLENGE_LIFETIME_SECS: i64 = 600;

@@ -66,6 +66,13 @@ async fn put(
             v.measurement
         )));
     }
+    // A number, as Google's are, so `int(assertion.swversion[0]) >= N` conditions work.
+    if !(1..=10).contains(&v.swversion.len()) || !v.swversion.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::InvalidArgument(format!(
+            "swversion {:?} must be a number of 1 to 10 digits, such as 250301",
+            v.swversion
+        )));
+    }
     if !matches!(v.dbgstat.as_str(), "disabled-since-boot" | "enabled") {
         return Err(ApiError::InvalidArgument(
             "dbgstat must be disabled-since-boot or enabled".into(),

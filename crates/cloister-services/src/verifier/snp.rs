@@ -120,7 +120,7 @@ pub(crate) fn judge(
     // The chip's id starts the subject; `verify` appends the challenge.
     let subject = format!("snp://{}", verified.chip_id.get(..16).unwrap_or_default());
     Ok(hardware::claims(
-        "AMD_SEV_SNP",
+        "GCP_AMD_SEV_SNP",
         container,
         reference,
         ("sev_snp", tee),
@@ -173,7 +173,7 @@ mod tests {
         let v = judge(&report_for(&log, NONCE), NONCE, &log, trusted).unwrap();
         assert_eq!(
             (v.hwmodel, v.dbgstat.as_str()),
-            ("AMD_SEV_SNP", "disabled-since-boot")
+            ("GCP_AMD_SEV_SNP", "disabled-since-boot")
         );
         assert_eq!(v.swversion, ["250301"]);
         assert_eq!(v.support_attributes, ["STABLE", "USABLE"]);

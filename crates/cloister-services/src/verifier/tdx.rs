@@ -146,7 +146,7 @@ pub(crate) fn judge(
     );
     // A debuggable TD never gets here: cloister-tdx refuses it.
     Ok(hardware::claims(
-        "INTEL_TDX",
+        "GCP_INTEL_TDX",
         container,
         reference,
         ("tdx", tee),
@@ -203,7 +203,7 @@ mod tests {
     fn a_bound_replayed_trusted_quote_yields_tdx_claims() {
         let log = log(false);
         let v = judge(&quote_for(&log, NONCE), NONCE, &log, trusted).unwrap();
-        assert_eq!(v.hwmodel, "INTEL_TDX");
+        assert_eq!(v.hwmodel, "GCP_INTEL_TDX");
         assert_eq!(v.dbgstat, "disabled-since-boot");
         assert_eq!(v.swversion, ["250301"]);
         assert_eq!(v.support_attributes, ["STABLE", "USABLE"]);
