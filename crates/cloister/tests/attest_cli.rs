@@ -31,7 +31,7 @@ fn recorded_snp_evidence_gets_its_verdict_and_exit_code() {
         &["snp/test-report.bin", "snp/test-vcek.der"],
     );
     assert_eq!(code, 0, "{v}");
-    assert_eq!(v["claims"]["hwmodel"], "AMD_SEV_SNP");
+    assert_eq!(v["claims"]["hwmodel"], "GCP_AMD_SEV_SNP");
     assert_eq!(v["claims"]["dbgstat"], "disabled-since-boot");
     assert_eq!(v["claims"]["snp"]["product"], "MILAN");
     // Hex text reports are accepted too.
@@ -84,7 +84,7 @@ fn recorded_dcap_quotes_get_their_verdict_with_collateral_and_time() {
         &["tdx/dcap-qvl-tdx_quote"],
     );
     assert_eq!(code, 0, "{v}");
-    assert_eq!(v["claims"]["hwmodel"], "INTEL_TDX");
+    assert_eq!(v["claims"]["hwmodel"], "GCP_INTEL_TDX");
     assert_eq!(v["claims"]["dcap"]["tcb_status"], "UpToDate");
     // What an admin registers as the reference value of this boot.
     assert_eq!(

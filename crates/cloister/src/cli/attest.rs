@@ -130,7 +130,7 @@ pub fn verify_evidence(args: VerifyEvidenceArgs) -> std::process::ExitCode {
     match verdict {
         Ok(v) => {
             let claims = serde_json::json!({
-                "hwmodel": "AMD_SEV_SNP",
+                "hwmodel": "GCP_AMD_SEV_SNP",
                 "dbgstat": if v.debug { "enabled" } else { "disabled-since-boot" },
                 "snp": v,
             });
@@ -197,7 +197,7 @@ fn verify_dcap(args: &VerifyEvidenceArgs, now: time::OffsetDateTime) -> std::pro
     match cloister_tdx::verify(&quote, &collateral, now.unix_timestamp().max(0) as u64) {
         Ok(v) => {
             let hwmodel = if v.tee == "TDX" {
-                "INTEL_TDX"
+                "GCP_INTEL_TDX"
             } else {
                 "INTEL_SGX"
             };
