@@ -342,6 +342,57 @@ fn googles_python_clients_run_the_codelab_workload_in_an_instance() {
         "Image: cat.jpg, Response: {'skipped': 'no TensorFlow here'}\nImage: dog.png, Response: {'skipped': 'no TensorFlow here'}"
     );
     assert_eq!(r["results"].as_array().unwrap().len(), 2);
+
+    // The launcher's teeserver, as the workload reaches it, issues every token type.
+    let socket = dir.join("run/container_launcher/teeserver.sock");
+    let pki = teeserver_token(
+        &socket,
+        r#"{"audience":"https://relying-party.example","token_type":"PKI","nonces":["0123456789abcdef"]}"#,
+    );
+    let header: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            pki.split('.').next().unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["x5c"].as_array().map(Vec::len), Some(3), "{header}");
+    let claims = jwt_claims(&pki);
+    assert_eq!(claims["aud"], "https://relying-party.example");
+    assert_eq!(claims["eat_nonce"], "0123456789abcdef");
+    let aws = jwt_claims(&teeserver_token(
+        &socket,
+        r#"{"audience":"https://sts.amazonaws.com","token_type":"AWS_PRINCIPALTAGS"}"#,
+    ));
+    let tags = &aws["https://aws.amazon.com/tags"]["principal_tags"];
+    assert_eq!(
+        tags["gce.project_id"],
+        serde_json::json!(["secundus-bank"]),
+        "{aws}"
+    );
+    assert_eq!(
+        tags["container.image_digest"],
+        serde_json::json!([claims["submods"]["container"]["image_digest"]]),
+        "{aws}"
+    );
+}
+
+/// `POST /v1/token` on the launcher's socket; the token, or a panic with the refusal.
+fn teeserver_token(socket: &Path, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    write!(
+        stream,
+        "POST /v1/token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, token) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{response}");
+    token.trim().to_owned()
 }
 
 struct DeleteOnDrop<'a>(&'a Secundus, &'a str);
