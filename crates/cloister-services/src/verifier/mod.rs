@@ -17,6 +17,7 @@ mod evidence;
 mod hardware;
 pub mod identity_ca;
 pub mod reference_values;
+pub mod signatures;
 pub mod signing_keys;
 pub mod snp;
 pub mod tdx;
