@@ -204,6 +204,10 @@ pub struct Verifier {
     /// `tee-impersonate-service-accounts`: their ID tokens join the instance account's, so
     /// tokens list them in `google_service_accounts`.
     pub impersonate: Vec<String>,
+    /// `tee-signed-image-repos`, searched again for every token.
+    pub signatures: crate::signatures::Discovery,
+    /// The measured image digest the signatures must be of.
+    pub image_digest: String,
 }
 
 impl Verifier {
@@ -293,14 +297,25 @@ impl Verifier {
             token_options["awsPrincipalTagsOptions"] =
                 json!({"allowedPrincipalTags": {"containerImageSignatures": {"keyIds": ids}}});
         }
-        let body = json!({
+        let mut body = json!({
             "gcpCredentials": {"serviceAccountIdTokens": id_tokens},
             kind: evidence,
             "tokenOptions": token_options,
         });
+        let signatures = self.signatures.find(&self.image_digest, &access).await;
+        if !signatures.is_empty() {
+            body["confidentialSpaceInfo"] =
+                json!({"signedEntities": [{"containerImageSignatures": signatures}]});
+        }
         let v = self
             .post(&access, &format!("/v1/{name}:verifyAttestation"), &body)
             .await?;
+        for e in v["partialErrors"].as_array().into_iter().flatten() {
+            println!(
+                "[launcher] the verifier left out {}",
+                e["message"].as_str().unwrap_or("a signature")
+            );
+        }
         v["oidcClaimsToken"]
             .as_str()
             .map(str::to_owned)

@@ -16,6 +16,7 @@ pub mod pull;
 pub mod rtmr;
 mod run;
 mod seccomp;
+pub mod signatures;
 pub mod spec;
 pub mod teeserver;
 pub mod tsm;

@@ -99,7 +99,7 @@ async fn launch(config: &Config) -> Result<u8, LaunchError> {
         std::fs::create_dir_all(d).map_err(io)?;
     }
     let cloister_host = host_of(&config.api_endpoint);
-    let insecure = if config.api_endpoint.starts_with("http://") {
+    let insecure_hosts = if config.api_endpoint.starts_with("http://") {
         vec![cloister_host.clone()]
     } else {
         vec![]
@@ -111,7 +111,7 @@ async fn launch(config: &Config) -> Result<u8, LaunchError> {
         &blobs,
         &cloister_host,
         Some(&token),
-        insecure,
+        insecure_hosts.clone(),
     )
     .await?;
     log(format!("pulled {}@{}", spec.image_reference, image.digest));
@@ -218,6 +218,12 @@ async fn launch(config: &Config) -> Result<u8, LaunchError> {
                 .map_or(zone.clone(), |(region, _)| region.to_owned()),
             http: reqwest::Client::new(),
             impersonate: spec.impersonate_service_accounts.clone(),
+            signatures: crate::signatures::Discovery {
+                repos: spec.signed_image_repos.clone(),
+                cloister_host: cloister_host.clone(),
+                insecure_hosts: insecure_hosts.clone(),
+            },
+            image_digest: image.digest.clone(),
         },
         metadata,
         launcher_dir: launcher_dir.clone(),

@@ -47,6 +47,8 @@ pub struct LaunchSpec {
     pub restart_policy: RestartPolicy,
     pub log_redirect: LogRedirect,
     pub impersonate_service_accounts: Vec<String>,
+    /// `tee-signed-image-repos`: where to look for the image's cosign signatures.
+    pub signed_image_repos: Vec<String>,
     pub mounts: Vec<TmpfsMount>,
     pub memory_monitoring: bool,
 }
@@ -106,16 +108,20 @@ impl LaunchSpec {
                 )));
             }
         };
-        let impersonate_service_accounts = attributes
-            .get("tee-impersonate-service-accounts")
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let list = |key: &str| -> Vec<String> {
+            attributes
+                .get(key)
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let impersonate_service_accounts = list("tee-impersonate-service-accounts");
+        let signed_image_repos = list("tee-signed-image-repos");
         let mounts = match attributes.get("tee-mount") {
             None => vec![],
             Some(v) => v
@@ -143,6 +149,7 @@ impl LaunchSpec {
             restart_policy,
             log_redirect,
             impersonate_service_accounts,
+            signed_image_repos,
             mounts,
             memory_monitoring,
         })
@@ -246,8 +253,16 @@ mod tests {
                 "tee-mount",
                 "type=tmpfs,source=tmpfs,destination=/scratch,size=1048576",
             ),
+            (
+                "tee-signed-image-repos",
+                "h/primus/sigs/workload, h/other/sigs/workload,",
+            ),
         ]))
         .unwrap();
+        assert_eq!(
+            s.signed_image_repos,
+            ["h/primus/sigs/workload", "h/other/sigs/workload"]
+        );
         assert_eq!(s.cmd.unwrap(), ["--model", "gs://m/model.onnx"]);
         assert_eq!(s.env, [("A".into(), "1".into()), ("B".into(), "2".into())]);
         assert_eq!(s.mounts[0].destination, "/scratch");

@@ -33,6 +33,12 @@ async fn launcher(dir: &Path) -> (std::path::PathBuf, tokio::task::JoinHandle<()
             location: "us-west1".into(),
             http: reqwest::Client::new(),
             impersonate: vec![],
+            signatures: crate::signatures::Discovery {
+                repos: vec![],
+                cloister_host: NOWHERE.into(),
+                insecure_hosts: vec![],
+            },
+            image_digest: "sha256:abcd".into(),
         },
         metadata: Metadata::new(NOWHERE),
         launcher_dir: dir.to_path_buf(),

@@ -111,6 +111,9 @@ struct VerifyRequest {
     sev_snp_attestation: Option<super::snp::SevSnpAttestation>,
     #[serde(default)]
     td_ccel: Option<super::tdx::TdxCcelAttestation>,
+    /// Container image signatures the launcher found (judged here, never trusted).
+    #[serde(default)]
+    confidential_space_info: super::signatures::ConfidentialSpaceInfo,
 }
 
 /// The one kind of evidence a request carries.
@@ -230,6 +233,7 @@ async fn verify_attestation(
     let req: VerifyRequest = serde_json::from_value(body)
         .map_err(|e| bad(format!("Invalid verifyAttestation request: {e}")))?;
     let requested = req.token_options.check()?;
+    req.confidential_space_info.check()?;
 
     // The ID tokens name the accounts the token will vouch for: the first is the caller's own;
     // any others are accounts the workload impersonates (`tee-impersonate-service-accounts`),
@@ -309,12 +313,16 @@ async fn verify_attestation(
             )));
         }
     };
-    let verified = match sent {
+    let mut verified = match sent {
         Evidence::Insecure(e) => evidence::insecure(e, &challenge, accounts)?,
         Evidence::Vtpm(e) => evidence::vtpm(&state, e, &challenge, accounts).await?,
         Evidence::SevSnp(e) => super::snp::verify(&state, e, &challenge, accounts).await?,
         Evidence::Tdx(e) => super::tdx::verify(&state, e, &challenge, accounts).await?,
     };
+    let (image_signatures, left_out) = req
+        .confidential_space_info
+        .judge(&verified.container.image_digest);
+    verified.image_signatures = image_signatures;
     let audience = req
         .token_options
         .audience
@@ -355,10 +363,32 @@ async fn verify_attestation(
             &name,
             Decision::Allow,
             format!(
-                "{} evidence; image {}",
-                verified.hwmodel, verified.container.image_digest
+                "{} evidence; image {}{}",
+                verified.hwmodel,
+                verified.container.image_digest,
+                signatures_note(verified.image_signatures.len(), &left_out)
             ),
         )
         .await;
-    Ok(Json(json!({ "oidcClaimsToken": token })))
+    let mut answer = json!({ "oidcClaimsToken": token });
+    // Google's `partialErrors`: what was left out of the token, and why.
+    if !left_out.is_empty() {
+        answer["partialErrors"] = left_out
+            .iter()
+            .map(|why| json!({"code": 3, "message": why}))
+            .collect();
+    }
+    Ok(Json(answer))
+}
+
+/// The audit detail about signatures: how many count, and why the others do not.
+fn signatures_note(valid: usize, left_out: &[String]) -> String {
+    if valid == 0 && left_out.is_empty() {
+        return String::new();
+    }
+    let mut note = format!("; {valid} image signature(s) verified");
+    if !left_out.is_empty() {
+        note.push_str(&format!("; left out: {}", left_out.join("; ")));
+    }
+    note
 }

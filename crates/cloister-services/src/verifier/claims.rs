@@ -20,6 +20,8 @@ pub struct Verified {
     pub tee: Option<(&'static str, Value)>,
     pub subject: String,
     pub service_accounts: Vec<String>,
+    /// The container image signatures that verified (`signatures.rs`).
+    pub image_signatures: Vec<super::signatures::ImageSignature>,
 }
 
 #[derive(Serialize)]
@@ -34,6 +36,8 @@ struct Container<'a> {
     cmd_override: &'a [String],
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     env_override: &'a std::collections::BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    image_signatures: &'a [super::signatures::ImageSignature],
 }
 
 /// The token's claims for `issuer`, `audience`, the caller's `nonces`, at `now`.
@@ -55,6 +59,7 @@ pub fn token_claims(
         env: &c.env,
         cmd_override: &c.cmd_override,
         env_override: &c.env_override,
+        image_signatures: &v.image_signatures,
     };
     let mut submods = json!({
         "container": container,

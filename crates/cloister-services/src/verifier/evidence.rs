@@ -82,6 +82,7 @@ pub fn insecure(
         // Google's 127-byte limit on mapped subjects).
         subject: format!("insecure://{}/{id}", challenge.project_id),
         service_accounts: accounts,
+        image_signatures: Vec::new(),
     })
 }
 
@@ -168,5 +169,6 @@ pub async fn vtpm(
             instance.project_id, instance.zone, instance.instance_name
         ),
         service_accounts: accounts,
+        image_signatures: Vec::new(),
     })
 }

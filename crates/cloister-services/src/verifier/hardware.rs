@@ -34,6 +34,7 @@ pub(super) fn claims(
         tee: Some(tee),
         subject,
         service_accounts: Vec::new(),
+        image_signatures: Vec::new(),
     }
 }
 

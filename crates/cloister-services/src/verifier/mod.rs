@@ -18,6 +18,7 @@ mod hardware;
 pub mod identity_ca;
 pub mod pki;
 pub mod reference_values;
+pub mod signatures;
 pub mod signing_keys;
 pub mod snp;
 pub mod tdx;

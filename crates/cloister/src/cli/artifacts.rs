@@ -28,6 +28,11 @@ pub enum ArtifactsCommand {
     /// Package a local executable (with the shared libraries it loads) and extra files as a
     /// minimal OCI image, push it to HOST/PROJECT/REPOSITORY/IMAGE[:TAG], print its digest.
     Push(PushArgs),
+    /// Sign an image in cosign's format (the payload carries the public key and algorithm, as
+    /// Confidential Space reads them); prints ALGORITHM:KEY_ID for attribute conditions.
+    Sign(super::artifacts_sign::SignArgs),
+    /// Check an image's cosign signatures as the verifier would.
+    Verify(super::artifacts_sign::VerifyArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -174,6 +179,8 @@ pub async fn run(ctx: &mut Context, c: ArtifactsCommand) -> Result<()> {
         ArtifactsCommand::Repositories(c) => repositories(ctx, &client, c).await,
         ArtifactsCommand::Docker(DockerCommand::Images(c)) => images(ctx, &client, c).await,
         ArtifactsCommand::Push(args) => push(&client, args).await,
+        ArtifactsCommand::Sign(args) => super::artifacts_sign::sign(&client, args).await,
+        ArtifactsCommand::Verify(args) => super::artifacts_sign::verify(&client, args).await,
     }
 }
 
@@ -393,13 +400,13 @@ async fn edit(
 }
 
 /// An image reference split as Docker does: `HOST/NAME[:TAG|@DIGEST]`.
-struct ImageReference {
-    host: String,
-    name: String,
-    reference: String,
+pub(super) struct ImageReference {
+    pub(super) host: String,
+    pub(super) name: String,
+    pub(super) reference: String,
 }
 
-fn parse_reference(image: &str) -> Result<ImageReference> {
+pub(super) fn parse_reference(image: &str) -> Result<ImageReference> {
     let (host, rest) = image
         .split_once('/')
         .filter(|(h, _)| h.contains('.') || h.contains(':') || *h == "localhost")

@@ -2,6 +2,7 @@
 //! non-zero exit.
 
 mod artifacts;
+mod artifacts_sign;
 mod attest;
 mod audit;
 mod auth;
