@@ -28,6 +28,7 @@ pub(crate) const SQLITE: &[&str] = &[
     include_str!("../migrations/sqlite/0013_upload_creators.sql"),
     include_str!("../migrations/sqlite/0014_deleted_projects.sql"),
     include_str!("../migrations/sqlite/0015_object_attributes.sql"),
+    include_str!("../migrations/sqlite/0019_audit_log_details.sql"),
 ];
 
 /// PostgreSQL's migrations (its first is SQLite's first ten in PostgreSQL's types):
@@ -41,6 +42,7 @@ pub(crate) const POSTGRES: &[&str] = &[
     include_str!("../migrations/postgres/0005_replica_lease_ids_as_json.sql"),
     include_str!("../migrations/postgres/0006_deleted_projects.sql"),
     include_str!("../migrations/postgres/0007_object_attributes.sql"),
+    include_str!("../migrations/postgres/0011_audit_log_details.sql"),
 ];
 
 /// Any number; it only has to be the same for every replica (`pg_advisory_xact_lock`).
