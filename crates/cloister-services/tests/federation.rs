@@ -25,7 +25,7 @@ const CONDITION_TEXT: &str = "The given credential is rejected by the attribute 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!(
         "{}/tests/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
+        support::crate_dir().display()
     ))
     .unwrap()
 }

@@ -14,7 +14,7 @@ const PRIMUS_SA: &str = "primus-sa@primus-bank.iam.gserviceaccount.com";
 fn fixture(name: &str) -> String {
     format!(
         "{}/../cloister-services/tests/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
+        support::crate_dir().display()
     )
 }
 
@@ -285,7 +285,7 @@ fn googles_python_client_exchanges_and_impersonates_against_cloister() {
     assert_eq!(config["token_url"], format!("{endpoint}/v1/token"));
     let script = format!(
         "{}/tests/python/google_auth_federation.py",
-        env!("CARGO_MANIFEST_DIR")
+        support::crate_dir().display()
     );
     let out = std::process::Command::new("python3")
         .args([
