@@ -9,6 +9,11 @@ cargo clippy -p ml-inference --all-targets --features tract --locked -- -D warni
 # The codelab demo test runs the workload binary, which `cargo test` does not build by itself.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
+# Google's own gcloud against Cloister, where the Google Cloud SDK is installed (it is not a
+# Debian package; the test is #[ignore]d otherwise, never silently passed).
+if command -v gcloud >/dev/null; then
+  cargo test -p cloister --test storage_cli --locked -- --ignored --exact googles_gcloud_copies_lists_syncs_composes_and_removes
+fi
 # The services' whole suite once more with PostgreSQL as the metadata store (the store-level
 # conformance suite already runs on both).
 CLOISTER_TEST_DATABASE=postgres cargo test -p cloister-services --tests --locked

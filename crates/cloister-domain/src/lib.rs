@@ -11,7 +11,10 @@ pub mod policy;
 pub mod principal;
 pub mod role;
 
-pub use audit::{AuditEntry, Decision};
+pub use audit::{
+    AuditDetails, AuditEntry, ClauseOutcome, ClauseVerdict, ComparedValue, Decision,
+    ExchangeDetails,
+};
 pub use credential::{CREDENTIAL_TYPE, CredentialFile};
 pub use ids::{
     Email, IdError, ProjectId, ProjectNumber, service_account_email, service_account_project,

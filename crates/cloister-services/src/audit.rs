@@ -2,11 +2,13 @@
 //!
 //! Platform admins read everything. Anyone else must name a project (`resource=projects/P`)
 //! and hold `logging.privateLogEntries.list` on it, as Google gates its data-access logs.
+//! `GET /cloister/v1/auditLogs/ID` reads one entry under the same rule, applied to the entry's
+//! project; to anyone else, an entry they may not read and one that does not exist look alike.
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use cloister_domain::{Decision, Principal};
+use cloister_domain::{AuditEntry, Decision, Principal};
 use cloister_store::AuditFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -16,8 +18,13 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/cloister/v1/auditLogs", get(list))
+    Router::new()
+        .route("/cloister/v1/auditLogs", get(list))
+        .route("/cloister/v1/auditLogs/{id}", get(describe))
 }
+
+/// The permission that reads a project's audit log.
+const READ_LOG: &str = "logging.privateLogEntries.list";
 
 const MAX_PAGE: usize = 1000;
 
@@ -64,15 +71,12 @@ async fn list(
                 message: format!(
                     "{caller} is not a platform admin: name a project to read its audit log (--resource projects/PROJECT)"
                 ),
-                permission: "logging.privateLogEntries.list".into(),
+                permission: READ_LOG.into(),
                 resource: "platform".into(),
             });
         };
         let project = project.split('/').take(2).collect::<Vec<_>>().join("/");
-        state
-            .authorizer
-            .check(&caller, "logging.privateLogEntries.list", &project)
-            .await?;
+        state.authorizer.check(&caller, READ_LOG, &project).await?;
     }
     let limit = q.page_size.unwrap_or(100).clamp(1, MAX_PAGE);
     let filter = AuditFilter {
@@ -89,6 +93,57 @@ async fn list(
         .then(|| entries.last().map(|e| e.id.to_string()))
         .flatten();
     Ok(Json(json!({ "entries": entries, "nextPageToken": next })))
+}
+
+async fn describe(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::InvalidArgument(format!(
+            "audit entry id {id:?} is not a number: use the ID column of `cloister audit list`"
+        ))
+    })?;
+    let entry = state.store.get_audit(id).await?;
+    if is_admin(&state, &caller).await? {
+        return entry
+            .map(|e| Json(json!(e)))
+            .ok_or_else(|| ApiError::NotFound(format!("Audit entry {id} was not found")));
+    }
+    // The same answer whether the entry is missing, has no project, or is another's.
+    let hidden = || ApiError::PermissionDenied {
+        message: format!(
+            "Permission '{READ_LOG}' denied on audit entry {id} (or it may not exist): \
+             ask an owner of its project for roles/logging.privateLogViewer"
+        ),
+        permission: READ_LOG.into(),
+        resource: format!("auditLogs/{id}"),
+    };
+    let Some(entry) = entry else {
+        return Err(hidden());
+    };
+    let Some(project) = entry_project(&entry) else {
+        return Err(hidden());
+    };
+    match state.authorizer.check(&caller, READ_LOG, &project).await {
+        Ok(_) => Ok(Json(json!(entry))),
+        Err(ApiError::PermissionDenied { .. }) => Err(hidden()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The project whose log holds `entry`: the one it records, else the one its resource names.
+fn entry_project(entry: &AuditEntry) -> Option<String> {
+    entry.project.clone().or_else(|| {
+        let mut parts = entry.resource.split('/');
+        match (parts.next(), parts.next()) {
+            (Some("projects"), Some(p)) if !p.is_empty() && p != "_" => {
+                Some(format!("projects/{p}"))
+            }
+            _ => None,
+        }
+    })
 }
 
 async fn is_admin(state: &AppState, caller: &Principal) -> Result<bool, ApiError> {

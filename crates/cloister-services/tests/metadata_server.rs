@@ -157,12 +157,24 @@ async fn every_path_googles_clients_read_has_gces_shape() {
     let account = json!({"aliases": ["default"], "email": SA, "scopes": [CLOUD_PLATFORM]});
     let attributes =
         json!({"tee-image-reference": "registry.test/w:1", "tee-restart-policy": "Never"});
+    // The sandbox's one interface is the workload's loopback; it has no external address.
+    let interface = json!({
+        "accessConfigs": [],
+        "ip": "127.0.0.1",
+        "mac": "00:00:00:00:00:00",
+        "mtu": 65536,
+        "network": format!("projects/{n}/networks/cloister-sandbox"),
+        "subnetmask": "255.0.0.0",
+    });
     let instance = json!({
         "attributes": attributes,
         "hostname": "workload-vm.us-west1-b.c.secundus-bank.internal",
         "id": ID,
+        "machineType": format!("projects/{n}/machineTypes/cloister-local"),
         "name": "workload-vm",
+        "networkInterfaces": [interface],
         "serviceAccounts": {"default": account, SA: account},
+        "tags": [],
         "zone": format!("projects/{n}/zones/us-west1-b"),
     });
     let project = json!({"attributes": {}, "numericProjectId": n.parse::<u64>().unwrap(), "projectId": "secundus-bank"});
@@ -194,7 +206,9 @@ async fn every_path_googles_clients_read_has_gces_shape() {
         (
             format!("{v1}/instance/"),
             Flavor,
-            text("attributes/\nhostname\nid\nname\nservice-accounts/\nzone\n"),
+            text(
+                "attributes/\nhostname\nid\nmachine-type\nname\nnetwork-interfaces/\nservice-accounts/\ntags\nzone\n",
+            ),
         ),
         (
             format!("{v1}/instance/?recursive=true"),
@@ -365,6 +379,70 @@ async fn every_path_googles_clients_read_has_gces_shape() {
             format!("{v1}/instance/hostname"),
             Flavor,
             text("workload-vm.us-west1-b.c.secundus-bank.internal"),
+        ),
+        (
+            format!("{v1}/instance/machine-type"),
+            Flavor,
+            Text(format!("projects/{n}/machineTypes/cloister-local")),
+        ),
+        (format!("{v1}/instance/tags"), Flavor, text("[]")),
+        (
+            format!("{v1}/instance/tags?alt=json"),
+            Flavor,
+            Json(json!([])),
+        ),
+        // Network interfaces, as GCE shapes them.
+        (
+            format!("{v1}/instance/network-interfaces/"),
+            Flavor,
+            text("0/\n"),
+        ),
+        (
+            format!("{v1}/instance/network-interfaces/0/"),
+            Flavor,
+            text("access-configs/\nip\nmac\nmtu\nnetwork\nsubnetmask\n"),
+        ),
+        (
+            format!("{v1}/instance/network-interfaces/0/ip"),
+            Flavor,
+            text("127.0.0.1"),
+        ),
+        (
+            format!("{v1}/instance/network-interfaces/0/network"),
+            Flavor,
+            Text(format!("projects/{n}/networks/cloister-sandbox")),
+        ),
+        (
+            format!("{v1}/instance/network-interfaces/0/mtu?alt=json"),
+            Flavor,
+            Json(json!(65536)),
+        ),
+        (
+            format!("{v1}/instance/network-interfaces/0/access-configs/"),
+            Flavor,
+            text(""),
+        ),
+        (
+            format!("{v1}/instance/network-interfaces/?recursive=true"),
+            Flavor,
+            Json(json!([interface])),
+        ),
+        (
+            format!("{v1}/instance/network-interfaces/?recursive=true&alt=text"),
+            Flavor,
+            Text(format!(
+                "0/ip 127.0.0.1\n0/mac 00:00:00:00:00:00\n0/mtu 65536\n0/network projects/{n}/networks/cloister-sandbox\n0/subnetmask 255.0.0.0\n"
+            )),
+        ),
+        (
+            format!("{v1}/instance/network-interfaces/1/"),
+            Flavor,
+            Page(404, "was not found"),
+        ),
+        (
+            format!("{v1}/instance/network-interfaces/00/ip"),
+            Flavor,
+            Page(404, "was not found"),
         ),
         (
             format!("{v1}/instance/id/"),

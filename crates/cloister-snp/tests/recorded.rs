@@ -7,9 +7,12 @@ use cloister_snp::{Policy, Product, SigningKey, SnpError, verify};
 use time::macros::datetime;
 
 fn fixture(path: &str) -> Vec<u8> {
-    let found = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/tee")
-        .join(path);
+    let found = PathBuf::from(
+        // At run time, not compile time: a binary built in another checkout reads this one.
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR: run with `cargo test`"),
+    )
+    .join("../../testdata/tee")
+    .join(path);
     std::fs::read(&found).unwrap_or_else(|e| panic!("{}: {e}", found.display()))
 }
 

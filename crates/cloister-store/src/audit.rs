@@ -22,7 +22,7 @@ pub struct AuditFilter {
     pub limit: usize,
 }
 
-const COLUMNS: &str = "time, principal, permission, resource, decision, reason, project";
+const COLUMNS: &str = "time, principal, permission, resource, decision, reason, project, details";
 
 /// Rows per INSERT: well under both databases' limit on a statement's parameters.
 const ROWS_PER_INSERT: usize = 100;
@@ -39,6 +39,10 @@ fn audit_row(r: &Row) -> Result<AuditEntry, StoreError> {
             .ok_or_else(|| StoreError::corrupt("audit decision", &decision))?,
         reason: r.text(6)?,
         project: r.get(7)?,
+        details: r
+            .get::<Option<String>>(8)?
+            .map(|d| serde_json::from_str(&d).map_err(|e| StoreError::corrupt("audit details", e)))
+            .transpose()?,
     })
 }
 
@@ -49,13 +53,21 @@ impl Store {
             .transaction(|tx| async move {
                 for chunk in entries.chunks(ROWS_PER_INSERT) {
                     let values: Vec<String> = (0..chunk.len())
-                        .map(|i| format!("({})", placeholders(i * 7 + 1, 7)))
+                        .map(|i| format!("({})", placeholders(i * 8 + 1, 8)))
                         .collect();
                     let mut q = query(format!(
                         "INSERT INTO audit_log ({COLUMNS}) VALUES {}",
                         values.join(", ")
                     ));
                     for e in chunk {
+                        let details = e
+                            .details
+                            .as_ref()
+                            .map(serde_json::to_string)
+                            .transpose()
+                            .map_err(|e| {
+                                StoreError::Unusable(format!("an audit entry's details: {e}"))
+                            })?;
                         q = q
                             .bind(&e.time)
                             .bind(&e.principal)
@@ -63,13 +75,20 @@ impl Store {
                             .bind(&e.resource)
                             .bind(e.decision.as_str())
                             .bind(&e.reason)
-                            .bind(e.project.as_ref());
+                            .bind(e.project.as_ref())
+                            .bind(details);
                     }
                     tx.execute(q).await?;
                 }
                 Ok(())
             })
             .await
+    }
+
+    /// The entry with this id, if there is one.
+    pub async fn get_audit(&self, id: i64) -> Result<Option<AuditEntry>, StoreError> {
+        let q = query(format!("SELECT id, {COLUMNS} FROM audit_log WHERE id = $1")).bind(id);
+        self.db.one(q, audit_row).await
     }
 
     pub async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {

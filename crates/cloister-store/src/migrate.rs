@@ -28,7 +28,8 @@ pub(crate) const SQLITE: &[&str] = &[
     include_str!("../migrations/sqlite/0013_upload_creators.sql"),
     include_str!("../migrations/sqlite/0014_deleted_projects.sql"),
     include_str!("../migrations/sqlite/0015_object_attributes.sql"),
-    include_str!("../migrations/sqlite/0020_console.sql"),
+    include_str!("../migrations/sqlite/0016_console.sql"),
+    include_str!("../migrations/sqlite/0017_audit_log_details.sql"),
 ];
 
 /// PostgreSQL's migrations (its first is SQLite's first ten in PostgreSQL's types):
@@ -42,7 +43,8 @@ pub(crate) const POSTGRES: &[&str] = &[
     include_str!("../migrations/postgres/0005_replica_lease_ids_as_json.sql"),
     include_str!("../migrations/postgres/0006_deleted_projects.sql"),
     include_str!("../migrations/postgres/0007_object_attributes.sql"),
-    include_str!("../migrations/postgres/0012_console.sql"),
+    include_str!("../migrations/postgres/0008_console.sql"),
+    include_str!("../migrations/postgres/0009_audit_log_details.sql"),
 ];
 
 /// Any number; it only has to be the same for every replica (`pg_advisory_xact_lock`).

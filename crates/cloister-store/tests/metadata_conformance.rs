@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use cloister_domain::{AuditEntry, Decision, Email, Member, Policy, ProjectId, ProjectNumber};
+use cloister_domain::{
+    AuditDetails, AuditEntry, ClauseOutcome, ClauseVerdict, ComparedValue, Decision, Email,
+    ExchangeDetails, Member, Policy, ProjectId, ProjectNumber,
+};
 use cloister_store::{
     AuditFilter, BucketRecord, ChallengeRecord, ConfidentialType, ConsoleSession, ConsumeError,
     CredentialRecord, FederationRecord, ImageRef, InstanceRecord, InstanceStatus, KeyPurpose,
@@ -1477,6 +1480,7 @@ async fn the_audit_log_is_append_only_and_filterable(b: &Backend) {
                 }
                 .into(),
             ),
+            details: None,
         }])
         .await
         .unwrap();
@@ -1505,6 +1509,41 @@ async fn the_audit_log_is_append_only_and_filterable(b: &Backend) {
         assert!(e.contains("append-only"), "{sql}: {e}");
     }
     assert_eq!(s.list_audit(&denials).await.unwrap().len(), 2);
+
+    // An exchange's details come back as they went in, found by the id a listing shows.
+    let details = AuditDetails::TokenExchange(ExchangeDetails {
+        provider: "projects/1/locations/global/workloadIdentityPools/p/providers/v".into(),
+        failure: None,
+        attribute_condition: Some("assertion.a == 'x'".into()),
+        clauses: vec![ClauseVerdict {
+            clause: "assertion.a == 'x'".into(),
+            outcome: ClauseOutcome::Fail,
+            detail: None,
+            compared: vec![ComparedValue {
+                expression: "assertion.a".into(),
+                value: serde_json::json!("y"),
+            }],
+        }],
+    });
+    let entry = AuditEntry {
+        id: 0,
+        time: "2026-01-01T00:00:09Z".into(),
+        principal: "subject:s".into(),
+        permission: "sts.googleapis.com/token.exchange".into(),
+        resource: "projects/a-proj/locations/global/workloadIdentityPools/p/providers/v".into(),
+        decision: Decision::Deny,
+        reason: "attribute condition is false".into(),
+        project: Some("projects/a-proj".into()),
+        details: Some(details),
+    };
+    s.append_audit(std::slice::from_ref(&entry)).await.unwrap();
+    let listed = s.list_audit(&denials).await.unwrap();
+    let id = listed.last().unwrap().id;
+    assert_eq!(
+        s.get_audit(id).await.unwrap(),
+        Some(AuditEntry { id, ..entry })
+    );
+    assert_eq!(s.get_audit(id + 1).await.unwrap(), None);
 }
 
 async fn service_accounts_inherit_from_their_project_and_vanish_with_their_policy(b: &Backend) {

@@ -17,7 +17,8 @@ struct Evidence {
 fn evidence() -> Evidence {
     let path = format!(
         "{}/../../testdata/tee/tpm/tpm_evidence.json",
-        env!("CARGO_MANIFEST_DIR")
+        // At run time, not compile time: a binary built in another checkout reads this one.
+        std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR: run with `cargo test`")
     );
     let v: Value = serde_json::from_slice(&std::fs::read(path).expect("testdata/tee")).unwrap();
     let q = &v["tpm_quote"];

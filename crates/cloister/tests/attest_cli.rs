@@ -1,13 +1,13 @@
 //! `cloister attest verify-evidence`: recorded SEV-SNP evidence verified offline, with the exit
 //! code saying verified (0), refused (1) or unusable (2).
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::Command;
 
 fn fixture(path: &str) -> PathBuf {
-    let found = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/tee")
-        .join(path);
+    let found = support::crate_dir().join("../../testdata/tee").join(path);
     assert!(found.exists(), "{} not found", found.display());
     found
 }

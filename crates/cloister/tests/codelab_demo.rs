@@ -3,6 +3,8 @@
 //! authorized workload's classifications, the unauthorized one's refusal); this test checks
 //! them again in the output and that the script exited 0.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -15,7 +17,7 @@ fn the_codelab_demo_releases_the_model_only_to_the_authorized_workload() {
         "{} is missing: build it first (`cargo build --workspace --bins`, as scripts/test.sh does)",
         workload.display()
     );
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = support::crate_dir().join("../..");
     let ort = Command::new("bash")
         .arg(root.join("scripts/ort-library.sh"))
         .output()

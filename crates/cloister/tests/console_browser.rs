@@ -19,16 +19,10 @@ fn two_users_see_their_own_projects_in_chromium() {
     assert!(alice_link.starts_with(&w.server.endpoint()), "{alice_link}");
 
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
-    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
-    let script = format!("{manifest}/tests/python/console_browser.py");
+    let script = support::crate_dir().join("tests/python/console_browser.py");
     let out = Command::new("python3")
-        .args([
-            &script,
-            &alice_link,
-            &bob_link,
-            "primus-bank",
-            "secundus-bank",
-        ])
+        .arg(&script)
+        .args([&alice_link, &bob_link, "primus-bank", "secundus-bank"])
         .arg(&shots)
         .output()
         .expect("python3 runs (scripts/install-deps.sh installs selenium and chromium)");

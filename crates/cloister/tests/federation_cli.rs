@@ -14,7 +14,7 @@ const PRIMUS_SA: &str = "primus-sa@primus-bank.iam.gserviceaccount.com";
 fn fixture(name: &str) -> String {
     format!(
         "{}/../cloister-services/tests/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
+        support::crate_dir().display()
     )
 }
 
@@ -213,7 +213,14 @@ fn providers_are_managed_and_explained_with_the_cli() {
     ];
     explain.extend(provider);
     explain.extend(["--token", token_file.to_str().unwrap()]);
-    let out = cli.ok(&explain);
+    // REJECTED prints the clauses and exits non-zero, so scripts can branch on it.
+    let run = cli.run(&explain);
+    let out = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(!run.status.success(), "{out}");
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("rejects this token"),
+        "{run:?}"
+    );
     assert!(out.contains("result:   REJECTED"), "{out}");
     assert!(
         out.contains("PASS  assertion.swname == 'CONFIDENTIAL_SPACE'"),
@@ -226,6 +233,16 @@ fn providers_are_managed_and_explained_with_the_cli() {
     assert!(
         out.contains("assertion.submods.container.image_digest = \"sha256:0000\""),
         "{out}"
+    );
+
+    // The authorized image: ACCEPTED, exit 0 (in JSON as well).
+    std::fs::write(&token_file, token(DIGEST)).unwrap();
+    let out = cli.ok(&explain);
+    assert!(out.contains("result:   ACCEPTED"), "{out}");
+    explain.extend(["--format", "json"]);
+    assert_eq!(
+        cli.json(&explain[..explain.len() - 2])["result"],
+        "ACCEPTED"
     );
 
     // Bob may not read Primus's provider.
@@ -268,7 +285,7 @@ fn googles_python_client_exchanges_and_impersonates_against_cloister() {
     assert_eq!(config["token_url"], format!("{endpoint}/v1/token"));
     let script = format!(
         "{}/tests/python/google_auth_federation.py",
-        env!("CARGO_MANIFEST_DIR")
+        support::crate_dir().display()
     );
     let out = std::process::Command::new("python3")
         .args([
@@ -316,4 +333,112 @@ fn googles_python_client_exchanges_and_impersonates_against_cloister() {
         err.contains("The given credential is rejected by the attribute condition."),
         "{err}"
     );
+}
+
+/// Posts `token` to STS for Primus's provider; returns the HTTP status.
+fn exchange(w: &World, number: &str, token: &str) -> u16 {
+    let audience = format!(
+        "//iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/primus-pool/providers/attestation-verifier"
+    );
+    let form = [
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        ),
+        ("audience", audience.as_str()),
+        ("scope", "https://www.googleapis.com/auth/cloud-platform"),
+        (
+            "requested_token_type",
+            "urn:ietf:params:oauth:token-type:access_token",
+        ),
+        ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+        ("subject_token", token),
+    ];
+    let url = format!("{}/v1/token", w.server.endpoint());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let response = reqwest::Client::new()
+            .post(url)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        response.status().as_u16()
+    })
+}
+
+#[test]
+fn the_pool_owner_sees_why_an_exchange_was_refused_and_a_stranger_does_not() {
+    let w = World::with_two_users();
+    let number = primus(&w);
+    let refused = token("sha256:0000");
+    assert_eq!(exchange(&w, &number, &refused), 400);
+    assert_eq!(exchange(&w, &number, &token(DIGEST)), 200);
+    let alice = w.as_user("alice");
+    let denied = [
+        "audit",
+        "list",
+        "--project",
+        "primus-bank",
+        "--permission",
+        "sts.googleapis.com/token.exchange",
+        "--decision",
+        "deny",
+    ];
+    let ids = alice(&[&denied[..], &["--format", "value(id)"]].concat());
+    let id = ids.trim();
+    assert!(!id.is_empty() && !id.contains('\n'), "one refusal: {ids}");
+
+    // The default list is a table whose ID column `describe` takes; its reasons are cut short.
+    let table = alice(&denied);
+    let heading = table.lines().next().unwrap_or_default();
+    assert!(
+        heading.starts_with("ID") && heading.contains("REASON"),
+        "{table}"
+    );
+    assert!(table.contains('…'), "a long reason is truncated: {table}");
+    let full = w.cli.json(&[&["--profile", "alice"][..], &denied].concat());
+    assert!(
+        full[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("image_digest") && !r.contains('…')),
+        "{full}"
+    );
+
+    // The owner's view: the failing clause, the value the workload presented, the fix.
+    let out = alice(&["audit", "describe", id]);
+    for expected in [
+        "decision:   DENY",
+        "principal:  subject:instance-1",
+        "PASS  assertion.swname == 'CONFIDENTIAL_SPACE'",
+        "FAIL  assertion.submods.container.image_digest ==",
+        "assertion.submods.container.image_digest = \"sha256:0000\"",
+        "to accept this workload, the condition must allow what it presented:",
+    ] {
+        assert!(out.contains(expected), "{expected:?} in:\n{out}");
+    }
+    let entry = w.cli.json(&["--profile", "alice", "audit", "describe", id]);
+    let clauses = &entry["details"]["clauses"];
+    assert_eq!(entry["details"]["kind"], "tokenExchange", "{entry}");
+    assert_eq!(clauses[2]["outcome"], "FAIL", "{entry}");
+    assert_eq!(clauses[2]["compared"][0]["value"], "sha256:0000", "{entry}");
+    // The token is never kept: not whole, not its signature.
+    let signature = refused.rsplit('.').next().unwrap();
+    assert!(!entry.to_string().contains(signature), "{entry}");
+
+    // Bob learns nothing: the entry he may not read and one that does not exist look alike.
+    let err = w.cli.fails(&["--profile", "bob", "audit", "describe", id]);
+    assert!(
+        err.contains("PERMISSION_DENIED") && err.contains("logging.privateLogEntries.list"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("sha256:0000") && !err.contains("image_digest"),
+        "{err}"
+    );
+    let missing = w
+        .cli
+        .fails(&["--profile", "bob", "audit", "describe", "999999"]);
+    assert_eq!(err.replace(id, "N"), missing.replace("999999", "N"));
+    let bad = w.cli.fails(&["--profile", "bob", "audit", "describe", "x"]);
+    assert!(bad.contains("invalid value"), "{bad}");
 }

@@ -12,7 +12,7 @@ use support::World;
 fn python(args: &[&str]) -> String {
     let script = format!(
         "{}/tests/python/cosign_format.py",
-        env!("CARGO_MANIFEST_DIR")
+        support::crate_dir().display()
     );
     let out = Command::new("python3")
         .arg(script)

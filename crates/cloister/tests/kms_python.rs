@@ -95,7 +95,10 @@ fn googles_kms_client_works_over_grpc_against_cloister() {
         .unwrap()
         .block_on(admin_with_project(&server, &ca, &data));
 
-    let script = format!("{}/tests/python/kms_client.py", env!("CARGO_MANIFEST_DIR"));
+    let script = format!(
+        "{}/tests/python/kms_client.py",
+        support::crate_dir().display()
+    );
     let out = std::process::Command::new("python3")
         .args([
             &script,

@@ -35,7 +35,10 @@ fn googles_storage_client_works_against_cloister() {
         .ok(&["--profile", "alice", "auth", "print-access-token"])
         .trim()
         .to_owned();
-    let script = format!("{}/tests/python/gcs_client.py", env!("CARGO_MANIFEST_DIR"));
+    let script = format!(
+        "{}/tests/python/gcs_client.py",
+        support::crate_dir().display()
+    );
     let out = std::process::Command::new("python3")
         .args([
             &script,
@@ -84,13 +87,13 @@ fn googles_storage_client_globs_patches_and_composes() {
         .ok(&["--profile", "alice", "auth", "print-access-token"])
         .trim()
         .to_owned();
-    let script = format!("{}/tests/python/gcs_parity.py", env!("CARGO_MANIFEST_DIR"));
+    let script = format!(
+        "{}/tests/python/gcs_parity.py",
+        support::crate_dir().display()
+    );
     // The snippet the docs show is the one this test runs: every line of it is in the script.
-    let docs = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/storage-clients.md"
-    ))
-    .unwrap();
+    let docs = std::fs::read_to_string(support::crate_dir().join("../../docs/storage-clients.md"))
+        .unwrap();
     let snippet = docs
         .split("```python\n")
         .nth(1)
@@ -634,22 +637,15 @@ fn a_server_with_blobs_in_s3_serves_the_cli() {
     assert_eq!(local_blobs, 0, "no blob was written to the data directory");
 }
 
-/// Google's own gcloud (when installed: it is not a Debian package, so scripts/install-deps.sh
-/// cannot install it, and the test says it was skipped) pointed at Cloister with
-/// `api_endpoint_overrides/storage` and an access-token file, through the storage commands a
-/// Confidential Space user runs: cp (file, folder, bucket to bucket), ls, ls -l, cat, rsync
-/// (twice: the second copies nothing, the file times kept in custom metadata), objects
-/// update/compose/describe, rm and rm -r.
+/// Google's own gcloud pointed at Cloister with `api_endpoint_overrides/storage` and an
+/// access-token file, through the storage commands a Confidential Space user runs: cp (file,
+/// folder, bucket to bucket), ls, ls -l, cat, rsync (twice: the second copies nothing, the file
+/// times kept in custom metadata), objects update/compose/describe, rm and rm -r. Ignored by
+/// default, since gcloud is not a Debian package scripts/install-deps.sh can install:
+/// scripts/test.sh runs it by name when gcloud is on the PATH (and then it must pass).
 #[test]
+#[ignore = "needs the Google Cloud SDK (gcloud) installed"]
 fn googles_gcloud_copies_lists_syncs_composes_and_removes() {
-    if std::process::Command::new("gcloud")
-        .arg("--version")
-        .output()
-        .map_or(true, |o| !o.status.success())
-    {
-        eprintln!("SKIPPED: gcloud is not installed (Google Cloud SDK); nothing to test here");
-        return;
-    }
     let w = World::with_users(&[]);
     primus_buckets(&w, &["gs://primus-gcloud"]);
     let token = w.dir.path().join("token.txt");

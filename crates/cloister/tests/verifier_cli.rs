@@ -17,7 +17,7 @@ fn pyjwt_verifies_an_attestation_token_through_discovery_and_so_does_the_cli() {
     let token_file = w.dir.path().join("attestation.jwt");
     let script = format!(
         "{}/tests/python/pyjwt_verify_attestation.py",
-        env!("CARGO_MANIFEST_DIR")
+        support::crate_dir().display()
     );
     let out = std::process::Command::new("python3")
         .args([
@@ -83,7 +83,7 @@ fn a_python_relying_party_verifies_oidc_pki_and_aws_principal_tag_tokens() {
     let (sa_token, id_token) = attestation::workload_account(&w, &endpoint);
     let script = format!(
         "{}/tests/python/pyjwt_token_types.py",
-        env!("CARGO_MANIFEST_DIR")
+        support::crate_dir().display()
     );
     let out = std::process::Command::new("python3")
         .args([

@@ -287,7 +287,7 @@ fn googles_python_clients_run_the_codelab_workload_in_an_instance() {
     assert_eq!(var("API_ENDPOINT_OVERRIDE"), s.w.server.endpoint());
     let script = format!(
         "{}/tests/python/codelab_workload.py",
-        env!("CARGO_MANIFEST_DIR")
+        support::crate_dir().display()
     );
     let home = s.w.dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();

@@ -13,7 +13,8 @@ pub const PRIMUS_SA: &str = "primus-sa@primus-bank.iam.gserviceaccount.com";
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!(
         "{}/tests/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
+        // At run time, not compile time: a binary built in another checkout reads this one.
+        std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR: run with `cargo bench`")
     ))
     .expect("fixture")
 }

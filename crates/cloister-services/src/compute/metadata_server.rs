@@ -233,11 +233,10 @@ async fn serve(State(s): State<Served>, method: Method, uri: Uri, headers: Heade
     let Some(node) = s.root.lookup(&names) else {
         return not_found(path);
     };
-    match (node, is_dir_form) {
-        (Node::Dir(_), false) => return redirect(&headers, &uri),
-        (Node::Dir(_), true) => {}
-        (_, true) => return not_found(path),
-        (_, false) => {}
+    match (node.is_dir(), is_dir_form) {
+        (true, false) => return redirect(&headers, &uri),
+        (false, true) => return not_found(path),
+        _ => {}
     }
     let p = params(uri.query());
     let response = match node {
@@ -272,22 +271,20 @@ fn redirect(headers: &HeaderMap, uri: &Uri) -> Response {
 
 fn render(node: &Node, p: &Params) -> Response {
     let json = match p.alt.as_deref() {
-        None => matches!(node, Node::Dir(_)) && p.recursive,
+        None => node.is_dir() && p.recursive,
         Some("json") => true,
         Some("text") => false,
         Some(other) => {
             return bad_request(&format!("Invalid alt value {other:?}: use json or text"));
         }
     };
-    match (node, p.recursive, json) {
-        (Node::Dir(_), true, true) => json_answer(node.json()),
-        (Node::Dir(_), true, false) => text(node.recursive_text()),
-        (Node::Dir(_), false, true) => json_answer(json!(node.names())),
-        (Node::Dir(_), false, false) => {
-            text(node.names().iter().map(|n| format!("{n}\n")).collect())
-        }
-        (leaf, _, true) => json_answer(leaf.json()),
-        (leaf, _, false) => text(leaf.text()),
+    match (node.is_dir(), p.recursive, json) {
+        (true, true, true) => json_answer(node.json()),
+        (true, true, false) => text(node.recursive_text()),
+        (true, false, true) => json_answer(json!(node.names())),
+        (true, false, false) => text(node.names().iter().map(|n| format!("{n}\n")).collect()),
+        (false, _, true) => json_answer(node.json()),
+        (false, _, false) => text(node.text()),
     }
 }
 

@@ -19,10 +19,15 @@ pub const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform
 
 pub enum Node {
     Dir(Vec<Entry>),
+    /// A directory of numbered entries (`network-interfaces/0/`): listed as `0/`, `1/`, …,
+    /// an array in JSON, as GCE answers `?recursive=true`.
+    Indexed(Vec<Node>),
     Text(String),
     Number(u64),
     /// One value a line in text, an array in JSON (`scopes`, `aliases`).
     Lines(Vec<String>),
+    /// A JSON value that GCE answers as JSON even in text (`tags`: `["a","b"]`).
+    Json(Value),
     Dynamic(Dynamic),
 }
 
@@ -87,6 +92,32 @@ fn account(email: &str) -> Node {
     ])
 }
 
+/// The machine type of every instance the local driver runs.
+pub const LOCAL_MACHINE_TYPE: &str = "cloister-local";
+
+/// `network-interfaces/`: the sandbox's one interface as the workload sees it, its loopback
+/// (no other interface exists in its namespace). No access configs: it has no external
+/// address, and GCE lists none for such an interface. No gateway or DNS server either, so
+/// neither is listed.
+fn network_interfaces(project_number: u64) -> Node {
+    Node::Indexed(vec![Node::Dir(vec![
+        Entry::fixed("access-configs", Node::Indexed(Vec::new())),
+        Entry::fixed("ip", Node::Text("127.0.0.1".into())),
+        Entry::fixed("mac", Node::Text("00:00:00:00:00:00".into())),
+        Entry::fixed("mtu", Node::Number(65536)),
+        Entry::fixed(
+            "network",
+            Node::Text(format!(
+                "projects/{project_number}/networks/{SANDBOX_NETWORK}"
+            )),
+        ),
+        Entry::fixed("subnetmask", Node::Text("255.0.0.0".into())),
+    ])])
+}
+
+/// The network an instance's interface belongs to: its own sandbox, shared with no other.
+pub const SANDBOX_NETWORK: &str = "cloister-sandbox";
+
 /// Everything under `/computeMetadata/v1/` for one instance.
 pub fn tree(i: &InstanceInfo) -> Node {
     let email = i.service_account.as_str();
@@ -103,7 +134,17 @@ pub fn tree(i: &InstanceInfo) -> Node {
             Node::Text(format!("{}.{}.c.{}.internal", i.name, i.zone, i.project_id)),
         ),
         Entry::fixed("id", Node::Number(i.id)),
+        // The local driver runs every instance in a sandbox on the server's host, not on a
+        // sized VM: its machine type names that.
+        Entry::fixed(
+            "machine-type",
+            Node::Text(format!(
+                "projects/{}/machineTypes/{LOCAL_MACHINE_TYPE}",
+                i.project_number
+            )),
+        ),
         Entry::fixed("name", Node::Text(i.name.clone())),
+        Entry::fixed("network-interfaces", network_interfaces(i.project_number)),
         Entry::fixed(
             "service-accounts",
             Node::Dir(vec![
@@ -111,6 +152,8 @@ pub fn tree(i: &InstanceInfo) -> Node {
                 Entry::keyed(email, account(email)),
             ]),
         ),
+        // Cloister's instances carry no network tags.
+        Entry::fixed("tags", Node::Json(json!([]))),
         Entry::fixed(
             "zone",
             Node::Text(format!("projects/{}/zones/{}", i.project_number, i.zone)),
@@ -135,29 +178,46 @@ pub fn tree(i: &InstanceInfo) -> Node {
 }
 
 impl Node {
+    /// A directory (named or numbered entries), answered at its slashed URL.
+    pub fn is_dir(&self) -> bool {
+        matches!(self, Node::Dir(_) | Node::Indexed(_))
+    }
+
     /// The node at `segments` below this one.
     pub fn lookup(&self, segments: &[&str]) -> Option<&Node> {
         let Some((first, rest)) = segments.split_first() else {
             return Some(self);
         };
-        let Node::Dir(entries) = self else {
-            return None;
-        };
-        entries.iter().find(|e| e.name == *first)?.node.lookup(rest)
+        match self {
+            Node::Dir(entries) => entries.iter().find(|e| e.name == *first)?.node.lookup(rest),
+            // Only the index as GCE spells it: `0`, never `00` or `+0`.
+            Node::Indexed(items) => {
+                let i: usize = first.parse().ok()?;
+                (i.to_string() == *first).then_some(())?;
+                items.get(i)?.lookup(rest)
+            }
+            _ => None,
+        }
     }
 
     /// A directory's entry names, directories with a trailing `/`.
     pub fn names(&self) -> Vec<String> {
-        let Node::Dir(entries) = self else {
-            return Vec::new();
+        let name = |name: String, node: &Node| match node.is_dir() {
+            true => format!("{name}/"),
+            false => name,
         };
-        entries
-            .iter()
-            .map(|e| match e.node {
-                Node::Dir(_) => format!("{}/", e.name),
-                _ => e.name.clone(),
-            })
-            .collect()
+        match self {
+            Node::Dir(entries) => entries
+                .iter()
+                .map(|e| name(e.name.clone(), &e.node))
+                .collect(),
+            Node::Indexed(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, n)| name(i.to_string(), n))
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// The JSON form (`?recursive=true` for a directory, `?alt=json` for a leaf).
@@ -170,9 +230,11 @@ impl Node {
                     .map(|e| (e.json_name.clone(), e.node.json()))
                     .collect::<Map<_, _>>(),
             ),
+            Node::Indexed(items) => items.iter().map(Node::json).collect(),
             Node::Text(t) => json!(t),
             Node::Number(n) => json!(n),
             Node::Lines(l) => json!(l),
+            Node::Json(v) => v.clone(),
             Node::Dynamic(_) => Value::Null,
         }
     }
@@ -183,7 +245,8 @@ impl Node {
             Node::Text(t) => t.clone(),
             Node::Number(n) => n.to_string(),
             Node::Lines(l) => l.iter().map(|v| format!("{v}\n")).collect(),
-            Node::Dir(_) | Node::Dynamic(_) => String::new(),
+            Node::Json(v) => v.to_string(),
+            Node::Dir(_) | Node::Indexed(_) | Node::Dynamic(_) => String::new(),
         }
     }
 
@@ -207,12 +270,22 @@ impl Node {
                     e.node.text_lines(&path, out);
                 }
             }
+            Node::Indexed(items) => {
+                for (i, node) in items.iter().enumerate() {
+                    let path = if prefix.is_empty() {
+                        i.to_string()
+                    } else {
+                        format!("{prefix}/{i}")
+                    };
+                    node.text_lines(&path, out);
+                }
+            }
             Node::Lines(values) => {
                 for v in values {
                     out.push_str(&format!("{prefix} {v}\n"));
                 }
             }
-            Node::Text(_) | Node::Number(_) => {
+            Node::Text(_) | Node::Number(_) | Node::Json(_) => {
                 out.push_str(&format!("{prefix} {}\n", self.text()));
             }
             Node::Dynamic(_) => {}

@@ -2,8 +2,9 @@
 //! apply the attribute condition. Used by STS and by `explain`.
 
 use axum::http::StatusCode;
+use cloister_condition::{ClauseOutcome, ClauseReport};
 use cloister_condition::{Input, MappedAttributes};
-use cloister_domain::Principal;
+use cloister_domain::{ClauseVerdict, ComparedValue, Principal};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
@@ -30,9 +31,13 @@ pub enum ExchangeError {
     InvalidTarget,
     #[error("{0}")]
     InvalidGrant(String),
-    /// The condition said no (or failed); `reason` is for the audit log, never the client.
+    /// The condition said no (or failed); `reason` and `clauses` are for the audit log, never
+    /// the client.
     #[error("{CONDITION_REJECTED}")]
-    Rejected { reason: String },
+    Rejected {
+        reason: String,
+        clauses: Vec<ClauseVerdict>,
+    },
     #[error(transparent)]
     Internal(#[from] ApiError),
 }
@@ -192,11 +197,15 @@ pub fn authorize(provider: &CompiledProvider, claims: &Value) -> Result<Principa
         let input = condition_input(claims, &mapped);
         let verdict = condition.evaluate(&input);
         if verdict != Ok(true) {
-            let failed: Vec<String> = condition
+            let clauses: Vec<ClauseVerdict> = condition
                 .explain(&input)
                 .into_iter()
-                .filter(|c| c.outcome != cloister_condition::ClauseOutcome::Pass)
-                .map(|c| serde_json::to_string(&c).unwrap_or_default())
+                .map(verdict_of)
+                .collect();
+            let failed: Vec<&str> = clauses
+                .iter()
+                .filter(|c| c.outcome != cloister_domain::ClauseOutcome::Pass)
+                .map(|c| c.clause.as_str())
                 .collect();
             let reason = match verdict {
                 Err(e) => format!("{e}; failing clauses: {}", failed.join("; ")),
@@ -205,7 +214,7 @@ pub fn authorize(provider: &CompiledProvider, claims: &Value) -> Result<Principa
                     failed.join("; ")
                 ),
             };
-            return Err(ExchangeError::Rejected { reason });
+            return Err(ExchangeError::Rejected { reason, clauses });
         }
     }
     Ok(Principal::Federated {
@@ -215,4 +224,24 @@ pub fn authorize(provider: &CompiledProvider, claims: &Value) -> Result<Principa
         attributes: mapped.attributes,
         groups: mapped.groups,
     })
+}
+
+/// A clause's report as the audit log keeps it.
+pub fn verdict_of(report: ClauseReport) -> ClauseVerdict {
+    use cloister_domain::ClauseOutcome as Outcome;
+    let (outcome, detail) = match report.outcome {
+        ClauseOutcome::Pass => (Outcome::Pass, None),
+        ClauseOutcome::Fail => (Outcome::Fail, None),
+        ClauseOutcome::Error(e) => (Outcome::Error, Some(e)),
+    };
+    ClauseVerdict {
+        clause: report.clause,
+        outcome,
+        detail,
+        compared: report
+            .compared
+            .into_iter()
+            .map(|(expression, value)| ComparedValue { expression, value })
+            .collect(),
+    }
 }

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use cloister_domain::Decision;
+use cloister_domain::{AuditDetails, Decision, ExchangeDetails};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -171,13 +171,32 @@ async fn exchange_token(
                     .ok()
                     .and_then(|d| d.claims["sub"].as_str().map(|s| format!("subject:{s}")))
                     .unwrap_or_else(|| "subject:unknown".into());
-            let reason = match &e {
-                ExchangeError::Rejected { reason } => reason.clone(),
-                other => other.to_string(),
+            let (reason, clauses) = match e {
+                ExchangeError::Rejected {
+                    ref reason,
+                    ref clauses,
+                } => (reason.clone(), clauses.clone()),
+                ref other => (other.to_string(), Vec::new()),
             };
+            // A refusal before the condition ran (signature, audience, expiry) says so; the
+            // token itself is never kept.
+            let failure = clauses.is_empty().then(|| reason.clone());
+            let details = AuditDetails::TokenExchange(ExchangeDetails {
+                provider: provider.name.clone(),
+                failure,
+                attribute_condition: provider.condition.as_ref().map(|c| c.source().to_owned()),
+                clauses,
+            });
             state
                 .authorizer
-                .record(subject, EXCHANGE_ACTION, &resource, Decision::Deny, reason)
+                .record_detailed(
+                    subject,
+                    EXCHANGE_ACTION,
+                    &resource,
+                    Decision::Deny,
+                    reason,
+                    Some(details),
+                )
                 .await;
             state.metrics.exchange(false);
             Err(e)

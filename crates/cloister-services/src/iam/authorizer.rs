@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cloister_domain::{AuditEntry, Decision, Permission, Principal, role};
+use cloister_domain::{AuditDetails, AuditEntry, Decision, Permission, Principal, role};
 use cloister_store::Store;
 
 use crate::audit_log::AuditLog;
@@ -66,6 +66,7 @@ impl Authorizer {
             decision,
             reason,
             project: owning_project(&chain),
+            details: None,
         };
         self.audit.record(entry).await;
         grant.ok_or_else(|| denied(principal, permission, resource))
@@ -97,6 +98,20 @@ impl Authorizer {
         decision: Decision,
         reason: String,
     ) {
+        self.record_detailed(principal, permission, resource, decision, reason, None)
+            .await
+    }
+
+    /// [`record`](Self::record) with what the decision weighed.
+    pub async fn record_detailed(
+        &self,
+        principal: String,
+        permission: &str,
+        resource: &str,
+        decision: Decision,
+        reason: String,
+        details: Option<AuditDetails>,
+    ) {
         let project = match policy_chain(&self.store, resource).await {
             Ok(chain) => owning_project(&chain),
             Err(_) => None,
@@ -110,6 +125,7 @@ impl Authorizer {
             decision,
             reason,
             project,
+            details,
         };
         self.audit.record(entry).await;
     }

@@ -179,8 +179,17 @@ pub fn message(body: &Value) -> &str {
 
 /// A file of the recorded TEE evidence in `testdata/tee/` (`snp/test-report.bin`, …).
 pub fn tee_fixture(path: &str) -> Vec<u8> {
-    let found = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/tee")
-        .join(path);
+    let found = crate_dir().join("../../testdata/tee").join(path);
     std::fs::read(&found).unwrap_or_else(|e| panic!("{}: {e}", found.display()))
+}
+
+/// This crate's directory, read when the test runs (cargo sets it for `cargo test`), not when
+/// it was compiled: a test binary built in another checkout must still read this checkout's
+/// files.
+pub fn crate_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!("CARGO_MANIFEST_DIR is not set: run the tests with `cargo test`, which sets it")
+        })
 }

@@ -1,55 +1,76 @@
-//! `cloister audit list`: read the audit log with filters.
+//! `cloister audit list` reads the audit log with filters; `cloister audit describe ID` shows
+//! one entry, and for a token exchange each clause of the provider's condition with what it
+//! compared: a pool's owner sees why a workload was refused without ever holding its token.
 
 use anyhow::Result;
 use clap::Subcommand;
 use serde_json::Value;
 
 use super::Context;
-use super::format::{ListArgs, default_columns, print_list};
+use super::format::{Kind, ListArgs, default_columns, print_list, print_one};
+use super::output::outln;
 
 /// How many entries a list reads when `--limit` does not say.
 const DEFAULT_LIMIT: usize = 100;
 
 /// The default table's columns; `--filter` and `--sort-by` may name them too.
 const COLUMNS: &[(&str, &str)] = &[
+    ("ID", "id"),
     ("TIME", "time"),
     ("DECISION", "decision"),
     ("PRINCIPAL", "principal"),
     ("PERMISSION", "permission"),
     ("RESOURCE", "resource"),
-    ("REASON", "reason"),
+    // Whole in `--format json` and in `audit describe`.
+    ("REASON", "reason.trailoff(60)"),
 ];
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Decisions, oldest first. Non-admins must pass --project (or --resource under a project).
     /// At most --limit entries (100 unless given) are listed.
-    List {
-        /// Only decisions about this principal (`user:…`, `serviceAccount:…`).
-        #[arg(long)]
-        principal: Option<String>,
-        /// Only decisions on this permission.
-        #[arg(long)]
-        permission: Option<String>,
-        /// Only decisions on this resource and everything under it.
-        #[arg(long, conflicts_with = "project")]
-        resource: Option<String>,
-        /// Shorthand for --resource projects/PROJECT.
-        #[arg(long)]
-        project: Option<String>,
-        /// allow or deny.
-        #[arg(long)]
-        decision: Option<String>,
-        /// Only decisions at or after this RFC 3339 time.
-        #[arg(long)]
-        since: Option<String>,
-        #[command(flatten)]
-        list: ListArgs,
+    List(Box<ListFlags>),
+    /// One entry, by the ID `audit list` shows; a token exchange's clauses with PASS/FAIL and
+    /// the values compared.
+    Describe {
+        /// The entry's ID.
+        id: i64,
     },
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ListFlags {
+    /// Only decisions about this principal (`user:…`, `serviceAccount:…`).
+    #[arg(long)]
+    principal: Option<String>,
+    /// Only decisions on this permission.
+    #[arg(long)]
+    permission: Option<String>,
+    /// Only decisions on this resource and everything under it.
+    #[arg(long, conflicts_with = "project")]
+    resource: Option<String>,
+    /// Shorthand for --resource projects/PROJECT.
+    #[arg(long)]
+    project: Option<String>,
+    /// allow or deny.
+    #[arg(long)]
+    decision: Option<String>,
+    /// Only decisions at or after this RFC 3339 time.
+    #[arg(long)]
+    since: Option<String>,
+    #[command(flatten)]
+    list: ListArgs,
+}
+
 pub async fn run(ctx: &mut Context, c: AuditCommand) -> Result<()> {
-    let AuditCommand::List {
+    match c {
+        AuditCommand::List(flags) => list(ctx, *flags).await,
+        AuditCommand::Describe { id } => describe(ctx, id).await,
+    }
+}
+
+async fn list(ctx: &mut Context, flags: ListFlags) -> Result<()> {
+    let ListFlags {
         principal,
         permission,
         resource,
@@ -57,7 +78,7 @@ pub async fn run(ctx: &mut Context, c: AuditCommand) -> Result<()> {
         decision,
         since,
         mut list,
-    } = c;
+    } = flags;
     let client = ctx.client().await?;
     let resource = resource.or(project.map(|p| format!("projects/{p}")));
     let query: Vec<(&str, String)> = [
@@ -101,4 +122,84 @@ pub async fn run(ctx: &mut Context, c: AuditCommand) -> Result<()> {
         }
     }
     print_list(&ctx.format, &list, entries, COLUMNS)
+}
+
+async fn describe(ctx: &mut Context, id: i64) -> Result<()> {
+    let client = ctx.client().await?;
+    let entry = client.get(&format!("/cloister/v1/auditLogs/{id}")).await?;
+    if ctx.format.kind == Kind::Default {
+        Ok(print_entry(&entry)?)
+    } else {
+        print_one(&ctx.format, &entry)
+    }
+}
+
+fn text(v: &Value) -> String {
+    v.as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| v.to_string())
+}
+
+/// The entry as readable text: who, what, the decision, and for a token exchange each clause.
+fn print_entry(e: &Value) -> std::io::Result<()> {
+    outln!("id:         {}", text(&e["id"]))?;
+    outln!("time:       {}", text(&e["time"]))?;
+    outln!("decision:   {}", text(&e["decision"]).to_uppercase())?;
+    outln!("principal:  {}", text(&e["principal"]))?;
+    outln!("permission: {}", text(&e["permission"]))?;
+    outln!("resource:   {}", text(&e["resource"]))?;
+    outln!("reason:     {}", text(&e["reason"]))?;
+    let details = &e["details"];
+    if details["kind"] != "tokenExchange" {
+        return Ok(());
+    }
+    outln!("provider:   {}", text(&details["provider"]))?;
+    if let Some(failure) = details["failure"].as_str() {
+        outln!("the token was refused before the condition was evaluated: {failure}")?;
+    }
+    if let Some(condition) = details["attributeCondition"].as_str() {
+        outln!("attribute condition: {}", one_line(condition))?;
+    }
+    let mut fixes = Vec::new();
+    for clause in details["clauses"].as_array().into_iter().flatten() {
+        let outcome = text(&clause["outcome"]);
+        let detail = clause["detail"]
+            .as_str()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default();
+        outln!(
+            "{outcome:<5} {}{detail}",
+            one_line(&text(&clause["clause"]))
+        )?;
+        for compared in clause["compared"].as_array().into_iter().flatten() {
+            let expression = text(&compared["expression"]);
+            outln!("        {expression} = {}", compared["value"])?;
+            // What the workload presented, on a clause that refused it: the value an owner
+            // would authorize (an image digest, a support attribute).
+            if outcome != "PASS" && is_claim(&expression) {
+                fixes.push(format!("{expression} = {}", compared["value"]));
+            }
+        }
+    }
+    if !fixes.is_empty() {
+        outln!("to accept this workload, the condition must allow what it presented:")?;
+        for fix in fixes {
+            outln!("        {fix}")?;
+        }
+        outln!(
+            "(change it with `cloister iam workload-identity-pools providers update-oidc … --attribute-condition …`)"
+        )?;
+    }
+    Ok(())
+}
+
+/// An expression over the token's claims or the attributes mapped from them (not a literal).
+fn is_claim(expression: &str) -> bool {
+    ["assertion.", "attribute.", "google."]
+        .iter()
+        .any(|p| expression.starts_with(p))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -415,9 +415,17 @@ async fn providers(
                 .post(&path, &json!({"subjectToken": jwt.trim()}))
                 .await?;
             if ctx.format.kind == super::format::Kind::Default {
-                Ok(print_explanation(&report)?)
+                print_explanation(&report)?;
             } else {
-                print_one(&ctx.format, &report)
+                print_one(&ctx.format, &report)?;
+            }
+            // Scripts (and CI) branch on the exit code, as on `attest verify-evidence`'s.
+            match report["result"].as_str() {
+                Some("ACCEPTED") => Ok(()),
+                _ => anyhow::bail!(
+                    "provider {provider} rejects this token (result {}): see the clauses above",
+                    report["result"]
+                ),
             }
         }
     }

@@ -304,3 +304,14 @@ pub fn create_primus_kms_key(w: &World) {
         .concat(),
     );
 }
+
+/// This crate's directory, read when the test runs (cargo sets it for `cargo test`), not when
+/// it was compiled: a test binary built in another checkout must still read this checkout's
+/// files.
+pub fn crate_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!("CARGO_MANIFEST_DIR is not set: run the tests with `cargo test`, which sets it")
+        })
+}

@@ -1,7 +1,7 @@
 //! gcloud's projections: the `(KEY[:label=LABEL], …)` part of `--format`, and the keys that
 //! `--filter` and `--sort-by` name. A key is a field path (`primary.state`,
 //! `bindings[0].role`), optionally ending in one transform (`name.basename()`,
-//! `name.segment(3)`).
+//! `name.segment(3)`, `reason.trailoff(60)`).
 
 use serde_json::Value;
 
@@ -12,6 +12,8 @@ pub enum Transform {
     Basename,
     /// The Nth (0-based) `/`-separated part; negative counts from the end.
     Segment(i64),
+    /// At most N characters: a longer text is cut to N-1 and ends in `…`.
+    Trailoff(usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,9 +60,16 @@ impl Key {
             ("segment", n) => Transform::Segment(n.parse().map_err(|_| {
                 format!("{text:?}: segment() takes an integer, e.g. name.segment(3)")
             })?),
+            ("trailoff", n) => {
+                Transform::Trailoff(n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    format!(
+                        "{text:?}: trailoff() takes a positive integer, e.g. reason.trailoff(60)"
+                    )
+                })?)
+            }
             _ => {
                 return Err(format!(
-                    "{text:?}: the transform {name}() is not supported; Cloister supports basename() and segment(N)"
+                    "{text:?}: the transform {name}() is not supported; Cloister supports basename(), segment(N) and trailoff(N)"
                 ));
             }
         };
@@ -88,6 +97,12 @@ impl Key {
                     Some(*n as usize)
                 };
                 i.and_then(|i| parts.get(i).copied())
+            }
+            Transform::Trailoff(n) => {
+                return Some(Value::String(match text.chars().nth(*n) {
+                    None => text.to_owned(),
+                    Some(_) => text.chars().take(n - 1).chain(['…']).collect(),
+                }));
             }
         };
         Some(Value::String(part.unwrap_or_default().to_owned()))
@@ -268,6 +283,17 @@ mod tests {
                 "projects/p/locations/global/keyRings/r",
             ),
             ("name.basename():label='Key ring'", "Key ring", "r"),
+            ("name.trailoff(10)", "NAME", "projects/…"),
+            (
+                "name.trailoff(38)",
+                "NAME",
+                "projects/p/locations/global/keyRings/r",
+            ),
+            (
+                "name.trailoff(37)",
+                "NAME",
+                "projects/p/locations/global/keyRings…",
+            ),
             ("createTime", "CREATE_TIME", ""),
             ("primary.state", "STATE", ""),
         ];
@@ -276,7 +302,14 @@ mod tests {
             assert_eq!(c.label, *label, "{text}");
             assert_eq!(cell(c.key.get(&name).as_ref()), *value, "{text}");
         }
-        for bad in ["name.date()", "name:sort=1", "name.basename(", "a b", ""] {
+        for bad in [
+            "name.date()",
+            "name:sort=1",
+            "name.basename(",
+            "name.trailoff(0)",
+            "a b",
+            "",
+        ] {
             assert!(Column::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_columns("a, b.c:label=X").unwrap().len(), 2);
