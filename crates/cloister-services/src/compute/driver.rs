@@ -109,7 +109,7 @@ pub struct VmSettings {
 }
 
 /// Stops what a crashed run left running of the instances under `root`: their containers
-/// (through runc's own state), then their launchers and swtpms (found, in one pass over the
+/// (through runc's own state), then their launchers, VMs and swtpms (found, in one pass over the
 /// processes, by the runtime directory their command lines name), and releases their
 /// namespaces.
 fn stop_leftovers(root: &Path) {
@@ -133,7 +133,9 @@ fn stop_leftovers(root: &Path) {
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
         let program = args.first().map(|a| a.rsplit('/').next().unwrap_or(a));
-        let ours = matches!(program, Some("swtpm")) || args.get(1).is_some_and(|a| a == "launcher");
+        // swtpm, the local driver's launchers and the VM driver's QEMUs.
+        let ours = matches!(program, Some("swtpm" | "qemu-system-x86_64"))
+            || args.get(1).is_some_and(|a| a == "launcher");
         if ours && args.iter().any(|a| a.contains(&needle)) {
             tracing::warn!(pid, "stopping a process a crashed run left behind");
             // SAFETY: kill(2) on a pid; no memory is touched.
