@@ -39,7 +39,7 @@ cleanup() {
 }
 trap cleanup EXIT
 if [ -n "$server" ]; then
-  for _ in $(seq 200); do grep -q '"cloister server listening"' "$log" 2>/dev/null && break; sleep 0.05; done
+  for _ in $(seq 600); do grep -q '"cloister server listening"' "$log" 2>/dev/null && break; sleep 0.05; done
   address=$(grep -o '"address":"[^"]*"' "$log" | head -1 | cut -d'"' -f4)
   [ -n "$address" ] || { cat "$log" >&2; exit 1; }
   endpoint="http://$address" admin_credential="$work/data/bootstrap-admin-credential.json"

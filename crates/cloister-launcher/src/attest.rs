@@ -11,8 +11,8 @@ use base64::engine::general_purpose::STANDARD;
 use cloister_eventlog::{
     COS_EVENT_PCR, COS_EVENT_RTMR_CCEL_INDEX, Event, EventLog, HashAlg, ReportKind, report_data,
 };
-use cloister_tpm::LAUNCHER_PCR;
 use cloister_tpm::attester::VtpmAttester;
+use cloister_tpm::{BOOT_PCRS, LAUNCHER_PCR};
 use serde_json::{Value, json};
 
 use crate::LaunchError;
@@ -116,7 +116,11 @@ impl Measurements {
             Tee::Insecure => Ok(("insecureAttestation", json!({"canonicalEventLog": log}))),
             Tee::Vtpm { attester, ak_cert } => {
                 let q = attester
-                    .quote(nonce, HashAlg::Sha256, &[LAUNCHER_PCR, COS_EVENT_PCR])
+                    .quote(
+                        nonce,
+                        HashAlg::Sha256,
+                        &[BOOT_PCRS[0], BOOT_PCRS[1], LAUNCHER_PCR, COS_EVENT_PCR],
+                    )
                     .map_err(|e| LaunchError::Attest(format!("quoting: {e}")))?;
                 let pcrs: BTreeMap<String, String> = q
                     .pcr_values

@@ -71,6 +71,8 @@ pub struct ServerConfig {
     /// Hosts (`HOST[:PORT]`) that issuer discovery and JWKS fetches may reach over plain
     /// http or at a private address; everything else is https to public addresses only.
     pub oidc_fetch_allow: Vec<AllowedHost>,
+    /// Set: instances are VMs booting this guest image (`--compute-driver vm`).
+    pub guest_image: Option<compute::vm::GuestImage>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -241,11 +243,21 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         ))),
         attestation_token_lifetime_secs: config.attestation_token_lifetime_secs,
         metrics: Arc::default(),
-        compute: Arc::new(LocalDriver::new(
-            data_dir.root().join("instances"),
-            launcher.clone(),
-            shared_database.then(|| ReplicaLease::new(config.replica_lease)),
-        )),
+        compute: Arc::new({
+            let driver = LocalDriver::new(
+                data_dir.root().join("instances"),
+                launcher.clone(),
+                shared_database.then(|| ReplicaLease::new(config.replica_lease)),
+            );
+            match config.guest_image.clone() {
+                Some(image) => driver.with_vm(compute::driver::VmSettings {
+                    image,
+                    accel: compute::vm::Accelerator::detect(),
+                    host: compute::vm::HostCapabilities::detect(),
+                }),
+                None => driver,
+            }
+        }),
         tdx_collateral_dir: data_dir.root().join("tee/tdx-collateral"),
         vcek_cache_dir: data_dir.root().join("tee/vcek"),
         hardware_evidence_time: config.hardware_evidence_time,
@@ -254,6 +266,11 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
     };
     if let Some(launcher) = &launcher {
         register_launcher(&state, launcher)
+            .await
+            .map_err(StartupError::Bootstrap)?;
+    }
+    if let Some(image) = &config.guest_image {
+        register_guest_image(&state, image)
             .await
             .map_err(StartupError::Bootstrap)?;
     }
@@ -387,6 +404,35 @@ fn numeric_version(semver: &str) -> String {
         .saturating_add(minor.saturating_mul(100))
         .saturating_add(patch)
         .to_string()
+}
+
+/// The VM driver's guest image, by its measured boot: the production image is vouched for
+/// like the launcher; the debug image (a console, `debugonly` policies) says `dbgstat:
+/// enabled` and has no support attributes.
+async fn register_guest_image(
+    state: &AppState,
+    image: &compute::vm::GuestImage,
+) -> Result<(), ApiError> {
+    let (dbgstat, support_attributes, what) = if image.debug {
+        ("enabled", vec![], "debug guest image")
+    } else {
+        (
+            "disabled-since-boot",
+            vec!["LATEST".into(), "STABLE".into(), "USABLE".into()],
+            "guest image",
+        )
+    };
+    let record = cloister_store::ReferenceValueRecord {
+        measurement: image.measurement.clone(),
+        swversion: numeric_version(env!("CARGO_PKG_VERSION")),
+        dbgstat: dbgstat.into(),
+        support_attributes,
+        description: format!(
+            "the VM driver's {what} (PCR 4 and PCR 9 of its measured boot; registered at start)"
+        ),
+        create_time: time::OffsetDateTime::now_utc(),
+    };
+    Ok(state.store.put_reference_value(&record).await?)
 }
 
 /// On a server with no users, creates the bootstrap admin and writes its credential (0600) to

@@ -15,6 +15,8 @@ pub enum SwtpmError {
     Spawn(std::io::Error),
     #[error("swtpm did not start listening on 127.0.0.1:{port} within {waited:?}")]
     NotListening { port: u16, waited: Duration },
+    #[error("swtpm did not create its control socket {path} within {waited:?}")]
+    NoSocket { path: String, waited: Duration },
     #[error("no free pair of loopback ports for swtpm")]
     NoPorts,
 }
@@ -22,6 +24,58 @@ pub enum SwtpmError {
 pub struct Swtpm {
     child: Child,
     port: u16,
+}
+
+/// A swtpm serving only a control channel on a unix socket, the way QEMU's `-tpmdev
+/// emulator` wants it (QEMU initializes it and hands TPM commands over that channel; swtpm's
+/// `--server` cannot be combined with that). Only processes that may open the socket file
+/// reach it: it is created 0600 in a directory of the platform's.
+pub struct QemuSwtpm {
+    child: Child,
+}
+
+impl QemuSwtpm {
+    /// Starts swtpm on the TPM state in `state_dir` (a TPM the platform may already have
+    /// provisioned through [`Swtpm`]: its seeds and NV persist) with its control channel at
+    /// `ctrl`, and waits until the socket is there.
+    pub fn start(state_dir: &Path, ctrl: &Path) -> Result<Self, SwtpmError> {
+        let _ = std::fs::remove_file(ctrl);
+        let child = Command::new("swtpm")
+            .arg("socket")
+            .arg("--tpm2")
+            .arg("--tpmstate")
+            .arg(format!("dir={}", state_dir.display()))
+            .args([
+                "--ctrl",
+                &format!("type=unixio,path={},mode=0600", ctrl.display()),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(SwtpmError::Spawn)?;
+        let mut swtpm = QemuSwtpm { child };
+        let waited = Duration::from_secs(10);
+        let start = Instant::now();
+        // The socket's existence, not a connection: the control channel is QEMU's alone.
+        while !ctrl.exists() {
+            if start.elapsed() > waited || swtpm.child.try_wait().ok().flatten().is_some() {
+                let _ = swtpm.child.kill();
+                return Err(SwtpmError::NoSocket {
+                    path: ctrl.display().to_string(),
+                    waited,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(swtpm)
+    }
+}
+
+impl Drop for QemuSwtpm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Two consecutive free loopback ports (the TCTI finds the control port at port + 1).

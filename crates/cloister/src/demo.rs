@@ -64,6 +64,10 @@ pub struct DemoArgs {
     /// ONNX Runtime's libonnxruntime.so [default: ORT_LIBRARY, else the onnxruntime wheel's].
     #[arg(long, env = "ORT_LIBRARY")]
     ort_library: Option<PathBuf>,
+    /// How the demo's server runs instances: `local` (runc on this host) or `vm` (one QEMU
+    /// guest each; slow under TCG).
+    #[arg(long, value_enum, default_value = "local")]
+    driver: crate::server::ComputeDriver,
 }
 
 fn ort_from_wheel() -> Result<PathBuf> {
@@ -80,10 +84,11 @@ fn ort_from_wheel() -> Result<PathBuf> {
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
-fn prepare(args: DemoArgs) -> Result<(tempfile::TempDir, PathBuf, PathBuf, PathBuf)> {
+fn prepare(args: &DemoArgs) -> Result<(tempfile::TempDir, PathBuf, PathBuf, PathBuf)> {
     let me = std::env::current_exe().context("locating this binary")?;
     let workload = args
         .workload
+        .clone()
         .unwrap_or_else(|| me.with_file_name("ml-inference"));
     if !workload.exists() {
         bail!(
@@ -91,7 +96,7 @@ fn prepare(args: DemoArgs) -> Result<(tempfile::TempDir, PathBuf, PathBuf, PathB
             workload.display()
         );
     }
-    let ort = match args.ort_library {
+    let ort = match args.ort_library.clone() {
         Some(p) => p,
         None => ort_from_wheel()?,
     };
@@ -111,7 +116,7 @@ fn prepare(args: DemoArgs) -> Result<(tempfile::TempDir, PathBuf, PathBuf, PathB
 }
 
 pub fn run(args: DemoArgs) -> ExitCode {
-    let prepared = prepare(args);
+    let prepared = prepare(&args);
     let (dir, me, workload, ort) = match prepared {
         Ok(p) => p,
         Err(e) => {
@@ -125,6 +130,14 @@ pub fn run(args: DemoArgs) -> ExitCode {
         .env("CLOISTER", &me)
         .env("ML_INFERENCE", &workload)
         .env("ORT_LIBRARY", &ort)
+        // The demo's server reads it (`cloister server --compute-driver`).
+        .env(
+            "CLOISTER_COMPUTE_DRIVER",
+            match args.driver {
+                crate::server::ComputeDriver::Local => "local",
+                crate::server::ComputeDriver::Vm => "vm",
+            },
+        )
         .status();
     match status {
         Ok(s) if s.success() => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 
 mod cli;
 mod demo;
+mod guest;
 mod kek;
 mod launcher;
 mod server;
@@ -11,6 +12,19 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
+    // The guest image's PID 1 (the kernel runs this binary as /init).
+    if std::process::id() == 1 {
+        match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(guest::init::run()),
+            Err(e) => {
+                eprintln!("ERROR: could not start the async runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

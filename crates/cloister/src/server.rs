@@ -13,6 +13,44 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
+pub enum ComputeDriver {
+    Local,
+    Vm,
+}
+
+/// OVMF as Debian's `ovmf` package installs it (one image: code and variables together).
+const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+
+/// The VM driver's guest image, built (or found in the data directory's cache) for this
+/// very binary.
+async fn guest_image(
+    data_dir: &std::path::Path,
+    debug: bool,
+) -> Result<cloister_services::compute::vm::GuestImage> {
+    if !std::path::Path::new(OVMF).exists() {
+        anyhow::bail!(
+            "--compute-driver vm needs OVMF at {OVMF}: apt-get install ovmf qemu-system-x86 (scripts/install-deps.sh does)"
+        );
+    }
+    let data_dir = data_dir.to_owned();
+    let built = tokio::task::spawn_blocking(move || {
+        let exe = std::env::current_exe()?;
+        crate::guest::image::build(&data_dir, &exe, debug)
+    })
+    .await??;
+    tracing::info!(initrd = %built.initrd.display(), measurement = %built.measurement, debug_image = built.debug, "VM driver: guest image ready");
+    Ok(cloister_services::compute::vm::GuestImage {
+        kernel: built.kernel,
+        initrd: built.initrd,
+        cmdline: built.cmdline,
+        firmware: OVMF.into(),
+        measurement: built.measurement,
+        debug,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
@@ -79,6 +117,15 @@ pub struct ServerArgs {
     /// server's own public URL is always allowed].
     #[arg(long, env = "CLOISTER_OIDC_FETCH_ALLOW", value_delimiter = ',')]
     oidc_fetch_allow: Vec<AllowedHost>,
+    /// How instances run: `local` (runc containers on this host, the fast default) or `vm`
+    /// (one QEMU VM per instance booting the guest image `cloister image build` makes, built
+    /// at start if needed; KVM when the host has it, TCG otherwise).
+    #[arg(long, env = "CLOISTER_COMPUTE_DRIVER", value_enum)]
+    compute_driver: Option<ComputeDriver>,
+    /// With --compute-driver vm: boot the debug guest image (its tokens say `dbgstat:
+    /// enabled`, and `debugonly` launch policies run).
+    #[arg(long, env = "CLOISTER_VM_DEBUG_IMAGE")]
+    vm_debug_image: bool,
     /// Serve TLS with this certificate chain (PEM), and --tls-key-file's key: HTTP/1.1 and
     /// HTTP/2 by ALPN on the one port, so Google's gRPC clients (which always use TLS) reach
     /// the KMS API [default: plain HTTP/1.1 and HTTP/2 cleartext, for a TLS load balancer in
@@ -130,6 +177,7 @@ struct ConfigFile {
     max_object_bytes: Option<u64>,
     project_storage_quota_bytes: Option<u64>,
     oidc_fetch_allow: Option<Vec<String>>,
+    compute_driver: Option<ComputeDriver>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
 }
@@ -236,7 +284,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     } else {
         args.oidc_fetch_allow
     };
+    let guest_image = match args.compute_driver.or(file.compute_driver) {
+        Some(ComputeDriver::Vm) => Some(guest_image(&data_dir, args.vm_debug_image).await?),
+        Some(ComputeDriver::Local) | None => None,
+    };
     let config = cloister_services::ServerConfig {
+        guest_image,
         data_dir: data_dir.clone(),
         public_url: public_url.clone(),
         max_body_bytes: args

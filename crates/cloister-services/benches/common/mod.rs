@@ -66,6 +66,7 @@ impl BenchServer {
                     replica_lease: cloister_services::DEFAULT_REPLICA_LEASE,
                     storage_limits: Default::default(),
                     oidc_fetch_allow: Vec::new(),
+                    guest_image: None,
                 };
                 configure(&mut config);
                 let opened = cloister_services::open(config).await.expect("open");

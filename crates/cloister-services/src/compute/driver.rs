@@ -22,6 +22,7 @@ use super::replicas::ReplicaLease;
 use super::sandbox::{
     self, ApiAddress, ChildEntry, METADATA_IP, SWTPM_PORT, Sandbox, SandboxError, in_netns,
 };
+use super::vm::{self, Accelerator, GuestImage, HostCapabilities, VmPaths};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -67,8 +68,9 @@ struct Running {
 /// the launcher exits for good, so an instance that leaves RUNNING has no vTPM, metadata
 /// server or namespace left.
 struct Platform {
-    _sandbox: Sandbox,
+    _sandbox: Option<Sandbox>,
     _tpm: Option<cloister_tpm::swtpm::Swtpm>,
+    _vm_tpm: Option<cloister_tpm::swtpm::QemuSwtpm>,
     _metadata: Task,
 }
 
@@ -81,17 +83,33 @@ impl Drop for Task {
     }
 }
 
-/// The launcher's command line, and how its process enters the instance's sandbox.
-struct Launch {
-    path: PathBuf,
-    args: Vec<String>,
-    entry: ChildEntry,
-    /// runc's state of the instance's containers.
-    runc_root: PathBuf,
+/// What runs the instance: the launcher as a process in the instance's sandbox, or a VM
+/// whose PID 1 runs it.
+enum Launch {
+    Process {
+        path: PathBuf,
+        args: Vec<String>,
+        entry: ChildEntry,
+        /// runc's state of the instance's containers.
+        runc_root: PathBuf,
+    },
+    Vm {
+        qemu_args: Vec<String>,
+        /// Where the guest writes the launcher's exit code.
+        exit_port: PathBuf,
+    },
+}
+
+/// The VM driver's settings (`--compute-driver vm`): the guest image, how QEMU runs, and
+/// what the host offers confidential guests.
+pub struct VmSettings {
+    pub image: GuestImage,
+    pub accel: Accelerator,
+    pub host: HostCapabilities,
 }
 
 /// Stops what a crashed run left running of the instances under `root`: their containers
-/// (through runc's own state), then their launchers and swtpms (found, in one pass over the
+/// (through runc's own state), then their launchers, VMs and swtpms (found, in one pass over the
 /// processes, by the runtime directory their command lines name), and releases their
 /// namespaces.
 fn stop_leftovers(root: &Path) {
@@ -115,7 +133,9 @@ fn stop_leftovers(root: &Path) {
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
         let program = args.first().map(|a| a.rsplit('/').next().unwrap_or(a));
-        let ours = matches!(program, Some("swtpm")) || args.get(1).is_some_and(|a| a == "launcher");
+        // swtpm, the local driver's launchers and the VM driver's QEMUs.
+        let ours = matches!(program, Some("swtpm" | "qemu-system-x86_64"))
+            || args.get(1).is_some_and(|a| a == "launcher");
         if ours && args.iter().any(|a| a.contains(&needle)) {
             tracing::warn!(pid, "stopping a process a crashed run left behind");
             // SAFETY: kill(2) on a pid; no memory is touched.
@@ -156,6 +176,8 @@ pub struct LocalDriver {
     running: Mutex<HashMap<String, Running>>,
     /// With a shared database: this replica's lease on the instances it runs.
     lease: Option<ReplicaLease>,
+    /// Set: instances are VMs (the VM driver), not processes.
+    vm: Option<VmSettings>,
 }
 
 fn unavailable(m: String) -> ApiError {
@@ -185,7 +207,18 @@ impl LocalDriver {
             launcher,
             running: Mutex::default(),
             lease,
+            vm: None,
         }
+    }
+
+    /// Runs instances as VMs booting `vm`'s image.
+    pub fn with_vm(mut self, vm: VmSettings) -> Self {
+        self.vm = Some(vm);
+        self
+    }
+
+    pub fn vm(&self) -> Option<&VmSettings> {
+        self.vm.as_ref()
     }
 
     pub fn lease(&self) -> Option<&ReplicaLease> {
@@ -209,6 +242,13 @@ impl LocalDriver {
                 return Err(unavailable(
                     "this host cannot provide VTPM: swtpm is not installed (apt-get install swtpm swtpm-tools), and Cloister never downgrades an instance to another type".into(),
                 ));
+            }
+            ConfidentialType::SevSnp | ConfidentialType::Tdx if self.vm.is_some() => {
+                if let Some(vm) = &self.vm {
+                    vm.host
+                        .check(kind, vm.accel)
+                        .map_err(|e| unavailable(e.to_string()))?;
+                }
             }
             ConfidentialType::SevSnp | ConfidentialType::Tdx => {
                 return Err(unavailable(format!(
@@ -234,33 +274,19 @@ impl LocalDriver {
             .launcher
             .clone()
             .ok_or_else(|| unavailable("no launcher configured".into()))?;
+        if let Some(vm) = &self.vm {
+            return self
+                .start_vm(state, instance, project_number, vm, &launcher)
+                .await;
+        }
         let dir = self.dir(instance);
         let internal =
             |e: String| ApiError::Internal(format!("starting instance {}: {e}", instance.name));
         std::fs::create_dir_all(dir.join("run")).map_err(|e| internal(e.to_string()))?;
-        let service_account = cloister_domain::Email::parse(&instance.service_account)
-            .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
         // The metadata server listens on a socket in the runtime directory, which only the
         // sandbox's forwarders reach (from GCE's address inside the instance).
         let metadata_socket = dir.join("metadata.sock");
-        let _ = std::fs::remove_file(&metadata_socket);
-        let listener = tokio::net::UnixListener::bind(&metadata_socket)
-            .map_err(|e| internal(format!("{}: {e}", metadata_socket.display())))?;
-        let info = InstanceInfo {
-            project_id: instance.project_id.as_str().to_owned(),
-            project_number,
-            zone: instance.zone.clone(),
-            name: instance.name.clone(),
-            id: instance.id,
-            service_account,
-            attributes: instance.metadata.clone(),
-            create_time: instance.create_time.unix_timestamp(),
-        };
-        let app = metadata_server::router(state.clone(), info);
-        // Aborted when dropped: by the platform, or here if a later step fails.
-        let metadata = Task(tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        }));
+        let metadata = serve_metadata(state, instance, project_number, &metadata_socket)?;
         let api = ApiAddress::resolve(&state.public_url)
             .await
             .map_err(unavailable)?;
@@ -302,15 +328,16 @@ impl LocalDriver {
         ]);
         let entry = ChildEntry::new(&sandbox).map_err(|e| internal(e.to_string()))?;
         let platform = Platform {
-            _sandbox: sandbox,
+            _sandbox: Some(sandbox),
             _tpm: tpm,
+            _vm_tpm: None,
             _metadata: metadata,
         };
         let (stop, stopped) = watch::channel(false);
         let supervisor = tokio::spawn(supervise(
             state.clone(),
             instance.resource_name(),
-            Launch {
+            Launch::Process {
                 path: launcher.path.clone(),
                 args: launcher_args,
                 entry,
@@ -320,6 +347,18 @@ impl LocalDriver {
             platform,
             stopped,
         ));
+        self.register(state, instance, stop, supervisor).await
+    }
+
+    /// Makes a started instance findable (to stop, list, read its console), then stops it
+    /// again if it was deleted meanwhile.
+    async fn register(
+        &self,
+        state: &AppState,
+        instance: &InstanceRecord,
+        stop: watch::Sender<bool>,
+        supervisor: tokio::task::JoinHandle<()>,
+    ) -> Result<(), ApiError> {
         let running = Running {
             instance: instance.clone(),
             stop,
@@ -421,6 +460,144 @@ impl LocalDriver {
     }
 }
 
+/// Starts the instance's metadata server on a unix socket (only the platform's forwarders
+/// reach it); it stops when the returned task is dropped.
+fn serve_metadata(
+    state: &AppState,
+    instance: &InstanceRecord,
+    project_number: u64,
+    socket: &Path,
+) -> Result<Task, ApiError> {
+    let internal =
+        |e: String| ApiError::Internal(format!("starting instance {}: {e}", instance.name));
+    let service_account = cloister_domain::Email::parse(&instance.service_account)
+        .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+    let _ = std::fs::remove_file(socket);
+    let listener = tokio::net::UnixListener::bind(socket)
+        .map_err(|e| internal(format!("{}: {e}", socket.display())))?;
+    let info = InstanceInfo {
+        project_id: instance.project_id.as_str().to_owned(),
+        project_number,
+        zone: instance.zone.clone(),
+        name: instance.name.clone(),
+        id: instance.id,
+        service_account,
+        attributes: instance.metadata.clone(),
+        create_time: instance.create_time.unix_timestamp(),
+    };
+    let app = metadata_server::router(state.clone(), info);
+    Ok(Task(tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })))
+}
+
+impl LocalDriver {
+    /// The VM driver's start: the metadata server, the vTPM (provisioned, then handed to
+    /// QEMU), the launch settings the guest reads through fw_cfg, and QEMU under the
+    /// supervisor.
+    async fn start_vm(
+        &self,
+        state: &AppState,
+        instance: &InstanceRecord,
+        project_number: u64,
+        vm: &VmSettings,
+        launcher: &Launcher,
+    ) -> Result<(), ApiError> {
+        let dir = self.dir(instance);
+        let paths = VmPaths::new(&dir);
+        let internal =
+            |e: String| ApiError::Internal(format!("starting instance {}: {e}", instance.name));
+        std::fs::create_dir_all(&dir).map_err(|e| internal(e.to_string()))?;
+        let metadata = serve_metadata(state, instance, project_number, &paths.metadata_socket)?;
+        let api = ApiAddress::resolve(&state.public_url)
+            .await
+            .map_err(unavailable)?;
+        let kind = instance.confidential_type;
+        let tee = match kind {
+            ConfidentialType::Vtpm => "vtpm",
+            ConfidentialType::Insecure => "insecure",
+            ConfidentialType::SevSnp => "sev-snp",
+            ConfidentialType::Tdx => "tdx",
+        };
+        let settings = serde_json::json!({
+            "api_endpoint": state.public_url,
+            "api_host": api.name,
+            "tee": tee,
+        });
+        std::fs::write(&paths.settings, settings.to_string())
+            .map_err(|e| internal(e.to_string()))?;
+        let qemu_args = vm::qemu_args(&vm.image, kind, vm.accel, &paths, &launcher.path, api.addr)
+            .map_err(|e| unavailable(e.to_string()))?;
+        let vm_tpm = if kind == ConfidentialType::Vtpm {
+            let identity = InstanceIdentity {
+                zone: instance.zone.clone(),
+                project_number,
+                project_id: instance.project_id.as_str().to_owned(),
+                instance_id: instance.id,
+                instance_name: instance.name.clone(),
+            };
+            Some(
+                provision_vm_tpm(state, &dir, &paths, identity)
+                    .await
+                    .map_err(internal)?,
+            )
+        } else {
+            None
+        };
+        let platform = Platform {
+            _sandbox: None,
+            _tpm: None,
+            _vm_tpm: vm_tpm,
+            _metadata: metadata,
+        };
+        let (stop, stopped) = watch::channel(false);
+        let supervisor = tokio::spawn(supervise(
+            state.clone(),
+            instance.resource_name(),
+            Launch::Vm {
+                qemu_args,
+                exit_port: paths.exit_port.clone(),
+            },
+            paths.console.clone(),
+            platform,
+            stopped,
+        ));
+        self.register(state, instance, stop, supervisor).await
+    }
+}
+
+/// The VM's vTPM: the platform first runs its swtpm on a loopback port to certify the AK (an
+/// owner-hierarchy primary from a fixed template, so the launcher in the guest derives the
+/// same key from the same persistent seed) and store the certificate in NV, as on a Shielded
+/// VM; then restarts it on the same state with only the control socket QEMU needs. Nothing is
+/// extended: the firmware and the EFI stub measure the boot, from a fresh TPM.
+async fn provision_vm_tpm(
+    state: &AppState,
+    dir: &Path,
+    paths: &VmPaths,
+    identity: InstanceIdentity,
+) -> Result<cloister_tpm::swtpm::QemuSwtpm, String> {
+    let tpm_dir = dir.join("tpm");
+    let ctrl = paths.tpm_ctrl.clone();
+    let ca = Arc::clone(&state.identity_ca);
+    tokio::task::spawn_blocking(move || -> Result<_, String> {
+        std::fs::create_dir_all(&tpm_dir).map_err(|e| e.to_string())?;
+        {
+            let tpm = cloister_tpm::swtpm::Swtpm::start(&tpm_dir).map_err(|e| e.to_string())?;
+            let mut attester = cloister_tpm::attester::VtpmAttester::open(&tpm.tcti())
+                .map_err(|e| e.to_string())?;
+            let ak = attester.ak_public_key().map_err(|e| e.to_string())?;
+            let cert = ca
+                .certify_ak(&ak, &identity, time::OffsetDateTime::now_utc())
+                .map_err(|e| e.to_string())?;
+            attester.store_ak_cert(&cert).map_err(|e| e.to_string())?;
+        }
+        cloister_tpm::swtpm::QemuSwtpm::start(&tpm_dir, &ctrl).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
 /// Starts the instance's swtpm in its platform namespace, certifies its AK, and measures the
 /// launcher into PCR 12. Every TPM connection is made from inside that namespace, the only
 /// place the swtpm listens.
@@ -492,8 +669,10 @@ async fn supervise(
     .await;
     // A launcher killed outright leaves its container running: nothing of the instance may
     // outlive it.
-    let runc_root = launch.runc_root.clone();
-    let _ = tokio::task::spawn_blocking(move || delete_containers(&runc_root)).await;
+    if let Launch::Process { runc_root, .. } = &launch {
+        let runc_root = runc_root.clone();
+        let _ = tokio::task::spawn_blocking(move || delete_containers(&runc_root)).await;
+    }
     drop(platform);
     set(status).await;
 }
@@ -519,18 +698,29 @@ async fn run_launcher<F: Future<Output = ()>>(
             }
         };
         let err_log = log.try_clone().ok();
-        let mut command = tokio::process::Command::new(&launch.path);
+        let mut command = match launch {
+            Launch::Process {
+                path, args, entry, ..
+            } => {
+                let mut command = tokio::process::Command::new(path);
+                command.arg("launcher").args(args);
+                let entry = entry.clone();
+                // SAFETY: `enter` makes only async-signal-safe system calls on memory
+                // prepared before the fork (see ChildEntry).
+                unsafe { command.pre_exec(move || entry.enter()) };
+                command
+            }
+            Launch::Vm { qemu_args, .. } => {
+                let mut command = tokio::process::Command::new("qemu-system-x86_64");
+                command.args(qemu_args);
+                command
+            }
+        };
         command
-            .arg("launcher")
-            .args(&launch.args)
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(err_log.map_or(std::process::Stdio::null(), std::process::Stdio::from))
             .kill_on_drop(true);
-        let entry = launch.entry.clone();
-        // SAFETY: `enter` makes only async-signal-safe system calls on memory prepared
-        // before the fork (see ChildEntry).
-        unsafe { command.pre_exec(move || entry.enter()) };
         let mut child = match command.spawn() {
             Ok(c) => c,
             Err(e) => {
@@ -540,7 +730,11 @@ async fn run_launcher<F: Future<Output = ()>>(
         };
         running().await;
         let code = tokio::select! {
-            status = child.wait() => status.ok().and_then(|s| s.code()).unwrap_or(2),
+            status = child.wait() => match launch {
+                Launch::Process { .. } => status.ok().and_then(|s| s.code()).unwrap_or(2),
+                // A guest that died before its PID 1 wrote the code: the launcher's PANIC.
+                Launch::Vm { exit_port, .. } => vm::exit_code(exit_port).map_or(2, i32::from),
+            },
             _ = stopped.changed() => {
                 if let Some(pid) = child.id() {
                     // SAFETY: kill(2) on our own child's pid; no memory is touched.

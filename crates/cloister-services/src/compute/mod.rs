@@ -9,6 +9,7 @@ pub mod metadata_server;
 mod metadata_tree;
 pub mod replicas;
 mod sandbox;
+pub mod vm;
 
 use std::collections::BTreeMap;
 
@@ -159,9 +160,16 @@ async fn insert(
         None => ConfidentialType::Vtpm,
         Some(c) => {
             let given = c.confidential_instance_type.to_ascii_uppercase();
+            // Google's SEV (the codelab's flag): on Cloister, an SEV-SNP guest, the only AMD
+            // confidential VM it launches and attests.
+            let given = if given == "SEV" {
+                "SEV_SNP".to_owned()
+            } else {
+                given
+            };
             ConfidentialType::parse(&given).ok_or_else(|| {
                 ApiError::InvalidArgument(format!(
-                    "confidentialInstanceType {given:?} is not one of VTPM, INSECURE, SEV_SNP, TDX"
+                    "confidentialInstanceType {given:?} is not one of VTPM, INSECURE, SEV (as SEV_SNP), SEV_SNP, TDX"
                 ))
             })?
         }

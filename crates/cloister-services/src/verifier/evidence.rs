@@ -7,9 +7,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use cloister_eventlog::{COS_EVENT_PCR, ContainerClaims, EventLog, HashAlg};
 use cloister_store::ChallengeRecord;
-use cloister_tpm::LAUNCHER_PCR;
 use cloister_tpm::identity::verify_ak_cert;
 use cloister_tpm::quote::{bank_id, verify_quote};
+use cloister_tpm::{BOOT_PCRS, LAUNCHER_PCR};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -136,13 +136,22 @@ pub async fn vtpm(
     }
     let container = container_claims(&log, field)?;
 
-    // The launcher's measurement decides what the token may say about the software.
-    let launcher = pcrs.get(&LAUNCHER_PCR).ok_or_else(|| {
-        bad(format!(
-            "the quote does not cover PCR {LAUNCHER_PCR}, the launcher measurement"
-        ))
-    })?;
-    let measurement = hex::encode(launcher);
+    // What booted decides what the token may say about the software: on a VM, its measured
+    // boot (PCR 4: the kernel, PCR 9: the initrd holding the launcher); on the local driver,
+    // the launcher the platform measured into PCR 12. A PCR 4 of zeros is no boot at all.
+    let measurement = match (pcrs.get(&BOOT_PCRS[0]), pcrs.get(&BOOT_PCRS[1])) {
+        (Some(pcr4), Some(pcr9)) if pcr4.iter().any(|b| *b != 0) => {
+            cloister_tpm::boot_measurement(pcr4, pcr9)
+        }
+        _ => {
+            let launcher = pcrs.get(&LAUNCHER_PCR).ok_or_else(|| {
+                bad(format!(
+                    "the quote does not cover PCR {LAUNCHER_PCR}, the launcher measurement"
+                ))
+            })?;
+            hex::encode(launcher)
+        }
+    };
     let reference = state.store.get_reference_value(&measurement).await?;
     let (swversion, dbgstat, support_attributes) = match reference {
         Some(r) => (vec![r.swversion], r.dbgstat, r.support_attributes),

@@ -170,6 +170,7 @@ pub fn config(data_dir: std::path::PathBuf) -> cloister_services::ServerConfig {
         replica_lease: cloister_services::DEFAULT_REPLICA_LEASE,
         storage_limits: Default::default(),
         oidc_fetch_allow: Vec::new(),
+        guest_image: None,
     }
 }
 

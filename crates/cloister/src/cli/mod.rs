@@ -16,7 +16,7 @@ mod gsutil;
 mod iam;
 mod kms;
 pub mod output;
-mod package;
+pub mod package;
 mod policy;
 mod projects;
 mod service_accounts;
@@ -27,6 +27,7 @@ mod storage_ls;
 mod verifier;
 mod workload_identity;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -67,6 +68,12 @@ enum Command {
     Demo(crate::demo::DemoArgs),
     /// Run the launcher inside an instance (the local driver starts this).
     Launcher(crate::launcher::LauncherArgs),
+    /// The VM driver's guest image.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Copy stdin/stdout to a socket (the VM driver's per-connection guest forwarder).
+    #[command(hide = true)]
+    Forward(crate::guest::forward::ForwardArgs),
     /// Compute Engine instances.
     #[command(subcommand)]
     Compute(compute::ComputeCommand),
@@ -109,6 +116,21 @@ enum Command {
         /// The shell to complete in.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// Build (or find in the data directory's cache) the guest image the VM driver boots, and
+    /// print its files and boot measurement (the reference value the server registers).
+    Build {
+        /// The debug image: the kernel logs to the console, `debugonly` launch policies run,
+        /// and its tokens say `dbgstat: enabled` (its own measurement).
+        #[arg(long)]
+        debug: bool,
+        /// The server's data directory, whose `guest/` caches images.
+        #[arg(long, env = "CLOISTER_DATA_DIR")]
+        data_dir: PathBuf,
     },
 }
 
@@ -169,6 +191,17 @@ pub async fn run(cli: Cli, command_name: String) -> ExitCode {
                 .unwrap_or(ExitCode::FAILURE);
         }
         Command::Completion { shell } => completion(shell),
+        Command::Forward(args) => crate::guest::forward::run(args),
+        Command::Image(ImageCommand::Build { debug, data_dir }) => {
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                let exe = std::env::current_exe()?;
+                let image = crate::guest::image::build(&data_dir, &exe, debug)?;
+                println!("{}", serde_json::to_string_pretty(&image)?);
+                Ok(())
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.into()))
+        }
         command => match Profiles::load(&Profiles::default_dir()) {
             Ok(profiles) => {
                 let mut ctx = Context {
@@ -200,6 +233,8 @@ async fn dispatch(ctx: &mut Context, command: Command) -> Result<()> {
         Command::Server(_)
         | Command::Launcher(_)
         | Command::Demo(_)
+        | Command::Forward(_)
+        | Command::Image(_)
         | Command::Completion { .. } => {
             unreachable!("handled in run")
         }

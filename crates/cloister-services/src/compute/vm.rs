@@ -1,0 +1,434 @@
+//! The VM driver's host side (`--compute-driver vm`): one QEMU per instance booting the guest
+//! image (Debian's kernel + the initramfs `cloister image build` makes) under OVMF, which
+//! measures the kernel into PCR 4 while Linux's EFI stub measures the initrd into PCR 9 of a
+//! vTPM from swtpm, reached over a unix control socket in the instance's runtime directory.
+//! The guest's only network is QEMU's user-mode stack with `restrict=on`: it reaches the
+//! metadata server (169.254.169.254:80) and the API (169.254.169.2:80) through `guestfwd`,
+//! each connection a `cloister forward` process, and nothing else. The launcher's exit code
+//! comes back on the second serial port, which only the guest's PID 1 writes.
+
+use std::path::{Path, PathBuf};
+
+use cloister_store::ConfidentialType;
+
+/// The launcher's exit code on the exit port (`cloister init` writes it).
+pub const EXIT_MARKER: &str = "cloister-launcher-exit:";
+/// Guest memory (MiB): the image is unpacked into a tmpfs, and the workload's layers too.
+/// Below q35's 2 GiB split, so all of it is below 4 GiB (the PCR 4 computation relies on it).
+pub const MEMORY_MIB: u32 = 1536;
+
+/// The guest image the server boots, and its measurement (registered as a reference value).
+#[derive(Debug, Clone)]
+pub struct GuestImage {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub cmdline: String,
+    /// Firmware for VTPM instances (OVMF, which measures into the vTPM).
+    pub firmware: PathBuf,
+    /// `cloister_tpm::boot_measurement` of the image's expected PCR 4 and PCR 9.
+    pub measurement: String,
+    pub debug: bool,
+}
+
+/// How QEMU runs guests on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accelerator {
+    Kvm,
+    Tcg,
+}
+
+impl Accelerator {
+    /// KVM when /dev/kvm is the hardware's (kvm_intel or kvm_amd loaded); otherwise TCG. A
+    /// /dev/kvm of another provider (PVM, a software nested hypervisor) does not boot stock
+    /// kernels, so it is not used.
+    pub fn detect() -> Self {
+        let hardware = ["/sys/module/kvm_intel", "/sys/module/kvm_amd"]
+            .iter()
+            .any(|m| Path::new(m).exists());
+        let accel = if hardware && Path::new("/dev/kvm").exists() {
+            Accelerator::Kvm
+        } else {
+            Accelerator::Tcg
+        };
+        match accel {
+            Accelerator::Kvm => {
+                tracing::info!("VM driver: QEMU uses KVM (hardware virtualization)")
+            }
+            Accelerator::Tcg => tracing::warn!(
+                "VM driver: no hardware KVM here (/dev/kvm missing, or not kvm_intel/kvm_amd); QEMU uses TCG, a software emulator: guests boot in tens of seconds"
+            ),
+        }
+        accel
+    }
+}
+
+/// Where an instance's VM keeps its host-side files.
+pub struct VmPaths {
+    pub dir: PathBuf,
+    pub console: PathBuf,
+    pub exit_port: PathBuf,
+    pub tpm_ctrl: PathBuf,
+    pub metadata_socket: PathBuf,
+    pub settings: PathBuf,
+}
+
+impl VmPaths {
+    pub fn new(dir: &Path) -> Self {
+        VmPaths {
+            dir: dir.to_owned(),
+            console: dir.join("serial.log"),
+            exit_port: dir.join("exit.log"),
+            tpm_ctrl: dir.join("tpm.ctrl"),
+            metadata_socket: dir.join("metadata.sock"),
+            settings: dir.join("launch.json"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error(
+        "this host cannot provide {kind}: {reason}; Cloister never downgrades an instance to another type"
+    )]
+    Unsupported {
+        kind: ConfidentialType,
+        reason: String,
+    },
+    #[error(
+        "the path {0:?} holds a space or comma, which QEMU's option syntax cannot carry: use a data directory without them"
+    )]
+    Path(String),
+}
+
+/// What the host offers a confidential guest, read from the kernel's module parameters.
+pub struct HostCapabilities {
+    pub sev_snp: bool,
+    pub tdx: bool,
+}
+
+impl HostCapabilities {
+    pub fn detect() -> Self {
+        let param =
+            |p: &str| std::fs::read_to_string(p).is_ok_and(|v| matches!(v.trim(), "Y" | "y" | "1"));
+        HostCapabilities {
+            sev_snp: Path::new("/dev/sev").exists()
+                && param("/sys/module/kvm_amd/parameters/sev_snp"),
+            tdx: param("/sys/module/kvm_intel/parameters/tdx"),
+        }
+    }
+
+    /// Whether an instance of `kind` can run here (`SEV` is SEV-SNP: the only AMD guest
+    /// Cloister launches, and attests, is an SNP one).
+    pub fn check(&self, kind: ConfidentialType, accel: Accelerator) -> Result<(), VmError> {
+        let refuse = |reason: &str| {
+            Err(VmError::Unsupported {
+                kind,
+                reason: reason.into(),
+            })
+        };
+        match kind {
+            ConfidentialType::Insecure | ConfidentialType::Vtpm => Ok(()),
+            ConfidentialType::SevSnp if accel != Accelerator::Kvm => {
+                refuse("SEV-SNP needs KVM on an AMD host, and QEMU here runs without hardware KVM")
+            }
+            ConfidentialType::SevSnp if !self.sev_snp => refuse(
+                "the host has no SEV-SNP (/dev/sev with kvm_amd's sev_snp=Y, on an EPYC with SNP enabled in firmware)",
+            ),
+            ConfidentialType::Tdx if accel != Accelerator::Kvm => {
+                refuse("TDX needs KVM on an Intel host, and QEMU here runs without hardware KVM")
+            }
+            ConfidentialType::Tdx if !self.tdx => {
+                refuse("the host has no TDX (kvm_intel's tdx=Y, on a Xeon with TDX enabled)")
+            }
+            ConfidentialType::SevSnp | ConfidentialType::Tdx => Ok(()),
+        }
+    }
+}
+
+fn quoted(p: &Path) -> Result<String, VmError> {
+    let s = p.display().to_string();
+    if s.contains([' ', ',']) {
+        return Err(VmError::Path(s));
+    }
+    Ok(s)
+}
+
+/// QEMU's command line for one instance (without the program name). `forwarder` is this
+/// `cloister` binary; `api` the host address the API listens on.
+pub fn qemu_args(
+    image: &GuestImage,
+    kind: ConfidentialType,
+    accel: Accelerator,
+    paths: &VmPaths,
+    forwarder: &Path,
+    api: std::net::SocketAddr,
+) -> Result<Vec<String>, VmError> {
+    let fw = quoted(forwarder)?;
+    let mut machine = "q35".to_owned();
+    let mut args: Vec<String> = vec![];
+    match kind {
+        ConfidentialType::SevSnp => {
+            // Guest memory must be private to the guest (memfd) for SNP; kernel-hashes puts
+            // the kernel, initrd and command line's hashes in the launch digest, so the
+            // measurement covers them without a vTPM.
+            machine.push_str(",confidential-guest-support=sev0,memory-backend=ram0");
+            args.extend([
+                "-object".into(),
+                format!("memory-backend-memfd,id=ram0,size={MEMORY_MIB}M,share=true"),
+                "-object".into(),
+                "sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,kernel-hashes=on".into(),
+            ]);
+        }
+        ConfidentialType::Tdx => {
+            machine.push_str(",kernel-irqchip=split,confidential-guest-support=tdx0");
+            args.extend(["-object".into(), "tdx-guest,id=tdx0".into()]);
+        }
+        ConfidentialType::Vtpm | ConfidentialType::Insecure => {}
+    }
+    let mut all: Vec<String> = vec![
+        "-machine".into(),
+        machine,
+        "-accel".into(),
+        match accel {
+            Accelerator::Kvm => "kvm",
+            Accelerator::Tcg => "tcg",
+        }
+        .into(),
+    ];
+    if accel == Accelerator::Kvm {
+        all.extend(["-cpu".into(), "host".into()]);
+    }
+    all.extend(args);
+    all.extend(
+        [
+            "-m",
+            &MEMORY_MIB.to_string(),
+            "-smp",
+            "1",
+            "-nodefaults",
+            "-no-user-config",
+            "-nographic",
+            "-no-reboot",
+            "-bios",
+            &quoted(&image.firmware)?,
+            "-kernel",
+            &quoted(&image.kernel)?,
+            "-initrd",
+            &quoted(&image.initrd)?,
+            "-append",
+            &image.cmdline,
+            "-chardev",
+            &format!("file,id=console,path={},append=on", quoted(&paths.console)?),
+            "-serial",
+            "chardev:console",
+            "-chardev",
+            &format!("file,id=exit,path={}", quoted(&paths.exit_port)?),
+            "-serial",
+            "chardev:exit",
+            "-fw_cfg",
+            &format!("name=opt/cloister/launch,file={}", quoted(&paths.settings)?),
+            "-netdev",
+            &format!(
+                "user,id=n0,restrict=on,net=169.254.169.0/24,host=169.254.169.1,\
+                 guestfwd=tcp:169.254.169.254:80-cmd:{fw} forward --unix {},\
+                 guestfwd=tcp:169.254.169.2:80-cmd:{fw} forward --tcp {api}",
+                quoted(&paths.metadata_socket)?
+            ),
+            // No option ROM: the guest never network-boots.
+            "-device",
+            "e1000,netdev=n0,romfile=",
+        ]
+        .map(String::from),
+    );
+    if kind == ConfidentialType::Vtpm {
+        all.extend(
+            [
+                "-chardev",
+                &format!("socket,id=chrtpm,path={}", quoted(&paths.tpm_ctrl)?),
+                "-tpmdev",
+                "emulator,id=tpm0,chardev=chrtpm",
+                "-device",
+                "tpm-crb,tpmdev=tpm0",
+            ]
+            .map(String::from),
+        );
+    }
+    Ok(all)
+}
+
+/// The launcher's exit code from the exit port; none when the guest died before writing
+/// it (a crash, or QEMU killed).
+pub fn exit_code(exit_port: &Path) -> Option<u8> {
+    let text = std::fs::read_to_string(exit_port).ok()?;
+    text.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix(EXIT_MARKER)?.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> GuestImage {
+        GuestImage {
+            kernel: "/boot/vmlinuz".into(),
+            initrd: "/data/guest/abc/initrd.cpio".into(),
+            cmdline: "console=ttyS0".into(),
+            firmware: "/usr/share/ovmf/OVMF.fd".into(),
+            measurement: String::new(),
+            debug: false,
+        }
+    }
+
+    fn args(kind: ConfidentialType, accel: Accelerator) -> Vec<String> {
+        qemu_args(
+            &image(),
+            kind,
+            accel,
+            &VmPaths::new(Path::new("/data/instances/1")),
+            Path::new("/usr/bin/cloister"),
+            "127.0.0.1:8080".parse().unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn after<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
+        args.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn launch_arguments_per_type() {
+        struct Case {
+            kind: ConfidentialType,
+            accel: Accelerator,
+            machine: &'static str,
+            objects: &'static [&'static str],
+            tpm: bool,
+        }
+        let cases = [
+            Case {
+                kind: ConfidentialType::Vtpm,
+                accel: Accelerator::Tcg,
+                machine: "q35",
+                objects: &[],
+                tpm: true,
+            },
+            Case {
+                kind: ConfidentialType::SevSnp,
+                accel: Accelerator::Kvm,
+                machine: "q35,confidential-guest-support=sev0,memory-backend=ram0",
+                objects: &[
+                    "memory-backend-memfd,id=ram0,size=1536M,share=true",
+                    "sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,kernel-hashes=on",
+                ],
+                tpm: false,
+            },
+            Case {
+                kind: ConfidentialType::Tdx,
+                accel: Accelerator::Kvm,
+                machine: "q35,kernel-irqchip=split,confidential-guest-support=tdx0",
+                objects: &["tdx-guest,id=tdx0"],
+                tpm: false,
+            },
+        ];
+        for c in cases {
+            let a = args(c.kind, c.accel);
+            assert_eq!(after(&a, "-machine"), [c.machine], "{:?}", c.kind);
+            assert_eq!(after(&a, "-object"), c.objects, "{:?}", c.kind);
+            assert_eq!(
+                after(&a, "-tpmdev") == ["emulator,id=tpm0,chardev=chrtpm"],
+                c.tpm,
+                "{:?}",
+                c.kind
+            );
+            let accel = if c.accel == Accelerator::Kvm {
+                "kvm"
+            } else {
+                "tcg"
+            };
+            assert_eq!(after(&a, "-accel"), [accel]);
+            // The guest's network: restricted, and only the two forwards.
+            let [net] = after(&a, "-netdev")[..] else {
+                panic!("one -netdev")
+            };
+            assert!(net.contains("restrict=on"), "{net}");
+            assert_eq!(net.matches("guestfwd=").count(), 2, "{net}");
+            assert!(net.contains("tcp:169.254.169.254:80-cmd:/usr/bin/cloister forward --unix /data/instances/1/metadata.sock"));
+            assert!(net.contains(
+                "tcp:169.254.169.2:80-cmd:/usr/bin/cloister forward --tcp 127.0.0.1:8080"
+            ));
+        }
+    }
+
+    #[test]
+    fn paths_qemu_cannot_carry_are_refused() {
+        let mut bad = image();
+        bad.initrd = "/data dir/initrd".into();
+        let e = qemu_args(
+            &bad,
+            ConfidentialType::Vtpm,
+            Accelerator::Tcg,
+            &VmPaths::new(Path::new("/d")),
+            Path::new("/c"),
+            "127.0.0.1:1".parse().unwrap(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("space or comma"), "{e}");
+    }
+
+    #[test]
+    fn confidential_types_are_refused_without_the_hardware() {
+        let none = HostCapabilities {
+            sev_snp: false,
+            tdx: false,
+        };
+        let both = HostCapabilities {
+            sev_snp: true,
+            tdx: true,
+        };
+        use Accelerator::{Kvm, Tcg};
+        use ConfidentialType::{SevSnp, Tdx, Vtpm};
+        let cases: [(
+            &HostCapabilities,
+            ConfidentialType,
+            Accelerator,
+            Option<&str>,
+        ); 7] = [
+            (&none, SevSnp, Kvm, Some("no SEV-SNP")),
+            (&none, Tdx, Kvm, Some("no TDX")),
+            (&both, SevSnp, Tcg, Some("without hardware KVM")),
+            (&both, Tdx, Tcg, Some("without hardware KVM")),
+            (&both, SevSnp, Kvm, None),
+            (&both, Tdx, Kvm, None),
+            (&none, Vtpm, Tcg, None),
+        ];
+        for (host, kind, accel, refusal) in cases {
+            match (host.check(kind, accel), refusal) {
+                (Ok(()), None) => {}
+                (Err(e), Some(words)) => {
+                    let e = e.to_string();
+                    assert!(e.contains(words) && e.contains("never downgrades"), "{e}");
+                }
+                (got, want) => panic!("{kind:?} {accel:?}: {got:?}, wanted {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn exit_code_is_the_last_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = dir.path().join("exit");
+        assert_eq!(exit_code(&port), None);
+        std::fs::write(
+            &port,
+            "cloister-launcher-exit: 3\ncloister-launcher-exit: 0\n",
+        )
+        .unwrap();
+        assert_eq!(exit_code(&port), Some(0));
+        std::fs::write(&port, "garbage\n").unwrap();
+        assert_eq!(exit_code(&port), None);
+    }
+}

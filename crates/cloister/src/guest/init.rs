@@ -1,0 +1,278 @@
+//! PID 1 of the guest image: prepares the VM (root on a tmpfs, /proc, /sys, /dev, cgroups,
+//! the two kernel modules, the static address slirp's network gives it), runs the launcher
+//! in process, writes its exit code to the second serial port (which only this process
+//! opens: the workload has no devices, so it cannot forge it on the console) and powers off.
+//! No shell, no login: nothing else runs in the guest.
+
+use std::ffi::CString;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use nix::mount::{MsFlags, mount};
+
+/// The guest's address in slirp's 169.254.169.0/24 (its first DHCP address, fixed here).
+pub const GUEST_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 15);
+/// Where the platform forwards the API (guestfwd); the guest reaches it at the public URL's
+/// loopback port through `api_proxy`.
+pub const API_FORWARD: (Ipv4Addr, u16) = (Ipv4Addr::new(169, 254, 169, 2), 80);
+/// The platform's launch settings, passed through QEMU's fw_cfg (not the kernel command line,
+/// which is measured: the image's measurement must not depend on one server's URL).
+const SETTINGS: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/cloister/launch/raw";
+use cloister_services::compute::vm::EXIT_MARKER;
+
+#[derive(serde::Deserialize)]
+struct Settings {
+    /// The server's public URL, as the launcher and workload name it.
+    api_endpoint: String,
+    /// Its host name, when it has one (the guest has no DNS: /etc/hosts names loopback).
+    api_host: Option<String>,
+    /// The evidence the launcher presents: vtpm, insecure, sev-snp, tdx.
+    tee: String,
+}
+
+impl Settings {
+    fn tee(&self) -> Result<cloister_launcher::TeeConfig> {
+        use cloister_launcher::TeeConfig;
+        let tsm = PathBuf::from(cloister_launcher::tsm::CONFIGFS_TSM);
+        Ok(match self.tee.as_str() {
+            "vtpm" => TeeConfig::Vtpm {
+                tcti: "device:/dev/tpmrm0".into(),
+            },
+            "insecure" => TeeConfig::Insecure,
+            "sev-snp" => TeeConfig::SevSnp { tsm },
+            "tdx" => TeeConfig::Tdx {
+                tsm,
+                rtmr3: cloister_launcher::rtmr::RTMR3_SYSFS.into(),
+            },
+            other => bail!("unknown TEE {other:?} in the launch settings"),
+        })
+    }
+}
+
+fn mount_fs(fstype: &str, target: &str, flags: MsFlags) -> Result<()> {
+    // Mount points in sysfs exist (or not) by the kernel's say: never created there.
+    if !Path::new(target).exists() {
+        std::fs::create_dir_all(target).with_context(|| format!("creating {target}"))?;
+    }
+    mount(Some(fstype), target, Some(fstype), flags, None::<&str>)
+        .with_context(|| format!("mounting {fstype} on {target}"))
+}
+
+/// Copies the initramfs into a tmpfs and makes that the root: runc's pivot_root refuses the
+/// initramfs's rootfs (pivot_root(2): "the current root is on the rootfs").
+fn root_on_tmpfs() -> Result<()> {
+    let new = Path::new("/newroot");
+    std::fs::create_dir_all(new).context("creating /newroot")?;
+    mount(
+        Some("tmpfs"),
+        new,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("mode=0755"),
+    )
+    .context("mounting the new root")?;
+    // /dev is already devtmpfs (the console): a mount of its own, not part of the copy.
+    let files = walkdir::WalkDir::new("/")
+        .min_depth(1)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| !e.path().starts_with(new) && !e.path().starts_with("/dev"));
+    std::fs::create_dir_all(new.join("dev")).context("creating /newroot/dev")?;
+    for entry in files {
+        let entry = entry?;
+        let path = entry.path();
+        let target = new.join(path.strip_prefix("/")?);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target)
+                .with_context(|| format!("creating {}", target.display()))?;
+        } else {
+            std::fs::copy(path, &target).with_context(|| format!("copying {}", path.display()))?;
+            // Free the initramfs's copy as we go (the guest's memory is small).
+            std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    std::env::set_current_dir(new).context("entering the new root")?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+        .context("moving the root")?;
+    // SAFETY: chroot(2) on a NUL-terminated literal.
+    if unsafe { libc::chroot(c".".as_ptr()) } != 0 {
+        bail!("chroot: {}", std::io::Error::last_os_error());
+    }
+    std::env::set_current_dir("/").context("entering /")?;
+    Ok(())
+}
+
+fn console() -> Result<()> {
+    let fd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/console")?;
+    for target in 0..3 {
+        // SAFETY: dup2 on descriptors this process owns; no memory is touched.
+        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&fd), target) };
+    }
+    Ok(())
+}
+
+fn load_modules() -> Result<()> {
+    for entry in walkdir::WalkDir::new("/lib/modules").sort_by_file_name() {
+        let entry = entry.context("listing /lib/modules")?;
+        if entry.path().extension().is_some_and(|e| e == "ko") {
+            let file = std::fs::File::open(entry.path())
+                .with_context(|| format!("opening {}", entry.path().display()))?;
+            nix::kmod::finit_module(
+                &file,
+                &CString::default(),
+                nix::kmod::ModuleInitFlags::empty(),
+            )
+            .with_context(|| format!("loading {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets an interface's IPv4 address and brings it up. By hand, with three ioctls: the
+/// netlink crates are built for full async route management, far more than this needs; the
+/// kernel adds the /24's route itself, and the guest needs no other.
+fn interface_up(name: &str, address: Option<(Ipv4Addr, Ipv4Addr)>) -> Result<()> {
+    // SAFETY: plain system calls on a socket this function owns and a zeroed ifreq whose
+    // name is bounded by IFNAMSIZ below.
+    unsafe {
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        if sock < 0 {
+            bail!("socket: {}", std::io::Error::last_os_error());
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        if name.len() >= libc::IFNAMSIZ {
+            bail!("interface name {name} too long");
+        }
+        for (i, b) in name.bytes().enumerate() {
+            req.ifr_name[i] = b as libc::c_char;
+        }
+        let set = |req: &mut libc::ifreq, op: libc::Ioctl, what: &str| -> Result<()> {
+            if libc::ioctl(sock, op, req as *mut libc::ifreq) < 0 {
+                bail!("{what} on {name}: {}", std::io::Error::last_os_error());
+            }
+            Ok(())
+        };
+        let sockaddr = |ip: Ipv4Addr| {
+            let mut a: libc::sockaddr_in = std::mem::zeroed();
+            a.sin_family = libc::AF_INET as libc::sa_family_t;
+            a.sin_addr.s_addr = u32::from_ne_bytes(ip.octets());
+            std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(a)
+        };
+        let result = (|| {
+            if let Some((ip, mask)) = address {
+                req.ifr_ifru.ifru_addr = sockaddr(ip);
+                set(&mut req, libc::SIOCSIFADDR, "setting the address")?;
+                req.ifr_ifru.ifru_netmask = sockaddr(mask);
+                set(&mut req, libc::SIOCSIFNETMASK, "setting the netmask")?;
+            }
+            req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            set(&mut req, libc::SIOCSIFFLAGS, "bringing it up")
+        })();
+        libc::close(sock);
+        result
+    }
+}
+
+/// Serves the public URL's port on the guest's loopback by forwarding each connection to
+/// the platform's API forward, so the launcher and the workload name the API (and the
+/// registry in image references) exactly as on the host.
+async fn api_proxy(endpoint: &str) -> Result<()> {
+    let authority = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, r)| r)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let port: u16 = match authority.rsplit_once(':') {
+        Some((_, p)) => p.parse().context("the API endpoint's port")?,
+        None if endpoint.starts_with("https://") => 443,
+        None => 80,
+    };
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+        .await
+        .with_context(|| format!("listening on 127.0.0.1:{port}"))?;
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(API_FORWARD).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+async fn prepare() -> Result<Settings> {
+    mount_fs("devtmpfs", "/dev", MsFlags::empty())?;
+    let _ = console();
+    root_on_tmpfs()?;
+    mount_fs("proc", "/proc", MsFlags::empty())?;
+    mount_fs("sysfs", "/sys", MsFlags::empty())?;
+    mount_fs("devtmpfs", "/dev", MsFlags::empty())?;
+    let _ = console();
+    mount_fs("tmpfs", "/run", MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
+    mount_fs("tmpfs", "/tmp", MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
+    mount_fs("cgroup2", "/sys/fs/cgroup", MsFlags::empty())?;
+    // configfs-tsm, where SEV-SNP and TDX guests ask for reports.
+    if Path::new("/sys/kernel/config").exists() {
+        mount_fs("configfs", "/sys/kernel/config", MsFlags::empty())?;
+    }
+    load_modules()?;
+    interface_up("lo", None)?;
+    interface_up("eth0", Some((GUEST_IP, Ipv4Addr::new(255, 255, 255, 0))))?;
+    let raw = std::fs::read(SETTINGS).with_context(|| format!("reading {SETTINGS}"))?;
+    let settings: Settings =
+        serde_json::from_slice(&raw).context("the platform's launch settings")?;
+    if let Some(host) = &settings.api_host {
+        std::fs::write("/etc/hosts", format!("127.0.0.1 localhost {host}\n"))
+            .context("writing /etc/hosts")?;
+    }
+    api_proxy(&settings.api_endpoint)
+        .await
+        .context("serving the API on the guest's loopback")?;
+    Ok(settings)
+}
+
+fn debug_image() -> bool {
+    std::fs::read_to_string("/proc/cmdline")
+        .is_ok_and(|c| c.split_whitespace().any(|a| a == "cloister.debug=1"))
+}
+
+/// PID 1: never returns; the VM powers off when the launcher is done.
+pub async fn run() -> ! {
+    let code = match prepare().await.and_then(|s| s.tee().map(|tee| (s, tee))) {
+        Ok((settings, tee)) => {
+            cloister_launcher::run(cloister_launcher::Config {
+                metadata_host: "169.254.169.254".into(),
+                api_endpoint: settings.api_endpoint,
+                runtime_dir: PathBuf::from("/run/cloister"),
+                tee,
+                runc: PathBuf::from("/usr/sbin/runc"),
+                workload_netns: None,
+                // Only the debug image (another measurement, `dbgstat: enabled`) runs
+                // `debugonly` launch policies.
+                debug: debug_image(),
+            })
+            .await
+        }
+        Err(e) => {
+            println!("[init] ERROR: {e:#}");
+            cloister_launcher::exit::FAILURE
+        }
+    };
+    if let Ok(mut port) = std::fs::OpenOptions::new().write(true).open("/dev/ttyS1") {
+        let _ = std::io::Write::write_all(&mut port, format!("{EXIT_MARKER} {code}\n").as_bytes());
+    }
+    // SAFETY: sync(2) takes nothing and cannot fail.
+    unsafe { libc::sync() };
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+    // reboot(2) does not return on success; PID 1 must never exit.
+    loop {
+        std::thread::park();
+    }
+}
