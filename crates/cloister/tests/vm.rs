@@ -124,9 +124,15 @@ fn a_vm_boots_the_measured_image_and_only_that_image_is_stable() {
     assert_eq!(c["hwmodel"], "VTPM", "{c}");
     assert_eq!(c["submods"]["container"]["image_digest"], digest, "{c}");
     assert_eq!(c["dbgstat"], "disabled-since-boot", "{c}");
+    // Google's numeric form of the release: major·10000 + minor·100 + patch.
+    let release: Vec<u64> = env!("CARGO_PKG_VERSION")
+        .split('.')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let numeric = release[0] * 10_000 + release[1] * 100 + release[2];
     assert_eq!(
         c["swversion"],
-        serde_json::json!([env!("CARGO_PKG_VERSION")]),
+        serde_json::json!([numeric.to_string()]),
         "{c}"
     );
     let attributes = c["submods"]["confidential_space"]["support_attributes"].clone();
