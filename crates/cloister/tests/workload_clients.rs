@@ -229,11 +229,14 @@ fn googles_python_clients_run_the_codelab_workload_in_an_instance() {
     let provider = primus(&s, &digest, &model);
     secundus_buckets(&s);
 
+    // The image is signed before launch (cosign's format, in its own repository).
+    let signatures = image.rsplit_once(':').unwrap().0.to_owned();
+    let first_signer = sign(&s, &image, "first");
     s.create(
         "codelab-vm",
         "VTPM",
         &format!(
-            "^~^tee-image-reference={image}~tee-restart-policy=Never~tee-container-log-redirect=true~tee-cmd=[\"sleep\"]"
+            "^~^tee-image-reference={image}~tee-restart-policy=Never~tee-container-log-redirect=true~tee-cmd=[\"sleep\"]~tee-signed-image-repos={signatures}"
         ),
     );
     // Deleted however the test ends: a panic would otherwise leave its workload running.
@@ -257,6 +260,8 @@ fn googles_python_clients_run_the_codelab_workload_in_an_instance() {
     let dir: PathBuf = s.w.dir.path().join("data/instances").join(&id);
     let token_file = dir.join("run/container_launcher/attestation_verifier_claims_token");
     wait_for_file(&token_file);
+    let first = jwt_claims(std::fs::read_to_string(&token_file).unwrap().trim());
+    assert_eq!(key_ids(&first), [first_signer.clone()], "{first}");
 
     // What the workload's image would carry: the codelab's credential configuration, here
     // written by create-cred-config for the token file as this host sees it (in the container
@@ -365,6 +370,12 @@ fn googles_python_clients_run_the_codelab_workload_in_an_instance() {
         &socket,
         r#"{"audience":"https://sts.amazonaws.com","token_type":"AWS_PRINCIPALTAGS"}"#,
     ));
+    // A signature added after launch is in the next token (GET attests afresh, as Google's).
+    let second_signer = sign(&s, &image, "second");
+    let refreshed = jwt_claims(&teeserver(&socket, "GET", ""));
+    let mut both = vec![first_signer, second_signer];
+    both.sort();
+    assert_eq!(key_ids(&refreshed), both, "{refreshed}");
     let tags = &aws["https://aws.amazon.com/tags"]["principal_tags"];
     assert_eq!(
         tags["gce.project_id"],
@@ -380,11 +391,16 @@ fn googles_python_clients_run_the_codelab_workload_in_an_instance() {
 
 /// `POST /v1/token` on the launcher's socket; the token, or a panic with the refusal.
 fn teeserver_token(socket: &Path, body: &str) -> String {
+    teeserver(socket, "POST", body)
+}
+
+/// `METHOD /v1/token` on the launcher's socket; the token, or a panic with the refusal.
+fn teeserver(socket: &Path, method: &str, body: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
     write!(
         stream,
-        "POST /v1/token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} /v1/token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -393,6 +409,36 @@ fn teeserver_token(socket: &Path, body: &str) -> String {
     let (head, token) = response.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{response}");
     token.trim().to_owned()
+}
+
+/// Signs `image` with a new P-256 key (`name.pem`) as the image's owner; returns its key id.
+fn sign(s: &Secundus, image: &str, name: &str) -> String {
+    let key = s.w.dir.path().join(format!("{name}.pem"));
+    let generated = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl ecparam -genkey -name prime256v1 -noout | openssl pkcs8 -topk8 -nocrypt -out {}",
+            key.display()
+        ))
+        .status()
+        .expect("openssl runs");
+    assert!(generated.success());
+    let printed = s.alice(&["artifacts", "sign", image, "--key", key.to_str().unwrap()]);
+    let (algorithm, key_id) = printed.trim().split_once(':').unwrap();
+    assert_eq!(algorithm, "ECDSA_P256_SHA256");
+    key_id.to_owned()
+}
+
+/// The sorted key ids of a token's `image_signatures`.
+fn key_ids(claims: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = claims["submods"]["container"]["image_signatures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| s["key_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
 }
 
 struct DeleteOnDrop<'a>(&'a Secundus, &'a str);
