@@ -261,7 +261,11 @@ fn googles_python_clients_run_the_codelab_workload_in_an_instance() {
     let token_file = dir.join("run/container_launcher/attestation_verifier_claims_token");
     wait_for_file(&token_file);
     let first = jwt_claims(std::fs::read_to_string(&token_file).unwrap().trim());
-    assert_eq!(key_ids(&first), [first_signer.clone()], "{first}");
+    assert_eq!(
+        key_ids(&first),
+        std::slice::from_ref(&first_signer),
+        "{first}"
+    );
 
     // What the workload's image would carry: the codelab's credential configuration, here
     // written by create-cred-config for the token file as this host sees it (in the container
