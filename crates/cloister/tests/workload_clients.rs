@@ -209,7 +209,7 @@ fn jwt_claims(jwt: &str) -> Value {
 #[test]
 fn googles_python_clients_run_the_codelab_workload_in_an_instance() {
     let s = Secundus::setup();
-    let (image, digest) = s.push_program("sleeper", COUNTER, COUNTER_LABELS);
+    let (image, digest) = s.push_program("codelab-workload", COUNTER, COUNTER_LABELS);
     let model_dir = s.w.dir.path().join("model");
     std::fs::create_dir_all(model_dir.join("variables")).unwrap();
     std::fs::write(model_dir.join("saved_model.pb"), b"weights").unwrap();
