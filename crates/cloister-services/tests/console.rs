@@ -132,7 +132,7 @@ async fn a_one_time_code_signs_in_once_with_a_strict_http_only_cookie() {
         "HttpOnly",
         "SameSite=Strict",
         "Path=/console",
-        "Max-Age=28800",
+        "Max-Age=3600",
     ] {
         assert!(set.contains(flag), "{flag} in {set}");
     }

@@ -26,8 +26,9 @@ use crate::state::AppState;
 pub const COOKIE_NAME: &str = "cloister_session";
 /// A login code is good for this long, once.
 pub const CODE_LIFETIME: Duration = Duration::minutes(5);
-/// A session ends this long after sign-in, whatever its use (sign in again after).
-pub const SESSION_LIFETIME: Duration = Duration::hours(8);
+/// A session ends this long after sign-in, whatever its use (sign in again after): an
+/// access token's life, so a stolen token cannot buy a longer stay through the console.
+pub const SESSION_LIFETIME: Duration = Duration::hours(1);
 
 /// 256 random bits, base64url: login codes, session ids and CSRF tokens.
 pub fn random_secret() -> String {
