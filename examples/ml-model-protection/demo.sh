@@ -110,3 +110,15 @@ fi
 
 elapsed=$(( ($(date +%s%N) - started) / 1000000 ))
 step "done in ${elapsed} ms: the authorized workload got the model, the unauthorized one was refused"
+if [ -n "$server" ] && [ "${DEMO_KEEP:-0}" = 1 ]; then
+  # Keep the server (and its data) for a look at the story in the console.
+  trap - EXIT
+  step "the console: $endpoint/console/ (each link below signs in once, within five minutes)"
+  for who in primus secundus; do
+    printf '    %s: %s\n' "$who" "$("$CLOISTER" --profile "$who" auth console-login 2>/dev/null)"
+  done
+  step "the server keeps serving (pid $server, data in $work); stop it with: kill $server; rm -rf $work"
+  echo "    CLI: CLOISTER_CONFIG_DIR=$CLOISTER_CONFIG_DIR $CLOISTER --profile primus …"
+else
+  step "the console was at $endpoint/console/ (\`cloister demo --keep\` keeps the server to look at it)"
+fi

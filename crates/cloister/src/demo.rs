@@ -68,6 +68,10 @@ pub struct DemoArgs {
     /// guest each; slow under TCG).
     #[arg(long, value_enum, default_value = "local")]
     driver: crate::server::ComputeDriver,
+    /// Keep the demo's server running at the end, and print one-time console links for
+    /// Primus and Secundus, to look at the story in the console.
+    #[arg(long)]
+    keep: bool,
 }
 
 fn ort_from_wheel() -> Result<PathBuf> {
@@ -130,6 +134,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
         .env("CLOISTER", &me)
         .env("ML_INFERENCE", &workload)
         .env("ORT_LIBRARY", &ort)
+        .env("DEMO_KEEP", if args.keep { "1" } else { "0" })
         // The demo's server reads it (`cloister server --compute-driver`).
         .env(
             "CLOISTER_COMPUTE_DRIVER",

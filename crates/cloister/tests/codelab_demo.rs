@@ -56,7 +56,11 @@ fn the_codelab_demo_releases_the_model_only_to_the_authorized_workload() {
     );
     assert!(
         stdout.contains("Error: The given credential is rejected by the attribute condition."),
-        "{stdout}"
+        "{stdout}",
+    );
+    assert!(
+        stdout.contains("==> the console was at http://127.0.0.1:"),
+        "the demo names its console: {stdout}"
     );
     assert!(stdout.contains("empty bucket: empty result"), "{stdout}");
     assert!(
