@@ -150,20 +150,55 @@ pub async fn access_token_key(
     Ok(key)
 }
 
+/// A CA's private key and certificate, sealed as one secret so replicas starting together
+/// cannot pair one's key with another's certificate. The JSON shape is what earlier versions
+/// stored: `{"key_pem": PEM, "cert_der": base64(DER)}`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CaBundle {
+    key_pem: String,
+    cert_der: String,
+}
+
+/// The CA sealed as secret `name` (`what` names it in errors), made by `make` (key PEM,
+/// certificate DER) only when the store has none.
+async fn sealed_ca(
+    store: &Store,
+    kek: &[u8],
+    name: &str,
+    what: &str,
+    make: impl FnOnce() -> Result<(String, Vec<u8>), SecretsError>,
+) -> Result<(String, Vec<u8>), SecretsError> {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let bundle = sealed_secret(store, kek, name, || {
+        let (key_pem, cert_der) = make()?;
+        let bundle = CaBundle {
+            key_pem,
+            cert_der: STANDARD.encode(cert_der),
+        };
+        serde_json::to_vec(&bundle).map_err(|e| unusable(what)(e.to_string()))
+    })
+    .await?;
+    let bundle: CaBundle = serde_json::from_slice(&bundle)
+        .map_err(|e| unusable(format!("the stored {what}"))(e.to_string()))?;
+    let cert = STANDARD
+        .decode(&bundle.cert_der)
+        .map_err(|e| unusable(format!("the stored {what}'s certificate"))(e.to_string()))?;
+    Ok((bundle.key_pem, cert))
+}
+
 /// The platform's instance identity CA (it certifies instances' attestation keys, so every
-/// replica's verifier must trust the same one): its P-256 key and certificate, sealed in the
-/// store as one secret so replicas starting together cannot pair one's key with another's
-/// certificate. An earlier Cloister's `legacy_dir` (`key.pem`, `cert.der`) is kept, then removed.
+/// replica's verifier must trust the same one). An earlier Cloister's `legacy_dir` (`key.pem`,
+/// `cert.der`) is kept, then removed.
 pub async fn identity_ca(
     store: &Store,
     kek: &[u8],
     legacy_dir: &Path,
 ) -> Result<cloister_tpm::identity::IdentityCa, SecretsError> {
-    use base64::Engine;
-    use base64::engine::general_purpose::STANDARD;
     use cloister_tpm::identity::IdentityCa;
+    const WHAT: &str = "identity CA";
     let (key_file, cert_file) = (legacy_dir.join("key.pem"), legacy_dir.join("cert.der"));
-    let bundle = sealed_secret(store, kek, "identity-ca", || {
+    let (key, cert) = sealed_ca(store, kek, "identity-ca", WHAT, || {
         let legacy = std::fs::read_to_string(&key_file)
             .ok()
             .zip(std::fs::read(&cert_file).ok());
@@ -173,50 +208,31 @@ pub async fn identity_ca(
             None => IdentityCa::generate(time::OffsetDateTime::now_utc())
                 .map_err(|e| unusable("generating the identity CA")(e.to_string()))?,
         };
-        let bundle = serde_json::json!({
-            "key_pem": ca.key_pem(),
-            "cert_der": STANDARD.encode(ca.cert_der()),
-        });
-        Ok(bundle.to_string().into_bytes())
+        Ok((ca.key_pem(), ca.cert_der().to_vec()))
     })
     .await?;
-    let bundle: serde_json::Value = serde_json::from_slice(&bundle)
-        .map_err(|e| unusable("the stored identity CA")(e.to_string()))?;
-    let cert = STANDARD
-        .decode(bundle["cert_der"].as_str().unwrap_or_default())
-        .map_err(|e| unusable("the stored identity CA certificate")(e.to_string()))?;
-    let ca = IdentityCa::load(bundle["key_pem"].as_str().unwrap_or_default(), &cert)
-        .map_err(|e| unusable("the stored identity CA")(e.to_string()))?;
+    let ca = IdentityCa::load(&key, &cert)
+        .map_err(|e| unusable(format!("the stored {WHAT}"))(e.to_string()))?;
     remove_legacy(&[&key_file, &cert_file])?;
     Ok(ca)
 }
 
 /// The attestation root CA of `PKI` tokens (relying parties pin its certificate, so every
-/// replica must sign under the same one): its P-256 key and certificate, sealed as one secret.
+/// replica must sign under the same one).
 pub async fn attestation_pki(
     store: &Store,
     kek: &[u8],
 ) -> Result<crate::verifier::pki::AttestationPki, SecretsError> {
     use crate::verifier::pki::AttestationPki;
-    use base64::Engine;
-    use base64::engine::general_purpose::STANDARD;
-    let bundle = sealed_secret(store, kek, "attestation-pki-root", || {
+    const WHAT: &str = "attestation root CA";
+    let (key, cert) = sealed_ca(store, kek, "attestation-pki-root", WHAT, || {
         let ca = AttestationPki::generate(time::OffsetDateTime::now_utc())
             .map_err(|e| unusable("generating the attestation root CA")(e.to_string()))?;
-        let bundle = serde_json::json!({
-            "key_pem": ca.key_pem(),
-            "cert_der": STANDARD.encode(ca.root_der()),
-        });
-        Ok(bundle.to_string().into_bytes())
+        Ok((ca.key_pem(), ca.root_der().to_vec()))
     })
     .await?;
-    let bundle: serde_json::Value = serde_json::from_slice(&bundle)
-        .map_err(|e| unusable("the stored attestation root CA")(e.to_string()))?;
-    let cert = STANDARD
-        .decode(bundle["cert_der"].as_str().unwrap_or_default())
-        .map_err(|e| unusable("the stored attestation root certificate")(e.to_string()))?;
-    AttestationPki::load(bundle["key_pem"].as_str().unwrap_or_default(), &cert)
-        .map_err(|e| unusable("the stored attestation root CA")(e.to_string()))
+    AttestationPki::load(&key, &cert)
+        .map_err(|e| unusable(format!("the stored {WHAT}"))(e.to_string()))
 }
 
 #[cfg(test)]
