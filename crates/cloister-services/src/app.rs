@@ -71,6 +71,9 @@ pub struct ServerConfig {
     /// Hosts (`HOST[:PORT]`) that issuer discovery and JWKS fetches may reach over plain
     /// http or at a private address; everything else is https to public addresses only.
     pub oidc_fetch_allow: Vec<AllowedHost>,
+    /// Accept INSECURE evidence (an event log nothing vouches for) and INSECURE instances:
+    /// for development machines only; off unless asked for.
+    pub allow_insecure_evidence: bool,
     /// Set: instances are VMs booting this guest image (`--compute-driver vm`).
     pub guest_image: Option<compute::vm::GuestImage>,
 }
@@ -242,6 +245,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
             config.oidc_fetch_allow.clone(),
         ))),
         attestation_token_lifetime_secs: config.attestation_token_lifetime_secs,
+        allow_insecure_evidence: config.allow_insecure_evidence,
         metrics: Arc::default(),
         compute: Arc::new({
             let driver = LocalDriver::new(

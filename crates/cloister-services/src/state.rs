@@ -34,6 +34,8 @@ pub struct AppState {
     pub public_url: String,
     /// Lifetime of attestation tokens, in seconds.
     pub attestation_token_lifetime_secs: i64,
+    /// Whether INSECURE evidence is accepted (development machines only).
+    pub allow_insecure_evidence: bool,
     /// Prometheus counters (`GET /metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Runs instances (the local driver).

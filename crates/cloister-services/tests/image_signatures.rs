@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use support::message;
 use support::secundus::{DIGEST, Secundus, WORKLOAD_SA, event_log, verify_token};
+use support::vtpm::{Instance, nonce, request, trust_launcher};
 
 /// A signer: its PEM public key, key id, and a way to sign.
 enum Key {
@@ -98,18 +99,40 @@ fn signed(key: &Key, alg: &str) -> Value {
     entry(&p, &key.sign(alg, &p))
 }
 
-/// verifyAttestation with these signatures in Google's request shape.
-async fn attest(s: &Secundus, signatures: Vec<Value>) -> (StatusCode, Value) {
-    let (challenge, _) = s.challenge().await;
-    let mut body = s.request(event_log(false), &[]);
-    body["confidentialSpaceInfo"] =
-        json!({"signedEntities": [{"containerImageSignatures": signatures}]});
-    s.verify(&s.sa_token, &challenge, body).await
+/// Secundus with an instance whose vTPM measured its launch: signatures are judged only
+/// against a digest a root of trust vouched for.
+struct World {
+    s: Secundus,
+    vm: Instance,
+}
+
+impl World {
+    async fn setup() -> World {
+        let s = Secundus::setup().await;
+        trust_launcher(&s).await;
+        let vm = Instance::create(&s).await;
+        World { s, vm }
+    }
+
+    /// A verifyAttestation request with the instance's vTPM evidence and these signatures in
+    /// Google's shape, and its challenge.
+    async fn request(&mut self, signatures: Vec<Value>) -> (String, Value) {
+        let (challenge, tpm_nonce) = self.s.challenge().await;
+        let log = self.vm.log.clone();
+        let mut body = request(&self.s, self.vm.evidence(&nonce(&tpm_nonce), &log));
+        body["confidentialSpaceInfo"] = signed_entities(signatures);
+        (challenge, body)
+    }
+}
+
+fn signed_entities(signatures: Vec<Value>) -> Value {
+    json!({"signedEntities": [{"containerImageSignatures": signatures}]})
 }
 
 /// The token's claims and the response's partial errors' messages.
-async fn claims(s: &Secundus, signatures: Vec<Value>) -> (Value, String, Vec<String>) {
-    let (status, b) = attest(s, signatures).await;
+async fn claims(w: &mut World, signatures: Vec<Value>) -> (Value, String, Vec<String>) {
+    let (challenge, body) = w.request(signatures).await;
+    let (status, b) = w.s.verify(&w.s.sa_token, &challenge, body).await;
     assert_eq!(status, StatusCode::OK, "{b}");
     let token = b["oidcClaimsToken"].as_str().unwrap().to_owned();
     let errors = b["partialErrors"]
@@ -118,12 +141,12 @@ async fn claims(s: &Secundus, signatures: Vec<Value>) -> (Value, String, Vec<Str
         .flatten()
         .map(|e| e["message"].as_str().unwrap().to_owned())
         .collect();
-    (verify_token(&s.api, &token).await, token, errors)
+    (verify_token(&w.s.api, &token).await, token, errors)
 }
 
 #[tokio::test]
 async fn each_algorithm_verifies_and_the_claim_names_key_and_algorithm() {
-    let s = Secundus::setup().await;
+    let mut w = World::setup().await;
     let (ec, rsa) = (Key::ec(), Key::rsa());
     for (key, alg) in [
         (&ec, "ECDSA_P256_SHA256"),
@@ -131,7 +154,7 @@ async fn each_algorithm_verifies_and_the_claim_names_key_and_algorithm() {
         (&rsa, "RSASSA_PSS_SHA256"),
     ] {
         let sig = signed(key, alg);
-        let (claims, _, errors) = claims(&s, vec![sig.clone()]).await;
+        let (claims, _, errors) = claims(&mut w, vec![sig.clone()]).await;
         assert!(errors.is_empty(), "{alg}: {errors:?}");
         assert_eq!(
             claims["submods"]["container"]["image_signatures"],
@@ -140,13 +163,13 @@ async fn each_algorithm_verifies_and_the_claim_names_key_and_algorithm() {
         );
     }
     // No signature: no claim, as Google's tokens.
-    let (claims, _, _) = claims(&s, vec![]).await;
+    let (claims, _, _) = claims(&mut w, vec![]).await;
     assert!(claims["submods"]["container"]["image_signatures"].is_null());
 }
 
 #[tokio::test]
 async fn a_signature_that_does_not_hold_is_left_out_with_the_reason() {
-    let s = Secundus::setup().await;
+    let mut w = World::setup().await;
     let (ec, rsa, other) = (Key::ec(), Key::rsa(), Key::ec());
     let ecdsa = "ECDSA_P256_SHA256";
     let good = payload(
@@ -252,7 +275,7 @@ async fn a_signature_that_does_not_hold_is_left_out_with_the_reason() {
         ),
     ];
     for (what, sig, why) in cases {
-        let (claims, _, errors) = claims(&s, vec![sig, signed(&ec, ecdsa)]).await;
+        let (claims, _, errors) = claims(&mut w, vec![sig, signed(&ec, ecdsa)]).await;
         // The good signature beside it still counts; the bad one is named and explained.
         let listed = &claims["submods"]["container"]["image_signatures"];
         assert_eq!(listed.as_array().map(Vec::len), Some(1), "{what}: {listed}");
@@ -267,13 +290,11 @@ async fn a_signature_that_does_not_hold_is_left_out_with_the_reason() {
 
 #[tokio::test]
 async fn at_most_300_signatures_and_a_refusal_does_not_spend_the_challenge() {
-    let s = Secundus::setup().await;
+    let mut w = World::setup().await;
     let key = Key::ec();
     let sig = signed(&key, "ECDSA_P256_SHA256");
-    let (challenge, _) = s.challenge().await;
-    let mut body = s.request(event_log(false), &[]);
-    body["confidentialSpaceInfo"] =
-        json!({"signedEntities": [{"containerImageSignatures": vec![sig.clone(); 301]}]});
+    let (challenge, mut body) = w.request(vec![sig.clone(); 301]).await;
+    let s = &w.s;
     let (status, b) = s.verify(&s.sa_token, &challenge, body.clone()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
@@ -281,8 +302,7 @@ async fn at_most_300_signatures_and_a_refusal_does_not_spend_the_challenge() {
         "{b}"
     );
     // 300 are judged (the same one repeated is stated once), on the same challenge.
-    body["confidentialSpaceInfo"] =
-        json!({"signedEntities": [{"containerImageSignatures": vec![sig; 300]}]});
+    body["confidentialSpaceInfo"] = signed_entities(vec![sig; 300]);
     let (status, b) = s.verify(&s.sa_token, &challenge, body).await;
     assert_eq!(status, StatusCode::OK, "{b}");
     let claims = verify_token(&s.api, b["oidcClaimsToken"].as_str().unwrap()).await;
@@ -303,7 +323,8 @@ fn google_condition(key_id: &str) -> String {
 
 #[tokio::test]
 async fn googles_condition_admits_the_signers_image_and_refuses_unsigned_and_other_keys() {
-    let s = Secundus::setup().await;
+    let mut w = World::setup().await;
+    let s = &w.s;
     let (primus, other) = (Key::ec(), Key::ec());
     let pools = "/v1/projects/secundus-bank/locations/global/workloadIdentityPools";
     let (st, b) = s
@@ -351,19 +372,39 @@ async fn googles_condition_admits_the_signers_image_and_refuses_unsigned_and_oth
     };
     let ecdsa = "ECDSA_P256_SHA256";
     let (_, signed_token, _) =
-        claims(&s, vec![signed(&other, ecdsa), signed(&primus, ecdsa)]).await;
-    let (st, b) = s.api.send(sts(&signed_token)).await;
+        claims(&mut w, vec![signed(&other, ecdsa), signed(&primus, ecdsa)]).await;
+    let (st, b) = w.s.api.send(sts(&signed_token)).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     for (what, signatures) in [
         ("unsigned", vec![]),
         ("signed by another key", vec![signed(&other, ecdsa)]),
     ] {
-        let (_, token, _) = claims(&s, signatures).await;
-        let (st, b) = s.api.send(sts(&token)).await;
+        let (_, token, _) = claims(&mut w, signatures).await;
+        let (st, b) = w.s.api.send(sts(&token)).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{what}: {b}");
         assert_eq!(
             b["error_description"], "The given credential is rejected by the attribute condition.",
             "{what}"
         );
     }
+    // A hostile workload's INSECURE evidence naming the signed image, with the signer's own
+    // (public) signature: nothing measured that image, so no signature is judged and the
+    // condition refuses the token.
+    let s = &w.s;
+    let (challenge, _) = s.challenge().await;
+    let mut body = s.request(event_log(false), &[]);
+    body["confidentialSpaceInfo"] = signed_entities(vec![signed(&primus, ecdsa)]);
+    let (st, b) = s.verify(&s.sa_token, &challenge, body).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert!(
+        b["partialErrors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("INSECURE evidence measures no image")),
+        "{b}"
+    );
+    let token = b["oidcClaimsToken"].as_str().unwrap();
+    let claims = verify_token(&s.api, token).await;
+    assert!(claims["submods"]["container"]["image_signatures"].is_null());
+    let (st, b) = s.api.send(sts(token)).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "INSECURE evidence: {b}");
 }

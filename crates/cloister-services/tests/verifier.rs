@@ -30,7 +30,8 @@ async fn insecure_evidence_yields_a_token_whose_claims_come_from_the_event_log()
     assert_eq!(claims["hwmodel"], "INSECURE");
     assert_eq!(claims["dbgstat"], "enabled");
     assert_eq!(claims["secboot"], false);
-    assert_eq!(claims["swname"], "CONFIDENTIAL_SPACE");
+    // The caller's own word about its image: never Confidential Space.
+    assert_eq!(claims["swname"], "INSECURE");
     assert_eq!(
         claims["submods"]["confidential_space"]["support_attributes"],
         json!([])
@@ -197,7 +198,7 @@ async fn only_the_instance_account_with_workload_user_gets_a_token() {
 }
 
 #[tokio::test]
-async fn the_token_passes_sts_when_the_condition_allows_insecure_evidence_and_not_otherwise() {
+async fn an_insecure_token_passes_only_a_condition_that_names_insecure_evidence() {
     let s = Secundus::setup().await;
     let (challenge, _) = s.challenge().await;
     let (_, b) = s
@@ -213,16 +214,20 @@ async fn the_token_passes_sts_when_the_condition_allows_insecure_evidence_and_no
             Some(json!({})),
         )
         .await;
-    let base = format!(
-        "assertion.swname == 'CONFIDENTIAL_SPACE' && assertion.submods.container.image_digest == '{DIGEST}' && '{WORKLOAD_SA}' in assertion.google_service_accounts"
+    let digest_and_account = format!(
+        "assertion.submods.container.image_digest == '{DIGEST}' && '{WORKLOAD_SA}' in assertion.google_service_accounts"
     );
     for (provider, condition) in [
-        ("lenient", base.clone()),
+        // Google's documented form, without STABLE: an event log the caller wrote itself
+        // (any digest it likes) must not pass it.
         (
-            "codelab",
-            format!(
-                "{base} && 'STABLE' in assertion.submods.confidential_space.support_attributes"
-            ),
+            "google",
+            format!("assertion.swname == 'CONFIDENTIAL_SPACE' && {digest_and_account}"),
+        ),
+        // A development pool that accepts INSECURE evidence says so.
+        (
+            "development",
+            format!("assertion.swname == 'INSECURE' && {digest_and_account}"),
         ),
     ] {
         let body = json!({
@@ -260,9 +265,9 @@ async fn the_token_passes_sts_when_the_condition_allows_insecure_evidence_and_no
             .body(Body::from(form))
             .unwrap()
     };
-    let (st, b) = s.api.send(sts("lenient")).await;
+    let (st, b) = s.api.send(sts("development")).await;
     assert_eq!(st, StatusCode::OK, "{b}");
-    let (st, b) = s.api.send(sts("codelab")).await;
+    let (st, b) = s.api.send(sts("google")).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert_eq!(
         b["error_description"],
@@ -422,4 +427,42 @@ async fn impersonated_accounts_need_the_callers_own_permission() {
     let (challenge, _) = s.challenge().await;
     let (status, b) = s.verify(&s.sa_token, &challenge, body()).await;
     assert_eq!(status, StatusCode::OK, "{b}");
+}
+
+/// A hostile workload (any caller allowed to verify) could write an event log naming the
+/// owner's approved image: a server refuses INSECURE evidence, and INSECURE instances, unless
+/// started with --allow-insecure-evidence.
+#[tokio::test]
+async fn a_server_refuses_insecure_evidence_and_instances_unless_told_to_accept_them() {
+    let s =
+        Secundus::setup_on(support::Api::start_with(|c| c.allow_insecure_evidence = false).await)
+            .await;
+    let (challenge, _) = s.challenge().await;
+    let (st, b) = s
+        .verify(&s.sa_token, &challenge, s.request(event_log(false), &[]))
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(b["error"]["status"], "FAILED_PRECONDITION", "{b}");
+    assert!(message(&b).contains("--allow-insecure-evidence"), "{b}");
+    // Refused before the challenge is spent: the caller may still answer it with evidence.
+    let (st, b) = s
+        .verify(&s.sa_token, &challenge, s.request(event_log(false), &[]))
+        .await;
+    assert!(!message(&b).contains("already used"), "{st} {b}");
+
+    let (st, b) = s
+        .api
+        .call(
+            &s.owner,
+            "POST",
+            "/compute/v1/projects/secundus-bank/zones/us-west1-b/instances",
+            Some(json!({
+                "name": "insecure",
+                "confidentialInstanceConfig": {"confidentialInstanceType": "INSECURE"},
+                "serviceAccounts": [{"email": WORKLOAD_SA}],
+            })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{b}");
+    assert!(message(&b).contains("INSECURE is refused"), "{b}");
 }

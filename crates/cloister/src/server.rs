@@ -126,6 +126,11 @@ pub struct ServerArgs {
     /// enabled`, and `debugonly` launch policies run).
     #[arg(long, env = "CLOISTER_VM_DEBUG_IMAGE")]
     vm_debug_image: bool,
+    /// Accept INSECURE evidence (an event log that nothing vouches for: any caller allowed
+    /// to verify could claim any image) and INSECURE instances. For a development machine
+    /// without swtpm only; such tokens say `swname: INSECURE` [default: refused].
+    #[arg(long, env = "CLOISTER_ALLOW_INSECURE_EVIDENCE")]
+    allow_insecure_evidence: bool,
     /// Serve TLS with this certificate chain (PEM), and --tls-key-file's key: HTTP/1.1 and
     /// HTTP/2 by ALPN on the one port, so Google's gRPC clients (which always use TLS) reach
     /// the KMS API [default: plain HTTP/1.1 and HTTP/2 cleartext, for a TLS load balancer in
@@ -178,6 +183,7 @@ struct ConfigFile {
     project_storage_quota_bytes: Option<u64>,
     oidc_fetch_allow: Option<Vec<String>>,
     compute_driver: Option<ComputeDriver>,
+    allow_insecure_evidence: Option<bool>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
 }
@@ -310,6 +316,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         replica_lease,
         storage_limits,
         oidc_fetch_allow,
+        allow_insecure_evidence: args.allow_insecure_evidence
+            || file.allow_insecure_evidence.unwrap_or(false),
         blob_options: std::env::vars()
             .filter(|(k, _)| {
                 ["AWS_", "GOOGLE_", "AZURE_"]

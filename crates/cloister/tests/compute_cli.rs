@@ -83,7 +83,6 @@ fn a_workload_runs_attested_and_its_claims_match_what_was_launched() {
                 "model-reader@secundus-bank.iam.gserviceaccount.com"
             ])
         );
-        assert_eq!(default["swname"], "CONFIDENTIAL_SPACE");
 
         let custom = claims(line(&serial, "PROBE CUSTOM "));
         assert_eq!(custom["aud"], "https://secundus.example/custom");
@@ -109,8 +108,10 @@ fn a_workload_runs_attested_and_its_claims_match_what_was_launched() {
                 serde_json::json!(["LATEST", "STABLE", "USABLE"])
             );
             assert_eq!(default["dbgstat"], "disabled-since-boot");
+            assert_eq!(default["swname"], "CONFIDENTIAL_SPACE");
         } else {
             assert_eq!(default["hwmodel"], "INSECURE");
+            assert_eq!(default["swname"], "INSECURE");
             assert_eq!(default["dbgstat"], "enabled");
         }
         s.alice(&[

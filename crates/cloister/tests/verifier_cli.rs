@@ -126,7 +126,7 @@ fn a_python_relying_party_verifies_oidc_pki_and_aws_principal_tag_tokens() {
         serde_json::json!({"principal_tags": {
             "container.image_digest": ["sha256:abcd"],
             "hwmodel": ["INSECURE"],
-            "swname": ["CONFIDENTIAL_SPACE"],
+            "swname": ["INSECURE"],
         }})
     );
     assert!(

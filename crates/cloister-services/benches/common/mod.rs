@@ -66,6 +66,7 @@ impl BenchServer {
                     replica_lease: cloister_services::DEFAULT_REPLICA_LEASE,
                     storage_limits: Default::default(),
                     oidc_fetch_allow: Vec::new(),
+                    allow_insecure_evidence: true,
                     guest_image: None,
                 };
                 configure(&mut config);

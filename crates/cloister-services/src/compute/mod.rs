@@ -174,6 +174,11 @@ async fn insert(
             })?
         }
     };
+    if kind == ConfidentialType::Insecure && !state.allow_insecure_evidence {
+        return Err(ApiError::FailedPrecondition(
+            "confidentialInstanceType INSECURE is refused by this server: its evidence is refused too (nothing vouches for it). Use VTPM (the default), SEV_SNP or TDX; on a development machine only, start the server with --allow-insecure-evidence".into(),
+        ));
+    }
     state.compute.check_type(kind)?;
     let metadata: BTreeMap<String, String> = req
         .metadata

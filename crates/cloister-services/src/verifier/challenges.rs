@@ -291,6 +291,11 @@ async fn verify_attestation(
             ));
         }
     };
+    if matches!(sent, Evidence::Insecure(_)) && !state.allow_insecure_evidence {
+        return Err(ApiError::FailedPrecondition(
+            "insecureAttestation is refused by this server: nothing vouches for its event log, so any caller could claim any image. Send tpmAttestation, sevSnpAttestation or tdCcel evidence (an instance with confidentialInstanceType VTPM, SEV_SNP or TDX); on a development machine only, start the server with --allow-insecure-evidence".into(),
+        ));
+    }
     // Consume the challenge before judging the evidence: a nonce is spent even on failure.
     let now = OffsetDateTime::now_utc();
     let consumed = state.store.consume_challenge(&name, now).await?;
@@ -319,9 +324,17 @@ async fn verify_attestation(
         Evidence::SevSnp(e) => super::snp::verify(&state, e, &challenge, accounts).await?,
         Evidence::Tdx(e) => super::tdx::verify(&state, e, &challenge, accounts).await?,
     };
-    let (image_signatures, left_out) = req
+    let (mut image_signatures, mut left_out) = req
         .confidential_space_info
         .judge(&verified.container.image_digest);
+    // A signature vouches for a digest; it says nothing of an image nobody measured.
+    if !verified.measured && !image_signatures.is_empty() {
+        left_out.push(format!(
+            "{} container image signature(s) left out: INSECURE evidence measures no image, so no signature can vouch for it",
+            image_signatures.len()
+        ));
+        image_signatures.clear();
+    }
     verified.image_signatures = image_signatures;
     let audience = req
         .token_options

@@ -22,6 +22,22 @@ pub struct Verified {
     pub service_accounts: Vec<String>,
     /// The container image signatures that verified (`signatures.rs`).
     pub image_signatures: Vec<super::signatures::ImageSignature>,
+    /// Whether a root of trust (a vTPM quote, an SEV-SNP report, a TDX quote) bound the
+    /// container claims, so they are a launcher's word and not the caller's.
+    pub measured: bool,
+}
+
+impl Verified {
+    /// `swname`: Confidential Space's name only for a measured launch. INSECURE evidence is
+    /// the caller's own word about its image, so it must never pass a condition written for
+    /// Confidential Space (Google's documented ones check `swname`, some nothing more).
+    fn swname(&self) -> &'static str {
+        if self.measured {
+            "CONFIDENTIAL_SPACE"
+        } else {
+            "INSECURE"
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -85,7 +101,7 @@ pub fn token_claims(
         "secboot": v.secboot,
         "oemid": 11129,
         "hwmodel": v.hwmodel,
-        "swname": "CONFIDENTIAL_SPACE",
+        "swname": v.swname(),
         "swversion": v.swversion,
         "dbgstat": v.dbgstat,
         "google_service_accounts": v.service_accounts,

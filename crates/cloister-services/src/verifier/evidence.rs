@@ -83,6 +83,7 @@ pub fn insecure(
         subject: format!("insecure://{}/{id}", challenge.project_id),
         service_accounts: accounts,
         image_signatures: Vec::new(),
+        measured: false,
     })
 }
 
@@ -179,5 +180,6 @@ pub async fn vtpm(
         ),
         service_accounts: accounts,
         image_signatures: Vec::new(),
+        measured: true,
     })
 }

@@ -35,6 +35,7 @@ pub(super) fn claims(
         subject,
         service_accounts: Vec::new(),
         image_signatures: Vec::new(),
+        measured: true,
     }
 }
 

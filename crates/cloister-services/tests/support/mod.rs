@@ -7,6 +7,7 @@
 pub mod postgres;
 pub mod secundus;
 pub mod storage_world;
+pub mod vtpm;
 
 use axum::Router;
 use axum::body::Body;
@@ -170,6 +171,8 @@ pub fn config(data_dir: std::path::PathBuf) -> cloister_services::ServerConfig {
         replica_lease: cloister_services::DEFAULT_REPLICA_LEASE,
         storage_limits: Default::default(),
         oidc_fetch_allow: Vec::new(),
+        // The tests exercise INSECURE evidence; `verifier.rs` proves a server refuses it by default.
+        allow_insecure_evidence: true,
         guest_image: None,
     }
 }

@@ -31,12 +31,26 @@ impl Server {
         Self::try_start_env(data_dir, extra, &[])
     }
 
-    /// Like `try_start`, with extra environment variables.
+    /// Like `try_start`, with extra environment variables. The server accepts INSECURE
+    /// evidence, which tests use where a vTPM is beside the point; `try_start_production`
+    /// starts one that refuses it, as a server does unless told otherwise.
     pub fn try_start_env(
         data_dir: &Path,
         extra: &[&str],
         env: &[(String, String)],
     ) -> Result<Server, String> {
+        let extra: Vec<&str> = std::iter::once("--allow-insecure-evidence")
+            .chain(extra.iter().copied())
+            .collect();
+        Self::spawn(data_dir, &extra, env)
+    }
+
+    /// A server with only these flags: INSECURE evidence refused.
+    pub fn try_start_production(data_dir: &Path, extra: &[&str]) -> Result<Server, String> {
+        Self::spawn(data_dir, extra, &[])
+    }
+
+    fn spawn(data_dir: &Path, extra: &[&str], env: &[(String, String)]) -> Result<Server, String> {
         let mut child = Command::new(BIN)
             .args([
                 "server",
