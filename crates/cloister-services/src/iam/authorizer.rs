@@ -119,16 +119,36 @@ impl Authorizer {
         let entry = AuditEntry {
             id: 0,
             time: time_util::now_rfc3339(),
-            principal,
+            principal: bounded(principal, MAX_AUDITED_NAME),
             permission: permission.to_owned(),
-            resource: resource.to_owned(),
+            resource: bounded(resource.to_owned(), MAX_AUDITED_NAME),
             decision,
-            reason,
+            reason: bounded(reason, MAX_AUDITED_REASON),
             project,
             details,
         };
         self.audit.record(entry).await;
     }
+}
+
+/// Anonymous callers choose some audited names (a refused credential's `client_id`, an
+/// unverified token's `sub`): the log keeps enough to recognise them, not megabytes of them.
+const MAX_AUDITED_NAME: usize = 512;
+const MAX_AUDITED_REASON: usize = 4096;
+
+/// `text` cut to at most `max` bytes (at a character boundary), saying how much was cut.
+fn bounded(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let cut = (0..=max)
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0);
+    let dropped = text.len() - cut;
+    text.truncate(cut);
+    text.push_str(&format!("… ({dropped} more bytes not kept)"));
+    text
 }
 
 type PolicyChain = Vec<(String, cloister_domain::Policy)>;
@@ -215,5 +235,29 @@ pub fn denied(principal: &Principal, permission: &str, resource: &str) -> ApiErr
         ),
         permission: permission.to_owned(),
         resource: resource.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded;
+
+    #[test]
+    fn audited_text_is_bounded_at_a_character_boundary() {
+        for (text, max, kept) in [
+            ("short", 10, "short"),
+            ("exactly10!", 10, "exactly10!"),
+            ("abcdefghijk", 10, "abcdefghij"),
+            // 'é' is two bytes: a cut inside it keeps the characters before.
+            ("aaaaaaaaaé", 10, "aaaaaaaaa"),
+        ] {
+            let got = bounded(text.to_owned(), max);
+            assert!(got.starts_with(kept), "{text}: {got}");
+            assert_eq!(got == text, text.len() <= max, "{text}: {got}");
+        }
+        assert_eq!(
+            bounded("x".repeat(600), 512),
+            format!("{}… (88 more bytes not kept)", "x".repeat(512))
+        );
     }
 }
