@@ -25,12 +25,16 @@ fn condition() -> String {
 }
 
 fn token(digest: &str) -> String {
+    token_as("instance-1", digest)
+}
+
+fn token_as(sub: &str, digest: &str) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let claims = json!({
-        "iss": ISSUER, "aud": "https://sts.googleapis.com", "sub": "instance-1",
+        "iss": ISSUER, "aud": "https://sts.googleapis.com", "sub": sub,
         "iat": now, "exp": now + 3600, "swname": "CONFIDENTIAL_SPACE",
         "submods": {"confidential_space": {"support_attributes": ["STABLE"]}, "container": {"image_digest": digest}}
     });
@@ -370,7 +374,8 @@ fn exchange(w: &World, number: &str, token: &str) -> u16 {
 fn the_pool_owner_sees_why_an_exchange_was_refused_and_a_stranger_does_not() {
     let w = World::with_two_users();
     let number = primus(&w);
-    let refused = token("sha256:0000");
+    // Its subject carries a terminal escape (a title change): shown, never obeyed.
+    let refused = token_as("instance-1\u{1b}]0;owned\u{7}", "sha256:0000");
     assert_eq!(exchange(&w, &number, &refused), 400);
     assert_eq!(exchange(&w, &number, &token(DIGEST)), 200);
     let alice = w.as_user("alice");
@@ -396,6 +401,7 @@ fn the_pool_owner_sees_why_an_exchange_was_refused_and_a_stranger_does_not() {
         "{table}"
     );
     assert!(table.contains('…'), "a long reason is truncated: {table}");
+    assert!(!table.contains('\u{1b}'), "{table:?}");
     let full = w.cli.json(&[&["--profile", "alice"][..], &denied].concat());
     assert!(
         full[0]["reason"]
@@ -408,7 +414,7 @@ fn the_pool_owner_sees_why_an_exchange_was_refused_and_a_stranger_does_not() {
     let out = alice(&["audit", "describe", id]);
     for expected in [
         "decision:   DENY",
-        "principal:  subject:instance-1",
+        "principal:  subject:instance-1\\u{1b}]0;owned\\u{7}",
         "PASS  assertion.swname == 'CONFIDENTIAL_SPACE'",
         "FAIL  assertion.submods.container.image_digest ==",
         "assertion.submods.container.image_digest = \"sha256:0000\"",
@@ -416,6 +422,7 @@ fn the_pool_owner_sees_why_an_exchange_was_refused_and_a_stranger_does_not() {
     ] {
         assert!(out.contains(expected), "{expected:?} in:\n{out}");
     }
+    assert!(!out.contains('\u{1b}'), "{out:?}");
     let entry = w.cli.json(&["--profile", "alice", "audit", "describe", id]);
     let clauses = &entry["details"]["clauses"];
     assert_eq!(entry["details"]["kind"], "tokenExchange", "{entry}");

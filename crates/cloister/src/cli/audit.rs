@@ -134,10 +134,13 @@ async fn describe(ctx: &mut Context, id: i64) -> Result<()> {
     }
 }
 
+/// A field of the entry, safe to print on a terminal.
 fn text(v: &Value) -> String {
-    v.as_str()
+    let text = v
+        .as_str()
         .map(str::to_owned)
-        .unwrap_or_else(|| v.to_string())
+        .unwrap_or_else(|| v.to_string());
+    super::output::printable(&text).into_owned()
 }
 
 /// The entry as readable text: who, what, the decision, and for a token exchange each clause.
@@ -154,23 +157,26 @@ fn print_entry(e: &Value) -> std::io::Result<()> {
         return Ok(());
     }
     outln!("provider:   {}", text(&details["provider"]))?;
-    if let Some(failure) = details["failure"].as_str() {
+    if details["failure"].is_string() {
+        let failure = text(&details["failure"]);
         outln!("the token was refused before the condition was evaluated: {failure}")?;
     }
     if let Some(condition) = details["attributeCondition"].as_str() {
-        outln!("attribute condition: {}", one_line(condition))?;
+        let condition = one_line(condition);
+        outln!(
+            "attribute condition: {}",
+            super::output::printable(&condition)
+        )?;
     }
     let mut fixes = Vec::new();
     for clause in details["clauses"].as_array().into_iter().flatten() {
         let outcome = text(&clause["outcome"]);
         let detail = clause["detail"]
             .as_str()
-            .map(|d| format!(" ({d})"))
+            .map(|d| format!(" ({})", super::output::printable(d)))
             .unwrap_or_default();
-        outln!(
-            "{outcome:<5} {}{detail}",
-            one_line(&text(&clause["clause"]))
-        )?;
+        let said = one_line(clause["clause"].as_str().unwrap_or_default());
+        outln!("{outcome:<5} {}{detail}", super::output::printable(&said))?;
         for compared in clause["compared"].as_array().into_iter().flatten() {
             let expression = text(&compared["expression"]);
             outln!("        {expression} = {}", compared["value"])?;

@@ -19,6 +19,24 @@ pub fn line(text: &str) -> std::io::Result<()> {
     out.flush()
 }
 
+/// `text` with its control characters escaped (`\u{1b}`), for text meant for a terminal:
+/// audit entries and listed names carry what other callers chose (an unverified token's
+/// `sub`), and an escape sequence there must not drive the reader's terminal.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(escaped)
+}
+
 /// Whether the error is, somewhere in its chain, standard output's reader having gone away.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
@@ -35,3 +53,17 @@ macro_rules! outln {
     };
 }
 pub(crate) use outln;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        for (text, shown) in [
+            ("plain · text", "plain · text"),
+            ("\u{1b}]0;owned\u{7}", "\\u{1b}]0;owned\\u{7}"),
+            ("two\nlines\ttab", "two\\nlines\\ttab"),
+        ] {
+            assert_eq!(super::printable(text), shown);
+        }
+    }
+}

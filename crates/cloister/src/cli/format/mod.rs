@@ -274,12 +274,21 @@ impl Format {
     }
 
     fn print_rows(&self, items: &[Value], columns: &[Column]) -> Result<()> {
+        // CSV is data for another program; tables and values are for a terminal.
+        let for_terminal = self.kind != Kind::Csv;
         let rows: Vec<Vec<String>> = items
             .iter()
             .map(|i| {
                 columns
                     .iter()
                     .map(|c| cell(c.key.get(i).as_ref()))
+                    .map(|c| {
+                        if for_terminal {
+                            crate::cli::output::printable(&c).into_owned()
+                        } else {
+                            c
+                        }
+                    })
                     .collect()
             })
             .collect();
