@@ -124,7 +124,7 @@ if [ "${DEMO_SIGNED_RELEASE:-0}" = 1 ]; then
   step "the same image signed by Secundus's own key (its repository listed too) is refused"
   secundus_repo="$(registry_host)/$SECUNDUS_PROJECT_ID/secundus-cosign-repo/$WORKLOAD_IMAGE_NAME"
   secundus artifacts repositories create secundus-cosign-repo --project "$SECUNDUS_PROJECT_ID" \
-    --location "$PRIMUS_PROJECT_REPOSITORY_REGION" --repository-format docker >/dev/null 2>&1
+    --location "$PRIMUS_PROJECT_REPOSITORY_REGION" --repository-format docker >/dev/null
   secundus artifacts repositories add-iam-policy-binding secundus-cosign-repo --project "$SECUNDUS_PROJECT_ID" \
     --location "$PRIMUS_PROJECT_REPOSITORY_REGION" --role roles/artifactregistry.reader \
     --member "serviceAccount:$WORKLOAD_SERVICEACCOUNT@$SECUNDUS_PROJECT_ID.iam.gserviceaccount.com" >/dev/null
