@@ -92,7 +92,8 @@ pub(crate) fn split_comparison(clause: &str) -> Option<(String, &'static str, St
     let positions = top_level_positions(clause);
     let at = |i: usize, s: &str| clause.get(i..i + s.len()) == Some(s);
     for &(i, _) in &positions {
-        for op in ["==", "!=", "<=", ">=", " in "] {
+        // Two-character operators first, so `<=` is never read as `<`.
+        for op in ["==", "!=", "<=", ">=", "<", ">", " in "] {
             if at(i, op) {
                 return Some((
                     clause[..i].trim().to_owned(),
@@ -198,6 +199,14 @@ mod tests {
             Some(("'STABLE'".into(), "in", "assertion.x".into()))
         );
         assert_eq!(split_comparison("has(assertion.x)"), None);
+        assert_eq!(
+            split_comparison("int(assertion.swversion[0]) < 250301"),
+            Some(("int(assertion.swversion[0])".into(), "<", "250301".into()))
+        );
+        assert_eq!(
+            split_comparison("a >= 'x>y'"),
+            Some(("a".into(), ">=", "'x>y'".into()))
+        );
     }
 
     #[test]
