@@ -8,7 +8,7 @@ source "$(dirname "$0")/config_env.sh"
 bin=$1 ort=$2 tag=${3:-$WORKLOAD_IMAGE_TAG}
 labels=(--label tee.launch_policy.allow_cmd_override=true --label tee.launch_policy.log_redirect=always)
 [ -n "${4:-}" ] && labels+=(--label "$4")
-image="$(registry_host)/$PRIMUS_PROJECT_ID/$PRIMUS_ARTIFACT_REPOSITORY/$WORKLOAD_IMAGE_NAME:$tag"
+image=$(workload_image "$tag")
 # The CA bundle lets the workload's HTTPS client start (as distroless images carry it).
 primus artifacts push "$image" --executable "$bin" --file "$ort:/usr/local/bin/libonnxruntime.so" \
   --file /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt \

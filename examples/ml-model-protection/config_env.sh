@@ -20,8 +20,17 @@ export SECUNDUS_PROJECT_ZONE=${SECUNDUS_PROJECT_ZONE:-us-west1-b}
 export PRIMUS_MODEL_OBJECT=${PRIMUS_MODEL_OBJECT:-mobilenet_v1_100_128.onnx}
 export PRIMUS_KEYRING=${PRIMUS_KEYRING:-primus-keyring}
 export PRIMUS_KEY=${PRIMUS_KEY:-model-key}
+# The signed-release act (Google's signed container image codelab): Primus's signing key (a PEM
+# file here; the codelab keeps it in Cloud KMS), the repository its signatures go to, and the
+# provider that trusts the key instead of one digest.
+export PRIMUS_SIGNING_KEY_FILE=${PRIMUS_SIGNING_KEY_FILE:-primus-signing-key.pem}
+export PRIMUS_COSIGN_REPOSITORY=${PRIMUS_COSIGN_REPOSITORY:-primus-cosign-repo}
+export PRIMUS_SIGNED_WIP_PROVIDER=${PRIMUS_SIGNED_WIP_PROVIDER:-primus-signed-wip-provider}
 
 primus() { "$CLOISTER" --profile primus "$@"; }
 secundus() { "$CLOISTER" --profile secundus "$@"; }
 endpoint() { "$CLOISTER" config profiles describe primus --format 'value(endpoint)'; }
 registry_host() { endpoint | sed -e 's#^https\?://##'; }
+workload_image() { echo "$(registry_host)/$PRIMUS_PROJECT_ID/$PRIMUS_ARTIFACT_REPOSITORY/$WORKLOAD_IMAGE_NAME:$1"; }
+# Where Primus's signatures of the workload live (what tee-signed-image-repos names).
+primus_signature_repo() { echo "$(registry_host)/$PRIMUS_PROJECT_ID/$PRIMUS_COSIGN_REPOSITORY/$WORKLOAD_IMAGE_NAME"; }

@@ -4,6 +4,12 @@
 # unauthorized workload (another image digest) is refused by Primus's attribute condition.
 # Exits 0 only when both outcomes are as expected.
 #
+# With DEMO_SIGNED_RELEASE=1 (`cloister demo --signed-release`), the signed-release act of
+# Google's signed container image codelab follows: Primus signs its workload with its own key
+# and trusts the key instead of one digest; a new release signed by that key runs and reads
+# the model with no policy edit, while an unsigned image and one signed by another key are
+# refused with Google's text. Exits 0 only when all three outcomes are as expected.
+#
 # With CLOISTER_ENDPOINT (and CLOISTER_ADMIN_CREDENTIAL, the bootstrap admin's credential file)
 # it runs against that deployment instead (scripts/replicas.sh: two replicas behind a load
 # balancer, so consecutive steps land on different replicas).
@@ -33,7 +39,8 @@ else
   server=$!
 fi
 cleanup() {
-  "$here/7_cleanup.sh" workload-vm unauthorized-vm empty-vm tampered-vm >/dev/null 2>&1 || true
+  "$here/7_cleanup.sh" workload-vm unauthorized-vm empty-vm tampered-vm \
+    signed-release-vm unsigned-vm other-key-vm >/dev/null 2>&1 || true
   if [ -n "$server" ]; then kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; fi
   rm -rf "$work"
 }
@@ -85,6 +92,60 @@ result=$("$here/6_view_results.sh") || { serial unauthorized-vm >&2; exit 1; }
 printf '%s\n' "$result"
 echo "$result" | grep -q "^Error: .*The given credential is rejected by the attribute condition." || { echo "FAIL: the unauthorized run was not refused" >&2; exit 1; }
 
+if [ "${DEMO_SIGNED_RELEASE:-0}" = 1 ]; then
+  source "$here/config_env.sh"
+  export PRIMUS_SIGNING_KEY_FILE="$work/primus-signing-key.pem"
+  # Each run under the signed provider starts with no result object, so a check never reads
+  # the one before it.
+  signed_run() {
+    secundus storage rm "gs://$SECUNDUS_RESULT_STORAGE_BUCKET/result" >/dev/null 2>&1 || true
+    PRIMUS_WIP_PROVIDER=$PRIMUS_SIGNED_WIP_PROVIDER "$here/5_run_workload.sh" "$@"
+  }
+  step "signed release: Primus signs its workload with its own key, and a second provider trusts the key instead of one digest"
+  fingerprint=$("$here/8_sign_workload.sh" latest)
+  echo "Primus's signing key: $fingerprint"
+  "$here/9_authorize_signed_workloads.sh" "$fingerprint"
+  step "Primus publishes a new release (another digest) and signs it; Secundus runs it with tee-signed-image-repos, no policy edit"
+  release=$("$here/3_create_workload.sh" "$ML_INFERENCE" "$ORT_LIBRARY" release-2 "variant=release-2")
+  echo "new release digest: $release"
+  [ "$release" != "$digest" ] || { echo "FAIL: the new release has the first one's digest" >&2; exit 1; }
+  "$here/8_sign_workload.sh" release-2 >/dev/null
+  signed_run release-2 signed-release-vm "$(primus_signature_repo)"
+  result=$("$here/6_view_results.sh") || { serial signed-release-vm >&2; exit 1; }
+  printf '%s\n' "$result"
+  echo "$result" | grep -q "^Image: cat.jpg, Response: {'predicted_class': " || { echo "FAIL: the signed release got no model" >&2; serial signed-release-vm >&2; exit 1; }
+
+  step "an unsigned image (the unauthorized one) is refused by the signature condition"
+  signed_run unauthorized unsigned-vm "$(primus_signature_repo)"
+  result=$("$here/6_view_results.sh") || { serial unsigned-vm >&2; exit 1; }
+  printf '%s\n' "$result"
+  echo "$result" | grep -q "^Error: .*The given credential is rejected by the attribute condition." || { echo "FAIL: the unsigned image was not refused" >&2; exit 1; }
+
+  step "the same image signed by Secundus's own key (its repository listed too) is refused"
+  secundus_repo="$(registry_host)/$SECUNDUS_PROJECT_ID/secundus-cosign-repo/$WORKLOAD_IMAGE_NAME"
+  secundus artifacts repositories create secundus-cosign-repo --project "$SECUNDUS_PROJECT_ID" \
+    --location "$PRIMUS_PROJECT_REPOSITORY_REGION" --repository-format docker >/dev/null
+  secundus artifacts repositories add-iam-policy-binding secundus-cosign-repo --project "$SECUNDUS_PROJECT_ID" \
+    --location "$PRIMUS_PROJECT_REPOSITORY_REGION" --role roles/artifactregistry.reader \
+    --member "serviceAccount:$WORKLOAD_SERVICEACCOUNT@$SECUNDUS_PROJECT_ID.iam.gserviceaccount.com" >/dev/null
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/secundus-signing-key.pem" 2>/dev/null
+  other_key=$(secundus artifacts sign "$(registry_host)/$PRIMUS_PROJECT_ID/$PRIMUS_ARTIFACT_REPOSITORY/$WORKLOAD_IMAGE_NAME@$other" \
+    --key "$work/secundus-signing-key.pem" --signature-repo "$secundus_repo" 2>/dev/null)
+  echo "Secundus's signing key: $other_key"
+  signed_run unauthorized other-key-vm "$(primus_signature_repo),$secundus_repo"
+  result=$("$here/6_view_results.sh") || { serial other-key-vm >&2; exit 1; }
+  printf '%s\n' "$result"
+  echo "$result" | grep -q "^Error: .*The given credential is rejected by the attribute condition." || { echo "FAIL: the image signed by another key was not refused" >&2; exit 1; }
+  step "Primus reads why in its audit log: the signature clause looked for its key among the token's signatures"
+  denied=$(primus audit list --project "$PRIMUS_PROJECT_ID" --permission sts.googleapis.com/token.exchange \
+    --decision deny --format 'value(id)' | tail -1)
+  why=$(primus audit describe "$denied")
+  printf '%s\n' "$why" | awk '/^(PASS|FAIL|ERROR)/ { show = /^FAIL/ } show'
+  { echo "$why" | grep -q "^FAIL .*exists(fingerprint" && echo "$why" | grep -qF "[\"$other_key\"]"; } ||
+    { echo "FAIL: the audit entry does not show the signature clause refusing Secundus's key" >&2; printf '%s\n' "$why" >&2; exit 1; }
+  "$here/7_cleanup.sh" signed-release-vm unsigned-vm other-key-vm
+fi
+
 if [ "${DEMO_REFUSALS:-0}" = 1 ]; then
   # Beyond the story (the test suite asks for these): what the authorized workload does with
   # an empty image bucket and with a model whose ciphertext was tampered with.
@@ -109,7 +170,9 @@ if [ "${DEMO_REFUSALS:-0}" = 1 ]; then
 fi
 
 elapsed=$(( ($(date +%s%N) - started) / 1000000 ))
-step "done in ${elapsed} ms: the authorized workload got the model, the unauthorized one was refused"
+outcome="the authorized workload got the model, the unauthorized one was refused"
+[ "${DEMO_SIGNED_RELEASE:-0}" = 1 ] && outcome+="; the release signed by Primus's key got it with no policy edit, the unsigned one and the one signed by another key were refused"
+step "done in ${elapsed} ms: $outcome"
 if [ -n "$server" ] && [ "${DEMO_KEEP:-0}" = 1 ]; then
   # Keep the server (and its data) for a look at the story in the console.
   trap - EXIT

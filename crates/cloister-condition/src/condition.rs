@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use cel::{Program, Value};
 use serde::Serialize;
 
-use crate::clauses::{split_comparison, split_conjunction};
+use crate::clauses::{mentions, split_comparison, split_conjunction, split_quantifier};
 use crate::{ConditionError, value};
 
 /// Google's limit on an attribute condition's length.
@@ -171,11 +171,23 @@ fn outcome(result: cel::ResolveResult) -> ClauseOutcome {
     }
 }
 
+/// The values a clause compared: both sides of a comparison; for a quantifier
+/// (`RANGE.exists(VAR, BODY)`, as Google's signature condition), the range and each side of
+/// the body's comparison that does not depend on the variable (the list the range's items are
+/// looked for in).
 fn compared(clause: &str, ctx: &cel::Context) -> Vec<(String, serde_json::Value)> {
-    let Some((left, _, right)) = split_comparison(clause) else {
+    let sides = if let Some((left, _, right)) = split_comparison(clause) {
+        vec![left, right]
+    } else if let Some((range, var, body)) = split_quantifier(clause) {
+        let mut sides = vec![range];
+        if let Some((left, _, right)) = split_comparison(&body) {
+            sides.extend([left, right].into_iter().filter(|s| !mentions(s, &var)));
+        }
+        sides
+    } else {
         return vec![];
     };
-    [left, right]
+    sides
         .into_iter()
         .map(|side| {
             let v = match compile("clause", &side).map(|p| p.execute(ctx)) {

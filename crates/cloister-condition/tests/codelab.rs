@@ -200,3 +200,87 @@ fn syntax_errors_are_refused_with_their_position() {
             .contains("too long")
     );
 }
+
+/// Google's signed-image condition (the signed container image codelab's), verbatim.
+fn signature_condition(fingerprint: &str) -> String {
+    format!(
+        "assertion.swname == 'CONFIDENTIAL_SPACE' && ['{fingerprint}'].exists(fingerprint, fingerprint in assertion.submods.container.image_signatures.map(sig, sig.signature_algorithm+':'+sig.key_id)) && '{WORKLOAD_SA}' in assertion.google_service_accounts"
+    )
+}
+
+const PRIMUS_KEY: &str = "ECDSA_P256_SHA256:aa11";
+
+fn signed_by(key_ids: &[&str]) -> Value {
+    let mut claims = claims();
+    claims["submods"]["container"]["image_signatures"] = key_ids
+        .iter()
+        .map(|id| json!({"key_id": id, "signature": "MEUC", "signature_algorithm": "ECDSA_P256_SHA256"}))
+        .collect();
+    claims
+}
+
+#[test]
+fn the_signature_clause_is_explained_with_the_keys_it_looked_for_and_found() {
+    let c = Condition::compile(&signature_condition(PRIMUS_KEY)).unwrap();
+    let image_signatures = "assertion.submods.container.image_signatures.map(sig, sig.signature_algorithm+':'+sig.key_id)";
+    // (case, claims, accepted, what the signature clause saw in the token)
+    let cases = [
+        (
+            "signed by Primus's key, among others",
+            signed_by(&["bb22", "aa11"]),
+            true,
+            json!(["ECDSA_P256_SHA256:bb22", "ECDSA_P256_SHA256:aa11"]),
+        ),
+        (
+            "signed by another key only",
+            signed_by(&["bb22"]),
+            false,
+            json!(["ECDSA_P256_SHA256:bb22"]),
+        ),
+        // An unsigned image's token has no image_signatures at all (as Google's).
+        (
+            "unsigned",
+            claims(),
+            false,
+            json!("error: No such key: image_signatures"),
+        ),
+    ];
+    for (case, claims, accepted, seen) in cases {
+        assert_eq!(
+            c.evaluate(&input(claims.clone())) == Ok(true),
+            accepted,
+            "{case}"
+        );
+        let report = c.explain(&input(claims));
+        assert_eq!(report.len(), 3, "{case}: {report:?}");
+        let clause = &report[1];
+        assert!(
+            clause
+                .clause
+                .starts_with(&format!("['{PRIMUS_KEY}'].exists("))
+        );
+        let expected = if accepted {
+            ClauseOutcome::Pass
+        } else if seen.is_string() {
+            ClauseOutcome::Error("No such key: image_signatures".into())
+        } else {
+            ClauseOutcome::Fail
+        };
+        assert_eq!(clause.outcome, expected, "{case}");
+        assert_eq!(
+            clause.compared,
+            [
+                (format!("['{PRIMUS_KEY}']"), json!([PRIMUS_KEY])),
+                (image_signatures.to_owned(), seen),
+            ],
+            "{case}"
+        );
+        assert!(
+            report
+                .iter()
+                .filter(|r| r.clause != clause.clause)
+                .all(|r| r.outcome == ClauseOutcome::Pass),
+            "{case}: only the signature clause decides: {report:?}"
+        );
+    }
+}

@@ -43,6 +43,14 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../../examples/ml-model-protection/7_cleanup.sh"),
     ),
     (
+        "examples/ml-model-protection/8_sign_workload.sh",
+        include_str!("../../../examples/ml-model-protection/8_sign_workload.sh"),
+    ),
+    (
+        "examples/ml-model-protection/9_authorize_signed_workloads.sh",
+        include_str!("../../../examples/ml-model-protection/9_authorize_signed_workloads.sh"),
+    ),
+    (
         "examples/ml-model-protection/demo.sh",
         include_str!("../../../examples/ml-model-protection/demo.sh"),
     ),
@@ -72,6 +80,11 @@ pub struct DemoArgs {
     /// Primus and Secundus, to look at the story in the console.
     #[arg(long)]
     keep: bool,
+    /// Add the signed-release act: Primus signs the workload and trusts its key instead of one
+    /// digest; a new signed release runs with no policy edit, an unsigned image and one signed
+    /// by another key are refused.
+    #[arg(long)]
+    signed_release: bool,
 }
 
 fn ort_from_wheel() -> Result<PathBuf> {
@@ -135,6 +148,10 @@ pub fn run(args: DemoArgs) -> ExitCode {
         .env("ML_INFERENCE", &workload)
         .env("ORT_LIBRARY", &ort)
         .env("DEMO_KEEP", if args.keep { "1" } else { "0" })
+        .env(
+            "DEMO_SIGNED_RELEASE",
+            if args.signed_release { "1" } else { "0" },
+        )
         // The demo's server reads it (`cloister server --compute-driver`).
         .env(
             "CLOISTER_COMPUTE_DRIVER",

@@ -25,10 +25,11 @@ fn condition() -> String {
 }
 
 fn token(digest: &str) -> String {
-    token_as("instance-1", digest)
+    token_with("instance-1", json!({"image_digest": digest}))
 }
 
-fn token_as(sub: &str, digest: &str) -> String {
+/// A token for `sub` whose `submods.container` is `container`.
+fn token_with(sub: &str, container: serde_json::Value) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -36,7 +37,7 @@ fn token_as(sub: &str, digest: &str) -> String {
     let claims = json!({
         "iss": ISSUER, "aud": "https://sts.googleapis.com", "sub": sub,
         "iat": now, "exp": now + 3600, "swname": "CONFIDENTIAL_SPACE",
-        "submods": {"confidential_space": {"support_attributes": ["STABLE"]}, "container": {"image_digest": digest}}
+        "submods": {"confidential_space": {"support_attributes": ["STABLE"]}, "container": container}
     });
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("rsa-1".into());
@@ -249,6 +250,45 @@ fn providers_are_managed_and_explained_with_the_cli() {
         "ACCEPTED"
     );
 
+    // Google's signature condition: the clause shows the key it wants and the keys the token
+    // has (here only another signer's), so the owner sees why without the token.
+    let primus_key = format!("ECDSA_P256_SHA256:{}", "a1".repeat(32));
+    let other_key = "b2".repeat(32);
+    let signature_condition = format!(
+        "assertion.swname == 'CONFIDENTIAL_SPACE' && ['{primus_key}'].exists(fingerprint, fingerprint in assertion.submods.container.image_signatures.map(sig, sig.signature_algorithm+':'+sig.key_id))"
+    );
+    update.pop();
+    update.push(&signature_condition);
+    cli.ok(&update);
+    let signed = |key_id: &str| {
+        token_with(
+            "instance-1",
+            json!({"image_digest": DIGEST, "image_signatures": [
+            {"key_id": key_id, "signature": "MEUCIQ", "signature_algorithm": "ECDSA_P256_SHA256"}]}),
+        )
+    };
+    std::fs::write(&token_file, signed(&other_key)).unwrap();
+    let explain = &explain[..explain.len() - 2];
+    let run = cli.run(explain);
+    let out = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(!run.status.success(), "{out}");
+    assert!(
+        out.contains(&format!("FAIL  ['{primus_key}'].exists(fingerprint, ")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("['{primus_key}'] = [\"{primus_key}\"]")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "assertion.submods.container.image_signatures.map(sig, sig.signature_algorithm+':'+sig.key_id) = [\"ECDSA_P256_SHA256:{other_key}\"]"
+        )),
+        "{out}"
+    );
+    std::fs::write(&token_file, signed(&"a1".repeat(32))).unwrap();
+    assert!(cli.ok(explain).contains("result:   ACCEPTED"));
+
     // Bob may not read Primus's provider.
     let mut bob = describe.clone();
     bob[1] = "bob";
@@ -375,7 +415,10 @@ fn the_pool_owner_sees_why_an_exchange_was_refused_and_a_stranger_does_not() {
     let w = World::with_two_users();
     let number = primus(&w);
     // Its subject carries a terminal escape (a title change): shown, never obeyed.
-    let refused = token_as("instance-1\u{1b}]0;owned\u{7}", "sha256:0000");
+    let refused = token_with(
+        "instance-1\u{1b}]0;owned\u{7}",
+        json!({"image_digest": "sha256:0000"}),
+    );
     assert_eq!(exchange(&w, &number, &refused), 400);
     assert_eq!(exchange(&w, &number, &token(DIGEST)), 200);
     let alice = w.as_user("alice");

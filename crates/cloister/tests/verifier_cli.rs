@@ -85,23 +85,26 @@ fn a_python_relying_party_verifies_oidc_pki_and_aws_principal_tag_tokens() {
         "{}/tests/python/pyjwt_token_types.py",
         support::crate_dir().display()
     );
-    let out = std::process::Command::new("python3")
-        .args([
-            &script,
-            &endpoint,
-            &sa_token,
-            &id_token,
-            &attestation::event_log(),
-            "secundus-bank",
-        ])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "the relying party failed (scripts/install-deps.sh installs PyJWT and cryptography):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let relying_party = || -> Value {
+        let out = std::process::Command::new("python3")
+            .args([
+                &script,
+                &endpoint,
+                &sa_token,
+                &id_token,
+                &attestation::event_log(),
+                "secundus-bank",
+            ])
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "the relying party failed (scripts/install-deps.sh installs PyJWT and cryptography):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let v = relying_party();
     assert_eq!(v["oidc"]["eat_nonce"], "0123456789abcdef");
     assert_eq!(v["pki"]["iss"], endpoint);
     assert_eq!(
@@ -133,4 +136,23 @@ fn a_python_relying_party_verifies_oidc_pki_and_aws_principal_tag_tokens() {
         v["oidc"].get("https://aws.amazon.com/tags").is_none(),
         "only AWS tokens carry tags"
     );
+
+    // Rotating the signing key gives PKI tokens a new leaf under the same intermediate (one
+    // per server) and the same root: the relying party verifies them to the root it downloaded.
+    w.cli
+        .ok(&["--profile", "admin", "verifier", "signing-keys", "rotate"]);
+    let after = relying_party();
+    let chain = |v: &Value| -> Vec<String> {
+        v["pki_header"]["x5c"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (before, after_chain) = (chain(&v), chain(&after));
+    assert_ne!(before[0], after_chain[0], "a new signing key, a new leaf");
+    assert_eq!(before[1], after_chain[1], "the server's intermediate stays");
+    assert_eq!(before[2], after_chain[2], "the root stays");
+    assert_eq!(after["pki"]["iss"], endpoint);
 }

@@ -380,6 +380,24 @@ fn googles_python_clients_run_the_codelab_workload_in_an_instance() {
     let mut both = vec![first_signer, second_signer];
     both.sort();
     assert_eq!(key_ids(&refreshed), both, "{refreshed}");
+    // An AWS token allowing both signers (and one that did not sign) names the image by the
+    // signers' key ids, sorted and `=`-joined as Google's, instead of by its digest.
+    let by_keys = jwt_claims(&teeserver_token(
+        &socket,
+        &format!(
+            r#"{{"audience":"https://sts.amazonaws.com","token_type":"AWS_PRINCIPALTAGS","aws_principal_tag_options":{{"allowed_principal_tags":{{"container_image_signatures":{{"key_ids":["{}","{}","{}"]}}}}}}}}"#,
+            both[1],
+            "0".repeat(64),
+            both[0]
+        ),
+    ));
+    let tags = &by_keys["https://aws.amazon.com/tags"]["principal_tags"];
+    assert_eq!(
+        tags["container.signatures.key_ids"],
+        serde_json::json!([both.join("=")]),
+        "{by_keys}"
+    );
+    assert!(tags.get("container.image_digest").is_none(), "{by_keys}");
     let tags = &aws["https://aws.amazon.com/tags"]["principal_tags"];
     assert_eq!(
         tags["gce.project_id"],

@@ -56,6 +56,16 @@ struct Container<'a> {
     image_signatures: &'a [super::signatures::ImageSignature],
 }
 
+/// `attester_tcb`, where the evidence's root of trust comes from. Google documents one value,
+/// `["INTEL"]` for `GCP_INTEL_TDX`; no claim is made where Google documents none (SNP, and
+/// Cloister's own VTPM and INSECURE).
+fn attester_tcb(hwmodel: &str) -> Option<[&'static str; 1]> {
+    match hwmodel {
+        "GCP_INTEL_TDX" => Some(["INTEL"]),
+        _ => None,
+    }
+}
+
 /// The token's claims for `issuer`, `audience`, the caller's `nonces`, at `now`.
 pub fn token_claims(
     v: &Verified,
@@ -107,10 +117,46 @@ pub fn token_claims(
         "google_service_accounts": v.service_accounts,
         "submods": submods,
     });
+    if let Some(tcb) = attester_tcb(v.hwmodel) {
+        claims["attester_tcb"] = json!(tcb);
+    }
     match nonces {
         [] => {}
         [one] => claims["eat_nonce"] = json!(one),
         many => claims["eat_nonce"] = json!(many),
     }
     claims
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attester_tcb_is_stated_only_where_google_documents_it() {
+        let cases = [
+            ("GCP_INTEL_TDX", json!(["INTEL"])),
+            ("GCP_AMD_SEV_SNP", Value::Null),
+            ("VTPM", Value::Null),
+            ("INSECURE", Value::Null),
+        ];
+        for (hwmodel, expected) in cases {
+            let v = Verified {
+                hwmodel,
+                secboot: false,
+                dbgstat: "disabled-since-boot".into(),
+                swversion: vec![],
+                support_attributes: vec![],
+                container: Default::default(),
+                gce: None,
+                tee: None,
+                subject: "s".into(),
+                service_accounts: vec![],
+                image_signatures: vec![],
+            };
+            let claims = token_claims(&v, "https://i", "https://a", &[], 0, 60);
+            assert_eq!(claims["attester_tcb"], expected, "{hwmodel}");
+            assert_eq!(claims["hwmodel"], hwmodel);
+        }
+    }
 }

@@ -14,8 +14,9 @@ const NONCE_BYTES: std::ops::RangeInclusive<usize> = 8..=88;
 const MAX_AUDIENCE: usize = 512;
 /// AWS STS caps a session tag value at 256 characters.
 const MAX_AWS_TAG_VALUE: usize = 256;
-/// Several key ids share one tag value (AWS tags hold one string), separated by this.
-const KEY_ID_SEPARATOR: &str = ":";
+/// Several key ids share one tag value (AWS tags hold one string), sorted and separated by
+/// this, as Google's tokens write them (`aKey1=bKey3=zKey2`), so a role names the set.
+const KEY_ID_SEPARATOR: &str = "=";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenType {
@@ -147,7 +148,8 @@ impl TokenOptions {
 /// The `https://aws.amazon.com/tags` claim for the token whose other claims are `claims`:
 /// Google's tag names, each value a one-element array (AWS's shape for session tags). The
 /// image is named by its digest, or by the allowed signature key ids that signed it when the
-/// caller allows some and any match (never both, so a role can require either).
+/// caller allows some and any match (sorted, joined with `=`; never both, so a role can
+/// require either).
 pub fn aws_principal_tags(claims: &Value, allowed_key_ids: &[String]) -> Value {
     let mut tags = Map::new();
     let mut tag = |name: &str, value: Option<String>| {
@@ -169,7 +171,7 @@ pub fn aws_principal_tags(claims: &Value, allowed_key_ids: &[String]) -> Value {
         .as_array()
         .map(|a| a.iter().filter_map(|s| s["key_id"].as_str()).collect())
         .unwrap_or_default();
-    let matching: Vec<&str> = allowed_key_ids
+    let matching: std::collections::BTreeSet<&str> = allowed_key_ids
         .iter()
         .map(String::as_str)
         .filter(|k| signed_by.contains(k))
@@ -182,7 +184,7 @@ pub fn aws_principal_tags(claims: &Value, allowed_key_ids: &[String]) -> Value {
     } else {
         tag(
             "container.signatures.key_ids",
-            Some(matching.join(KEY_ID_SEPARATOR)),
+            Some(Vec::from_iter(matching).join(KEY_ID_SEPARATOR)),
         );
     }
     tag("gce.project_id", text(&submods["gce"]["project_id"]));
@@ -221,8 +223,8 @@ mod tests {
             (&["k9"], json!({"container.image_digest": ["sha256:aa"]})),
             (&["k2"], json!({"container.signatures.key_ids": ["k2"]})),
             (
-                &["k2", "k9", "k1"],
-                json!({"container.signatures.key_ids": ["k2:k1"]}),
+                &["k2", "k9", "k1", "k2"],
+                json!({"container.signatures.key_ids": ["k1=k2"]}),
             ),
         ];
         for (allowed, image) in cases {
@@ -244,6 +246,72 @@ mod tests {
                 "{allowed:?}"
             );
         }
+    }
+
+    /// Google's two documented `https://aws.amazon.com/tags` examples, verbatim ("Integrate AWS
+    /// resources", cloud.google.com/confidential-computing/confidential-space/docs/
+    /// connect-external-resources): the same claims give the same tags, key for key.
+    #[test]
+    fn the_tags_are_googles_documented_examples() {
+        let mut claims = json!({
+            "hwmodel": "GCP_AMD_SEV", "swname": "CONFIDENTIAL_SPACE", "swversion": ["250101"],
+            "submods": {
+                "confidential_space": {"support_attributes": ["LATEST", "STABLE", "USABLE"]},
+                "container": {"image_digest": "sha256:6eccbcf1a1de8bf50aefbb37e8c3600d5b59f4a12cf7d964b6f8ef964b782eb2"},
+                "gce": {"project_id": "confidentialcomputing-e2e", "zone": "us-west1-a", "instance_name": "vm"},
+            },
+        });
+        let by_digest: Value = serde_json::from_str(
+            r#"{
+              "https://aws.amazon.com/tags": {
+                "principal_tags": {
+                  "confidential_space.support_attributes": ["LATEST=STABLE=USABLE"],
+                  "container.image_digest": ["sha256:6eccbcf1a1de8bf50aefbb37e8c3600d5b59f4a12cf7d964b6f8ef964b782eb2"],
+                  "gce.project_id": ["confidentialcomputing-e2e"],
+                  "gce.zone": ["us-west1-a"],
+                  "hwmodel": ["GCP_AMD_SEV"],
+                  "swname": ["CONFIDENTIAL_SPACE"],
+                  "swversion": ["250101"]
+                }
+              }
+            }"#,
+        )
+        .unwrap();
+        assert_eq!(
+            aws_principal_tags(&claims, &[]),
+            by_digest["https://aws.amazon.com/tags"]
+        );
+        let by_keys: Value = serde_json::from_str(
+            r#"{
+              "https://aws.amazon.com/tags": {
+                "principal_tags": {
+                  "confidential_space.support_attributes": ["LATEST=STABLE=USABLE"],
+                  "container.signatures.key_ids": ["keyid1=keyid2=keyid3"],
+                  "gce.project_id": ["confidentialcomputing-e2e"],
+                  "gce.zone": ["us-west1-a"],
+                  "hwmodel": ["GCP_AMD_SEV"],
+                  "swname": ["CONFIDENTIAL_SPACE"],
+                  "swversion": ["250101"]
+                }
+              }
+            }"#,
+        )
+        .unwrap();
+        // Signed by three allowed keys and one the caller did not allow; allowed in any order.
+        claims["submods"]["container"]["image_signatures"] = [
+            "keyid3", "other", "keyid1", "keyid2",
+        ]
+        .iter()
+        .map(|k| json!({"key_id": k, "signature": "s", "signature_algorithm": "ECDSA_P256_SHA256"}))
+        .collect();
+        let allowed: Vec<String> = ["keyid2", "keyid3", "keyid1", "unused"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            aws_principal_tags(&claims, &allowed),
+            by_keys["https://aws.amazon.com/tags"]
+        );
     }
 
     #[test]
