@@ -153,6 +153,7 @@ mod tests {
                 subject: "s".into(),
                 service_accounts: vec![],
                 image_signatures: vec![],
+                measured: hwmodel != "INSECURE",
             };
             let claims = token_claims(&v, "https://i", "https://a", &[], 0, 60);
             assert_eq!(claims["attester_tcb"], expected, "{hwmodel}");
