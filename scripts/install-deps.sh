@@ -45,11 +45,13 @@ fi
 # pillow generate the demo model and images; onnxruntime is the reference the workload's
 # results are checked against, and its libonnxruntime.so is the engine the workload loads;
 # cryptography (pinned: its x509 API checks PKI attestation token chains, 40+ needed);
-# selenium is the WebDriver client the console's browser tests use (with Debian's driver).
-if ! python3 -c 'import google.auth, google.cloud.storage, google.cloud.kms, requests, jwt, cryptography, onnx, numpy, PIL, onnxruntime, selenium; assert onnxruntime.__version__ == "1.24.4"; assert cryptography.__version__ == "48.0.0"' >/dev/null 2>&1; then
+# selenium is the WebDriver client the console's browser tests use (with Debian's driver);
+# sev-snp-measure is the independent SEV-SNP launch digest the Rust computation is checked against.
+if ! python3 -c 'import google.auth, google.cloud.storage, google.cloud.kms, requests, jwt, cryptography, onnx, numpy, PIL, onnxruntime, selenium, sevsnpmeasure; assert onnxruntime.__version__ == "1.24.4"; assert cryptography.__version__ == "48.0.0"' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check \
     'google-auth==2.62.2' 'google-cloud-storage==3.17.1' 'google-cloud-kms==3.18.0' 'requests>=2.31' 'PyJWT[crypto]==2.15.1' 'cryptography==48.0.0' \
-    'onnxruntime==1.24.4' 'onnx==1.18.0' 'numpy<2.3' 'pillow==11.3.0' 'selenium==4.27.1'
+    'onnxruntime==1.24.4' 'onnx==1.18.0' 'numpy<2.3' 'pillow==11.3.0' 'selenium==4.27.1' \
+    'sev-snp-measure==0.0.12'
 fi
 
 # Garage, a real S3-compatible object store, for the S3 blob-store tests: built once from

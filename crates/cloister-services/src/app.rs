@@ -255,9 +255,9 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
             );
             match config.guest_image.clone() {
                 Some(image) => driver.with_vm(compute::driver::VmSettings {
+                    host: compute::vm::HostCapabilities::detect().for_image(&image),
                     image,
                     accel: compute::vm::Accelerator::detect(),
-                    host: compute::vm::HostCapabilities::detect(),
                 }),
                 None => driver,
             }
@@ -417,6 +417,18 @@ async fn register_guest_image(
     state: &AppState,
     image: &compute::vm::GuestImage,
 ) -> Result<(), ApiError> {
+    for record in guest_image_reference_values(image, time::OffsetDateTime::now_utc()) {
+        state.store.put_reference_value(&record).await?;
+    }
+    Ok(())
+}
+
+/// The reference values of the guest image: its vTPM boot measurement (PCR 4 and PCR 9), and
+/// where it has an SNP launch, the SEV-SNP launch digest an SNP guest booting it reports.
+pub(crate) fn guest_image_reference_values(
+    image: &compute::vm::GuestImage,
+    now: time::OffsetDateTime,
+) -> Vec<cloister_store::ReferenceValueRecord> {
     let (dbgstat, support_attributes, what) = if image.debug {
         ("enabled", vec![], "debug guest image")
     } else {
@@ -426,17 +438,30 @@ async fn register_guest_image(
             "guest image",
         )
     };
-    let record = cloister_store::ReferenceValueRecord {
-        measurement: image.measurement.clone(),
+    let record = |measurement: &str, how: String| cloister_store::ReferenceValueRecord {
+        measurement: measurement.to_owned(),
         swversion: numeric_version(env!("CARGO_PKG_VERSION")),
         dbgstat: dbgstat.into(),
-        support_attributes,
-        description: format!(
-            "the VM driver's {what} (PCR 4 and PCR 9 of its measured boot; registered at start)"
-        ),
-        create_time: time::OffsetDateTime::now_utc(),
+        support_attributes: support_attributes.clone(),
+        description: format!("the VM driver's {what} ({how}; registered at start)"),
+        create_time: now,
     };
-    Ok(state.store.put_reference_value(&record).await?)
+    let mut values = vec![record(
+        &image.measurement,
+        "PCR 4 and PCR 9 of its measured boot".into(),
+    )];
+    if let Some(snp) = &image.snp {
+        values.push(record(
+            &snp.measurement,
+            format!(
+                "SEV-SNP launch digest: {}, {} vCPU {}, kernel hashes",
+                snp.firmware.display(),
+                compute::vm::VCPUS,
+                compute::vm::SNP_CPU
+            ),
+        ));
+    }
+    values
 }
 
 /// On a server with no users, creates the bootstrap admin and writes its credential (0600) to

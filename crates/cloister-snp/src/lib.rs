@@ -10,6 +10,7 @@
 pub mod azure;
 pub mod cert_table;
 pub mod chain;
+pub mod launch;
 pub mod report;
 
 use p384::ecdsa::signature::Verifier as _;

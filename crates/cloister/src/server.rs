@@ -26,6 +26,7 @@ const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 async fn guest_image(
     data_dir: &std::path::Path,
     debug: bool,
+    snp_firmware: Option<PathBuf>,
 ) -> Result<cloister_services::compute::vm::GuestImage> {
     if !std::path::Path::new(OVMF).exists() {
         anyhow::bail!(
@@ -35,10 +36,19 @@ async fn guest_image(
     let data_dir = data_dir.to_owned();
     let built = tokio::task::spawn_blocking(move || {
         let exe = std::env::current_exe()?;
-        crate::guest::image::build(&data_dir, &exe, debug)
+        let snp = crate::guest::image::snp_firmware(snp_firmware);
+        crate::guest::image::build(&data_dir, &exe, debug, snp.as_deref())
     })
     .await??;
     tracing::info!(initrd = %built.initrd.display(), measurement = %built.measurement, debug_image = built.debug, "VM driver: guest image ready");
+    match &built.snp {
+        Some(snp) => {
+            tracing::info!(firmware = %snp.firmware.display(), measurement = %snp.measurement, "VM driver: SEV-SNP launch digest of the guest image computed")
+        }
+        None => tracing::info!(
+            "VM driver: no AmdSev OVMF (--vm-snp-firmware), so SEV_SNP instances will be refused"
+        ),
+    }
     Ok(cloister_services::compute::vm::GuestImage {
         kernel: built.kernel,
         initrd: built.initrd,
@@ -46,6 +56,12 @@ async fn guest_image(
         firmware: OVMF.into(),
         measurement: built.measurement,
         debug,
+        snp: built
+            .snp
+            .map(|s| cloister_services::compute::vm::SnpLaunch {
+                firmware: s.firmware,
+                measurement: s.measurement,
+            }),
     })
 }
 
@@ -131,6 +147,11 @@ pub struct ServerArgs {
     /// without swtpm only; such tokens say `swname: INSECURE` [default: refused].
     #[arg(long, env = "CLOISTER_ALLOW_INSECURE_EVIDENCE")]
     allow_insecure_evidence: bool,
+    /// With --compute-driver vm: the AmdSev build of OVMF SEV-SNP guests boot (it puts the
+    /// kernel, initrd and command line into the launch digest) [default: a distribution's
+    /// OVMF.amdsev.fd where installed; without one, SEV_SNP instances are refused].
+    #[arg(long, env = "CLOISTER_VM_SNP_FIRMWARE")]
+    vm_snp_firmware: Option<PathBuf>,
     /// Serve TLS with this certificate chain (PEM), and --tls-key-file's key: HTTP/1.1 and
     /// HTTP/2 by ALPN on the one port, so Google's gRPC clients (which always use TLS) reach
     /// the KMS API [default: plain HTTP/1.1 and HTTP/2 cleartext, for a TLS load balancer in
@@ -291,7 +312,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         args.oidc_fetch_allow
     };
     let guest_image = match args.compute_driver.or(file.compute_driver) {
-        Some(ComputeDriver::Vm) => Some(guest_image(&data_dir, args.vm_debug_image).await?),
+        Some(ComputeDriver::Vm) => {
+            Some(guest_image(&data_dir, args.vm_debug_image, args.vm_snp_firmware.clone()).await?)
+        }
         Some(ComputeDriver::Local) | None => None,
     };
     let config = cloister_services::ServerConfig {

@@ -6,6 +6,11 @@
 //! metadata server (169.254.169.254:80) and the API (169.254.169.2:80) through `guestfwd`,
 //! each connection a `cloister forward` process, and nothing else. The launcher's exit code
 //! comes back on the second serial port, which only the guest's PID 1 writes.
+//!
+//! A SEV-SNP guest boots the same kernel, initrd and command line with QEMU's
+//! `kernel-hashes=on` under an AmdSev build of OVMF, one vCPU of the fixed model `SNP_CPU`:
+//! the launch digest then covers firmware, vCPU state and the three files' hashes, and
+//! `snp_launch_measurement` computes it offline (the reference value the server registers).
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +21,13 @@ pub const EXIT_MARKER: &str = "cloister-launcher-exit:";
 /// Guest memory (MiB): the image is unpacked into a tmpfs, and the workload's layers too.
 /// Below q35's 2 GiB split, so all of it is below 4 GiB (the PCR 4 computation relies on it).
 pub const MEMORY_MIB: u32 = 1536;
+/// Every guest has one vCPU (`-smp 1`): the SNP launch digest measures one VMSA per vCPU.
+pub const VCPUS: u32 = 1;
+/// The vCPU model of SNP guests: a named model, not `-cpu host`, because the VMSA's RDX
+/// holds the model's CPUID signature, so the launch digest must not depend on the host's
+/// CPU. EPYC-v4 (family 23, model 1, stepping 2) runs on every SNP-capable EPYC.
+pub const SNP_CPU: &str = "EPYC-v4";
+pub const SNP_CPU_SIGNATURE: u32 = cloister_snp::launch::cpu_signature(23, 1, 2);
 
 /// The guest image the server boots, and its measurement (registered as a reference value).
 #[derive(Debug, Clone)]
@@ -28,6 +40,38 @@ pub struct GuestImage {
     /// `cloister_tpm::boot_measurement` of the image's expected PCR 4 and PCR 9.
     pub measurement: String,
     pub debug: bool,
+    /// How SEV-SNP guests boot it; None where no firmware can measure the kernel (SNP
+    /// instances are then refused).
+    pub snp: Option<SnpLaunch>,
+}
+
+/// The firmware a SEV-SNP guest boots and the launch digest it will report.
+#[derive(Debug, Clone)]
+pub struct SnpLaunch {
+    /// An AmdSev OVMF (a kernel-hashes section and hashes table in its metadata).
+    pub firmware: PathBuf,
+    /// `snp_launch_measurement`, hex: the report's MEASUREMENT, and its reference value.
+    pub measurement: String,
+}
+
+/// The SNP launch digest of this image booted as `qemu_args` boots it: `ovmf`, `VCPUS` of
+/// `SNP_CPU`, SEV features SNPActive only (QEMU's default), and the hashes of the kernel and
+/// initrd files and the command line (QEMU leaves the kernel's setup header unmodified when
+/// SEV hashes it, so the file's hash is what it puts in the table).
+pub fn snp_launch_measurement(
+    ovmf: &cloister_snp::launch::Ovmf,
+    kernel: &[u8],
+    initrd: &[u8],
+    cmdline: &str,
+) -> Result<String, cloister_snp::launch::LaunchError> {
+    use cloister_snp::launch::{KernelHashes, Launch, launch_digest};
+    let launch = Launch {
+        vcpus: VCPUS,
+        vcpu_signature: SNP_CPU_SIGNATURE,
+        sev_features: 1,
+    };
+    let hashes = KernelHashes::new(kernel, initrd, cmdline);
+    launch_digest(ovmf, &launch, Some(&hashes)).map(hex::encode)
 }
 
 /// How QEMU runs guests on this host.
@@ -104,6 +148,8 @@ pub enum VmError {
 pub struct HostCapabilities {
     pub sev_snp: bool,
     pub tdx: bool,
+    /// Whether the guest image has an SNP launch (an AmdSev firmware measuring its kernel).
+    pub snp_image: bool,
 }
 
 impl HostCapabilities {
@@ -114,6 +160,15 @@ impl HostCapabilities {
             sev_snp: Path::new("/dev/sev").exists()
                 && param("/sys/module/kvm_amd/parameters/sev_snp"),
             tdx: param("/sys/module/kvm_intel/parameters/tdx"),
+            snp_image: false,
+        }
+    }
+
+    /// What this host offers for `image`.
+    pub fn for_image(self, image: &GuestImage) -> Self {
+        HostCapabilities {
+            snp_image: image.snp.is_some(),
+            ..self
         }
     }
 
@@ -133,6 +188,9 @@ impl HostCapabilities {
             }
             ConfidentialType::SevSnp if !self.sev_snp => refuse(
                 "the host has no SEV-SNP (/dev/sev with kvm_amd's sev_snp=Y, on an EPYC with SNP enabled in firmware)",
+            ),
+            ConfidentialType::SevSnp if !self.snp_image => refuse(
+                "no firmware can measure the guest's kernel for SEV-SNP: install an AmdSev build of OVMF (kernel hashes; Debian 12 ships none) and start the server with --vm-snp-firmware PATH",
             ),
             ConfidentialType::Tdx if accel != Accelerator::Kvm => {
                 refuse("TDX needs KVM on an Intel host, and QEMU here runs without hardware KVM")
@@ -166,8 +224,16 @@ pub fn qemu_args(
     let fw = quoted(forwarder)?;
     let mut machine = "q35".to_owned();
     let mut args: Vec<String> = vec![];
+    let mut firmware = &image.firmware;
+    let mut cpu = (accel == Accelerator::Kvm).then_some("host");
     match kind {
         ConfidentialType::SevSnp => {
+            let snp = image.snp.as_ref().ok_or(VmError::Unsupported {
+                kind,
+                reason: "the guest image has no SNP launch (no AmdSev firmware)".into(),
+            })?;
+            firmware = &snp.firmware;
+            cpu = Some(SNP_CPU);
             // Guest memory must be private to the guest (memfd) for SNP; kernel-hashes puts
             // the kernel, initrd and command line's hashes in the launch digest, so the
             // measurement covers them without a vTPM.
@@ -195,8 +261,8 @@ pub fn qemu_args(
         }
         .into(),
     ];
-    if accel == Accelerator::Kvm {
-        all.extend(["-cpu".into(), "host".into()]);
+    if let Some(cpu) = cpu {
+        all.extend(["-cpu".into(), cpu.into()]);
     }
     all.extend(args);
     all.extend(
@@ -204,13 +270,13 @@ pub fn qemu_args(
             "-m",
             &MEMORY_MIB.to_string(),
             "-smp",
-            "1",
+            &VCPUS.to_string(),
             "-nodefaults",
             "-no-user-config",
             "-nographic",
             "-no-reboot",
             "-bios",
-            &quoted(&image.firmware)?,
+            &quoted(firmware)?,
             "-kernel",
             &quoted(&image.kernel)?,
             "-initrd",
@@ -277,6 +343,10 @@ mod tests {
             firmware: "/usr/share/ovmf/OVMF.fd".into(),
             measurement: String::new(),
             debug: false,
+            snp: Some(SnpLaunch {
+                firmware: "/usr/share/ovmf/OVMF.amdsev.fd".into(),
+                measurement: String::new(),
+            }),
         }
     }
 
@@ -307,6 +377,8 @@ mod tests {
             machine: &'static str,
             objects: &'static [&'static str],
             tpm: bool,
+            cpu: &'static [&'static str],
+            firmware: &'static str,
         }
         let cases = [
             Case {
@@ -315,6 +387,8 @@ mod tests {
                 machine: "q35",
                 objects: &[],
                 tpm: true,
+                cpu: &[],
+                firmware: "/usr/share/ovmf/OVMF.fd",
             },
             Case {
                 kind: ConfidentialType::SevSnp,
@@ -325,6 +399,9 @@ mod tests {
                     "sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,kernel-hashes=on",
                 ],
                 tpm: false,
+                // The model the launch digest was computed for, and the AmdSev firmware.
+                cpu: &["EPYC-v4"],
+                firmware: "/usr/share/ovmf/OVMF.amdsev.fd",
             },
             Case {
                 kind: ConfidentialType::Tdx,
@@ -332,12 +409,17 @@ mod tests {
                 machine: "q35,kernel-irqchip=split,confidential-guest-support=tdx0",
                 objects: &["tdx-guest,id=tdx0"],
                 tpm: false,
+                cpu: &["host"],
+                firmware: "/usr/share/ovmf/OVMF.fd",
             },
         ];
         for c in cases {
             let a = args(c.kind, c.accel);
             assert_eq!(after(&a, "-machine"), [c.machine], "{:?}", c.kind);
             assert_eq!(after(&a, "-object"), c.objects, "{:?}", c.kind);
+            assert_eq!(after(&a, "-cpu"), c.cpu, "{:?}", c.kind);
+            assert_eq!(after(&a, "-bios"), [c.firmware], "{:?}", c.kind);
+            assert_eq!(after(&a, "-smp"), ["1"], "one VMSA in the launch digest");
             assert_eq!(
                 after(&a, "-tpmdev") == ["emulator,id=tpm0,chardev=chrtpm"],
                 c.tpm,
@@ -380,14 +462,50 @@ mod tests {
     }
 
     #[test]
+    fn an_snp_guest_without_an_snp_launch_is_refused() {
+        let mut plain = image();
+        plain.snp = None;
+        let e = qemu_args(
+            &plain,
+            ConfidentialType::SevSnp,
+            Accelerator::Kvm,
+            &VmPaths::new(Path::new("/d")),
+            Path::new("/c"),
+            "127.0.0.1:1".parse().unwrap(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("AmdSev"), "{e}");
+        let host = HostCapabilities {
+            sev_snp: true,
+            tdx: true,
+            snp_image: true,
+        };
+        assert!(
+            host.check(ConfidentialType::SevSnp, Accelerator::Kvm)
+                .is_ok()
+        );
+        let e = host
+            .for_image(&plain)
+            .check(ConfidentialType::SevSnp, Accelerator::Kvm)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--vm-snp-firmware") && e.contains("never downgrades"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn confidential_types_are_refused_without_the_hardware() {
         let none = HostCapabilities {
             sev_snp: false,
             tdx: false,
+            snp_image: true,
         };
         let both = HostCapabilities {
             sev_snp: true,
             tdx: true,
+            snp_image: true,
         };
         use Accelerator::{Kvm, Tcg};
         use ConfidentialType::{SevSnp, Tdx, Vtpm};

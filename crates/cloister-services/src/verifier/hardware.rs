@@ -25,8 +25,9 @@ pub(super) fn claims(
     Verified {
         hwmodel,
         secboot: true,
-        // A debuggable guest never gets this far: the hardware policy refuses it.
-        dbgstat: "disabled-since-boot".into(),
+        // A debuggable guest never gets this far (the hardware policy refuses it), but the
+        // launch may be of a debug image (a console), which its reference value says.
+        dbgstat: reference.dbgstat,
         swversion: vec![reference.swversion],
         support_attributes: reference.support_attributes,
         container,

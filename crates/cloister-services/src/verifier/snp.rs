@@ -201,6 +201,61 @@ mod tests {
         assert!(refusal(judge(&r, NONCE, &log, trusted)).contains("REPORT_DATA"));
     }
 
+    /// What the server registers for its guest image decides an SNP report: the image's
+    /// launch digest earns STABLE; any other launch (an edited initrd, another firmware or
+    /// vCPU count: another digest) is refused; the debug image's says `dbgstat: enabled`.
+    #[test]
+    fn the_guest_images_launch_digest_is_its_snp_reference_value() {
+        use crate::compute::vm::{GuestImage, SnpLaunch};
+        let image = |debug: bool, vtpm: &str, snp: &str| GuestImage {
+            kernel: "/boot/vmlinuz".into(),
+            initrd: "/data/guest/abc/initrd.cpio".into(),
+            cmdline: "console=ttyS0".into(),
+            firmware: "/usr/share/ovmf/OVMF.fd".into(),
+            measurement: vtpm.repeat(32),
+            debug,
+            snp: Some(SnpLaunch {
+                firmware: "/usr/share/ovmf/OVMF.amdsev.fd".into(),
+                measurement: snp.repeat(48),
+            }),
+        };
+        let mut registered = crate::app::guest_image_reference_values(
+            &image(false, "a1", "5e"),
+            time::OffsetDateTime::UNIX_EPOCH,
+        );
+        registered.extend(crate::app::guest_image_reference_values(
+            &image(true, "d1", "de"),
+            time::OffsetDateTime::UNIX_EPOCH,
+        ));
+        let lookup = |m: &str| -> Result<Option<ReferenceValueRecord>, ApiError> {
+            Ok(registered.iter().find(|r| r.measurement == m).cloned())
+        };
+        let log = log(false);
+        let launched = |measurement: String| {
+            let mut r = report_for(&log, NONCE);
+            r.measurement = measurement;
+            r
+        };
+
+        let v = judge(&launched("5e".repeat(48)), NONCE, &log, lookup).unwrap();
+        assert_eq!(v.support_attributes, ["LATEST", "STABLE", "USABLE"]);
+        assert_eq!(v.dbgstat, "disabled-since-boot");
+
+        let v = judge(&launched("de".repeat(48)), NONCE, &log, lookup).unwrap();
+        assert!(
+            v.support_attributes.is_empty(),
+            "{:?}",
+            v.support_attributes
+        );
+        assert_eq!(v.dbgstat, "enabled");
+
+        // Another launch: its digest differs, if only in one byte.
+        let mut other = "5e".repeat(48);
+        other.replace_range(94.., "5f");
+        let e = refusal(judge(&launched(other), NONCE, &log, lookup));
+        assert!(e.contains("not among the reference values"), "{e}");
+    }
+
     #[test]
     fn bad_logs_and_untrusted_launchers_are_refused() {
         let log_after = log(true);

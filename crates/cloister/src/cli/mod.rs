@@ -131,6 +131,10 @@ enum ImageCommand {
         /// The server's data directory, whose `guest/` caches images.
         #[arg(long, env = "CLOISTER_DATA_DIR")]
         data_dir: PathBuf,
+        /// An AmdSev build of OVMF: print the SEV-SNP launch digest of an SNP guest booting
+        /// the image too [default: a distribution's OVMF.amdsev.fd where installed].
+        #[arg(long, env = "CLOISTER_VM_SNP_FIRMWARE")]
+        snp_firmware: Option<PathBuf>,
     },
 }
 
@@ -192,16 +196,19 @@ pub async fn run(cli: Cli, command_name: String) -> ExitCode {
         }
         Command::Completion { shell } => completion(shell),
         Command::Forward(args) => crate::guest::forward::run(args),
-        Command::Image(ImageCommand::Build { debug, data_dir }) => {
-            tokio::task::spawn_blocking(move || -> Result<()> {
-                let exe = std::env::current_exe()?;
-                let image = crate::guest::image::build(&data_dir, &exe, debug)?;
-                println!("{}", serde_json::to_string_pretty(&image)?);
-                Ok(())
-            })
-            .await
-            .unwrap_or_else(|e| Err(e.into()))
-        }
+        Command::Image(ImageCommand::Build {
+            debug,
+            data_dir,
+            snp_firmware,
+        }) => tokio::task::spawn_blocking(move || -> Result<()> {
+            let exe = std::env::current_exe()?;
+            let snp = crate::guest::image::snp_firmware(snp_firmware);
+            let image = crate::guest::image::build(&data_dir, &exe, debug, snp.as_deref())?;
+            println!("{}", serde_json::to_string_pretty(&image)?);
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.into())),
         command => match Profiles::load(&Profiles::default_dir()) {
             Ok(profiles) => {
                 let mut ctx = Context {

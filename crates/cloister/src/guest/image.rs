@@ -8,7 +8,8 @@
 //! so its SHA-256, which the EFI stub measures into PCR 9, depends on its inputs only; it is
 //! cached under `DATA_DIR/guest/SHA256-OF-INPUTS/`. The expected PCR 4 and PCR 9 values are
 //! computed here offline from the files (`boot_pcrs`), and the VM test checks them against a
-//! real boot.
+//! real boot. With an AmdSev OVMF, the SEV-SNP launch digest of an SNP guest booting the image
+//! is computed too (`cloister_snp::launch`; never checked against SNP hardware here).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,14 @@ const MODULES: &[&str] = &[
 const TCTI: &str = "/usr/lib/x86_64-linux-gnu/libtss2-tcti-device.so.0";
 /// The CA bundle the launcher's HTTP client loads (Debian's ca-certificates).
 const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// Where distributions install OVMF's AmdSev build (the one with kernel hashes, which SNP's
+/// `kernel-hashes=on` needs): Ubuntu's `ovmf`, Fedora's `edk2-ovmf`. Debian 12's `ovmf` has
+/// none: its OVMF.fd has SNP metadata but no hashes table, so it would leave the kernel,
+/// initrd and command line out of the launch digest.
+const AMDSEV_OVMF: &[&str] = &[
+    "/usr/share/ovmf/OVMF.amdsev.fd",
+    "/usr/share/edk2/ovmf/OVMF.amdsev.fd",
+];
 
 /// A built image and its measurements.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -43,6 +52,41 @@ pub struct GuestImage {
     pub pcr9: String,
     /// What reference values name: `cloister_tpm::boot_measurement`.
     pub measurement: String,
+    /// The SEV-SNP launch of the image, where an AmdSev firmware was found or given.
+    pub snp: Option<SnpImage>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SnpImage {
+    pub firmware: PathBuf,
+    /// The launch digest (hex): `cloister_services::compute::vm::snp_launch_measurement`.
+    pub measurement: String,
+}
+
+/// The AmdSev firmware SNP guests boot: the one given, or the first a distribution installed.
+pub fn snp_firmware(given: Option<PathBuf>) -> Option<PathBuf> {
+    given.or_else(|| AMDSEV_OVMF.iter().map(PathBuf::from).find(|p| p.exists()))
+}
+
+/// The SNP launch digest of the image under `firmware`.
+fn snp_image(firmware: &Path, kernel: &[u8], initrd: &Path, cmdline: &str) -> Result<SnpImage> {
+    let bytes =
+        std::fs::read(firmware).with_context(|| format!("reading {}", firmware.display()))?;
+    let ovmf = cloister_snp::launch::Ovmf::parse(bytes)
+        .with_context(|| format!("{} as SEV-SNP firmware", firmware.display()))?;
+    if !ovmf.supports_kernel_hashes() {
+        bail!(
+            "{} cannot measure the kernel for SEV-SNP (no kernel-hashes section): give an AmdSev build of OVMF (OvmfPkg/AmdSev/AmdSevX64.dsc)",
+            firmware.display()
+        );
+    }
+    let initrd = std::fs::read(initrd)?;
+    let measurement =
+        cloister_services::compute::vm::snp_launch_measurement(&ovmf, kernel, &initrd, cmdline)?;
+    Ok(SnpImage {
+        firmware: firmware.to_owned(),
+        measurement,
+    })
 }
 
 /// The newest Debian kernel in /boot.
@@ -160,8 +204,14 @@ fn sha256_file(path: &Path) -> Result<[u8; 32]> {
     Ok(h.finalize().into())
 }
 
-/// Builds (or finds in the cache) the image for `binary` (this `cloister`).
-pub fn build(data_dir: &Path, binary: &Path, debug: bool) -> Result<GuestImage> {
+/// Builds (or finds in the cache) the image for `binary` (this `cloister`), with its SNP
+/// launch digest under `snp_firmware` when one is given.
+pub fn build(
+    data_dir: &Path,
+    binary: &Path,
+    debug: bool,
+    snp_firmware: Option<&Path>,
+) -> Result<GuestImage> {
     let (kernel, release) = find_kernel()?;
     let cache = data_dir.join("guest");
     std::fs::create_dir_all(&cache)?;
@@ -196,7 +246,11 @@ pub fn build(data_dir: &Path, binary: &Path, debug: bool) -> Result<GuestImage> 
         initrd_size,
         memory,
     )?;
+    let snp = snp_firmware
+        .map(|f| snp_image(f, &kernel_bytes, &initrd, cmdline))
+        .transpose()?;
     Ok(GuestImage {
+        snp,
         kernel,
         initrd,
         cmdline: cmdline.to_owned(),
@@ -305,6 +359,20 @@ pub fn boot_pcrs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Debian's OVMF.fd boots SNP guests but leaves the kernel out of the launch digest: the
+    /// image build refuses it rather than register a digest that any initrd would match.
+    #[test]
+    fn firmware_without_kernel_hashes_gets_no_snp_launch() {
+        let ovmf = Path::new("/usr/share/ovmf/OVMF.fd");
+        let dir = tempfile::tempdir().unwrap();
+        let initrd = dir.path().join("initrd");
+        std::fs::write(&initrd, b"initrd").unwrap();
+        let e = snp_image(ovmf, b"kernel", &initrd, CMDLINE).unwrap_err();
+        assert!(format!("{e:#}").contains("AmdSev"), "{e:#}");
+        let e = snp_image(&dir.path().join("none.fd"), b"kernel", &initrd, CMDLINE).unwrap_err();
+        assert!(format!("{e:#}").contains("none.fd"), "{e:#}");
+    }
 
     /// Recorded from a real boot of Debian's 6.1.0-57 kernel under OVMF (see the VM test,
     /// which checks every build against its own boot): the computation reproduces it.
