@@ -133,8 +133,15 @@ fn cloister_and_cosign_format_signers_verify_each_other() {
         "artifacts",
         "verify",
         &format!("{host}/{name}@{unsigned}"),
+        "--key",
+        &key("rsa.pub"),
     ]);
-    assert!(err.contains("has no valid signature"), "{err}");
+    assert!(err.contains("has no valid signature by key"), "{err}");
+    // Without a key, "some signature verifies" would accept anyone's: the key is required.
+    let err = w
+        .cli
+        .fails(&["--profile", "alice", "artifacts", "verify", &image]);
+    assert!(err.contains("--key"), "{err}");
     // A private key of the wrong kind for the algorithm is refused before anything is pushed.
     let err = w.cli.fails(&[
         "--profile",

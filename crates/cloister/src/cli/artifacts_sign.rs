@@ -45,9 +45,10 @@ pub struct SignArgs {
 pub struct VerifyArgs {
     /// The image: HOST/PROJECT/REPOSITORY/IMAGE[:TAG|@DIGEST].
     image: String,
-    /// Succeed only if this public key (PEM) signed the image.
+    /// The public key (PEM) that must have signed the image. Required, as cosign's: a
+    /// signature's payload carries its own key, so "some signature verifies" proves nothing.
     #[arg(long)]
-    key: Option<PathBuf>,
+    key: PathBuf,
     /// Where to look for signatures [default: the image's repository].
     #[arg(long)]
     signature_repo: Option<String>,
@@ -274,7 +275,7 @@ fn key_id_of(path: &PathBuf) -> Result<String> {
 }
 
 pub async fn verify(client: &ApiClient, args: VerifyArgs) -> Result<()> {
-    let want = args.key.as_ref().map(key_id_of).transpose()?;
+    let want = key_id_of(&args.key)?;
     let (r, digest, sig_name) = locate(client, &args.image, args.signature_repo.as_deref()).await?;
     let tag = sig_tag(&digest);
     let layers = existing_layers(client, &sig_name, &tag).await?;
@@ -305,19 +306,13 @@ pub async fn verify(client: &ApiClient, args: VerifyArgs) -> Result<()> {
             Err(e) => outln!("signature {i}\tleft out: {e:#}")?,
         }
     }
-    match want {
-        Some(id) if !valid.contains(&id) => bail!(
-            "{}/{}@{digest} has no valid signature by key {id} in {}/{sig_name}:{tag}",
+    if !valid.contains(&want) {
+        bail!(
+            "{}/{}@{digest} has no valid signature by key {want} in {}/{sig_name}:{tag}",
             r.host,
             r.name,
             r.host
-        ),
-        None if valid.is_empty() => bail!(
-            "{}/{}@{digest} has no valid signature in {}/{sig_name}:{tag}",
-            r.host,
-            r.name,
-            r.host
-        ),
-        _ => Ok(()),
+        );
     }
+    Ok(())
 }
