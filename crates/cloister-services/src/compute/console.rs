@@ -43,8 +43,13 @@ pub async fn publish(state: &AppState, published: &mut HashMap<u64, u64>) {
     }
 }
 
-/// The console from byte `start`: this replica's own file when it runs the instance, else the
-/// last copy its replica published (empty when there is none).
+/// The most one read returns, as Compute Engine's `getSerialPortOutput` (1 MB): a caller
+/// pages on with `next`.
+pub const MAX_READ_BYTES: usize = 1 << 20;
+
+/// At most [`MAX_READ_BYTES`] of the console from byte `start`, and the offset after them:
+/// this replica's own file when it runs the instance, else the last copy its replica
+/// published (empty when there is none).
 pub async fn read(state: &AppState, instance: &InstanceRecord, start: u64) -> (String, u64) {
     let bytes = match state.compute.console(instance) {
         Some(bytes) => bytes,
@@ -53,9 +58,10 @@ pub async fn read(state: &AppState, instance: &InstanceRecord, start: u64) -> (S
     let from = usize::try_from(start)
         .unwrap_or(usize::MAX)
         .min(bytes.len());
+    let to = from.saturating_add(MAX_READ_BYTES).min(bytes.len());
     (
-        String::from_utf8_lossy(&bytes[from..]).into_owned(),
-        bytes.len() as u64,
+        String::from_utf8_lossy(&bytes[from..to]).into_owned(),
+        to as u64,
     )
 }
 

@@ -686,18 +686,6 @@ async fn run_launcher<F: Future<Output = ()>>(
     running: impl Fn() -> F,
 ) -> InstanceStatus {
     loop {
-        let log = match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(serial)
-        {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot open the serial log");
-                return InstanceStatus::Terminated;
-            }
-        };
-        let err_log = log.try_clone().ok();
         let mut command = match launch {
             Launch::Process {
                 path, args, entry, ..
@@ -716,10 +704,12 @@ async fn run_launcher<F: Future<Output = ()>>(
                 command
             }
         };
+        // Through pipes the platform copies, bounded (`serial.rs`): the console is never a
+        // file the launcher or the guest could grow without end.
         command
             .stdin(std::process::Stdio::null())
-            .stdout(log)
-            .stderr(err_log.map_or(std::process::Stdio::null(), std::process::Stdio::from))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
         let mut child = match command.spawn() {
             Ok(c) => c,
@@ -728,6 +718,8 @@ async fn run_launcher<F: Future<Output = ()>>(
                 return InstanceStatus::Terminated;
             }
         };
+        super::serial::spawn_copy(child.stdout.take(), serial);
+        super::serial::spawn_copy(child.stderr.take(), serial);
         running().await;
         let code = tokio::select! {
             status = child.wait() => match launch {

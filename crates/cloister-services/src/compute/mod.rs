@@ -9,6 +9,7 @@ pub mod metadata_server;
 mod metadata_tree;
 pub mod replicas;
 mod sandbox;
+pub mod serial;
 pub mod vm;
 
 use std::collections::BTreeMap;

@@ -283,8 +283,12 @@ pub fn qemu_args(
             &quoted(&image.initrd)?,
             "-append",
             &image.cmdline,
+            // The guest's console is QEMU's standard output, which the driver copies into
+            // `paths.console` bounded; no monitor shares it.
+            "-monitor",
+            "none",
             "-chardev",
-            &format!("file,id=console,path={},append=on", quoted(&paths.console)?),
+            "stdio,id=console,signal=off",
             "-serial",
             "chardev:console",
             "-chardev",

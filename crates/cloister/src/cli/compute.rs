@@ -198,9 +198,13 @@ pub async fn run(ctx: &mut Context, c: ComputeCommand) -> Result<()> {
                     &[("start", start.to_string())],
                 )
                 .await?;
-            Ok(output::bytes(
-                out["contents"].as_str().unwrap_or_default().as_bytes(),
-            )?)
+            output::bytes(out["contents"].as_str().unwrap_or_default().as_bytes())?;
+            // gcloud's hint: a read returns at most 1 MB, and a console keeps growing.
+            eprintln!(
+                "\nSpecify --start={} in the next get-serial-port-output invocation to get only the new output starting from here.",
+                out["next"].as_str().unwrap_or("0")
+            );
+            Ok(())
         }
     }
 }
