@@ -114,7 +114,14 @@ pub struct VmPaths {
     pub tpm_ctrl: PathBuf,
     pub metadata_socket: PathBuf,
     pub settings: PathBuf,
+    /// The lock files that bound an instance's concurrent forwards ([`FORWARD_SLOTS`]).
+    pub forward_slots: PathBuf,
 }
+
+/// The most connections a guest has open through its forwards at once (as the local driver's
+/// metadata server allows): QEMU starts a process for each, so a guest opening connections
+/// without end must not fill the host with them.
+pub const FORWARD_SLOTS: usize = 64;
 
 impl VmPaths {
     pub fn new(dir: &Path) -> Self {
@@ -125,6 +132,7 @@ impl VmPaths {
             tpm_ctrl: dir.join("tpm.ctrl"),
             metadata_socket: dir.join("metadata.sock"),
             settings: dir.join("launch.json"),
+            forward_slots: dir.join("forward-slots"),
         }
     }
 }
@@ -300,9 +308,10 @@ pub fn qemu_args(
             "-netdev",
             &format!(
                 "user,id=n0,restrict=on,net=169.254.169.0/24,host=169.254.169.1,\
-                 guestfwd=tcp:169.254.169.254:80-cmd:{fw} forward --unix {},\
-                 guestfwd=tcp:169.254.169.2:80-cmd:{fw} forward --tcp {api}",
-                quoted(&paths.metadata_socket)?
+                 guestfwd=tcp:169.254.169.254:80-cmd:{fw} forward --slots {slots} --unix {},\
+                 guestfwd=tcp:169.254.169.2:80-cmd:{fw} forward --slots {slots} --tcp {api}",
+                quoted(&paths.metadata_socket)?,
+                slots = quoted(&paths.forward_slots)?,
             ),
             // No option ROM: the guest never network-boots.
             "-device",
@@ -442,10 +451,11 @@ mod tests {
             };
             assert!(net.contains("restrict=on"), "{net}");
             assert_eq!(net.matches("guestfwd=").count(), 2, "{net}");
-            assert!(net.contains("tcp:169.254.169.254:80-cmd:/usr/bin/cloister forward --unix /data/instances/1/metadata.sock"));
-            assert!(net.contains(
-                "tcp:169.254.169.2:80-cmd:/usr/bin/cloister forward --tcp 127.0.0.1:8080"
-            ));
+            let slots = "--slots /data/instances/1/forward-slots";
+            assert!(net.contains(&format!("tcp:169.254.169.254:80-cmd:/usr/bin/cloister forward {slots} --unix /data/instances/1/metadata.sock")), "{net}");
+            assert!(net.contains(&format!(
+                "tcp:169.254.169.2:80-cmd:/usr/bin/cloister forward {slots} --tcp 127.0.0.1:8080"
+            )), "{net}");
         }
     }
 

@@ -3,20 +3,42 @@
 //! connection), copied both ways to the instance's metadata socket or to the API.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use clap::Args;
 
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
 pub struct ForwardArgs {
     /// A unix socket (the instance's metadata server).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tcp", required_unless_present = "tcp")]
     unix: Option<PathBuf>,
     /// A TCP address (the API), HOST:PORT.
     #[arg(long)]
     tcp: Option<String>,
+    /// A directory of lock files, one per connection the instance may have open at once: a
+    /// forward that finds none free ends at once (the guest sees its connection closed).
+    #[arg(long)]
+    slots: Option<PathBuf>,
+}
+
+/// One free slot of `dir`, held (locked) until this process exits.
+fn take_slot(dir: &Path) -> Result<std::fs::File> {
+    use cloister_services::compute::vm::FORWARD_SLOTS;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for i in 0..FORWARD_SLOTS {
+        let path = dir.join(format!("slot-{i}"));
+        let slot = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        if slot.try_lock().is_ok() {
+            return Ok(slot);
+        }
+    }
+    anyhow::bail!("the instance has {FORWARD_SLOTS} connections open already; this one is closed")
 }
 
 fn pump(mut from: impl Read, mut to: impl Write) {
@@ -29,6 +51,7 @@ fn pump(mut from: impl Read, mut to: impl Write) {
 }
 
 pub fn run(args: ForwardArgs) -> Result<()> {
+    let _slot = args.slots.as_deref().map(take_slot).transpose()?;
     let (reader, writer): (Box<dyn Read + Send>, Box<dyn Write + Send>) =
         match (&args.unix, &args.tcp) {
             (Some(path), _) => {
@@ -48,4 +71,28 @@ pub fn run(args: ForwardArgs) -> Result<()> {
     // The target closed its side: the guest's connection ends with it.
     drop(upstream);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloister_services::compute::vm::FORWARD_SLOTS;
+
+    #[test]
+    fn a_guest_holds_at_most_the_slots_and_a_closed_one_frees_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut held: Vec<_> = (0..FORWARD_SLOTS)
+            .map(|_| take_slot(dir.path()).unwrap())
+            .collect();
+        let refused = take_slot(dir.path()).unwrap_err();
+        assert!(
+            refused.to_string().contains("connections open already"),
+            "{refused}"
+        );
+        held.pop();
+        assert!(
+            take_slot(dir.path()).is_ok(),
+            "a closed connection frees its slot"
+        );
+    }
 }
