@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    LinuxNamespace, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, MountBuilder,
-    Spec, User,
+    LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, MountBuilder, Spec, User,
 };
 
 use crate::LaunchError;
@@ -117,6 +117,11 @@ fn spec_err(e: oci_spec::OciSpecError) -> LaunchError {
 /// far above what a workload needs, far below what would starve the host.
 pub const MAX_PROCESSES: i64 = 4096;
 
+/// The most memory a workload may use (its cgroup's limit, swap included): 8 GiB, the memory
+/// of Compute Engine's n2d-standard-2, the codelab's machine type. A workload that allocates
+/// without end is stopped by the kernel's OOM killer in its own cgroup, not the host's.
+pub const MAX_MEMORY_BYTES: i64 = 8 << 30;
+
 /// What runs in the container, and where.
 pub struct Container<'a> {
     pub process: &'a Process,
@@ -171,9 +176,15 @@ pub fn write_config(bundle: &Path, c: &Container) -> Result<PathBuf, LaunchError
             .limit(MAX_PROCESSES)
             .build()
             .map_err(spec_err)?;
+        let memory = LinuxMemoryBuilder::default()
+            .limit(MAX_MEMORY_BYTES)
+            .swap(MAX_MEMORY_BYTES)
+            .build()
+            .map_err(spec_err)?;
         linux.set_resources(Some(
             LinuxResourcesBuilder::default()
                 .pids(pids)
+                .memory(memory)
                 .build()
                 .map_err(spec_err)?,
         ));
@@ -359,6 +370,7 @@ mod tests {
         }
         assert_eq!(v["process"]["noNewPrivileges"], true);
         assert_eq!(v["linux"]["resources"]["pids"]["limit"], MAX_PROCESSES);
+        assert_eq!(v["linux"]["resources"]["memory"]["limit"], MAX_MEMORY_BYTES);
         assert_eq!(v["linux"]["cgroupsPath"], "/cloister/1");
         let namespaces: Vec<&str> = v["linux"]["namespaces"]
             .as_array()
