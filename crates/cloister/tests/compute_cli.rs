@@ -279,6 +279,43 @@ fn tokens_are_refreshed_and_deleting_an_instance_stops_its_workload() {
     );
 }
 
+/// One server with room for one instance: a second waits, PROVISIONING, saying why, and
+/// starts as soon as the first is deleted (no replica polls here: the delete wakes it).
+#[test]
+fn an_instance_waits_for_room_on_a_full_server_and_starts_when_one_is_deleted() {
+    let s = Secundus::setup_with(&["--max-instances", "1"]);
+    let (image, _) = s.push_program("roomy", COUNTER, COUNTER_LABELS);
+    let sleeper = format!(
+        "^~^tee-image-reference={image}~tee-container-log-redirect=true~tee-cmd=[\"sleep\"]"
+    );
+    let place = ["--project", "secundus-bank", "--zone", "us-west1-b"];
+    let describe = |name: &str, field: &str| {
+        let format = format!("value({field})");
+        let args = [
+            "compute",
+            "instances",
+            "describe",
+            name,
+            "--format",
+            &format,
+        ];
+        s.alice(&[&args[..], &place[..]].concat()).trim().to_owned()
+    };
+    s.create("one", "INSECURE", &sleeper);
+    s.wait_for("one", "RUN 1 sleep");
+    s.create("two", "INSECURE", &sleeper);
+    assert_eq!(describe("two", "status"), "PROVISIONING");
+    assert!(
+        describe("two", "statusMessage").contains("does not have enough resources"),
+        "{}",
+        describe("two", "statusMessage")
+    );
+    s.alice(&[&["compute", "instances", "delete", "one"][..], &place[..]].concat());
+    s.wait_for("two", "RUN 1 sleep");
+    assert_eq!(describe("two", "statusMessage"), "");
+    s.alice(&[&["compute", "instances", "delete", "two"][..], &place[..]].concat());
+}
+
 #[test]
 fn a_blob_that_does_not_match_its_digest_is_never_run() {
     let s = Secundus::setup();

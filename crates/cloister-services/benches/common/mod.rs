@@ -67,6 +67,7 @@ impl BenchServer {
                     storage_limits: Default::default(),
                     oidc_fetch_allow: Vec::new(),
                     guest_image: None,
+                    max_instances: None,
                 };
                 configure(&mut config);
                 let opened = cloister_services::open(config).await.expect("open");

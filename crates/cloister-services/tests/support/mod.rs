@@ -171,6 +171,7 @@ pub fn config(data_dir: std::path::PathBuf) -> cloister_services::ServerConfig {
         storage_limits: Default::default(),
         oidc_fetch_allow: Vec::new(),
         guest_image: None,
+        max_instances: None,
     }
 }
 
