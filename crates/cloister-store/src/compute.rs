@@ -305,6 +305,36 @@ impl Store {
         Ok(self.db.execute(q).await? == 1)
     }
 
+    /// Records a TERMINATED instance to run again: WAITING, placed anew like a new one.
+    /// Returns false when it is gone or not TERMINATED (already running or waiting).
+    pub async fn restart_instance(&self, resource_name: &str) -> Result<bool, StoreError> {
+        let q = query(
+            "UPDATE instances SET status = $3, placement = $4, replica = NULL,
+               status_message = NULL
+             WHERE resource_name = $1 AND status = $2",
+        )
+        .bind(resource_name)
+        .bind(InstanceStatus::Terminated.as_str())
+        .bind(InstanceStatus::Provisioning.as_str())
+        .bind(Placement::Waiting.as_str());
+        Ok(self.db.execute(q).await? == 1)
+    }
+
+    /// Sets the status of an instance placed on `replica`, only while it is: a replica whose
+    /// instance was stopped and placed again elsewhere does not overwrite the new run's.
+    pub async fn set_placed_instance_status(
+        &self,
+        resource_name: &str,
+        replica: &str,
+        status: InstanceStatus,
+    ) -> Result<bool, StoreError> {
+        let q = query("UPDATE instances SET status = $3 WHERE resource_name = $1 AND replica = $2")
+            .bind(resource_name)
+            .bind(replica)
+            .bind(status.as_str());
+        Ok(self.db.execute(q).await? == 1)
+    }
+
     pub async fn instance_placement(
         &self,
         resource_name: &str,

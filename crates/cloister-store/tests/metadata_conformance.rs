@@ -1302,6 +1302,21 @@ async fn replicas_racing_for_waiting_instances_claim_each_once_within_their_limi
         (t0.placement, t0.replica, t0.status_message.as_deref()),
         (Placement::Released, None, Some("gone"))
     );
+    // Started again: waiting like a new one; only a TERMINATED instance restarts.
+    assert!(s.restart_instance(&name("t0")).await.unwrap());
+    assert!(!s.restart_instance(&name("t0")).await.unwrap());
+    let t0 = s.instance_placement(&name("t0")).await.unwrap().unwrap();
+    assert_eq!(
+        (t0.placement, t0.status_message),
+        (Placement::Waiting, None)
+    );
+    // A replica's status writes reach only the instances placed on it.
+    let (replica, v) = &claimed[0];
+    let other = if replica == "a" { "b" } else { "a" };
+    let v = name(v);
+    let set = |r| s.set_placed_instance_status(&v, r, InstanceStatus::Running);
+    assert!(!set(other).await.unwrap());
+    assert!(set(replica).await.unwrap());
 }
 
 async fn resealing_replaces_every_sealed_value_or_none(b: &Backend) {

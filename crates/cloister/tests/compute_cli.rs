@@ -281,6 +281,7 @@ fn tokens_are_refreshed_and_deleting_an_instance_stops_its_workload() {
 
 /// One server with room for one instance: a second waits, PROVISIONING, saying why, and
 /// starts as soon as the first is deleted (no replica polls here: the delete wakes it).
+/// Stopped and started again, an instance is placed again the same way.
 #[test]
 fn an_instance_waits_for_room_on_a_full_server_and_starts_when_one_is_deleted() {
     let s = Secundus::setup_with(&["--max-instances", "1"]);
@@ -313,6 +314,17 @@ fn an_instance_waits_for_room_on_a_full_server_and_starts_when_one_is_deleted() 
     s.alice(&[&["compute", "instances", "delete", "one"][..], &place[..]].concat());
     s.wait_for("two", "RUN 1 sleep");
     assert_eq!(describe("two", "statusMessage"), "");
+
+    // Stopped, it ends and stays TERMINATED; started again, it is placed and runs anew.
+    let running = || processes_running("/usr/local/bin/roomy");
+    assert_eq!(running(), 1);
+    s.alice(&[&["compute", "instances", "stop", "two"][..], &place[..]].concat());
+    assert_eq!(describe("two", "status"), "TERMINATED");
+    assert_eq!(running(), 0, "stopping ended the workload");
+    s.alice(&[&["compute", "instances", "start", "two"][..], &place[..]].concat());
+    s.wait_for("two", "RUN 1 sleep");
+    assert_eq!(describe("two", "status"), "RUNNING");
+    assert_eq!(running(), 1);
     s.alice(&[&["compute", "instances", "delete", "two"][..], &place[..]].concat());
 }
 

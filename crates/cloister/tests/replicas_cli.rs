@@ -385,7 +385,8 @@ fn a_replica_that_stops_renewing_its_lease_loses_its_instances() {
 /// Placement through the database. An instance created through a replica with no room for
 /// it (`--max-instances 0`) waits, PROVISIONING, saying why, and runs once a replica with room
 /// joins. Two replicas racing for the instances that then wait run each one once, never more
-/// than their limits allow; when one of them ends an instance, it takes a waiting one.
+/// than their limits allow; when one of them stops an instance, it takes a waiting one, and
+/// the stopped one started again waits like a new one.
 #[test]
 fn instances_wait_for_a_replica_with_room_and_run_on_exactly_one() {
     let (dir, flags) = shared_flags(&[]);
@@ -462,14 +463,19 @@ fn instances_wait_for_a_replica_with_room_and_run_on_exactly_one() {
         }
     }
 
-    // An instance on B ends: B takes one of those waiting.
-    s.alice(&[&["compute", "instances", "delete", "first"][..], &PLACE[..]].concat());
+    // An instance on B is stopped through A: B ends it, and takes one of those waiting.
+    s.alice(&[&["compute", "instances", "stop", "first"][..], &PLACE[..]].concat());
     eventually("a waiting instance took its place", || {
         statuses().iter().filter(|s| *s == "RUNNING").count() == 3
     });
     eventually("three workloads run", || running() == 3);
     assert_eq!((launchers("b"), launchers("c")), (2, 1));
-    for name in names {
+    assert_eq!(describe("first", "status"), "TERMINATED");
+    // Started again, it is placed as a new one is: no replica has room, so it waits.
+    s.alice(&[&["compute", "instances", "start", "first"][..], &PLACE[..]].concat());
+    assert_eq!(describe("first", "status"), "PROVISIONING");
+    assert!(describe("first", "statusMessage").contains("does not have enough resources"));
+    for name in ["first"].iter().chain(&names) {
         s.alice(&[&["compute", "instances", "delete", name][..], &PLACE[..]].concat());
     }
     eventually("every workload stopped", || running() == 0);

@@ -677,7 +677,12 @@ async fn supervise(
     let set = |status: InstanceStatus| {
         let (state, name) = (state.clone(), name.clone());
         async move {
-            if let Err(e) = state.store.set_instance_status(&name, status).await {
+            let replica = state.placer.replica();
+            if let Err(e) = state
+                .store
+                .set_placed_instance_status(&name, replica, status)
+                .await
+            {
                 tracing::error!(error = %e.chain(), "could not record an instance's status");
             }
         }

@@ -38,6 +38,8 @@ pub fn router() -> Router<AppState> {
         .route(INSTANCES, get(list).post(insert))
         .route(INSTANCE, get(describe).delete(delete))
         .route(&format!("{INSTANCE}/serialPort"), get(serial_port))
+        .route(&format!("{INSTANCE}/stop"), axum::routing::post(stop))
+        .route(&format!("{INSTANCE}/start"), axum::routing::post(start))
 }
 
 #[derive(Deserialize)]
@@ -298,6 +300,58 @@ async fn delete(
     state.placer.wake();
     console::remove(&state, &i).await;
     Ok(operation(&state, "delete", &i))
+}
+
+/// Compute Engine's stop: the workload ends (where it runs: this replica at once, another at
+/// its next sync, since the record no longer places it there) and the instance is
+/// TERMINATED, to be started again.
+async fn stop(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(path): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let i = load(&state, &caller, &path, "compute.instances.stop").await?;
+    state
+        .store
+        .release_instance(&i.resource_name(), None)
+        .await?;
+    state.compute.stop(&i).await;
+    state.placer.wake();
+    Ok(operation(&state, "stop", &i))
+}
+
+/// Compute Engine's start of a TERMINATED instance: placed again as a new one is, on any
+/// replica with room. Starting one that runs or waits changes nothing, as in Google.
+async fn start(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(path): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let i = load(&state, &caller, &path, "compute.instances.start").await?;
+    check_offered(&state, i.confidential_type).await?;
+    if !state.store.restart_instance(&i.resource_name()).await? {
+        return Ok(operation(&state, "start", &i));
+    }
+    match state.placer.place_here(&state, &i).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let why = placement::waiting_message(&i);
+            state
+                .store
+                .set_waiting_message(&i.resource_name(), &why)
+                .await?;
+        }
+        // Claimed here and failed to start: ended again, saying why.
+        Err(e) => {
+            let why = e.to_string();
+            state
+                .store
+                .release_instance(&i.resource_name(), Some(&why))
+                .await?;
+            return Err(e);
+        }
+    }
+    Ok(operation(&state, "start", &i))
 }
 
 #[derive(Deserialize, Default)]

@@ -148,6 +148,17 @@ impl Placer {
 
 /// Starts a claimed instance with this replica's driver; stops what started when it fails.
 async fn start(state: &AppState, instance: &InstanceRecord) -> Result<(), ApiError> {
+    // Stopped through another replica and started again here before this replica's sync
+    // stopped the previous run: that run ends first.
+    let name = instance.resource_name();
+    if state
+        .compute
+        .running()
+        .iter()
+        .any(|i| i.resource_name() == name)
+    {
+        state.compute.stop(instance).await;
+    }
     let number = state
         .store
         .get_project(&instance.project_id)

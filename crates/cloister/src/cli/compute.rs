@@ -78,6 +78,20 @@ pub enum InstancesCommand {
         #[command(flatten)]
         list: ListArgs,
     },
+    /// Stop an instance's workload; the instance stays, TERMINATED, to be started again.
+    Stop {
+        /// The instance's name.
+        name: String,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Start a stopped (TERMINATED) instance again, on any replica with room.
+    Start {
+        /// The instance's name.
+        name: String,
+        #[command(flatten)]
+        at: At,
+    },
     /// Stop an instance's workload and delete the instance.
     Delete {
         /// The instance's name.
@@ -185,6 +199,18 @@ pub async fn run(ctx: &mut Context, c: ComputeCommand) -> Result<()> {
                     ("ID", "id"),
                 ],
             )
+        }
+        InstancesCommand::Stop { name, at } => {
+            let stop = format!("{}/stop", path(ctx, &at, &name)?);
+            client.post(&stop, &json!({})).await?;
+            eprintln!("Stopped [{name}].");
+            Ok(())
+        }
+        InstancesCommand::Start { name, at } => {
+            let start = format!("{}/start", path(ctx, &at, &name)?);
+            client.post(&start, &json!({})).await?;
+            eprintln!("Started [{name}].");
+            Ok(())
         }
         InstancesCommand::Delete { name, at } => {
             client.delete(&path(ctx, &at, &name)?).await?;
