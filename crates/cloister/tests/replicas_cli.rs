@@ -431,6 +431,26 @@ fn instances_wait_for_a_replica_with_room_and_run_on_exactly_one() {
             .unwrap_or_else(|log| panic!("replica {name} did not start:\n{log}"))
     };
     let b = replica("b", "2");
+    // A type no live replica runs is refused, never left waiting (nor downgraded).
+    let refused = s.w.cli.fails(
+        &[
+            &["--profile", "alice"][..],
+            &[
+                "compute",
+                "instances",
+                "create",
+                "snp",
+                "--confidential-compute-type",
+            ],
+            &["SEV_SNP", "--service-account", support::attestation::SA],
+            &PLACE[..],
+        ]
+        .concat(),
+    );
+    assert!(
+        refused.contains("no other replica of this control plane runs SEV_SNP instances"),
+        "{refused}"
+    );
     s.wait_for("first", "RUN 1 sleep");
     assert_eq!(describe("first", "status"), "RUNNING");
     assert_eq!(
