@@ -34,7 +34,8 @@ pub enum InstancesCommand {
         name: String,
         #[command(flatten)]
         at: At,
-        /// VTPM, INSECURE, SEV_SNP or TDX (refused when this host cannot provide it).
+        /// VTPM, INSECURE, SEV_SNP or TDX (refused when no replica can provide it; one with no
+        /// room now leaves the instance PROVISIONING until one has).
         #[arg(long, default_value = "VTPM")]
         confidential_compute_type: String,
         /// The service account the workload runs as.
