@@ -76,6 +76,9 @@ pub struct ServerConfig {
     pub allow_insecure_evidence: bool,
     /// Set: instances are VMs booting this guest image (`--compute-driver vm`).
     pub guest_image: Option<compute::vm::GuestImage>,
+    /// How many instances this replica runs at once; none = the driver's default
+    /// (`compute::placement`).
+    pub max_instances: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +232,12 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         Some(&keys_dir.join("accounts")),
     )
     .await?;
+    let lease = shared_database.then(|| ReplicaLease::new(config.replica_lease));
+    // The name this replica's placements carry: its lease's, so a takeover releases them.
+    let lease_name = lease.as_ref().map_or_else(
+        || format!("local-{}", hex::encode(rand::random::<[u8; 8]>())),
+        |l| l.replica().to_owned(),
+    );
     let state = AppState {
         authorizer: Authorizer::new(Arc::clone(&store)),
         store,
@@ -248,11 +257,8 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         allow_insecure_evidence: config.allow_insecure_evidence,
         metrics: Arc::default(),
         compute: Arc::new({
-            let driver = LocalDriver::new(
-                data_dir.root().join("instances"),
-                launcher.clone(),
-                shared_database.then(|| ReplicaLease::new(config.replica_lease)),
-            );
+            let driver =
+                LocalDriver::new(data_dir.root().join("instances"), launcher.clone(), lease);
             match config.guest_image.clone() {
                 Some(image) => driver.with_vm(compute::driver::VmSettings {
                     host: compute::vm::HostCapabilities::detect().for_image(&image),
@@ -262,6 +268,17 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
                 None => driver,
             }
         }),
+        placer: Arc::new(compute::placement::Placer::new(
+            lease_name,
+            config.max_instances.unwrap_or_else(|| {
+                if config.guest_image.is_some() {
+                    compute::placement::default_max_vm_instances()
+                } else {
+                    compute::placement::DEFAULT_MAX_PROCESS_INSTANCES
+                }
+            }),
+            shared_database,
+        )),
         tdx_collateral_dir: data_dir.root().join("tee/tdx-collateral"),
         vcek_cache_dir: data_dir.root().join("tee/vcek"),
         hardware_evidence_time: config.hardware_evidence_time,
@@ -293,6 +310,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         lease.renew(&state).await.map_err(StartupError::Bootstrap)?;
         compute::replicas::spawn_sync(&state);
     }
+    compute::placement::spawn(&state);
     let bootstrap_credential = bootstrap_admin(&state, &data_dir)
         .await
         .map_err(StartupError::Bootstrap)?;
@@ -316,8 +334,7 @@ async fn mark_instances_terminated(
             if i.status != InstanceStatus::Terminated
                 && only.as_ref().is_none_or(|o| o.contains(&i.id))
             {
-                s.set_instance_status(&i.resource_name(), InstanceStatus::Terminated)
-                    .await?;
+                s.release_instance(&i.resource_name(), None).await?;
             }
         }
     }

@@ -40,6 +40,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Runs instances (the local driver).
     pub compute: Arc<crate::compute::driver::LocalDriver>,
+    /// Which waiting instances this replica claims and starts.
+    pub placer: Arc<crate::compute::placement::Placer>,
     /// Where TDX collateral is cached, as `{FMSPC}.json` (Intel PCS collateral in dcap-qvl's
     /// QuoteCollateralV3 JSON), for quotes sent without their own.
     pub tdx_collateral_dir: std::path::PathBuf,

@@ -12,6 +12,8 @@
 //!   the server writes). PostgreSQL: `SERIALIZABLE`, retried from the start when it loses a race
 //!   with another replica, so every read-check-write means what it means on SQLite's single
 //!   writer.
+//! - **How a claim skips rows others are claiming.** PostgreSQL: `FOR UPDATE SKIP LOCKED`
+//!   ([`Tx::skip_locked`]); SQLite: nothing, its single writer claims one at a time.
 //! - **What a dropped connection costs** (PostgreSQL: a restart, a failover, an idle timeout).
 //!   A read, or a transaction that had not reached its commit, runs again on another connection;
 //!   a one-statement write does not (whether it ran is unknown).
@@ -669,6 +671,17 @@ impl Tx {
             TxInner::Postgres(slot) => in_tx!(slot, |conn| async {
                 Ok(q.execute_on(conn).await?.rows_affected())
             }),
+        }
+    }
+
+    /// The clause that ends a `SELECT` picking a row to claim: on PostgreSQL `FOR UPDATE SKIP
+    /// LOCKED`, so replicas claiming at once each lock a different row instead of queueing on
+    /// (and then losing) the same one; on SQLite nothing (it has no such clause), since its
+    /// transactions hold the one write lock from their start.
+    pub(crate) async fn skip_locked(&self) -> Result<&'static str, StoreError> {
+        match self.0.lock().await.as_ref().ok_or_else(finished)? {
+            TxInner::Sqlite(_) => Ok(""),
+            TxInner::Postgres(_) => Ok(" FOR UPDATE SKIP LOCKED"),
         }
     }
 

@@ -51,7 +51,9 @@ mod verifier;
 
 pub use audit::AuditFilter;
 pub use blob::{BlobError, BlobInfo, BlobKey, BlobStore, ByteStream, FsBlobStore};
-pub use compute::{ConfidentialType, InstanceRecord, InstanceStatus};
+pub use compute::{
+    ConfidentialType, InstancePlacement, InstanceRecord, InstanceStatus, Placement, ReplicaOffer,
+};
 pub use console::ConsoleSession;
 pub use data_dir::{DataDir, DataDirError};
 pub use error::StoreError;

@@ -16,9 +16,10 @@ use cloister_store::{
     AuditFilter, BucketRecord, ChallengeRecord, ConfidentialType, ConsoleSession, ConsumeError,
     CredentialRecord, FederationRecord, ImageRef, InstanceRecord, InstanceStatus, KeyPurpose,
     KeyVersionState, KmsCryptoKey, KmsKeyRing, KmsKeyVersion, ManifestRecord, ManifestRefs,
-    ObjectRecord, Preconditions, ProjectRecord, PutLimits, PutRefused, ReferenceValueRecord,
-    RegistryBlob, RegistryUpload, RepositoryRecord, SealedPlace, ServiceAccountRecord, Store,
-    StoreError, StoredSigningKey, UploadSession, UserRecord,
+    ObjectRecord, Placement, Preconditions, ProjectRecord, PutLimits, PutRefused,
+    ReferenceValueRecord, RegistryBlob, RegistryUpload, ReplicaOffer, RepositoryRecord,
+    SealedPlace, ServiceAccountRecord, Store, StoreError, StoredSigningKey, UploadSession,
+    UserRecord,
 };
 use support::postgres::Postgres;
 use time::OffsetDateTime;
@@ -124,6 +125,7 @@ conformance!(
     manifests_need_their_content_and_tags_list_in_order,
     instances_round_trip_and_filter_by_zone,
     a_lapsed_replica_lease_terminates_its_instances_once,
+    replicas_racing_for_waiting_instances_claim_each_once_within_their_limits,
     resealing_replaces_every_sealed_value_or_none,
     a_schema_newer_than_this_build_is_refused,
     reference_values_are_replaced_by_measurement_and_listed_in_order,
@@ -1056,11 +1058,21 @@ async fn a_lapsed_replica_lease_terminates_its_instances_once(b: &Backend) {
         ("held-on-a", 11, InstanceStatus::Suspended),
         ("ended-on-a", 12, InstanceStatus::Terminated),
         ("on-b", 21, InstanceStatus::Running),
+        ("claimed-by-a", 31, InstanceStatus::Provisioning),
     ] {
         s.create_instance(&instance(name, id, status))
             .await
             .unwrap();
     }
+    // A claimed this one and died before its lease named it: the takeover finds it by its
+    // placement.
+    let offer = ReplicaOffer {
+        replica: "a",
+        types: &[ConfidentialType::Vtpm],
+        max_instances: 10,
+    };
+    let claimed = s.claim_instance(offer, None).await.unwrap().unwrap();
+    assert_eq!(claimed.name, "claimed-by-a");
     let status = async |name: &str| {
         s.get_instance(&format!(
             "projects/alpha-1/zones/us-west1-b/instances/{name}"
@@ -1072,17 +1084,21 @@ async fn a_lapsed_replica_lease_terminates_its_instances_once(b: &Backend) {
     };
     // 13 was deleted since A's last renewal: nothing to mark.
     assert!(
-        !s.renew_replica_lease("a", at(100), &[u64::MAX - 3, 11, 12, 13])
+        !s.renew_replica_lease("a", at(100), &[u64::MAX - 3, 11, 12, 13], &[])
             .await
             .unwrap(),
         "a first renewal held no lease"
     );
     assert!(
-        s.renew_replica_lease("a", at(110), &[u64::MAX - 3, 11, 12, 13])
+        s.renew_replica_lease("a", at(110), &[u64::MAX - 3, 11, 12, 13], &[])
             .await
             .unwrap()
     );
-    assert!(!s.renew_replica_lease("b", at(200), &[21]).await.unwrap());
+    assert!(
+        !s.renew_replica_lease("b", at(200), &[21], &[])
+            .await
+            .unwrap()
+    );
     assert_eq!(
         s.replica_leases().await.unwrap(),
         [("a".to_owned(), at(110)), ("b".to_owned(), at(200))]
@@ -1104,6 +1120,7 @@ async fn a_lapsed_replica_lease_terminates_its_instances_once(b: &Backend) {
     assert_eq!(
         all,
         [
+            "projects/alpha-1/zones/us-west1-b/instances/claimed-by-a",
             "projects/alpha-1/zones/us-west1-b/instances/held-on-a",
             "projects/alpha-1/zones/us-west1-b/instances/on-a",
         ],
@@ -1111,6 +1128,16 @@ async fn a_lapsed_replica_lease_terminates_its_instances_once(b: &Backend) {
     );
     assert_eq!(status("on-a").await, InstanceStatus::Terminated);
     assert_eq!(status("held-on-a").await, InstanceStatus::Terminated);
+    let placed = s
+        .instance_placement("projects/alpha-1/zones/us-west1-b/instances/claimed-by-a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (placed.placement, placed.replica),
+        (Placement::Released, None),
+        "nothing stays placed on a replica that is gone"
+    );
     assert_eq!(
         status("on-b").await,
         InstanceStatus::Running,
@@ -1122,7 +1149,7 @@ async fn a_lapsed_replica_lease_terminates_its_instances_once(b: &Backend) {
     );
     // A comes back: its renewal says its lease was taken over.
     assert!(
-        !s.renew_replica_lease("a", at(300), &[u64::MAX - 3])
+        !s.renew_replica_lease("a", at(300), &[u64::MAX - 3], &[])
             .await
             .unwrap()
     );
@@ -1135,6 +1162,161 @@ async fn a_lapsed_replica_lease_terminates_its_instances_once(b: &Backend) {
         Vec::<String>::new(),
         "an instance already TERMINATED is not reported again"
     );
+}
+
+/// Placement: replicas claiming at once (two handles, several claims each) never claim one
+/// instance twice, take only the types they offer, and stop at their maximum; an instance
+/// that ends makes room; a waiting instance's message goes when it is placed.
+async fn replicas_racing_for_waiting_instances_claim_each_once_within_their_limits(b: &Backend) {
+    let s = b.open().await;
+    s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+        .await
+        .unwrap();
+    let instance = |name: String, id, kind| InstanceRecord {
+        project_id: ProjectId::parse("alpha-1").unwrap(),
+        zone: "us-west1-b".into(),
+        name,
+        id,
+        service_account: "sa@alpha-1.iam.gserviceaccount.com".into(),
+        metadata: BTreeMap::new(),
+        confidential_type: kind,
+        status: InstanceStatus::Provisioning,
+        create_time: T,
+    };
+    let name = |n: &str| format!("projects/alpha-1/zones/us-west1-b/instances/{n}");
+    for i in 0..16u64 {
+        s.create_instance(&instance(format!("v{i}"), 100 + i, ConfidentialType::Vtpm))
+            .await
+            .unwrap();
+    }
+    s.create_instance(&instance("t0".into(), 200, ConfidentialType::Tdx))
+        .await
+        .unwrap();
+    assert!(
+        s.set_waiting_message(&name("t0"), "not enough resources")
+            .await
+            .unwrap()
+    );
+    // A runs VTPM and INSECURE, at most 5; B runs VTPM without a practical limit.
+    let offer = |i: usize| match i % 2 {
+        0 => ("a", 5),
+        _ => ("b", 1000),
+    };
+    let claims: Vec<Vec<(String, String)>> = race(b, 6, |i, s| async move {
+        let (replica, max_instances) = offer(i);
+        let offer = ReplicaOffer {
+            replica,
+            types: &[ConfidentialType::Insecure, ConfidentialType::Vtpm],
+            max_instances,
+        };
+        let mut mine = Vec::new();
+        // Bounded: a claim that takes a placed instance again shows as a duplicate, not a hang.
+        for _ in 0..=16 {
+            match s.claim_instance(offer, None).await.unwrap() {
+                Some(claimed) => mine.push((replica.to_owned(), claimed.name)),
+                None => break,
+            }
+        }
+        mine
+    })
+    .await;
+    let mut claimed: Vec<(String, String)> = claims.concat();
+    claimed.sort_by(|x, y| x.1.cmp(&y.1));
+    let names: Vec<&str> = claimed.iter().map(|(_, n)| n.as_str()).collect();
+    let mut expected: Vec<String> = (0..16).map(|i| format!("v{i}")).collect();
+    expected.sort();
+    assert_eq!(
+        names, expected,
+        "each VTPM instance claimed once: {claims:?}"
+    );
+    let on_a = claimed.iter().filter(|(r, _)| r == "a").count();
+    assert!(on_a <= 5, "A stops at its maximum: {claims:?}");
+    for (replica, n) in &claimed {
+        let placed = s.instance_placement(&name(n)).await.unwrap().unwrap();
+        assert_eq!(
+            (placed.placement, placed.replica.as_deref()),
+            (Placement::Placed, Some(replica.as_str()))
+        );
+    }
+    let tdx = s.instance_placement(&name("t0")).await.unwrap().unwrap();
+    assert_eq!(
+        (tdx.placement, tdx.status_message.as_deref()),
+        (Placement::Waiting, Some("not enough resources")),
+        "no replica offers TDX: it waits, saying why"
+    );
+
+    // A is full; one of its instances ends, and A has room for one more.
+    let full = ReplicaOffer {
+        replica: "a",
+        types: &[ConfidentialType::Vtpm, ConfidentialType::Tdx],
+        max_instances: on_a as u32,
+    };
+    assert_eq!(
+        s.claim_instance(full, None).await.unwrap(),
+        None,
+        "A is full"
+    );
+    let a_instance = &claimed.iter().find(|(r, _)| r == "a").unwrap().1;
+    s.set_instance_status(&name(a_instance), InstanceStatus::Terminated)
+        .await
+        .unwrap();
+    // Only the named instance, when one is named.
+    assert_eq!(
+        s.claim_instance(full, Some(&name("v0"))).await.unwrap(),
+        None,
+        "a placed instance is not claimed again"
+    );
+    let t0 = s.claim_instance(full, Some(&name("t0"))).await.unwrap();
+    assert_eq!(t0.map(|i| i.name), Some("t0".to_owned()));
+    let tdx = s.instance_placement(&name("t0")).await.unwrap().unwrap();
+    assert_eq!(tdx.status_message, None, "placed: no longer waiting");
+    assert!(
+        !s.set_waiting_message(&name("t0"), "late").await.unwrap(),
+        "a placed instance is not said to wait"
+    );
+
+    // What live replicas offer decides whether a type can run at all.
+    s.renew_replica_lease("a", at(100), &[], &[ConfidentialType::Vtpm])
+        .await
+        .unwrap();
+    assert!(
+        s.replica_offers(ConfidentialType::Vtpm, at(100))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.replica_offers(ConfidentialType::Tdx, at(100))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.replica_offers(ConfidentialType::Vtpm, at(101))
+            .await
+            .unwrap(),
+        "a lapsed lease offers nothing"
+    );
+    // An instance no replica runs any more is ended and released.
+    assert!(s.release_instance(&name("t0"), Some("gone")).await.unwrap());
+    let t0 = s.instance_placement(&name("t0")).await.unwrap().unwrap();
+    assert_eq!(
+        (t0.placement, t0.replica, t0.status_message.as_deref()),
+        (Placement::Released, None, Some("gone"))
+    );
+    // Started again: waiting like a new one; only a TERMINATED instance restarts.
+    assert!(s.restart_instance(&name("t0")).await.unwrap());
+    assert!(!s.restart_instance(&name("t0")).await.unwrap());
+    let t0 = s.instance_placement(&name("t0")).await.unwrap().unwrap();
+    assert_eq!(
+        (t0.placement, t0.status_message),
+        (Placement::Waiting, None)
+    );
+    // A replica's status writes reach only the instances placed on it.
+    let (replica, v) = &claimed[0];
+    let other = if replica == "a" { "b" } else { "a" };
+    let v = name(v);
+    let set = |r| s.set_placed_instance_status(&v, r, InstanceStatus::Running);
+    assert!(!set(other).await.unwrap());
+    assert!(set(replica).await.unwrap());
 }
 
 async fn resealing_replaces_every_sealed_value_or_none(b: &Backend) {

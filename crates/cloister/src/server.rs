@@ -138,6 +138,12 @@ pub struct ServerArgs {
     /// at start if needed; KVM when the host has it, TCG otherwise).
     #[arg(long, env = "CLOISTER_COMPUTE_DRIVER", value_enum)]
     compute_driver: Option<ComputeDriver>,
+    /// How many instances this replica runs at once; an instance no replica has room for
+    /// waits, PROVISIONING, until one has. 0: this replica runs none (it only serves the API)
+    /// [default: for vm, the 1.5 GiB guests three quarters of the host's memory holds; for
+    /// local, 64].
+    #[arg(long, env = "CLOISTER_MAX_INSTANCES")]
+    max_instances: Option<u32>,
     /// With --compute-driver vm: boot the debug guest image (its tokens say `dbgstat:
     /// enabled`, and `debugonly` launch policies run).
     #[arg(long, env = "CLOISTER_VM_DEBUG_IMAGE")]
@@ -164,7 +170,7 @@ pub struct ServerArgs {
     /// A TOML file with any of: listen, data_dir, public_url, log_format, max_body_bytes,
     /// attestation_token_lifetime_secs, database_url, database_connections, blob_url, kek_file,
     /// replica_lease_secs, max_object_bytes, project_storage_quota_bytes, oidc_fetch_allow (a
-    /// list of HOST[:PORT]), tls_cert_file, tls_key_file.
+    /// list of HOST[:PORT]), compute_driver, max_instances, tls_cert_file, tls_key_file.
     #[arg(long, env = "CLOISTER_SERVER_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -205,6 +211,7 @@ struct ConfigFile {
     oidc_fetch_allow: Option<Vec<String>>,
     compute_driver: Option<ComputeDriver>,
     allow_insecure_evidence: Option<bool>,
+    max_instances: Option<u32>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
 }
@@ -319,6 +326,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     };
     let config = cloister_services::ServerConfig {
         guest_image,
+        max_instances: args.max_instances.or(file.max_instances),
         data_dir: data_dir.clone(),
         public_url: public_url.clone(),
         max_body_bytes: args

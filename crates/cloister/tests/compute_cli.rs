@@ -280,6 +280,55 @@ fn tokens_are_refreshed_and_deleting_an_instance_stops_its_workload() {
     );
 }
 
+/// One server with room for one instance: a second waits, PROVISIONING, saying why, and
+/// starts as soon as the first is deleted (no replica polls here: the delete wakes it).
+/// Stopped and started again, an instance is placed again the same way.
+#[test]
+fn an_instance_waits_for_room_on_a_full_server_and_starts_when_one_is_deleted() {
+    let s = Secundus::setup_with(&["--max-instances", "1"]);
+    let (image, _) = s.push_program("roomy", COUNTER, COUNTER_LABELS);
+    let sleeper = format!(
+        "^~^tee-image-reference={image}~tee-container-log-redirect=true~tee-cmd=[\"sleep\"]"
+    );
+    let place = ["--project", "secundus-bank", "--zone", "us-west1-b"];
+    let describe = |name: &str, field: &str| {
+        let format = format!("value({field})");
+        let args = [
+            "compute",
+            "instances",
+            "describe",
+            name,
+            "--format",
+            &format,
+        ];
+        s.alice(&[&args[..], &place[..]].concat()).trim().to_owned()
+    };
+    s.create("one", "INSECURE", &sleeper);
+    s.wait_for("one", "RUN 1 sleep");
+    s.create("two", "INSECURE", &sleeper);
+    assert_eq!(describe("two", "status"), "PROVISIONING");
+    assert!(
+        describe("two", "statusMessage").contains("does not have enough resources"),
+        "{}",
+        describe("two", "statusMessage")
+    );
+    s.alice(&[&["compute", "instances", "delete", "one"][..], &place[..]].concat());
+    s.wait_for("two", "RUN 1 sleep");
+    assert_eq!(describe("two", "statusMessage"), "");
+
+    // Stopped, it ends and stays TERMINATED; started again, it is placed and runs anew.
+    let running = || processes_running("/usr/local/bin/roomy");
+    assert_eq!(running(), 1);
+    s.alice(&[&["compute", "instances", "stop", "two"][..], &place[..]].concat());
+    assert_eq!(describe("two", "status"), "TERMINATED");
+    assert_eq!(running(), 0, "stopping ended the workload");
+    s.alice(&[&["compute", "instances", "start", "two"][..], &place[..]].concat());
+    s.wait_for("two", "RUN 1 sleep");
+    assert_eq!(describe("two", "status"), "RUNNING");
+    assert_eq!(running(), 1);
+    s.alice(&[&["compute", "instances", "delete", "two"][..], &place[..]].concat());
+}
+
 #[test]
 fn a_blob_that_does_not_match_its_digest_is_never_run() {
     let s = Secundus::setup();

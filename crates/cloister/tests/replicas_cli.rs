@@ -382,6 +382,143 @@ fn a_replica_that_stops_renewing_its_lease_loses_its_instances() {
     drop(restarted);
 }
 
+/// Placement through the database. An instance created through a replica with no room for
+/// it (`--max-instances 0`) waits, PROVISIONING, saying why, and runs once a replica with room
+/// joins. Two replicas racing for the instances that then wait run each one once, never more
+/// than their limits allow; when one of them stops an instance, it takes a waiting one, and
+/// the stopped one started again waits like a new one.
+#[test]
+fn instances_wait_for_a_replica_with_room_and_run_on_exactly_one() {
+    let (dir, flags) = shared_flags(&[]);
+    let with_room = |n: &str| {
+        let mut f: Vec<String> = flags.clone();
+        f.extend(["--max-instances".to_owned(), n.to_owned()]);
+        f
+    };
+    let a_flags = with_room("0");
+    let s = Secundus::setup_with(&a_flags.iter().map(String::as_str).collect::<Vec<_>>());
+    let metadata = sleeper(&s, "placed");
+    let running = || processes_running("/usr/local/bin/placed");
+    let describe = |name: &str, field: &str| {
+        let format = format!("value({field})");
+        let args = [
+            "compute",
+            "instances",
+            "describe",
+            name,
+            "--format",
+            &format,
+        ];
+        s.alice(&[&args[..], &PLACE[..]].concat()).trim().to_owned()
+    };
+    s.create("first", "INSECURE", &metadata);
+    assert_eq!(describe("first", "status"), "PROVISIONING");
+    let why = describe("first", "statusMessage");
+    assert!(
+        why.contains("zones/us-west1-b' does not have enough resources available")
+            && why.contains("--max-instances"),
+        "{why}"
+    );
+    assert_eq!(running(), 0, "A has no room: nothing runs");
+
+    let replica = |name: &str, room: &str| {
+        // Behind one load balancer, as replicas are: A's address is the public URL (instances
+        // pull their image from it and call the API there).
+        let mut f = with_room(room);
+        f.extend(["--public-url".to_owned(), s.w.server.endpoint()]);
+        let f: Vec<&str> = f.iter().map(String::as_str).collect();
+        Server::try_start_env(&dir.path().join(name), &f, &[])
+            .unwrap_or_else(|log| panic!("replica {name} did not start:\n{log}"))
+    };
+    let b = replica("b", "2");
+    // A type no live replica runs is refused, never left waiting (nor downgraded).
+    let refused = s.w.cli.fails(
+        &[
+            &["--profile", "alice"][..],
+            &[
+                "compute",
+                "instances",
+                "create",
+                "snp",
+                "--confidential-compute-type",
+            ],
+            &["SEV_SNP", "--service-account", support::attestation::SA],
+            &PLACE[..],
+        ]
+        .concat(),
+    );
+    assert!(
+        refused.contains("no other replica of this control plane runs SEV_SNP instances"),
+        "{refused}"
+    );
+    s.wait_for("first", "RUN 1 sleep");
+    assert_eq!(describe("first", "status"), "RUNNING");
+    assert_eq!(
+        describe("first", "statusMessage"),
+        "",
+        "placed: not waiting"
+    );
+
+    // B has room for one more, C for one: of four new instances, two run and two wait.
+    let c = replica("c", "1");
+    let names = ["second", "third", "fourth", "fifth"];
+    for name in names {
+        s.create(name, "INSECURE", &metadata);
+    }
+    let launchers = |replica: &str| launchers_under(&dir.path().join(replica));
+    let statuses = || names.map(|n| describe(n, "status"));
+    let settled = || {
+        let st = statuses();
+        st.iter().filter(|s| *s == "RUNNING").count() == 2
+            && st.iter().filter(|s| *s == "PROVISIONING").count() == 2
+    };
+    eventually("two of the four run and two wait", settled);
+    eventually("their workloads run", || running() == 3);
+    // Each instance runs on one replica, once; B and C stay within their limits.
+    let on_a = launchers_under(&s.w.dir.path().join("data"));
+    assert_eq!((launchers("b"), launchers("c"), on_a), (2, 1, 0));
+    for name in names {
+        if describe(name, "status") == "PROVISIONING" {
+            assert!(describe(name, "statusMessage").contains("does not have enough resources"));
+        }
+    }
+
+    // An instance on B is stopped through A: B ends it, and takes one of those waiting.
+    s.alice(&[&["compute", "instances", "stop", "first"][..], &PLACE[..]].concat());
+    eventually("a waiting instance took its place", || {
+        statuses().iter().filter(|s| *s == "RUNNING").count() == 3
+    });
+    eventually("three workloads run", || running() == 3);
+    assert_eq!((launchers("b"), launchers("c")), (2, 1));
+    assert_eq!(describe("first", "status"), "TERMINATED");
+    // Started again, it is placed as a new one is: no replica has room, so it waits.
+    s.alice(&[&["compute", "instances", "start", "first"][..], &PLACE[..]].concat());
+    assert_eq!(describe("first", "status"), "PROVISIONING");
+    assert!(describe("first", "statusMessage").contains("does not have enough resources"));
+    for name in ["first"].iter().chain(&names) {
+        s.alice(&[&["compute", "instances", "delete", name][..], &PLACE[..]].concat());
+    }
+    eventually("every workload stopped", || running() == 0);
+    b.stop();
+    c.stop();
+}
+
+/// Launchers running instances from the data directory `dir` (a replica's).
+fn launchers_under(dir: &std::path::Path) -> usize {
+    let needle = format!("{}/instances/", dir.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|cmdline| {
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            args.get(1).is_some_and(|a| a == "launcher") && args.iter().any(|a| a.contains(&needle))
+        })
+        .count()
+}
+
 const PLACE: [&str; 4] = ["--project", "secundus-bank", "--zone", "us-west1-b"];
 
 /// Flags for replicas sharing a database, a KEK and blobs in a directory (two processes on one

@@ -68,6 +68,7 @@ impl BenchServer {
                     oidc_fetch_allow: Vec::new(),
                     allow_insecure_evidence: true,
                     guest_image: None,
+                    max_instances: None,
                 };
                 configure(&mut config);
                 let opened = cloister_services::open(config).await.expect("open");

@@ -174,6 +174,8 @@ pub struct LocalDriver {
     root: PathBuf,
     launcher: Option<Arc<Launcher>>,
     running: Mutex<HashMap<String, Running>>,
+    /// Instances being stopped: out of `running`, their launchers not yet ended.
+    stopping: std::sync::atomic::AtomicUsize,
     /// With a shared database: this replica's lease on the instances it runs.
     lease: Option<ReplicaLease>,
     /// Set: instances are VMs (the VM driver), not processes.
@@ -206,6 +208,7 @@ impl LocalDriver {
             root,
             launcher,
             running: Mutex::default(),
+            stopping: Default::default(),
             lease,
             vm: None,
         }
@@ -394,8 +397,11 @@ impl LocalDriver {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&instance.resource_name());
         if let Some(r) = running {
+            use std::sync::atomic::Ordering;
+            self.stopping.fetch_add(1, Ordering::SeqCst);
             let _ = r.stop.send(true);
             let _ = tokio::time::timeout(Duration::from_secs(30), r.supervisor).await;
+            self.stopping.fetch_sub(1, Ordering::SeqCst);
         }
         let dir = self.dir(instance);
         release_namespaces(&dir);
@@ -425,6 +431,19 @@ impl LocalDriver {
             .values()
             .map(|r| r.instance.clone())
             .collect()
+    }
+
+    /// How many instances still run here: their launchers have not ended for good, whatever
+    /// their records say (one deleted elsewhere runs until the sync has stopped it).
+    pub fn live(&self) -> usize {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|r| !r.stop.is_closed())
+            .count();
+        running + self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The serial console of an instance this driver ran (none when its runtime directory is
@@ -658,7 +677,12 @@ async fn supervise(
     let set = |status: InstanceStatus| {
         let (state, name) = (state.clone(), name.clone());
         async move {
-            if let Err(e) = state.store.set_instance_status(&name, status).await {
+            let replica = state.placer.replica();
+            if let Err(e) = state
+                .store
+                .set_placed_instance_status(&name, replica, status)
+                .await
+            {
                 tracing::error!(error = %e.chain(), "could not record an instance's status");
             }
         }
@@ -675,6 +699,10 @@ async fn supervise(
     }
     drop(platform);
     set(status).await;
+    // Ended: `live` no longer counts it (its sender sees the channel closed), so there is room
+    // for a waiting instance.
+    drop(stopped);
+    state.placer.wake();
 }
 
 /// The launcher's runs (restarted when it asks); the status the instance ends in.

@@ -7,6 +7,7 @@ pub mod console;
 pub mod driver;
 pub mod metadata_server;
 mod metadata_tree;
+pub mod placement;
 pub mod replicas;
 mod sandbox;
 pub mod serial;
@@ -38,6 +39,8 @@ pub fn router() -> Router<AppState> {
         .route(INSTANCES, get(list).post(insert))
         .route(INSTANCE, get(describe).delete(delete))
         .route(&format!("{INSTANCE}/serialPort"), get(serial_port))
+        .route(&format!("{INSTANCE}/stop"), axum::routing::post(stop))
+        .route(&format!("{INSTANCE}/start"), axum::routing::post(start))
 }
 
 #[derive(Deserialize)]
@@ -139,13 +142,11 @@ async fn insert(
             &project.resource_name(),
         )
         .await?;
-    let number = state
-        .store
-        .get_project(&project)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("Project {project} was not found")))?
-        .number
-        .0;
+    if state.store.get_project(&project).await?.is_none() {
+        return Err(ApiError::NotFound(format!(
+            "Project {project} was not found"
+        )));
+    }
     let [account] = req.service_accounts.as_slice() else {
         return Err(ApiError::InvalidArgument(
             "an instance needs exactly one service account (serviceAccounts[0].email): the workload runs as it".into(),
@@ -180,7 +181,7 @@ async fn insert(
             "confidentialInstanceType INSECURE is refused by this server: its evidence is refused too (nothing vouches for it). Use VTPM (the default), SEV_SNP or TDX; on a development machine only, start the server with --allow-insecure-evidence".into(),
         ));
     }
-    state.compute.check_type(kind)?;
+    check_offered(&state, kind).await?;
     let metadata: BTreeMap<String, String> = req
         .metadata
         .map(|m| m.items.into_iter().map(|i| (i.key, i.value)).collect())
@@ -198,12 +199,43 @@ async fn insert(
         create_time: time::OffsetDateTime::now_utc(),
     };
     state.store.create_instance(&instance).await?;
-    if let Err(e) = state.compute.start(&state, &instance, number).await {
-        state.compute.stop(&instance).await;
-        let _ = state.store.delete_instance(&instance.resource_name()).await;
-        return Err(e);
+    match state.placer.place_here(&state, &instance).await {
+        Ok(true) => {}
+        // Another replica may claim it first: the message is only set on a waiting instance.
+        Ok(false) => {
+            let why = placement::waiting_message(&instance);
+            state
+                .store
+                .set_waiting_message(&instance.resource_name(), &why)
+                .await?;
+        }
+        Err(e) => {
+            let _ = state.store.delete_instance(&instance.resource_name()).await;
+            return Err(e);
+        }
     }
     Ok(operation(&state, "insert", &instance))
+}
+
+/// Refuses a type that no replica runs: this one's refusal (never a downgrade), unless with a
+/// shared database another live replica offers it.
+async fn check_offered(state: &AppState, kind: ConfidentialType) -> Result<(), ApiError> {
+    let here = state.compute.check_type(kind);
+    match here {
+        Err(e) if state.compute.lease().is_some() => {
+            let now = time::OffsetDateTime::now_utc();
+            if state.store.replica_offers(kind, now).await? {
+                return Ok(());
+            }
+            Err(match e {
+                ApiError::FailedPrecondition(m) => ApiError::FailedPrecondition(format!(
+                    "{m}; and no other replica of this control plane runs {kind} instances"
+                )),
+                e => e,
+            })
+        }
+        here => here,
+    }
 }
 
 pub(crate) async fn load(
@@ -233,7 +265,12 @@ async fn describe(
     Path(path): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let i = load(&state, &caller, &path, "compute.instances.get").await?;
-    Ok(Json(view(&state, &i)))
+    let mut described = view(&state, &i);
+    let placed = state.store.instance_placement(&i.resource_name()).await?;
+    if let Some(message) = placed.and_then(|p| p.status_message) {
+        described["statusMessage"] = Value::String(message);
+    }
+    Ok(Json(described))
 }
 
 async fn list(
@@ -266,8 +303,61 @@ async fn delete(
     let i = load(&state, &caller, &path, "compute.instances.delete").await?;
     state.compute.stop(&i).await;
     state.store.delete_instance(&i.resource_name()).await?;
+    state.placer.wake();
     console::remove(&state, &i).await;
     Ok(operation(&state, "delete", &i))
+}
+
+/// Compute Engine's stop: the workload ends (where it runs: this replica at once, another at
+/// its next sync, since the record no longer places it there) and the instance is
+/// TERMINATED, to be started again.
+async fn stop(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(path): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let i = load(&state, &caller, &path, "compute.instances.stop").await?;
+    state
+        .store
+        .release_instance(&i.resource_name(), None)
+        .await?;
+    state.compute.stop(&i).await;
+    state.placer.wake();
+    Ok(operation(&state, "stop", &i))
+}
+
+/// Compute Engine's start of a TERMINATED instance: placed again as a new one is, on any
+/// replica with room. Starting one that runs or waits changes nothing, as in Google.
+async fn start(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(path): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let i = load(&state, &caller, &path, "compute.instances.start").await?;
+    check_offered(&state, i.confidential_type).await?;
+    if !state.store.restart_instance(&i.resource_name()).await? {
+        return Ok(operation(&state, "start", &i));
+    }
+    match state.placer.place_here(&state, &i).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let why = placement::waiting_message(&i);
+            state
+                .store
+                .set_waiting_message(&i.resource_name(), &why)
+                .await?;
+        }
+        // Claimed here and failed to start: ended again, saying why.
+        Err(e) => {
+            let why = e.to_string();
+            state
+                .store
+                .release_instance(&i.resource_name(), Some(&why))
+                .await?;
+            return Err(e);
+        }
+    }
+    Ok(operation(&state, "start", &i))
 }
 
 #[derive(Deserialize, Default)]

@@ -6,15 +6,15 @@
 //!   the database for longer than the lease) took its instances' processes with it, so another
 //!   replica takes the lease over and marks them TERMINATED, as Compute Engine does with the
 //!   instances of a host that failed;
-//! - stops the instances whose record another replica deleted, and, when its own lease was
-//!   taken over, those now recorded TERMINATED: the record is the truth, so a replica cut off
-//!   too long fences itself rather than run instances the others call ended.
+//! - stops the instances whose record another replica deleted, or that the record no longer
+//!   places on this replica (its lease was taken over, which released them): the record is the
+//!   truth, so a replica cut off too long fences itself rather than run instances the others
+//!   call ended.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use cloister_store::InstanceStatus;
 use time::OffsetDateTime;
 
 use super::console;
@@ -30,8 +30,6 @@ pub struct ReplicaLease {
     replica: String,
     duration: Duration,
     renewed: AtomicBool,
-    /// Set when a renewal found the lease taken over; cleared by the sync that fences.
-    taken_over: AtomicBool,
 }
 
 impl ReplicaLease {
@@ -42,7 +40,6 @@ impl ReplicaLease {
             replica: hex::encode(rand::random::<[u8; 8]>()),
             duration,
             renewed: AtomicBool::new(false),
-            taken_over: AtomicBool::new(false),
         }
     }
 
@@ -57,12 +54,15 @@ impl ReplicaLease {
         // Saturating: an absurdly long lease configured is one that never lapses, not a panic.
         let duration = time::Duration::try_from(self.duration).unwrap_or(time::Duration::MAX);
         let expires_at = OffsetDateTime::now_utc().saturating_add(duration);
+        let offers = super::placement::Placer::offers(state);
         let held = state
             .store
-            .renew_replica_lease(&self.replica, expires_at, &ids)
+            .renew_replica_lease(&self.replica, expires_at, &ids, &offers)
             .await?;
         if !held && self.renewed.swap(true, Ordering::SeqCst) {
-            self.taken_over.store(true, Ordering::SeqCst);
+            tracing::warn!(
+                "this replica's lease lapsed and was taken over: its instances were released"
+            );
         }
         Ok(())
     }
@@ -71,7 +71,7 @@ impl ReplicaLease {
     pub async fn release(&self, state: &AppState) -> Result<(), ApiError> {
         state
             .store
-            .renew_replica_lease(&self.replica, OffsetDateTime::UNIX_EPOCH, &[])
+            .renew_replica_lease(&self.replica, OffsetDateTime::UNIX_EPOCH, &[], &[])
             .await?;
         Ok(())
     }
@@ -92,35 +92,31 @@ pub fn spawn_sync(state: &AppState) {
 
 async fn sync(state: &AppState, published: &mut HashMap<u64, u64>) {
     console::publish(state, published).await;
-    let fence = match state.compute.lease() {
-        Some(lease) => {
-            if let Err(e) = lease.renew(state).await {
-                tracing::warn!(error = %e, "renewing this replica's lease on its instances");
-            }
-            lease.taken_over.swap(false, Ordering::SeqCst)
-        }
-        None => false,
-    };
+    if let Some(lease) = state.compute.lease()
+        && let Err(e) = lease.renew(state).await
+    {
+        tracing::warn!(error = %e, "renewing this replica's lease on its instances");
+    }
     for instance in state.compute.running() {
         let name = instance.resource_name();
-        let status = match state.store.get_instance(&name).await {
-            Ok(record) => record.map(|r| r.status),
+        let placed = match state.store.instance_placement(&name).await {
+            Ok(placed) => placed,
             Err(_) => continue,
         };
-        match status {
+        match placed {
             None => {
                 tracing::info!(
-                    instance = %instance.resource_name(),
+                    instance = %name,
                     "the instance was deleted through another replica: stopping it"
                 );
                 state.compute.stop(&instance).await;
                 console::remove(state, &instance).await;
                 published.remove(&instance.id);
             }
-            Some(InstanceStatus::Terminated) if fence => {
+            Some(p) if p.replica.as_deref() != Some(state.placer.replica()) => {
                 tracing::warn!(
-                    instance = %instance.resource_name(),
-                    "this replica's lease lapsed and another replica marked the instance TERMINATED: stopping it"
+                    instance = %name,
+                    "the record no longer places the instance on this replica (its lease lapsed and another replica released it): stopping it"
                 );
                 // Its last console copy stays, for the record that remains.
                 state.compute.stop(&instance).await;

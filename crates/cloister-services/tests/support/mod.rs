@@ -174,6 +174,7 @@ pub fn config(data_dir: std::path::PathBuf) -> cloister_services::ServerConfig {
         // The tests exercise INSECURE evidence; `verifier.rs` proves a server refuses it by default.
         allow_insecure_evidence: true,
         guest_image: None,
+        max_instances: None,
     }
 }
 

@@ -34,7 +34,8 @@ pub enum InstancesCommand {
         name: String,
         #[command(flatten)]
         at: At,
-        /// VTPM, INSECURE, SEV_SNP or TDX (refused when this host cannot provide it).
+        /// VTPM, INSECURE, SEV_SNP or TDX (refused when no replica can provide it; one with no
+        /// room now leaves the instance PROVISIONING until one has).
         #[arg(long, default_value = "VTPM")]
         confidential_compute_type: String,
         /// The service account the workload runs as.
@@ -77,6 +78,20 @@ pub enum InstancesCommand {
         zone: String,
         #[command(flatten)]
         list: ListArgs,
+    },
+    /// Stop an instance's workload; the instance stays, TERMINATED, to be started again.
+    Stop {
+        /// The instance's name.
+        name: String,
+        #[command(flatten)]
+        at: At,
+    },
+    /// Start a stopped (TERMINATED) instance again, on any replica with room.
+    Start {
+        /// The instance's name.
+        name: String,
+        #[command(flatten)]
+        at: At,
     },
     /// Stop an instance's workload and delete the instance.
     Delete {
@@ -185,6 +200,18 @@ pub async fn run(ctx: &mut Context, c: ComputeCommand) -> Result<()> {
                     ("ID", "id"),
                 ],
             )
+        }
+        InstancesCommand::Stop { name, at } => {
+            let stop = format!("{}/stop", path(ctx, &at, &name)?);
+            client.post(&stop, &json!({})).await?;
+            eprintln!("Stopped [{name}].");
+            Ok(())
+        }
+        InstancesCommand::Start { name, at } => {
+            let start = format!("{}/start", path(ctx, &at, &name)?);
+            client.post(&start, &json!({})).await?;
+            eprintln!("Started [{name}].");
+            Ok(())
         }
         InstancesCommand::Delete { name, at } => {
             client.delete(&path(ctx, &at, &name)?).await?;
