@@ -3,6 +3,8 @@
 //! and pages that show a user only what the API would.
 
 mod support;
+#[path = "console/trust_chain.rs"]
+mod trust_chain;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};

@@ -30,6 +30,8 @@ pub(crate) const SQLITE: &[&str] = &[
     include_str!("../migrations/sqlite/0015_object_attributes.sql"),
     include_str!("../migrations/sqlite/0016_console.sql"),
     include_str!("../migrations/sqlite/0017_audit_log_details.sql"),
+    // 0018 is reserved for another branch: the list is positional, so it goes before 0019.
+    include_str!("../migrations/sqlite/0019_audit_log_subject.sql"),
 ];
 
 /// PostgreSQL's migrations (its first is SQLite's first ten in PostgreSQL's types):
@@ -45,6 +47,8 @@ pub(crate) const POSTGRES: &[&str] = &[
     include_str!("../migrations/postgres/0007_object_attributes.sql"),
     include_str!("../migrations/postgres/0008_console.sql"),
     include_str!("../migrations/postgres/0009_audit_log_details.sql"),
+    // 0010 is reserved for another branch: the list is positional, so it goes before 0011.
+    include_str!("../migrations/postgres/0011_audit_log_subject.sql"),
 ];
 
 /// Any number; it only has to be the same for every replica (`pg_advisory_xact_lock`).

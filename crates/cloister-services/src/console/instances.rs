@@ -28,26 +28,28 @@ pub struct InstanceRow {
     pub kind: &'static str,
 }
 
-/// A project's instances, or `None` when the user may not list them (the refusal is audited
-/// as any API refusal is).
+/// A project's instances, or `None` when the user may not list them.
 pub async fn rows(
     state: &AppState,
     session: &Session,
     project: &ProjectId,
 ) -> Result<Option<Vec<InstanceRow>>, ApiError> {
-    match state
+    // Whether to show the section is a question (recorded as nothing); the listing itself is
+    // an access, recorded as the API's is. Asking first leaves no refusal per project view.
+    let resource = project.resource_name();
+    let may_list = state
         .authorizer
-        .check(
-            &session.principal,
-            "compute.instances.list",
-            &project.resource_name(),
-        )
-        .await
-    {
-        Ok(_) => {}
-        Err(ApiError::PermissionDenied { .. }) => return Ok(None),
-        Err(e) => return Err(e),
+        .grants(&session.principal, &["compute.instances.list"], &resource)
+        .await?
+        .first()
+        .is_some_and(Option::is_some);
+    if !may_list {
+        return Ok(None);
     }
+    state
+        .authorizer
+        .check(&session.principal, "compute.instances.list", &resource)
+        .await?;
     let rows = state
         .store
         .list_instances(project, "-")

@@ -6,9 +6,11 @@
 //! [`crate::iam::authorizer`] as the API, as the signed-in user, so a page shows exactly what
 //! that user's API calls would, and every decision is in the audit log.
 
+mod audit_page;
 mod instances;
 mod pages;
 mod session;
+mod trust;
 
 use axum::Router;
 use axum::extract::Request;
@@ -43,6 +45,13 @@ pub fn router() -> Router<AppState> {
             "/console/projects/{project}/zones/{zone}/instances/{name}",
             get(instances::instance),
         )
+        .route(
+            "/console/projects/{project}/zones/{zone}/instances/{name}/trust",
+            get(trust::trust_chain),
+        )
+        .route("/console/audit", get(audit_page::list))
+        .route("/console/audit/{id}", get(audit_page::entry))
+        .route("/console/audit/export/{format}", get(audit_page::export))
         .route(STYLESHEET, get(pages::stylesheet))
         .layer(middleware::from_fn(security_headers));
     Router::new()

@@ -187,21 +187,26 @@ pub fn condition_input(claims: &Value, mapped: &MappedAttributes) -> Input {
     input
 }
 
-/// Maps the claims and applies the condition; returns the federated principal.
-pub fn authorize(provider: &CompiledProvider, claims: &Value) -> Result<Principal, ExchangeError> {
+/// Maps the claims and applies the condition; returns the federated principal and each
+/// clause's verdict (all PASS), which the audit log keeps as it keeps a refusal's.
+pub fn authorize(
+    provider: &CompiledProvider,
+    claims: &Value,
+) -> Result<(Principal, Vec<ClauseVerdict>), ExchangeError> {
     let mapped = provider
         .mapping
         .apply(claims)
         .map_err(|e| grant(format!("The attribute mapping failed: {e}.")))?;
+    let mut clauses = Vec::new();
     if let Some(condition) = &provider.condition {
         let input = condition_input(claims, &mapped);
         let verdict = condition.evaluate(&input);
+        clauses = condition
+            .explain(&input)
+            .into_iter()
+            .map(verdict_of)
+            .collect();
         if verdict != Ok(true) {
-            let clauses: Vec<ClauseVerdict> = condition
-                .explain(&input)
-                .into_iter()
-                .map(verdict_of)
-                .collect();
             let failed: Vec<&str> = clauses
                 .iter()
                 .filter(|c| c.outcome != cloister_domain::ClauseOutcome::Pass)
@@ -217,13 +222,14 @@ pub fn authorize(provider: &CompiledProvider, claims: &Value) -> Result<Principa
             return Err(ExchangeError::Rejected { reason, clauses });
         }
     }
-    Ok(Principal::Federated {
+    let principal = Principal::Federated {
         pool_project_number: provider.pool_project_number,
         pool_id: provider.pool_id.clone(),
         subject: mapped.subject,
         attributes: mapped.attributes,
         groups: mapped.groups,
-    })
+    };
+    Ok((principal, clauses))
 }
 
 /// A clause's report as the audit log keeps it.

@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 use clap::Subcommand;
+use cloister_domain::AuditDetails;
 use serde_json::Value;
 
 use super::Context;
@@ -149,55 +150,47 @@ fn print_entry(e: &Value) -> std::io::Result<()> {
     outln!("permission: {}", text(&e["permission"]))?;
     outln!("resource:   {}", text(&e["resource"]))?;
     outln!("reason:     {}", text(&e["reason"]))?;
-    let details = &e["details"];
-    if details["kind"] != "tokenExchange" {
-        return Ok(());
+    if let Some(subject) = e["subject"].as_str() {
+        outln!("workload:   {subject}")?;
     }
-    outln!("provider:   {}", text(&details["provider"]))?;
-    if let Some(failure) = details["failure"].as_str() {
+    let details = serde_json::from_value::<AuditDetails>(e["details"].clone());
+    let Ok(AuditDetails::TokenExchange(x)) = details else {
+        return Ok(());
+    };
+    outln!("provider:   {}", x.provider)?;
+    if let Some(failure) = &x.failure {
         outln!("the token was refused before the condition was evaluated: {failure}")?;
     }
-    if let Some(condition) = details["attributeCondition"].as_str() {
+    if let Some(condition) = &x.attribute_condition {
         outln!("attribute condition: {}", one_line(condition))?;
     }
-    let mut fixes = Vec::new();
-    for clause in details["clauses"].as_array().into_iter().flatten() {
-        let outcome = text(&clause["outcome"]);
-        let detail = clause["detail"]
-            .as_str()
+    for clause in &x.clauses {
+        let detail = clause
+            .detail
+            .as_deref()
             .map(|d| format!(" ({d})"))
             .unwrap_or_default();
         outln!(
-            "{outcome:<5} {}{detail}",
-            one_line(&text(&clause["clause"]))
+            "{:<5} {}{detail}",
+            clause.outcome.as_str(),
+            one_line(&clause.clause)
         )?;
-        for compared in clause["compared"].as_array().into_iter().flatten() {
-            let expression = text(&compared["expression"]);
-            outln!("        {expression} = {}", compared["value"])?;
-            // What the workload presented, on a clause that refused it: the value an owner
-            // would authorize (an image digest, a support attribute).
-            if outcome != "PASS" && is_claim(&expression) {
-                fixes.push(format!("{expression} = {}", compared["value"]));
-            }
+        for compared in &clause.compared {
+            outln!("        {} = {}", compared.expression, compared.value)?;
         }
     }
+    // The explanation the console shows too (`ExchangeDetails::fixes`).
+    let fixes = x.fixes();
     if !fixes.is_empty() {
         outln!("to accept this workload, the condition must allow what it presented:")?;
         for fix in fixes {
-            outln!("        {fix}")?;
+            outln!("        {} = {}", fix.expression, fix.value)?;
         }
         outln!(
             "(change it with `cloister iam workload-identity-pools providers update-oidc … --attribute-condition …`)"
         )?;
     }
     Ok(())
-}
-
-/// An expression over the token's claims or the attributes mapped from them (not a literal).
-fn is_claim(expression: &str) -> bool {
-    ["assertion.", "attribute.", "google."]
-        .iter()
-        .any(|p| expression.starts_with(p))
 }
 
 fn one_line(s: &str) -> String {
