@@ -274,8 +274,11 @@ async fn pages_show_a_user_only_what_the_api_would_and_names_stay_text() {
     );
     assert!(!home.body.contains("<script>"), "{}", home.body);
     let csp = home.headers["content-security-policy"].to_str().unwrap();
+    // Scripts only from this server's own files: none inline, none evaluated.
     assert!(
-        csp.starts_with("default-src 'none'") && !csp.contains("script-src"),
+        csp.starts_with("default-src 'none'")
+            && csp.contains("script-src 'self';")
+            && !csp.contains("unsafe"),
         "{csp}"
     );
     for (name, value) in [
@@ -383,4 +386,48 @@ async fn an_instance_page_shows_its_state_and_console_to_whoever_may_read_them()
         refused.body
     );
     assert!(!refused.body.contains("workload-sa"), "{}", refused.body);
+
+    // A running instance's page follows its console with our own script (and, without
+    // script, reloads itself); the script reads only the bytes after those shown.
+    let running = InstanceRecord {
+        name: "running-vm".into(),
+        id: 8,
+        status: InstanceStatus::Running,
+        ..instance
+    };
+    api.server
+        .state
+        .store
+        .create_instance(&running)
+        .await
+        .unwrap();
+    let path = "/console/projects/secundus-bank/zones/us-west1-b/instances/running-vm";
+    let page = get(&api, path, Some(&session)).await;
+    let script = format!("/console/static/{}/live.js", env!("CARGO_PKG_VERSION"));
+    for text in [
+        format!("<script src=\"{script}\" defer></script>"),
+        "<noscript><meta http-equiv=\"refresh\" content=\"3\"></noscript>".to_owned(),
+        format!("data-follow=\"{path}/serial\" data-next=\"0\""),
+    ] {
+        assert!(page.body.contains(&text), "{text}: {}", page.body);
+    }
+    let js = get(&api, &script, None).await;
+    assert_eq!(js.headers["content-type"], "text/javascript; charset=utf-8");
+    assert!(js.body.contains("createTextNode") && !js.body.contains("innerHTML"));
+    let serial = get(&api, &format!("{path}/serial?start=5"), Some(&session)).await;
+    assert_eq!(serial.status, StatusCode::OK, "{}", serial.body);
+    let out: serde_json::Value = serde_json::from_str(&serial.body).unwrap();
+    assert_eq!(
+        out,
+        json!({"contents": "", "next": 0, "running": true, "status": "RUNNING"})
+    );
+    let refused = get(&api, &format!("{path}/serial"), Some(&bob_session)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused
+            .body
+            .contains("compute.instances.getSerialPortOutput"),
+        "{}",
+        refused.body
+    );
 }

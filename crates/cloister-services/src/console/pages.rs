@@ -92,6 +92,14 @@ pub async fn stylesheet() -> Response {
         .into_response()
 }
 
+pub async fn script() -> Response {
+    (
+        [(CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../assets/console/live.js"),
+    )
+        .into_response()
+}
+
 #[derive(Template)]
 #[template(path = "console/login.html")]
 struct LoginPage<'a> {

@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 use cloister_condition::{ClauseOutcome, ClauseReport};
-use cloister_condition::{Input, MappedAttributes};
+use cloister_condition::{Condition, ConditionError, Input, MappedAttributes};
 use cloister_domain::{ClauseVerdict, ComparedValue, Principal};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -199,13 +199,8 @@ pub fn authorize(
         .map_err(|e| grant(format!("The attribute mapping failed: {e}.")))?;
     let mut clauses = Vec::new();
     if let Some(condition) = &provider.condition {
-        let input = condition_input(claims, &mapped);
-        let verdict = condition.evaluate(&input);
-        clauses = condition
-            .explain(&input)
-            .into_iter()
-            .map(verdict_of)
-            .collect();
+        let verdict;
+        (verdict, clauses) = judge(condition, claims, &mapped);
         if verdict != Ok(true) {
             let failed: Vec<&str> = clauses
                 .iter()
@@ -230,6 +225,23 @@ pub fn authorize(
         groups: mapped.groups,
     };
     Ok((principal, clauses))
+}
+
+/// `condition` over verified claims and the attributes mapped from them: the verdict, and each
+/// top-level clause's. The exchange, and the console's playground with a condition not yet
+/// saved, judge alike.
+pub fn judge(
+    condition: &Condition,
+    claims: &Value,
+    mapped: &MappedAttributes,
+) -> (Result<bool, ConditionError>, Vec<ClauseVerdict>) {
+    let input = condition_input(claims, mapped);
+    let clauses = condition
+        .explain(&input)
+        .into_iter()
+        .map(verdict_of)
+        .collect();
+    (condition.evaluate(&input), clauses)
 }
 
 /// A clause's report as the audit log keeps it.

@@ -378,3 +378,212 @@ async fn a_trust_chain_shows_each_viewer_the_verdicts_in_the_logs_they_may_read(
         assert!(!page.body.contains("sha256:"), "{path}: {}", page.body);
     }
 }
+
+fn csrf_of(body: &str) -> String {
+    body.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned()
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    serde_urlencoded::to_string(fields).unwrap()
+}
+
+#[tokio::test]
+async fn the_playground_judges_an_edited_condition_and_saves_only_from_the_owners_form() {
+    use super::{ORIGIN, post_form};
+    let api = Api::start().await;
+    let alice = api.user("alice@example.com").await;
+    let bob = api.user("bob@example.com").await;
+    project(&api, &alice, "primus-bank", "Primus").await;
+    let number = primus(&api, &alice).await;
+    let state = &api.server.state;
+    let good = state.attestation_keys.sign(&claims(GOOD));
+    assert_eq!(sts(&api, &number, &good).await.0, StatusCode::OK);
+    assert_eq!(
+        sts(&api, &number, &state.attestation_keys.sign(&claims(BAD)))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    let page_path = "/console/projects/primus-bank/locations/global/workloadIdentityPools/primus-pool/providers/attestation-verifier";
+    let api_path = "/v1/projects/primus-bank/locations/global/workloadIdentityPools/primus-pool/providers/attestation-verifier";
+    let saved = ok(&api, &alice, "GET", api_path, None).await["attributeCondition"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let (session, _) = sign_in(&api, &alice).await;
+    let page = get(&api, page_path, Some(&session)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(
+        page.body.matches("name=\"exchange\"").count(),
+        2,
+        "both exchanges recorded their claims: {}",
+        page.body
+    );
+    let csrf = csrf_of(&page.body);
+    let etag = page
+        .body
+        .split("name=\"etag\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let evaluate = |fields: Vec<(&'static str, String)>| {
+        let api = &api;
+        let session = session.clone();
+        async move {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post_form(
+                api,
+                &format!("{page_path}/evaluate"),
+                &form(&fields),
+                Some(&session),
+                Some(ORIGIN),
+            )
+            .await
+        }
+    };
+    let result = |body: &str| {
+        body.split("id=\"result\">")
+            .nth(1)
+            .and_then(|r| r.split('<').next())
+            .unwrap_or("none")
+            .to_owned()
+    };
+
+    // The saved condition accepts the verified token; narrowed to another digest, PASS turns FAIL.
+    let accepted = evaluate(vec![
+        ("csrf", csrf.clone()),
+        ("condition", saved.clone()),
+        ("token", good.clone()),
+    ])
+    .await;
+    assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.body);
+    assert_eq!(result(&accepted.body), "ACCEPTED", "{}", accepted.body);
+    assert!(
+        accepted.body.contains("Verified claims"),
+        "{}",
+        accepted.body
+    );
+    let narrowed = saved.replace(GOOD, "sha256:bbbb");
+    let refused = evaluate(vec![
+        ("csrf", csrf.clone()),
+        ("condition", narrowed.clone()),
+        ("token", good.clone()),
+    ])
+    .await;
+    assert_eq!(result(&refused.body), "REJECTED", "{}", refused.body);
+    assert!(refused.body.contains(">FAIL<"), "{}", refused.body);
+    // A recorded exchange's claims stand in for the token.
+    let id = page
+        .body
+        .split("name=\"exchange\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let recorded = evaluate(vec![
+        ("csrf", csrf.clone()),
+        ("condition", saved.clone()),
+        ("exchange", id.clone()),
+    ])
+    .await;
+    assert!(
+        recorded
+            .body
+            .contains(&format!("claims recorded by exchange {id}")),
+        "{}",
+        recorded.body
+    );
+    // A token whose signature fails is judged as unverified, never accepted.
+    let (head, _) = good.rsplit_once('.').unwrap();
+    let forged = evaluate(vec![
+        ("csrf", csrf.clone()),
+        ("condition", saved.clone()),
+        ("token", format!("{head}.AAAA")),
+    ])
+    .await;
+    assert_eq!(result(&forged.body), "REJECTED", "{}", forged.body);
+    assert!(forged.body.contains("Unverified:"), "{}", forged.body);
+    // Markup in a condition stays text; a condition that does not compile says so.
+    let xss = evaluate(vec![
+        ("csrf", csrf.clone()),
+        (
+            "condition",
+            "assertion.swname == '<script>alert(1)</script>'".into(),
+        ),
+        ("token", good.clone()),
+    ])
+    .await;
+    assert!(!xss.body.contains("<script>alert"), "{}", xss.body);
+    assert!(
+        xss.body.contains("&#60;script&#62;alert(1)"),
+        "{}",
+        xss.body
+    );
+    let broken = evaluate(vec![
+        ("csrf", csrf.clone()),
+        ("condition", "assertion. ==".into()),
+        ("token", good.clone()),
+    ])
+    .await;
+    assert_eq!(broken.status, StatusCode::OK);
+    assert!(broken.body.contains("does not compile"), "{}", broken.body);
+
+    // Saving: refused without this session's token or from another origin; Bob may not.
+    let save = format!("{page_path}/save");
+    let (bob_session, _) = sign_in(&api, &bob).await;
+    let bob_page = get(&api, page_path, Some(&bob_session)).await;
+    assert_eq!(bob_page.status, StatusCode::FORBIDDEN);
+    assert!(
+        bob_page
+            .body
+            .contains("iam.workloadIdentityPoolProviders.get"),
+        "{}",
+        bob_page.body
+    );
+    assert!(!bob_page.body.contains(GOOD), "{}", bob_page.body);
+    let bob_csrf = csrf_of(&get(&api, "/console/", Some(&bob_session)).await.body);
+    for (who, token, origin, status) in [
+        (&session, "", ORIGIN, StatusCode::FORBIDDEN),
+        (&session, "not-the-token", ORIGIN, StatusCode::FORBIDDEN),
+        (
+            &session,
+            csrf.as_str(),
+            "https://evil.example",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &bob_session,
+            bob_csrf.as_str(),
+            ORIGIN,
+            StatusCode::FORBIDDEN,
+        ),
+        (&session, csrf.as_str(), ORIGIN, StatusCode::CONFLICT),
+    ] {
+        let stale = if status == StatusCode::CONFLICT {
+            "stale"
+        } else {
+            etag.as_str()
+        };
+        let body = form(&[("csrf", token), ("condition", "true"), ("etag", stale)]);
+        let page = post_form(&api, &save, &body, Some(who), Some(origin)).await;
+        assert_eq!(page.status, status, "{token} from {origin}: {}", page.body);
+    }
+    let now = ok(&api, &alice, "GET", api_path, None).await;
+    assert_eq!(now["attributeCondition"], saved.as_str(), "nothing changed");
+    let body = form(&[("csrf", &csrf), ("condition", &narrowed), ("etag", &etag)]);
+    let done = post_form(&api, &save, &body, Some(&session), Some(ORIGIN)).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let now = ok(&api, &alice, "GET", api_path, None).await;
+    assert_eq!(now["attributeCondition"], narrowed.as_str());
+    assert_eq!(
+        sts(&api, &number, &good).await.0,
+        StatusCode::BAD_REQUEST,
+        "the saved condition is in force"
+    );
+}
