@@ -3,7 +3,7 @@ Selenium's WebDriver client, as a person would: follow the sign-in link, sign in
 projects, open a project, try another user's project by URL, sign out. Screenshots go to
 SCREENSHOT_DIR. Prints one JSON object of what it saw; the Rust test judges it.
 
-usage: console_browser.py ALICE_LINK BOB_LINK OWN_PROJECT OTHER_PROJECT SCREENSHOT_DIR
+usage: console_browser.py ALICE_LINK BOB_LINK OWN_PROJECT OTHER_PROJECT SCREENSHOT_DIR TOKEN
 """
 import json
 import os
@@ -13,7 +13,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-alice_link, bob_link, own, other, shots = sys.argv[1:6]
+alice_link, bob_link, own, other, shots, token = sys.argv[1:7]
 os.makedirs(shots, exist_ok=True)
 
 options = webdriver.ChromeOptions()
@@ -43,6 +43,34 @@ try:
         td.text for td in driver.find_elements(By.CSS_SELECTOR, "main tbody td:first-child")
     ]
     driver.save_screenshot(os.path.join(shots, "alice-project.png"))
+    base = alice_link.split("/console/")[0]
+    provider = f"{base}/console/projects/{own}/locations/global/workloadIdentityPools/primus-pool/providers/attestation-verifier"
+
+    # The condition playground: judge the saved condition against a pasted token, then a
+    # narrowed one; read each clause's verdict.
+    def judge(condition):
+        driver.get(provider)
+        box = driver.find_element(By.ID, "condition")
+        box.clear()
+        box.send_keys(condition)
+        driver.find_element(By.ID, "token").send_keys(token)
+        driver.find_element(By.CSS_SELECTOR, "form[action$='/evaluate'] button[type=submit]:not([formaction])").click()
+        driver.find_element(By.ID, "result")
+        return [b.text for b in driver.find_elements(By.CSS_SELECTOR, "table.clauses td:first-child .badge")]
+
+    saved = "assertion.swname == 'CONFIDENTIAL_SPACE' && assertion.submods.container.image_digest == 'sha256:aaaa'"
+    seen["playground_before"] = judge(saved)
+    seen["playground_after"] = judge(saved.replace("sha256:aaaa", "sha256:bbbb"))
+    seen["playground_result"] = driver.find_element(By.ID, "result").text
+    seen["playground_unverified"] = "Unverified:" in driver.find_element(By.TAG_NAME, "main").text
+    # Tall enough that the shot shows the verdicts below the form.
+    driver.set_window_size(1280, 1800)
+    driver.save_screenshot(os.path.join(shots, "alice-playground.png"))
+    driver.set_window_size(1280, 800)
+    driver.get(f"{base}/console/audit?project={own}")
+    seen["audit_rows"] = len(driver.find_elements(By.CSS_SELECTOR, "main tbody tr"))
+    driver.save_screenshot(os.path.join(shots, "alice-audit.png"))
+    driver.get(f"{base}/console/projects/{own}")
     # Sign out, then the same link again: its code worked once.
     driver.find_element(By.CSS_SELECTOR, ".signout button").click()
     seen["after_sign_out"] = driver.current_url
@@ -51,10 +79,11 @@ try:
     seen["reused_code"] = driver.find_element(By.CSS_SELECTOR, "[role=alert]").text
 
     seen["bob_projects"] = sign_in(bob_link, "bob")
-    base = alice_link.split("/console/")[0]
     driver.get(f"{base}/console/projects/{own}")
     seen["bob_on_alices_project"] = driver.find_element(By.CSS_SELECTOR, "[role=alert]").text
     driver.save_screenshot(os.path.join(shots, "bob-refused.png"))
+    driver.get(provider)
+    seen["bob_on_alices_provider"] = driver.find_element(By.CSS_SELECTOR, "[role=alert]").text
 finally:
     driver.quit()
 print(json.dumps(seen))
