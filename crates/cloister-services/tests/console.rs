@@ -431,3 +431,121 @@ async fn an_instance_page_shows_its_state_and_console_to_whoever_may_read_them()
         refused.body
     );
 }
+
+#[tokio::test]
+async fn a_binding_changes_only_from_the_owners_form_at_the_policy_version_shown() {
+    let api = Api::start().await;
+    let alice = api.user("alice@example.com").await;
+    let bob = api.user("bob@example.com").await;
+    project(&api, &alice, "primus-bank", "Primus").await;
+    let (session, _) = sign_in(&api, &alice).await;
+    let field = |body: &str, name: &str| {
+        body.split(&format!("name=\"{name}\" value=\""))
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap()
+            .to_owned()
+    };
+    let page = get(&api, "/console/projects/primus-bank", Some(&session)).await;
+    let (csrf, etag) = (field(&page.body, "csrf"), field(&page.body, "etag"));
+    assert!(!etag.is_empty(), "{}", page.body);
+    let path = "/console/projects/primus-bank/iam";
+    let change = |csrf: &str, etag: &str, change: &str, role: &str, member: &str| {
+        serde_urlencoded::to_string([
+            ("csrf", csrf),
+            ("etag", etag),
+            ("change", change),
+            ("role", role),
+            ("member", member),
+        ])
+        .unwrap()
+    };
+    let members = || async {
+        let (_, p) = api
+            .call(
+                &alice,
+                "POST",
+                "/v1/projects/primus-bank:getIamPolicy",
+                None,
+            )
+            .await;
+        p["bindings"].to_string()
+    };
+    let add_bob = change(&csrf, &etag, "add", "roles/viewer", "user:bob@example.com");
+
+    // Refused: no token, another origin, and Bob (no setIamPolicy) with his own session's.
+    let (bob_session, _) = sign_in(&api, &bob).await;
+    let bob_csrf = field(
+        &get(&api, "/console/", Some(&bob_session)).await.body,
+        "csrf",
+    );
+    let bobs = change(
+        &bob_csrf,
+        &etag,
+        "add",
+        "roles/owner",
+        "user:bob@example.com",
+    );
+    for (body, who, origin) in [
+        (
+            change("", &etag, "add", "roles/viewer", "user:bob@example.com"),
+            &session,
+            ORIGIN,
+        ),
+        (add_bob.clone(), &session, "https://evil.example"),
+        (bobs, &bob_session, ORIGIN),
+    ] {
+        let page = post_form(&api, path, &body, Some(who), Some(origin)).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{body}: {}", page.body);
+    }
+    assert!(!members().await.contains("bob@"), "nothing changed");
+
+    let done = post_form(&api, path, &add_bob, Some(&session), Some(ORIGIN)).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert!(members().await.contains("user:bob@example.com"));
+    // The version the page showed is gone: a second change from it is refused.
+    let stale = change(
+        &csrf,
+        &etag,
+        "remove",
+        "roles/viewer",
+        "user:bob@example.com",
+    );
+    let page = post_form(&api, path, &stale, Some(&session), Some(ORIGIN)).await;
+    assert_eq!(page.status, StatusCode::CONFLICT, "{}", page.body);
+    let page = get(&api, "/console/projects/primus-bank", Some(&session)).await;
+    let etag = field(&page.body, "etag");
+    let cases = [
+        (
+            "remove",
+            "roles/owner",
+            "user:alice@example.com",
+            StatusCode::BAD_REQUEST,
+        ), // the last owner
+        (
+            "add",
+            "roles/viewer",
+            "user:<script>x</script>",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "remove",
+            "roles/editor",
+            "user:bob@example.com",
+            StatusCode::BAD_REQUEST,
+        ), // no such binding
+        (
+            "remove",
+            "roles/viewer",
+            "user:bob@example.com",
+            StatusCode::SEE_OTHER,
+        ),
+    ];
+    for (what, role, member, status) in cases {
+        let body = change(&csrf, &etag, what, role, member);
+        let page = post_form(&api, path, &body, Some(&session), Some(ORIGIN)).await;
+        assert_eq!(page.status, status, "{role} {member}: {}", page.body);
+        assert!(!page.body.contains("<script>"), "{}", page.body);
+    }
+    assert!(!members().await.contains("bob@"));
+}

@@ -49,6 +49,10 @@ pub fn router() -> Router<AppState> {
         .route("/console/logout", post(pages::logout))
         .route("/console/projects/{project}", get(pages::project))
         .route(
+            "/console/projects/{project}/iam",
+            post(pages::change_binding),
+        )
+        .route(
             "/console/projects/{project}/zones/{zone}/instances/{name}",
             get(instances::instance),
         )
