@@ -116,6 +116,15 @@ fn primus_and_secundus_each_see_their_part_of_a_refused_workload_in_chromium() {
         "{refused}"
     );
 
+    // A workload that keeps writing, for the live serial console.
+    let (ticker, _) = s.push_program("ticker", TICKER, &["tee.launch_policy.log_redirect=always"]);
+    s.create(
+        "ticker-vm",
+        "VTPM",
+        &format!("^~^tee-image-reference={ticker}~tee-restart-policy=Never~tee-container-log-redirect=true"),
+    );
+    s.wait_for("ticker-vm", "TICK 0");
+
     let primus_link = bob(&["auth", "console-login"]).trim().to_owned();
     let secundus_link = w.as_user("alice")(&["auth", "console-login"])
         .trim()
@@ -129,6 +138,7 @@ fn primus_and_secundus_each_see_their_part_of_a_refused_workload_in_chromium() {
         .arg(&shots)
         .arg(unsigned_token())
         .arg("/console/projects/secundus-bank/zones/us-west1-b/instances/workload-vm/trust")
+        .arg("/console/projects/secundus-bank/zones/us-west1-b/instances/ticker-vm")
         .output()
         .expect("python3 runs (scripts/install-deps.sh installs selenium and chromium)");
     assert!(
@@ -223,7 +233,11 @@ fn primus_and_secundus_each_see_their_part_of_a_refused_workload_in_chromium() {
             .contains("sha256:aaaa"),
         "{seen}"
     );
+    // The running instance's console grew in place: our script appended, the page stayed.
+    assert_eq!(seen["console_grew"], true, "{seen}");
+    assert_eq!(seen["console_not_reloaded"], true, "{seen}");
     for shot in [
+        "secundus-live-console.png",
         "primus-projects.png",
         "primus-project.png",
         "primus-playground.png",
@@ -237,6 +251,16 @@ fn primus_and_secundus_each_see_their_part_of_a_refused_workload_in_chromium() {
         assert!(png.starts_with(b"\x89PNG"), "{shot}");
     }
 }
+
+/// Writes a line a second for a minute.
+const TICKER: &str = r#"
+#include <stdio.h>
+#include <unistd.h>
+int main(void) {
+  for (int i = 0; i < 60; i++) { printf("TICK %d\n", i); fflush(stdout); sleep(1); }
+  return 0;
+}
+"#;
 
 /// A JWT with Confidential Space's claims and no valid signature: the playground judges its
 /// claims and says it is unverified.

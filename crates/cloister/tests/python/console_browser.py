@@ -3,17 +3,18 @@ Selenium's WebDriver client, as a person would: follow the sign-in link, sign in
 projects, open a project, try another user's project by URL, sign out. Screenshots go to
 SCREENSHOT_DIR. Prints one JSON object of what it saw; the Rust test judges it.
 
-usage: console_browser.py PRIMUS_LINK SECUNDUS_LINK OWN_PROJECT OTHER_PROJECT SCREENSHOT_DIR TOKEN TRUST_CHAIN_PATH
+usage: console_browser.py PRIMUS_LINK SECUNDUS_LINK OWN_PROJECT OTHER_PROJECT SCREENSHOT_DIR TOKEN TRUST_CHAIN_PATH LIVE_INSTANCE_PATH
 """
 import json
 import os
 import sys
+import time
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-alice_link, bob_link, own, other, shots, token, chain = sys.argv[1:8]
+alice_link, bob_link, own, other, shots, token, chain, live = sys.argv[1:9]
 os.makedirs(shots, exist_ok=True)
 
 options = webdriver.ChromeOptions()
@@ -96,6 +97,20 @@ try:
     driver.set_window_size(1280, 800)
     driver.get(provider)
     seen["secundus_on_primus_provider"] = driver.find_element(By.CSS_SELECTOR, "[role=alert]").text
+
+    # The live serial console: the script appends new output in place. A mark set on the
+    # page survives only if the page was not reloaded. Ends when it grew or the instance
+    # stopped (the ticker runs a minute), whichever comes first.
+    driver.get(base + live)
+    pre = driver.find_element(By.CSS_SELECTOR, "pre.console")
+    driver.execute_script("window.cloisterMark = 1")
+    first = pre.text
+    status = driver.find_element(By.ID, "console-status")
+    while len(pre.text) <= len(first) and "stopped" not in status.text:
+        time.sleep(0.5)
+    seen["console_grew"] = len(pre.text) > len(first) and pre.text.startswith(first)
+    seen["console_not_reloaded"] = driver.execute_script("return window.cloisterMark") == 1
+    driver.save_screenshot(os.path.join(shots, "secundus-live-console.png"))
 finally:
     driver.quit()
 print(json.dumps(seen))
