@@ -110,6 +110,7 @@ try:
         time.sleep(0.5)
     seen["console_grew"] = len(pre.text) > len(first) and pre.text.startswith(first)
     seen["console_not_reloaded"] = driver.execute_script("return window.cloisterMark") == 1
+    driver.set_window_size(1280, 1500)
     driver.save_screenshot(os.path.join(shots, "secundus-live-console.png"))
 finally:
     driver.quit()
