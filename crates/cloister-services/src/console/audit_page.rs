@@ -76,6 +76,7 @@ impl Filters {
             ("decision", &self.decision),
             ("permission", &self.permission),
             ("since", &self.since),
+            ("before", &self.before),
         ] {
             if !value.trim().is_empty() {
                 cmd.push_str(&format!(

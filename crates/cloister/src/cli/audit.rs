@@ -59,6 +59,9 @@ pub struct ListFlags {
     /// Only decisions at or after this RFC 3339 time.
     #[arg(long)]
     since: Option<String>,
+    /// Only decisions before this RFC 3339 time.
+    #[arg(long)]
+    before: Option<String>,
     #[command(flatten)]
     list: ListArgs,
 }
@@ -78,6 +81,7 @@ async fn list(ctx: &mut Context, flags: ListFlags) -> Result<()> {
         project,
         decision,
         since,
+        before,
         mut list,
     } = flags;
     let client = ctx.client().await?;
@@ -88,6 +92,7 @@ async fn list(ctx: &mut Context, flags: ListFlags) -> Result<()> {
         ("resource", resource),
         ("decision", decision),
         ("since", since),
+        ("before", before),
     ]
     .into_iter()
     .filter_map(|(k, v)| v.map(|v| (k, v)))
