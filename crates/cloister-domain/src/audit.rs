@@ -51,6 +51,12 @@ pub struct AuditEntry {
     /// clauses), so an owner can see why without the request that caused it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<AuditDetails>,
+    /// The attested workload the decision is about: the `sub` of a verified attestation token
+    /// (an instance's URL), on token issuance and on exchanges of a token whose signature
+    /// held. Never taken from an unverified token, so no caller can file entries under
+    /// another's instance. Links an instance to decisions in other projects' logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 /// The structured record of a decision, by kind.
@@ -58,6 +64,27 @@ pub struct AuditEntry {
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum AuditDetails {
     TokenExchange(ExchangeDetails),
+    AttestationToken(AttestationDetails),
+}
+
+impl AuditDetails {
+    /// The attested workload the decision is about: the `sub` of claims whose signature held
+    /// (an issued token's, or an exchanged token's once verified), else none.
+    pub fn subject(&self) -> Option<String> {
+        let claims = match self {
+            AuditDetails::TokenExchange(e) => e.claims.as_ref()?,
+            AuditDetails::AttestationToken(a) => &a.claims,
+        };
+        claims["sub"].as_str().map(str::to_owned)
+    }
+}
+
+/// An attestation token as issued: its claims (never the signed token, which is a
+/// credential), so the trust chain shows what the workload proved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttestationDetails {
+    pub claims: serde_json::Value,
 }
 
 /// A token exchange as the provider judged it. Never the token itself: only the claims its
@@ -77,6 +104,48 @@ pub struct ExchangeDetails {
     /// Each top-level clause of the condition, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clauses: Vec<ClauseVerdict>,
+    /// The claims of the subject token, when its signature held (never the token or its
+    /// signature): what a condition can be tried against before it is saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<serde_json::Value>,
+}
+
+impl ExchangeDetails {
+    /// What the workload presented on the clauses that refused it: each claim a failing clause
+    /// compared, with its value — what an owner would authorize (an image digest, a support
+    /// attribute) to accept this workload. Empty when the exchange passed.
+    pub fn fixes(&self) -> Vec<&ComparedValue> {
+        self.clauses
+            .iter()
+            .filter(|c| c.outcome != ClauseOutcome::Pass)
+            .flat_map(|c| &c.compared)
+            .filter(|v| is_claim(&v.expression))
+            .collect()
+    }
+
+    /// The first clause that did not pass.
+    pub fn failing_clause(&self) -> Option<&ClauseVerdict> {
+        self.clauses
+            .iter()
+            .find(|c| c.outcome != ClauseOutcome::Pass)
+    }
+}
+
+/// An expression over the token's claims or the attributes mapped from them (not a literal).
+pub fn is_claim(expression: &str) -> bool {
+    ["assertion.", "attribute.", "google."]
+        .iter()
+        .any(|p| expression.starts_with(p))
+}
+
+impl ClauseOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClauseOutcome::Pass => "PASS",
+            ClauseOutcome::Fail => "FAIL",
+            ClauseOutcome::Error => "ERROR",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,8 +12,8 @@ pub mod principal;
 pub mod role;
 
 pub use audit::{
-    AuditDetails, AuditEntry, ClauseOutcome, ClauseVerdict, ComparedValue, Decision,
-    ExchangeDetails,
+    AttestationDetails, AuditDetails, AuditEntry, ClauseOutcome, ClauseVerdict, ComparedValue,
+    Decision, ExchangeDetails,
 };
 pub use credential::{CREDENTIAL_TYPE, CredentialFile};
 pub use ids::{

@@ -24,20 +24,22 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The permission that reads a project's audit log.
-const READ_LOG: &str = "logging.privateLogEntries.list";
+pub const READ_LOG: &str = "logging.privateLogEntries.list";
 
-const MAX_PAGE: usize = 1000;
+pub const MAX_PAGE: usize = 1000;
 
-#[derive(Deserialize)]
+/// A listing's filters, as the API's query string and the console's form name them.
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ListQuery {
-    principal: Option<String>,
-    permission: Option<String>,
-    resource: Option<String>,
-    decision: Option<String>,
-    since: Option<String>,
-    page_size: Option<usize>,
-    page_token: Option<String>,
+pub struct ListQuery {
+    pub principal: Option<String>,
+    pub permission: Option<String>,
+    pub resource: Option<String>,
+    pub decision: Option<String>,
+    pub since: Option<String>,
+    pub before: Option<String>,
+    pub page_size: Option<usize>,
+    pub page_token: Option<String>,
 }
 
 async fn list(
@@ -45,8 +47,19 @@ async fn list(
     Caller(caller): Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    let (entries, next) = read(&state, &caller, q).await?;
+    Ok(Json(json!({ "entries": entries, "nextPageToken": next })))
+}
+
+/// One page of the entries `caller` may read that match `q`, and the next page's token.
+/// Refuses a non-admin who names no project or may not read its log.
+pub async fn read(
+    state: &AppState,
+    caller: &Principal,
+    q: ListQuery,
+) -> Result<(Vec<AuditEntry>, Option<String>), ApiError> {
     let decision = match q.decision.as_deref() {
-        None => None,
+        None | Some("") => None,
         Some(d) => Some(Decision::parse(&d.to_ascii_lowercase()).ok_or_else(|| {
             ApiError::InvalidArgument(format!("decision {d:?} must be allow or deny"))
         })?),
@@ -57,15 +70,17 @@ async fn list(
             ApiError::InvalidArgument(format!("pageToken {t:?} is not one this API returned"))
         })?),
     };
-    if let Some(since) = &q.since {
-        time::OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339)
-            .map_err(|e| {
-                ApiError::InvalidArgument(format!(
-                    "since {since:?} is not an RFC 3339 time ({e}), e.g. 2026-11-24T09:00:00Z"
-                ))
-            })?;
+    for (name, time) in [("since", &q.since), ("before", &q.before)] {
+        if let Some(t) = time {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| {
+                    ApiError::InvalidArgument(format!(
+                        "{name} {t:?} is not an RFC 3339 time ({e}), e.g. 2026-11-24T09:00:00Z"
+                    ))
+                })?;
+        }
     }
-    if !is_admin(&state, &caller).await? {
+    if !is_admin(state, caller).await? {
         let Some(project) = q.resource.as_deref().filter(|r| r.starts_with("projects/")) else {
             return Err(ApiError::PermissionDenied {
                 message: format!(
@@ -76,7 +91,7 @@ async fn list(
             });
         };
         let project = project.split('/').take(2).collect::<Vec<_>>().join("/");
-        state.authorizer.check(&caller, READ_LOG, &project).await?;
+        state.authorizer.check(caller, READ_LOG, &project).await?;
     }
     let limit = q.page_size.unwrap_or(100).clamp(1, MAX_PAGE);
     let filter = AuditFilter {
@@ -85,6 +100,8 @@ async fn list(
         resource_prefix: q.resource,
         decision,
         since: q.since,
+        before: q.before,
+        subject: None,
         after_id,
         limit,
     };
@@ -92,7 +109,7 @@ async fn list(
     let next = (entries.len() == limit)
         .then(|| entries.last().map(|e| e.id.to_string()))
         .flatten();
-    Ok(Json(json!({ "entries": entries, "nextPageToken": next })))
+    Ok((entries, next))
 }
 
 async fn describe(
@@ -105,13 +122,21 @@ async fn describe(
             "audit entry id {id:?} is not a number: use the ID column of `cloister audit list`"
         ))
     })?;
+    Ok(Json(json!(read_one(&state, &caller, id).await?)))
+}
+
+/// The entry `id`, if `caller` may read it: a platform admin, or whoever may read its
+/// project's log. To anyone else, an entry they may not read and one that does not exist
+/// look alike.
+pub async fn read_one(
+    state: &AppState,
+    caller: &Principal,
+    id: i64,
+) -> Result<AuditEntry, ApiError> {
     let entry = state.store.get_audit(id).await?;
-    if is_admin(&state, &caller).await? {
-        return entry
-            .map(|e| Json(json!(e)))
-            .ok_or_else(|| ApiError::NotFound(format!("Audit entry {id} was not found")));
+    if is_admin(state, caller).await? {
+        return entry.ok_or_else(|| ApiError::NotFound(format!("Audit entry {id} was not found")));
     }
-    // The same answer whether the entry is missing, has no project, or is another's.
     let hidden = || ApiError::PermissionDenied {
         message: format!(
             "Permission '{READ_LOG}' denied on audit entry {id} (or it may not exist): \
@@ -126,15 +151,15 @@ async fn describe(
     let Some(project) = entry_project(&entry) else {
         return Err(hidden());
     };
-    match state.authorizer.check(&caller, READ_LOG, &project).await {
-        Ok(_) => Ok(Json(json!(entry))),
+    match state.authorizer.check(caller, READ_LOG, &project).await {
+        Ok(_) => Ok(entry),
         Err(ApiError::PermissionDenied { .. }) => Err(hidden()),
         Err(e) => Err(e),
     }
 }
 
 /// The project whose log holds `entry`: the one it records, else the one its resource names.
-fn entry_project(entry: &AuditEntry) -> Option<String> {
+pub fn entry_project(entry: &AuditEntry) -> Option<String> {
     entry.project.clone().or_else(|| {
         let mut parts = entry.resource.split('/');
         match (parts.next(), parts.next()) {
@@ -146,7 +171,7 @@ fn entry_project(entry: &AuditEntry) -> Option<String> {
     })
 }
 
-async fn is_admin(state: &AppState, caller: &Principal) -> Result<bool, ApiError> {
+pub async fn is_admin(state: &AppState, caller: &Principal) -> Result<bool, ApiError> {
     let Principal::User(email) = caller else {
         return Ok(false);
     };

@@ -3,6 +3,8 @@
 //! and pages that show a user only what the API would.
 
 mod support;
+#[path = "console/trust_chain.rs"]
+mod trust_chain;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
@@ -272,8 +274,11 @@ async fn pages_show_a_user_only_what_the_api_would_and_names_stay_text() {
     );
     assert!(!home.body.contains("<script>"), "{}", home.body);
     let csp = home.headers["content-security-policy"].to_str().unwrap();
+    // Scripts only from this server's own files: none inline, none evaluated.
     assert!(
-        csp.starts_with("default-src 'none'") && !csp.contains("script-src"),
+        csp.starts_with("default-src 'none'")
+            && csp.contains("script-src 'self';")
+            && !csp.contains("unsafe"),
         "{csp}"
     );
     for (name, value) in [
@@ -381,4 +386,166 @@ async fn an_instance_page_shows_its_state_and_console_to_whoever_may_read_them()
         refused.body
     );
     assert!(!refused.body.contains("workload-sa"), "{}", refused.body);
+
+    // A running instance's page follows its console with our own script (and, without
+    // script, reloads itself); the script reads only the bytes after those shown.
+    let running = InstanceRecord {
+        name: "running-vm".into(),
+        id: 8,
+        status: InstanceStatus::Running,
+        ..instance
+    };
+    api.server
+        .state
+        .store
+        .create_instance(&running)
+        .await
+        .unwrap();
+    let path = "/console/projects/secundus-bank/zones/us-west1-b/instances/running-vm";
+    let page = get(&api, path, Some(&session)).await;
+    let script = format!("/console/static/{}/live.js", env!("CARGO_PKG_VERSION"));
+    for text in [
+        format!("<script src=\"{script}\" defer></script>"),
+        "<noscript><meta http-equiv=\"refresh\" content=\"3\"></noscript>".to_owned(),
+        format!("data-follow=\"{path}/serial\" data-next=\"0\""),
+    ] {
+        assert!(page.body.contains(&text), "{text}: {}", page.body);
+    }
+    let js = get(&api, &script, None).await;
+    assert_eq!(js.headers["content-type"], "text/javascript; charset=utf-8");
+    assert!(js.body.contains("createTextNode") && !js.body.contains("innerHTML"));
+    let serial = get(&api, &format!("{path}/serial?start=5"), Some(&session)).await;
+    assert_eq!(serial.status, StatusCode::OK, "{}", serial.body);
+    let out: serde_json::Value = serde_json::from_str(&serial.body).unwrap();
+    assert_eq!(
+        out,
+        json!({"contents": "", "next": 0, "running": true, "status": "RUNNING"})
+    );
+    let refused = get(&api, &format!("{path}/serial"), Some(&bob_session)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused
+            .body
+            .contains("compute.instances.getSerialPortOutput"),
+        "{}",
+        refused.body
+    );
+}
+
+#[tokio::test]
+async fn a_binding_changes_only_from_the_owners_form_at_the_policy_version_shown() {
+    let api = Api::start().await;
+    let alice = api.user("alice@example.com").await;
+    let bob = api.user("bob@example.com").await;
+    project(&api, &alice, "primus-bank", "Primus").await;
+    let (session, _) = sign_in(&api, &alice).await;
+    let field = |body: &str, name: &str| {
+        body.split(&format!("name=\"{name}\" value=\""))
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap()
+            .to_owned()
+    };
+    let page = get(&api, "/console/projects/primus-bank", Some(&session)).await;
+    let (csrf, etag) = (field(&page.body, "csrf"), field(&page.body, "etag"));
+    assert!(!etag.is_empty(), "{}", page.body);
+    let path = "/console/projects/primus-bank/iam";
+    let change = |csrf: &str, etag: &str, change: &str, role: &str, member: &str| {
+        serde_urlencoded::to_string([
+            ("csrf", csrf),
+            ("etag", etag),
+            ("change", change),
+            ("role", role),
+            ("member", member),
+        ])
+        .unwrap()
+    };
+    let members = || async {
+        let (_, p) = api
+            .call(
+                &alice,
+                "POST",
+                "/v1/projects/primus-bank:getIamPolicy",
+                None,
+            )
+            .await;
+        p["bindings"].to_string()
+    };
+    let add_bob = change(&csrf, &etag, "add", "roles/viewer", "user:bob@example.com");
+
+    // Refused: no token, another origin, and Bob (no setIamPolicy) with his own session's.
+    let (bob_session, _) = sign_in(&api, &bob).await;
+    let bob_csrf = field(
+        &get(&api, "/console/", Some(&bob_session)).await.body,
+        "csrf",
+    );
+    let bobs = change(
+        &bob_csrf,
+        &etag,
+        "add",
+        "roles/owner",
+        "user:bob@example.com",
+    );
+    for (body, who, origin) in [
+        (
+            change("", &etag, "add", "roles/viewer", "user:bob@example.com"),
+            &session,
+            ORIGIN,
+        ),
+        (add_bob.clone(), &session, "https://evil.example"),
+        (bobs, &bob_session, ORIGIN),
+    ] {
+        let page = post_form(&api, path, &body, Some(who), Some(origin)).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{body}: {}", page.body);
+    }
+    assert!(!members().await.contains("bob@"), "nothing changed");
+
+    let done = post_form(&api, path, &add_bob, Some(&session), Some(ORIGIN)).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert!(members().await.contains("user:bob@example.com"));
+    // The version the page showed is gone: a second change from it is refused.
+    let stale = change(
+        &csrf,
+        &etag,
+        "remove",
+        "roles/viewer",
+        "user:bob@example.com",
+    );
+    let page = post_form(&api, path, &stale, Some(&session), Some(ORIGIN)).await;
+    assert_eq!(page.status, StatusCode::CONFLICT, "{}", page.body);
+    let page = get(&api, "/console/projects/primus-bank", Some(&session)).await;
+    let etag = field(&page.body, "etag");
+    let cases = [
+        (
+            "remove",
+            "roles/owner",
+            "user:alice@example.com",
+            StatusCode::BAD_REQUEST,
+        ), // the last owner
+        (
+            "add",
+            "roles/viewer",
+            "user:<script>x</script>",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "remove",
+            "roles/editor",
+            "user:bob@example.com",
+            StatusCode::BAD_REQUEST,
+        ), // no such binding
+        (
+            "remove",
+            "roles/viewer",
+            "user:bob@example.com",
+            StatusCode::SEE_OTHER,
+        ),
+    ];
+    for (what, role, member, status) in cases {
+        let body = change(&csrf, &etag, what, role, member);
+        let page = post_form(&api, path, &body, Some(&session), Some(ORIGIN)).await;
+        assert_eq!(page.status, status, "{role} {member}: {}", page.body);
+        assert!(!page.body.contains("<script>"), "{}", page.body);
+    }
+    assert!(!members().await.contains("bob@"));
 }

@@ -52,6 +52,21 @@ async fn insecure_evidence_yields_a_token_whose_claims_come_from_the_event_log()
         claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
         3600
     );
+    // The audit entry keeps the claims as issued (never the token) and names the workload by
+    // the token's subject, so the instance's trust chain finds it.
+    let (_, log) = s
+        .api
+        .call(
+            &s.owner,
+            "GET",
+            "/cloister/v1/auditLogs?resource=projects/secundus-bank&permission=confidentialcomputing.attestationTokens.issue",
+            None,
+        )
+        .await;
+    let entry = &log["entries"][0];
+    assert_eq!(entry["subject"], claims["sub"], "{log}");
+    assert_eq!(entry["details"]["kind"], "attestationToken", "{log}");
+    assert_eq!(entry["details"]["claims"], claims, "{log}");
 }
 
 #[tokio::test]

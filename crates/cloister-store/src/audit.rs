@@ -17,12 +17,17 @@ pub struct AuditFilter {
     pub decision: Option<Decision>,
     /// Only entries at or after this RFC 3339 time.
     pub since: Option<String>,
+    /// Only entries before this RFC 3339 time.
+    pub before: Option<String>,
+    /// Only entries about this attested workload (an instance's URL).
+    pub subject: Option<String>,
     /// Only entries with an id above this, for paging.
     pub after_id: Option<i64>,
     pub limit: usize,
 }
 
-const COLUMNS: &str = "time, principal, permission, resource, decision, reason, project, details";
+const COLUMNS: &str =
+    "time, principal, permission, resource, decision, reason, project, details, subject";
 
 /// Rows per INSERT: well under both databases' limit on a statement's parameters.
 const ROWS_PER_INSERT: usize = 100;
@@ -43,6 +48,7 @@ fn audit_row(r: &Row) -> Result<AuditEntry, StoreError> {
             .get::<Option<String>>(8)?
             .map(|d| serde_json::from_str(&d).map_err(|e| StoreError::corrupt("audit details", e)))
             .transpose()?,
+        subject: r.get(9)?,
     })
 }
 
@@ -53,7 +59,7 @@ impl Store {
             .transaction(|tx| async move {
                 for chunk in entries.chunks(ROWS_PER_INSERT) {
                     let values: Vec<String> = (0..chunk.len())
-                        .map(|i| format!("({})", placeholders(i * 8 + 1, 8)))
+                        .map(|i| format!("({})", placeholders(i * 9 + 1, 9)))
                         .collect();
                     let mut q = query(format!(
                         "INSERT INTO audit_log ({COLUMNS}) VALUES {}",
@@ -76,7 +82,8 @@ impl Store {
                             .bind(e.decision.as_str())
                             .bind(&e.reason)
                             .bind(e.project.as_ref())
-                            .bind(details);
+                            .bind(details)
+                            .bind(e.subject.as_ref());
                     }
                     tx.execute(q).await?;
                 }
@@ -101,8 +108,10 @@ impl Store {
                     OR substr(resource, 1, length($4)) = $4)
                AND (CAST($5 AS TEXT) IS NULL OR decision = $5)
                AND (CAST($6 AS TEXT) IS NULL OR time >= $6)
-               AND id > $7
-             ORDER BY id LIMIT $8"
+               AND (CAST($7 AS TEXT) IS NULL OR time < $7)
+               AND (CAST($8 AS TEXT) IS NULL OR subject = $8)
+               AND id > $9
+             ORDER BY id LIMIT $10"
         ))
         .bind(f.principal.as_ref())
         .bind(f.permission.as_ref())
@@ -110,6 +119,8 @@ impl Store {
         .bind(under)
         .bind(f.decision.map(Decision::as_str))
         .bind(f.since.as_ref())
+        .bind(f.before.as_ref())
+        .bind(f.subject.as_ref())
         .bind(f.after_id.unwrap_or(0))
         .bind(int(f.limit as u64)?);
         self.db.all(q, audit_row).await

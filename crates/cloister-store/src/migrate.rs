@@ -31,6 +31,7 @@ pub(crate) const SQLITE: &[&str] = &[
     include_str!("../migrations/sqlite/0016_console.sql"),
     include_str!("../migrations/sqlite/0017_audit_log_details.sql"),
     include_str!("../migrations/sqlite/0018_instance_placement.sql"),
+    include_str!("../migrations/sqlite/0019_audit_log_subject.sql"),
 ];
 
 /// PostgreSQL's migrations (its first is SQLite's first ten in PostgreSQL's types):
@@ -47,6 +48,7 @@ pub(crate) const POSTGRES: &[&str] = &[
     include_str!("../migrations/postgres/0008_console.sql"),
     include_str!("../migrations/postgres/0009_audit_log_details.sql"),
     include_str!("../migrations/postgres/0010_instance_placement.sql"),
+    include_str!("../migrations/postgres/0011_audit_log_subject.sql"),
 ];
 
 /// Any number; it only has to be the same for every replica (`pg_advisory_xact_lock`).

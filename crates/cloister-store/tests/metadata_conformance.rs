@@ -1663,6 +1663,7 @@ async fn the_audit_log_is_append_only_and_filterable(b: &Backend) {
                 .into(),
             ),
             details: None,
+            subject: None,
         }])
         .await
         .unwrap();
@@ -1706,6 +1707,7 @@ async fn the_audit_log_is_append_only_and_filterable(b: &Backend) {
                 value: serde_json::json!("y"),
             }],
         }],
+        claims: Some(serde_json::json!({"sub": "https://c/instances/vm", "a": "y"})),
     });
     let entry = AuditEntry {
         id: 0,
@@ -1716,6 +1718,7 @@ async fn the_audit_log_is_append_only_and_filterable(b: &Backend) {
         decision: Decision::Deny,
         reason: "attribute condition is false".into(),
         project: Some("projects/a-proj".into()),
+        subject: details.subject(),
         details: Some(details),
     };
     s.append_audit(std::slice::from_ref(&entry)).await.unwrap();
@@ -1723,9 +1726,43 @@ async fn the_audit_log_is_append_only_and_filterable(b: &Backend) {
     let id = listed.last().unwrap().id;
     assert_eq!(
         s.get_audit(id).await.unwrap(),
-        Some(AuditEntry { id, ..entry })
+        Some(AuditEntry {
+            id,
+            ..entry.clone()
+        })
     );
     assert_eq!(s.get_audit(id + 1).await.unwrap(), None);
+    // An instance's entries are found by its subject, and a time window bounds a listing.
+    let about = |subject: &str| AuditFilter {
+        subject: Some(subject.into()),
+        limit: 100,
+        ..Default::default()
+    };
+    let found = s
+        .list_audit(&about("https://c/instances/vm"))
+        .await
+        .unwrap();
+    assert_eq!(found, vec![AuditEntry { id, ..entry }]);
+    assert!(
+        s.list_audit(&about("https://c/instances/other"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let window = |since: &str, before: &str| AuditFilter {
+        since: Some(since.into()),
+        before: Some(before.into()),
+        limit: 100,
+        ..Default::default()
+    };
+    let times: Vec<String> = s
+        .list_audit(&window("2026-01-01T00:00:01Z", "2026-01-01T00:00:03Z"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.time)
+        .collect();
+    assert_eq!(times, ["2026-01-01T00:00:01Z", "2026-01-01T00:00:02Z"]);
 }
 
 async fn service_accounts_inherit_from_their_project_and_vanish_with_their_policy(b: &Backend) {

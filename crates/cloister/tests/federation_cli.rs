@@ -435,6 +435,9 @@ fn the_pool_owner_sees_why_an_exchange_was_refused_and_a_stranger_does_not() {
     let ids = alice(&[&denied[..], &["--format", "value(id)"]].concat());
     let id = ids.trim();
     assert!(!id.is_empty() && !id.contains('\n'), "one refusal: {ids}");
+    // A time window bounds the list: nothing was decided before 2000.
+    let before = &["--before", "2000-01-01T00:00:00Z", "--format", "value(id)"];
+    assert_eq!(alice(&[&denied[..], before].concat()).trim(), "");
 
     // The default list is a table whose ID column `describe` takes; its reasons are cut short.
     let table = alice(&denied);

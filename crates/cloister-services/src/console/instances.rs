@@ -3,10 +3,13 @@
 //! API's `list`, `get` and `getSerialPortOutput`.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::Json;
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use cloister_domain::ProjectId;
 use cloister_store::InstanceStatus;
+use serde::Deserialize;
+use serde_json::{Value, json};
 
 use super::STYLESHEET;
 use super::pages::{PageError, render, user_name};
@@ -14,6 +17,8 @@ use super::session::Session;
 use crate::compute;
 use crate::error::ApiError;
 use crate::state::AppState;
+
+const SERIAL_PERMISSION: &str = "compute.instances.getSerialPortOutput";
 
 /// The end of the console a page shows; `get-serial-port-output --start` reads the rest.
 const CONSOLE_TAIL: usize = 64 * 1024;
@@ -28,26 +33,28 @@ pub struct InstanceRow {
     pub kind: &'static str,
 }
 
-/// A project's instances, or `None` when the user may not list them (the refusal is audited
-/// as any API refusal is).
+/// A project's instances, or `None` when the user may not list them.
 pub async fn rows(
     state: &AppState,
     session: &Session,
     project: &ProjectId,
 ) -> Result<Option<Vec<InstanceRow>>, ApiError> {
-    match state
+    // Whether to show the section is a question (recorded as nothing); the listing itself is
+    // an access, recorded as the API's is. Asking first leaves no refusal per project view.
+    let resource = project.resource_name();
+    let may_list = state
         .authorizer
-        .check(
-            &session.principal,
-            "compute.instances.list",
-            &project.resource_name(),
-        )
-        .await
-    {
-        Ok(_) => {}
-        Err(ApiError::PermissionDenied { .. }) => return Ok(None),
-        Err(e) => return Err(e),
+        .grants(&session.principal, &["compute.instances.list"], &resource)
+        .await?
+        .first()
+        .is_some_and(Option::is_some);
+    if !may_list {
+        return Ok(None);
     }
+    state
+        .authorizer
+        .check(&session.principal, "compute.instances.list", &resource)
+        .await?;
     let rows = state
         .store
         .list_instances(project, "-")
@@ -78,7 +85,10 @@ struct InstancePage<'a> {
     metadata: Vec<(String, String)>,
     /// `None` when the user may not read the console.
     console: Option<String>,
+    /// The console's length in bytes: where following it starts.
+    next: u64,
     refresh: Option<u32>,
+    script: &'a str,
 }
 
 pub async fn instance(
@@ -87,24 +97,23 @@ pub async fn instance(
     Path(path): Path<(String, String, String)>,
 ) -> Result<Response, PageError> {
     let i = compute::load(&state, &session.principal, &path, "compute.instances.get").await?;
-    let console = match compute::load(
-        &state,
-        &session.principal,
-        &path,
-        "compute.instances.getSerialPortOutput",
-    )
-    .await
-    {
-        Ok(i) => {
-            let (all, _) = compute::console::read(&state, &i, 0).await;
-            let cut = all.len().saturating_sub(CONSOLE_TAIL);
-            let cut = (cut..all.len())
-                .find(|&c| all.is_char_boundary(c))
-                .unwrap_or(all.len());
-            Some(all[cut..].to_owned())
-        }
-        Err(ApiError::PermissionDenied { .. }) => None,
-        Err(e) => return Err(e.into()),
+    // Whether to show the console is a question (recorded as nothing); reading it is an access.
+    let may_read = state
+        .authorizer
+        .grants(&session.principal, &[SERIAL_PERMISSION], &i.resource_name())
+        .await?
+        .first()
+        .is_some_and(Option::is_some);
+    let (console, next) = if may_read {
+        let i = compute::load(&state, &session.principal, &path, SERIAL_PERMISSION).await?;
+        let (all, next) = compute::console::read(&state, &i, 0).await;
+        let cut = all.len().saturating_sub(CONSOLE_TAIL);
+        let cut = (cut..all.len())
+            .find(|&c| all.is_char_boundary(c))
+            .unwrap_or(all.len());
+        (Some(all[cut..].to_owned()), next)
+    } else {
+        (None, 0)
     };
     let live = matches!(
         i.status,
@@ -123,6 +132,36 @@ pub async fn instance(
         service_account: &i.service_account,
         metadata: i.metadata.clone().into_iter().collect(),
         console,
+        next,
         refresh: live.then_some(REFRESH_SECONDS),
+        script: super::SCRIPT,
     }))
+}
+
+#[derive(Deserialize)]
+pub struct StartQuery {
+    #[serde(default)]
+    start: u64,
+}
+
+/// The console's bytes from `start` on, for the page's script to follow a running instance:
+/// the API's `serialPort` for the session's user (the same permission, audited).
+pub async fn serial(
+    State(state): State<AppState>,
+    session: Session,
+    Path(path): Path<(String, String, String)>,
+    Query(q): Query<StartQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let i = compute::load(&state, &session.principal, &path, SERIAL_PERMISSION).await?;
+    let (contents, next) = compute::console::read(&state, &i, q.start).await;
+    let running = matches!(
+        i.status,
+        InstanceStatus::Provisioning | InstanceStatus::Running
+    );
+    Ok(Json(json!({
+        "contents": contents,
+        "next": next,
+        "running": running,
+        "status": i.status.as_str(),
+    })))
 }

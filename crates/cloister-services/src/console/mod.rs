@@ -1,14 +1,18 @@
 //! The console: Cloister's web interface, served by the server itself at `/console/`.
 //!
-//! Server-rendered HTML (askama templates compiled into the binary, escaping every value) and
-//! one stylesheet embedded under a versioned path; no script at all yet, so the
-//! Content-Security-Policy allows none. Every page authorizes through the same
+//! Server-rendered HTML (askama templates compiled into the binary, escaping every value), one
+//! stylesheet and one small script of our own (following a running instance's serial console)
+//! embedded under a versioned path; the Content-Security-Policy allows no other script, none
+//! inline. Every page works without script. Every page authorizes through the same
 //! [`crate::iam::authorizer`] as the API, as the signed-in user, so a page shows exactly what
 //! that user's API calls would, and every decision is in the audit log.
 
+mod audit_page;
 mod instances;
 mod pages;
+mod providers;
 mod session;
+mod trust;
 
 use axum::Router;
 use axum::extract::Request;
@@ -27,10 +31,15 @@ pub const STYLESHEET: &str = concat!(
     "/console.css"
 );
 
-/// No script, no framing, no third-party origin: styles and images from this server only,
-/// forms only back to it.
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-                   frame-ancestors 'none'; base-uri 'none'";
+/// The one script: follows a running instance's serial console. Versioned as the stylesheet.
+pub const SCRIPT: &str = concat!("/console/static/", env!("CARGO_PKG_VERSION"), "/live.js");
+
+/// No inline script, no framing, no third-party origin: styles, images, scripts and fetches
+/// from this server only, forms only back to it.
+const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; \
+                   img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const PROVIDER: &str = "/console/projects/{project}/locations/{location}/workloadIdentityPools/{pool}/providers/{provider}";
 
 pub fn router() -> Router<AppState> {
     let pages = Router::new()
@@ -40,10 +49,29 @@ pub fn router() -> Router<AppState> {
         .route("/console/logout", post(pages::logout))
         .route("/console/projects/{project}", get(pages::project))
         .route(
+            "/console/projects/{project}/iam",
+            post(pages::change_binding),
+        )
+        .route(
             "/console/projects/{project}/zones/{zone}/instances/{name}",
             get(instances::instance),
         )
+        .route(
+            "/console/projects/{project}/zones/{zone}/instances/{name}/trust",
+            get(trust::trust_chain),
+        )
+        .route(PROVIDER, get(providers::provider))
+        .route(&format!("{PROVIDER}/evaluate"), post(providers::evaluate))
+        .route(&format!("{PROVIDER}/save"), post(providers::save))
+        .route("/console/audit", get(audit_page::list))
+        .route("/console/audit/{id}", get(audit_page::entry))
+        .route("/console/audit/export/{format}", get(audit_page::export))
+        .route(
+            "/console/projects/{project}/zones/{zone}/instances/{name}/serial",
+            get(instances::serial),
+        )
         .route(STYLESHEET, get(pages::stylesheet))
+        .route(SCRIPT, get(pages::script))
         .layer(middleware::from_fn(security_headers));
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))

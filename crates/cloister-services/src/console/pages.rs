@@ -92,6 +92,14 @@ pub async fn stylesheet() -> Response {
         .into_response()
 }
 
+pub async fn script() -> Response {
+    (
+        [(CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../assets/console/live.js"),
+    )
+        .into_response()
+}
+
 #[derive(Template)]
 #[template(path = "console/login.html")]
 struct LoginPage<'a> {
@@ -237,6 +245,8 @@ struct ProjectPage<'a> {
     user: Option<&'a str>,
     csrf: &'a str,
     project: &'a str,
+    /// The policy's version as read: a change made from this page is refused if it moved.
+    etag: &'a str,
     bindings: Vec<BindingRow>,
     /// `None` when the user may not list the project's instances.
     instances: Option<Vec<super::instances::InstanceRow>>,
@@ -265,6 +275,7 @@ pub async fn project(
         .get_policy(&resource)
         .await
         .map_err(ApiError::from)?;
+    let etag = policy.etag.clone();
     let bindings = policy
         .bindings
         .into_iter()
@@ -280,6 +291,7 @@ pub async fn project(
         user: Some(&user),
         csrf: &session.record.csrf_token,
         project: id.as_str(),
+        etag: &etag,
         bindings,
         instances,
     }))
@@ -290,4 +302,105 @@ pub(super) fn user_name(p: &Principal) -> String {
         Principal::User(email) => email.as_str().to_owned(),
         other => other.to_string(),
     }
+}
+
+#[derive(Deserialize)]
+pub struct BindingForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    etag: String,
+    /// `add` or `remove`.
+    #[serde(default)]
+    change: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    member: String,
+}
+
+/// Adds or removes one member of one role on the project's policy, through the API's own
+/// `setIamPolicy` (permission, validation, an owner kept, audit), carrying the etag the page
+/// showed so a concurrent change is refused rather than overwritten.
+pub async fn change_binding(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(project): Path<String>,
+    Form(form): Form<BindingForm>,
+) -> Result<Response, PageError> {
+    check_origin(&state, &headers)?;
+    check_csrf(&session, &form.csrf)?;
+    let id = ProjectId::parse(&project)
+        .map_err(|e| ApiError::InvalidArgument(format!("{project:?} is not a project id: {e}")))?;
+    let resource = id.resource_name();
+    let (role, member) = (form.role.trim(), form.member.trim());
+    if role.is_empty() || member.is_empty() {
+        return Err(ApiError::InvalidArgument(
+            "Name a role (roles/viewer) and a member (user:alice@example.com)".into(),
+        )
+        .into());
+    }
+    let (policy, _) = state
+        .store
+        .get_policy(&resource)
+        .await
+        .map_err(ApiError::from)?;
+    // Edited as JSON so the member is parsed (and refused clearly) by setIamPolicy itself.
+    let mut bindings: Vec<serde_json::Value> = policy
+        .bindings
+        .iter()
+        .map(|b| {
+            serde_json::json!({
+                "role": b.role,
+                "members": b.members.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    match form.change.as_str() {
+        "add" => match bindings.iter_mut().find(|b| b["role"] == role) {
+            Some(b) => {
+                if let Some(members) = b["members"].as_array_mut()
+                    && !members.iter().any(|m| m == member)
+                {
+                    members.push(member.into());
+                }
+            }
+            None => bindings.push(serde_json::json!({"role": role, "members": [member]})),
+        },
+        "remove" => {
+            let mut found = false;
+            for b in &mut bindings {
+                if b["role"] == role
+                    && let Some(members) = b["members"].as_array_mut()
+                {
+                    let before = members.len();
+                    members.retain(|m| m != member);
+                    found |= members.len() != before;
+                }
+            }
+            if !found {
+                return Err(ApiError::InvalidArgument(format!(
+                    "{member} has no binding to {role} on {}; nothing was changed",
+                    id.as_str()
+                ))
+                .into());
+            }
+            bindings.retain(|b| b["members"].as_array().is_some_and(|m| !m.is_empty()));
+        }
+        other => {
+            return Err(ApiError::InvalidArgument(format!(
+                "change {other:?} must be add or remove"
+            ))
+            .into());
+        }
+    }
+    let body = serde_json::json!({"policy": {"bindings": bindings, "etag": form.etag}});
+    let rules = crate::iam::policy_api::Rules {
+        permission: "resourcemanager.projects.setIamPolicy",
+        keep_an_owner: true,
+    };
+    let _stored =
+        crate::iam::policy_api::set(&state, &session.principal, &resource, rules, body).await?;
+    Ok(Redirect::to(&format!("/console/projects/{}", id.as_str())).into_response())
 }

@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 use cloister_condition::{ClauseOutcome, ClauseReport};
-use cloister_condition::{Input, MappedAttributes};
+use cloister_condition::{Condition, ConditionError, Input, MappedAttributes};
 use cloister_domain::{ClauseVerdict, ComparedValue, Principal};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -187,21 +187,21 @@ pub fn condition_input(claims: &Value, mapped: &MappedAttributes) -> Input {
     input
 }
 
-/// Maps the claims and applies the condition; returns the federated principal.
-pub fn authorize(provider: &CompiledProvider, claims: &Value) -> Result<Principal, ExchangeError> {
+/// Maps the claims and applies the condition; returns the federated principal and each
+/// clause's verdict (all PASS), which the audit log keeps as it keeps a refusal's.
+pub fn authorize(
+    provider: &CompiledProvider,
+    claims: &Value,
+) -> Result<(Principal, Vec<ClauseVerdict>), ExchangeError> {
     let mapped = provider
         .mapping
         .apply(claims)
         .map_err(|e| grant(format!("The attribute mapping failed: {e}.")))?;
+    let mut clauses = Vec::new();
     if let Some(condition) = &provider.condition {
-        let input = condition_input(claims, &mapped);
-        let verdict = condition.evaluate(&input);
+        let verdict;
+        (verdict, clauses) = judge(condition, claims, &mapped);
         if verdict != Ok(true) {
-            let clauses: Vec<ClauseVerdict> = condition
-                .explain(&input)
-                .into_iter()
-                .map(verdict_of)
-                .collect();
             let failed: Vec<&str> = clauses
                 .iter()
                 .filter(|c| c.outcome != cloister_domain::ClauseOutcome::Pass)
@@ -217,13 +217,31 @@ pub fn authorize(provider: &CompiledProvider, claims: &Value) -> Result<Principa
             return Err(ExchangeError::Rejected { reason, clauses });
         }
     }
-    Ok(Principal::Federated {
+    let principal = Principal::Federated {
         pool_project_number: provider.pool_project_number,
         pool_id: provider.pool_id.clone(),
         subject: mapped.subject,
         attributes: mapped.attributes,
         groups: mapped.groups,
-    })
+    };
+    Ok((principal, clauses))
+}
+
+/// `condition` over verified claims and the attributes mapped from them: the verdict, and each
+/// top-level clause's. The exchange, and the console's playground with a condition not yet
+/// saved, judge alike.
+pub fn judge(
+    condition: &Condition,
+    claims: &Value,
+    mapped: &MappedAttributes,
+) -> (Result<bool, ConditionError>, Vec<ClauseVerdict>) {
+    let input = condition_input(claims, mapped);
+    let clauses = condition
+        .explain(&input)
+        .into_iter()
+        .map(verdict_of)
+        .collect();
+    (condition.evaluate(&input), clauses)
 }
 
 /// A clause's report as the audit log keeps it.

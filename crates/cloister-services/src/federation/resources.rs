@@ -434,15 +434,18 @@ async fn get_provider(
     Caller(caller): Caller,
     Path(path): ProviderPath,
 ) -> Result<Json<Value>, ApiError> {
-    let name = provider_at(
-        &state,
-        &caller,
-        &path,
-        "iam.workloadIdentityPoolProviders.get",
-    )
-    .await?;
-    let record = load(&state, &name, "Workload identity pool provider").await?;
+    let record = read_provider(&state, &caller, &path).await?;
     Ok(Json(with_name(record.resource, &record.name)))
+}
+
+/// The provider a path (project, location, pool, provider) names, if `caller` may get it.
+pub async fn read_provider(
+    state: &AppState,
+    caller: &Principal,
+    path: &(String, String, String, String),
+) -> Result<FederationRecord, ApiError> {
+    let name = provider_at(state, caller, path, "iam.workloadIdentityPoolProviders.get").await?;
+    load(state, &name, "Workload identity pool provider").await
 }
 
 async fn patch_provider(
@@ -452,18 +455,45 @@ async fn patch_provider(
     Query(q): Query<PatchQuery>,
     ApiJson(patch): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let name = provider_at(
+    let (name, resource, warnings) = update_provider(
         &state,
         &caller,
         &path,
+        &patch,
+        q.update_mask.as_deref(),
+        None,
+    )
+    .await?;
+    Ok(done_with(&name, resource, warnings))
+}
+
+/// Applies `patch` (under `update_mask`) to the provider, validated as a create is, if
+/// `caller` may update it and, when `etag` is given, nobody changed it since that version.
+pub async fn update_provider(
+    state: &AppState,
+    caller: &Principal,
+    path: &(String, String, String, String),
+    patch: &Value,
+    update_mask: Option<&str>,
+    etag: Option<&str>,
+) -> Result<(String, Value, Vec<String>), ApiError> {
+    let name = provider_at(
+        state,
+        caller,
+        path,
         "iam.workloadIdentityPoolProviders.update",
     )
     .await?;
-    let record = load(&state, &name, "Workload identity pool provider").await?;
-    let merged = merge(record.resource.clone(), &patch, q.update_mask.as_deref())?;
-    let (resource, warnings) = provider_resource(&state, merged).await?;
-    store_update(&state, &record, resource.clone()).await?;
-    Ok(done_with(&name, resource, warnings))
+    let record = load(state, &name, "Workload identity pool provider").await?;
+    if etag.is_some_and(|e| e != record.etag) {
+        return Err(ApiError::Aborted(format!(
+            "Provider {name} changed since you loaded it; reload it and apply your change again"
+        )));
+    }
+    let merged = merge(record.resource.clone(), patch, update_mask)?;
+    let (resource, warnings) = provider_resource(state, merged).await?;
+    store_update(state, &record, resource.clone()).await?;
+    Ok((name, resource, warnings))
 }
 
 async fn delete_provider(

@@ -135,26 +135,40 @@ async fn exchange_token(
         return Err(ExchangeError::InvalidTarget);
     }
     let resource = provider.audit_resource();
-    let outcome = async {
-        let claims = exchange::verify_subject_token(state, &provider, subject_token).await?;
-        exchange::authorize(&provider, &claims).map(|p| (p, claims))
-    }
-    .await;
+    let condition = provider.condition.as_ref().map(|c| c.source().to_owned());
+    // The claims are kept (never the token) only once the signature held: a forged token's
+    // claims would let anyone write under another's workload.
+    let (claims, outcome) =
+        match exchange::verify_subject_token(state, &provider, subject_token).await {
+            Ok(claims) => (
+                Some(claims.clone()),
+                exchange::authorize(&provider, &claims),
+            ),
+            Err(e) => (None, Err(e)),
+        };
     match outcome {
-        Ok((principal, _)) => {
+        Ok((principal, clauses)) => {
             let (access_token, exp) = state
                 .tokens
                 .issue_federated(&principal, provider.provider_id());
             state.metrics.token("federated");
             state.metrics.exchange(true);
+            let details = AuditDetails::TokenExchange(ExchangeDetails {
+                provider: provider.name.clone(),
+                failure: None,
+                attribute_condition: condition,
+                clauses,
+                claims,
+            });
             state
                 .authorizer
-                .record(
+                .record_detailed(
                     principal.to_string(),
                     EXCHANGE_ACTION,
                     &resource,
                     Decision::Allow,
                     "attribute condition holds".into(),
+                    Some(details),
                 )
                 .await;
             Ok(Json(json!({
@@ -184,8 +198,9 @@ async fn exchange_token(
             let details = AuditDetails::TokenExchange(ExchangeDetails {
                 provider: provider.name.clone(),
                 failure,
-                attribute_condition: provider.condition.as_ref().map(|c| c.source().to_owned()),
+                attribute_condition: condition,
                 clauses,
+                claims,
             });
             state
                 .authorizer

@@ -67,6 +67,7 @@ impl Authorizer {
             reason,
             project: owning_project(&chain),
             details: None,
+            subject: None,
         };
         self.audit.record(entry).await;
         grant.ok_or_else(|| denied(principal, permission, resource))
@@ -102,7 +103,8 @@ impl Authorizer {
             .await
     }
 
-    /// [`record`](Self::record) with what the decision weighed.
+    /// [`record`](Self::record) with what the decision weighed; verified claims in it link
+    /// the entry to their workload (see [`AuditDetails::subject`]).
     pub async fn record_detailed(
         &self,
         principal: String,
@@ -125,6 +127,7 @@ impl Authorizer {
             decision,
             reason: bounded(reason, MAX_AUDITED_REASON),
             project,
+            subject: details.as_ref().and_then(AuditDetails::subject),
             details,
         };
         self.audit.record(entry).await;

@@ -6,7 +6,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use cloister_domain::{Decision, Email, Principal, ProjectId};
+use cloister_domain::{AttestationDetails, AuditDetails, Decision, Email, Principal, ProjectId};
 use cloister_store::{ChallengeRecord, ConsumeError};
 use jsonwebtoken::{Algorithm, Validation};
 use rand::RngCore;
@@ -24,6 +24,9 @@ use crate::json::ApiJson;
 use crate::jwt;
 use crate::state::AppState;
 use crate::time_util;
+
+/// The audit "permission" of an issued attestation token.
+pub const ISSUE_ACTION: &str = "confidentialcomputing.attestationTokens.issue";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -368,11 +371,13 @@ async fn verify_attestation(
             .map_err(|e| ApiError::Internal(e.to_string()))?,
     };
     state.metrics.token("attestation");
+    // The claims as issued (never the signed token): the instance's trust chain shows them.
+    let details = AuditDetails::AttestationToken(AttestationDetails { claims });
     state
         .authorizer
-        .record(
+        .record_detailed(
             caller.to_string(),
-            "confidentialcomputing.attestationTokens.issue",
+            ISSUE_ACTION,
             &name,
             Decision::Allow,
             format!(
@@ -381,6 +386,7 @@ async fn verify_attestation(
                 verified.container.image_digest,
                 signatures_note(verified.image_signatures.len(), &left_out)
             ),
+            Some(details),
         )
         .await;
     let mut answer = json!({ "oidcClaimsToken": token });

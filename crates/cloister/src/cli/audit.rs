@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 use clap::Subcommand;
+use cloister_domain::AuditDetails;
 use serde_json::Value;
 
 use super::Context;
@@ -58,6 +59,9 @@ pub struct ListFlags {
     /// Only decisions at or after this RFC 3339 time.
     #[arg(long)]
     since: Option<String>,
+    /// Only decisions before this RFC 3339 time.
+    #[arg(long)]
+    before: Option<String>,
     #[command(flatten)]
     list: ListArgs,
 }
@@ -77,6 +81,7 @@ async fn list(ctx: &mut Context, flags: ListFlags) -> Result<()> {
         project,
         decision,
         since,
+        before,
         mut list,
     } = flags;
     let client = ctx.client().await?;
@@ -87,6 +92,7 @@ async fn list(ctx: &mut Context, flags: ListFlags) -> Result<()> {
         ("resource", resource),
         ("decision", decision),
         ("since", since),
+        ("before", before),
     ]
     .into_iter()
     .filter_map(|(k, v)| v.map(|v| (k, v)))
@@ -143,6 +149,11 @@ fn text(v: &Value) -> String {
     super::output::printable(&text).into_owned()
 }
 
+/// Text from the entry, safe to print on a terminal.
+fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    super::output::printable(text)
+}
+
 /// The entry as readable text: who, what, the decision, and for a token exchange each clause.
 fn print_entry(e: &Value) -> std::io::Result<()> {
     outln!("id:         {}", text(&e["id"]))?;
@@ -152,58 +163,52 @@ fn print_entry(e: &Value) -> std::io::Result<()> {
     outln!("permission: {}", text(&e["permission"]))?;
     outln!("resource:   {}", text(&e["resource"]))?;
     outln!("reason:     {}", text(&e["reason"]))?;
-    let details = &e["details"];
-    if details["kind"] != "tokenExchange" {
-        return Ok(());
+    if e["subject"].is_string() {
+        outln!("workload:   {}", text(&e["subject"]))?;
     }
-    outln!("provider:   {}", text(&details["provider"]))?;
-    if details["failure"].is_string() {
-        let failure = text(&details["failure"]);
+    let details = serde_json::from_value::<AuditDetails>(e["details"].clone());
+    let Ok(AuditDetails::TokenExchange(x)) = details else {
+        return Ok(());
+    };
+    outln!("provider:   {}", shown(&x.provider))?;
+    if let Some(failure) = &x.failure {
+        let failure = shown(failure);
         outln!("the token was refused before the condition was evaluated: {failure}")?;
     }
-    if let Some(condition) = details["attributeCondition"].as_str() {
-        let condition = one_line(condition);
-        outln!(
-            "attribute condition: {}",
-            super::output::printable(&condition)
-        )?;
+    if let Some(condition) = &x.attribute_condition {
+        outln!("attribute condition: {}", shown(&one_line(condition)))?;
     }
-    let mut fixes = Vec::new();
-    for clause in details["clauses"].as_array().into_iter().flatten() {
-        let outcome = text(&clause["outcome"]);
-        let detail = clause["detail"]
-            .as_str()
-            .map(|d| format!(" ({})", super::output::printable(d)))
+    for clause in &x.clauses {
+        let detail = clause
+            .detail
+            .as_deref()
+            .map(|d| format!(" ({})", shown(d)))
             .unwrap_or_default();
-        let said = one_line(clause["clause"].as_str().unwrap_or_default());
-        outln!("{outcome:<5} {}{detail}", super::output::printable(&said))?;
-        for compared in clause["compared"].as_array().into_iter().flatten() {
-            let expression = text(&compared["expression"]);
-            outln!("        {expression} = {}", compared["value"])?;
-            // What the workload presented, on a clause that refused it: the value an owner
-            // would authorize (an image digest, a support attribute).
-            if outcome != "PASS" && is_claim(&expression) {
-                fixes.push(format!("{expression} = {}", compared["value"]));
-            }
+        outln!(
+            "{:<5} {}{detail}",
+            clause.outcome.as_str(),
+            shown(&one_line(&clause.clause))
+        )?;
+        for compared in &clause.compared {
+            outln!(
+                "        {} = {}",
+                shown(&compared.expression),
+                compared.value
+            )?;
         }
     }
+    // The explanation the console shows too (`ExchangeDetails::fixes`).
+    let fixes = x.fixes();
     if !fixes.is_empty() {
         outln!("to accept this workload, the condition must allow what it presented:")?;
         for fix in fixes {
-            outln!("        {fix}")?;
+            outln!("        {} = {}", shown(&fix.expression), fix.value)?;
         }
         outln!(
             "(change it with `cloister iam workload-identity-pools providers update-oidc … --attribute-condition …`)"
         )?;
     }
     Ok(())
-}
-
-/// An expression over the token's claims or the attributes mapped from them (not a literal).
-fn is_claim(expression: &str) -> bool {
-    ["assertion.", "attribute.", "google."]
-        .iter()
-        .any(|p| expression.starts_with(p))
 }
 
 fn one_line(s: &str) -> String {

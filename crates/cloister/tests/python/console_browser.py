@@ -3,17 +3,18 @@ Selenium's WebDriver client, as a person would: follow the sign-in link, sign in
 projects, open a project, try another user's project by URL, sign out. Screenshots go to
 SCREENSHOT_DIR. Prints one JSON object of what it saw; the Rust test judges it.
 
-usage: console_browser.py ALICE_LINK BOB_LINK OWN_PROJECT OTHER_PROJECT SCREENSHOT_DIR
+usage: console_browser.py PRIMUS_LINK SECUNDUS_LINK OWN_PROJECT OTHER_PROJECT SCREENSHOT_DIR TOKEN TRUST_CHAIN_PATH LIVE_INSTANCE_PATH
 """
 import json
 import os
 import sys
+import time
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-alice_link, bob_link, own, other, shots = sys.argv[1:6]
+alice_link, bob_link, own, other, shots, token, chain, live = sys.argv[1:9]
 os.makedirs(shots, exist_ok=True)
 
 options = webdriver.ChromeOptions()
@@ -33,8 +34,8 @@ try:
         driver.save_screenshot(os.path.join(shots, f"{who}-projects.png"))
         return [a.text for a in driver.find_elements(By.CSS_SELECTOR, "main table a")]
 
-    seen["alice_projects"] = sign_in(alice_link, "alice")
-    seen["alice_cookie_http_only"] = all(
+    seen["primus_projects"] = sign_in(alice_link, "primus")
+    seen["primus_cookie_http_only"] = all(
         c.get("httpOnly") for c in driver.get_cookies() if c["name"] == "cloister_session"
     )
     driver.find_element(By.LINK_TEXT, own).click()
@@ -42,7 +43,42 @@ try:
     seen["project_roles"] = [
         td.text for td in driver.find_elements(By.CSS_SELECTOR, "main tbody td:first-child")
     ]
-    driver.save_screenshot(os.path.join(shots, "alice-project.png"))
+    driver.save_screenshot(os.path.join(shots, "primus-project.png"))
+    base = alice_link.split("/console/")[0]
+    provider = f"{base}/console/projects/{own}/locations/global/workloadIdentityPools/primus-pool/providers/attestation-verifier"
+
+    # The condition playground: judge the saved condition against a pasted token, then a
+    # narrowed one; read each clause's verdict.
+    def judge(condition):
+        driver.get(provider)
+        box = driver.find_element(By.ID, "condition")
+        box.clear()
+        box.send_keys(condition)
+        driver.find_element(By.ID, "token").send_keys(token)
+        driver.find_element(By.CSS_SELECTOR, "form[action$='/evaluate'] button[type=submit]:not([formaction])").click()
+        driver.find_element(By.ID, "result")
+        return [b.text for b in driver.find_elements(By.CSS_SELECTOR, "table.clauses td:first-child .badge")]
+
+    saved = "assertion.swname == 'CONFIDENTIAL_SPACE' && assertion.submods.container.image_digest == 'sha256:aaaa'"
+    seen["playground_before"] = judge(saved)
+    seen["playground_after"] = judge(saved.replace("sha256:aaaa", "sha256:bbbb"))
+    seen["playground_result"] = driver.find_element(By.ID, "result").text
+    seen["playground_unverified"] = "Unverified:" in driver.find_element(By.TAG_NAME, "main").text
+    # Tall enough that the shot shows the verdicts below the form.
+    driver.set_window_size(1280, 1800)
+    driver.save_screenshot(os.path.join(shots, "primus-playground.png"))
+    driver.set_window_size(1280, 800)
+    driver.get(f"{base}/console/audit?project={own}")
+    seen["audit_rows"] = len(driver.find_elements(By.CSS_SELECTOR, "main tbody tr"))
+    driver.save_screenshot(os.path.join(shots, "primus-audit.png"))
+    # The refused workload's trust chain, as the provider's owner sees it.
+    driver.get(base + chain)
+    seen["primus_failing_clause"] = driver.find_element(By.CSS_SELECTOR, ".fix code.failing").text
+    seen["primus_presented"] = driver.find_element(By.CSS_SELECTOR, ".fix ul").text
+    driver.set_window_size(1280, 2400)
+    driver.save_screenshot(os.path.join(shots, "primus-trust-chain.png"))
+    driver.set_window_size(1280, 800)
+    driver.get(f"{base}/console/projects/{own}")
     # Sign out, then the same link again: its code worked once.
     driver.find_element(By.CSS_SELECTOR, ".signout button").click()
     seen["after_sign_out"] = driver.current_url
@@ -50,11 +86,32 @@ try:
     driver.find_element(By.CSS_SELECTOR, "form[action='/console/login'] button").click()
     seen["reused_code"] = driver.find_element(By.CSS_SELECTOR, "[role=alert]").text
 
-    seen["bob_projects"] = sign_in(bob_link, "bob")
-    base = alice_link.split("/console/")[0]
+    seen["secundus_projects"] = sign_in(bob_link, "secundus")
     driver.get(f"{base}/console/projects/{own}")
-    seen["bob_on_alices_project"] = driver.find_element(By.CSS_SELECTOR, "[role=alert]").text
-    driver.save_screenshot(os.path.join(shots, "bob-refused.png"))
+    seen["secundus_on_primus_project"] = driver.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    driver.save_screenshot(os.path.join(shots, "secundus-refused.png"))
+    driver.get(base + chain)
+    seen["secundus_chain"] = driver.find_element(By.TAG_NAME, "main").text
+    driver.set_window_size(1280, 1600)
+    driver.save_screenshot(os.path.join(shots, "secundus-trust-chain.png"))
+    driver.set_window_size(1280, 800)
+    driver.get(provider)
+    seen["secundus_on_primus_provider"] = driver.find_element(By.CSS_SELECTOR, "[role=alert]").text
+
+    # The live serial console: the script appends new output in place. A mark set on the
+    # page survives only if the page was not reloaded. Ends when it grew or the instance
+    # stopped (the ticker runs a minute), whichever comes first.
+    driver.get(base + live)
+    pre = driver.find_element(By.CSS_SELECTOR, "pre.console")
+    driver.execute_script("window.cloisterMark = 1")
+    first = pre.text
+    status = driver.find_element(By.ID, "console-status")
+    while len(pre.text) <= len(first) and "stopped" not in status.text:
+        time.sleep(0.5)
+    seen["console_grew"] = len(pre.text) > len(first) and pre.text.startswith(first)
+    seen["console_not_reloaded"] = driver.execute_script("return window.cloisterMark") == 1
+    driver.set_window_size(1280, 1500)
+    driver.save_screenshot(os.path.join(shots, "secundus-live-console.png"))
 finally:
     driver.quit()
 print(json.dumps(seen))
