@@ -160,7 +160,7 @@ impl IntoResponse for ApiError {
 impl ApiError {
     /// The message a client sees: an internal error's detail (which may name files or SQL)
     /// goes to the log instead.
-    fn client_message(&self) -> String {
+    pub fn client_message(&self) -> String {
         match self {
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");

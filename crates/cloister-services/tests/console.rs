@@ -119,6 +119,14 @@ async fn a_one_time_code_signs_in_once_with_a_strict_http_only_cookie() {
         form.body
     );
     assert!(form.headers.get("set-cookie").is_none());
+    // It names the account the code signs in, so a link carrying someone else's code (a
+    // login CSRF) is seen for what it is before the button is pressed.
+    assert!(
+        form.body
+            .contains("This code signs you in as <strong>alice@example.com</strong>"),
+        "{}",
+        form.body
+    );
 
     let page = post_form(
         &api,

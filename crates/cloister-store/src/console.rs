@@ -77,6 +77,23 @@ impl Store {
         Ok(taken.and_then(|(email, expire_time)| (expire_time > now).then_some(email)))
     }
 
+    /// The user a live code would sign in, without spending it: the sign-in page names the
+    /// account before the button, so a link carrying someone else's code is seen for what it is.
+    pub async fn console_login_code_user(
+        &self,
+        code_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<String>, StoreError> {
+        let q = query(
+            "SELECT email FROM console_login_codes WHERE code_hash = $1 AND expire_time > $2",
+        );
+        self.db
+            .fetch_optional(q.bind(code_hash).bind(now.unix_timestamp()))
+            .await?
+            .map(|r| r.text(0))
+            .transpose()
+    }
+
     pub async fn create_console_session(&self, s: &ConsoleSession) -> Result<(), StoreError> {
         let q = query(
             "INSERT INTO console_sessions (id_hash, email, csrf_token, create_time, expire_time)

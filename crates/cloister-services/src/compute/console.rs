@@ -51,10 +51,7 @@ pub const MAX_READ_BYTES: usize = 1 << 20;
 /// this replica's own file when it runs the instance, else the last copy its replica
 /// published (empty when there is none).
 pub async fn read(state: &AppState, instance: &InstanceRecord, start: u64) -> (String, u64) {
-    let bytes = match state.compute.console(instance) {
-        Some(bytes) => bytes,
-        None => published(state, instance).await,
-    };
+    let bytes = console(state, instance).await;
     let from = usize::try_from(start)
         .unwrap_or(usize::MAX)
         .min(bytes.len());
@@ -63,6 +60,25 @@ pub async fn read(state: &AppState, instance: &InstanceRecord, start: u64) -> (S
         String::from_utf8_lossy(&bytes[from..to]).into_owned(),
         to as u64,
     )
+}
+
+/// The last `max` bytes of the console, and the offset after them (where to read on from).
+pub async fn tail(state: &AppState, instance: &InstanceRecord, max: usize) -> (String, u64) {
+    let bytes = console(state, instance).await;
+    let from = bytes.len().saturating_sub(max);
+    (
+        String::from_utf8_lossy(&bytes[from..]).into_owned(),
+        bytes.len() as u64,
+    )
+}
+
+/// This replica's own file when it runs the instance, else the last copy its replica
+/// published (empty when there is none); bounded by `serial.rs`.
+async fn console(state: &AppState, instance: &InstanceRecord) -> Vec<u8> {
+    match state.compute.console(instance) {
+        Some(bytes) => bytes,
+        None => published(state, instance).await,
+    }
 }
 
 async fn published(state: &AppState, instance: &InstanceRecord) -> Vec<u8> {

@@ -106,12 +106,8 @@ pub async fn instance(
         .is_some_and(Option::is_some);
     let (console, next) = if may_read {
         let i = compute::load(&state, &session.principal, &path, SERIAL_PERMISSION).await?;
-        let (all, next) = compute::console::read(&state, &i, 0).await;
-        let cut = all.len().saturating_sub(CONSOLE_TAIL);
-        let cut = (cut..all.len())
-            .find(|&c| all.is_char_boundary(c))
-            .unwrap_or(all.len());
-        (Some(all[cut..].to_owned()), next)
+        let (tail, next) = compute::console::tail(&state, &i, CONSOLE_TAIL).await;
+        (Some(tail), next)
     } else {
         (None, 0)
     };

@@ -56,7 +56,8 @@ impl IntoResponse for PageError {
                 if status.is_server_error() {
                     tracing::error!(error = %e, "console page failed");
                 }
-                (status, code, e.to_string())
+                // As the API: a server error's detail stays in the server's log.
+                (status, code, e.client_message())
             }
         };
         let page = ErrorPage {
@@ -107,6 +108,8 @@ struct LoginPage<'a> {
     user: Option<&'a str>,
     csrf: &'a str,
     code: &'a str,
+    /// Whom the prefilled code signs in, said before the button is pressed.
+    signs_in: Option<&'a str>,
     refusal: Option<&'a str>,
 }
 
@@ -118,14 +121,28 @@ pub struct CodeQuery {
 
 /// The sign-in form, the code filled in from the link `console-login` printed. Signing in
 /// takes a click (a POST): a link alone changes nothing.
-pub async fn login_form(Query(q): Query<CodeQuery>) -> Response {
-    render(&LoginPage {
+pub async fn login_form(
+    State(state): State<AppState>,
+    Query(q): Query<CodeQuery>,
+) -> Result<Response, PageError> {
+    let code = q.code.trim();
+    let signs_in = if code.is_empty() {
+        None
+    } else {
+        state
+            .store
+            .console_login_code_user(&secret_hash(code), OffsetDateTime::now_utc())
+            .await
+            .map_err(ApiError::from)?
+    };
+    Ok(render(&LoginPage {
         stylesheet: STYLESHEET,
         user: None,
         csrf: "",
         code: &q.code,
+        signs_in: signs_in.as_deref(),
         refusal: None,
-    })
+    }))
 }
 
 pub async fn login(
@@ -146,6 +163,7 @@ pub async fn login(
             user: None,
             csrf: "",
             code: "",
+            signs_in: None,
             refusal: Some(
                 "That code is unknown, used or expired (codes work once, for five minutes). Run `cloister auth console-login` for a new one.",
             ),
