@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use super::metadata_server::{self, InstanceInfo};
 use super::replicas::ReplicaLease;
 use super::sandbox::{
-    self, ApiAddress, ChildEntry, METADATA_IP, SWTPM_PORT, Sandbox, SandboxError, in_netns,
+    self, ApiAddress, ChildEntry, METADATA_IP, NetNs, SWTPM_PORT, Sandbox, SandboxError, in_netns,
 };
 use super::vm::{self, Accelerator, GuestImage, HostCapabilities, VmPaths};
 use crate::error::ApiError;
@@ -585,7 +585,8 @@ impl LocalDriver {
     }
 }
 
-/// The VM's vTPM: the platform first runs its swtpm on a loopback port to certify the AK (an
+/// The VM's vTPM: the platform first runs its swtpm on the loopback of a network namespace of
+/// its own to certify the AK (an
 /// owner-hierarchy primary from a fixed template, so the launcher in the guest derives the
 /// same key from the same persistent seed) and store the certificate in NV, as on a Shielded
 /// VM; then restarts it on the same state with only the control socket QEMU needs. Nothing is
@@ -599,18 +600,27 @@ async fn provision_vm_tpm(
     let tpm_dir = dir.join("tpm");
     let ctrl = paths.tpm_ctrl.clone();
     let ca = Arc::clone(&state.identity_ca);
+    let netns_path = dir.join("provision.netns");
     tokio::task::spawn_blocking(move || -> Result<_, String> {
         std::fs::create_dir_all(&tpm_dir).map_err(|e| e.to_string())?;
-        {
-            let tpm = cloister_tpm::swtpm::Swtpm::start(&tpm_dir).map_err(|e| e.to_string())?;
+        // The TCP swtpm listens only in a namespace of its own, for the moment it takes to
+        // certify the AK: no process on the host can send it commands (a quote by the AK
+        // about to be certified, with PCRs of its choosing).
+        let netns = NetNs::create(&netns_path, &[]).map_err(|e| e.to_string())?;
+        let handle = netns.handle().map_err(|e| e.to_string())?;
+        in_netns(&handle, || -> Result<(), String> {
+            let tpm = cloister_tpm::swtpm::Swtpm::start_on(&tpm_dir, SWTPM_PORT)
+                .map_err(|e| e.to_string())?;
             let mut attester = cloister_tpm::attester::VtpmAttester::open(&tpm.tcti())
                 .map_err(|e| e.to_string())?;
             let ak = attester.ak_public_key().map_err(|e| e.to_string())?;
             let cert = ca
                 .certify_ak(&ak, &identity, time::OffsetDateTime::now_utc())
                 .map_err(|e| e.to_string())?;
-            attester.store_ak_cert(&cert).map_err(|e| e.to_string())?;
-        }
+            attester.store_ak_cert(&cert).map_err(|e| e.to_string())
+        })
+        .map_err(|e| e.to_string())??;
+        drop(netns);
         cloister_tpm::swtpm::QemuSwtpm::start(&tpm_dir, &ctrl).map_err(|e| e.to_string())
     })
     .await
