@@ -33,6 +33,7 @@ pub async fn copy_bounded(mut from: impl AsyncRead + Unpin, path: &Path) -> std:
             // Full to the byte and not yet said so: the chunk before filled it exactly.
             if size == MAX_SERIAL_BYTES {
                 file.write_all(DROPPED).await?;
+                file.flush().await?;
             }
             continue;
         }
@@ -41,6 +42,9 @@ pub async fn copy_bounded(mut from: impl AsyncRead + Unpin, path: &Path) -> std:
         if kept < n {
             file.write_all(DROPPED).await?;
         }
+        // tokio's file finishes a write in the background: until flushed, the size read above
+        // for the next chunk could miss it and the file outgrow its limit (seen under load).
+        file.flush().await?;
     }
 }
 
