@@ -2,6 +2,8 @@
 //! cookie's flags, cross-site forms refused (Origin and CSRF token), the security headers,
 //! and pages that show a user only what the API would.
 
+#[path = "console/resources.rs"]
+mod resources;
 mod support;
 #[path = "console/trust_chain.rs"]
 mod trust_chain;
@@ -306,7 +308,8 @@ async fn pages_show_a_user_only_what_the_api_would_and_names_stay_text() {
         let page = get(&api, &format!("/console/projects/{other}"), Some(&session)).await;
         assert_eq!(page.status, StatusCode::FORBIDDEN, "{other}");
         assert!(
-            page.body.contains("resourcemanager.projects.getIamPolicy"),
+            page.body
+                .contains("Permission &#39;resourcemanager.projects.get&#39; denied"),
             "{}",
             page.body
         );
@@ -411,7 +414,7 @@ async fn an_instance_page_shows_its_state_and_console_to_whoever_may_read_them()
         .unwrap();
     let path = "/console/projects/secundus-bank/zones/us-west1-b/instances/running-vm";
     let page = get(&api, path, Some(&session)).await;
-    let script = format!("/console/static/{}/live.js", env!("CARGO_PKG_VERSION"));
+    let script = format!("/console/static/{}/console.js", env!("CARGO_PKG_VERSION"));
     for text in [
         format!("<script src=\"{script}\" defer></script>"),
         "<noscript><meta http-equiv=\"refresh\" content=\"3\"></noscript>".to_owned(),

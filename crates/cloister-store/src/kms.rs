@@ -143,6 +143,17 @@ impl Store {
             .await
     }
 
+    /// A project's key rings, in every location, by name.
+    pub async fn list_project_key_rings(
+        &self,
+        project: &ProjectId,
+    ) -> Result<Vec<KmsKeyRing>, StoreError> {
+        let q = query(format!(
+            "SELECT {KEY_RING_COLUMNS} FROM kms_key_rings WHERE project_id = $1 ORDER BY name"
+        ));
+        self.db.all(q.bind(project.as_str()), key_ring_row).await
+    }
+
     /// Creates a crypto key with its first version and IAM policy (parent: the key ring).
     pub async fn create_crypto_key(
         &self,

@@ -2,7 +2,8 @@
 //! (Debian's chromium-driver, Selenium's Python client) signs in as Primus and as Secundus and
 //! sees what each may see: a vTPM instance's workload is refused by Primus's provider, Primus
 //! finds the failing clause in its trust chain, Secundus sees the launch and the token; the
-//! playground turns a clause's PASS into FAIL. Screenshots are kept in the build's
+//! playground turns a clause's PASS into FAIL; a file uploads to a bucket with its progress
+//! shown; the keyboard skips to the content. Screenshots are kept in the build's
 //! test-artifacts directory.
 
 mod support;
@@ -68,6 +69,14 @@ fn primus_and_secundus_each_see_their_part_of_a_refused_workload_in_chromium() {
             condition,
             "--jwk-json-path",
             jwks.to_str().unwrap(),
+        ][..],
+        &[
+            "storage",
+            "buckets",
+            "create",
+            "gs://primus-models",
+            "--project",
+            "primus-bank",
         ][..],
     ] {
         bob(args);
@@ -186,9 +195,40 @@ fn primus_and_secundus_each_see_their_part_of_a_refused_workload_in_chromium() {
         seen["secundus_on_primus_project"]
             .as_str()
             .unwrap()
-            .contains("resourcemanager.projects.getIamPolicy"),
+            .contains("'resourcemanager.projects.get'"),
         "{seen}"
     );
+    // The keyboard reaches the content first; a file uploaded from the bucket's page, its
+    // progress followed to the last byte, is listed with its download link.
+    assert_eq!(seen["first_tab"], "Skip to content", "{seen}");
+    assert_eq!(seen["after_skip"], "main", "{seen}");
+    let size = (3 * 1024 * 1024).to_string();
+    assert_eq!(
+        seen["upload_status"],
+        format!("Uploaded {size} bytes. Show the bucket's objects"),
+        "{seen}"
+    );
+    // The bar counts the form's bytes (the file and its multipart framing), to the last.
+    let bar = &seen["upload_progress"];
+    let (sent, total) = (bar[0].as_str().unwrap(), bar[1].as_str().unwrap());
+    assert!(
+        sent == total && total.parse::<u64>().unwrap() > 3 * 1024 * 1024,
+        "{seen}"
+    );
+    assert_eq!(
+        seen["bucket_objects"],
+        serde_json::json!(["weights.bin"]),
+        "{seen}"
+    );
+    assert!(
+        seen["download_href"]
+            .as_str()
+            .unwrap()
+            .ends_with("/console/buckets/primus-models/download?name=weights.bin"),
+        "{seen}"
+    );
+    let stored = bob(&["storage", "ls", "-l", "gs://primus-models/weights.bin"]);
+    assert!(stored.contains(&size), "{stored}");
     // The playground: the token is unsigned, so judged as unverified and never accepted;
     // narrowing the digest clause turns its PASS into FAIL.
     assert_eq!(
@@ -240,6 +280,8 @@ fn primus_and_secundus_each_see_their_part_of_a_refused_workload_in_chromium() {
         "secundus-live-console.png",
         "primus-projects.png",
         "primus-project.png",
+        "primus-bucket-upload.png",
+        "primus-bucket.png",
         "primus-playground.png",
         "primus-audit.png",
         "primus-trust-chain.png",

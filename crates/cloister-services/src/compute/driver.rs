@@ -586,10 +586,9 @@ impl LocalDriver {
 }
 
 /// The VM's vTPM: the platform first runs its swtpm on the loopback of a network namespace of
-/// its own to certify the AK (an
-/// owner-hierarchy primary from a fixed template, so the launcher in the guest derives the
-/// same key from the same persistent seed) and store the certificate in NV, as on a Shielded
-/// VM; then restarts it on the same state with only the control socket QEMU needs. Nothing is
+/// its own to certify the AK (an owner-hierarchy primary from a fixed template, so the
+/// launcher in the guest derives the same key from the same persistent seed) and store the
+/// certificate in NV, as on a Shielded VM; then restarts it on the same state with only the control socket QEMU needs. Nothing is
 /// extended: the firmware and the EFI stub measure the boot, from a fresh TPM.
 async fn provision_vm_tpm(
     state: &AppState,

@@ -39,22 +39,16 @@ pub async fn rows(
     session: &Session,
     project: &ProjectId,
 ) -> Result<Option<Vec<InstanceRow>>, ApiError> {
-    // Whether to show the section is a question (recorded as nothing); the listing itself is
-    // an access, recorded as the API's is. Asking first leaves no refusal per project view.
-    let resource = project.resource_name();
-    let may_list = state
-        .authorizer
-        .grants(&session.principal, &["compute.instances.list"], &resource)
-        .await?
-        .first()
-        .is_some_and(Option::is_some);
-    if !may_list {
+    if !super::resources::may(
+        state,
+        session,
+        "compute.instances.list",
+        &project.resource_name(),
+    )
+    .await?
+    {
         return Ok(None);
     }
-    state
-        .authorizer
-        .check(&session.principal, "compute.instances.list", &resource)
-        .await?;
     let rows = state
         .store
         .list_instances(project, "-")
@@ -100,10 +94,8 @@ pub async fn instance(
     // Whether to show the console is a question (recorded as nothing); reading it is an access.
     let may_read = state
         .authorizer
-        .grants(&session.principal, &[SERIAL_PERMISSION], &i.resource_name())
-        .await?
-        .first()
-        .is_some_and(Option::is_some);
+        .holds(&session.principal, SERIAL_PERMISSION, &i.resource_name())
+        .await?;
     let (console, next) = if may_read {
         let i = compute::load(&state, &session.principal, &path, SERIAL_PERMISSION).await?;
         let (tail, next) = compute::console::tail(&state, &i, CONSOLE_TAIL).await;

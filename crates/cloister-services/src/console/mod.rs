@@ -8,9 +8,12 @@
 //! that user's API calls would, and every decision is in the audit log.
 
 mod audit_page;
+mod buckets;
 mod instances;
 mod pages;
 mod providers;
+mod repositories;
+mod resources;
 mod session;
 mod trust;
 
@@ -31,8 +34,9 @@ pub const STYLESHEET: &str = concat!(
     "/console.css"
 );
 
-/// The one script: follows a running instance's serial console. Versioned as the stylesheet.
-pub const SCRIPT: &str = concat!("/console/static/", env!("CARGO_PKG_VERSION"), "/live.js");
+/// The one script: follows a running instance's serial console and shows an upload's
+/// progress. Versioned as the stylesheet.
+pub const SCRIPT: &str = concat!("/console/static/", env!("CARGO_PKG_VERSION"), "/console.js");
 
 /// No inline script, no framing, no third-party origin: styles, images, scripts and fetches
 /// from this server only, forms only back to it.
@@ -59,6 +63,13 @@ pub fn router() -> Router<AppState> {
         .route(
             "/console/projects/{project}/zones/{zone}/instances/{name}/trust",
             get(trust::trust_chain),
+        )
+        .route("/console/buckets/{bucket}", get(buckets::bucket))
+        .route("/console/buckets/{bucket}/download", get(buckets::download))
+        .route("/console/buckets/{bucket}/upload", post(buckets::upload))
+        .route(
+            "/console/projects/{project}/locations/{location}/repositories/{repository}",
+            get(repositories::repository),
         )
         .route(PROVIDER, get(providers::provider))
         .route(&format!("{PROVIDER}/evaluate"), post(providers::evaluate))

@@ -96,7 +96,7 @@ pub async fn stylesheet() -> Response {
 pub async fn script() -> Response {
     (
         [(CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("../../assets/console/live.js"),
+        include_str!("../../assets/console/console.js"),
     )
         .into_response()
 }
@@ -256,6 +256,13 @@ struct BindingRow {
     members: Vec<String>,
 }
 
+/// A project's IAM policy as read, for whoever may read it.
+struct PolicyView {
+    /// The policy's version as read: a change made from this page is refused if it moved.
+    etag: String,
+    bindings: Vec<BindingRow>,
+}
+
 #[derive(Template)]
 #[template(path = "console/project.html")]
 struct ProjectPage<'a> {
@@ -263,15 +270,16 @@ struct ProjectPage<'a> {
     user: Option<&'a str>,
     csrf: &'a str,
     project: &'a str,
-    /// The policy's version as read: a change made from this page is refused if it moved.
-    etag: &'a str,
-    bindings: Vec<BindingRow>,
+    /// `None` when the user may not read the project's policy.
+    policy: Option<PolicyView>,
     /// `None` when the user may not list the project's instances.
     instances: Option<Vec<super::instances::InstanceRow>>,
+    resources: super::resources::ProjectResources,
 }
 
-/// A project's IAM policy, for whoever may read it (`resourcemanager.projects.getIamPolicy`),
-/// and its instances when the user may list them.
+/// A project, for whoever may see it (`resourcemanager.projects.get`, as `projects describe`):
+/// its IAM policy, instances, service accounts, pools, buckets, keys and repositories, each
+/// section shown to whoever may read or list it.
 pub async fn project(
     State(state): State<AppState>,
     session: Session,
@@ -284,34 +292,42 @@ pub async fn project(
         .authorizer
         .check(
             &session.principal,
-            "resourcemanager.projects.getIamPolicy",
+            "resourcemanager.projects.get",
             &resource,
         )
         .await?;
-    let (policy, _) = state
-        .store
-        .get_policy(&resource)
-        .await
-        .map_err(ApiError::from)?;
-    let etag = policy.etag.clone();
-    let bindings = policy
-        .bindings
-        .into_iter()
-        .map(|b| BindingRow {
-            role: b.role,
-            members: b.members.iter().map(ToString::to_string).collect(),
+    let read_policy = "resourcemanager.projects.getIamPolicy";
+    let policy = if super::resources::may(&state, &session, read_policy, &resource).await? {
+        let (policy, _) = state
+            .store
+            .get_policy(&resource)
+            .await
+            .map_err(ApiError::from)?;
+        Some(PolicyView {
+            etag: policy.etag,
+            bindings: policy
+                .bindings
+                .into_iter()
+                .map(|b| BindingRow {
+                    role: b.role,
+                    members: b.members.iter().map(ToString::to_string).collect(),
+                })
+                .collect(),
         })
-        .collect();
+    } else {
+        None
+    };
     let instances = super::instances::rows(&state, &session, &id).await?;
+    let resources = super::resources::gather(&state, &session, &id).await?;
     let user = user_name(&session.principal);
     Ok(render(&ProjectPage {
         stylesheet: STYLESHEET,
         user: Some(&user),
         csrf: &session.record.csrf_token,
         project: id.as_str(),
-        etag: &etag,
-        bindings,
+        policy,
         instances,
+        resources,
     }))
 }
 

@@ -165,12 +165,7 @@ async fn page(
     // Recorded claims come from the provider's project's log: offered to who may read it.
     let project = format!("projects/{}", record.project_id.as_str());
     let may_read = is_admin(state, viewer).await?
-        || state
-            .authorizer
-            .grants(viewer, &[READ_LOG], &project)
-            .await?
-            .first()
-            .is_some_and(Option::is_some);
+        || state.authorizer.holds(viewer, READ_LOG, &project).await?;
     let recorded_entries = if may_read {
         let since = (OffsetDateTime::now_utc() - time::Duration::days(RECENT_DAYS))
             .format(&Rfc3339)

@@ -149,11 +149,7 @@ impl LogAccess {
         if let Some(&known) = self.known.get(&project) {
             return Ok(known);
         }
-        let grants = state
-            .authorizer
-            .grants(viewer, &[READ_LOG], &project)
-            .await?;
-        let ok = grants.first().is_some_and(Option::is_some);
+        let ok = state.authorizer.holds(viewer, READ_LOG, &project).await?;
         self.known.insert(project, ok);
         Ok(ok)
     }
@@ -191,10 +187,8 @@ pub async fn trust_chain(
     // reading only their own log leaves no needless refusal in the instance's.
     let may_get = state
         .authorizer
-        .grants(viewer, &["compute.instances.get"], &resource)
-        .await?
-        .first()
-        .is_some_and(Option::is_some);
+        .holds(viewer, "compute.instances.get", &resource)
+        .await?;
     let instance = if may_get {
         match compute::load(&state, viewer, &path, "compute.instances.get").await {
             Ok(i) => Some(i),

@@ -89,6 +89,19 @@ impl Authorizer {
             .collect())
     }
 
+    /// Whether `principal` holds `permission` on `resource`: a question, recorded as nothing
+    /// (the console asks it before showing a section, so a page view leaves no refusal for
+    /// each section it hides; the access itself then goes through [`check`](Self::check)).
+    pub async fn holds(
+        &self,
+        principal: &Principal,
+        permission: Permission,
+        resource: &str,
+    ) -> Result<bool, ApiError> {
+        let grants = self.grants(principal, &[permission], resource).await?;
+        Ok(grants.first().is_some_and(Option::is_some))
+    }
+
     /// Appends an audit entry (durably, before returning); a failure to write it is logged,
     /// never shown to the caller.
     pub async fn record(

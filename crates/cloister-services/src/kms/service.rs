@@ -132,6 +132,19 @@ pub async fn list_key_rings(
     Ok(state.store.list_key_rings(parent).await?)
 }
 
+/// A project's key rings in every location (the console's view; the API lists one location).
+pub async fn list_project_key_rings(
+    state: &AppState,
+    caller: &Principal,
+    project: &ProjectId,
+) -> Result<Vec<KmsKeyRing>, ApiError> {
+    state
+        .authorizer
+        .check(caller, "cloudkms.keyRings.list", &project.resource_name())
+        .await?;
+    Ok(state.store.list_project_key_rings(project).await?)
+}
+
 /// The key ring after checking `permission` on it (NOT_FOUND only to those allowed to know).
 pub async fn key_ring(
     state: &AppState,

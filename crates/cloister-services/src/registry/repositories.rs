@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use cloister_domain::{Permission, Principal, ProjectId};
-use cloister_store::RepositoryRecord;
+use cloister_store::{ImageVersion, RepositoryRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -97,6 +97,12 @@ async fn create(
     ApiJson(req): ApiJson<CreateRepository>,
 ) -> Result<Json<Value>, ApiError> {
     let project = project(&project_id)?;
+    // A location is a name like `us` or `europe-west4`, which links and paths embed as is.
+    if !cloister_domain::ids::is_rfc1035_label(&location) {
+        return Err(ApiError::InvalidArgument(format!(
+            "Invalid location {location:?}: a region or multi-region name such as us or europe-west4"
+        )));
+    }
     let id = q.repository_id.ok_or_else(|| {
         ApiError::InvalidArgument("the query parameter repositoryId is required".into())
     })?;
@@ -251,15 +257,26 @@ async fn method(
     }
 }
 
+/// A repository's manifests with their tags, for whoever may list its images (the API's
+/// `dockerImages` and the console's repository page).
+pub async fn image_versions(
+    state: &AppState,
+    caller: &Principal,
+    path: &(String, String, String),
+) -> Result<(RepositoryRecord, Vec<ImageVersion>), ApiError> {
+    let r = authorized(state, caller, path, "artifactregistry.dockerimages.list").await?;
+    let versions = state.store.list_image_versions(&r.name()).await?;
+    Ok((r, versions))
+}
+
 /// `…/dockerImages`: each manifest in the repository with its tags, in Google's shape.
 async fn images(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(path): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let r = authorized(&state, &caller, &path, "artifactregistry.dockerimages.list").await?;
+    let (r, versions) = image_versions(&state, &caller, &path).await?;
     let name = r.name();
-    let versions = state.store.list_image_versions(&name).await?;
     let images: Vec<Value> = versions
         .iter()
         .map(|v| {

@@ -82,14 +82,14 @@ pub fn check_bucket_name(name: &str) -> Result<(), ApiError> {
 pub fn check_object_name(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
         && name.len() <= 1024
-        && !name.contains(['\r', '\n'])
+        && !name.contains(['\r', '\n', '\0'])
         && name != "."
         && name != "..";
     if ok {
         Ok(())
     } else {
         Err(ApiError::InvalidArgument(format!(
-            "Invalid object name {name:?}: 1 to 1024 bytes, no newlines, not \".\" or \"..\""
+            "Invalid object name {name:?}: 1 to 1024 bytes, no newlines or NUL, not \".\" or \"..\""
         )))
     }
 }

@@ -114,6 +114,23 @@ async fn get_object(
     media(&state, &object, headers.get(header::RANGE)).await
 }
 
+/// An object's record and bytes for the console's download, after the API's own check
+/// (`storage.objects.get`). The console serves them as an attachment, never as a page.
+pub async fn read_for_console(
+    state: &AppState,
+    caller: &cloister_domain::Principal,
+    bucket: &str,
+    name: &str,
+) -> Result<(ObjectRecord, cloister_store::ByteStream), ApiError> {
+    authorized_bucket(state, caller, bucket, "storage.objects.get").await?;
+    let object = load(state, bucket, name, None).await?;
+    let key = BlobKey::new(&object.blob_key).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let stream = state.blobs.get(&key, None).await.map_err(|e| {
+        ApiError::Internal(format!("reading {}/{}: {e}", object.bucket, object.name))
+    })?;
+    Ok((object, stream))
+}
+
 /// A byte position; digits past u64 mean "beyond any object" rather than an error.
 fn position(digits: &str) -> Result<u64, ()> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {

@@ -44,6 +44,12 @@ where
 pub fn parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     let mut own = form_urlencoded::Serializer::new(String::new());
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        // No name, prefix or offset holds a NUL (PostgreSQL's text cannot).
+        if value.contains('\0') {
+            return Err(ApiError::InvalidArgument(format!(
+                "The query parameter {key} contains a NUL character, which no object name holds"
+            )));
+        }
         if !STANDARD.contains(&key.as_ref()) {
             own.append_pair(&key, &value);
             continue;

@@ -186,6 +186,33 @@ async fn upload(
     }
 }
 
+/// An upload from the console, as the API's `uploadType=media`: the same permissions (create,
+/// and delete to replace), limits, checksums and audit.
+pub async fn upload_from_console(
+    state: &AppState,
+    caller: &Principal,
+    bucket: &str,
+    name: String,
+    content_type: String,
+    bytes: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+) -> Result<Value, ApiError> {
+    authorized_bucket(state, caller, bucket, "storage.objects.create").await?;
+    let metadata = ObjectMetadata {
+        name: Some(name),
+        content_type: Some(content_type),
+        ..Default::default()
+    };
+    store(
+        state,
+        caller,
+        bucket,
+        metadata,
+        &PreconditionQuery::default(),
+        bytes,
+    )
+    .await
+}
+
 /// Stores `bytes` as the new live generation of the object `metadata` names, written by
 /// `caller` (for a resumable upload, whoever opened the session). What would be refused at the
 /// end is refused before a byte is read; the bytes may then take hours, so the commit

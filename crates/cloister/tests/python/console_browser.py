@@ -1,6 +1,7 @@
 """Drives the console in headless Chromium (Debian's chromium + chromium-driver) through
 Selenium's WebDriver client, as a person would: follow the sign-in link, sign in, read the
-projects, open a project, try another user's project by URL, sign out. Screenshots go to
+projects, open a project, skip to its content by keyboard, upload to a bucket, try another
+user's project by URL, sign out. Screenshots go to
 SCREENSHOT_DIR. Prints one JSON object of what it saw; the Rust test judges it.
 
 usage: console_browser.py PRIMUS_LINK SECUNDUS_LINK OWN_PROJECT OTHER_PROJECT SCREENSHOT_DIR TOKEN TRUST_CHAIN_PATH LIVE_INSTANCE_PATH
@@ -13,6 +14,7 @@ import time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 alice_link, bob_link, own, other, shots, token, chain, live = sys.argv[1:9]
 os.makedirs(shots, exist_ok=True)
@@ -45,6 +47,38 @@ try:
     ]
     driver.save_screenshot(os.path.join(shots, "primus-project.png"))
     base = alice_link.split("/console/")[0]
+
+    # The keyboard: the first Tab reaches "Skip to content", Enter moves focus to the page.
+    body = driver.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)
+    seen["first_tab"] = driver.switch_to.active_element.text
+    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    seen["after_skip"] = driver.switch_to.active_element.get_attribute("id")
+
+    # A bucket: upload a file through the form; the script shows the bytes sent.
+    driver.find_element(By.LINK_TEXT, "gs://primus-models").click()
+    upload = os.path.join(shots, "weights.bin")
+    with open(upload, "wb") as f:
+        f.write(os.urandom(3 * 1024 * 1024))
+    driver.find_element(By.ID, "u-file").send_keys(upload)
+    driver.find_element(By.CSS_SELECTOR, "form[data-upload] button[type=submit]").click()
+    status = driver.find_element(By.ID, "upload-status")
+    deadline = time.time() + 60
+    while not status.text.startswith(("Uploaded", "Refused", "The upload failed")) and time.time() < deadline:
+        time.sleep(0.2)
+    seen["upload_status"] = status.text
+    bar = driver.find_element(By.ID, "upload-progress")
+    seen["upload_progress"] = [bar.get_attribute("value"), bar.get_attribute("max")]
+    driver.set_window_size(1280, 1000)
+    driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+    driver.save_screenshot(os.path.join(shots, "primus-bucket-upload.png"))
+    driver.find_element(By.LINK_TEXT, "Show the bucket's objects").click()
+    seen["bucket_objects"] = [
+        a.text for a in driver.find_elements(By.CSS_SELECTOR, "main tbody td:first-child a")
+    ]
+    driver.save_screenshot(os.path.join(shots, "primus-bucket.png"))
+    driver.set_window_size(1280, 800)
+    seen["download_href"] = driver.find_element(By.LINK_TEXT, "weights.bin").get_attribute("href")
     provider = f"{base}/console/projects/{own}/locations/global/workloadIdentityPools/primus-pool/providers/attestation-verifier"
 
     # The condition playground: judge the saved condition against a pasted token, then a
