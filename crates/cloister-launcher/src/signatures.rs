@@ -203,6 +203,10 @@ async fn payload(
 }
 
 #[cfg(test)]
+#[path = "signatures_tests.rs"]
+mod hostile_registry_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
