@@ -174,6 +174,9 @@ fn googles_semantics_numbers_are_doubles_and_macros_and_strings_work() {
         holds("assertion.submods.container.env['PATH'] == '/bin'"),
         Ok(true)
     );
+    // swversion is a number in a string, as Google's: a minimum version is an int comparison.
+    assert_eq!(holds("int(assertion.swversion[0]) >= 250101"), Ok(true));
+    assert_eq!(holds("int(assertion.swversion[0]) >= 250102"), Ok(false));
     // An error on one side of && is absorbed by a false on the other, as the spec says.
     assert_eq!(holds("false && assertion.nope.deeper == 1"), Ok(false));
     assert!(

@@ -35,6 +35,8 @@ async fn vtpm_evidence_yields_claims_from_the_quote_certificate_and_reference_va
     let token = b["oidcClaimsToken"].as_str().unwrap().to_owned();
     let claims = verify_token(&s.api, &token).await;
     assert_eq!(claims["hwmodel"], "VTPM");
+    // No firmware signature is checked on a vTPM boot: secure boot is not claimed.
+    assert_eq!(claims["secboot"], false);
     assert_eq!(claims["dbgstat"], "disabled-since-boot");
     assert_eq!(claims["swversion"], json!(["250101"]));
     assert_eq!(

@@ -175,6 +175,7 @@ mod tests {
             (v.hwmodel, v.dbgstat.as_str()),
             ("GCP_AMD_SEV_SNP", "disabled-since-boot")
         );
+        assert!(v.secboot, "the launch digest covers the firmware");
         assert_eq!(v.swversion, ["250301"]);
         assert_eq!(v.support_attributes, ["STABLE", "USABLE"]);
         assert_eq!(v.container.restart_policy, "Never");

@@ -204,6 +204,7 @@ mod tests {
         let log = log(false);
         let v = judge(&quote_for(&log, NONCE), NONCE, &log, trusted).unwrap();
         assert_eq!(v.hwmodel, "GCP_INTEL_TDX");
+        assert!(v.secboot, "the TD's measurement covers its firmware");
         assert_eq!(v.dbgstat, "disabled-since-boot");
         assert_eq!(v.swversion, ["250301"]);
         assert_eq!(v.support_attributes, ["STABLE", "USABLE"]);
