@@ -79,6 +79,8 @@ pub struct ServerConfig {
     /// How many instances this replica runs at once; none = the driver's default
     /// (`compute::placement`).
     pub max_instances: Option<u32>,
+    /// How many instances one project may hold, over every replica; none = no quota.
+    pub project_instance_quota: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -255,6 +257,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         ))),
         attestation_token_lifetime_secs: config.attestation_token_lifetime_secs,
         allow_insecure_evidence: config.allow_insecure_evidence,
+        project_instance_quota: config.project_instance_quota,
         metrics: Arc::default(),
         compute: Arc::new({
             let driver =

@@ -108,6 +108,12 @@ impl From<StoreError> for ApiError {
             // 409, as a conflict with what exists; the services word it for their resource.
             e @ StoreError::NotEmpty(_) => ApiError::AlreadyExists(e.to_string()),
             e @ StoreError::Reseal { .. } => ApiError::FailedPrecondition(e.to_string()),
+            // Compute Engine's words for its quotas, then what to do.
+            StoreError::QuotaExceeded { kind, scope, limit } => ApiError::QuotaExceeded(format!(
+                "Quota '{}' exceeded.  Limit: {limit}.0 in {scope}. Delete some {kind}, or ask \
+                 the operator for a larger quota.",
+                kind.to_ascii_uppercase()
+            )),
             // The chain (causes included) goes to the log; the client sees a generic message.
             e @ (StoreError::Database { .. }
             | StoreError::Unavailable { .. }

@@ -36,6 +36,8 @@ pub struct AppState {
     pub attestation_token_lifetime_secs: i64,
     /// Whether INSECURE evidence is accepted (development machines only).
     pub allow_insecure_evidence: bool,
+    /// How many instances one project may hold; none = no quota.
+    pub project_instance_quota: Option<u32>,
     /// Prometheus counters (`GET /metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Runs instances (the local driver).

@@ -361,7 +361,7 @@ async fn an_instance_page_shows_its_state_and_console_to_whoever_may_read_them()
     api.server
         .state
         .store
-        .create_instance(&instance)
+        .create_instance(&instance, None)
         .await
         .unwrap();
     let path = "/console/projects/secundus-bank/zones/us-west1-b/instances/workload-vm";
@@ -409,7 +409,7 @@ async fn an_instance_page_shows_its_state_and_console_to_whoever_may_read_them()
     api.server
         .state
         .store
-        .create_instance(&running)
+        .create_instance(&running, None)
         .await
         .unwrap();
     let path = "/console/projects/secundus-bank/zones/us-west1-b/instances/running-vm";

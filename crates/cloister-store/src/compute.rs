@@ -141,29 +141,57 @@ const TYPES: [ConfidentialType; 4] = [
 
 impl Store {
     /// Records an instance to run: WAITING until a replica claims it ([`Store::claim_instance`]).
-    pub async fn create_instance(&self, i: &InstanceRecord) -> Result<(), StoreError> {
+    /// Creates an instance, waiting to be placed. With a `quota`, the project's instances are
+    /// counted in the same transaction, so creates racing on several replicas cannot pass it
+    /// together (PostgreSQL's serializable transaction retries the one that lost).
+    pub async fn create_instance(
+        &self,
+        i: &InstanceRecord,
+        quota: Option<u32>,
+    ) -> Result<(), StoreError> {
         let metadata = serde_json::to_string(&i.metadata)
             .map_err(|e| StoreError::Unusable(format!("instance metadata: {e}")))?;
-        let q = query(format!(
-            "INSERT INTO instances (resource_name, {COLUMNS}, placement)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        ))
-        .bind(i.resource_name())
-        .bind(i.project_id.as_str())
-        .bind(&i.zone)
-        .bind(&i.name)
-        .bind(id_column(i.id))
-        .bind(&i.service_account)
-        .bind(metadata)
-        .bind(i.confidential_type.as_str())
-        .bind(i.status.as_str())
-        .bind(rfc3339(i.create_time))
-        .bind(Placement::Waiting.as_str());
         self.db
-            .execute(q)
+            .transaction(|tx| {
+                let metadata = metadata.clone();
+                async move {
+                    if let Some(limit) = quota {
+                        const COUNT: &str =
+                            "SELECT CAST(COUNT(*) AS BIGINT) FROM instances WHERE project_id = $1";
+                        let held = tx
+                            .fetch_one(query(COUNT).bind(i.project_id.as_str()))
+                            .await?
+                            .u64(0)?;
+                        if held >= u64::from(limit) {
+                            return Err(StoreError::QuotaExceeded {
+                                kind: "instances",
+                                scope: format!("project {}", i.project_id),
+                                limit: u64::from(limit),
+                            });
+                        }
+                    }
+                    let q = query(format!(
+                        "INSERT INTO instances (resource_name, {COLUMNS}, placement)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                    ))
+                    .bind(i.resource_name())
+                    .bind(i.project_id.as_str())
+                    .bind(&i.zone)
+                    .bind(&i.name)
+                    .bind(id_column(i.id))
+                    .bind(&i.service_account)
+                    .bind(metadata)
+                    .bind(i.confidential_type.as_str())
+                    .bind(i.status.as_str())
+                    .bind(rfc3339(i.create_time))
+                    .bind(Placement::Waiting.as_str());
+                    tx.execute(q)
+                        .await
+                        .map_err(|e| constraint(e, || format!("instance {}", i.resource_name())))?;
+                    Ok(())
+                }
+            })
             .await
-            .map_err(|e| constraint(e, || format!("instance {}", i.resource_name())))?;
-        Ok(())
     }
 
     pub async fn get_instance(

@@ -37,6 +37,14 @@ pub enum StoreError {
     /// the text says what to do.
     #[error("{0}")]
     Unusable(String),
+    /// Creating one more would pass a quota (`scope` holds `limit` `kind` already); nothing
+    /// was created.
+    #[error("{scope} already holds {limit} {kind}, its quota; nothing was created")]
+    QuotaExceeded {
+        kind: &'static str,
+        scope: String,
+        limit: u64,
+    },
     /// A value could not be resealed for a new key-encryption key; nothing was changed.
     #[error("{place}: {detail}; nothing was changed")]
     Reseal { place: String, detail: String },

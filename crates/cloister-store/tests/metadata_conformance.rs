@@ -124,6 +124,7 @@ conformance!(
     destroying_a_key_version_erases_it_once_and_resealing_passes_it_by,
     manifests_need_their_content_and_tags_list_in_order,
     instances_round_trip_and_filter_by_zone,
+    replicas_creating_at_once_never_pass_a_projects_instance_quota,
     a_lapsed_replica_lease_terminates_its_instances_once,
     replicas_racing_for_waiting_instances_claim_each_once_within_their_limits,
     resealing_replaces_every_sealed_value_or_none,
@@ -988,6 +989,66 @@ async fn manifests_need_their_content_and_tags_list_in_order(b: &Backend) {
     );
 }
 
+async fn replicas_creating_at_once_never_pass_a_projects_instance_quota(b: &Backend) {
+    let s = b.open().await;
+    for (id, number) in [("alpha-1", 123456789012), ("beta-2", 223456789012)] {
+        s.create_project(&project(id, number), &owner_policy())
+            .await
+            .unwrap();
+    }
+    let instance = |project: &str, i: usize| InstanceRecord {
+        project_id: ProjectId::parse(project).unwrap(),
+        zone: "us-west1-b".into(),
+        name: format!("vm-{i}"),
+        id: 1000 + i as u64,
+        service_account: format!("sa@{project}.iam.gserviceaccount.com"),
+        metadata: BTreeMap::new(),
+        confidential_type: ConfidentialType::Vtpm,
+        status: InstanceStatus::Provisioning,
+        create_time: T,
+    };
+    // Twelve creates at once on two replicas, under a quota of five: five are created.
+    let results = race(b, 12, |i, s| {
+        let record = instance("alpha-1", i);
+        async move { s.create_instance(&record, Some(5)).await }
+    })
+    .await;
+    let over = |e: &StoreError| {
+        matches!(e, StoreError::QuotaExceeded { kind: "instances", scope, limit: 5 }
+            if scope == "project alpha-1")
+    };
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        5,
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().is_ok() || r.as_ref().is_err_and(over)),
+        "{results:?}"
+    );
+    let alpha = ProjectId::parse("alpha-1").unwrap();
+    assert_eq!(s.list_instances(&alpha, "-").await.unwrap().len(), 5);
+    // Another project's quota is its own; a deleted instance frees its place.
+    s.create_instance(&instance("beta-2", 500), Some(5))
+        .await
+        .unwrap();
+    let first = s.list_instances(&alpha, "-").await.unwrap().remove(0);
+    assert!(s.delete_instance(&first.resource_name()).await.unwrap());
+    s.create_instance(&instance("alpha-1", 99), Some(5))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_instance(&instance("alpha-1", 100), Some(5)).await,
+        Err(StoreError::QuotaExceeded { .. })
+    ));
+    // No quota: no count.
+    s.create_instance(&instance("alpha-1", 100), None)
+        .await
+        .unwrap();
+}
+
 async fn instances_round_trip_and_filter_by_zone(b: &Backend) {
     let s = b.open().await;
     s.create_project(&project("alpha-1", 123456789012), &owner_policy())
@@ -1005,12 +1066,12 @@ async fn instances_round_trip_and_filter_by_zone(b: &Backend) {
         create_time: T,
     };
     let a = instance("us-west1-b", "a", u64::MAX - 1);
-    s.create_instance(&a).await.unwrap();
-    s.create_instance(&instance("europe-west4-a", "b", 7))
+    s.create_instance(&a, None).await.unwrap();
+    s.create_instance(&instance("europe-west4-a", "b", 7), None)
         .await
         .unwrap();
     assert!(matches!(
-        s.create_instance(&a).await,
+        s.create_instance(&a, None).await,
         Err(StoreError::AlreadyExists(_))
     ));
     assert_eq!(
@@ -1060,7 +1121,7 @@ async fn a_lapsed_replica_lease_terminates_its_instances_once(b: &Backend) {
         ("on-b", 21, InstanceStatus::Running),
         ("claimed-by-a", 31, InstanceStatus::Provisioning),
     ] {
-        s.create_instance(&instance(name, id, status))
+        s.create_instance(&instance(name, id, status), None)
             .await
             .unwrap();
     }
@@ -1185,11 +1246,14 @@ async fn replicas_racing_for_waiting_instances_claim_each_once_within_their_limi
     };
     let name = |n: &str| format!("projects/alpha-1/zones/us-west1-b/instances/{n}");
     for i in 0..16u64 {
-        s.create_instance(&instance(format!("v{i}"), 100 + i, ConfidentialType::Vtpm))
-            .await
-            .unwrap();
+        s.create_instance(
+            &instance(format!("v{i}"), 100 + i, ConfidentialType::Vtpm),
+            None,
+        )
+        .await
+        .unwrap();
     }
-    s.create_instance(&instance("t0".into(), 200, ConfidentialType::Tdx))
+    s.create_instance(&instance("t0".into(), 200, ConfidentialType::Tdx), None)
         .await
         .unwrap();
     assert!(
@@ -1440,7 +1504,7 @@ async fn a_project_is_deleted_only_when_empty_and_its_id_and_number_stay_taken(b
         status: InstanceStatus::Terminated,
         create_time: T,
     };
-    s.create_instance(&instance).await.unwrap();
+    s.create_instance(&instance, None).await.unwrap();
     // A challenge is no resource of the project's: it goes with the project.
     s.create_challenge(&ChallengeRecord {
         name: "c1".into(),
@@ -1480,7 +1544,7 @@ async fn a_project_is_deleted_only_when_empty_and_its_id_and_number_stay_taken(b
     let gone = [
         s.create_service_account(&sa).await.err(),
         s.create_repository(&repository()).await.err(),
-        s.create_instance(&instance).await.err(),
+        s.create_instance(&instance, None).await.err(),
         s.create_key_ring(&KmsKeyRing {
             name: "projects/alpha-1/locations/global/keyRings/late".into(),
             project_id: alpha.clone(),

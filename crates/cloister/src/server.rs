@@ -144,6 +144,11 @@ pub struct ServerArgs {
     /// local, 64].
     #[arg(long, env = "CLOISTER_MAX_INSTANCES")]
     max_instances: Option<u32>,
+    /// How many instances one project may hold, on every replica together (Compute Engine's
+    /// INSTANCES quota): one tenant cannot take all the room from the others
+    /// [default: 24].
+    #[arg(long, env = "CLOISTER_PROJECT_INSTANCE_QUOTA", value_parser = clap::value_parser!(u32).range(1..))]
+    project_instance_quota: Option<u32>,
     /// With --compute-driver vm: boot the debug guest image (its tokens say `dbgstat:
     /// enabled`, and `debugonly` launch policies run).
     #[arg(long, env = "CLOISTER_VM_DEBUG_IMAGE")]
@@ -170,7 +175,8 @@ pub struct ServerArgs {
     /// A TOML file with any of: listen, data_dir, public_url, log_format, max_body_bytes,
     /// attestation_token_lifetime_secs, database_url, database_connections, blob_url, kek_file,
     /// replica_lease_secs, max_object_bytes, project_storage_quota_bytes, oidc_fetch_allow (a
-    /// list of HOST[:PORT]), compute_driver, max_instances, tls_cert_file, tls_key_file.
+    /// list of HOST[:PORT]), compute_driver, max_instances, project_instance_quota, tls_cert_file,
+    /// tls_key_file.
     #[arg(long, env = "CLOISTER_SERVER_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -212,12 +218,15 @@ struct ConfigFile {
     compute_driver: Option<ComputeDriver>,
     allow_insecure_evidence: Option<bool>,
     max_instances: Option<u32>,
+    project_instance_quota: Option<u32>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Instances one project may hold unless the operator says otherwise.
+const DEFAULT_PROJECT_INSTANCE_QUOTA: u32 = 24;
 /// More connections than this per replica would only queue in PostgreSQL.
 const MAX_DATABASE_CONNECTIONS: u32 = 1000;
 
@@ -327,6 +336,13 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let config = cloister_services::ServerConfig {
         guest_image,
         max_instances: args.max_instances.or(file.max_instances),
+        project_instance_quota: match args.project_instance_quota.or(file.project_instance_quota) {
+            Some(0) => anyhow::bail!(
+                "project_instance_quota = 0 in the server config: no instance could be created"
+            ),
+            Some(n) => Some(n),
+            None => Some(DEFAULT_PROJECT_INSTANCE_QUOTA),
+        },
         data_dir: data_dir.clone(),
         public_url: public_url.clone(),
         max_body_bytes: args

@@ -282,10 +282,11 @@ fn tokens_are_refreshed_and_deleting_an_instance_stops_its_workload() {
 
 /// One server with room for one instance: a second waits, PROVISIONING, saying why, and
 /// starts as soon as the first is deleted (no replica polls here: the delete wakes it).
-/// Stopped and started again, an instance is placed again the same way.
+/// Stopped and started again, an instance is placed again the same way. A project's quota
+/// of two refuses a third, waiting or not, with Compute Engine's words.
 #[test]
 fn an_instance_waits_for_room_on_a_full_server_and_starts_when_one_is_deleted() {
-    let s = Secundus::setup_with(&["--max-instances", "1"]);
+    let s = Secundus::setup_with(&["--max-instances", "1", "--project-instance-quota", "2"]);
     let (image, _) = s.push_program("roomy", COUNTER, COUNTER_LABELS);
     let sleeper = format!(
         "^~^tee-image-reference={image}~tee-container-log-redirect=true~tee-cmd=[\"sleep\"]"
@@ -307,6 +308,28 @@ fn an_instance_waits_for_room_on_a_full_server_and_starts_when_one_is_deleted() 
     s.wait_for("one", "RUN 1 sleep");
     s.create("two", "INSECURE", &sleeper);
     assert_eq!(describe("two", "status"), "PROVISIONING");
+    let over = s.w.cli.fails(&[
+        "--profile",
+        "alice",
+        "compute",
+        "instances",
+        "create",
+        "three",
+        "--project",
+        "secundus-bank",
+        "--zone",
+        "us-west1-b",
+        "--confidential-compute-type",
+        "INSECURE",
+        "--service-account",
+        "workload-sa@secundus-bank.iam.gserviceaccount.com",
+        "--metadata",
+        &sleeper,
+    ]);
+    assert!(
+        over.contains("Quota 'INSTANCES' exceeded.  Limit: 2.0 in project secundus-bank"),
+        "{over}"
+    );
     assert!(
         describe("two", "statusMessage").contains("does not have enough resources"),
         "{}",

@@ -69,6 +69,7 @@ impl BenchServer {
                     allow_insecure_evidence: true,
                     guest_image: None,
                     max_instances: None,
+                    project_instance_quota: None,
                 };
                 configure(&mut config);
                 let opened = cloister_services::open(config).await.expect("open");

@@ -198,7 +198,11 @@ async fn insert(
         status: InstanceStatus::Provisioning,
         create_time: time::OffsetDateTime::now_utc(),
     };
-    state.store.create_instance(&instance).await?;
+    // One tenant cannot take every replica's room from the others.
+    state
+        .store
+        .create_instance(&instance, state.project_instance_quota)
+        .await?;
     match state.placer.place_here(&state, &instance).await {
         Ok(true) => {}
         // Another replica may claim it first: the message is only set on a waiting instance.

@@ -134,21 +134,24 @@ async fn a_trust_chain_shows_each_viewer_the_verdicts_in_the_logs_they_may_read(
     let state = &api.server.state;
     state
         .store
-        .create_instance(&InstanceRecord {
-            project_id: cloister_domain::ProjectId::parse("secundus-bank").unwrap(),
-            zone: "us-west1-b".into(),
-            name: "workload-vm".into(),
-            id: 7,
-            service_account: "workload-sa@secundus-bank.iam.gserviceaccount.com".into(),
-            metadata: [(
-                "tee-image-reference".to_owned(),
-                "cloister.test/p/r/w:latest".to_owned(),
-            )]
-            .into(),
-            confidential_type: ConfidentialType::SevSnp,
-            status: InstanceStatus::Terminated,
-            create_time: time::OffsetDateTime::now_utc() - time::Duration::minutes(1),
-        })
+        .create_instance(
+            &InstanceRecord {
+                project_id: cloister_domain::ProjectId::parse("secundus-bank").unwrap(),
+                zone: "us-west1-b".into(),
+                name: "workload-vm".into(),
+                id: 7,
+                service_account: "workload-sa@secundus-bank.iam.gserviceaccount.com".into(),
+                metadata: [(
+                    "tee-image-reference".to_owned(),
+                    "cloister.test/p/r/w:latest".to_owned(),
+                )]
+                .into(),
+                confidential_type: ConfidentialType::SevSnp,
+                status: InstanceStatus::Terminated,
+                create_time: time::OffsetDateTime::now_utc() - time::Duration::minutes(1),
+            },
+            None,
+        )
         .await
         .unwrap();
     // The verifier's record of the token it issued (its recording is tested with the verifier).

@@ -175,6 +175,7 @@ pub fn config(data_dir: std::path::PathBuf) -> cloister_services::ServerConfig {
         allow_insecure_evidence: true,
         guest_image: None,
         max_instances: None,
+        project_instance_quota: None,
     }
 }
 
