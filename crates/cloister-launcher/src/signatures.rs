@@ -73,6 +73,14 @@ impl Discovery {
             }
         };
         for repo in &self.repos {
+            // Full: no more payloads are fetched, whatever the other repositories hold.
+            let room = MAX_SIGNATURES.saturating_sub(found.len());
+            if room == 0 {
+                log(format!(
+                    "{MAX_SIGNATURES} signatures found; repository {repo} not read"
+                ));
+                continue;
+            }
             let reference = match sig_reference(repo, hex) {
                 Ok(r) => r,
                 Err(why) => {
@@ -85,20 +93,13 @@ impl Discovery {
             } else {
                 RegistryAuth::Anonymous
             };
-            match with_retries(&client, &reference, &auth).await {
+            match with_retries(&client, &reference, &auth, room).await {
                 Ok(mut sigs) => {
                     log(format!("{} signature(s) found in {repo}", sigs.len()));
                     found.append(&mut sigs);
                 }
                 Err(why) => log(format!("signature repository {repo} skipped: {why}")),
             }
-        }
-        if found.len() > MAX_SIGNATURES {
-            log(format!(
-                "{} signatures found; only the first {MAX_SIGNATURES} are sent",
-                found.len()
-            ));
-            found.truncate(MAX_SIGNATURES);
         }
         found
     }
@@ -119,11 +120,12 @@ async fn with_retries(
     client: &Client,
     reference: &Reference,
     auth: &RegistryAuth,
+    room: usize,
 ) -> Result<Vec<Value>, String> {
     let mut pause = BACKOFF;
     let mut attempt = 1;
     loop {
-        match fetch(client, reference, auth).await {
+        match fetch(client, reference, auth, room).await {
             Ok(sigs) => return Ok(sigs),
             Err(e) if attempt >= ATTEMPTS => return Err(e),
             Err(_) => {
@@ -135,10 +137,13 @@ async fn with_retries(
     }
 }
 
+/// The signatures of one `.sig` manifest, at most `room`: a manifest of many layers costs no
+/// more fetches than the verifier would take.
 async fn fetch(
     client: &Client,
     reference: &Reference,
     auth: &RegistryAuth,
+    room: usize,
 ) -> Result<Vec<Value>, String> {
     let (manifest, _) = client
         .pull_image_manifest(reference, auth)
@@ -146,6 +151,12 @@ async fn fetch(
         .map_err(|e| format!("fetching {reference}: {e}"))?;
     let mut sigs = Vec::new();
     for layer in &manifest.layers {
+        if sigs.len() == room {
+            log(format!(
+                "{reference} has more signatures than the {MAX_SIGNATURES} sent; the rest are not read"
+            ));
+            break;
+        }
         let Some(signature) = layer
             .annotations
             .as_ref()

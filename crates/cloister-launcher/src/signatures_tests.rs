@@ -28,6 +28,8 @@ struct Hostile {
     layers: HashMap<&'static str, Vec<(String, usize)>>,
     /// How often the `flaky` repository's manifest was asked for.
     flaky_asks: AtomicU32,
+    /// How many payloads of the `many` repository were asked for.
+    many_payload_asks: AtomicU32,
 }
 
 impl Hostile {
@@ -90,6 +92,9 @@ async fn serve(State(h): State<Arc<Hostile>>, uri: Uri) -> Response {
         return ([(header::CONTENT_TYPE, media)], body).into_response();
     }
     if let Some((repo, digest)) = rest.split_once("/blobs/") {
+        if repo.starts_with("many") {
+            h.many_payload_asks.fetch_add(1, Ordering::SeqCst);
+        }
         return match h.blobs.get(digest) {
             // The lie: other bytes than the digest the manifest names.
             Some(_) if repo.starts_with("tampered") => b"other bytes".to_vec().into_response(),
@@ -149,7 +154,7 @@ async fn a_failing_lying_or_flooding_registry_costs_only_its_own_signatures() {
     assert_eq!(hostile.flaky_asks.load(Ordering::SeqCst), 3);
 
     // All at once: the bad ones cost nothing but their own; the flood is cut at the
-    // verifier's limit, keeping what came first.
+    // verifier's limit, keeping what came first, and what is past it is never fetched.
     let all = [
         format!("{closed}/nothing/here"),
         format!("{host}/tampered/sig"),
@@ -160,6 +165,10 @@ async fn a_failing_lying_or_flooding_registry_costs_only_its_own_signatures() {
     let found = payloads(&discovery(&all).find(&digest, "").await);
     assert_eq!(found.len(), MAX_SIGNATURES);
     assert_eq!(found[0], payload(0), "the flaky repository's, first");
+    assert_eq!(
+        hostile.many_payload_asks.load(Ordering::SeqCst) as usize,
+        MAX_SIGNATURES - 1
+    );
     assert_eq!(
         found[1..],
         (2..2 + MAX_SIGNATURES - 1).map(payload).collect::<Vec<_>>()[..]
