@@ -32,6 +32,7 @@ pub(crate) const SQLITE: &[&str] = &[
     include_str!("../migrations/sqlite/0017_audit_log_details.sql"),
     include_str!("../migrations/sqlite/0018_instance_placement.sql"),
     include_str!("../migrations/sqlite/0019_audit_log_subject.sql"),
+    include_str!("../migrations/sqlite/0020_instances_by_project.sql"),
 ];
 
 /// PostgreSQL's migrations (its first is SQLite's first ten in PostgreSQL's types):
@@ -49,6 +50,7 @@ pub(crate) const POSTGRES: &[&str] = &[
     include_str!("../migrations/postgres/0009_audit_log_details.sql"),
     include_str!("../migrations/postgres/0010_instance_placement.sql"),
     include_str!("../migrations/postgres/0011_audit_log_subject.sql"),
+    include_str!("../migrations/postgres/0012_instances_by_project.sql"),
 ];
 
 /// Any number; it only has to be the same for every replica (`pg_advisory_xact_lock`).

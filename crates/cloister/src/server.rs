@@ -145,7 +145,7 @@ pub struct ServerArgs {
     #[arg(long, env = "CLOISTER_MAX_INSTANCES")]
     max_instances: Option<u32>,
     /// How many instances one project may hold, on every replica together (Compute Engine's
-    /// INSTANCES quota): one tenant cannot take all the room from the others
+    /// INSTANCES quota): one project cannot take all the room from the others
     /// [default: 24].
     #[arg(long, env = "CLOISTER_PROJECT_INSTANCE_QUOTA", value_parser = clap::value_parser!(u32).range(1..))]
     project_instance_quota: Option<u32>,

@@ -198,7 +198,7 @@ async fn insert(
         status: InstanceStatus::Provisioning,
         create_time: time::OffsetDateTime::now_utc(),
     };
-    // One tenant cannot take every replica's room from the others.
+    // One project cannot take every replica's room from the others.
     state
         .store
         .create_instance(&instance, state.project_instance_quota)
