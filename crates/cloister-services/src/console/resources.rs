@@ -3,7 +3,10 @@
 //! is shown to whoever may list it, through the API's own permission: whether the user may is
 //! asked first (recorded as nothing), then the listing is an access recorded as the API's is.
 
+use std::future::Future;
+
 use cloister_domain::{Permission, ProjectId};
+use cloister_store::StoreError;
 use serde_json::Value;
 
 use super::session::Session;
@@ -105,64 +108,71 @@ pub(super) async fn may(
     Ok(true)
 }
 
+/// A flat section: the project's `records` when the user may `permission` on it, a row each.
+/// `records` is awaited only then.
+async fn section<R, T>(
+    state: &AppState,
+    session: &Session,
+    permission: Permission,
+    project: &ProjectId,
+    records: impl Future<Output = Result<Vec<R>, StoreError>>,
+    row: impl FnMut(R) -> T,
+) -> Result<Option<Listing<T>>, ApiError> {
+    if !may(state, session, permission, &project.resource_name()).await? {
+        return Ok(None);
+    }
+    let rows = records.await?.into_iter().map(row).collect();
+    Ok(Some(listing(rows, SECTION_ROWS)))
+}
+
 pub async fn gather(
     state: &AppState,
     session: &Session,
     project: &ProjectId,
 ) -> Result<ProjectResources, ApiError> {
-    let resource = project.resource_name();
-    let service_accounts = if may(state, session, "iam.serviceAccounts.list", &resource).await? {
-        let accounts = state.store.list_service_accounts(project).await?;
-        let rows = accounts
-            .into_iter()
-            .map(|a| AccountRow {
-                email: a.email.as_str().to_owned(),
-                display_name: a.display_name,
-                disabled: a.disabled,
-            })
-            .collect();
-        Some(listing(rows, SECTION_ROWS))
-    } else {
-        None
-    };
+    let store = &state.store;
+    let service_accounts = section(
+        state,
+        session,
+        "iam.serviceAccounts.list",
+        project,
+        store.list_service_accounts(project),
+        |a| AccountRow {
+            email: a.email.as_str().to_owned(),
+            display_name: a.display_name,
+            disabled: a.disabled,
+        },
+    )
+    .await?;
     let pools = pools(state, session, project).await?;
-    let buckets = if may(state, session, "storage.buckets.list", &resource).await? {
-        let buckets = state.store.list_buckets(project).await?;
-        let rows = buckets
-            .into_iter()
-            .map(|b| BucketRow {
-                name: b.name,
-                location: b.location,
-                storage_class: b.storage_class,
-            })
-            .collect();
-        Some(listing(rows, SECTION_ROWS))
-    } else {
-        None
-    };
+    let buckets = section(
+        state,
+        session,
+        "storage.buckets.list",
+        project,
+        store.list_buckets(project),
+        |b| BucketRow {
+            name: b.name,
+            location: b.location,
+            storage_class: b.storage_class,
+        },
+    )
+    .await?;
     let key_rings = key_rings(state, session, project).await?;
-    let repositories = if may(
+    let repositories = section(
         state,
         session,
         "artifactregistry.repositories.list",
-        &resource,
+        project,
+        store.list_repositories(project),
+        |r| RepositoryRow {
+            id: r.repository_id,
+            location: r.location,
+            format: r.format,
+            description: r.description,
+        },
     )
-    .await?
-    {
-        let repositories = state.store.list_repositories(project).await?;
-        let rows = repositories
-            .into_iter()
-            .map(|r| RepositoryRow {
-                id: r.repository_id,
-                location: r.location,
-                format: r.format,
-                description: r.description,
-            })
-            .collect();
-        Some(listing(rows, SECTION_ROWS))
-    } else {
-        None
-    };
+    .await?;
     Ok(ProjectResources {
         service_accounts,
         pools,

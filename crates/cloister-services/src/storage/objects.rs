@@ -124,11 +124,22 @@ pub async fn read_for_console(
 ) -> Result<(ObjectRecord, cloister_store::ByteStream), ApiError> {
     authorized_bucket(state, caller, bucket, "storage.objects.get").await?;
     let object = load(state, bucket, name, None).await?;
-    let key = BlobKey::new(&object.blob_key).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let stream = state.blobs.get(&key, None).await.map_err(|e| {
-        ApiError::Internal(format!("reading {}/{}: {e}", object.bucket, object.name))
-    })?;
+    let stream = bytes(state, &object, None).await?;
     Ok((object, stream))
+}
+
+/// An object's bytes (or the `range` of them) from the blob store.
+async fn bytes(
+    state: &AppState,
+    object: &ObjectRecord,
+    range: Option<std::ops::Range<u64>>,
+) -> Result<cloister_store::ByteStream, ApiError> {
+    let key = BlobKey::new(&object.blob_key).map_err(|e| ApiError::Internal(e.to_string()))?;
+    state
+        .blobs
+        .get(&key, range)
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading {}/{}: {e}", object.bucket, object.name)))
 }
 
 /// A byte position; digits past u64 mean "beyond any object" rather than an error.
@@ -181,14 +192,7 @@ async fn media(
         None => None,
         Some(v) => parse_range(v, object.size).map_err(|()| ApiError::RangeNotSatisfiable)?,
     };
-    let key = BlobKey::new(&object.blob_key).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let stream = state
-        .blobs
-        .get(&key, range.map(|(a, b)| a..b + 1))
-        .await
-        .map_err(|e| {
-            ApiError::Internal(format!("reading {}/{}: {e}", object.bucket, object.name))
-        })?;
+    let stream = bytes(state, object, range.map(|(a, b)| a..b + 1)).await?;
     let mut response = Response::new(Body::from_stream(stream));
     let h = response.headers_mut();
     let set = |h: &mut HeaderMap, k: &'static str, v: String| {
