@@ -29,10 +29,18 @@ pub enum Tee {
         /// The AK certificate the platform's identity CA issued (DER).
         ak_cert: Vec<u8>,
     },
-    /// An AMD SEV-SNP guest: reports from configfs-tsm at this directory.
-    SevSnp { tsm: PathBuf },
+    /// An AMD SEV-SNP guest: reports from configfs-tsm at this directory. `ak_cert`: the AK
+    /// certificate in the guest's vTPM, when it has one, which names its instance.
+    SevSnp {
+        tsm: PathBuf,
+        ak_cert: Option<Vec<u8>>,
+    },
     /// An Intel TDX guest: quotes from configfs-tsm, container events extended into RTMR3.
-    Tdx { tsm: PathBuf, rtmr3: Rtmr3 },
+    Tdx {
+        tsm: PathBuf,
+        rtmr3: Rtmr3,
+        ak_cert: Option<Vec<u8>>,
+    },
 }
 
 impl Tee {
@@ -91,12 +99,17 @@ impl Measurements {
         let encoded = self.log.encode();
         let log = STANDARD.encode(&encoded);
         match &mut self.tee {
-            Tee::SevSnp { tsm } => {
-                let report = tee_report(tsm, "sev_guest", ReportKind::SevSnp, nonce, &encoded)?;
+            Tee::SevSnp { tsm, ak_cert } => {
+                let ak_cert = ak_cert.as_deref();
+                let binding = report_data(ReportKind::SevSnp, nonce, &encoded, ak_cert);
+                let report = tee_report(tsm, "sev_guest", &binding)?;
                 let mut evidence = json!({
                     "report": STANDARD.encode(&report.outblob),
                     "canonicalEventLog": log,
                 });
+                if let Some(cert) = ak_cert {
+                    evidence["akCert"] = json!(STANDARD.encode(cert));
+                }
                 // Hosts that supply no certificates (Google Cloud's among them) leave the
                 // VCEK to the verifier's cache; a table that is there must be well formed.
                 if let Some(table) = &report.auxblob {
@@ -106,12 +119,16 @@ impl Measurements {
                 }
                 Ok(("sevSnpAttestation", evidence))
             }
-            Tee::Tdx { tsm, .. } => {
-                let quote = tee_report(tsm, "tdx_guest", ReportKind::Tdx, nonce, &encoded)?;
-                Ok((
-                    "tdCcel",
-                    json!({"tdQuote": STANDARD.encode(&quote.outblob), "canonicalEventLog": log}),
-                ))
+            Tee::Tdx { tsm, ak_cert, .. } => {
+                let ak_cert = ak_cert.as_deref();
+                let binding = report_data(ReportKind::Tdx, nonce, &encoded, ak_cert);
+                let quote = tee_report(tsm, "tdx_guest", &binding)?;
+                let mut evidence =
+                    json!({"tdQuote": STANDARD.encode(&quote.outblob), "canonicalEventLog": log});
+                if let Some(cert) = ak_cert {
+                    evidence["akCert"] = json!(STANDARD.encode(cert));
+                }
+                Ok(("tdCcel", evidence))
             }
             Tee::Insecure => Ok(("insecureAttestation", json!({"canonicalEventLog": log}))),
             Tee::Vtpm { attester, ak_cert } => {
@@ -140,16 +157,14 @@ impl Measurements {
     }
 }
 
-/// A report from configfs-tsm whose REPORT_DATA binds `nonce` and the log, from the provider
-/// this launcher was told it runs on (another one is an error, never a downgrade).
+/// A report from configfs-tsm whose REPORT_DATA is `binding`, from the provider this launcher
+/// was told it runs on (another one is an error, never a downgrade).
 fn tee_report(
     root: &Path,
     provider: &str,
-    kind: ReportKind,
-    nonce: &[u8],
-    log: &[u8],
+    binding: &[u8; 64],
 ) -> Result<tsm::TsmReport, LaunchError> {
-    let report = tsm::request(root, &report_data(kind, nonce, log))?;
+    let report = tsm::request(root, binding)?;
     if report.provider != provider {
         return Err(LaunchError::Attest(format!(
             "configfs-tsm's provider is {:?}, not {provider:?}: this guest is not the TEE the launcher was told it runs on",
@@ -404,9 +419,11 @@ mod tests {
         let rtmr3_path = dir.path().join("rtmr3:sha384");
         std::fs::write(&rtmr3_path, []).unwrap();
         let rtmr3 = Rtmr3::open(&rtmr3_path).unwrap();
+        // A guest with the platform's vTPM: the quote names its instance's AK certificate.
         let mut m = Measurements::new(Tee::Tdx {
             tsm: tsm.clone(),
             rtmr3,
+            ak_cert: Some(b"ak-cert-der".to_vec()),
         })
         .unwrap();
         // Every event's SHA-384 digest reaches the register; extending them replays the log.
@@ -432,16 +449,26 @@ mod tests {
         assert_eq!(decode(&evidence["canonicalEventLog"]), log);
         assert_eq!(
             decode(&evidence["tdQuote"]),
-            report(&report_data(ReportKind::Tdx, NONCE, &log))
+            report(&report_data(
+                ReportKind::Tdx,
+                NONCE,
+                &log,
+                Some(b"ak-cert-der")
+            ))
         );
+        assert_eq!(decode(&evidence["akCert"]), b"ak-cert-der");
     }
 
     #[test]
-    fn snp_reports_bind_the_nonce_and_log_and_carry_the_hosts_vcek() {
+    fn snp_reports_bind_the_nonce_log_and_instance_and_carry_the_hosts_vcek() {
         let dir = tempfile::tempdir().unwrap();
         let tsm = dir.path().join("report");
         std::fs::create_dir_all(&tsm).unwrap();
-        let mut m = Measurements::new(Tee::SevSnp { tsm: tsm.clone() }).unwrap();
+        let mut m = Measurements::new(Tee::SevSnp {
+            tsm: tsm.clone(),
+            ak_cert: None,
+        })
+        .unwrap();
         for e in events() {
             m.measure(&e).unwrap();
         }
@@ -452,9 +479,27 @@ mod tests {
         let log = m.log.encode();
         assert_eq!(
             decode(&evidence["report"]),
-            report(&report_data(ReportKind::SevSnp, NONCE, &log))
+            report(&report_data(ReportKind::SevSnp, NONCE, &log, None))
         );
         assert_eq!(decode(&evidence["vcekCert"]), b"vcek-der");
+        assert!(evidence.get("akCert").is_none(), "no vTPM, no instance");
+        // With the platform's vTPM, the report names the instance's AK certificate.
+        if let Tee::SevSnp { ak_cert, .. } = &mut m.tee {
+            *ak_cert = Some(b"ak-cert-der".to_vec());
+        }
+        let kernel = fake_kernel(&tsm, "sev_guest", false, no_certs);
+        let (_, evidence) = m.evidence(NONCE).unwrap();
+        kernel.join().unwrap();
+        assert_eq!(
+            decode(&evidence["report"]),
+            report(&report_data(
+                ReportKind::SevSnp,
+                NONCE,
+                &log,
+                Some(b"ak-cert-der")
+            ))
+        );
+        assert_eq!(decode(&evidence["akCert"]), b"ak-cert-der");
 
         // A host that supplies no certificates leaves the VCEK to the verifier's cache.
         let kernel = fake_kernel(&tsm, "sev_guest", false, no_certs);
@@ -473,7 +518,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tsm = dir.path().join("report");
         std::fs::create_dir_all(&tsm).unwrap();
-        let mut m = Measurements::new(Tee::SevSnp { tsm: tsm.clone() }).unwrap();
+        let mut m = Measurements::new(Tee::SevSnp {
+            tsm: tsm.clone(),
+            ak_cert: None,
+        })
+        .unwrap();
         let kernel = fake_kernel(&tsm, "tdx_guest", false, vcek_table);
         let err = m.evidence(NONCE).unwrap_err().to_string();
         kernel.join().unwrap();

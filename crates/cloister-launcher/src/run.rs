@@ -22,14 +22,18 @@ pub enum TeeConfig {
     Vtpm {
         tcti: String,
     },
-    /// An SEV-SNP guest, its configfs-tsm report directory.
+    /// An SEV-SNP guest, its configfs-tsm report directory; `vtpm`: the TCTI of the vTPM the
+    /// platform gave it, whose AK certificate its reports then name (its instance).
     SevSnp {
         tsm: PathBuf,
+        vtpm: Option<String>,
     },
-    /// A TDX guest: configfs-tsm for quotes, the sysfs RTMR3 attribute for extensions.
+    /// A TDX guest: configfs-tsm for quotes, the sysfs RTMR3 attribute for extensions, and
+    /// the platform's vTPM as for SEV-SNP.
     Tdx {
         tsm: PathBuf,
         rtmr3: PathBuf,
+        vtpm: Option<String>,
     },
 }
 
@@ -63,6 +67,19 @@ pub async fn run(config: Config) -> u8 {
             exit::FAILURE
         }
     }
+}
+
+/// The vTPM at `tcti` and the AK certificate the platform stored in its NV.
+fn open_vtpm(tcti: &str) -> Result<(cloister_tpm::attester::VtpmAttester, Vec<u8>), LaunchError> {
+    let mut attester = cloister_tpm::attester::VtpmAttester::open(tcti)
+        .map_err(|e| LaunchError::Attest(format!("opening the vTPM: {e}")))?;
+    let ak_cert = attester.ak_cert().map_err(|e| {
+        LaunchError::Attest(format!(
+            "reading the AK certificate from NV index {:#x}: {e}",
+            cloister_tpm::attester::AK_CERT_NV_INDEX
+        ))
+    })?;
+    Ok((attester, ak_cert))
 }
 
 fn host_of(url: &str) -> String {
@@ -158,20 +175,17 @@ async fn launch(config: &Config) -> Result<u8, LaunchError> {
     let tee = match &config.tee {
         TeeConfig::Insecure => Tee::Insecure,
         TeeConfig::Vtpm { tcti } => {
-            let mut attester = cloister_tpm::attester::VtpmAttester::open(tcti)
-                .map_err(|e| LaunchError::Attest(format!("opening the vTPM: {e}")))?;
-            let ak_cert = attester.ak_cert().map_err(|e| {
-                LaunchError::Attest(format!(
-                    "reading the AK certificate from NV index {:#x}: {e}",
-                    cloister_tpm::attester::AK_CERT_NV_INDEX
-                ))
-            })?;
+            let (attester, ak_cert) = open_vtpm(tcti)?;
             Tee::Vtpm { attester, ak_cert }
         }
-        TeeConfig::SevSnp { tsm } => Tee::SevSnp { tsm: tsm.clone() },
-        TeeConfig::Tdx { tsm, rtmr3 } => Tee::Tdx {
+        TeeConfig::SevSnp { tsm, vtpm } => Tee::SevSnp {
+            tsm: tsm.clone(),
+            ak_cert: vtpm.as_deref().map(open_vtpm).transpose()?.map(|t| t.1),
+        },
+        TeeConfig::Tdx { tsm, rtmr3, vtpm } => Tee::Tdx {
             tsm: tsm.clone(),
             rtmr3: crate::rtmr::Rtmr3::open(rtmr3)?,
+            ak_cert: vtpm.as_deref().map(open_vtpm).transpose()?.map(|t| t.1),
         },
     };
     let mut measurements = Measurements::new(tee)?;

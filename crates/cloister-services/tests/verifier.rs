@@ -392,12 +392,21 @@ async fn sev_snp_evidence_is_checked_against_amd_roots_and_bound_to_the_challeng
     std::fs::create_dir_all(&cache).unwrap();
     std::fs::write(cache.join(&name), support::tee_fixture("snp/test-vcek.der")).unwrap();
     let (challenge, _) = s.challenge().await;
-    let (status, b) = s.verify(&s.sa_token, &challenge, without_vcek).await;
+    let (status, b) = s
+        .verify(&s.sa_token, &challenge, without_vcek.clone())
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{b}");
     assert!(
         message(&b).contains("REPORT_DATA does not bind this challenge"),
         "the cached VCEK verified the report: {b}"
     );
+    // An AK certificate the platform's identity CA did not issue names no instance.
+    let mut foreign = without_vcek;
+    foreign["sevSnpAttestation"]["akCert"] = json!(STANDARD.encode(b"not a certificate"));
+    let (challenge, _) = s.challenge().await;
+    let (status, b) = s.verify(&s.sa_token, &challenge, foreign).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{b}");
+    assert!(message(&b).contains("sevSnpAttestation.akCert"), "{b}");
 }
 
 /// An impersonated account's ID token counts only when the caller may mint such tokens itself:

@@ -31,7 +31,8 @@ pub struct LauncherArgs {
     /// The instance's TEE, which the attestation evidence comes from.
     #[arg(long, value_enum)]
     tee: TeeKind,
-    /// The vTPM's TCTI (for --tee vtpm), e.g. swtpm:host=127.0.0.1,port=2321.
+    /// The vTPM's TCTI, e.g. swtpm:host=127.0.0.1,port=2321: required for --tee vtpm; for
+    /// sev-snp and tdx, the platform's vTPM whose AK certificate names the instance.
     #[arg(long, required_if_eq("tee", "vtpm"))]
     tcti: Option<String>,
     /// configfs-tsm's report directory (for --tee sev-snp and tdx).
@@ -56,10 +57,14 @@ pub async fn run(args: LauncherArgs) -> ExitCode {
             tcti: args.tcti.unwrap_or_default(),
         },
         TeeKind::Insecure => TeeConfig::Insecure,
-        TeeKind::SevSnp => TeeConfig::SevSnp { tsm: args.tsm_dir },
+        TeeKind::SevSnp => TeeConfig::SevSnp {
+            tsm: args.tsm_dir,
+            vtpm: args.tcti,
+        },
         TeeKind::Tdx => TeeConfig::Tdx {
             tsm: args.tsm_dir,
             rtmr3: args.rtmr3,
+            vtpm: args.tcti,
         },
     };
     let code = cloister_launcher::run(Config {

@@ -547,7 +547,9 @@ impl LocalDriver {
             .map_err(|e| internal(e.to_string()))?;
         let qemu_args = vm::qemu_args(&vm.image, kind, vm.accel, &paths, &launcher.path, api.addr)
             .map_err(|e| unavailable(e.to_string()))?;
-        let vm_tpm = if kind == ConfidentialType::Vtpm {
+        // Confidential guests get a vTPM too, as on Compute Engine: its AK certificate names
+        // the instance, which their reports bind (the token's `submods.gce`).
+        let vm_tpm = if vm::has_vtpm(kind) {
             let identity = InstanceIdentity {
                 zone: instance.zone.clone(),
                 project_number,

@@ -319,7 +319,7 @@ pub fn qemu_args(
         ]
         .map(String::from),
     );
-    if kind == ConfidentialType::Vtpm {
+    if has_vtpm(kind) {
         all.extend(
             [
                 "-chardev",
@@ -333,6 +333,14 @@ pub fn qemu_args(
         );
     }
     Ok(all)
+}
+
+/// Whether a guest of this kind gets the platform's vTPM: every kind that attests. On SEV-SNP
+/// and TDX it is the host's, outside the guest's protection, so it proves no measurement
+/// there (the hardware's report does); the report binds its AK certificate to name the
+/// instance, which the platform alone vouches for on every kind.
+pub fn has_vtpm(kind: ConfidentialType) -> bool {
+    kind != ConfidentialType::Insecure
 }
 
 /// The launcher's exit code from the exit port; none when the guest died before writing
@@ -403,6 +411,16 @@ mod tests {
                 cpu: &[],
                 firmware: "/usr/share/ovmf/OVMF.fd",
             },
+            // Nothing attests: no vTPM to name the instance with.
+            Case {
+                kind: ConfidentialType::Insecure,
+                accel: Accelerator::Tcg,
+                machine: "q35",
+                objects: &[],
+                tpm: false,
+                cpu: &[],
+                firmware: "/usr/share/ovmf/OVMF.fd",
+            },
             Case {
                 kind: ConfidentialType::SevSnp,
                 accel: Accelerator::Kvm,
@@ -411,7 +429,8 @@ mod tests {
                     "memory-backend-memfd,id=ram0,size=1536M,share=true",
                     "sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,kernel-hashes=on",
                 ],
-                tpm: false,
+                // The host's vTPM: its AK certificate names the instance in the reports.
+                tpm: true,
                 // The model the launch digest was computed for, and the AmdSev firmware.
                 cpu: &["EPYC-v4"],
                 firmware: "/usr/share/ovmf/OVMF.amdsev.fd",
@@ -421,7 +440,7 @@ mod tests {
                 accel: Accelerator::Kvm,
                 machine: "q35,kernel-irqchip=split,confidential-guest-support=tdx0",
                 objects: &["tdx-guest,id=tdx0"],
-                tpm: false,
+                tpm: true,
                 cpu: &["host"],
                 firmware: "/usr/share/ovmf/OVMF.fd",
             },

@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use cloister_eventlog::{COS_EVENT_PCR, ContainerClaims, EventLog, HashAlg};
 use cloister_store::ChallengeRecord;
-use cloister_tpm::identity::verify_ak_cert;
+use cloister_tpm::identity::{InstanceIdentity, verify_ak_cert};
 use cloister_tpm::quote::{bank_id, verify_quote};
 use cloister_tpm::{BOOT_PCRS, LAUNCHER_PCR};
 use serde::Deserialize;
@@ -166,20 +166,30 @@ pub async fn vtpm(
         swversion,
         support_attributes,
         container,
-        gce: Some(json!({
-            "zone": instance.zone,
-            "project_id": instance.project_id,
-            "project_number": instance.project_number.to_string(),
-            "instance_name": instance.instance_name,
-            "instance_id": instance.instance_id.to_string(),
-        })),
+        gce: Some(gce(&instance)),
         tee: None,
-        subject: format!(
-            "https://www.googleapis.com/compute/v1/projects/{}/zones/{}/instances/{}",
-            instance.project_id, instance.zone, instance.instance_name
-        ),
+        subject: instance_url(&instance),
         service_accounts: accounts,
         image_signatures: Vec::new(),
         measured: true,
     })
+}
+
+/// `submods.gce`: the instance an AK certificate names.
+pub(super) fn gce(instance: &InstanceIdentity) -> serde_json::Value {
+    json!({
+        "zone": instance.zone,
+        "project_id": instance.project_id,
+        "project_number": instance.project_number.to_string(),
+        "instance_name": instance.instance_name,
+        "instance_id": instance.instance_id.to_string(),
+    })
+}
+
+/// The token's `sub` for an instance: its Compute Engine URL, as Google's.
+pub(super) fn instance_url(instance: &InstanceIdentity) -> String {
+    format!(
+        "https://www.googleapis.com/compute/v1/projects/{}/zones/{}/instances/{}",
+        instance.project_id, instance.zone, instance.instance_name
+    )
 }

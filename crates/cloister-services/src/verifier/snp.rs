@@ -25,6 +25,10 @@ pub struct SevSnpAttestation {
     #[serde(default)]
     vcek_cert: Option<String>,
     canonical_event_log: String,
+    /// Cloister's addition: the AK certificate of the vTPM the platform gave the guest (DER,
+    /// base64), which REPORT_DATA then binds: the token names its instance (`submods.gce`).
+    #[serde(default)]
+    ak_cert: Option<String>,
 }
 
 fn bad(field: &str, why: impl std::fmt::Display) -> ApiError {
@@ -72,26 +76,45 @@ pub async fn verify(
         .store
         .get_reference_value(&verified.measurement)
         .await?;
-    let v = judge(&verified, &challenge.nonce, &log_bytes, |_| Ok(reference))?;
+    let instance = hardware::bound_instance(
+        "sevSnpAttestation.akCert",
+        e.ak_cert.as_deref(),
+        state.identity_ca.cert_der(),
+        time::OffsetDateTime::now_utc(),
+    )?;
+    let v = judge(
+        &verified,
+        &challenge.nonce,
+        &log_bytes,
+        instance.as_ref(),
+        |_| Ok(reference),
+    )?;
     Ok(hardware::for_challenge(v, challenge, accounts))
 }
 
 /// Everything after the report's signature: policy, binding, log, reference value. Apart from
 /// the hardware so it can be tested on reports no recorded evidence can supply.
-pub(crate) fn judge(
+pub(super) fn judge(
     verified: &cloister_snp::Verified,
     nonce: &[u8],
     log_bytes: &[u8],
+    instance: Option<&hardware::BoundInstance>,
     reference_value: impl FnOnce(&str) -> Result<Option<ReferenceValueRecord>, ApiError>,
 ) -> Result<Verified, ApiError> {
     // Production policy: no debuggable guest, the launcher at VMPL 0.
     cloister_snp::Policy::default()
         .check(verified)
         .map_err(|err| bad("report", err))?;
-    if !hardware::binds(&verified.report_data, ReportKind::SevSnp, nonce, log_bytes) {
+    if !hardware::binds(
+        &verified.report_data,
+        ReportKind::SevSnp,
+        nonce,
+        log_bytes,
+        instance,
+    ) {
         return Err(bad(
             "report",
-            "REPORT_DATA does not bind this challenge's nonce and this event log: the report was made for another attestation",
+            "REPORT_DATA does not bind this challenge's nonce, this event log and the akCert sent (or its absence): the report was made for another attestation",
         ));
     }
     let log = EventLog::decode(log_bytes).map_err(|err| bad("canonicalEventLog", err))?;
@@ -125,6 +148,7 @@ pub(crate) fn judge(
         reference,
         ("sev_snp", tee),
         subject,
+        instance,
     ))
 }
 
@@ -134,7 +158,9 @@ mod tests {
     use cloister_snp::{Product, SigningKey, Tcb};
 
     use super::*;
-    use crate::verifier::test_support::{NONCE, refusal, trusting};
+    use crate::verifier::test_support::{
+        NONCE, assert_names_the_instance, bound, refusal, trusting,
+    };
 
     fn log(after_separator: bool) -> Vec<u8> {
         crate::verifier::test_support::log(COS_EVENT_PCR, HashAlg::Sha256, after_separator)
@@ -154,7 +180,7 @@ mod tests {
             debug: false,
             guest_svn: 2,
             measurement: "7a".repeat(48),
-            report_data: hex::encode(report_data(ReportKind::SevSnp, nonce, log_bytes)),
+            report_data: hex::encode(report_data(ReportKind::SevSnp, nonce, log_bytes, None)),
             host_data: "00".repeat(32),
             reported_tcb: Tcb {
                 fmc: None,
@@ -170,7 +196,7 @@ mod tests {
     #[test]
     fn a_bound_trusted_report_yields_snp_claims() {
         let log = log(false);
-        let v = judge(&report_for(&log, NONCE), NONCE, &log, trusted).unwrap();
+        let v = judge(&report_for(&log, NONCE), NONCE, &log, None, trusted).unwrap();
         assert_eq!(
             (v.hwmodel, v.dbgstat.as_str()),
             ("GCP_AMD_SEV_SNP", "disabled-since-boot")
@@ -184,6 +210,22 @@ mod tests {
         assert_eq!(tee["product"], "GENOA");
         assert_eq!(tee["reported_tcb"]["snp"], 23);
         assert!(v.subject.starts_with("snp://c1c1"));
+        assert!(v.gce.is_none(), "no AK certificate, no instance");
+    }
+
+    /// With the vTPM's AK certificate bound into REPORT_DATA, the token names the instance;
+    /// the same report with another certificate, or none, is refused.
+    #[test]
+    fn a_report_bound_to_an_instance_names_it_and_only_it() {
+        let log = log(false);
+        let mut r = report_for(&log, NONCE);
+        r.report_data = hex::encode(report_data(ReportKind::SevSnp, NONCE, &log, Some(b"ak-a")));
+        let v = judge(&r, NONCE, &log, Some(&bound(b"ak-a")), trusted).unwrap();
+        assert_names_the_instance(&v);
+        for other in [Some(bound(b"ak-b")), None] {
+            let e = refusal(judge(&r, NONCE, &log, other.as_ref(), trusted));
+            assert!(e.contains("REPORT_DATA"), "{e}");
+        }
     }
 
     #[test]
@@ -191,15 +233,15 @@ mod tests {
         let log = log(false);
         let mut r = report_for(&log, NONCE);
         r.debug = true;
-        assert!(refusal(judge(&r, NONCE, &log, trusted)).contains("debug"));
+        assert!(refusal(judge(&r, NONCE, &log, None, trusted)).contains("debug"));
         let mut r = report_for(&log, NONCE);
         r.vmpl = 1;
-        assert!(refusal(judge(&r, NONCE, &log, trusted)).contains("VMPL"));
+        assert!(refusal(judge(&r, NONCE, &log, None, trusted)).contains("VMPL"));
         let r = report_for(&log, b"another-challenge-nonce");
-        assert!(refusal(judge(&r, NONCE, &log, trusted)).contains("REPORT_DATA"));
+        assert!(refusal(judge(&r, NONCE, &log, None, trusted)).contains("REPORT_DATA"));
         let mut r = report_for(&log, NONCE);
-        r.report_data = hex::encode(report_data(ReportKind::Tdx, NONCE, &log));
-        assert!(refusal(judge(&r, NONCE, &log, trusted)).contains("REPORT_DATA"));
+        r.report_data = hex::encode(report_data(ReportKind::Tdx, NONCE, &log, None));
+        assert!(refusal(judge(&r, NONCE, &log, None, trusted)).contains("REPORT_DATA"));
     }
 
     /// What the server registers for its guest image decides an SNP report: the image's
@@ -238,11 +280,11 @@ mod tests {
             r
         };
 
-        let v = judge(&launched("5e".repeat(48)), NONCE, &log, lookup).unwrap();
+        let v = judge(&launched("5e".repeat(48)), NONCE, &log, None, lookup).unwrap();
         assert_eq!(v.support_attributes, ["LATEST", "STABLE", "USABLE"]);
         assert_eq!(v.dbgstat, "disabled-since-boot");
 
-        let v = judge(&launched("de".repeat(48)), NONCE, &log, lookup).unwrap();
+        let v = judge(&launched("de".repeat(48)), NONCE, &log, None, lookup).unwrap();
         assert!(
             v.support_attributes.is_empty(),
             "{:?}",
@@ -253,7 +295,7 @@ mod tests {
         // Another launch: its digest differs, if only in one byte.
         let mut other = "5e".repeat(48);
         other.replace_range(94.., "5f");
-        let e = refusal(judge(&launched(other), NONCE, &log, lookup));
+        let e = refusal(judge(&launched(other), NONCE, &log, None, lookup));
         assert!(e.contains("not among the reference values"), "{e}");
     }
 
@@ -261,12 +303,13 @@ mod tests {
     fn bad_logs_and_untrusted_launchers_are_refused() {
         let log_after = log(true);
         let r = report_for(&log_after, NONCE);
-        assert!(refusal(judge(&r, NONCE, &log_after, trusted)).contains("canonicalEventLog"));
+        assert!(refusal(judge(&r, NONCE, &log_after, None, trusted)).contains("canonicalEventLog"));
         let log = log(false);
         let mut r = report_for(&log, NONCE);
         r.measurement = "ee".repeat(48);
         assert!(
-            refusal(judge(&r, NONCE, &log, trusted)).contains("not among the reference values")
+            refusal(judge(&r, NONCE, &log, None, trusted))
+                .contains("not among the reference values")
         );
     }
 }

@@ -35,6 +35,10 @@ pub struct TdxCcelAttestation {
     /// base64. Without it the server's cache must hold `{FMSPC}.json`.
     #[serde(default)]
     collateral: Option<String>,
+    /// Cloister's addition: the AK certificate of the vTPM the platform gave the guest (DER,
+    /// base64), which REPORT_DATA then binds: the token names its instance (`submods.gce`).
+    #[serde(default)]
+    ak_cert: Option<String>,
 }
 
 fn bad(field: &str, why: impl std::fmt::Display) -> ApiError {
@@ -81,16 +85,29 @@ pub async fn verify(
     // reference value of the launch measurement, is read first.
     let measurement = quoted.launch_measurement.clone().unwrap_or_default();
     let reference = state.store.get_reference_value(&measurement).await?;
-    let v = judge(&quoted, &challenge.nonce, &log_bytes, |_| Ok(reference))?;
+    let instance = hardware::bound_instance(
+        "tdCcel.akCert",
+        e.ak_cert.as_deref(),
+        state.identity_ca.cert_der(),
+        time::OffsetDateTime::now_utc(),
+    )?;
+    let v = judge(
+        &quoted,
+        &challenge.nonce,
+        &log_bytes,
+        instance.as_ref(),
+        |_| Ok(reference),
+    )?;
     Ok(hardware::for_challenge(v, challenge, accounts))
 }
 
 /// Everything after the quote's signatures: binding, RTMR3 replay, reference value. Apart
 /// from the hardware so it can be tested on quotes no recorded evidence can supply.
-pub(crate) fn judge(
+pub(super) fn judge(
     quoted: &cloister_tdx::Verified,
     nonce: &[u8],
     log_bytes: &[u8],
+    instance: Option<&hardware::BoundInstance>,
     reference_value: impl FnOnce(&str) -> Result<Option<ReferenceValueRecord>, ApiError>,
 ) -> Result<Verified, ApiError> {
     if quoted.tee != "TDX" {
@@ -99,10 +116,16 @@ pub(crate) fn judge(
             format!("this is an {} quote, not a TD quote", quoted.tee),
         ));
     }
-    if !hardware::binds(&quoted.report_data, ReportKind::Tdx, nonce, log_bytes) {
+    if !hardware::binds(
+        &quoted.report_data,
+        ReportKind::Tdx,
+        nonce,
+        log_bytes,
+        instance,
+    ) {
         return Err(bad(
             "tdQuote",
-            "REPORT_DATA does not bind this challenge's nonce and this event log: the quote was made for another attestation",
+            "REPORT_DATA does not bind this challenge's nonce, this event log and the akCert sent (or its absence): the quote was made for another attestation",
         ));
     }
     let log = EventLog::decode(log_bytes).map_err(|err| bad("canonicalEventLog", err))?;
@@ -151,6 +174,7 @@ pub(crate) fn judge(
         reference,
         ("tdx", tee),
         subject,
+        instance,
     ))
 }
 
@@ -159,7 +183,9 @@ mod tests {
     use cloister_eventlog::report_data;
 
     use super::*;
-    use crate::verifier::test_support::{NONCE, refusal, trusting};
+    use crate::verifier::test_support::{
+        NONCE, assert_names_the_instance, bound, refusal, trusting,
+    };
 
     fn log(after_separator: bool) -> Vec<u8> {
         crate::verifier::test_support::log(
@@ -195,14 +221,14 @@ mod tests {
                 ("rtmr3".into(), hex::encode(rtmr3)),
             ],
             launch_measurement: Some(cloister_tdx::launch_measurement(&m(1), &m(2), &m(3), &m(4))),
-            report_data: hex::encode(report_data(ReportKind::Tdx, nonce, log_bytes)),
+            report_data: hex::encode(report_data(ReportKind::Tdx, nonce, log_bytes, None)),
         }
     }
 
     #[test]
     fn a_bound_replayed_trusted_quote_yields_tdx_claims() {
         let log = log(false);
-        let v = judge(&quote_for(&log, NONCE), NONCE, &log, trusted).unwrap();
+        let v = judge(&quote_for(&log, NONCE), NONCE, &log, None, trusted).unwrap();
         assert_eq!(v.hwmodel, "GCP_INTEL_TDX");
         assert!(v.secboot, "the TD's measurement covers its firmware");
         assert_eq!(v.dbgstat, "disabled-since-boot");
@@ -214,17 +240,37 @@ mod tests {
         assert_eq!(tee["tcb_status"], "UpToDate");
         assert_eq!(tee["advisory_ids"][0], "INTEL-SA-00837");
         assert!(v.subject.starts_with("tdx://0101010101010101"));
+        assert!(v.gce.is_none(), "no AK certificate, no instance");
+    }
+
+    /// With the vTPM's AK certificate bound into REPORT_DATA, the token names the instance;
+    /// the same quote with another certificate, or none, is refused.
+    #[test]
+    fn a_quote_bound_to_an_instance_names_it_and_only_it() {
+        let log = log(false);
+        let mut q = quote_for(&log, NONCE);
+        q.report_data = hex::encode(report_data(ReportKind::Tdx, NONCE, &log, Some(b"ak-a")));
+        let v = judge(&q, NONCE, &log, Some(&bound(b"ak-a")), trusted).unwrap();
+        assert_names_the_instance(&v);
+        for other in [Some(bound(b"ak-b")), None] {
+            let e = refusal(judge(&q, NONCE, &log, other.as_ref(), trusted));
+            assert!(e.contains("REPORT_DATA does not bind"), "{e}");
+        }
     }
 
     #[test]
     fn a_quote_for_another_challenge_or_log_is_refused() {
         let log = log(false);
         let q = quote_for(&log, b"another-challenge-nonce");
-        assert!(refusal(judge(&q, NONCE, &log, trusted)).contains("REPORT_DATA does not bind"));
+        assert!(
+            refusal(judge(&q, NONCE, &log, None, trusted)).contains("REPORT_DATA does not bind")
+        );
         // An SNP-domain binding of the same nonce and log is not a TDX binding.
         let mut q = quote_for(&log, NONCE);
-        q.report_data = hex::encode(report_data(ReportKind::SevSnp, NONCE, &log));
-        assert!(refusal(judge(&q, NONCE, &log, trusted)).contains("REPORT_DATA does not bind"));
+        q.report_data = hex::encode(report_data(ReportKind::SevSnp, NONCE, &log, None));
+        assert!(
+            refusal(judge(&q, NONCE, &log, None, trusted)).contains("REPORT_DATA does not bind")
+        );
     }
 
     #[test]
@@ -232,14 +278,14 @@ mod tests {
         let log = log(false);
         let mut q = quote_for(&log, NONCE);
         q.measurements[4].1 = hex::encode([9u8; 48]);
-        assert!(refusal(judge(&q, NONCE, &log, trusted)).contains("quote's RTMR3"));
+        assert!(refusal(judge(&q, NONCE, &log, None, trusted)).contains("quote's RTMR3"));
     }
 
     #[test]
     fn events_after_the_separator_are_refused() {
         let log = log(true);
         let q = quote_for(&log, NONCE);
-        assert!(refusal(judge(&q, NONCE, &log, trusted)).contains("canonicalEventLog"));
+        assert!(refusal(judge(&q, NONCE, &log, None, trusted)).contains("canonicalEventLog"));
     }
 
     #[test]
@@ -250,10 +296,11 @@ mod tests {
             &[1; 48], &[2; 48], &[3; 48], &[5; 48],
         ));
         assert!(
-            refusal(judge(&q, NONCE, &log, trusted)).contains("not among the reference values")
+            refusal(judge(&q, NONCE, &log, None, trusted))
+                .contains("not among the reference values")
         );
         let mut q = quote_for(&log, NONCE);
         q.tee = "SGX";
-        assert!(refusal(judge(&q, NONCE, &log, trusted)).contains("not a TD quote"));
+        assert!(refusal(judge(&q, NONCE, &log, None, trusted)).contains("not a TD quote"));
     }
 }

@@ -5,6 +5,7 @@ use cloister_eventlog::{Event, EventLog, EventType, HashAlg};
 use cloister_store::ReferenceValueRecord;
 
 use super::claims::Verified;
+use super::hardware::BoundInstance;
 use crate::error::ApiError;
 
 pub const NONCE: &[u8] = b"challenge-nonce-0123456789";
@@ -57,4 +58,36 @@ pub fn refusal(r: Result<Verified, ApiError>) -> String {
         Ok(_) => panic!("accepted"),
         Err(e) => e.to_string(),
     }
+}
+
+pub fn identity() -> cloister_tpm::identity::InstanceIdentity {
+    cloister_tpm::identity::InstanceIdentity {
+        zone: "us-west1-b".into(),
+        project_number: 123456789012,
+        project_id: "secundus-bank".into(),
+        instance_id: 7_001,
+        instance_name: "confidential-vm".into(),
+    }
+}
+
+/// An instance whose (already verified) AK certificate is `cert`.
+pub fn bound(cert: &[u8]) -> BoundInstance {
+    BoundInstance {
+        cert: cert.to_vec(),
+        identity: identity(),
+    }
+}
+
+/// What a token says of a bound instance: Compute Engine's names, and its URL as the subject.
+pub fn assert_names_the_instance(v: &Verified) {
+    let gce = v.gce.as_ref().expect("submods.gce");
+    assert_eq!(gce["instance_name"], "confidential-vm");
+    assert_eq!(gce["project_id"], "secundus-bank");
+    assert_eq!(gce["project_number"], "123456789012");
+    assert_eq!(gce["instance_id"], "7001");
+    assert_eq!(gce["zone"], "us-west1-b");
+    assert_eq!(
+        v.subject,
+        "https://www.googleapis.com/compute/v1/projects/secundus-bank/zones/us-west1-b/instances/confidential-vm"
+    );
 }

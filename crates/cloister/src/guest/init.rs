@@ -20,6 +20,8 @@ pub const API_FORWARD: (Ipv4Addr, u16) = (Ipv4Addr::new(169, 254, 169, 2), 80);
 /// which is measured: the image's measurement must not depend on one server's URL).
 const SETTINGS: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/cloister/launch/raw";
 use cloister_services::compute::vm::EXIT_MARKER;
+/// The vTPM's resource manager device.
+const VTPM: &str = "/dev/tpmrm0";
 
 #[derive(serde::Deserialize)]
 struct Settings {
@@ -35,15 +37,19 @@ impl Settings {
     fn tee(&self) -> Result<cloister_launcher::TeeConfig> {
         use cloister_launcher::TeeConfig;
         let tsm = PathBuf::from(cloister_launcher::tsm::CONFIGFS_TSM);
+        // The platform gives confidential guests a vTPM too, as Compute Engine does: its AK
+        // certificate names the instance, which their reports then bind.
+        let vtpm = Path::new(VTPM).exists().then(|| format!("device:{VTPM}"));
         Ok(match self.tee.as_str() {
             "vtpm" => TeeConfig::Vtpm {
-                tcti: "device:/dev/tpmrm0".into(),
+                tcti: format!("device:{VTPM}"),
             },
             "insecure" => TeeConfig::Insecure,
-            "sev-snp" => TeeConfig::SevSnp { tsm },
+            "sev-snp" => TeeConfig::SevSnp { tsm, vtpm },
             "tdx" => TeeConfig::Tdx {
                 tsm,
                 rtmr3: cloister_launcher::rtmr::RTMR3_SYSFS.into(),
+                vtpm,
             },
             other => bail!("unknown TEE {other:?} in the launch settings"),
         })
