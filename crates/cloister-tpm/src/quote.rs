@@ -43,6 +43,8 @@ pub enum QuoteError {
     WrongSelection { quoted: Vec<u8>, given: Vec<u8> },
     #[error("the PCR values do not match the quote's PCR digest")]
     PcrDigestMismatch,
+    #[error("PCR {index}'s value is {len} bytes, not the {size} of its bank's digest")]
+    WrongValueSize { index: u8, len: usize, size: usize },
 }
 
 /// The parts of a quote the verifier needs.
@@ -138,6 +140,17 @@ pub fn bank_id(name: &str) -> Option<u16> {
     }
 }
 
+/// The digest size of a bank's hash, in bytes.
+fn digest_size(bank: u16) -> Option<usize> {
+    match bank {
+        TPM_ALG_SHA1 => Some(20),
+        TPM_ALG_SHA256 => Some(32),
+        TPM_ALG_SHA384 => Some(48),
+        TPM_ALG_SHA512 => Some(64),
+        _ => None,
+    }
+}
+
 /// Verifies a quote: `signature` (a marshalled `TPMT_SIGNATURE`, RSASSA/SHA-256) over
 /// `attest` by the key `ak_spki_der`, the nonce, and that `pcr_values` (of bank `bank`) are
 /// exactly the quoted PCRs and hash to the quoted digest. Returns the parsed quote.
@@ -187,6 +200,16 @@ pub fn verify_quote(
         return Err(QuoteError::WrongSelection {
             quoted: quoted.clone(),
             given,
+        });
+    }
+    // Each value is one digest of the bank: the PCR digest hashes their concatenation, so a
+    // value of another length would let bytes move from one PCR to its neighbour.
+    let size = digest_size(bank).ok_or(QuoteError::Malformed("the quote's bank is unknown"))?;
+    if let Some((index, v)) = pcr_values.iter().find(|(_, v)| v.len() != size) {
+        return Err(QuoteError::WrongValueSize {
+            index: *index,
+            len: v.len(),
+            size,
         });
     }
     // The digest uses the signing scheme's hash (SHA-256) over the values in index order.

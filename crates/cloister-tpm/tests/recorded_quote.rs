@@ -89,6 +89,19 @@ fn every_mutation_is_refused() {
         verify(&e.attest, &e.signature, &nonce, &pcrs),
         Err(QuoteError::PcrDigestMismatch)
     );
+    // The same bytes, split otherwise between two PCRs: the digest still matches, but each
+    // value must be one digest of the bank.
+    let mut moved = e.pcrs.clone();
+    let taken = moved.get_mut(&12).unwrap().split_off(16);
+    moved.get_mut(&13).unwrap().splice(0..0, taken);
+    assert_eq!(
+        verify(&e.attest, &e.signature, &nonce, &moved),
+        Err(QuoteError::WrongValueSize {
+            index: 12,
+            len: 16,
+            size: 32
+        })
+    );
     let mut fewer = e.pcrs.clone();
     fewer.remove(&23);
     assert!(matches!(
