@@ -11,7 +11,21 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
 
+/// Processes start with a soft limit of 1024 descriptors (the kernel's for PID 1, systemd's
+/// default for services): a server forwarding its instances' connections, or the guest's
+/// PID 1 proxying its API, would run short long before the bounds they keep themselves. The
+/// soft limit is raised to the hard one, which the administrator (or the kernel) still sets.
+fn raise_descriptor_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
 fn main() -> ExitCode {
+    raise_descriptor_limit();
     // The guest image's PID 1 (the kernel runs this binary as /init).
     if std::process::id() == 1 {
         match tokio::runtime::Builder::new_multi_thread()

@@ -5,7 +5,7 @@
 //! No shell, no login: nothing else runs in the guest.
 
 use std::ffi::CString;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
@@ -201,16 +201,41 @@ async fn api_proxy(endpoint: &str) -> Result<()> {
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
         .await
         .with_context(|| format!("listening on 127.0.0.1:{port}"))?;
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                if let Ok(mut outbound) = tokio::net::TcpStream::connect(API_FORWARD).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    });
+    tokio::spawn(serve_api(
+        listener,
+        SocketAddr::from(API_FORWARD),
+        API_CONNECTIONS,
+    ));
     Ok(())
+}
+
+/// Connections the API proxy carries at once. The workload shares the guest's network: a
+/// proxy that gave up (out of descriptors) would free the port for the workload to answer
+/// the launcher's own API calls. So it never stops accepting, and holds at most this many.
+const API_CONNECTIONS: usize = 256;
+
+async fn serve_api(listener: tokio::net::TcpListener, upstream: SocketAddr, connections: usize) {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(connections));
+    loop {
+        let mut inbound = match listener.accept().await {
+            Ok((inbound, _)) => inbound,
+            Err(_) => {
+                // Out of descriptors, most likely: the pending connection keeps the listener
+                // readable, so back off instead of spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = std::sync::Arc::clone(&permits).try_acquire_owned() else {
+            continue; // dropped: closed at once
+        };
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
 }
 
 async fn prepare() -> Result<Settings> {
@@ -280,5 +305,125 @@ pub async fn run() -> ! {
     // reboot(2) does not return on success; PID 1 must never exit.
     loop {
         std::thread::park();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    use super::*;
+
+    /// An upstream that echoes each connection, and a proxy to it holding `connections`.
+    async fn proxy(connections: usize) -> SocketAddr {
+        let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let to = upstream.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut c, _)) = upstream.accept().await else {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let (mut r, mut w) = c.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = listener.local_addr().unwrap();
+        tokio::spawn(serve_api(listener, to, connections));
+        at
+    }
+
+    /// Whether a new connection through the proxy reaches the upstream (blocking: the proxy
+    /// runs on the runtime's other threads).
+    fn carried(at: SocketAddr) -> bool {
+        let Ok(mut c) = TcpStream::connect(at) else {
+            return false;
+        };
+        let mut b = [0u8; 1];
+        c.write_all(b"x").is_ok() && matches!(c.read(&mut b), Ok(1))
+    }
+
+    fn eventually(what: impl Fn() -> bool) -> bool {
+        (0..100).any(|_| {
+            what() || {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                false
+            }
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_api_proxy_holds_its_bound_and_frees_what_closes() {
+        let at = proxy(2).await;
+        tokio::task::spawn_blocking(move || {
+            let mut held: Vec<TcpStream> = (0..2)
+                .map(|_| {
+                    let mut c = TcpStream::connect(at).unwrap();
+                    let mut b = [0u8; 1];
+                    c.write_all(b"x").unwrap();
+                    assert_eq!(c.read(&mut b).unwrap(), 1);
+                    c
+                })
+                .collect();
+            assert!(!carried(at), "a third connection is closed at once");
+            held.pop();
+            assert!(eventually(|| carried(at)), "a closed one frees its room");
+        })
+        .await
+        .unwrap();
+    }
+
+    /// Out of descriptors, the proxy keeps its port (the workload shares the guest's network
+    /// and could take it) and carries connections again once there are some. In a child
+    /// process: the limit is the whole process's.
+    #[test]
+    fn the_api_proxy_outlives_running_out_of_descriptors() {
+        const NAME: &str = "guest::init::tests::the_api_proxy_outlives_running_out_of_descriptors";
+        if std::env::var_os("CLOISTER_TEST_CHILD").is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", NAME, "--test-threads=1", "--nocapture"])
+                .env("CLOISTER_TEST_CHILD", "1")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            let errors = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() && text.contains("1 passed"),
+                "{text}\n{errors}"
+            );
+            return;
+        }
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let at = rt.block_on(proxy(1000));
+        assert!(carried(at));
+        let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        setrlimit(Resource::RLIMIT_NOFILE, 64, hard).unwrap();
+        // Each carried connection costs this process four descriptors: connect until none
+        // is left, for the proxy's accepts either.
+        let mut held = Vec::new();
+        let mut refused = false;
+        for _ in 0..200 {
+            match TcpStream::connect(at) {
+                Ok(c) => held.push(c),
+                Err(_) => {
+                    refused = true;
+                    break;
+                }
+            }
+        }
+        assert!(refused, "the descriptors never ran out");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(held);
+        setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
+        assert!(eventually(|| carried(at)), "the proxy stopped accepting");
     }
 }
