@@ -16,13 +16,14 @@ fi
 # swtpm provides the vTPM; libtss2-dev is the TPM software stack the attester links;
 # skopeo and podman are the real OCI clients the registry interop tests drive; runc runs
 # the workload containers the launcher starts; iproute2's `ip` configures each instance's
-# network namespaces. The VM driver (--compute-driver vm): qemu-system-x86 runs the guests,
+# network namespaces; e2fsprogs' mkfs.ext4 and mount (util-linux) make and mount each
+# instance's disk. The VM driver (--compute-driver vm): qemu-system-x86 runs the guests,
 # ovmf is their firmware (it measures the kernel into the vTPM), linux-image-amd64 is the
 # guest kernel (read from /boot when the guest image is built, never fetched at run time),
 # binutils' objcopy strips the binary that goes into the initramfs. chromium and
 # chromium-driver are the real browser (and its WebDriver) the console tests drive.
 packages=(gcc pkg-config ca-certificates swtpm swtpm-tools libtss2-dev tpm2-tools skopeo podman runc iproute2
-  qemu-system-x86 ovmf linux-image-amd64 binutils chromium chromium-driver)
+  e2fsprogs mount qemu-system-x86 ovmf linux-image-amd64 binutils chromium chromium-driver)
 # PostgreSQL, the replicas' shared metadata store (the tests start their own server from its
 # programs, a temporary cluster per test process, never the system's), and nginx, the load
 # balancer of scripts/replicas.sh.

@@ -81,6 +81,8 @@ pub struct ServerConfig {
     pub max_instances: Option<u32>,
     /// How many instances one project may hold, over every replica; none = no quota.
     pub project_instance_quota: Option<u32>,
+    /// Each process instance's disk, GiB; none = `compute::disk::DEFAULT_GB`.
+    pub instance_disk_gb: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -261,7 +263,8 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         metrics: Arc::default(),
         compute: Arc::new({
             let driver =
-                LocalDriver::new(data_dir.root().join("instances"), launcher.clone(), lease);
+                LocalDriver::new(data_dir.root().join("instances"), launcher.clone(), lease)
+                    .with_disk_gb(config.instance_disk_gb.unwrap_or(compute::disk::DEFAULT_GB));
             match config.guest_image.clone() {
                 Some(image) => driver.with_vm(compute::driver::VmSettings {
                     host: compute::vm::HostCapabilities::detect().for_image(&image),

@@ -149,6 +149,11 @@ pub struct ServerArgs {
     /// [default: 24].
     #[arg(long, env = "CLOISTER_PROJECT_INSTANCE_QUOTA", value_parser = clap::value_parser!(u32).range(1..))]
     project_instance_quota: Option<u32>,
+    /// The size of each local instance's disk, in GB (GiB): what its image and its
+    /// workload's writes may take of the host's disk, together [default: 10, Compute Engine's
+    /// boot disk].
+    #[arg(long, env = "CLOISTER_INSTANCE_DISK_GB", value_parser = clap::value_parser!(u32).range(1..))]
+    instance_disk_gb: Option<u32>,
     /// With --compute-driver vm: boot the debug guest image (its tokens say `dbgstat:
     /// enabled`, and `debugonly` launch policies run).
     #[arg(long, env = "CLOISTER_VM_DEBUG_IMAGE")]
@@ -175,8 +180,8 @@ pub struct ServerArgs {
     /// A TOML file with any of: listen, data_dir, public_url, log_format, max_body_bytes,
     /// attestation_token_lifetime_secs, database_url, database_connections, blob_url, kek_file,
     /// replica_lease_secs, max_object_bytes, project_storage_quota_bytes, oidc_fetch_allow (a
-    /// list of HOST[:PORT]), compute_driver, max_instances, project_instance_quota, tls_cert_file,
-    /// tls_key_file.
+    /// list of HOST[:PORT]), compute_driver, max_instances, project_instance_quota,
+    /// instance_disk_gb, tls_cert_file, tls_key_file.
     #[arg(long, env = "CLOISTER_SERVER_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -219,6 +224,7 @@ struct ConfigFile {
     allow_insecure_evidence: Option<bool>,
     max_instances: Option<u32>,
     project_instance_quota: Option<u32>,
+    instance_disk_gb: Option<u32>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
 }
@@ -342,6 +348,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             ),
             Some(n) => Some(n),
             None => Some(DEFAULT_PROJECT_INSTANCE_QUOTA),
+        },
+        instance_disk_gb: match args.instance_disk_gb.or(file.instance_disk_gb) {
+            Some(0) => anyhow::bail!(
+                "instance_disk_gb = 0 in the server config: no instance could pull its image"
+            ),
+            gb => gb,
         },
         data_dir: data_dir.clone(),
         public_url: public_url.clone(),

@@ -26,6 +26,7 @@ const HOSTILE: &str = r#"
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 static int dial(const char *ip, int port) {
   int s = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {0};
@@ -84,6 +85,9 @@ int main(int argc, char **argv) {
   printf("USERNS %s\n", unshare(CLONE_NEWUSER) == 0 ? "created" : strerror(errno));
   printf("MOUNT %s\n", mount("none", "/tmp", "tmpfs", 0, 0) == 0 ? "mounted" : strerror(errno));
   printf("DEV %s\n", access("/dev/tpm0", F_OK) == 0 || access("/dev/tpmrm0", F_OK) == 0 ? "tpm present" : "no tpm");
+  /* Where its writes go: the instance's own disk, not the host's. */
+  struct statvfs root;
+  if (statvfs("/", &root) == 0) printf("DISK %llu\n", (unsigned long long)root.f_blocks * root.f_frsize);
   get("instance/name");
   get("instance/service-accounts/default/email");
   printf("PROBE DONE\n");
@@ -121,7 +125,7 @@ fn swtpms(data: &std::path::Path) -> usize {
 
 #[test]
 fn a_workload_reaches_only_its_own_metadata_server_and_the_api() {
-    let s = Secundus::setup();
+    let s = Secundus::setup_with(&["--instance-disk-gb", "1"]);
     let (image, _) = s.push_program(
         "hostile",
         HOSTILE,
@@ -194,6 +198,13 @@ fn a_workload_reaches_only_its_own_metadata_server_and_the_api() {
         "refused"
     );
     assert_eq!(line(&serial, "DEV "), "no tpm");
+    // Its root is on its own 1 GiB disk (less the filesystem's own blocks): it can fill
+    // that, not the host's (the unit test of `compute::disk` fills one).
+    let disk: u64 = line(&serial, "DISK ").parse().unwrap();
+    assert!(
+        (900 << 20..=1 << 30).contains(&disk),
+        "{disk} bytes:\n{serial}"
+    );
     assert_eq!(line(&serial, "USERNS "), "Operation not permitted");
     assert_eq!(line(&serial, "MOUNT "), "Operation not permitted");
     // Its own metadata server, by GCE's address, answers for this instance only.
@@ -208,8 +219,8 @@ fn a_workload_reaches_only_its_own_metadata_server_and_the_api() {
     let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert_eq!(
         mounted.matches(&instances.display().to_string()).count(),
-        2,
-        "only the neighbour's two namespaces are mounted:\n{mounted}"
+        3,
+        "only the neighbour's two namespaces and its disk are mounted:\n{mounted}"
     );
     let metadata_servers = || {
         std::fs::read_dir(&instances)

@@ -70,6 +70,7 @@ impl BenchServer {
                     guest_image: None,
                     max_instances: None,
                     project_instance_quota: None,
+                    instance_disk_gb: None,
                 };
                 configure(&mut config);
                 let opened = cloister_services::open(config).await.expect("open");

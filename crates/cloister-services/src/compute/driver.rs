@@ -17,6 +17,7 @@ use cloister_tpm::LAUNCHER_PCR;
 use cloister_tpm::identity::InstanceIdentity;
 use tokio::sync::watch;
 
+use super::disk::{self, InstanceDisk};
 use super::metadata_server::{self, InstanceInfo};
 use super::replicas::ReplicaLease;
 use super::sandbox::{
@@ -72,6 +73,8 @@ struct Platform {
     _tpm: Option<cloister_tpm::swtpm::Swtpm>,
     _vm_tpm: Option<cloister_tpm::swtpm::QemuSwtpm>,
     _metadata: Task,
+    /// Dropped last (fields drop in order): the launcher's files are on it.
+    _disk: Option<InstanceDisk>,
 }
 
 /// A task that ends when its handle is dropped.
@@ -144,7 +147,17 @@ fn stop_leftovers(root: &Path) {
     }
     for dir in std::fs::read_dir(root).into_iter().flatten().flatten() {
         release_namespaces(&dir.path());
+        release_disk(&dir.path());
     }
+}
+
+/// An instance's disk file, beside the runtime directory it is mounted on.
+const DISK_FILE: &str = "disk.img";
+
+/// Unmounts an instance's disk and removes its file (a crashed run's, or one whose
+/// supervisor did not end in time).
+fn release_disk(dir: &Path) {
+    disk::release(&dir.join("run"), &dir.join(DISK_FILE));
 }
 
 /// Kills and deletes every container in a runc state directory: those a launcher that died
@@ -180,6 +193,8 @@ pub struct LocalDriver {
     lease: Option<ReplicaLease>,
     /// Set: instances are VMs (the VM driver), not processes.
     vm: Option<VmSettings>,
+    /// The size of a process instance's disk (`disk.rs`), GiB.
+    disk_gb: u32,
 }
 
 fn unavailable(m: String) -> ApiError {
@@ -211,7 +226,14 @@ impl LocalDriver {
             stopping: Default::default(),
             lease,
             vm: None,
+            disk_gb: disk::DEFAULT_GB,
         }
+    }
+
+    /// Gives each process instance a disk of `gb` GiB.
+    pub fn with_disk_gb(mut self, gb: u32) -> Self {
+        self.disk_gb = gb;
+        self
     }
 
     /// Runs instances as VMs booting `vm`'s image.
@@ -286,6 +308,15 @@ impl LocalDriver {
         let internal =
             |e: String| ApiError::Internal(format!("starting instance {}: {e}", instance.name));
         std::fs::create_dir_all(dir.join("run")).map_err(|e| internal(e.to_string()))?;
+        // Everything the launcher and the workload write goes to the instance's own disk.
+        let disk = {
+            let (file, mount) = (dir.join(DISK_FILE), dir.join("run"));
+            let bytes = disk::gib(self.disk_gb);
+            tokio::task::spawn_blocking(move || InstanceDisk::create(&file, &mount, bytes))
+                .await
+                .map_err(|e| internal(e.to_string()))?
+                .map_err(|e| internal(format!("making its disk: {e}")))?
+        };
         // The metadata server listens on a socket in the runtime directory, which only the
         // sandbox's forwarders reach (from GCE's address inside the instance).
         let metadata_socket = dir.join("metadata.sock");
@@ -335,6 +366,7 @@ impl LocalDriver {
             _tpm: tpm,
             _vm_tpm: None,
             _metadata: metadata,
+            _disk: Some(disk),
         };
         let (stop, stopped) = watch::channel(false);
         let supervisor = tokio::spawn(supervise(
@@ -405,6 +437,7 @@ impl LocalDriver {
         }
         let dir = self.dir(instance);
         release_namespaces(&dir);
+        release_disk(&dir);
         if let Err(e) = std::fs::remove_dir_all(&dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -570,6 +603,7 @@ impl LocalDriver {
             _tpm: None,
             _vm_tpm: vm_tpm,
             _metadata: metadata,
+            _disk: None,
         };
         let (stop, stopped) = watch::channel(false);
         let supervisor = tokio::spawn(supervise(

@@ -4,6 +4,7 @@
 //! account, as in Google.
 
 pub mod console;
+pub mod disk;
 pub mod driver;
 pub mod metadata_server;
 mod metadata_tree;

@@ -176,6 +176,7 @@ pub fn config(data_dir: std::path::PathBuf) -> cloister_services::ServerConfig {
         guest_image: None,
         max_instances: None,
         project_instance_quota: None,
+        instance_disk_gb: None,
     }
 }
 
