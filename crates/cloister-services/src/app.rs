@@ -242,6 +242,17 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         || format!("local-{}", hex::encode(rand::random::<[u8; 8]>())),
         |l| l.replica().to_owned(),
     );
+    let max_instances = config.max_instances.unwrap_or_else(|| {
+        if config.guest_image.is_some() {
+            compute::placement::default_max_vm_instances()
+        } else {
+            compute::placement::DEFAULT_MAX_PROCESS_INSTANCES
+        }
+    });
+    if config.guest_image.is_none() {
+        let disk_gb = config.instance_disk_gb.unwrap_or(compute::disk::DEFAULT_GB);
+        compute::disk::warn_if_overcommitted(data_dir.root(), max_instances, disk_gb);
+    }
     let state = AppState {
         authorizer: Authorizer::new(Arc::clone(&store)),
         store,
@@ -276,13 +287,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         }),
         placer: Arc::new(compute::placement::Placer::new(
             lease_name,
-            config.max_instances.unwrap_or_else(|| {
-                if config.guest_image.is_some() {
-                    compute::placement::default_max_vm_instances()
-                } else {
-                    compute::placement::DEFAULT_MAX_PROCESS_INSTANCES
-                }
-            }),
+            max_instances,
             shared_database,
         )),
         tdx_collateral_dir: data_dir.root().join("tee/tdx-collateral"),

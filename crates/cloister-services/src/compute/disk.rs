@@ -31,6 +31,27 @@ pub enum DiskError {
     Tool(&'static str, String),
 }
 
+/// Disks are sparse (thin, as most hypervisors' are): each holds only what is written to it,
+/// up to its size. Logs a warning when this replica's instances, every disk full, could take
+/// more than the data directory's filesystem has free: the operator sizes `--max-instances`
+/// and `--instance-disk-gb` to the host.
+pub fn warn_if_overcommitted(data_dir: &Path, max_instances: u32, disk_gb: u32) {
+    let Ok(fs) = nix::sys::statvfs::statvfs(data_dir) else {
+        return;
+    };
+    let free = fs.blocks_available().saturating_mul(fs.fragment_size());
+    let most = gib(disk_gb).saturating_mul(u64::from(max_instances));
+    if most > free {
+        tracing::warn!(
+            max_instances,
+            disk_gb,
+            free_gib = free >> 30,
+            "{max_instances} instances with {disk_gb} GB disks could write {} GiB, more than the data directory's filesystem has free: lower --max-instances or --instance-disk-gb",
+            most >> 30
+        );
+    }
+}
+
 /// The mounted disk; dropping it unmounts it and removes its file.
 pub struct InstanceDisk {
     file: PathBuf,
