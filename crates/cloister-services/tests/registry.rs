@@ -51,7 +51,11 @@ struct Registry {
 
 impl Registry {
     async fn start() -> Self {
-        let api = Api::start().await;
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(configure: impl FnOnce(&mut cloister_services::ServerConfig)) -> Self {
+        let api = Api::start_with(configure).await;
         let owner = api.user("alice@example.com").await;
         let reader = api.user("bob@example.com").await;
         let stranger = api.user("eve@example.com").await;
@@ -933,4 +937,114 @@ async fn chunk_ranges_and_page_sizes_that_cannot_be_are_400_in_the_registry_shap
             "n={n}"
         );
     }
+}
+
+/// A project's storage quota holds for what it pushes as for its objects: a blob that would
+/// pass it is refused and nothing is kept, an upload in progress keeps its room (so many at
+/// once cannot together pass it), a digest the project holds is not counted twice, and the
+/// objects it stores count with its blobs.
+#[tokio::test]
+async fn pushes_count_against_the_projects_storage_quota() {
+    let r = Registry::start_with(|c| c.storage_limits.project_quota_bytes = Some(100)).await;
+    let denied = |reply: &Reply| {
+        assert_eq!(
+            (reply.status, reply.code().as_str()),
+            (StatusCode::FORBIDDEN, "DENIED"),
+            "{:?}",
+            reply.json()
+        );
+        assert!(
+            reply.json()["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("storage quota of 100 bytes"),
+            "{:?}",
+            reply.json()
+        );
+    };
+    assert_eq!(
+        r.push_blob(&r.owner, NAME, &[1; 40]).await.status,
+        StatusCode::CREATED
+    );
+    let other = "primus-bank/mirror/other";
+    assert_eq!(
+        r.push_blob(&r.owner, other, &[1; 40]).await.status,
+        StatusCode::CREATED,
+        "the project holds that digest already"
+    );
+    // An upload holding 30 bytes keeps its room.
+    let start = r.start_upload(&r.owner, NAME).await;
+    let loc = start.header("location").to_owned();
+    let chunk = async |range: &'static str, bytes: Vec<u8>| {
+        r.send(
+            Some(&r.owner),
+            "PATCH",
+            &loc,
+            &[("content-range", range)],
+            bytes,
+        )
+        .await
+    };
+    assert_eq!(
+        chunk("0-29", vec![2; 30]).await.status,
+        StatusCode::ACCEPTED
+    );
+    // 40 stored once (not twice) + 30 uploading + 20 fits 100; 20 more does not.
+    assert_eq!(
+        r.push_blob(&r.owner, NAME, &[3; 20]).await.status,
+        StatusCode::CREATED
+    );
+    denied(&r.push_blob(&r.owner, NAME, &[4; 20]).await);
+    // Its own next chunk is judged with what it holds: 60 + 30 + 20 passes 100.
+    denied(&chunk("30-49", vec![2; 20]).await);
+    // Announced or not: a chunk without Content-Range stops when it passes.
+    let unannounced = r
+        .send(Some(&r.owner), "PATCH", &loc, &[], vec![2; 20])
+        .await;
+    denied(&unannounced);
+    let done = r
+        .send(
+            Some(&r.owner),
+            "PUT",
+            &format!("{loc}?digest={}", digest(&[2; 30])),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::CREATED, "{:?}", done.json());
+    for d in [digest(&[4; 20]), digest(&[2; 50])] {
+        let head = r
+            .send(
+                Some(&r.owner),
+                "HEAD",
+                &format!("/v2/{NAME}/blobs/{d}"),
+                &[],
+                vec![],
+            )
+            .await;
+        assert_eq!(
+            head.status,
+            StatusCode::NOT_FOUND,
+            "nothing refused was kept"
+        );
+    }
+    // 90 bytes of blobs: an object of 11 bytes in the same project does not fit.
+    let (s, _) = r
+        .api
+        .call(
+            &r.owner,
+            "POST",
+            "/storage/v1/b?project=primus-bank",
+            Some(json!({"name": "primus-models"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let upload = Request::builder()
+        .method("POST")
+        .uri("/upload/storage/v1/b/primus-models/o?uploadType=media&name=m")
+        .header("authorization", format!("Bearer {}", r.owner))
+        .body(Body::from(vec![0u8; 11]))
+        .unwrap();
+    let resp = r.api.router().oneshot(upload).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
 }

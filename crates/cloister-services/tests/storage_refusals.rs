@@ -339,3 +339,22 @@ async fn a_full_project_quota_refuses_new_bytes_but_not_replacements_that_fit() 
     let (s, _, _) = w.download(&w.owner, "d", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+/// Unfinished resumable uploads keep their room: two sessions cannot each fill most of the
+/// quota, and a session's own bytes are not held against it.
+#[tokio::test]
+async fn open_sessions_hold_their_room_in_the_quota() {
+    let w = World::with(|c| c.storage_limits.project_quota_bytes = Some(25)).await;
+    let (_, first) = w.open_session(&w.owner, "first").await;
+    assert_eq!(
+        w.put_chunk(&first, "bytes 0-14/*", vec![1; 15]).await.0,
+        StatusCode::PERMANENT_REDIRECT
+    );
+    let (_, second) = w.open_session(&w.owner, "second").await;
+    let (s, b) = w.put_chunk(&second, "bytes 0-14/*", vec![1; 15]).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    google_error(&b, 403, "RESOURCE_EXHAUSTED", "quotaExceeded");
+    // The first goes on to the quota's end.
+    let (s, b) = w.put_chunk(&first, "bytes 15-24/25", vec![1; 10]).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}

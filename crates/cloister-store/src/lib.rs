@@ -65,12 +65,12 @@ pub use keys::{Reseal, SealedPlace, StoredSigningKey};
 pub use kms::{KeyPurpose, KeyVersionState, KmsCryptoKey, KmsKeyRing, KmsKeyVersion};
 pub use object_blob::ObjectBlobStore;
 pub use registry::{
-    ImageRef, ImageVersion, ManifestRecord, ManifestRefs, RegistryBlob, RegistryUpload,
+    ImageRef, ImageVersion, ManifestRecord, ManifestRefs, OverQuota, RegistryBlob, RegistryUpload,
     RepositoryRecord,
 };
 pub use storage::{
     BucketRecord, ObjectAttributes, ObjectRecord, Preconditions, PutLimits, PutRefused,
-    UploadSession,
+    StorageUsage, UploadSession,
 };
 pub use store::{DEFAULT_CONNECTIONS as DEFAULT_DATABASE_CONNECTIONS, Store, redacted};
 pub use verifier::{ChallengeRecord, ConsumeError, ReferenceValueRecord};

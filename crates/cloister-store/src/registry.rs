@@ -146,6 +146,14 @@ fn in_image(sql: &'static str, image: &ImageRef, digest: &str) -> Query {
         .bind(digest)
 }
 
+/// A blob refused because its project would pass its storage quota; `used` is what the
+/// project stores now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverQuota {
+    pub used: u64,
+    pub quota: u64,
+}
+
 fn link(image: &ImageRef, digest: &str) -> Query {
     in_image(
         "INSERT INTO registry_blob_links (repository, image, digest) VALUES ($1, $2, $3)
@@ -267,14 +275,42 @@ impl Store {
 
     /// Records a verified blob and links it into `image`. When the digest is already stored,
     /// the existing copy is kept and `Some(new key)` is returned for the caller to delete.
+    /// With a `quota`, refused (nothing written) when the blob is new to the project and would
+    /// take it past the quota: checked in the transaction, so concurrent pushes cannot.
     pub async fn put_blob(
         &self,
         image: &ImageRef,
         b: &RegistryBlob,
-    ) -> Result<Option<String>, StoreError> {
+        quota: Option<u64>,
+    ) -> Result<Result<Option<String>, OverQuota>, StoreError> {
         let size = int(b.size)?;
         self.db
             .transaction(|tx| async move {
+                if let Some(quota) = quota {
+                    let project = tx
+                        .fetch_one(
+                            query("SELECT project_id FROM registry_repositories WHERE name = $1")
+                                .bind(&image.repository),
+                        )
+                        .await?
+                        .text(0)?;
+                    let held = query(
+                        "SELECT COUNT(*) FROM registry_blob_links l
+                         JOIN registry_repositories r ON r.name = l.repository
+                         WHERE r.project_id = $1 AND l.digest = $2",
+                    )
+                    .bind(&project)
+                    .bind(&b.digest);
+                    if tx.fetch_one(held).await?.int(0)? == 0 {
+                        let used = tx
+                            .fetch_one(crate::storage::project_bytes(&project))
+                            .await?
+                            .u64(0)?;
+                        if used.saturating_add(b.size) > quota {
+                            return Ok(Err(OverQuota { used, quota }));
+                        }
+                    }
+                }
                 let inserted = tx
                     .execute(
                         query(
@@ -287,7 +323,7 @@ impl Store {
                     )
                     .await?;
                 tx.execute(link(image, &b.digest)).await?;
-                Ok((inserted == 0).then(|| b.blob_key.clone()))
+                Ok(Ok((inserted == 0).then(|| b.blob_key.clone())))
             })
             .await
     }

@@ -235,13 +235,48 @@ async fn current_generation(
         .transpose()
 }
 
-/// What a project's live objects hold, in bytes (what its quota counts).
-fn project_bytes(project: &str) -> crate::db::Query {
+/// What a project stores, in bytes (what its quota counts): its buckets' live objects and the
+/// registry blobs its repositories link (each digest once).
+pub(crate) fn project_bytes(project: &str) -> crate::db::Query {
     query(
-        "SELECT CAST(COALESCE(SUM(o.size), 0) AS BIGINT) FROM objects o
-         JOIN buckets b ON b.name = o.bucket WHERE b.project_id = $1",
+        "SELECT CAST(
+           (SELECT COALESCE(SUM(o.size), 0) FROM objects o
+            JOIN buckets b ON b.name = o.bucket WHERE b.project_id = $1)
+         + (SELECT COALESCE(SUM(rb.size), 0) FROM registry_blobs rb WHERE rb.digest IN
+             (SELECT l.digest FROM registry_blob_links l
+              JOIN registry_repositories r ON r.name = l.repository WHERE r.project_id = $1))
+         AS BIGINT)",
     )
     .bind(project)
+}
+
+/// What a project's unfinished uploads hold, in bytes: resumable object uploads and registry
+/// blob uploads. Their room is kept for them, so many at once cannot together pass the quota.
+fn project_uploading_bytes(project: &str) -> crate::db::Query {
+    query(
+        "SELECT CAST(
+           (SELECT COALESCE(SUM(u.received), 0) FROM upload_sessions u
+            JOIN buckets b ON b.name = u.bucket WHERE b.project_id = $1)
+         + (SELECT COALESCE(SUM(u.received), 0) FROM registry_uploads u
+            JOIN registry_repositories r ON r.name = u.repository WHERE r.project_id = $1)
+         AS BIGINT)",
+    )
+    .bind(project)
+}
+
+/// What a project holds of its storage quota.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StorageUsage {
+    /// Live objects and linked registry blobs.
+    pub stored: u64,
+    /// Unfinished uploads' bytes so far.
+    pub uploading: u64,
+}
+
+impl StorageUsage {
+    pub fn total(&self) -> u64 {
+        self.stored.saturating_add(self.uploading)
+    }
 }
 
 impl Store {
@@ -408,12 +443,23 @@ impl Store {
         Ok(self.db.execute(q).await? == 1)
     }
 
-    /// The bytes the live objects of `project`'s buckets hold (what its quota counts).
-    pub async fn project_storage_bytes(&self, project: &ProjectId) -> Result<u64, StoreError> {
-        self.db
-            .fetch_one(project_bytes(project.as_str()))
-            .await?
-            .u64(0)
+    /// What `project` stores and what its unfinished uploads hold (what its quota counts).
+    pub async fn project_storage_usage(
+        &self,
+        project: &ProjectId,
+    ) -> Result<StorageUsage, StoreError> {
+        Ok(StorageUsage {
+            stored: self
+                .db
+                .fetch_one(project_bytes(project.as_str()))
+                .await?
+                .u64(0)?,
+            uploading: self
+                .db
+                .fetch_one(project_uploading_bytes(project.as_str()))
+                .await?
+                .u64(0)?,
+        })
     }
 
     pub async fn get_object(

@@ -16,7 +16,7 @@ use cloister_store::{
     AuditFilter, BucketRecord, ChallengeRecord, ConfidentialType, ConsoleSession, ConsumeError,
     CredentialRecord, FederationRecord, ImageRef, InstanceRecord, InstanceStatus, KeyPurpose,
     KeyVersionState, KmsCryptoKey, KmsKeyRing, KmsKeyVersion, ManifestRecord, ManifestRefs,
-    ObjectRecord, Placement, Preconditions, ProjectRecord, PutLimits, PutRefused,
+    ObjectRecord, OverQuota, Placement, Preconditions, ProjectRecord, PutLimits, PutRefused,
     ReferenceValueRecord, RegistryBlob, RegistryUpload, ReplicaOffer, RepositoryRecord,
     SealedPlace, ServiceAccountRecord, Store, StoreError, StoredSigningKey, UploadSession,
     UserRecord,
@@ -119,6 +119,7 @@ conformance!(
     replicas_starting_together_agree_on_a_secret,
     upload_sessions_advance_only_from_the_offset_they_hold,
     a_writer_without_replace_never_replaces_and_the_quota_counts_the_project,
+    the_quota_counts_registry_blobs_and_unfinished_uploads,
     deleting_a_bucket_cancels_its_upload_sessions,
     key_rotation_keeps_old_versions,
     destroying_a_key_version_erases_it_once_and_resealing_passes_it_by,
@@ -926,18 +927,19 @@ async fn manifests_need_their_content_and_tags_list_in_order(b: &Backend) {
         size: 4,
         blob_key: "k1".into(),
     };
-    assert_eq!(s.put_blob(&image, &blob).await.unwrap(), None);
+    assert_eq!(s.put_blob(&image, &blob, None).await.unwrap(), Ok(None));
     assert_eq!(
         s.put_blob(
             &image,
             &RegistryBlob {
                 blob_key: "k2".into(),
                 ..blob.clone()
-            }
+            },
+            None
         )
         .await
         .unwrap(),
-        Some("k2".into()),
+        Ok(Some("k2".into())),
         "a second copy of a digest is handed back for deletion"
     );
     let other = ImageRef {
@@ -2035,9 +2037,10 @@ async fn a_writer_without_replace_never_replaces_and_the_quota_counts_the_projec
     assert_eq!(s.get_object("b1", "m").await.unwrap(), Some(object("m", 1)));
     // Objects are 3 bytes: one live, so a quota of 5 takes a replacement but not a second.
     assert_eq!(
-        s.project_storage_bytes(&ProjectId::parse("alpha-1").unwrap())
+        s.project_storage_usage(&ProjectId::parse("alpha-1").unwrap())
             .await
-            .unwrap(),
+            .unwrap()
+            .stored,
         3
     );
     let quota = |q| PutLimits {
@@ -2064,6 +2067,88 @@ async fn a_writer_without_replace_never_replaces_and_the_quota_counts_the_projec
         s.put_object(&orphan, Preconditions::default(), PutLimits::NONE).await,
         Err(StoreError::NotFound(m)) if m.contains("gone")
     ));
+}
+
+/// A project's quota counts all it stores, objects and registry blobs (a digest once, however
+/// many images link it), and keeps room for its unfinished uploads; a blob that would pass it
+/// is refused as it is recorded, and one the project already holds is not counted twice.
+async fn the_quota_counts_registry_blobs_and_unfinished_uploads(b: &Backend) {
+    let s = b.open().await;
+    bucket(&s).await;
+    s.create_repository(&repository()).await.unwrap();
+    let alpha = ProjectId::parse("alpha-1").unwrap();
+    s.put_object(&object("m", 1), Preconditions::default(), PutLimits::NONE)
+        .await
+        .unwrap()
+        .unwrap();
+    let blob = |digest: &str, size| RegistryBlob {
+        digest: digest.into(),
+        size,
+        blob_key: format!("key-{digest}"),
+    };
+    assert_eq!(
+        s.put_blob(&image(), &blob("sha256:b1", 10), Some(13))
+            .await
+            .unwrap(),
+        Ok(None),
+        "3 + 10 fits a quota of 13"
+    );
+    let other = ImageRef {
+        image: "other".into(),
+        ..image()
+    };
+    assert_eq!(
+        s.put_blob(&other, &blob("sha256:b1", 10), Some(13))
+            .await
+            .unwrap(),
+        Ok(Some("key-sha256:b1".into())),
+        "a digest the project holds is linked again without counting twice"
+    );
+    assert_eq!(
+        s.put_blob(&image(), &blob("sha256:b2", 1), Some(13))
+            .await
+            .unwrap(),
+        Err(OverQuota {
+            used: 13,
+            quota: 13
+        })
+    );
+    assert!(
+        s.linked_blob(&image(), "sha256:b2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    s.create_registry_upload(&RegistryUpload {
+        upload_id: "r1".into(),
+        image: image(),
+        received: 0,
+        chunks: 0,
+        single_chunk_sha256: None,
+        create_time: at(100),
+    })
+    .await
+    .unwrap();
+    assert!(
+        s.advance_registry_upload("r1", 0, 5, "sha256:aa")
+            .await
+            .unwrap()
+    );
+    s.create_upload_session(&UploadSession {
+        attributes: Default::default(),
+        upload_id: "u1".into(),
+        bucket: "b1".into(),
+        name: "big.bin".into(),
+        content_type: "application/octet-stream".into(),
+        preconditions: Preconditions::default(),
+        creator: None,
+        received: 7,
+        create_time: at(100),
+    })
+    .await
+    .unwrap();
+    let usage = s.project_storage_usage(&alpha).await.unwrap();
+    assert_eq!((usage.stored, usage.uploading, usage.total()), (13, 12, 25));
 }
 
 async fn deleting_a_bucket_cancels_its_upload_sessions(b: &Backend) {

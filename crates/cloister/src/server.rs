@@ -119,12 +119,13 @@ pub struct ServerArgs {
     /// of its machine [default: 30].
     #[arg(long, env = "CLOISTER_REPLICA_LEASE_SECS", value_parser = clap::value_parser!(u64).range(5..=3600))]
     replica_lease_secs: Option<u64>,
-    /// The largest Cloud Storage object, in bytes; a larger upload is refused while it streams
+    /// The largest Cloud Storage object or registry blob, in bytes; a larger upload is refused
+    /// while it streams
     /// [default: 5497558138880, Google's 5 TiB].
     #[arg(long, env = "CLOISTER_MAX_OBJECT_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     max_object_bytes: Option<u64>,
-    /// The most bytes the objects of one project's buckets may hold together [default: no
-    /// quota].
+    /// The most bytes one project's objects and registry blobs may hold together, its
+    /// unfinished uploads counted [default: no quota].
     #[arg(long, env = "CLOISTER_PROJECT_STORAGE_QUOTA_BYTES")]
     project_storage_quota_bytes: Option<u64>,
     /// Hosts that providers' issuer discovery and key fetches may reach over plain http or at

@@ -9,14 +9,16 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use cloister_store::{BlobKey, ImageRef, RegistryBlob, RegistryUpload};
+use cloister_store::{BlobKey, ImageRef, OverQuota, RegistryBlob, RegistryUpload};
 use futures::{StreamExt, TryStreamExt};
 use rand::RngCore;
 use time::OffsetDateTime;
 
 use super::error::RegistryError;
 use super::names::{ImageName, parse_digest};
+use crate::error::ApiError;
 use crate::state::AppState;
+use crate::storage::limits::{self, Budget, Exceeded};
 
 fn key(k: &str) -> Result<BlobKey, RegistryError> {
     BlobKey::new(k).map_err(|e| RegistryError::Internal(e.to_string()))
@@ -48,16 +50,27 @@ fn body_stream(body: Body) -> cloister_store::ByteStream {
     Box::pin(body.into_data_stream().map_err(std::io::Error::other))
 }
 
-/// Streams `body` into a new blob; returns its size and digest.
-async fn put(state: &AppState, k: &str, body: Body) -> Result<(u64, String), RegistryError> {
+/// Streams `body` into a new blob, stopping (nothing kept) once the upload would hold more
+/// than `budget` allows after the `have` bytes it holds; returns the blob's size and digest.
+async fn put(
+    state: &AppState,
+    k: &str,
+    body: Body,
+    budget: Budget,
+    have: u64,
+) -> Result<(u64, String), RegistryError> {
+    let stream = Box::pin(limits::limited(body_stream(body), budget, have));
     let info = state
         .blobs
-        .put(&key(k)?, body_stream(body))
+        .put(&key(k)?, stream)
         .await
         .map_err(|e| match e {
-            cloister_store::BlobError::Source { source, .. } => {
-                RegistryError::BlobUploadInvalid(format!("the upload was interrupted: {source}"))
-            }
+            cloister_store::BlobError::Source { source, .. } => match limits::exceeded(&source) {
+                Some(limit) => ApiError::from(limit).into(),
+                None => RegistryError::BlobUploadInvalid(format!(
+                    "the upload was interrupted: {source}"
+                )),
+            },
             other => RegistryError::Internal(other.to_string()),
         })?;
     Ok((info.size, format!("sha256:{}", hex::encode(info.sha256))))
@@ -92,14 +105,27 @@ fn created(name: &ImageName, digest: &str) -> Response {
         .into_response()
 }
 
-/// Records a verified blob in the image; a duplicate of a stored digest is dropped.
+/// Records a verified blob in the image; a duplicate of a stored digest is dropped. Its
+/// project's quota is checked once more as it is recorded: pushes at once cannot pass it.
 async fn adopt(
     state: &AppState,
+    name: &ImageName,
     image: &ImageRef,
     blob: RegistryBlob,
 ) -> Result<(), RegistryError> {
-    if let Some(duplicate) = state.store.put_blob(image, &blob).await? {
-        remove(state, &duplicate).await;
+    let quota = state.storage_limits.project_quota_bytes;
+    match state.store.put_blob(image, &blob, quota).await? {
+        Ok(Some(duplicate)) => remove(state, &duplicate).await,
+        Ok(None) => {}
+        Err(OverQuota { used, quota }) => {
+            remove(state, &blob.blob_key).await;
+            return Err(ApiError::from(Exceeded::Quota {
+                project: name.project.as_str().to_owned(),
+                used,
+                quota,
+            })
+            .into());
+        }
     }
     Ok(())
 }
@@ -130,7 +156,8 @@ pub async fn start(
     if let Some(expected) = digest {
         let expected = parse_digest(expected)?;
         let k = format!("registry/{upload_id}");
-        let (size, actual) = put(state, &k, body).await?;
+        let budget = limits::project_budget(state, &name.project, 0, 0).await?;
+        let (size, actual) = put(state, &k, body, budget, 0).await?;
         return finish_verified(state, name, image, &expected, &actual, size, &k).await;
     }
     let upload = RegistryUpload {
@@ -165,7 +192,7 @@ async fn finish_verified(
         size,
         blob_key: k.to_owned(),
     };
-    adopt(state, image, blob).await?;
+    adopt(state, name, image, blob).await?;
     Ok(created(name, expected))
 }
 
@@ -219,9 +246,10 @@ fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, RegistryErro
     Ok(Some((a, len)))
 }
 
-/// Appends one chunk (a PATCH, or the body of the final PUT).
+/// Appends one chunk (a PATCH, or the body of the final PUT), within the storage limits.
 async fn append(
     state: &AppState,
+    name: &ImageName,
     upload: &mut RegistryUpload,
     headers: &HeaderMap,
     body: Body,
@@ -235,8 +263,12 @@ async fn append(
             upload.received
         )));
     }
+    let budget = limits::project_budget(state, &name.project, 0, upload.received).await?;
+    if let Some((_, len)) = range {
+        budget.admit(upload.received, len)?;
+    }
     let k = chunk_key(&upload.upload_id, upload.chunks);
-    let (size, digest) = put(state, &k, body).await?;
+    let (size, digest) = put(state, &k, body, budget, upload.received).await?;
     if size == 0 {
         remove(state, &k).await;
         return Ok(());
@@ -275,7 +307,7 @@ pub async fn patch(
     body: Body,
 ) -> Result<Response, RegistryError> {
     let mut upload = session(state, image, upload_id).await?;
-    append(state, &mut upload, headers, body).await?;
+    append(state, name, &mut upload, headers, body).await?;
     Ok((StatusCode::ACCEPTED, upload_headers(name, &upload)).into_response())
 }
 
@@ -335,7 +367,7 @@ pub async fn finish(
         RegistryError::DigestInvalid("finishing an upload needs ?digest=sha256:…".into())
     })?)?;
     let mut upload = session(state, image, upload_id).await?;
-    append(state, &mut upload, headers, body).await?;
+    append(state, name, &mut upload, headers, body).await?;
     if upload.chunks == 1 && upload.single_chunk_sha256.as_deref() == Some(expected.as_str()) {
         let k = chunk_key(&upload.upload_id, 0);
         let blob = RegistryBlob {
@@ -343,8 +375,10 @@ pub async fn finish(
             size: upload.received,
             blob_key: k,
         };
-        adopt(state, image, blob).await?;
-        discard(state, &upload, Some(0)).await;
+        // The upload is dropped either way; its one chunk is kept only as the recorded blob.
+        let adopted = adopt(state, name, image, blob).await;
+        discard(state, &upload, adopted.is_ok().then_some(0)).await;
+        adopted?;
         return Ok(created(name, &expected));
     }
     // Several chunks (or none): join them through a fresh hash.

@@ -86,6 +86,10 @@ impl From<ApiError> for RegistryError {
             ApiError::PermissionDenied { message, .. } => RegistryError::Denied(message),
             ApiError::NotFound(m) => RegistryError::NameUnknown(m),
             ApiError::Internal(m) => RegistryError::Internal(m),
+            // The storage limits a push passes (`storage::limits`): the blob is too large,
+            // or its project's quota is spent.
+            ApiError::PayloadTooLarge(m) => RegistryError::TooLarge(m),
+            ApiError::QuotaExceeded(m) => RegistryError::Denied(m),
             ApiError::Unauthenticated(m) => RegistryError::Unauthorized {
                 message: m,
                 challenge: String::new(),

@@ -41,7 +41,7 @@ pub enum Exceeded {
     )]
     ObjectSize { limit: u64 },
     #[error(
-        "Project {project} would hold more than its storage quota of {quota} bytes (its objects hold {used}); nothing was stored: delete objects or ask the operator for a larger quota"
+        "Project {project} would hold more than its storage quota of {quota} bytes (its objects, registry blobs and unfinished uploads hold {used}); nothing was stored: delete objects or images, or ask the operator for a larger quota"
     )]
     Quota {
         project: String,
@@ -78,10 +78,33 @@ pub fn write_failed(e: BlobError) -> ApiError {
 
 /// How many bytes an object `name` in `bucket` may have: the object limit, and what the
 /// project's quota leaves (counting the bytes of the generation it would replace as free).
+/// `own`: what this upload already holds, if it is a resumable session.
 pub async fn budget(
     state: &AppState,
     bucket: &BucketRecord,
     name: &str,
+    own: u64,
+) -> Result<Budget, ApiError> {
+    if state.storage_limits.project_quota_bytes.is_none() {
+        return project_budget(state, &bucket.project_id, 0, own).await;
+    }
+    let replaced = state
+        .store
+        .get_object(&bucket.name, name)
+        .await?
+        .map_or(0, |o| o.size);
+    project_budget(state, &bucket.project_id, replaced, own).await
+}
+
+/// How many bytes one upload into `project` may have: the object limit, and what the quota
+/// leaves once the project's stored bytes (less `replaced`, which the upload frees) and its
+/// other unfinished uploads (all of them less `own`, this upload's) are counted. The room of
+/// unfinished uploads is kept for them: many at once cannot together pass the quota.
+pub async fn project_budget(
+    state: &AppState,
+    project: &cloister_domain::ProjectId,
+    replaced: u64,
+    own: u64,
 ) -> Result<Budget, ApiError> {
     let limits = state.storage_limits;
     let object = Exceeded::ObjectSize {
@@ -93,22 +116,18 @@ pub async fn budget(
             exceeded: object,
         });
     };
-    let used = state
-        .store
-        .project_storage_bytes(&bucket.project_id)
-        .await?;
-    let replaced = state
-        .store
-        .get_object(&bucket.name, name)
-        .await?
-        .map_or(0, |o| o.size);
-    let room = quota.saturating_sub(used.saturating_sub(replaced));
+    let usage = state.store.project_storage_usage(project).await?;
+    let used = usage
+        .stored
+        .saturating_sub(replaced)
+        .saturating_add(usage.uploading.saturating_sub(own));
+    let room = quota.saturating_sub(used);
     Ok(if room < limits.max_object_bytes {
         Budget {
             bytes: room,
             exceeded: Exceeded::Quota {
-                project: bucket.project_id.as_str().to_owned(),
-                used,
+                project: project.as_str().to_owned(),
+                used: usage.total(),
                 quota,
             },
         }

@@ -83,7 +83,7 @@ pub async fn start(
             ))
         })?;
         let record = existing_bucket(state, bucket).await?;
-        limits::budget(state, &record, &name)
+        limits::budget(state, &record, &name, 0)
             .await?
             .admit(0, announced)?;
     }
@@ -255,7 +255,7 @@ pub async fn chunk(
             ApiError::InvalidArgument(format!("Content-Range {range:?} ends past any upload"))
         })?;
         let record = existing_bucket(&state, &bucket).await?;
-        let budget = limits::budget(&state, &record, &session.name).await?;
+        let budget = limits::budget(&state, &record, &session.name, session.received).await?;
         budget.admit(a, len)?;
         let key = chunk_key(&session.upload_id, a)?;
         let stream = Box::pin(body.into_data_stream().map_err(std::io::Error::other));

@@ -233,7 +233,7 @@ pub(super) async fn store(
     check_object_name(&name)?;
     let record = existing_bucket(state, bucket).await?;
     check_overwrite(state, caller, bucket, &name).await?;
-    let budget = limits::budget(state, &record, &name).await?;
+    let budget = limits::budget(state, &record, &name, 0).await?;
     let mut id = [0u8; 16];
     rand::rng().fill_bytes(&mut id);
     let blob = format!("{OBJECT_BLOB_PREFIX}/{}", hex::encode(id));
