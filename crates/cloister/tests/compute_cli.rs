@@ -345,8 +345,20 @@ fn an_instance_waits_for_room_on_a_full_server_and_starts_when_one_is_deleted() 
     s.alice(&[&["compute", "instances", "stop", "two"][..], &place[..]].concat());
     assert_eq!(describe("two", "status"), "TERMINATED");
     assert_eq!(running(), 0, "stopping ended the workload");
+    // A stopped instance keeps its console, as in Compute Engine: the run, and its stop.
+    let serial = s.serial("two");
+    assert_eq!(serial.matches("RUN 1 sleep").count(), 1, "{serial}");
+    assert!(
+        serial.contains("SIGTERM: stopping the workload"),
+        "{serial}"
+    );
     s.alice(&[&["compute", "instances", "start", "two"][..], &place[..]].concat());
-    s.wait_for("two", "RUN 1 sleep");
+    // The console goes on from there.
+    let start = std::time::Instant::now();
+    while s.serial("two").matches("RUN 1 sleep").count() < 2 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(300));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     assert_eq!(describe("two", "status"), "RUNNING");
     assert_eq!(running(), 1);
     s.alice(&[&["compute", "instances", "delete", "two"][..], &place[..]].concat());

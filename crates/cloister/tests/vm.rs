@@ -4,7 +4,8 @@
 //! the image's measured boot (the verifier matches the quoted PCR 4 and PCR 9 against the
 //! reference value computed offline from the image files, so STABLE also proves the offline
 //! computation right); the probe reaches only the API and its metadata server; and the same
-//! boot with one byte of the initramfs changed gets no STABLE token.
+//! boot with one byte of the initramfs changed gets no STABLE token, and is stopped as
+//! Compute Engine stops a VM (its power button: the workload gets SIGTERM).
 //!
 //! One test: each boot costs tens of seconds of a core under TCG.
 
@@ -13,13 +14,15 @@ mod support;
 use base64::Engine;
 use support::instances::Secundus;
 
-/// Prints its token, then dials what a workload in the guest might try (slirp's
+/// Prints its token, then dials what a workload in the guest might try (with `wait`, then
+/// runs until SIGTERM, which it reports) (slirp's
 /// `restrict=on` answers what it does not forward with a reset; the one-second bound only
 /// keeps a silently dropped dial from stalling the probe).
 const PROBE: &str = r#"
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,6 +30,12 @@ const PROBE: &str = r#"
 #include <netinet/in.h>
 #include <sys/socket.h>
 static char buf[1 << 16];
+static void on_term(int sig) {
+  (void)sig;
+  static const char said[] = "PROBE SIGTERM\n";
+  if (write(1, said, sizeof said - 1) < 0) _exit(1);
+  _exit(0);
+}
 static const char *dial(const char *ip, int port) {
   int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
   struct sockaddr_in a = {0};
@@ -55,6 +64,14 @@ int main(int argc, char **argv) {
   printf("DEV %s\n", access("/dev/tpm0", F_OK) == 0 || access("/dev/tpmrm0", F_OK) == 0 ? "tpm present" : "no tpm");
   printf("PROBE DONE\n");
   fflush(stdout);
+  /* `wait`: run on until stopped (SIGTERM, which the platform's stop must deliver). */
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "wait")) continue;
+    signal(SIGTERM, on_term);
+    printf("PROBE WAITING\n");
+    fflush(stdout);
+    for (;;) pause();
+  }
   return 0;
 }
 "#;
@@ -166,8 +183,15 @@ fn a_vm_boots_the_measured_image_and_only_that_image_is_stable() {
     assert_eq!(&bytes[..6], b"070701");
     bytes[46 + 7] = b'1';
     std::fs::write(&initrd, &bytes).unwrap();
+    // This one runs until stopped: Compute Engine's stop presses the guest's power button.
+    let mut waiting = targets.to_vec();
+    waiting.push("wait".into());
+    let metadata = format!(
+        "^~^tee-image-reference={image}~tee-restart-policy=Never~tee-container-log-redirect=true~tee-cmd={}",
+        serde_json::to_string(&waiting).unwrap()
+    );
     s.create("forged", "VTPM", &metadata);
-    let serial = s.finished_serial("forged");
+    let serial = s.wait_for("forged", "PROBE WAITING");
     let c = claims(&serial);
     assert_eq!(c["submods"]["container"]["image_digest"], digest, "{c}");
     assert_eq!(c["dbgstat"], "enabled", "{c}");
@@ -176,4 +200,26 @@ fn a_vm_boots_the_measured_image_and_only_that_image_is_stable() {
         serde_json::json!([]),
         "an edited initramfs must get no support attributes: {c}"
     );
+    // Stopped, the workload got SIGTERM through the launcher (its grace, as on Compute
+    // Engine), not a killed VM; the stopped instance keeps its console.
+    s.alice(&[
+        "compute",
+        "instances",
+        "stop",
+        "forged",
+        "--project",
+        "secundus-bank",
+        "--zone",
+        "us-west1-b",
+    ]);
+    assert_eq!(s.status("forged"), "TERMINATED");
+    let serial = s.serial("forged");
+    for said in [
+        "[init] power button: stopping the launcher",
+        "SIGTERM: stopping the workload",
+        "PROBE SIGTERM",
+    ] {
+        assert!(serial.contains(said), "no {said:?}:\n{serial}");
+    }
+    assert!(!serial.contains("did not end in time"), "{serial}");
 }

@@ -95,8 +95,9 @@ async fn published(state: &AppState, instance: &InstanceRecord) -> Vec<u8> {
     bytes
 }
 
-/// Forgets a deleted instance's published console.
+/// Forgets a deleted instance's console: the published copy, and what this replica kept.
 pub async fn remove(state: &AppState, instance: &InstanceRecord) {
+    state.compute.forget(instance);
     if let Some(key) = key(instance) {
         let _ = state.blobs.delete(&key).await;
     }

@@ -100,6 +100,8 @@ enum Launch {
         qemu_args: Vec<String>,
         /// Where the guest writes the launcher's exit code.
         exit_port: PathBuf,
+        /// QEMU's monitor, to press the guest's power button.
+        qmp: PathBuf,
     },
 }
 
@@ -421,7 +423,11 @@ impl LocalDriver {
         Ok(())
     }
 
-    /// Stops everything the instance started and removes its runtime directory.
+    /// Stops everything the instance started and removes its runtime directory. A single
+    /// server keeps the console, as Compute Engine keeps a stopped instance's, until the
+    /// instance is deleted (`forget`); with a shared database the copy in the blob store is
+    /// the console (`console.rs`), and nothing of the instance may stay here: a directory
+    /// left behind would name it a previous run's at this replica's next start.
     pub async fn stop(&self, instance: &InstanceRecord) {
         let running = self
             .running
@@ -438,6 +444,26 @@ impl LocalDriver {
         let dir = self.dir(instance);
         release_namespaces(&dir);
         release_disk(&dir);
+        let console = self.console_path(instance);
+        let entries = std::fs::read_dir(&dir).into_iter().flatten().flatten();
+        for entry in entries.filter(|e| self.lease.is_some() || e.path() != console) {
+            let path = entry.path();
+            let removed = match entry.file_type() {
+                Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+                _ => std::fs::remove_file(&path),
+            };
+            if let Err(e) = removed {
+                tracing::error!(error = %e, path = %path.display(), "could not remove part of an instance's runtime directory");
+            }
+        }
+        if self.lease.is_some() {
+            self.forget(instance);
+        }
+    }
+
+    /// Removes what is left of a deleted instance here: its console.
+    pub fn forget(&self, instance: &InstanceRecord) {
+        let dir = self.dir(instance);
         if let Err(e) = std::fs::remove_dir_all(&dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -612,6 +638,7 @@ impl LocalDriver {
             Launch::Vm {
                 qemu_args,
                 exit_port: paths.exit_port.clone(),
+                qmp: paths.qmp.clone(),
             },
             paths.console.clone(),
             platform,
@@ -709,6 +736,10 @@ async fn provision_vtpm(
     Ok((tpm, launcher_tcti))
 }
 
+/// How long a stopped instance's launcher (or guest) has to end after SIGTERM (or the power
+/// button) before it is killed: the launcher gives the workload 10 s of it.
+const STOP_GRACE: Duration = Duration::from_secs(20);
+
 /// Runs the launcher until it exits for good, or until told to stop (SIGTERM, then SIGKILL);
 /// then drops the instance's platform at once.
 async fn supervise(
@@ -801,11 +832,21 @@ async fn run_launcher<F: Future<Output = ()>>(
                 Launch::Vm { exit_port, .. } => vm::exit_code(exit_port).map_or(2, i32::from),
             },
             _ = stopped.changed() => {
-                if let Some(pid) = child.id() {
-                    // SAFETY: kill(2) on our own child's pid; no memory is touched.
-                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                match launch {
+                    // A VM's power button: its PID 1 stops the launcher with SIGTERM.
+                    Launch::Vm { qmp, .. } => {
+                        if let Err(e) = vm::powerdown(qmp).await {
+                            tracing::warn!(instance = %name, error = %e, "could not power the guest down: stopping it");
+                        }
+                    }
+                    Launch::Process { .. } => {
+                        if let Some(pid) = child.id() {
+                            // SAFETY: kill(2) on our own child's pid; no memory is touched.
+                            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                        }
+                    }
                 }
-                if tokio::time::timeout(Duration::from_secs(20), child.wait()).await.is_err() {
+                if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
                     let _ = child.kill().await;
                 }
                 return InstanceStatus::Terminated;

@@ -116,6 +116,8 @@ pub struct VmPaths {
     pub settings: PathBuf,
     /// The lock files that bound an instance's concurrent forwards ([`FORWARD_SLOTS`]).
     pub forward_slots: PathBuf,
+    /// QEMU's monitor (QMP), through which the platform powers the guest down.
+    pub qmp: PathBuf,
 }
 
 /// The most connections a guest has open through its forwards at once (as the local driver's
@@ -133,6 +135,7 @@ impl VmPaths {
             metadata_socket: dir.join("metadata.sock"),
             settings: dir.join("launch.json"),
             forward_slots: dir.join("forward-slots"),
+            qmp: dir.join("qmp.sock"),
         }
     }
 }
@@ -292,9 +295,12 @@ pub fn qemu_args(
             "-append",
             &image.cmdline,
             // The guest's console is QEMU's standard output, which the driver copies into
-            // `paths.console` bounded; no monitor shares it.
+            // `paths.console` bounded; no monitor shares it. The platform's monitor is a
+            // socket in the instance's directory (`powerdown`).
             "-monitor",
             "none",
+            "-qmp",
+            &format!("unix:{},server=on,wait=off", quoted(&paths.qmp)?),
             "-chardev",
             "stdio,id=console,signal=off",
             "-serial",
@@ -333,6 +339,40 @@ pub fn qemu_args(
         );
     }
     Ok(all)
+}
+
+/// Presses the guest's power button (ACPI), as Compute Engine's stop does: its PID 1 then
+/// stops the launcher with SIGTERM, which gives the workload its grace period. Through QMP,
+/// QEMU's JSON monitor: the greeting, `qmp_capabilities`, then `system_powerdown`, each
+/// answered on a line. Written here because it is three lines of JSON; the QMP crates
+/// generate QEMU's whole schema.
+pub async fn powerdown(qmp: &Path) -> std::io::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let stream = tokio::net::UnixStream::connect(qmp).await?;
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let refused = |what: &str, line: Option<String>| {
+        std::io::Error::other(format!("QMP {what}: {}", line.unwrap_or_default()))
+    };
+    let greeting = lines.next_line().await?;
+    if !greeting.as_deref().is_some_and(|l| l.contains("\"QMP\"")) {
+        return Err(refused("greeting", greeting));
+    }
+    for command in ["qmp_capabilities", "system_powerdown"] {
+        write
+            .write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes())
+            .await?;
+        // Events may come first; the answer is the line with `return` or `error`.
+        loop {
+            let line = lines.next_line().await?;
+            match line.as_deref() {
+                Some(l) if l.contains("\"return\"") => break,
+                Some(l) if l.contains("\"event\"") => continue,
+                _ => return Err(refused(command, line)),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether a guest of this kind gets the platform's vTPM: every kind that attests. On SEV-SNP

@@ -1,8 +1,9 @@
 //! The guest image the VM driver boots: Debian's kernel (read from /boot, installed by
 //! `scripts/install-deps.sh`) and an initramfs holding this binary as `/init` (PID 1 runs
 //! `init.rs`, then the launcher), runc, their shared libraries, the TPM TCTI the launcher
-//! loads at run time, and the two kernel modules the guest needs that Debian builds as modules
-//! (e1000 for slirp's NIC, qemu_fw_cfg for the platform's launch settings).
+//! loads at run time, and the kernel modules the guest needs that Debian builds as modules
+//! (e1000 for slirp's NIC, qemu_fw_cfg for the platform's launch settings, button and evdev
+//! for the power button the platform's stop presses).
 //!
 //! The initramfs is reproducible (sorted entries, mtime 0, owner root, fixed inode numbers),
 //! so its SHA-256, which the EFI stub measures into PCR 9, depends on its inputs only; it is
@@ -22,10 +23,14 @@ use sha2::{Digest, Sha256};
 const CMDLINE: &str = "console=ttyS0 quiet panic=-1 rdinit=/init";
 /// The debug image's: the kernel logs to the console.
 const DEBUG_CMDLINE: &str = "console=ttyS0 panic=-1 rdinit=/init cloister.debug=1";
-/// Debian's kernel modules the guest loads, in load order (neither has dependencies).
+/// Debian's kernel modules the guest loads, in load order (none has dependencies): the
+/// network card, fw_cfg (the launch settings), and the ACPI power button with the input
+/// events through which PID 1 learns it was pressed (the platform's stop).
 const MODULES: &[&str] = &[
     "kernel/drivers/net/ethernet/intel/e1000/e1000.ko",
     "kernel/drivers/firmware/qemu_fw_cfg.ko",
+    "kernel/drivers/input/evdev.ko",
+    "kernel/drivers/acpi/button.ko",
 ];
 /// Loaded at run time by tss-esapi's TCTI loader (dlopen), so no ELF dependency names it.
 const TCTI: &str = "/usr/lib/x86_64-linux-gnu/libtss2-tcti-device.so.0";

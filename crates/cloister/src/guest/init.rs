@@ -1,5 +1,5 @@
 //! PID 1 of the guest image: prepares the VM (root on a tmpfs, /proc, /sys, /dev, cgroups,
-//! the two kernel modules, the static address slirp's network gives it), runs the launcher
+//! the kernel modules, the static address slirp's network gives it), runs the launcher
 //! in process, writes its exit code to the second serial port (which only this process
 //! opens: the workload has no devices, so it cannot forge it on the console) and powers off.
 //! No shell, no login: nothing else runs in the guest.
@@ -274,9 +274,79 @@ fn debug_image() -> bool {
         .is_ok_and(|c| c.split_whitespace().any(|a| a == "cloister.debug=1"))
 }
 
+/// How long the launcher has to end after the power button before the guest powers off
+/// regardless (the platform kills it after 20 s): the launcher gives the workload 10 s.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The power button's input device (`button.ko` makes it, `evdev.ko` gives it a node).
+fn power_button_device() -> Option<PathBuf> {
+    std::fs::read_dir("/sys/class/input")
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("event"))
+        .find(|e| {
+            std::fs::read_to_string(e.path().join("device/name"))
+                .is_ok_and(|n| n.trim() == "Power Button")
+        })
+        .map(|e| Path::new("/dev/input").join(e.file_name()))
+}
+
+/// Compute Engine's stop presses the power button (ACPI), and so does Cloister's: the
+/// launcher then gets SIGTERM, as systemd gives it on a Confidential Space VM, and stops the
+/// workload with its grace. A launcher that has not started the workload yet has no handler
+/// (PID 1 ignores what it does not handle), so the guest powers off after the grace anyway.
+async fn stop_on_power_button() {
+    use tokio::io::AsyncReadExt;
+    /// `struct input_event` on x86-64: a timeval, then type, code, value.
+    const EVENT: usize = 24;
+    const EV_KEY: u16 = 1;
+    const KEY_POWER: u16 = 116;
+    let Some(device) = power_button_device() else {
+        println!("[init] no power button: the guest stops only when the launcher ends");
+        return;
+    };
+    let Ok(mut input) = tokio::fs::File::open(&device).await else {
+        println!("[init] cannot read {}", device.display());
+        return;
+    };
+    let mut event = [0u8; EVENT];
+    loop {
+        if input.read_exact(&mut event).await.is_err() {
+            return;
+        }
+        let kind = u16::from_ne_bytes([event[16], event[17]]);
+        let code = u16::from_ne_bytes([event[18], event[19]]);
+        let pressed = i32::from_ne_bytes([event[20], event[21], event[22], event[23]]) == 1;
+        if kind == EV_KEY && code == KEY_POWER && pressed {
+            break;
+        }
+    }
+    println!("[init] power button: stopping the launcher");
+    // SAFETY: kill(2) on this process; no memory is touched.
+    unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+    tokio::time::sleep(STOP_GRACE).await;
+    println!("[init] the launcher did not end in time: powering off");
+    power_off();
+}
+
+/// Writes what was written to disk and powers the VM off; never returns.
+fn power_off() -> ! {
+    // SAFETY: sync(2) takes nothing and cannot fail.
+    unsafe { libc::sync() };
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+    // reboot(2) does not return on success; PID 1 must never exit.
+    loop {
+        std::thread::park();
+    }
+}
+
 /// PID 1: never returns; the VM powers off when the launcher is done.
 pub async fn run() -> ! {
-    let code = match prepare().await.and_then(|s| s.tee().map(|tee| (s, tee))) {
+    let prepared = prepare().await;
+    if prepared.is_ok() {
+        tokio::spawn(stop_on_power_button());
+    }
+    let code = match prepared.and_then(|s| s.tee().map(|tee| (s, tee))) {
         Ok((settings, tee)) => {
             cloister_launcher::run(cloister_launcher::Config {
                 metadata_host: "169.254.169.254".into(),
@@ -299,13 +369,7 @@ pub async fn run() -> ! {
     if let Ok(mut port) = std::fs::OpenOptions::new().write(true).open("/dev/ttyS1") {
         let _ = std::io::Write::write_all(&mut port, format!("{EXIT_MARKER} {code}\n").as_bytes());
     }
-    // SAFETY: sync(2) takes nothing and cannot fail.
-    unsafe { libc::sync() };
-    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
-    // reboot(2) does not return on success; PID 1 must never exit.
-    loop {
-        std::thread::park();
-    }
+    power_off()
 }
 
 #[cfg(test)]
