@@ -29,18 +29,51 @@ pub enum Tee {
         /// The AK certificate the platform's identity CA issued (DER).
         ak_cert: Vec<u8>,
     },
-    /// An AMD SEV-SNP guest: reports from configfs-tsm at this directory. `ak_cert`: the AK
-    /// certificate in the guest's vTPM, when it has one, which names its instance.
+    /// An AMD SEV-SNP guest: reports from configfs-tsm at this directory, and the platform's
+    /// vTPM when it gave one (which names the instance).
     SevSnp {
         tsm: PathBuf,
-        ak_cert: Option<Vec<u8>>,
+        vtpm: Option<InstanceVtpm>,
     },
     /// An Intel TDX guest: quotes from configfs-tsm, container events extended into RTMR3.
     Tdx {
         tsm: PathBuf,
         rtmr3: Rtmr3,
-        ak_cert: Option<Vec<u8>>,
+        vtpm: Option<InstanceVtpm>,
     },
+}
+
+/// The vTPM the platform gives an SEV-SNP or TDX guest. Its AK certificate names the
+/// instance; the report binds the certificate, and a quote by the AK over the challenge nonce
+/// proves this guest holds that AK (a certificate alone is public: any guest could name one).
+pub struct InstanceVtpm {
+    pub attester: VtpmAttester,
+    /// The AK certificate the platform's identity CA issued (DER).
+    pub ak_cert: Vec<u8>,
+}
+
+impl InstanceVtpm {
+    /// Adds the certificate and the AK's quote over `nonce` to `evidence`.
+    fn attach(&mut self, nonce: &[u8], evidence: &mut Value) -> Result<(), LaunchError> {
+        // Any one PCR: the quote proves who signs the nonce; the report proves the launch.
+        let q = self
+            .attester
+            .quote(nonce, HashAlg::Sha256, &[COS_EVENT_PCR])
+            .map_err(|e| LaunchError::Attest(format!("quoting with the AK: {e}")))?;
+        evidence["akCert"] = json!(STANDARD.encode(&self.ak_cert));
+        evidence["akQuote"] = quote_json(&q);
+        Ok(())
+    }
+}
+
+/// A quote in `verifyAttestation`'s shape (one element of `tpmAttestation.quotes`).
+fn quote_json(q: &cloister_tpm::attester::QuoteEvidence) -> Value {
+    let pcrs: BTreeMap<String, String> = q
+        .pcr_values
+        .iter()
+        .map(|(i, v)| (i.to_string(), STANDARD.encode(v)))
+        .collect();
+    json!({"hashAlgo": 11, "pcrValues": pcrs, "rawQuote": STANDARD.encode(&q.attest), "rawSignature": STANDARD.encode(&q.signature)})
 }
 
 impl Tee {
@@ -99,16 +132,16 @@ impl Measurements {
         let encoded = self.log.encode();
         let log = STANDARD.encode(&encoded);
         match &mut self.tee {
-            Tee::SevSnp { tsm, ak_cert } => {
-                let ak_cert = ak_cert.as_deref();
+            Tee::SevSnp { tsm, vtpm } => {
+                let ak_cert = vtpm.as_ref().map(|v| v.ak_cert.as_slice());
                 let binding = report_data(ReportKind::SevSnp, nonce, &encoded, ak_cert);
                 let report = tee_report(tsm, "sev_guest", &binding)?;
                 let mut evidence = json!({
                     "report": STANDARD.encode(&report.outblob),
                     "canonicalEventLog": log,
                 });
-                if let Some(cert) = ak_cert {
-                    evidence["akCert"] = json!(STANDARD.encode(cert));
+                if let Some(v) = vtpm {
+                    v.attach(nonce, &mut evidence)?;
                 }
                 // Hosts that supply no certificates (Google Cloud's among them) leave the
                 // VCEK to the verifier's cache; a table that is there must be well formed.
@@ -119,14 +152,14 @@ impl Measurements {
                 }
                 Ok(("sevSnpAttestation", evidence))
             }
-            Tee::Tdx { tsm, ak_cert, .. } => {
-                let ak_cert = ak_cert.as_deref();
+            Tee::Tdx { tsm, vtpm, .. } => {
+                let ak_cert = vtpm.as_ref().map(|v| v.ak_cert.as_slice());
                 let binding = report_data(ReportKind::Tdx, nonce, &encoded, ak_cert);
                 let quote = tee_report(tsm, "tdx_guest", &binding)?;
                 let mut evidence =
                     json!({"tdQuote": STANDARD.encode(&quote.outblob), "canonicalEventLog": log});
-                if let Some(cert) = ak_cert {
-                    evidence["akCert"] = json!(STANDARD.encode(cert));
+                if let Some(v) = vtpm {
+                    v.attach(nonce, &mut evidence)?;
                 }
                 Ok(("tdCcel", evidence))
             }
@@ -139,15 +172,10 @@ impl Measurements {
                         &[BOOT_PCRS[0], BOOT_PCRS[1], LAUNCHER_PCR, COS_EVENT_PCR],
                     )
                     .map_err(|e| LaunchError::Attest(format!("quoting: {e}")))?;
-                let pcrs: BTreeMap<String, String> = q
-                    .pcr_values
-                    .iter()
-                    .map(|(i, v)| (i.to_string(), STANDARD.encode(v)))
-                    .collect();
                 Ok((
                     "tpmAttestation",
                     json!({
-                        "quotes": [{"hashAlgo": 11, "pcrValues": pcrs, "rawQuote": STANDARD.encode(&q.attest), "rawSignature": STANDARD.encode(&q.signature)}],
+                        "quotes": [quote_json(&q)],
                         "canonicalEventLog": log,
                         "akCert": STANDARD.encode(ak_cert),
                     }),
@@ -411,6 +439,39 @@ mod tests {
         STANDARD.decode(v.as_str().unwrap()).unwrap()
     }
 
+    /// The platform's vTPM as a guest has it (a real swtpm; the launcher never judges the
+    /// certificate, so any bytes stand for it), and its AK's public key.
+    fn instance_vtpm(dir: &Path) -> (cloister_tpm::swtpm::Swtpm, InstanceVtpm, Vec<u8>) {
+        let tpm = cloister_tpm::swtpm::Swtpm::start(&dir.join("vtpm")).unwrap();
+        let mut attester = VtpmAttester::open(&tpm.tcti()).unwrap();
+        let ak = attester.ak_public_key().unwrap();
+        let vtpm = InstanceVtpm {
+            attester,
+            ak_cert: b"ak-cert-der".to_vec(),
+        };
+        (tpm, vtpm, ak)
+    }
+
+    /// The evidence carries a quote by the AK over the nonce: the guest holds that AK.
+    fn assert_holds_the_ak(evidence: &Value, ak: &[u8]) {
+        let q = &evidence["akQuote"];
+        let pcrs = q["pcrValues"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(i, v)| (i.parse().unwrap(), decode(v)))
+            .collect();
+        cloister_tpm::quote::verify_quote(
+            &decode(&q["rawQuote"]),
+            &decode(&q["rawSignature"]),
+            ak,
+            NONCE,
+            11,
+            &pcrs,
+        )
+        .unwrap();
+    }
+
     #[test]
     fn tdx_events_extend_rtmr3_and_the_quote_binds_the_nonce_and_log() {
         let dir = tempfile::tempdir().unwrap();
@@ -420,10 +481,11 @@ mod tests {
         std::fs::write(&rtmr3_path, []).unwrap();
         let rtmr3 = Rtmr3::open(&rtmr3_path).unwrap();
         // A guest with the platform's vTPM: the quote names its instance's AK certificate.
+        let (_tpm, vtpm, ak) = instance_vtpm(dir.path());
         let mut m = Measurements::new(Tee::Tdx {
             tsm: tsm.clone(),
             rtmr3,
-            ak_cert: Some(b"ak-cert-der".to_vec()),
+            vtpm: Some(vtpm),
         })
         .unwrap();
         // Every event's SHA-384 digest reaches the register; extending them replays the log.
@@ -457,6 +519,7 @@ mod tests {
             ))
         );
         assert_eq!(decode(&evidence["akCert"]), b"ak-cert-der");
+        assert_holds_the_ak(&evidence, &ak);
     }
 
     #[test]
@@ -466,7 +529,7 @@ mod tests {
         std::fs::create_dir_all(&tsm).unwrap();
         let mut m = Measurements::new(Tee::SevSnp {
             tsm: tsm.clone(),
-            ak_cert: None,
+            vtpm: None,
         })
         .unwrap();
         for e in events() {
@@ -484,8 +547,9 @@ mod tests {
         assert_eq!(decode(&evidence["vcekCert"]), b"vcek-der");
         assert!(evidence.get("akCert").is_none(), "no vTPM, no instance");
         // With the platform's vTPM, the report names the instance's AK certificate.
-        if let Tee::SevSnp { ak_cert, .. } = &mut m.tee {
-            *ak_cert = Some(b"ak-cert-der".to_vec());
+        let (_tpm, instance, ak) = instance_vtpm(dir.path());
+        if let Tee::SevSnp { vtpm, .. } = &mut m.tee {
+            *vtpm = Some(instance);
         }
         let kernel = fake_kernel(&tsm, "sev_guest", false, no_certs);
         let (_, evidence) = m.evidence(NONCE).unwrap();
@@ -500,6 +564,7 @@ mod tests {
             ))
         );
         assert_eq!(decode(&evidence["akCert"]), b"ak-cert-der");
+        assert_holds_the_ak(&evidence, &ak);
 
         // A host that supplies no certificates leaves the VCEK to the verifier's cache.
         let kernel = fake_kernel(&tsm, "sev_guest", false, no_certs);
@@ -520,7 +585,7 @@ mod tests {
         std::fs::create_dir_all(&tsm).unwrap();
         let mut m = Measurements::new(Tee::SevSnp {
             tsm: tsm.clone(),
-            ak_cert: None,
+            vtpm: None,
         })
         .unwrap();
         let kernel = fake_kernel(&tsm, "tdx_guest", false, vcek_table);

@@ -82,6 +82,11 @@ fn open_vtpm(tcti: &str) -> Result<(cloister_tpm::attester::VtpmAttester, Vec<u8
     Ok((attester, ak_cert))
 }
 
+fn instance_vtpm(tcti: &str) -> Result<crate::attest::InstanceVtpm, LaunchError> {
+    let (attester, ak_cert) = open_vtpm(tcti)?;
+    Ok(crate::attest::InstanceVtpm { attester, ak_cert })
+}
+
 fn host_of(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     rest.split('/').next().unwrap_or(rest).to_owned()
@@ -180,12 +185,12 @@ async fn launch(config: &Config) -> Result<u8, LaunchError> {
         }
         TeeConfig::SevSnp { tsm, vtpm } => Tee::SevSnp {
             tsm: tsm.clone(),
-            ak_cert: vtpm.as_deref().map(open_vtpm).transpose()?.map(|t| t.1),
+            vtpm: vtpm.as_deref().map(instance_vtpm).transpose()?,
         },
         TeeConfig::Tdx { tsm, rtmr3, vtpm } => Tee::Tdx {
             tsm: tsm.clone(),
             rtmr3: crate::rtmr::Rtmr3::open(rtmr3)?,
-            ak_cert: vtpm.as_deref().map(open_vtpm).transpose()?.map(|t| t.1),
+            vtpm: vtpm.as_deref().map(instance_vtpm).transpose()?,
         },
     };
     let mut measurements = Measurements::new(tee)?;

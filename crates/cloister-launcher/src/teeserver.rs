@@ -193,13 +193,30 @@ fn quote(kind: &str, mut e: Value) -> Value {
                 .unwrap_or_default();
             json!({"tpmQuote": {"quotes": quotes, "celLaunchEventLog": log, "endorsement": {"akCertEndorsement": {"akCert": e["akCert"]}}}})
         }
-        "tdCcel" => json!({"tdxCcelQuote": {"tdQuote": e["tdQuote"], "celLaunchEventLog": log}}),
+        "tdCcel" => instance(
+            json!({"tdxCcelQuote": {"tdQuote": e["tdQuote"], "celLaunchEventLog": log}}),
+            "tdxCcelQuote",
+            &e,
+        ),
         // Google's message has no SEV-SNP or INSECURE quote; Cloister's are named for theirs.
-        "sevSnpAttestation" => {
-            json!({"sevSnpQuote": {"report": e["report"], "vcekCert": e["vcekCert"], "celLaunchEventLog": log}})
-        }
+        "sevSnpAttestation" => instance(
+            json!({"sevSnpQuote": {"report": e["report"], "vcekCert": e["vcekCert"], "celLaunchEventLog": log}}),
+            "sevSnpQuote",
+            &e,
+        ),
         _ => json!({"insecureQuote": {"celLaunchEventLog": log}}),
     }
+}
+
+/// A hardware quote's instance, when the guest has the platform's vTPM: the AK certificate
+/// its REPORT_DATA binds (a relying party recomputes the binding with it) and the AK's quote.
+fn instance(mut quote: Value, kind: &str, e: &Value) -> Value {
+    for field in ["akCert", "akQuote"] {
+        if let Some(v) = e.get(field) {
+            quote[kind][field] = v.clone();
+        }
+    }
+    quote
 }
 
 async fn evidence(State(a): State<Shared>, method: Method, body: Bytes) -> Response {

@@ -400,13 +400,24 @@ async fn sev_snp_evidence_is_checked_against_amd_roots_and_bound_to_the_challeng
         message(&b).contains("REPORT_DATA does not bind this challenge"),
         "the cached VCEK verified the report: {b}"
     );
-    // An AK certificate the platform's identity CA did not issue names no instance.
-    let mut foreign = without_vcek;
-    foreign["sevSnpAttestation"]["akCert"] = json!(STANDARD.encode(b"not a certificate"));
-    let (challenge, _) = s.challenge().await;
-    let (status, b) = s.verify(&s.sa_token, &challenge, foreign).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{b}");
-    assert!(message(&b).contains("sevSnpAttestation.akCert"), "{b}");
+    // An AK certificate the platform's identity CA did not issue names no instance; nor does
+    // one without the AK's quote, which shows the guest holds the AK.
+    let quote = json!({"hashAlgo": 11, "pcrValues": {}, "rawQuote": "", "rawSignature": ""});
+    let cases = [
+        (Some(quote), "sevSnpAttestation.akCert"),
+        (None, "sevSnpAttestation.akQuote: is required"),
+    ];
+    for (quote, why) in cases {
+        let mut foreign = without_vcek.clone();
+        foreign["sevSnpAttestation"]["akCert"] = json!(STANDARD.encode(b"not a certificate"));
+        if let Some(q) = quote {
+            foreign["sevSnpAttestation"]["akQuote"] = q;
+        }
+        let (challenge, _) = s.challenge().await;
+        let (status, b) = s.verify(&s.sa_token, &challenge, foreign).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{b}");
+        assert!(message(&b).contains(why), "{why}: {b}");
+    }
 }
 
 /// An impersonated account's ID token counts only when the caller may mint such tokens itself:

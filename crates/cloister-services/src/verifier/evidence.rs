@@ -46,13 +46,46 @@ pub struct TpmAttestation {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TpmQuote {
+pub(super) struct TpmQuote {
     /// The PCR bank's TPM algorithm id (11 = SHA-256).
     hash_algo: u16,
     /// PCR index → value (base64).
     pcr_values: BTreeMap<String, String>,
     raw_quote: String,
     raw_signature: String,
+}
+
+impl TpmQuote {
+    /// The quoted PCRs, once the quote is verified: signed by `ak` (SPKI DER) over `nonce`,
+    /// of the SHA-256 bank, its values those given. `field` names it in refusals.
+    pub(super) fn checked(
+        &self,
+        field: &str,
+        ak: &[u8],
+        nonce: &[u8],
+    ) -> Result<BTreeMap<u8, Vec<u8>>, ApiError> {
+        let sha256 = bank_id("sha256").unwrap_or(0x000b);
+        if self.hash_algo != sha256 {
+            return Err(bad(format!(
+                "{field} is of bank {}; send the SHA-256 bank's (hashAlgo 11)",
+                self.hash_algo
+            )));
+        }
+        let mut pcrs = BTreeMap::new();
+        for (index, value) in &self.pcr_values {
+            let index: u8 = index.parse().map_err(|_| {
+                bad(format!(
+                    "{field} pcrValues key {index:?} is not a PCR index"
+                ))
+            })?;
+            pcrs.insert(index, b64(&format!("{field} pcrValues"), value)?);
+        }
+        let attest = b64(&format!("{field} rawQuote"), &self.raw_quote)?;
+        let signature = b64(&format!("{field} rawSignature"), &self.raw_signature)?;
+        verify_quote(&attest, &signature, ak, nonce, sha256, &pcrs)
+            .map_err(|err| bad(format!("{field}: {err}")))?;
+        Ok(pcrs)
+    }
 }
 
 fn container_claims(log: &EventLog, field: &str) -> Result<ContainerClaims, ApiError> {
@@ -105,19 +138,7 @@ pub async fn vtpm(
         .ok_or_else(|| {
             bad("tpmAttestation.quotes has no quote of the SHA-256 PCR bank (hashAlgo 11)")
         })?;
-    let mut pcrs = BTreeMap::new();
-    for (index, value) in &quote.pcr_values {
-        let index: u8 = index.parse().map_err(|_| {
-            bad(format!(
-                "tpmAttestation pcrValues key {index:?} is not a PCR index"
-            ))
-        })?;
-        pcrs.insert(index, b64("tpmAttestation pcrValues", value)?);
-    }
-    let attest = b64("tpmAttestation rawQuote", &quote.raw_quote)?;
-    let signature = b64("tpmAttestation rawSignature", &quote.raw_signature)?;
-    verify_quote(&attest, &signature, &ak, &challenge.nonce, sha256, &pcrs)
-        .map_err(|err| bad(format!("tpmAttestation: {err}")))?;
+    let pcrs = quote.checked("tpmAttestation", &ak, &challenge.nonce)?;
 
     let field = "tpmAttestation.canonicalEventLog";
     let log = EventLog::decode(&b64(field, &e.canonical_event_log)?)

@@ -16,28 +16,58 @@ use crate::error::ApiError;
 
 /// The instance a report names: the AK certificate the platform's identity CA issued to the
 /// vTPM it gave the guest, bound into REPORT_DATA by the launcher (measured, so trusted to
-/// read its own vTPM; the workload reaches neither the vTPM nor the report device).
+/// read its own vTPM; the workload reaches neither the vTPM nor the report device), with a
+/// quote by that AK over the challenge nonce: a certificate is public, so only the quote
+/// shows this guest holds the AK (a guest on another host, given a copy of the certificate in
+/// a vTPM of its own, cannot sign with it).
 pub(super) struct BoundInstance {
     pub(super) cert: Vec<u8>,
     pub(super) identity: InstanceIdentity,
 }
 
-/// The instance `ak_cert` (base64 DER, the evidence's `field`) names, once it verifies
-/// against `ca_der` at `now`; none without a certificate.
+/// What SNP and TDX evidence may carry to name their instance.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceProof {
+    /// The AK certificate (DER, base64).
+    #[serde(default)]
+    ak_cert: Option<String>,
+    /// The AK's quote over the challenge nonce, in `tpmAttestation.quotes`' shape.
+    #[serde(default)]
+    ak_quote: Option<evidence::TpmQuote>,
+}
+
+/// The instance `proof` names (its fields under the evidence's `kind`), once the certificate
+/// verifies against `ca_der` at `now` and its AK's quote over `nonce` does; none without a
+/// certificate.
 pub(super) fn bound_instance(
-    field: &str,
-    ak_cert: Option<&str>,
+    kind: &str,
+    proof: &InstanceProof,
     ca_der: &[u8],
     now: OffsetDateTime,
+    nonce: &[u8],
 ) -> Result<Option<BoundInstance>, ApiError> {
-    let Some(text) = ak_cert else {
-        return Ok(None);
+    let bad =
+        |field: &str, why: String| ApiError::InvalidArgument(format!("{kind}.{field}: {why}"));
+    let (text, quote) = match (&proof.ak_cert, &proof.ak_quote) {
+        (None, None) => return Ok(None),
+        (Some(text), Some(quote)) => (text, quote),
+        (Some(_), None) => {
+            return Err(bad(
+                "akQuote",
+                "is required with akCert: a quote by the AK over the challenge nonce shows the guest holds it".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(bad("akCert", "is required with akQuote".into()));
+        }
     };
-    let bad = |why: String| ApiError::InvalidArgument(format!("{field}: {why}"));
     let cert = STANDARD
         .decode(text.as_bytes())
-        .map_err(|e| bad(format!("not base64: {e}")))?;
-    let (_, identity) = verify_ak_cert(&cert, ca_der, now).map_err(|e| bad(e.to_string()))?;
+        .map_err(|e| bad("akCert", format!("not base64: {e}")))?;
+    let (ak, identity) =
+        verify_ak_cert(&cert, ca_der, now).map_err(|e| bad("akCert", e.to_string()))?;
+    quote.checked(&format!("{kind}.akQuote"), &ak, nonce)?;
     Ok(Some(BoundInstance { cert, identity }))
 }
 
@@ -108,46 +138,85 @@ mod tests {
     use super::*;
     use crate::verifier::test_support::identity;
 
-    /// An AK certificate `ca` issued to the instance, base64.
-    fn certificate(ca: &IdentityCa, now: OffsetDateTime) -> String {
-        let ak = rcgen::KeyPair::generate().unwrap();
-        STANDARD.encode(
-            ca.certify_ak(
-                &rcgen::PublicKeyData::subject_public_key_info(&ak),
-                &identity(),
-                now,
-            )
-            .unwrap(),
-        )
+    /// Evidence naming an instance: a certificate and a quote, each possibly missing.
+    fn proof(cert: Option<String>, quote: Option<serde_json::Value>) -> InstanceProof {
+        serde_json::from_value(serde_json::json!({"akCert": cert, "akQuote": quote})).unwrap()
     }
 
+    /// Only an AK certificate the platform's CA issued names an instance, and only with a
+    /// quote by that AK over this challenge's nonce: the certificate alone is public.
     #[test]
-    fn only_the_platforms_ak_certificates_name_an_instance() {
+    fn an_instance_is_named_by_the_platforms_certificate_and_the_aks_own_quote() {
         let now = OffsetDateTime::now_utc();
-        let ca = IdentityCa::generate(now).unwrap();
-        let rogue = IdentityCa::generate(now).unwrap();
-        let field = "sevSnpAttestation.akCert";
-        let cert = certificate(&ca, now);
-        let bound = bound_instance(field, Some(&cert), ca.cert_der(), now)
-            .unwrap()
-            .unwrap();
-        assert_eq!(bound.identity, identity());
+        let (ca, rogue) = (
+            IdentityCa::generate(now).unwrap(),
+            IdentityCa::generate(now).unwrap(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let tpm = cloister_tpm::swtpm::Swtpm::start(&dir.path().join("tpm")).unwrap();
+        let mut attester = cloister_tpm::attester::VtpmAttester::open(&tpm.tcti()).unwrap();
+        let ak = attester.ak_public_key().unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        let other = rcgen::PublicKeyData::subject_public_key_info(&other);
+        let cert = |ca: &IdentityCa, key: &[u8]| {
+            Some(STANDARD.encode(ca.certify_ak(key, &identity(), now).unwrap()))
+        };
+        let mut quote = |nonce: &[u8]| {
+            let q = attester
+                .quote(nonce, cloister_eventlog::HashAlg::Sha256, &[13])
+                .unwrap();
+            let pcrs: std::collections::BTreeMap<String, String> = q
+                .pcr_values
+                .iter()
+                .map(|(i, v)| (i.to_string(), STANDARD.encode(v)))
+                .collect();
+            Some(serde_json::json!({"hashAlgo": 11, "pcrValues": pcrs,
+                "rawQuote": STANDARD.encode(&q.attest), "rawSignature": STANDARD.encode(&q.signature)}))
+        };
+        let nonce = b"challenge nonce";
+        let kind = "sevSnpAttestation";
+        let named = bound_instance(
+            kind,
+            &proof(cert(&ca, &ak), quote(nonce)),
+            ca.cert_der(),
+            now,
+            nonce,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(named.identity, identity());
         assert!(
-            bound_instance(field, None, ca.cert_der(), now)
+            bound_instance(kind, &proof(None, None), ca.cert_der(), now, nonce)
                 .unwrap()
                 .is_none()
         );
-        let cases = [
-            (certificate(&rogue, now), "not issued by this platform"),
-            ("not base64!".to_owned(), "not base64"),
-            (STANDARD.encode(b"not a certificate"), ""),
+        let refused = [
+            (
+                proof(cert(&rogue, &ak), quote(nonce)),
+                "akCert: the AK certificate was not issued by this platform",
+            ),
+            // A copy of the instance's certificate, in a guest that does not hold its AK.
+            (proof(cert(&ca, &other), quote(nonce)), "akQuote"),
+            (
+                proof(cert(&ca, &ak), quote(b"another challenge")),
+                "akQuote",
+            ),
+            (
+                proof(cert(&ca, &ak), None),
+                "akQuote: is required with akCert",
+            ),
+            (proof(None, quote(nonce)), "akCert: is required"),
+            (
+                proof(Some("not base64!".into()), quote(nonce)),
+                "akCert: not base64",
+            ),
         ];
-        for (cert, why) in cases {
-            let e = bound_instance(field, Some(&cert), ca.cert_der(), now)
+        for (proof, why) in refused {
+            let e = bound_instance(kind, &proof, ca.cert_der(), now, nonce)
                 .err()
                 .unwrap_or_else(|| panic!("{why}: accepted"))
                 .to_string();
-            assert!(e.contains(field) && e.contains(why), "{e}");
+            assert!(e.contains(kind) && e.contains(why), "{why}: {e}");
         }
     }
 

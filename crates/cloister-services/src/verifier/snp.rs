@@ -25,10 +25,11 @@ pub struct SevSnpAttestation {
     #[serde(default)]
     vcek_cert: Option<String>,
     canonical_event_log: String,
-    /// Cloister's addition: the AK certificate of the vTPM the platform gave the guest (DER,
-    /// base64), which REPORT_DATA then binds: the token names its instance (`submods.gce`).
-    #[serde(default)]
-    ak_cert: Option<String>,
+    /// Cloister's addition: the AK certificate of the vTPM the platform gave the guest, which
+    /// REPORT_DATA then binds, and the AK's quote over the nonce: the token names its
+    /// instance (`submods.gce`).
+    #[serde(flatten)]
+    instance: hardware::InstanceProof,
 }
 
 fn bad(field: &str, why: impl std::fmt::Display) -> ApiError {
@@ -77,10 +78,11 @@ pub async fn verify(
         .get_reference_value(&verified.measurement)
         .await?;
     let instance = hardware::bound_instance(
-        "sevSnpAttestation.akCert",
-        e.ak_cert.as_deref(),
+        "sevSnpAttestation",
+        &e.instance,
         state.identity_ca.cert_der(),
         time::OffsetDateTime::now_utc(),
+        &challenge.nonce,
     )?;
     let v = judge(
         &verified,

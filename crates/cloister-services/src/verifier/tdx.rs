@@ -35,10 +35,11 @@ pub struct TdxCcelAttestation {
     /// base64. Without it the server's cache must hold `{FMSPC}.json`.
     #[serde(default)]
     collateral: Option<String>,
-    /// Cloister's addition: the AK certificate of the vTPM the platform gave the guest (DER,
-    /// base64), which REPORT_DATA then binds: the token names its instance (`submods.gce`).
-    #[serde(default)]
-    ak_cert: Option<String>,
+    /// Cloister's addition: the AK certificate of the vTPM the platform gave the guest, which
+    /// REPORT_DATA then binds, and the AK's quote over the nonce: the token names its
+    /// instance (`submods.gce`).
+    #[serde(flatten)]
+    instance: hardware::InstanceProof,
 }
 
 fn bad(field: &str, why: impl std::fmt::Display) -> ApiError {
@@ -86,10 +87,11 @@ pub async fn verify(
     let measurement = quoted.launch_measurement.clone().unwrap_or_default();
     let reference = state.store.get_reference_value(&measurement).await?;
     let instance = hardware::bound_instance(
-        "tdCcel.akCert",
-        e.ak_cert.as_deref(),
+        "tdCcel",
+        &e.instance,
         state.identity_ca.cert_der(),
         time::OffsetDateTime::now_utc(),
+        &challenge.nonce,
     )?;
     let v = judge(
         &quoted,
