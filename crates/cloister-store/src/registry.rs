@@ -154,6 +154,62 @@ pub struct OverQuota {
     pub quota: u64,
 }
 
+/// The blob `digest` if `image` links it.
+fn linked_blob_query(image: &ImageRef, digest: &str) -> Query {
+    in_image(
+        "SELECT b.digest, b.size, b.blob_key FROM registry_blobs b
+         JOIN registry_blob_links l ON l.digest = b.digest
+         WHERE l.repository = $1 AND l.image = $2 AND l.digest = $3",
+        image,
+        digest,
+    )
+}
+
+fn blob_of(r: &Row) -> Result<RegistryBlob, StoreError> {
+    Ok(RegistryBlob {
+        digest: r.text(0)?,
+        size: r.u64(1)?,
+        blob_key: r.text(2)?,
+    })
+}
+
+/// Whether linking `digest` (of `size` bytes) into `image` keeps its project within `quota`:
+/// a digest the project links already adds nothing.
+async fn fits_project(
+    tx: &crate::db::Tx,
+    image: &ImageRef,
+    digest: &str,
+    size: u64,
+    quota: u64,
+) -> Result<Result<(), OverQuota>, StoreError> {
+    let project = tx
+        .fetch_one(
+            query("SELECT project_id FROM registry_repositories WHERE name = $1")
+                .bind(&image.repository),
+        )
+        .await?
+        .text(0)?;
+    let held = query(
+        "SELECT COUNT(*) FROM registry_blob_links l
+         JOIN registry_repositories r ON r.name = l.repository
+         WHERE r.project_id = $1 AND l.digest = $2",
+    )
+    .bind(&project)
+    .bind(digest);
+    if tx.fetch_one(held).await?.int(0)? > 0 {
+        return Ok(Ok(()));
+    }
+    let used = tx
+        .fetch_one(crate::storage::project_bytes(&project))
+        .await?
+        .u64(0)?;
+    Ok(if used.saturating_add(size) > quota {
+        Err(OverQuota { used, quota })
+    } else {
+        Ok(())
+    })
+}
+
 fn link(image: &ImageRef, digest: &str) -> Query {
     in_image(
         "INSERT INTO registry_blob_links (repository, image, digest) VALUES ($1, $2, $3)
@@ -255,22 +311,7 @@ impl Store {
         image: &ImageRef,
         digest: &str,
     ) -> Result<Option<RegistryBlob>, StoreError> {
-        let q = in_image(
-            "SELECT b.digest, b.size, b.blob_key FROM registry_blobs b
-             JOIN registry_blob_links l ON l.digest = b.digest
-             WHERE l.repository = $1 AND l.image = $2 AND l.digest = $3",
-            image,
-            digest,
-        );
-        self.db
-            .one(q, |r| {
-                Ok(RegistryBlob {
-                    digest: r.text(0)?,
-                    size: r.u64(1)?,
-                    blob_key: r.text(2)?,
-                })
-            })
-            .await
+        self.db.one(linked_blob_query(image, digest), blob_of).await
     }
 
     /// Records a verified blob and links it into `image`. When the digest is already stored,
@@ -286,30 +327,10 @@ impl Store {
         let size = int(b.size)?;
         self.db
             .transaction(|tx| async move {
-                if let Some(quota) = quota {
-                    let project = tx
-                        .fetch_one(
-                            query("SELECT project_id FROM registry_repositories WHERE name = $1")
-                                .bind(&image.repository),
-                        )
-                        .await?
-                        .text(0)?;
-                    let held = query(
-                        "SELECT COUNT(*) FROM registry_blob_links l
-                         JOIN registry_repositories r ON r.name = l.repository
-                         WHERE r.project_id = $1 AND l.digest = $2",
-                    )
-                    .bind(&project)
-                    .bind(&b.digest);
-                    if tx.fetch_one(held).await?.int(0)? == 0 {
-                        let used = tx
-                            .fetch_one(crate::storage::project_bytes(&project))
-                            .await?
-                            .u64(0)?;
-                        if used.saturating_add(b.size) > quota {
-                            return Ok(Err(OverQuota { used, quota }));
-                        }
-                    }
+                if let Some(quota) = quota
+                    && let Err(over) = fits_project(&tx, image, &b.digest, b.size, quota).await?
+                {
+                    return Ok(Err(over));
                 }
                 let inserted = tx
                     .execute(
@@ -329,17 +350,31 @@ impl Store {
     }
 
     /// Links an existing blob from `from` into `image` (a cross-repository mount).
+    /// With a `quota`, refused when the blob is new to `image`'s project and would take it
+    /// past the quota: a mount adds no bytes to the disk, but the project then holds them
+    /// (and keeps them once the source is deleted).
     pub async fn mount_blob(
         &self,
         image: &ImageRef,
         from: &ImageRef,
         digest: &str,
-    ) -> Result<Option<RegistryBlob>, StoreError> {
-        let Some(blob) = self.linked_blob(from, digest).await? else {
-            return Ok(None);
-        };
-        self.db.execute(link(image, digest)).await?;
-        Ok(Some(blob))
+        quota: Option<u64>,
+    ) -> Result<Result<Option<RegistryBlob>, OverQuota>, StoreError> {
+        self.db
+            .transaction(|tx| async move {
+                let linked = tx.fetch_optional(linked_blob_query(from, digest)).await?;
+                let Some(blob) = linked.map(|r| blob_of(&r)).transpose()? else {
+                    return Ok(Ok(None));
+                };
+                if let Some(quota) = quota
+                    && let Err(over) = fits_project(&tx, image, digest, blob.size, quota).await?
+                {
+                    return Ok(Err(over));
+                }
+                tx.execute(link(image, digest)).await?;
+                Ok(Ok(Some(blob)))
+            })
+            .await
     }
 
     /// Stores a manifest (and moves `tag` to it) if everything it refers to is in the image;
@@ -529,24 +564,48 @@ impl Store {
 
     /// Records one more chunk if the upload still holds `expected` bytes (so two writers
     /// racing on one upload cannot both append at the same offset).
+    /// Records a chunk of `chunk_size` bytes after the `expected` the upload holds: false when
+    /// another request appended first. With a `quota`, refused (nothing written) when the
+    /// project's stored bytes and unfinished uploads would pass it.
     pub async fn advance_registry_upload(
         &self,
         upload_id: &str,
         expected: u64,
         chunk_size: u64,
         chunk_sha256: &str,
-    ) -> Result<bool, StoreError> {
-        // One conditional statement: atomic on its own, whichever replica runs it.
-        let q = query(
-            "UPDATE registry_uploads SET received = received + $3, chunks = chunks + 1,
-                    single_chunk_sha256 = CASE WHEN chunks = 0 THEN $4 ELSE NULL END
-             WHERE upload_id = $1 AND received = $2",
-        )
-        .bind(upload_id)
-        .bind(int(expected)?)
-        .bind(int(chunk_size)?)
-        .bind(chunk_sha256);
-        Ok(self.db.execute(q).await? == 1)
+        quota: Option<u64>,
+    ) -> Result<Result<bool, OverQuota>, StoreError> {
+        self.db
+            .transaction(|tx| async move {
+                if let Some(quota) = quota {
+                    let upload = query(
+                        "SELECT r.project_id FROM registry_uploads u
+                         JOIN registry_repositories r ON r.name = u.repository
+                         WHERE u.upload_id = $1",
+                    )
+                    .bind(upload_id);
+                    let Some(row) = tx.fetch_optional(upload).await? else {
+                        return Ok(Ok(false));
+                    };
+                    let project = row.text(0)?;
+                    let fits =
+                        crate::storage::upload_fits(&tx, &project, 0, chunk_size, quota).await?;
+                    if let Err(over) = fits {
+                        return Ok(Err(over));
+                    }
+                }
+                let q = query(
+                    "UPDATE registry_uploads SET received = received + $3, chunks = chunks + 1,
+                            single_chunk_sha256 = CASE WHEN chunks = 0 THEN $4 ELSE NULL END
+                     WHERE upload_id = $1 AND received = $2",
+                )
+                .bind(upload_id)
+                .bind(int(expected)?)
+                .bind(int(chunk_size)?)
+                .bind(chunk_sha256);
+                Ok(Ok(tx.execute(q).await? == 1))
+            })
+            .await
     }
 
     pub async fn delete_registry_upload(&self, upload_id: &str) -> Result<bool, StoreError> {

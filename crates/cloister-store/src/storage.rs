@@ -264,6 +264,33 @@ fn project_uploading_bytes(project: &str) -> crate::db::Query {
     .bind(project)
 }
 
+/// Whether an unfinished upload of `project` may take `more` bytes under `quota`: what the
+/// project stores (less `replaced`, which the upload frees when it commits) and what its
+/// unfinished uploads hold (this one's bytes so far among them), in the caller's transaction,
+/// so uploads advancing at once cannot together pass it.
+pub(crate) async fn upload_fits(
+    tx: &crate::db::Tx,
+    project: &str,
+    replaced: u64,
+    more: u64,
+    quota: u64,
+) -> Result<Result<(), crate::registry::OverQuota>, StoreError> {
+    let stored = tx.fetch_one(project_bytes(project)).await?.u64(0)?;
+    let uploading = tx
+        .fetch_one(project_uploading_bytes(project))
+        .await?
+        .u64(0)?;
+    let used = stored.saturating_sub(replaced).saturating_add(uploading);
+    Ok(if used.saturating_add(more) > quota {
+        Err(crate::registry::OverQuota {
+            used: stored.saturating_add(uploading),
+            quota,
+        })
+    } else {
+        Ok(())
+    })
+}
+
 /// What a project holds of its storage quota.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StorageUsage {
@@ -603,20 +630,45 @@ impl Store {
     }
 
     /// Moves `received` from `from` to `to`; false when another request moved it first.
+    /// Records a session's chunk `from..to`: false when another request advanced it first.
+    /// With a `quota`, refused (nothing written) when the project's objects and unfinished
+    /// uploads would pass it, counting the object the session would replace as free.
     pub async fn advance_upload_session(
         &self,
         upload_id: &str,
         from: u64,
         to: u64,
-    ) -> Result<bool, StoreError> {
-        // One conditional statement: atomic on its own, whichever replica runs it.
-        let q = query(
-            "UPDATE upload_sessions SET received = $3 WHERE upload_id = $1 AND received = $2",
-        )
-        .bind(upload_id)
-        .bind(int(from)?)
-        .bind(int(to)?);
-        Ok(self.db.execute(q).await? == 1)
+        quota: Option<u64>,
+    ) -> Result<Result<bool, crate::registry::OverQuota>, StoreError> {
+        let more = to.saturating_sub(from);
+        self.db
+            .transaction(|tx| async move {
+                if let Some(quota) = quota {
+                    let session = query(
+                        "SELECT b.project_id, COALESCE(
+                            (SELECT o.size FROM objects o
+                             WHERE o.bucket = u.bucket AND o.name = u.name), 0)
+                         FROM upload_sessions u JOIN buckets b ON b.name = u.bucket
+                         WHERE u.upload_id = $1",
+                    )
+                    .bind(upload_id);
+                    let Some(row) = tx.fetch_optional(session).await? else {
+                        return Ok(Ok(false));
+                    };
+                    let (project, replaced) = (row.text(0)?, row.u64(1)?);
+                    if let Err(over) = upload_fits(&tx, &project, replaced, more, quota).await? {
+                        return Ok(Err(over));
+                    }
+                }
+                let q = query(
+                    "UPDATE upload_sessions SET received = $3 WHERE upload_id = $1 AND received = $2",
+                )
+                .bind(upload_id)
+                .bind(int(from)?)
+                .bind(int(to)?);
+                Ok(Ok(tx.execute(q).await? == 1))
+            })
+            .await
     }
 
     pub async fn delete_upload_session(&self, upload_id: &str) -> Result<bool, StoreError> {

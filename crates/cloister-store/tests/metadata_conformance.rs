@@ -685,7 +685,10 @@ async fn upload_sessions_advance_only_from_the_offset_they_hold(b: &Backend) {
     };
     s.create_upload_session(&session).await.unwrap();
     let moved = race(b, 6, |_, s| async move {
-        s.advance_upload_session("u1", 0, 1024).await.unwrap()
+        s.advance_upload_session("u1", 0, 1024, None)
+            .await
+            .unwrap()
+            .unwrap()
     })
     .await;
     assert_eq!(
@@ -722,13 +725,15 @@ async fn upload_sessions_advance_only_from_the_offset_they_hold(b: &Backend) {
     .await
     .unwrap();
     assert!(
-        s.advance_registry_upload("r1", 0, 10, "sha256:aa")
+        s.advance_registry_upload("r1", 0, 10, "sha256:aa", None)
             .await
+            .unwrap()
             .unwrap()
     );
     assert!(
-        !s.advance_registry_upload("r1", 0, 10, "sha256:bb")
+        !s.advance_registry_upload("r1", 0, 10, "sha256:bb", None)
             .await
+            .unwrap()
             .unwrap()
     );
     let one = s.get_registry_upload("r1").await.unwrap().unwrap();
@@ -737,8 +742,9 @@ async fn upload_sessions_advance_only_from_the_offset_they_hold(b: &Backend) {
         (10, 1, Some("sha256:aa"))
     );
     assert!(
-        s.advance_registry_upload("r1", 10, 5, "sha256:cc")
+        s.advance_registry_upload("r1", 10, 5, "sha256:cc", None)
             .await
+            .unwrap()
             .unwrap()
     );
     let two = s.get_registry_upload("r1").await.unwrap().unwrap();
@@ -951,8 +957,10 @@ async fn manifests_need_their_content_and_tags_list_in_order(b: &Backend) {
         "blobs are linked per image"
     );
     assert_eq!(
-        s.mount_blob(&other, &image, "sha256:b1").await.unwrap(),
-        Some(blob.clone())
+        s.mount_blob(&other, &image, "sha256:b1", None)
+            .await
+            .unwrap(),
+        Ok(Some(blob.clone()))
     );
     for tag in ["v1", "V2", "latest"] {
         assert_eq!(
@@ -2130,8 +2138,9 @@ async fn the_quota_counts_registry_blobs_and_unfinished_uploads(b: &Backend) {
     .await
     .unwrap();
     assert!(
-        s.advance_registry_upload("r1", 0, 5, "sha256:aa")
+        s.advance_registry_upload("r1", 0, 5, "sha256:aa", None)
             .await
+            .unwrap()
             .unwrap()
     );
     s.create_upload_session(&UploadSession {
@@ -2149,6 +2158,56 @@ async fn the_quota_counts_registry_blobs_and_unfinished_uploads(b: &Backend) {
     .unwrap();
     let usage = s.project_storage_usage(&alpha).await.unwrap();
     assert_eq!((usage.stored, usage.uploading, usage.total()), (13, 12, 25));
+    // Uploads advance only within the quota, counted in their own transaction: what each
+    // holds already is in the 25.
+    let over = Err(OverQuota {
+        used: 25,
+        quota: 26,
+    });
+    assert_eq!(
+        s.advance_registry_upload("r1", 5, 2, "sha256:bb", Some(26))
+            .await
+            .unwrap(),
+        over
+    );
+    assert_eq!(
+        s.advance_upload_session("u1", 7, 9, Some(26))
+            .await
+            .unwrap(),
+        over
+    );
+    assert_eq!(
+        s.advance_upload_session("u1", 7, 8, Some(26))
+            .await
+            .unwrap(),
+        Ok(true)
+    );
+    // A mount links bytes into a project as a push would; another project's quota is its own.
+    s.create_project(&project("beta-2", 223456789012), &owner_policy())
+        .await
+        .unwrap();
+    let beta = RepositoryRecord {
+        project_id: ProjectId::parse("beta-2").unwrap(),
+        ..repository()
+    };
+    s.create_repository(&beta).await.unwrap();
+    let beta = ImageRef {
+        repository: beta.name(),
+        image: "app".into(),
+    };
+    assert_eq!(
+        s.mount_blob(&beta, &image(), "sha256:b1", Some(9))
+            .await
+            .unwrap(),
+        Err(OverQuota { used: 0, quota: 9 })
+    );
+    assert!(s.linked_blob(&beta, "sha256:b1").await.unwrap().is_none());
+    assert_eq!(
+        s.mount_blob(&beta, &image(), "sha256:b1", Some(10))
+            .await
+            .unwrap(),
+        Ok(Some(blob("sha256:b1", 10)))
+    );
 }
 
 async fn deleting_a_bucket_cancels_its_upload_sessions(b: &Backend) {

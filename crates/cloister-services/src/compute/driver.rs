@@ -410,6 +410,7 @@ impl LocalDriver {
         let name = instance.resource_name();
         if state.store.get_instance(&name).await?.is_none() {
             self.stop(instance).await;
+            self.forget(instance);
             return Err(ApiError::NotFound(format!(
                 "instance {} was deleted while it started",
                 instance.name
@@ -434,14 +435,27 @@ impl LocalDriver {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&instance.resource_name());
+        let dir = self.dir(instance);
         if let Some(r) = running {
             use std::sync::atomic::Ordering;
             self.stopping.fetch_add(1, Ordering::SeqCst);
             let _ = r.stop.send(true);
-            let _ = tokio::time::timeout(Duration::from_secs(30), r.supervisor).await;
+            let mut supervisor = r.supervisor;
+            if tokio::time::timeout(STOP_GRACE + Duration::from_secs(10), &mut supervisor)
+                .await
+                .is_err()
+            {
+                // Stuck (a runc that does not answer, say): ended here, its platform dropped
+                // before anything is released, so no late cleanup of this run can reach a
+                // next run's disk or containers at the same paths.
+                tracing::warn!(instance = %instance.resource_name(), "the instance did not stop in time: ending it");
+                supervisor.abort();
+                let _ = supervisor.await;
+                let runc = dir.join("run/runc");
+                let _ = tokio::task::spawn_blocking(move || delete_containers(&runc)).await;
+            }
             self.stopping.fetch_sub(1, Ordering::SeqCst);
         }
-        let dir = self.dir(instance);
         release_namespaces(&dir);
         release_disk(&dir);
         let console = self.console_path(instance);
@@ -739,6 +753,8 @@ async fn provision_vtpm(
 /// How long a stopped instance's launcher (or guest) has to end after SIGTERM (or the power
 /// button) before it is killed: the launcher gives the workload 10 s of it.
 const STOP_GRACE: Duration = Duration::from_secs(20);
+/// How long QEMU's monitor has to take the power button press.
+const QMP_WAIT: Duration = Duration::from_secs(5);
 
 /// Runs the launcher until it exits for good, or until told to stop (SIGTERM, then SIGKILL);
 /// then drops the instance's platform at once.
@@ -832,11 +848,20 @@ async fn run_launcher<F: Future<Output = ()>>(
                 Launch::Vm { exit_port, .. } => vm::exit_code(exit_port).map_or(2, i32::from),
             },
             _ = stopped.changed() => {
-                match launch {
-                    // A VM's power button: its PID 1 stops the launcher with SIGTERM.
+                let asked = match launch {
+                    // A VM's power button: its PID 1 stops the launcher with SIGTERM. A
+                    // monitor that does not answer in time gets no grace either.
                     Launch::Vm { qmp, .. } => {
-                        if let Err(e) = vm::powerdown(qmp).await {
-                            tracing::warn!(instance = %name, error = %e, "could not power the guest down: stopping it");
+                        match tokio::time::timeout(QMP_WAIT, vm::powerdown(qmp)).await {
+                            Ok(Ok(())) => true,
+                            Ok(Err(e)) => {
+                                tracing::warn!(instance = %name, error = %e, "could not power the guest down: stopping it");
+                                false
+                            }
+                            Err(_) => {
+                                tracing::warn!(instance = %name, "QEMU's monitor did not answer: stopping the guest");
+                                false
+                            }
                         }
                     }
                     Launch::Process { .. } => {
@@ -844,9 +869,10 @@ async fn run_launcher<F: Future<Output = ()>>(
                             // SAFETY: kill(2) on our own child's pid; no memory is touched.
                             unsafe { libc::kill(pid as i32, libc::SIGTERM) };
                         }
+                        true
                     }
-                }
-                if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+                };
+                if !asked || tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
                     let _ = child.kill().await;
                 }
                 return InstanceStatus::Terminated;

@@ -216,6 +216,7 @@ async fn insert(
         }
         Err(e) => {
             let _ = state.store.delete_instance(&instance.resource_name()).await;
+            console::remove(&state, &instance).await;
             return Err(e);
         }
     }

@@ -354,21 +354,30 @@ pub async fn powerdown(qmp: &Path) -> std::io::Result<()> {
     let refused = |what: &str, line: Option<String>| {
         std::io::Error::other(format!("QMP {what}: {}", line.unwrap_or_default()))
     };
-    let greeting = lines.next_line().await?;
-    if !greeting.as_deref().is_some_and(|l| l.contains("\"QMP\"")) {
-        return Err(refused("greeting", greeting));
+    // Each message is a JSON object on a line, told apart by its top-level key.
+    let mut next = async || -> std::io::Result<(Option<String>, serde_json::Value)> {
+        let line = lines.next_line().await?;
+        let value = line
+            .as_deref()
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or_default();
+        Ok((line, value))
+    };
+    let (line, greeting) = next().await?;
+    if greeting.get("QMP").is_none() {
+        return Err(refused("greeting", line));
     }
     for command in ["qmp_capabilities", "system_powerdown"] {
-        write
-            .write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes())
-            .await?;
-        // Events may come first; the answer is the line with `return` or `error`.
+        let request = serde_json::json!({ "execute": command }).to_string() + "\n";
+        write.write_all(request.as_bytes()).await?;
+        // Events may come first; the answer is the message with `return` (or `error`).
         loop {
-            let line = lines.next_line().await?;
-            match line.as_deref() {
-                Some(l) if l.contains("\"return\"") => break,
-                Some(l) if l.contains("\"event\"") => continue,
-                _ => return Err(refused(command, line)),
+            let (line, message) = next().await?;
+            if message.get("return").is_some() {
+                break;
+            }
+            if message.get("event").is_none() {
+                return Err(refused(command, line));
             }
         }
     }
@@ -605,6 +614,52 @@ mod tests {
                 }
                 (got, want) => panic!("{kind:?} {accel:?}: {got:?}, wanted {want:?}"),
             }
+        }
+    }
+
+    /// QMP as QEMU speaks it (the VM test presses a real guest's button): the greeting, an
+    /// answer per command, events between them; an error answer is a failure.
+    #[tokio::test]
+    async fn the_power_button_is_pressed_through_qmp() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        async fn monitor(
+            path: std::path::PathBuf,
+            answers: &'static [&'static str],
+        ) -> Vec<String> {
+            let listener = tokio::net::UnixListener::bind(&path).unwrap();
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            write
+                .write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n")
+                .await
+                .unwrap();
+            let mut asked = vec![];
+            for answer in answers {
+                asked.push(lines.next_line().await.unwrap().unwrap_or_default());
+                write.write_all(answer.as_bytes()).await.unwrap();
+            }
+            asked
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let ok: &[&str] = &[
+            "{\"return\": {}}\n",
+            "{\"event\": \"POWERDOWN\", \"timestamp\": {}}\n{\"return\": {}}\n",
+        ];
+        let failing: &[&str] = &[
+            "{\"return\": {}}\n",
+            "{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}}\n",
+        ];
+        for (answers, pressed) in [(ok, true), (failing, false)] {
+            let path = dir.path().join(format!("qmp-{pressed}.sock"));
+            let server = tokio::spawn(monitor(path.clone(), answers));
+            while !path.exists() {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(powerdown(&path).await.is_ok(), pressed);
+            let asked = server.await.unwrap();
+            assert!(asked[0].contains("qmp_capabilities"), "{asked:?}");
+            assert!(asked[1].contains("system_powerdown"), "{asked:?}");
         }
     }
 

@@ -105,6 +105,16 @@ fn created(name: &ImageName, digest: &str) -> Response {
         .into_response()
 }
 
+/// The refusal of a push past its project's storage quota.
+fn over_quota(name: &ImageName, OverQuota { used, quota }: OverQuota) -> RegistryError {
+    ApiError::from(Exceeded::Quota {
+        project: name.project.as_str().to_owned(),
+        used,
+        quota,
+    })
+    .into()
+}
+
 /// Records a verified blob in the image; a duplicate of a stored digest is dropped. Its
 /// project's quota is checked once more as it is recorded: pushes at once cannot pass it.
 async fn adopt(
@@ -117,14 +127,9 @@ async fn adopt(
     match state.store.put_blob(image, &blob, quota).await? {
         Ok(Some(duplicate)) => remove(state, &duplicate).await,
         Ok(None) => {}
-        Err(OverQuota { used, quota }) => {
+        Err(over) => {
             remove(state, &blob.blob_key).await;
-            return Err(ApiError::from(Exceeded::Quota {
-                project: name.project.as_str().to_owned(),
-                used,
-                quota,
-            })
-            .into());
+            return Err(over_quota(name, over));
         }
     }
     Ok(())
@@ -141,14 +146,13 @@ pub async fn start(
     body: Body,
 ) -> Result<Response, RegistryError> {
     // Not mountable: fall back to a normal upload, as the spec says.
-    if let Some((from, digest)) = mount
-        && state
-            .store
-            .mount_blob(image, &from, &digest)
-            .await?
-            .is_some()
-    {
-        return Ok(created(name, &digest));
+    if let Some((from, digest)) = mount {
+        let quota = state.storage_limits.project_quota_bytes;
+        match state.store.mount_blob(image, &from, &digest, quota).await? {
+            Ok(Some(_)) => return Ok(created(name, &digest)),
+            Ok(None) => {}
+            Err(over) => return Err(over_quota(name, over)),
+        }
     }
     let mut id = [0u8; 16];
     rand::rng().fill_bytes(&mut id);
@@ -281,10 +285,18 @@ async fn append(
             "Content-Range announced {len} bytes but {size} arrived"
         )));
     }
+    let quota = state.storage_limits.project_quota_bytes;
     let advanced = state
         .store
-        .advance_registry_upload(&upload.upload_id, upload.received, size, &digest)
+        .advance_registry_upload(&upload.upload_id, upload.received, size, &digest, quota)
         .await?;
+    let advanced = match advanced {
+        Ok(advanced) => advanced,
+        Err(over) => {
+            remove(state, &k).await;
+            return Err(over_quota(name, over));
+        }
+    };
     if !advanced {
         remove(state, &k).await;
         return Err(RegistryError::RangeInvalid(

@@ -272,7 +272,21 @@ pub async fn chunk(
             )));
         }
         let id = &session.upload_id;
-        if !state.store.advance_upload_session(id, a, to).await? {
+        let quota = state.storage_limits.project_quota_bytes;
+        let advanced = state.store.advance_upload_session(id, a, to, quota).await?;
+        let advanced = match advanced {
+            Ok(advanced) => advanced,
+            Err(cloister_store::OverQuota { used, quota }) => {
+                let _ = state.blobs.delete(&key).await;
+                return Err(limits::Exceeded::Quota {
+                    project: record.project_id.as_str().to_owned(),
+                    used,
+                    quota,
+                }
+                .into());
+            }
+        };
+        if !advanced {
             let _ = state.blobs.delete(&key).await;
             if state.store.get_upload_session(id).await?.is_none() {
                 return Err(ApiError::NotFound(format!(
