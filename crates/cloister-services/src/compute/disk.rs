@@ -96,6 +96,9 @@ impl InstanceDisk {
                 .args(["-q", "-F", "-m", "0", "-O", "^has_journal"])
                 .arg(file),
         )?;
+        // nodev, not nosuid: the container's rootfs is on it, and an image's setuid programs
+        // work under Docker; the directory above is the data directory's (0700), so no host
+        // user reaches them.
         run(
             "mount",
             Command::new("mount")
@@ -116,7 +119,13 @@ impl Drop for InstanceDisk {
 /// Unmounts a disk (lazily: a process of a crashed run may still hold a file on it; the loop
 /// device is freed when the last one closes) and removes its file. Nothing there is no error.
 pub fn release(mount: &Path, file: &Path) {
-    let _ = nix::mount::umount2(mount, nix::mount::MntFlags::MNT_DETACH);
+    match nix::mount::umount2(mount, nix::mount::MntFlags::MNT_DETACH) {
+        // Not mounted (released already, or never made): nothing to say.
+        Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+        Err(e) => {
+            tracing::error!(error = %e, mount = %mount.display(), "could not unmount an instance's disk")
+        }
+    }
     let _ = std::fs::remove_file(file);
 }
 

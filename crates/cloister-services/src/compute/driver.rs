@@ -766,6 +766,14 @@ async fn supervise(
     platform: Platform,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let console = serial.clone();
+    match tokio::task::spawn_blocking(move || super::serial::make_room(&console)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, instance = %name, "making room in a serial console")
+        }
+        Err(e) => tracing::warn!(error = %e, instance = %name, "making room in a serial console"),
+    }
     let set = |status: InstanceStatus| {
         let (state, name) = (state.clone(), name.clone());
         async move {

@@ -48,6 +48,29 @@ pub async fn copy_bounded(mut from: impl AsyncRead + Unpin, path: &Path) -> std:
     }
 }
 
+/// Makes room in a console for a new run of its instance: past half its limit, only the last
+/// half is kept (a console that earlier runs filled would drop everything a restarted run
+/// says). Compute Engine's console, too, keeps the latest output.
+pub fn make_room(path: &Path) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let keep = MAX_SERIAL_BYTES / 2;
+    let len = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if len <= keep {
+        return Ok(());
+    }
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(len - keep))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    let fresh = path.with_extension("log.new");
+    std::fs::write(&fresh, &tail)?;
+    std::fs::rename(&fresh, path)
+}
+
 /// Copies a child's output into its console in the background (to the output's end: the
 /// child and whatever inherited its descriptors have exited).
 pub fn spawn_copy(from: Option<impl AsyncRead + Unpin + Send + 'static>, path: &Path) {
@@ -63,6 +86,23 @@ pub fn spawn_copy(from: Option<impl AsyncRead + Unpin + Send + 'static>, path: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_run_finds_room_in_a_full_console() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serial.log");
+        make_room(&path).unwrap();
+        let mut full = vec![b'a'; MAX_SERIAL_BYTES as usize];
+        full[MAX_SERIAL_BYTES as usize - 1] = b'z';
+        std::fs::write(&path, &full).unwrap();
+        make_room(&path).unwrap();
+        let kept = std::fs::read(&path).unwrap();
+        assert_eq!(kept.len() as u64, MAX_SERIAL_BYTES / 2);
+        assert_eq!(kept.last(), Some(&b'z'), "the latest output stays");
+        std::fs::write(&path, b"short").unwrap();
+        make_room(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"short");
+    }
 
     #[tokio::test]
     async fn a_console_stops_growing_at_its_limit_and_says_so() {
