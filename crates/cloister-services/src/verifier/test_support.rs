@@ -91,3 +91,19 @@ pub fn assert_names_the_instance(v: &Verified) {
         "https://www.googleapis.com/compute/v1/projects/secundus-bank/zones/us-west1-b/instances/confidential-vm"
     );
 }
+
+/// A report or quote whose REPORT_DATA binds instance `a`'s certificate names that instance
+/// (Compute Engine's names, its URL as the subject); with another instance's certificate, or
+/// none, it is refused. `judge` judges a report carrying the given REPORT_DATA.
+pub fn names_only_its_instance(
+    kind: cloister_eventlog::ReportKind,
+    log: &[u8],
+    judge: impl Fn([u8; 64], Option<&BoundInstance>) -> Result<Verified, ApiError>,
+) {
+    let data = cloister_eventlog::report_data(kind, NONCE, log, Some(b"ak-a"));
+    assert_names_the_instance(&judge(data, Some(&bound(b"ak-a"))).unwrap());
+    for other in [Some(bound(b"ak-b")), None] {
+        let e = refusal(judge(data, other.as_ref()));
+        assert!(e.contains("REPORT_DATA does not bind"), "{e}");
+    }
+}
