@@ -15,6 +15,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 alice_link, bob_link, own, other, shots, token, chain, live = sys.argv[1:9]
 os.makedirs(shots, exist_ok=True)
@@ -27,6 +29,15 @@ options.binary_location = "/usr/bin/chromium"
 driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 driver.implicitly_wait(5)
 seen = {}
+
+
+def alert():
+    """The page's alert, once the navigation that shows it is done (a bound against a hung
+    browser, not a limit on speed: a loaded machine takes its time)."""
+    located = expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "[role=alert]"))
+    return WebDriverWait(driver, 60).until(located).text
+
+
 try:
     def sign_in(link, who):
         driver.delete_all_cookies()
@@ -118,11 +129,11 @@ try:
     seen["after_sign_out"] = driver.current_url
     driver.get(alice_link)
     driver.find_element(By.CSS_SELECTOR, "form[action='/console/login'] button").click()
-    seen["reused_code"] = driver.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    seen["reused_code"] = alert()
 
     seen["secundus_projects"] = sign_in(bob_link, "secundus")
     driver.get(f"{base}/console/projects/{own}")
-    seen["secundus_on_primus_project"] = driver.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    seen["secundus_on_primus_project"] = alert()
     driver.save_screenshot(os.path.join(shots, "secundus-refused.png"))
     driver.get(base + chain)
     seen["secundus_chain"] = driver.find_element(By.TAG_NAME, "main").text
@@ -130,7 +141,7 @@ try:
     driver.save_screenshot(os.path.join(shots, "secundus-trust-chain.png"))
     driver.set_window_size(1280, 800)
     driver.get(provider)
-    seen["secundus_on_primus_provider"] = driver.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    seen["secundus_on_primus_provider"] = alert()
 
     # The live serial console: the script appends new output in place. A mark set on the
     # page survives only if the page was not reloaded. Ends when it grew or the instance
