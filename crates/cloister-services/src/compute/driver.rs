@@ -317,7 +317,14 @@ impl LocalDriver {
             tokio::task::spawn_blocking(move || InstanceDisk::create(&file, &mount, bytes))
                 .await
                 .map_err(|e| internal(e.to_string()))?
-                .map_err(|e| internal(format!("making its disk: {e}")))?
+                .map_err(|e| match e {
+                    // The host, not the request: it lacks loop devices or e2fsprogs.
+                    e @ disk::DiskError::Tool(..) => unavailable(format!(
+                        "this host cannot make instance {}'s disk ({e}): the local driver needs loop devices, mkfs.ext4 and mount (scripts/install-deps.sh)",
+                        instance.name
+                    )),
+                    e => internal(format!("making its disk: {e}")),
+                })?
         };
         // The metadata server listens on a socket in the runtime directory, which only the
         // sandbox's forwarders reach (from GCE's address inside the instance).
