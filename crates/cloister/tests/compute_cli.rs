@@ -354,11 +354,7 @@ fn an_instance_waits_for_room_on_a_full_server_and_starts_when_one_is_deleted() 
     );
     s.alice(&[&["compute", "instances", "start", "two"][..], &place[..]].concat());
     // The console goes on from there.
-    let start = std::time::Instant::now();
-    while s.serial("two").matches("RUN 1 sleep").count() < 2 {
-        assert!(start.elapsed() < std::time::Duration::from_secs(300));
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    s.wait_for_times("two", "RUN 1 sleep", 2);
     assert_eq!(describe("two", "status"), "RUNNING");
     assert_eq!(running(), 1);
     s.alice(&[&["compute", "instances", "delete", "two"][..], &place[..]].concat());

@@ -774,12 +774,9 @@ async fn supervise(
     mut stopped: watch::Receiver<bool>,
 ) {
     let console = serial.clone();
-    match tokio::task::spawn_blocking(move || super::serial::make_room(&console)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, instance = %name, "making room in a serial console")
-        }
-        Err(e) => tracing::warn!(error = %e, instance = %name, "making room in a serial console"),
+    let made = tokio::task::spawn_blocking(move || super::serial::make_room(&console)).await;
+    if let Err(e) = made.map_err(std::io::Error::other).and_then(|r| r) {
+        tracing::warn!(error = %e, instance = %name, "making room in a serial console");
     }
     let set = |status: InstanceStatus| {
         let (state, name) = (state.clone(), name.clone());

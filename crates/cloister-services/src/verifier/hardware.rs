@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use super::claims::Verified;
 use super::evidence;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The instance a report names: the AK certificate the platform's identity CA issued to the
 /// vTPM it gave the guest, bound into REPORT_DATA by the launcher (measured, so trusted to
@@ -69,6 +70,17 @@ pub(super) fn bound_instance(
         verify_ak_cert(&cert, ca_der, now).map_err(|e| bad("akCert", e.to_string()))?;
     quote.checked(&format!("{kind}.akQuote"), &ak, nonce)?;
     Ok(Some(BoundInstance { cert, identity }))
+}
+
+/// [`bound_instance`] against this server's identity CA, now.
+pub(super) fn instance_of(
+    state: &AppState,
+    kind: &str,
+    proof: &InstanceProof,
+    nonce: &[u8],
+) -> Result<Option<BoundInstance>, ApiError> {
+    let ca = state.identity_ca.cert_der();
+    bound_instance(kind, proof, ca, OffsetDateTime::now_utc(), nonce)
 }
 
 /// Whether `report_data_hex` (from the verified report or quote) binds `nonce`, the log, and

@@ -77,13 +77,8 @@ pub async fn verify(
         .store
         .get_reference_value(&verified.measurement)
         .await?;
-    let instance = hardware::bound_instance(
-        "sevSnpAttestation",
-        &e.instance,
-        state.identity_ca.cert_der(),
-        time::OffsetDateTime::now_utc(),
-        &challenge.nonce,
-    )?;
+    let instance =
+        hardware::instance_of(state, "sevSnpAttestation", &e.instance, &challenge.nonce)?;
     let v = judge(
         &verified,
         &challenge.nonce,

@@ -86,13 +86,7 @@ pub async fn verify(
     // reference value of the launch measurement, is read first.
     let measurement = quoted.launch_measurement.clone().unwrap_or_default();
     let reference = state.store.get_reference_value(&measurement).await?;
-    let instance = hardware::bound_instance(
-        "tdCcel",
-        &e.instance,
-        state.identity_ca.cert_der(),
-        time::OffsetDateTime::now_utc(),
-        &challenge.nonce,
-    )?;
+    let instance = hardware::instance_of(state, "tdCcel", &e.instance, &challenge.nonce)?;
     let v = judge(
         &quoted,
         &challenge.nonce,

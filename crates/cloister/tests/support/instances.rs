@@ -165,10 +165,15 @@ impl Secundus {
 
     /// Waits until the serial console contains `text`.
     pub fn wait_for(&self, name: &str, text: &str) -> String {
+        self.wait_for_times(name, text, 1)
+    }
+
+    /// Waits until the serial console contains `text` `times` times (a restarted run's).
+    pub fn wait_for_times(&self, name: &str, text: &str, times: usize) -> String {
         let start = Instant::now();
         loop {
             let serial = self.serial(name);
-            if serial.contains(text) {
+            if serial.matches(text).count() >= times {
                 return serial;
             }
             assert!(
