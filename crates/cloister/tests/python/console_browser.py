@@ -38,11 +38,20 @@ def alert():
     return WebDriverWait(driver, 60).until(located).text
 
 
+def follow(element):
+    """Clicks a link or a form's button and waits until the page it leads to has replaced this
+    one: without the wait, what is read next may come from the old page (under load the old
+    page was still there after a sign-out's click). 60 s bounds a hung browser only."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(old))
+
+
 try:
     def sign_in(link, who):
         driver.delete_all_cookies()
         driver.get(link)
-        driver.find_element(By.CSS_SELECTOR, "form[action='/console/login'] button").click()
+        follow(driver.find_element(By.CSS_SELECTOR, "form[action='/console/login'] button"))
         driver.find_element(By.CSS_SELECTOR, "main h1")
         driver.save_screenshot(os.path.join(shots, f"{who}-projects.png"))
         return [a.text for a in driver.find_elements(By.CSS_SELECTOR, "main table a")]
@@ -51,7 +60,7 @@ try:
     seen["primus_cookie_http_only"] = all(
         c.get("httpOnly") for c in driver.get_cookies() if c["name"] == "cloister_session"
     )
-    driver.find_element(By.LINK_TEXT, own).click()
+    follow(driver.find_element(By.LINK_TEXT, own))
     seen["project_heading"] = driver.find_element(By.CSS_SELECTOR, "main h1").text
     seen["project_roles"] = [
         td.text for td in driver.find_elements(By.CSS_SELECTOR, "main tbody td:first-child")
@@ -67,7 +76,7 @@ try:
     seen["after_skip"] = driver.switch_to.active_element.get_attribute("id")
 
     # A bucket: upload a file through the form; the script shows the bytes sent.
-    driver.find_element(By.LINK_TEXT, "gs://primus-models").click()
+    follow(driver.find_element(By.LINK_TEXT, "gs://primus-models"))
     upload = os.path.join(shots, "weights.bin")
     with open(upload, "wb") as f:
         f.write(os.urandom(3 * 1024 * 1024))
@@ -83,7 +92,7 @@ try:
     driver.set_window_size(1280, 1000)
     driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
     driver.save_screenshot(os.path.join(shots, "primus-bucket-upload.png"))
-    driver.find_element(By.LINK_TEXT, "Show the bucket's objects").click()
+    follow(driver.find_element(By.LINK_TEXT, "Show the bucket's objects"))
     seen["bucket_objects"] = [
         a.text for a in driver.find_elements(By.CSS_SELECTOR, "main tbody td:first-child a")
     ]
@@ -100,7 +109,7 @@ try:
         box.clear()
         box.send_keys(condition)
         driver.find_element(By.ID, "token").send_keys(token)
-        driver.find_element(By.CSS_SELECTOR, "form[action$='/evaluate'] button[type=submit]:not([formaction])").click()
+        follow(driver.find_element(By.CSS_SELECTOR, "form[action$='/evaluate'] button[type=submit]:not([formaction])"))
         driver.find_element(By.ID, "result")
         return [b.text for b in driver.find_elements(By.CSS_SELECTOR, "table.clauses td:first-child .badge")]
 
@@ -125,10 +134,10 @@ try:
     driver.set_window_size(1280, 800)
     driver.get(f"{base}/console/projects/{own}")
     # Sign out, then the same link again: its code worked once.
-    driver.find_element(By.CSS_SELECTOR, ".signout button").click()
+    follow(driver.find_element(By.CSS_SELECTOR, ".signout button"))
     seen["after_sign_out"] = driver.current_url
     driver.get(alice_link)
-    driver.find_element(By.CSS_SELECTOR, "form[action='/console/login'] button").click()
+    follow(driver.find_element(By.CSS_SELECTOR, "form[action='/console/login'] button"))
     seen["reused_code"] = alert()
 
     seen["secundus_projects"] = sign_in(bob_link, "secundus")
