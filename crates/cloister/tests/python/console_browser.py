@@ -12,6 +12,7 @@ import sys
 import time
 
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -42,9 +43,17 @@ def follow(element):
     """Clicks a link or a form's button and waits until the page it leads to has replaced this
     one: without the wait, what is read next may come from the old page (under load the old
     page was still there after a sign-out's click). 60 s bounds a hung browser only."""
-    old = driver.find_element(By.TAG_NAME, "html")
+    # A mark on this page's window: a new document gets a new window object without it.
+    # (Selenium's staleness_of is not used: Chromium's driver at times answers a gone node
+    # with "Node with given id does not belong to the document", not a stale reference.)
+    driver.execute_script("window.cloisterOldPage = true")
     element.click()
-    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(old))
+    # A script run while the page is being replaced may fail; the wait tries again.
+    WebDriverWait(driver, 60, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script(
+            "return window.cloisterOldPage === undefined && document.readyState === 'complete'"
+        )
+    )
 
 
 try:
