@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use cel::{Program, Value};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::clauses::{mentions, split_comparison, split_conjunction, split_quantifier};
 use crate::{ConditionError, value};
@@ -23,6 +23,33 @@ pub struct Input {
 }
 
 impl Input {
+    /// What a condition sees of verified claims and the attributes mapped from them.
+    pub fn new(claims: &serde_json::Value, mapped: &crate::MappedAttributes) -> Self {
+        let mut input = Input {
+            assertion: claims.clone(),
+            ..Default::default()
+        };
+        input.google.insert(
+            "subject".into(),
+            serde_json::Value::String(mapped.subject.clone()),
+        );
+        input.google.insert(
+            "groups".into(),
+            mapped
+                .groups
+                .iter()
+                .cloned()
+                .map(serde_json::Value::String)
+                .collect(),
+        );
+        for (k, v) in &mapped.attributes {
+            input
+                .attribute
+                .insert(k.clone(), serde_json::Value::String(v.clone()));
+        }
+        input
+    }
+
     fn context(&self) -> cel::Context<'static, 'static> {
         let mut ctx = value::context();
         ctx.add_variable_from_value("assertion", value::from_json(&self.assertion));
@@ -50,7 +77,7 @@ impl std::fmt::Debug for Condition {
 }
 
 /// How one clause fared.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE", tag = "outcome", content = "detail")]
 pub enum ClauseOutcome {
     Pass,
@@ -58,13 +85,13 @@ pub enum ClauseOutcome {
     Error(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClauseReport {
     pub clause: String,
     #[serde(flatten)]
     pub outcome: ClauseOutcome,
     /// For a comparison, the value of each side (expression text → value).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub compared: Vec<(String, serde_json::Value)>,
 }
 

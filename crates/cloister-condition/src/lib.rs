@@ -6,14 +6,19 @@
 //! [`Condition::explain`] evaluates each top-level clause of a condition on its own, for the
 //! owner's "why was this token refused" question.
 //!
-//! Invariant: pure computation; no I/O. Depends on no Cloister crate.
+//! [`judgement`] is a whole judgement (mapping, then condition) as a worker process computes it.
+//!
+//! Invariant: pure computation; no I/O but the streams [`judgement::serve`] is handed. Depends
+//! on no Cloister crate.
 
 mod clauses;
 mod condition;
+pub mod judgement;
 mod mapping;
 mod value;
 
 pub use condition::{ClauseOutcome, ClauseReport, Condition, Input};
+pub use judgement::{Judgement, Question};
 pub use mapping::{AttributeMapping, MappedAttributes};
 
 /// A compile or evaluation failure, saying what and where.

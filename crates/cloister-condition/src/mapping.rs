@@ -25,7 +25,7 @@ impl std::fmt::Debug for AttributeMapping {
 }
 
 /// The result of applying a mapping to a token's claims.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MappedAttributes {
     pub subject: String,
     pub groups: Vec<String>,

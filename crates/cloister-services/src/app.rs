@@ -81,6 +81,10 @@ pub struct ServerConfig {
     pub max_instances: Option<u32>,
     /// How many instances one project may hold, over every replica; none = no quota.
     pub project_instance_quota: Option<u32>,
+    /// How many projects one user may have created and not deleted; none = no quota.
+    pub user_project_quota: Option<u32>,
+    /// The program that judges tokens with providers' CEL under limits (`federation::judge`).
+    pub condition_worker: crate::federation::judge::WorkerCommand,
     /// Each process instance's disk, GiB; none = `compute::disk::DEFAULT_GB`.
     pub instance_disk_gb: Option<u32>,
 }
@@ -271,6 +275,10 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         attestation_token_lifetime_secs: config.attestation_token_lifetime_secs,
         allow_insecure_evidence: config.allow_insecure_evidence,
         project_instance_quota: config.project_instance_quota,
+        user_project_quota: config.user_project_quota,
+        judge: Arc::new(crate::federation::judge::Judge::new(
+            config.condition_worker.clone(),
+        )),
         metrics: Arc::default(),
         compute: Arc::new({
             let driver =

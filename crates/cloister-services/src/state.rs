@@ -38,6 +38,10 @@ pub struct AppState {
     pub allow_insecure_evidence: bool,
     /// How many instances one project may hold; none = no quota.
     pub project_instance_quota: Option<u32>,
+    /// How many projects one user may have created and not deleted; none = no quota.
+    pub user_project_quota: Option<u32>,
+    /// Judges tokens with providers' mappings and conditions (tenants' CEL) under limits.
+    pub judge: Arc<crate::federation::judge::Judge>,
     /// Prometheus counters (`GET /metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Runs instances (the local driver).

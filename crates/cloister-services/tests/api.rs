@@ -72,6 +72,42 @@ async fn duplicate_projects_are_refused() {
     assert!(message(&b).contains("already exists"));
 }
 
+#[tokio::test]
+async fn a_user_creates_projects_up_to_their_quota_and_a_deleted_one_frees_its_place() {
+    // Per-project quotas (storage, instances) bound a user only if their projects are bounded.
+    let api = Api::start_with(|c| c.user_project_quota = Some(2)).await;
+    let alice = api.user("alice@example.com").await;
+    let bob = api.user("bob@example.com").await;
+    project_with_owner(&api, &alice, "alpha-one").await;
+    project_with_owner(&api, &alice, "alpha-two").await;
+    let create = |token: &str, id: &str| {
+        let token = token.to_owned();
+        let body = json!({"projectId": id});
+        let api = &api;
+        async move { api.call(&token, "POST", "/v1/projects", Some(body)).await }
+    };
+    let (s, b) = create(&alice, "alpha-three").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(b["error"]["status"], "FAILED_PRECONDITION", "{b}");
+    assert!(
+        message(&b).contains("user:alice@example.com has already created 2 projects"),
+        "{b}"
+    );
+    let (_, list) = api.call(&alice, "GET", "/v1/projects", None).await;
+    assert_eq!(
+        list["projects"].as_array().unwrap().len(),
+        2,
+        "nothing was created"
+    );
+    // Bob's quota is his own; a deleted project frees its place.
+    project_with_owner(&api, &bob, "beta-one").await;
+    let (s, b) = api
+        .call(&alice, "DELETE", "/v1/projects/alpha-one", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(create(&alice, "alpha-three").await.0, StatusCode::OK);
+}
+
 async fn project_with_owner(api: &Api, token: &str, id: &str) {
     let (s, b) = api
         .call(

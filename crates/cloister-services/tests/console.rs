@@ -497,6 +497,10 @@ async fn a_binding_changes_only_from_the_owners_form_at_the_policy_version_shown
         "roles/owner",
         "user:bob@example.com",
     );
+    // Bob removing a binding Alice holds and one nobody holds: the same refusal, so the
+    // answer tells a stranger nothing of who holds what.
+    let probe = |member: &str| change(&bob_csrf, &etag, "remove", "roles/owner", member);
+    let mut stranger_pages = Vec::new();
     for (body, who, origin) in [
         (
             change("", &etag, "add", "roles/viewer", "user:bob@example.com"),
@@ -505,10 +509,16 @@ async fn a_binding_changes_only_from_the_owners_form_at_the_policy_version_shown
         ),
         (add_bob.clone(), &session, "https://evil.example"),
         (bobs, &bob_session, ORIGIN),
+        (probe("user:alice@example.com"), &bob_session, ORIGIN),
+        (probe("user:nobody@example.com"), &bob_session, ORIGIN),
     ] {
         let page = post_form(&api, path, &body, Some(who), Some(origin)).await;
         assert_eq!(page.status, StatusCode::FORBIDDEN, "{body}: {}", page.body);
+        if body.contains("change=remove") {
+            stranger_pages.push(page.body);
+        }
     }
+    assert_eq!(stranger_pages[0], stranger_pages[1]);
     assert!(!members().await.contains("bob@"), "nothing changed");
 
     let done = post_form(&api, path, &add_bob, Some(&session), Some(ORIGIN)).await;

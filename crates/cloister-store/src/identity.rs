@@ -234,10 +234,13 @@ impl Store {
 
     /// Creates the project and its initial IAM policy atomically. A project number collision
     /// is reported as `AlreadyExists("project number …")` so the caller can draw another.
+    /// With `creator_quota`, refused (`QuotaExceeded`) when its creator already has that many
+    /// projects: counted in the same transaction, so creates at once cannot pass it together.
     pub async fn create_project(
         &self,
         p: &ProjectRecord,
         policy: &Policy,
+        creator_quota: Option<u32>,
     ) -> Result<(), StoreError> {
         let policy = policy_json(policy)?;
         let number = int(p.number.0)?;
@@ -245,6 +248,18 @@ impl Store {
             .transaction(|tx| {
                 let policy = policy.clone();
                 async move {
+                    if let Some(limit) = creator_quota {
+                        const COUNT: &str =
+                            "SELECT CAST(COUNT(*) AS BIGINT) FROM projects WHERE creator = $1";
+                        let held = tx.fetch_one(query(COUNT).bind(&p.creator)).await?.u64(0)?;
+                        if held >= u64::from(limit) {
+                            return Err(StoreError::QuotaExceeded {
+                                kind: "projects",
+                                scope: p.creator.clone(),
+                                limit: u64::from(limit),
+                            });
+                        }
+                    }
                     let exists = query("SELECT 1 FROM projects WHERE id = $1").bind(p.id.as_str());
                     if tx.fetch_optional(exists).await?.is_some() {
                         return Err(StoreError::AlreadyExists(format!("project {}", p.id)));

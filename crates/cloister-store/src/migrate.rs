@@ -33,6 +33,7 @@ pub(crate) const SQLITE: &[&str] = &[
     include_str!("../migrations/sqlite/0018_instance_placement.sql"),
     include_str!("../migrations/sqlite/0019_audit_log_subject.sql"),
     include_str!("../migrations/sqlite/0020_instances_by_project.sql"),
+    include_str!("../migrations/sqlite/0021_projects_by_creator.sql"),
 ];
 
 /// PostgreSQL's migrations (its first is SQLite's first ten in PostgreSQL's types):
@@ -51,6 +52,7 @@ pub(crate) const POSTGRES: &[&str] = &[
     include_str!("../migrations/postgres/0010_instance_placement.sql"),
     include_str!("../migrations/postgres/0011_audit_log_subject.sql"),
     include_str!("../migrations/postgres/0012_instances_by_project.sql"),
+    include_str!("../migrations/postgres/0013_projects_by_creator.sql"),
 ];
 
 /// Any number; it only has to be the same for every replica (`pg_advisory_xact_lock`).

@@ -126,6 +126,7 @@ conformance!(
     manifests_need_their_content_and_tags_list_in_order,
     instances_round_trip_and_filter_by_zone,
     replicas_creating_at_once_never_pass_a_projects_instance_quota,
+    users_creating_at_once_never_pass_their_project_quota,
     a_lapsed_replica_lease_terminates_its_instances_once,
     replicas_racing_for_waiting_instances_claim_each_once_within_their_limits,
     resealing_replaces_every_sealed_value_or_none,
@@ -185,7 +186,7 @@ async fn console_codes_sign_in_once_and_sessions_end_at_their_expiry(b: &Backend
 
 async fn image_versions_list_in_time_order_whatever_their_fractional_seconds(b: &Backend) {
     let s = b.open().await;
-    s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+    s.create_project(&project("alpha-1", 123456789012), &owner_policy(), None)
         .await
         .unwrap();
     s.create_repository(&repository()).await.unwrap();
@@ -482,7 +483,7 @@ async fn a_schema_newer_than_this_build_is_refused(b: &Backend) {
 }
 
 async fn bucket(s: &Store) {
-    s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+    s.create_project(&project("alpha-1", 123456789012), &owner_policy(), None)
         .await
         .unwrap();
     s.create_bucket(&BucketRecord {
@@ -613,7 +614,7 @@ async fn concurrent_writers_with_if_generation_match_never_both_win(b: &Backend)
 
 async fn a_challenge_raced_by_two_replicas_is_consumed_once(b: &Backend) {
     let s = b.open().await;
-    s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+    s.create_project(&project("alpha-1", 123456789012), &owner_policy(), None)
         .await
         .unwrap();
     s.create_challenge(&ChallengeRecord {
@@ -634,7 +635,7 @@ async fn a_challenge_raced_by_two_replicas_is_consumed_once(b: &Backend) {
 
 async fn concurrent_policy_writers_with_one_etag_never_both_win(b: &Backend) {
     let s = b.open().await;
-    s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+    s.create_project(&project("alpha-1", 123456789012), &owner_policy(), None)
         .await
         .unwrap();
     let (read, _) = s.get_policy("projects/alpha-1").await.unwrap();
@@ -758,7 +759,7 @@ async fn upload_sessions_advance_only_from_the_offset_they_hold(b: &Backend) {
 
 /// A project with key ring `r` holding crypto key `k`, version 1 wrapped as `[1; 60]`.
 async fn kms_key(s: &Store) -> (KmsKeyRing, KmsCryptoKey, KmsKeyVersion) {
-    s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+    s.create_project(&project("alpha-1", 123456789012), &owner_policy(), None)
         .await
         .unwrap();
     let ring = KmsKeyRing {
@@ -901,7 +902,7 @@ fn image() -> ImageRef {
 
 async fn manifests_need_their_content_and_tags_list_in_order(b: &Backend) {
     let s = b.open().await;
-    s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+    s.create_project(&project("alpha-1", 123456789012), &owner_policy(), None)
         .await
         .unwrap();
     s.create_repository(&repository()).await.unwrap();
@@ -1002,7 +1003,7 @@ async fn manifests_need_their_content_and_tags_list_in_order(b: &Backend) {
 async fn replicas_creating_at_once_never_pass_a_projects_instance_quota(b: &Backend) {
     let s = b.open().await;
     for (id, number) in [("alpha-1", 123456789012), ("beta-2", 223456789012)] {
-        s.create_project(&project(id, number), &owner_policy())
+        s.create_project(&project(id, number), &owner_policy(), None)
             .await
             .unwrap();
     }
@@ -1059,9 +1060,63 @@ async fn replicas_creating_at_once_never_pass_a_projects_instance_quota(b: &Back
         .unwrap();
 }
 
+async fn users_creating_at_once_never_pass_their_project_quota(b: &Backend) {
+    let s = b.open().await;
+    let by = |creator: &str, i: u64| ProjectRecord {
+        creator: creator.into(),
+        ..project(
+            &format!("p-{creator}-{i}").replace(['@', '.', ':'], "-"),
+            100000000000 + i,
+        )
+    };
+    // Twelve creates at once by one user on two replicas, under a quota of five: five made.
+    let results = race(b, 12, |i, s| {
+        let record = by("user:a@x.com", i as u64);
+        async move { s.create_project(&record, &owner_policy(), Some(5)).await }
+    })
+    .await;
+    let over = |e: &StoreError| {
+        matches!(e, StoreError::QuotaExceeded { kind: "projects", scope, limit: 5 }
+            if scope == "user:a@x.com")
+    };
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        5,
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().is_ok() || r.as_ref().is_err_and(over)),
+        "{results:?}"
+    );
+    assert_eq!(s.list_projects().await.unwrap().len(), 5);
+    // Another user's quota is their own; a deleted project frees its place (Cloister's
+    // deletion is at once, Google's after 30 days' pending).
+    s.create_project(&by("user:b@x.com", 500), &owner_policy(), Some(5))
+        .await
+        .unwrap();
+    let mine = s
+        .list_projects()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.creator == "user:a@x.com")
+        .unwrap();
+    s.delete_project(&mine.id, "user:a@x.com").await.unwrap();
+    s.create_project(&by("user:a@x.com", 99), &owner_policy(), Some(5))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_project(&by("user:a@x.com", 100), &owner_policy(), Some(5))
+            .await,
+        Err(StoreError::QuotaExceeded { .. })
+    ));
+}
+
 async fn instances_round_trip_and_filter_by_zone(b: &Backend) {
     let s = b.open().await;
-    s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+    s.create_project(&project("alpha-1", 123456789012), &owner_policy(), None)
         .await
         .unwrap();
     let instance = |zone: &str, name: &str, id| InstanceRecord {
@@ -1110,7 +1165,7 @@ async fn instances_round_trip_and_filter_by_zone(b: &Backend) {
 
 async fn a_lapsed_replica_lease_terminates_its_instances_once(b: &Backend) {
     let s = b.open().await;
-    s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+    s.create_project(&project("alpha-1", 123456789012), &owner_policy(), None)
         .await
         .unwrap();
     let instance = |name: &str, id, status| InstanceRecord {
@@ -1240,7 +1295,7 @@ async fn a_lapsed_replica_lease_terminates_its_instances_once(b: &Backend) {
 /// that ends makes room; a waiting instance's message goes when it is placed.
 async fn replicas_racing_for_waiting_instances_claim_each_once_within_their_limits(b: &Backend) {
     let s = b.open().await;
-    s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+    s.create_project(&project("alpha-1", 123456789012), &owner_policy(), None)
         .await
         .unwrap();
     let instance = |name: String, id, kind| InstanceRecord {
@@ -1586,7 +1641,7 @@ async fn a_project_is_deleted_only_when_empty_and_its_id_and_number_stay_taken(b
     ));
     // Its id and its number are never another project's.
     let Err(StoreError::AlreadyExists(what)) = s
-        .create_project(&project("alpha-1", 323456789012), &owner_policy())
+        .create_project(&project("alpha-1", 323456789012), &owner_policy(), None)
         .await
     else {
         panic!("a deleted project's id was reused");
@@ -1595,7 +1650,7 @@ async fn a_project_is_deleted_only_when_empty_and_its_id_and_number_stay_taken(b
     let Err(StoreError::AlreadyExists(what)) = b
         .open()
         .await
-        .create_project(&project("gamma-33", 123456789012), &owner_policy())
+        .create_project(&project("gamma-33", 123456789012), &owner_policy(), None)
         .await
     else {
         panic!("a deleted project's number was reused");
@@ -1603,7 +1658,7 @@ async fn a_project_is_deleted_only_when_empty_and_its_id_and_number_stay_taken(b
     assert!(what.starts_with("project number"), "{what}");
 
     // A key ring (never deletable, as in Google) keeps its project.
-    s.create_project(&project("beta-22", 423456789012), &owner_policy())
+    s.create_project(&project("beta-22", 423456789012), &owner_policy(), None)
         .await
         .unwrap();
     let beta = ProjectId::parse("beta-22").unwrap();
@@ -1643,7 +1698,7 @@ fn owner_policy() -> Policy {
 async fn projects_and_policies_survive_reopen(b: &Backend) {
     b.open()
         .await
-        .create_project(&project("alpha-1", 123456789012), &owner_policy())
+        .create_project(&project("alpha-1", 123456789012), &owner_policy(), None)
         .await
         .unwrap();
     let s = b.open().await;
@@ -1661,11 +1716,11 @@ async fn projects_and_policies_survive_reopen(b: &Backend) {
 
 async fn duplicate_project_ids_and_numbers_are_refused(b: &Backend) {
     let s = b.open().await;
-    s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+    s.create_project(&project("alpha-1", 123456789012), &owner_policy(), None)
         .await
         .unwrap();
     let e = s
-        .create_project(&project("alpha-1", 223456789012), &owner_policy())
+        .create_project(&project("alpha-1", 223456789012), &owner_policy(), None)
         .await
         .unwrap_err();
     assert!(
@@ -1673,7 +1728,7 @@ async fn duplicate_project_ids_and_numbers_are_refused(b: &Backend) {
         "{e}"
     );
     let e = s
-        .create_project(&project("beta-22", 123456789012), &owner_policy())
+        .create_project(&project("beta-22", 123456789012), &owner_policy(), None)
         .await
         .unwrap_err();
     assert!(e.to_string().contains("project number"), "{e}");
@@ -1687,7 +1742,7 @@ async fn duplicate_project_ids_and_numbers_are_refused(b: &Backend) {
 
 async fn a_stale_etag_is_refused_and_changes_nothing(b: &Backend) {
     let s = b.open().await;
-    s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+    s.create_project(&project("alpha-1", 123456789012), &owner_policy(), None)
         .await
         .unwrap();
     let (mut first, _) = s.get_policy("projects/alpha-1").await.unwrap();
@@ -1843,7 +1898,7 @@ async fn the_audit_log_is_append_only_and_filterable(b: &Backend) {
 
 async fn service_accounts_inherit_from_their_project_and_vanish_with_their_policy(b: &Backend) {
     let s = b.open().await;
-    s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+    s.create_project(&project("alpha-1", 123456789012), &owner_policy(), None)
         .await
         .unwrap();
     let sa = ServiceAccountRecord {
@@ -1874,7 +1929,7 @@ async fn service_accounts_inherit_from_their_project_and_vanish_with_their_polic
 
 async fn providers_need_their_pool_and_updates_compare_etags(b: &Backend) {
     let s = b.open().await;
-    s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+    s.create_project(&project("alpha-1", 123456789012), &owner_policy(), None)
         .await
         .unwrap();
     let pool = "projects/123456789012/locations/global/workloadIdentityPools/pool-1";
@@ -1918,7 +1973,7 @@ async fn providers_need_their_pool_and_updates_compare_etags(b: &Backend) {
 
 async fn a_challenge_is_consumed_once_and_never_after_it_expires(b: &Backend) {
     let s = b.open().await;
-    s.create_project(&project("alpha-1", 123456789012), &owner_policy())
+    s.create_project(&project("alpha-1", 123456789012), &owner_policy(), None)
         .await
         .unwrap();
     let c = |name: &str, expire_time| ChallengeRecord {
@@ -2183,7 +2238,7 @@ async fn the_quota_counts_registry_blobs_and_unfinished_uploads(b: &Backend) {
         Ok(true)
     );
     // A mount links bytes into a project as a push would; another project's quota is its own.
-    s.create_project(&project("beta-2", 223456789012), &owner_policy())
+    s.create_project(&project("beta-2", 223456789012), &owner_policy(), None)
         .await
         .unwrap();
     let beta = RepositoryRecord {

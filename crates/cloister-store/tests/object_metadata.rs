@@ -40,7 +40,7 @@ async fn bucket(s: &Store) {
         create_time: now,
         creator: "user:a@example.com".into(),
     };
-    s.create_project(&project, &Policy::default())
+    s.create_project(&project, &Policy::default(), None)
         .await
         .unwrap();
     s.create_bucket(&BucketRecord {

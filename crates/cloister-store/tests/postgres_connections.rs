@@ -56,6 +56,7 @@ async fn dropped_connections_cost_no_failed_read_or_transaction() {
             .create_project(
                 &project(&format!("project-{round}"), 123456789012 + round),
                 &Policy::default(),
+                None,
             )
             .await
             .unwrap();

@@ -39,6 +39,11 @@ fn main() -> ExitCode {
             }
         }
     }
+    // The server's CEL worker (`federation::judge`): no runtime, its memory bounded.
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(server::CONDITION_WORKER))
+    {
+        return cloister_services::federation::judge::worker_main();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -150,6 +150,11 @@ pub struct ServerArgs {
     /// [default: 24].
     #[arg(long, env = "CLOISTER_PROJECT_INSTANCE_QUOTA", value_parser = clap::value_parser!(u32).range(1..))]
     project_instance_quota: Option<u32>,
+    /// How many projects one user may have created and not yet deleted (Google's per-user
+    /// project quota): with the per-project quotas it bounds what one user can hold
+    /// [default: 25].
+    #[arg(long, env = "CLOISTER_USER_PROJECT_QUOTA", value_parser = clap::value_parser!(u32).range(1..))]
+    user_project_quota: Option<u32>,
     /// The size of each local instance's disk, in GB (GiB): what its image and its
     /// workload's writes may take of the host's disk, together [default: 10, Compute Engine's
     /// boot disk].
@@ -182,7 +187,7 @@ pub struct ServerArgs {
     /// attestation_token_lifetime_secs, database_url, database_connections, blob_url, kek_file,
     /// replica_lease_secs, max_object_bytes, project_storage_quota_bytes, oidc_fetch_allow (a
     /// list of HOST[:PORT]), compute_driver, max_instances, project_instance_quota,
-    /// instance_disk_gb, tls_cert_file, tls_key_file.
+    /// user_project_quota, instance_disk_gb, tls_cert_file, tls_key_file.
     #[arg(long, env = "CLOISTER_SERVER_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -225,6 +230,7 @@ struct ConfigFile {
     allow_insecure_evidence: Option<bool>,
     max_instances: Option<u32>,
     project_instance_quota: Option<u32>,
+    user_project_quota: Option<u32>,
     instance_disk_gb: Option<u32>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
@@ -234,6 +240,10 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Instances one project may hold unless the operator says otherwise.
 const DEFAULT_PROJECT_INSTANCE_QUOTA: u32 = 24;
+/// The argument that makes this binary the server's condition worker (`main`).
+pub const CONDITION_WORKER: &str = "condition-worker";
+/// Projects one user may have unless the operator says otherwise (Google's default).
+const DEFAULT_USER_PROJECT_QUOTA: u32 = 25;
 /// More connections than this per replica would only queue in PostgreSQL.
 const MAX_DATABASE_CONNECTIONS: u32 = 1000;
 
@@ -349,6 +359,18 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             ),
             Some(n) => Some(n),
             None => Some(DEFAULT_PROJECT_INSTANCE_QUOTA),
+        },
+        condition_worker: cloister_services::federation::judge::WorkerCommand {
+            program: std::env::current_exe()
+                .context("finding this program, the condition worker")?,
+            args: vec![CONDITION_WORKER.into()],
+        },
+        user_project_quota: match args.user_project_quota.or(file.user_project_quota) {
+            Some(0) => anyhow::bail!(
+                "user_project_quota = 0 in the server config: no project could be created"
+            ),
+            Some(n) => Some(n),
+            None => Some(DEFAULT_USER_PROJECT_QUOTA),
         },
         instance_disk_gb: match args.instance_disk_gb.or(file.instance_disk_gb) {
             Some(0) => anyhow::bail!(

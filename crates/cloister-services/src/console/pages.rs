@@ -375,6 +375,13 @@ pub async fn change_binding(
         )
         .into());
     }
+    // Authorized before the policy is read: a stranger's "no such binding" would tell them
+    // who holds which role on another's project.
+    let permission = "resourcemanager.projects.setIamPolicy";
+    state
+        .authorizer
+        .check(&session.principal, permission, &resource)
+        .await?;
     let (policy, _) = state
         .store
         .get_policy(&resource)
@@ -431,7 +438,7 @@ pub async fn change_binding(
     }
     let body = serde_json::json!({"policy": {"bindings": bindings, "etag": form.etag}});
     let rules = crate::iam::policy_api::Rules {
-        permission: "resourcemanager.projects.setIamPolicy",
+        permission,
         keep_an_owner: true,
     };
     let _stored =

@@ -10,7 +10,7 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
-use cloister_condition::Condition;
+use cloister_condition::{Judgement, Question};
 use cloister_domain::AuditDetails;
 use cloister_store::AuditFilter;
 use serde::Deserialize;
@@ -24,7 +24,9 @@ use super::session::{Session, check_csrf, check_origin};
 use super::trust::ClauseRow;
 use crate::audit::{READ_LOG, is_admin};
 use crate::error::ApiError;
-use crate::federation::exchange::{self, judge};
+use crate::federation::exchange::{self, verdict_of};
+use crate::federation::judge::JudgeError;
+use crate::federation::provider::CompiledProvider;
 use crate::federation::resources::{read_provider, update_provider};
 use crate::federation::sts::EXCHANGE_ACTION;
 use crate::jwt;
@@ -239,7 +241,7 @@ async fn page(
             None
         };
         if let Some((source, claims, unverified)) = claims {
-            match judge_condition(&compiled.mapping, &condition_text, &claims) {
+            match judge_condition(state, &compiled, &condition_text, claims).await {
                 Ok((mapping_error, accepted, clauses)) => {
                     verdict = Some(Verdict {
                         source,
@@ -292,25 +294,32 @@ async fn page(
     .into_response())
 }
 
-/// The edited condition over `claims`: a mapping failure, whether it accepts, and each clause.
-/// A condition that does not compile is the user's to fix: its error, not a page error.
-fn judge_condition(
-    mapping: &cloister_condition::AttributeMapping,
+/// The edited condition over `claims`, judged as an exchange's is (in the judge's worker): a
+/// mapping failure, whether it accepts, and each clause. A condition that does not compile,
+/// or passes the judge's limits, is the user's to fix: its error, not a page error.
+async fn judge_condition(
+    state: &AppState,
+    provider: &CompiledProvider,
     condition: &str,
-    claims: &Value,
+    claims: Value,
 ) -> Result<(Option<String>, bool, Vec<ClauseRow>), String> {
-    let mapped = match mapping.apply(claims) {
-        Ok(m) => m,
-        Err(e) => return Ok((Some(e.to_string()), false, Vec::new())),
+    let question = Question {
+        condition: (!condition.is_empty()).then(|| condition.to_owned()),
+        ..provider.question(&claims)
     };
-    if condition.is_empty() {
-        return Ok((None, true, Vec::new()));
-    }
-    let compiled = Condition::compile(condition)
-        .map_err(|e| format!("The condition does not compile: {e}"))?;
-    let (result, clauses) = judge(&compiled, claims, &mapped);
+    let (verdict, clauses) = match state.judge.judge(&question).await {
+        Ok(Judgement::Unmapped(e)) => return Ok((Some(e), false, Vec::new())),
+        Ok(Judgement::Mapped {
+            verdict, clauses, ..
+        }) => (verdict, clauses),
+        Err(JudgeError::Expression(e)) => {
+            return Err(format!("The condition does not compile: {e}"));
+        }
+        Err(e) => return Err(format!("The condition could not be judged: {e}.")),
+    };
     let rows = clauses
         .into_iter()
+        .map(verdict_of)
         .map(|c| ClauseRow {
             outcome: c.outcome.as_str(),
             clause: c.clause,
@@ -322,5 +331,5 @@ fn judge_condition(
                 .collect(),
         })
         .collect::<Vec<_>>();
-    Ok((None, result == Ok(true), rows))
+    Ok((None, verdict == Ok(true), rows))
 }

@@ -2,13 +2,13 @@
 //! apply the attribute condition. Used by STS and by `explain`.
 
 use axum::http::StatusCode;
-use cloister_condition::{ClauseOutcome, ClauseReport};
-use cloister_condition::{Condition, ConditionError, Input, MappedAttributes};
+use cloister_condition::{ClauseOutcome, ClauseReport, Judgement};
 use cloister_domain::{ClauseVerdict, ComparedValue, Principal};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
+use super::judge::{Judge, JudgeError};
 use super::jwks;
 use super::provider::CompiledProvider;
 use crate::error::ApiError;
@@ -168,54 +168,45 @@ pub async fn verify_subject_token(
     Ok(claims)
 }
 
-/// The condition's input for verified claims and their mapped attributes.
-pub fn condition_input(claims: &Value, mapped: &MappedAttributes) -> Input {
-    let mut input = Input {
-        assertion: claims.clone(),
-        ..Default::default()
-    };
-    input
-        .google
-        .insert("subject".into(), Value::String(mapped.subject.clone()));
-    input.google.insert(
-        "groups".into(),
-        mapped.groups.iter().cloned().map(Value::String).collect(),
-    );
-    for (k, v) in &mapped.attributes {
-        input.attribute.insert(k.clone(), Value::String(v.clone()));
-    }
-    input
-}
-
-/// Maps the claims and applies the condition; returns the federated principal and each
-/// clause's verdict (all PASS), which the audit log keeps as it keeps a refusal's.
-pub fn authorize(
+/// Maps the claims and applies the condition (in the judge's worker); returns the federated
+/// principal and each clause's verdict (all PASS), which the audit log keeps as it keeps a
+/// refusal's.
+pub async fn authorize(
+    judge: &Judge,
     provider: &CompiledProvider,
     claims: &Value,
 ) -> Result<(Principal, Vec<ClauseVerdict>), ExchangeError> {
-    let mapped = provider
-        .mapping
-        .apply(claims)
-        .map_err(|e| grant(format!("The attribute mapping failed: {e}.")))?;
-    let mut clauses = Vec::new();
-    if let Some(condition) = &provider.condition {
-        let verdict;
-        (verdict, clauses) = judge(condition, claims, &mapped);
-        if verdict != Ok(true) {
-            let failed: Vec<&str> = clauses
-                .iter()
-                .filter(|c| c.outcome != cloister_domain::ClauseOutcome::Pass)
-                .map(|c| c.clause.as_str())
-                .collect();
-            let reason = match verdict {
-                Err(e) => format!("{e}; failing clauses: {}", failed.join("; ")),
-                _ => format!(
-                    "attribute condition is false; failing clauses: {}",
-                    failed.join("; ")
-                ),
-            };
-            return Err(ExchangeError::Rejected { reason, clauses });
+    let (mapped, verdict, clauses) = match judge.judge(&provider.question(claims)).await {
+        Ok(Judgement::Unmapped(e)) => {
+            return Err(grant(format!("The attribute mapping failed: {e}.")));
         }
+        Ok(Judgement::Mapped {
+            attributes,
+            verdict,
+            clauses,
+        }) => (attributes, verdict, clauses),
+        Err(e @ (JudgeError::OverLimits(_) | JudgeError::Expression(_))) => {
+            return Err(grant(format!(
+                "The provider could not judge the token: {e}."
+            )));
+        }
+        Err(e @ JudgeError::Worker(_)) => return Err(ApiError::Internal(e.to_string()).into()),
+    };
+    let clauses: Vec<ClauseVerdict> = clauses.into_iter().map(verdict_of).collect();
+    if verdict != Ok(true) {
+        let failed: Vec<&str> = clauses
+            .iter()
+            .filter(|c| c.outcome != cloister_domain::ClauseOutcome::Pass)
+            .map(|c| c.clause.as_str())
+            .collect();
+        let reason = match verdict {
+            Err(e) => format!("{e}; failing clauses: {}", failed.join("; ")),
+            _ => format!(
+                "attribute condition is false; failing clauses: {}",
+                failed.join("; ")
+            ),
+        };
+        return Err(ExchangeError::Rejected { reason, clauses });
     }
     let principal = Principal::Federated {
         pool_project_number: provider.pool_project_number,
@@ -225,23 +216,6 @@ pub fn authorize(
         groups: mapped.groups,
     };
     Ok((principal, clauses))
-}
-
-/// `condition` over verified claims and the attributes mapped from them: the verdict, and each
-/// top-level clause's. The exchange, and the console's playground with a condition not yet
-/// saved, judge alike.
-pub fn judge(
-    condition: &Condition,
-    claims: &Value,
-    mapped: &MappedAttributes,
-) -> (Result<bool, ConditionError>, Vec<ClauseVerdict>) {
-    let input = condition_input(claims, mapped);
-    let clauses = condition
-        .explain(&input)
-        .into_iter()
-        .map(verdict_of)
-        .collect();
-    (condition.evaluate(&input), clauses)
 }
 
 /// A clause's report as the audit log keeps it.

@@ -6,7 +6,10 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::exchange::{self, condition_input};
+use cloister_condition::Judgement;
+
+use super::exchange;
+use super::judge::JudgeError;
 use crate::error::ApiError;
 use crate::jwt;
 use crate::state::AppState;
@@ -55,33 +58,35 @@ pub async fn explain(
         Ok(_) => json!({"outcome": "PASS"}),
         Err(e) => json!({"outcome": "ERROR", "detail": e.to_string()}),
     };
-    let (mapping, clauses, condition_ok) = match provider.mapping.apply(&claims) {
-        Err(e) => (
-            json!({"outcome": "ERROR", "detail": e.to_string()}),
+    let unjudged = |detail: String| {
+        (
+            json!({"outcome": "ERROR", "detail": detail}),
             json!([]),
             false,
-        ),
-        Ok(mapped) => {
-            let mapped_json = json!({
-                "outcome": "PASS",
-                "google.subject": mapped.subject,
-                "google.groups": mapped.groups,
-                "attributes": mapped.attributes,
-            });
-            match &provider.condition {
-                None => (mapped_json, json!([]), true),
-                Some(condition) => {
-                    let input = condition_input(&claims, &mapped);
-                    let ok = condition.evaluate(&input) == Ok(true);
-                    (
-                        mapped_json,
-                        serde_json::to_value(condition.explain(&input)).unwrap_or_default(),
-                        ok,
-                    )
-                }
-            }
-        }
+        )
     };
+    let (mapping, clauses, condition_ok) =
+        match state.judge.judge(&provider.question(&claims)).await {
+            Ok(Judgement::Unmapped(e)) => unjudged(e),
+            Err(e @ (JudgeError::OverLimits(_) | JudgeError::Expression(_))) => {
+                unjudged(e.to_string())
+            }
+            Err(e @ JudgeError::Worker(_)) => return Err(ApiError::Internal(e.to_string())),
+            Ok(Judgement::Mapped {
+                attributes,
+                verdict,
+                clauses,
+            }) => (
+                json!({
+                    "outcome": "PASS",
+                    "google.subject": attributes.subject,
+                    "google.groups": attributes.groups,
+                    "attributes": attributes.attributes,
+                }),
+                serde_json::to_value(clauses).unwrap_or_default(),
+                verdict == Ok(true),
+            ),
+        };
     let accepted = verified.is_ok() && condition_ok && !provider.disabled;
     Ok(Json(json!({
         "provider": provider.name,

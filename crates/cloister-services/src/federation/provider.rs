@@ -61,6 +61,15 @@ pub struct CompiledProvider {
 }
 
 impl CompiledProvider {
+    /// What the judge is asked about verified `claims`: this provider's expressions as saved.
+    pub fn question(&self, claims: &serde_json::Value) -> cloister_condition::Question {
+        cloister_condition::Question {
+            mapping: self.mapping.sources().clone(),
+            condition: self.condition.as_ref().map(|c| c.source().to_owned()),
+            claims: claims.clone(),
+        }
+    }
+
     /// The resource name audit entries use: under the project *id*, so a project owner's
     /// audit query (`resource=projects/ID`) finds the exchanges.
     pub fn audit_resource(&self) -> String {

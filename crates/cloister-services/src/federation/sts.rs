@@ -142,7 +142,7 @@ async fn exchange_token(
         match exchange::verify_subject_token(state, &provider, subject_token).await {
             Ok(claims) => (
                 Some(claims.clone()),
-                exchange::authorize(&provider, &claims),
+                exchange::authorize(&state.judge, &provider, &claims).await,
             ),
             Err(e) => (None, Err(e)),
         };

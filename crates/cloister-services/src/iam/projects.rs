@@ -117,8 +117,31 @@ async fn create(
             create_time: OffsetDateTime::now_utc(),
             creator: caller.to_string(),
         };
-        match state.store.create_project(&record, &policy).await {
+        match state
+            .store
+            .create_project(&record, &policy, state.user_project_quota)
+            .await
+        {
             Ok(()) => break record,
+            // Resource Manager answers a spent project quota with FAILED_PRECONDITION.
+            Err(StoreError::QuotaExceeded { limit, .. }) => {
+                state
+                    .authorizer
+                    .record(
+                        caller.to_string(),
+                        "resourcemanager.projects.create",
+                        &resource,
+                        Decision::Deny,
+                        format!("the user's project quota ({limit}) is spent"),
+                    )
+                    .await;
+                return Err(ApiError::FailedPrecondition(format!(
+                    "The project cannot be created because {caller} has already created \
+                     {limit} projects, its quota. Delete one of them (an empty project can \
+                     be deleted: `cloister projects delete PROJECT_ID`), or ask the operator \
+                     for a larger quota (--user-project-quota)."
+                )));
+            }
             // A project number collision (one in ~10^12): draw another.
             Err(StoreError::AlreadyExists(what)) if what.starts_with("project number") => continue,
             Err(StoreError::AlreadyExists(what)) if what.starts_with(DELETED_PROJECT) => {

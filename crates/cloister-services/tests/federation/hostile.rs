@@ -254,3 +254,105 @@ async fn subject_tokens_need_iat_and_may_carry_surrounding_whitespace() {
     }
     assert_oauth_error(&p.sts(" \n").await, "invalid_request", "subject_token");
 }
+
+/// A tenant's condition or mapping is CEL without a cost limit; with their own issuer's keys
+/// they choose the token too. Each case cost minutes or gigabytes on the server's own threads,
+/// which every tenant's API shares; the judge's worker passes its limit, is killed, and the
+/// token is refused in words the provider's owner can act on. The next token is judged by a
+/// fresh worker.
+#[tokio::test]
+async fn a_condition_or_mapping_that_costs_without_bound_is_refused_and_the_next_token_judged() {
+    // Both within the 16 KiB a subject token may have.
+    let long_list = vec![0; 1500];
+    let long_text = "a".repeat(6000);
+    // (limit passed, condition, mapped attribute)
+    let cases = [
+        (
+            "time",
+            "assertion.l.all(a, assertion.l.all(b, assertion.l.all(c, c >= 0.0)))",
+            "assertion.sub",
+        ),
+        // 36 MB, then 720 MB: within reach of the host, past the worker's 512 MiB.
+        (
+            "memory",
+            "assertion.s.replace('a', assertion.s).replace('a', 'aaaaaaaaaaaaaaaaaaaa').size() > 0",
+            "assertion.sub",
+        ),
+        // A 36 MB attribute: within the worker's memory, past the answer's 1 MiB.
+        ("answer", "true", "assertion.s.replace('a', assertion.s)"),
+    ];
+    let p = Primus::setup().await;
+    for (limit, condition, attribute) in cases {
+        let body = json!({
+            "attributeCondition": condition,
+            "attributeMapping": {"google.subject": "assertion.sub", "attribute.costly": attribute},
+        });
+        let (s, b) = p
+            .api
+            .call(
+                &p.alice,
+                "PATCH",
+                &format!(
+                    "{}?updateMask=attributeCondition,attributeMapping",
+                    p.provider_path()
+                ),
+                Some(body),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let mut costly = claims();
+        costly["l"] = json!(long_list);
+        costly["s"] = json!(long_text);
+        let refused = p.sts(&rsa(&costly)).await;
+        assert_eq!(
+            refused.1["error"], "invalid_grant",
+            "{limit}: {}",
+            refused.1
+        );
+        assert!(
+            refused.1["error_description"].as_str().is_some_and(|d| d
+                .contains("passed the limits on one token (2 s, 512 MiB")
+                && d.contains(&format!("it passed its {limit}"))),
+            "{limit}: {}",
+            refused.1
+        );
+        // The owner's explanation says the same, and is no 500.
+        let (s, b) = p
+            .api
+            .call(
+                &p.alice,
+                "POST",
+                &format!("{}:explain", p.provider_path()),
+                Some(json!({"subjectToken": rsa(&costly)})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{limit}: {b}");
+        assert_eq!(b["result"], "REJECTED", "{b}");
+        assert!(
+            b["attributeMapping"]["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("passed the limits")),
+            "{b}"
+        );
+    }
+    // Back to the codelab's provider: the next token is judged, and accepted.
+    let body = json!({
+        "attributeCondition": codelab_condition(),
+        "attributeMapping": {"google.subject": "assertion.sub"},
+    });
+    let (s, b) = p
+        .api
+        .call(
+            &p.alice,
+            "PATCH",
+            &format!(
+                "{}?updateMask=attributeCondition,attributeMapping",
+                p.provider_path()
+            ),
+            Some(body),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = p.sts(&rsa(&claims())).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}

@@ -176,6 +176,11 @@ pub fn config(data_dir: std::path::PathBuf) -> cloister_services::ServerConfig {
         guest_image: None,
         max_instances: None,
         project_instance_quota: None,
+        user_project_quota: None,
+        condition_worker: cloister_services::federation::judge::WorkerCommand {
+            program: env!("CARGO_BIN_EXE_cloister-condition-worker").into(),
+            args: Vec::new(),
+        },
         instance_disk_gb: None,
     }
 }

@@ -1,0 +1,150 @@
+//! One token judged by a provider: its attribute mapping, then its condition with each
+//! clause's verdict. The expressions are a tenant's and CEL has no cost limit (a comprehension
+//! inside another, or `replace` on a long claim, costs what its author wants), so the server
+//! asks a worker process with bounded memory and a deadline ([`serve`]) rather than computing
+//! a [`Judgement`] on its own threads.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AttributeMapping, ClauseReport, Condition, ConditionError, Input, MappedAttributes};
+
+/// What to judge: a provider's expressions as saved, and a token's verified claims.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Question {
+    pub mapping: BTreeMap<String, String>,
+    pub condition: Option<String>,
+    pub claims: serde_json::Value,
+}
+
+/// The provider's verdict on one token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Judgement {
+    /// The mapping failed (why): the condition was not evaluated.
+    Unmapped(String),
+    Mapped {
+        attributes: MappedAttributes,
+        /// Whether the condition holds (true without one), or why it could not be evaluated.
+        verdict: Result<bool, String>,
+        /// Each top-level clause; none without a condition.
+        clauses: Vec<ClauseReport>,
+    },
+}
+
+impl Question {
+    /// Compiles the expressions and judges the claims; an expression that does not compile is
+    /// the error (a provider's compiled when it was saved).
+    pub fn judge(&self) -> Result<Judgement, ConditionError> {
+        let mapping = AttributeMapping::compile(&self.mapping)?;
+        let condition = self
+            .condition
+            .as_deref()
+            .map(Condition::compile)
+            .transpose()?;
+        Ok(judge(&mapping, condition.as_ref(), &self.claims))
+    }
+}
+
+/// Maps the claims, then judges the condition over the claims and the mapped attributes.
+pub fn judge(
+    mapping: &AttributeMapping,
+    condition: Option<&Condition>,
+    claims: &serde_json::Value,
+) -> Judgement {
+    let attributes = match mapping.apply(claims) {
+        Ok(attributes) => attributes,
+        Err(e) => return Judgement::Unmapped(e.to_string()),
+    };
+    let (verdict, clauses) = match condition {
+        None => (Ok(true), Vec::new()),
+        Some(condition) => {
+            let input = Input::new(claims, &attributes);
+            let clauses = condition.explain(&input);
+            (
+                condition.evaluate(&input).map_err(|e| e.to_string()),
+                clauses,
+            )
+        }
+    };
+    Judgement::Mapped {
+        attributes,
+        verdict,
+        clauses,
+    }
+}
+
+/// The worker's first line out, once it is ready: what it takes to start is not its question's.
+pub const READY: &str = "ready";
+
+/// The worker's loop: [`READY`], then one [`Question`] per line in, one
+/// `Result<Judgement, String>` per line out (JSON, which never holds a raw newline), until
+/// `input` ends.
+pub fn serve(input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
+    writeln!(output, "{READY}")?;
+    output.flush()?;
+    for line in input.lines() {
+        let line = line?;
+        let answer: Result<Judgement, String> = serde_json::from_str::<Question>(&line)
+            .map_err(|e| format!("the question does not parse: {e}"))
+            .and_then(|q| q.judge().map_err(|e| e.to_string()));
+        serde_json::to_writer(&mut output, &answer)?;
+        output.write_all(b"\n")?;
+        output.flush()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn question(condition: Option<&str>) -> Question {
+        Question {
+            mapping: BTreeMap::from([("google.subject".into(), "assertion.sub".into())]),
+            condition: condition.map(str::to_owned),
+            claims: json!({"sub": "workload", "n": 3}),
+        }
+    }
+
+    #[test]
+    fn a_worker_answers_each_line_in_order() {
+        let lines: Vec<String> = [
+            Some("assertion.n == 3.0 && google.subject == 'workload'"),
+            Some("assertion.n == 4.0"),
+            None,
+            Some("assertion.n =="),
+        ]
+        .into_iter()
+        .map(|c| serde_json::to_string(&question(c)).unwrap())
+        .chain(["not json".to_owned()])
+        .collect();
+        let mut out = Vec::new();
+        serve(lines.join("\n").as_bytes(), &mut out).unwrap();
+        let answers: Vec<Result<Judgement, String>> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .skip_while(|l| *l == READY)
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let verdicts: Vec<_> = answers
+            .iter()
+            .map(|a| match a {
+                Ok(Judgement::Mapped { verdict, .. }) => format!("{verdict:?}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(verdicts[..3], ["Ok(true)", "Ok(false)", "Ok(true)"]);
+        assert!(verdicts[3].contains("does not compile"), "{}", verdicts[3]);
+        assert!(verdicts[4].contains("does not parse"), "{}", verdicts[4]);
+    }
+
+    #[test]
+    fn a_failed_mapping_leaves_the_condition_unjudged() {
+        let mut q = question(Some("true"));
+        q.claims = json!({"no_sub": 1});
+        assert!(matches!(q.judge(), Ok(Judgement::Unmapped(_))));
+    }
+}
