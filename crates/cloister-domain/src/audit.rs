@@ -68,11 +68,17 @@ pub enum AuditDetails {
 }
 
 impl AuditDetails {
-    /// The attested workload the decision is about: the `sub` of claims whose signature held
-    /// (an issued token's, or an exchanged token's once verified), else none.
-    pub fn subject(&self) -> Option<String> {
+    /// The attested workload the decision is about: the `sub` of claims this server, as
+    /// `issuer`, signed (a token it issued, or one exchanged once its signature held), else
+    /// none. An exchanged token of another issuer names no workload: a tenant with an issuer
+    /// of their own may put any instance's URL in `sub`.
+    pub fn subject(&self, issuer: &str) -> Option<String> {
+        let ours = |claims: &serde_json::Value| {
+            claims["iss"].as_str().map(|i| i.trim_end_matches('/'))
+                == Some(issuer.trim_end_matches('/'))
+        };
         let claims = match self {
-            AuditDetails::TokenExchange(e) => e.claims.as_ref()?,
+            AuditDetails::TokenExchange(e) => e.claims.as_ref().filter(|c| ours(c))?,
             AuditDetails::AttestationToken(a) => &a.claims,
         };
         claims["sub"].as_str().map(str::to_owned)
@@ -175,4 +181,35 @@ pub struct ClauseVerdict {
 pub struct ComparedValue {
     pub expression: String,
     pub value: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_this_servers_tokens_name_their_workload() {
+        let exchanged = |iss: &str| {
+            AuditDetails::TokenExchange(ExchangeDetails {
+                provider: "projects/1/locations/global/workloadIdentityPools/p/providers/v".into(),
+                failure: None,
+                attribute_condition: None,
+                clauses: Vec::new(),
+                claims: Some(json!({"iss": iss, "sub": "https://c/instances/vm"})),
+            })
+        };
+        let issued = AuditDetails::AttestationToken(AttestationDetails {
+            claims: json!({"iss": "https://c", "sub": "https://c/instances/vm"}),
+        });
+        let vm = Some("https://c/instances/vm".to_owned());
+        for (details, subject) in [
+            (exchanged("https://c"), vm.clone()),
+            (exchanged("https://c/"), vm.clone()),
+            (exchanged("https://tenant.example"), None),
+            (issued, vm),
+        ] {
+            assert_eq!(details.subject("https://c"), subject, "{details:?}");
+        }
+    }
 }

@@ -258,7 +258,7 @@ pub async fn open(config: ServerConfig) -> Result<OpenedServer, StartupError> {
         compute::disk::warn_if_overcommitted(data_dir.root(), max_instances, disk_gb);
     }
     let state = AppState {
-        authorizer: Authorizer::new(Arc::clone(&store)),
+        authorizer: Authorizer::new(Arc::clone(&store), public_url.clone()),
         store,
         blobs,
         tokens: Arc::new(AccessTokens::new(&token_key, &public_url)),

@@ -645,6 +645,23 @@ async fn providers_with_bad_settings_are_refused_and_nothing_is_stored() {
             "jwksJson",
             "",
         ),
+        // Every write of an issuer fetches and caches it: each one was kept for good.
+        (
+            json!({"attributeMapping": {"google.subject": "assertion.sub"}, "oidc": {"issuerUri": format!("https://x.test/{}", "a".repeat(100_000))}}),
+            "at most 2048 are allowed",
+            "",
+        ),
+        (
+            json!({"attributeMapping": {"google.subject": "assertion.sub"}, "oidc": {"issuerUri": "https://exa mple.com/"}}),
+            "must be an http(s) URL",
+            "",
+        ),
+        // This server's own tokens with a tenant's keys would be forgeries anyone could make.
+        (
+            json!({"attributeMapping": {"google.subject": "assertion.sub"}, "oidc": {"issuerUri": "http://cloister.test/", "jwksJson": String::from_utf8(fixture("issuer-jwks.json")).unwrap()}}),
+            "cannot be given for this server's own issuer",
+            "",
+        ),
     ];
     for (i, (body, why, position)) in cases.into_iter().enumerate() {
         let (s, b) = p

@@ -417,3 +417,43 @@ async fn versions_are_listed_and_a_destroyed_version_no_longer_decrypts() {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {b}");
     }
 }
+
+/// A stranger's policy methods on another tenant's key ring or key answer alike whether it
+/// exists or not (a 404 for a missing one, before, found them by name); its owner is told
+/// what is missing.
+#[tokio::test]
+async fn a_stranger_cannot_tell_a_missing_ring_or_key_from_an_existing_one() {
+    let (api, owner, stranger) = world().await;
+    let ring = "/v1/projects/primus-bank/locations/global/keyRings/primus-ring";
+    let absent_ring = "/v1/projects/primus-bank/locations/global/keyRings/no-ring";
+    let absent_key = format!("{ring}/cryptoKeys/no-key");
+    let policy = json!({"policy": {"bindings": []}});
+    let methods = [
+        ("getIamPolicy", None),
+        ("setIamPolicy", Some(policy)),
+        ("setIamPolicy", Some(json!({"not": "a policy"}))),
+        (
+            "testIamPermissions",
+            Some(json!({"permissions": ["cloudkms.keyRings.get"]})),
+        ),
+    ];
+    for (existing, absent) in [(ring, absent_ring), (KEY, absent_key.as_str())] {
+        for (method, body) in &methods {
+            let ask = |path: &str, who: &str| {
+                let (api, who, body) = (&api, who.to_owned(), body.clone());
+                let path = format!("{path}:{method}");
+                async move { api.call(&who, "POST", &path, body).await }
+            };
+            let (s, there) = ask(existing, &stranger).await;
+            let (t, missing) = ask(absent, &stranger).await;
+            let name = |p: &str| p.trim_start_matches("/v1/").to_owned();
+            let missing = missing.to_string().replace(&name(absent), &name(existing));
+            assert_eq!((s, there.to_string()), (t, missing), "{absent}:{method}");
+            let (s, b) = ask(absent, &owner).await;
+            if *method != "setIamPolicy" || body.as_ref().is_some_and(|b| b.get("policy").is_some())
+            {
+                assert_eq!(s, StatusCode::NOT_FOUND, "{absent}:{method}: {b}");
+            }
+        }
+    }
+}

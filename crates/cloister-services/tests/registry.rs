@@ -854,6 +854,31 @@ async fn a_stranger_cannot_tell_a_missing_repository_from_an_existing_one() {
             assert_eq!(existing.code(), "DENIED");
         }
     }
+    // The repository's policy methods answer a stranger alike too.
+    let repositories = "/v1/projects/primus-bank/locations/us/repositories";
+    for (method, body) in [
+        ("getIamPolicy", None),
+        ("setIamPolicy", Some(json!({"policy": {"bindings": []}}))),
+        ("setIamPolicy", Some(json!({"not": "a policy"}))),
+        (
+            "testIamPermissions",
+            Some(json!({"permissions": ["artifactregistry.repositories.get"]})),
+        ),
+    ] {
+        let ask = |repo: &str, who: &str| {
+            let path = format!("{repositories}/{repo}:{method}");
+            let (api, who, body) = (&r.api, who.to_owned(), body.clone());
+            async move { api.call(&who, "POST", &path, body).await }
+        };
+        let (s, existing) = ask("models", &r.stranger).await;
+        let (t, missing) = ask("no-such-repo", &r.stranger).await;
+        let missing = missing.to_string().replace("no-such-repo", "models");
+        assert_eq!((s, existing.to_string()), (t, missing), "{method}");
+        if body.as_ref().is_none_or(|b| b.get("not").is_none()) {
+            let (s, b) = ask("no-such-repo", &r.owner).await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{method}: {b}");
+        }
+    }
     // The owner, who may see the project, is told the repository is missing.
     let owner = r
         .send(

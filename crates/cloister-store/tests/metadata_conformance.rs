@@ -1838,7 +1838,9 @@ async fn the_audit_log_is_append_only_and_filterable(b: &Backend) {
                 value: serde_json::json!("y"),
             }],
         }],
-        claims: Some(serde_json::json!({"sub": "https://c/instances/vm", "a": "y"})),
+        claims: Some(
+            serde_json::json!({"iss": "https://c", "sub": "https://c/instances/vm", "a": "y"}),
+        ),
     });
     let entry = AuditEntry {
         id: 0,
@@ -1849,7 +1851,7 @@ async fn the_audit_log_is_append_only_and_filterable(b: &Backend) {
         decision: Decision::Deny,
         reason: "attribute condition is false".into(),
         project: Some("projects/a-proj".into()),
-        subject: details.subject(),
+        subject: details.subject("https://c"),
         details: Some(details),
     };
     s.append_audit(std::slice::from_ref(&entry)).await.unwrap();

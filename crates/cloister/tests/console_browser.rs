@@ -27,14 +27,6 @@ fn primus_and_secundus_each_see_their_part_of_a_refused_workload_in_chromium() {
     .trim()
     .to_owned();
     let endpoint = w.server.endpoint();
-    let jwks = w.dir.path().join("jwks.json");
-    let fetched = Command::new("curl")
-        .args(["-sf", "-o"])
-        .arg(&jwks)
-        .arg(format!("{endpoint}/jwks"))
-        .status()
-        .unwrap();
-    assert!(fetched.success());
     let condition = "assertion.swname == 'CONFIDENTIAL_SPACE' && assertion.submods.container.image_digest == 'sha256:aaaa'";
     for args in [
         &[
@@ -67,8 +59,6 @@ fn primus_and_secundus_each_see_their_part_of_a_refused_workload_in_chromium() {
             "google.subject=assertion.sub",
             "--attribute-condition",
             condition,
-            "--jwk-json-path",
-            jwks.to_str().unwrap(),
         ][..],
         &[
             "storage",

@@ -91,10 +91,12 @@ pub async fn verify_subject_token(
         return Err(unaccepted_algorithm(&alg));
     }
     let kid = header.kid.as_deref();
-    // This Cloister's own verifier is read in process, never over HTTP to ourselves.
+    // This Cloister's own verifier is read in process, never over HTTP to ourselves; and its
+    // tokens verify with its own keys only, never with keys a provider gives inline (a
+    // tenant's own keys would mint "this server's" tokens).
     let local = (provider.issuer.trim_end_matches('/') == state.public_url)
         .then(|| state.attestation_keys.jwk_set());
-    let jwk = match provider.jwks.as_ref().or(local.as_ref()) {
+    let jwk = match local.as_ref().or(provider.jwks.as_ref()) {
         Some(set) => jwks::select(set, &provider.issuer, kid),
         None => state.jwks.key(&provider.issuer, kid).await,
     }

@@ -16,6 +16,9 @@ const CACHE_FOR: Duration = Duration::from_secs(300);
 /// The least time between two fetches for one issuer, so tokens with random key ids cannot
 /// make Cloister hammer an issuer.
 const REFETCH_AFTER: Duration = Duration::from_secs(10);
+/// The most issuers whose keys (or last failure) are kept; past it the oldest entry goes.
+/// Any user's provider names an issuer, and each write probes it.
+const MAX_ISSUERS: usize = 1024;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum JwksError {
@@ -69,12 +72,15 @@ struct Discovery {
     jwks_uri: String,
 }
 
+/// The most of a token's key id an error repeats: the token's author chooses it.
+const MAX_KID_SHOWN: usize = 64;
+
 /// The key for `kid` in `set`; without a kid, the set's only key.
 pub fn select(set: &JwkSet, issuer: &str, kid: Option<&str>) -> Result<Jwk, JwksError> {
     match kid {
         Some(kid) => set.find(kid).cloned().ok_or_else(|| JwksError::UnknownKid {
             issuer: issuer.into(),
-            kid: kid.into(),
+            kid: kid.chars().take(MAX_KID_SHOWN).collect(),
         }),
         None if set.keys.len() == 1 => Ok(set.keys[0].clone()),
         None => Err(JwksError::NoKid {
@@ -123,12 +129,12 @@ impl JwksCache {
                     keys: keys.clone(),
                     fetched: Instant::now(),
                 };
-                lock(&self.issuers).insert(issuer.to_owned(), cached);
+                insert_bounded(&mut lock(&self.issuers), issuer, cached, |c| c.fetched);
                 Ok(keys)
             }
             Err(e) => {
                 let failure = (e.clone(), Instant::now());
-                lock(&self.failures).insert(issuer.to_owned(), failure);
+                insert_bounded(&mut lock(&self.failures), issuer, failure, |f| f.1);
                 Err(e)
             }
         }
@@ -173,6 +179,26 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Inserts into a cache of at most [`MAX_ISSUERS`], first removing the entry `at` says is
+/// oldest when a new issuer would pass it (a scan: the cache is small and writes are rare).
+fn insert_bounded<V>(
+    cache: &mut HashMap<String, V>,
+    issuer: &str,
+    value: V,
+    at: impl Fn(&V) -> Instant,
+) {
+    if !cache.contains_key(issuer)
+        && cache.len() >= MAX_ISSUERS
+        && let Some(oldest) = cache
+            .iter()
+            .min_by_key(|(_, v)| at(v))
+            .map(|(k, _)| k.clone())
+    {
+        cache.remove(&oldest);
+    }
+    cache.insert(issuer.to_owned(), value);
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -190,6 +216,29 @@ mod tests {
     }
 
     type Published = (Arc<Mutex<Vec<Value>>>, Arc<AtomicUsize>);
+
+    #[test]
+    fn the_cache_keeps_at_most_its_bound_losing_the_oldest() {
+        let start = Instant::now();
+        let mut cache = HashMap::new();
+        for i in 0..MAX_ISSUERS + 10 {
+            let at = start + Duration::from_millis(i as u64);
+            insert_bounded(&mut cache, &format!("https://i{i}.test"), at, |t| *t);
+        }
+        assert_eq!(cache.len(), MAX_ISSUERS);
+        assert!(!cache.contains_key("https://i9.test"), "the oldest went");
+        assert!(cache.contains_key("https://i10.test"));
+        // An issuer already cached is replaced, not added beside the bound.
+        insert_bounded(&mut cache, "https://i10.test", start, |t| *t);
+        assert_eq!(cache.len(), MAX_ISSUERS);
+    }
+
+    #[test]
+    fn an_unknown_key_id_is_repeated_only_in_part() {
+        let set = JwkSet { keys: Vec::new() };
+        let e = select(&set, "https://i.test", Some(&"k".repeat(12_000))).unwrap_err();
+        assert!(e.to_string().len() < 200, "{e}");
+    }
 
     /// A cache whose fetches may reach loopback issuers (as an admin's allow-list permits).
     fn local_cache() -> JwksCache {

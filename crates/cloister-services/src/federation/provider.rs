@@ -13,6 +13,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub const MAX_AUDIENCES: usize = 10;
+/// The longest issuer URL a provider may name (it is fetched, cached and repeated in errors).
+pub const MAX_ISSUER_BYTES: usize = 2048;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -108,7 +110,17 @@ pub fn validate(
         .as_ref()
         .ok_or_else(|| bad("oidc.issuerUri is required (an OIDC provider)".into()))?;
     let issuer = oidc.issuer_uri.as_str();
-    if !(issuer.starts_with("https://") || issuer.starts_with("http://")) || issuer.len() < 10 {
+    if issuer.len() > MAX_ISSUER_BYTES {
+        return Err(bad(format!(
+            "oidc.issuerUri is {} bytes; at most {MAX_ISSUER_BYTES} are allowed",
+            issuer.len()
+        )));
+    }
+    let parsed = url::Url::parse(issuer).ok();
+    if !(issuer.starts_with("https://") || issuer.starts_with("http://"))
+        || issuer.len() < 10
+        || parsed.is_none_or(|u| u.host_str().is_none_or(str::is_empty))
+    {
         return Err(bad(format!(
             "oidc.issuerUri {issuer:?} must be an http(s) URL, e.g. https://issuer.example.com"
         )));

@@ -338,6 +338,16 @@ async fn provider_resource(
         ApiError::InvalidArgument(format!("Invalid workload identity pool provider: {e}"))
     })?;
     provider::validate(&settings)?;
+    if let Some(oidc) = &settings.oidc
+        && oidc.jwks_json.is_some()
+        && oidc.issuer_uri.trim_end_matches('/') == state.public_url
+    {
+        return Err(ApiError::InvalidArgument(format!(
+            "oidc.jwksJson cannot be given for this server's own issuer {}: its tokens verify \
+             with its own keys, which rotate; leave jwksJson out",
+            state.public_url
+        )));
+    }
     let warnings = issuer_warnings(state, &settings).await;
     let resource =
         serde_json::to_value(&settings).map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::exchange::{self, ExchangeError};
+use crate::iam::authorizer::{MAX_AUDITED_REASON, bounded};
 use crate::jwt;
 use crate::state::AppState;
 use crate::time_util;
@@ -194,7 +195,11 @@ async fn exchange_token(
             };
             // A refusal before the condition ran (signature, audience, expiry) says so; the
             // token itself is never kept.
-            let failure = clauses.is_empty().then(|| reason.clone());
+            // Bounded as the reason is: a refused token's text (a key id, a malformed part)
+            // is anyone's to choose, and the log keeps every entry.
+            let failure = clauses
+                .is_empty()
+                .then(|| bounded(reason.clone(), MAX_AUDITED_REASON));
             let details = AuditDetails::TokenExchange(ExchangeDetails {
                 provider: provider.name.clone(),
                 failure,

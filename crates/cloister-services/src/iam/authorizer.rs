@@ -18,6 +18,8 @@ const MAX_DEPTH: usize = 8;
 pub struct Authorizer {
     store: Arc<Store>,
     audit: AuditLog,
+    /// This server's issuer (its public URL): exchanged tokens it signed name their workload.
+    issuer: String,
 }
 
 /// Why a permission is held: which role, bound on which resource.
@@ -29,10 +31,11 @@ pub struct Grant {
 
 impl Authorizer {
     /// Starts the audit log's writer task: call it inside the runtime.
-    pub fn new(store: Arc<Store>) -> Self {
+    pub fn new(store: Arc<Store>, issuer: String) -> Self {
         Self {
             audit: AuditLog::start(Arc::clone(&store)),
             store,
+            issuer,
         }
     }
 
@@ -140,7 +143,7 @@ impl Authorizer {
             decision,
             reason: bounded(reason, MAX_AUDITED_REASON),
             project,
-            subject: details.as_ref().and_then(AuditDetails::subject),
+            subject: details.as_ref().and_then(|d| d.subject(&self.issuer)),
             details,
         };
         self.audit.record(entry).await;
@@ -150,10 +153,10 @@ impl Authorizer {
 /// Anonymous callers choose some audited names (a refused credential's `client_id`, an
 /// unverified token's `sub`): the log keeps enough to recognise them, not megabytes of them.
 const MAX_AUDITED_NAME: usize = 512;
-const MAX_AUDITED_REASON: usize = 4096;
+pub(crate) const MAX_AUDITED_REASON: usize = 4096;
 
 /// `text` cut to at most `max` bytes (at a character boundary), saying how much was cut.
-fn bounded(mut text: String, max: usize) -> String {
+pub(crate) fn bounded(mut text: String, max: usize) -> String {
     if text.len() <= max {
         return text;
     }

@@ -56,12 +56,13 @@ pub async fn set(
     rules: Rules,
     body: Value,
 ) -> Result<Json<Value>, ApiError> {
-    let req: SetIamPolicy = serde_json::from_value(body)
-        .map_err(|e| ApiError::InvalidArgument(format!("Invalid setIamPolicy request: {e}")))?;
+    // Authorized before the body is read: a stranger learns nothing from its errors.
     state
         .authorizer
         .check(caller, rules.permission, resource)
         .await?;
+    let req: SetIamPolicy = serde_json::from_value(body)
+        .map_err(|e| ApiError::InvalidArgument(format!("Invalid setIamPolicy request: {e}")))?;
     let policy = validate(state, req.policy, rules.keep_an_owner).await?;
     let stored = state
         .store
@@ -106,6 +107,48 @@ pub async fn test(
     } else {
         json!({ "permissions": held })
     }))
+}
+
+/// The permissions of a kind of resource's policy methods.
+pub struct PolicyPermissions {
+    pub get_iam_policy: Permission,
+    pub set_iam_policy: Permission,
+    /// Reading the resource itself.
+    pub get: Permission,
+}
+
+/// A policy method called on a resource that does not exist (`not_found` says which). The
+/// caller hears of its absence only if they may call the method: otherwise they get what a
+/// stranger to an existing one gets (the method's 403; testIamPermissions' empty answer),
+/// so another tenant's key rings and repositories cannot be found by their names.
+/// testIamPermissions needs no permission; the resource is named missing to a caller
+/// holding its `get`.
+pub async fn on_missing(
+    state: &AppState,
+    caller: &Principal,
+    resource: &str,
+    method: &str,
+    permissions: &PolicyPermissions,
+    body: Value,
+    not_found: ApiError,
+) -> Result<Json<Value>, ApiError> {
+    let needed = match method {
+        "getIamPolicy" => permissions.get_iam_policy,
+        "setIamPolicy" => permissions.set_iam_policy,
+        "testIamPermissions" => {
+            if state
+                .authorizer
+                .holds(caller, permissions.get, resource)
+                .await?
+            {
+                return Err(not_found);
+            }
+            return test(state, caller, resource, body).await;
+        }
+        other => return Err(ApiError::NotFound(format!("Unknown method :{other}"))),
+    };
+    state.authorizer.check(caller, needed, resource).await?;
+    Err(not_found)
 }
 
 /// Refuses unknown roles, users and service accounts that do not exist, and (when asked) a

@@ -150,10 +150,31 @@ async fn ring_method(
     let name = ring_name(&(project, loc, ring.to_owned()));
     service::parse_key_ring(&name)?;
     if state.store.get_key_ring(&name).await?.is_none() {
-        return Err(ApiError::NotFound(format!("KeyRing {name} not found.")));
+        let not_found = ApiError::NotFound(format!("KeyRing {name} not found."));
+        return policy_api::on_missing(
+            &state,
+            &caller,
+            &name,
+            method,
+            &RING_POLICY,
+            body,
+            not_found,
+        )
+        .await;
     }
     iam_method(&state, &caller, &name, method, body, "cloudkms.keyRings").await
 }
+
+const RING_POLICY: policy_api::PolicyPermissions = policy_api::PolicyPermissions {
+    get_iam_policy: "cloudkms.keyRings.getIamPolicy",
+    set_iam_policy: "cloudkms.keyRings.setIamPolicy",
+    get: "cloudkms.keyRings.get",
+};
+const KEY_POLICY: policy_api::PolicyPermissions = policy_api::PolicyPermissions {
+    get_iam_policy: "cloudkms.cryptoKeys.getIamPolicy",
+    set_iam_policy: "cloudkms.cryptoKeys.setIamPolicy",
+    get: "cloudkms.cryptoKeys.get",
+};
 
 async fn iam_method(
     state: &AppState,
@@ -386,7 +407,17 @@ async fn key_method(
         other => {
             service::parse_crypto_key(&name)?;
             if state.store.get_crypto_key(&name).await?.is_none() {
-                return Err(ApiError::NotFound(format!("CryptoKey {name} not found.")));
+                let not_found = ApiError::NotFound(format!("CryptoKey {name} not found."));
+                return policy_api::on_missing(
+                    &state,
+                    &caller,
+                    &name,
+                    other,
+                    &KEY_POLICY,
+                    body,
+                    not_found,
+                )
+                .await;
             }
             iam_method(&state, &caller, &name, other, body, "cloudkms.cryptoKeys").await
         }

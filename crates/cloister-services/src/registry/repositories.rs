@@ -233,7 +233,22 @@ async fn method(
     let name = format!("projects/{}/locations/{}/repositories/{id}", path.0, path.1);
     let project = project(&path.0)?;
     if state.store.get_repository(&project, id).await?.is_none() {
-        return Err(ApiError::NotFound(format!("Repository {name} not found")));
+        let not_found = ApiError::NotFound(format!("Repository {name} not found"));
+        let permissions = policy_api::PolicyPermissions {
+            get_iam_policy: "artifactregistry.repositories.getIamPolicy",
+            set_iam_policy: "artifactregistry.repositories.setIamPolicy",
+            get: "artifactregistry.repositories.get",
+        };
+        return policy_api::on_missing(
+            &state,
+            &caller,
+            &name,
+            method,
+            &permissions,
+            body,
+            not_found,
+        )
+        .await;
     }
     match method {
         "getIamPolicy" => {

@@ -270,9 +270,6 @@ async fn a_projects_sections_follow_each_users_permissions() {
         Some(json!({})),
     )
     .await;
-    let (_, jwks) = api
-        .send(Request::get("/jwks").body(Body::empty()).unwrap())
-        .await;
     ok(
         &api,
         &alice,
@@ -282,7 +279,7 @@ async fn a_projects_sections_follow_each_users_permissions() {
         ),
         Some(
             json!({"attributeMapping": {"google.subject": "assertion.sub"},
-            "oidc": {"issuerUri": ORIGIN, "jwksJson": jwks.to_string()}}),
+            "oidc": {"issuerUri": ORIGIN}}),
         ),
     )
     .await;

@@ -86,17 +86,10 @@ async fn primus(api: &Api, alice: &str) -> String {
         Some(json!({})),
     )
     .await;
-    let (_, jwks) = api
-        .send(
-            axum::http::Request::get("/jwks")
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
-        .await;
     let provider = json!({
         "attributeMapping": {"google.subject": "assertion.sub"},
         "attributeCondition": format!("assertion.swname == 'CONFIDENTIAL_SPACE' && assertion.submods.container.image_digest == '{GOOD}'"),
-        "oidc": {"issuerUri": ISSUER, "allowedAudiences": [STS], "jwksJson": jwks.to_string()},
+        "oidc": {"issuerUri": ISSUER, "allowedAudiences": [STS]},
     });
     ok(
         api,

@@ -356,3 +356,33 @@ async fn a_condition_or_mapping_that_costs_without_bound_is_refused_and_the_next
     let (s, b) = p.sts(&rsa(&claims())).await;
     assert_eq!(s, StatusCode::OK, "{b}");
 }
+
+/// A refused exchange is audited for good (the log is append-only), and an anonymous caller
+/// chooses much of a refused token: its key id was kept whole, 8 KB and more an entry.
+#[tokio::test]
+async fn a_refused_tokens_chosen_text_is_audited_bounded() {
+    let p = Primus::setup().await;
+    let kid = "k".repeat(8_000);
+    let forged = sign(&claims(), Algorithm::RS256, &kid, "issuer-rsa.pem");
+    let refused = p.sts(&forged).await;
+    assert_oauth_error(&refused, "invalid_grant", "which the issuer");
+    let shown = refused.1["error_description"].as_str().unwrap();
+    assert!(shown.len() < 1024, "{} bytes: {shown}", shown.len());
+    let (_, log) = p
+        .api
+        .call(
+            &p.alice,
+            "GET",
+            "/cloister/v1/auditLogs?resource=projects/primus-bank&decision=deny",
+            None,
+        )
+        .await;
+    let entry = log["entries"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .to_string();
+    assert!(entry.contains("kkkk"), "{entry}");
+    assert!(entry.len() < 5 * 1024, "{} bytes: {entry}", entry.len());
+}
