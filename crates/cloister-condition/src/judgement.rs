@@ -9,7 +9,10 @@ use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AttributeMapping, ClauseReport, Condition, ConditionError, Input, MappedAttributes};
+use crate::{
+    AttributeMapping, ClauseOutcome, ClauseReport, Condition, ConditionError, Input,
+    MappedAttributes,
+};
 
 /// What to judge: a provider's expressions as saved, and a token's verified claims.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,9 +64,9 @@ pub fn judge(
         None => (Ok(true), Vec::new()),
         Some(condition) => {
             let input = Input::new(claims, &attributes);
-            let clauses = condition.explain(&input);
+            let clauses = condition.explain(&input).into_iter().map(kept).collect();
             (
-                condition.evaluate(&input).map_err(|e| e.to_string()),
+                condition.evaluate(&input).map_err(|e| cut(e.to_string())),
                 clauses,
             )
         }
@@ -73,6 +76,52 @@ pub fn judge(
         verdict,
         clauses,
     }
+}
+
+/// The most of one compared value or error text a judgement keeps: the token's author chooses
+/// them, and the audit log keeps every refused exchange's clauses for good.
+pub const MAX_KEPT_BYTES: usize = 1024;
+
+/// A clause's report with its values and error text bounded.
+fn kept(report: ClauseReport) -> ClauseReport {
+    let outcome = match report.outcome {
+        ClauseOutcome::Error(e) => ClauseOutcome::Error(cut(e)),
+        other => other,
+    };
+    let compared = report
+        .compared
+        .into_iter()
+        .map(|(side, value)| {
+            let text = value.to_string();
+            if text.len() <= MAX_KEPT_BYTES {
+                (side, value)
+            } else {
+                let all = text.len();
+                (
+                    side,
+                    serde_json::Value::String(format!("{} ({all} bytes in all)", cut(text))),
+                )
+            }
+        })
+        .collect();
+    ClauseReport {
+        outcome,
+        compared,
+        ..report
+    }
+}
+
+/// `text` cut to [`MAX_KEPT_BYTES`] at a character boundary, marked when cut.
+fn cut(mut text: String) -> String {
+    if text.len() > MAX_KEPT_BYTES {
+        let end = (0..=MAX_KEPT_BYTES)
+            .rev()
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(0);
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 /// The worker's first line out, once it is ready: what it takes to start is not its question's.
@@ -139,6 +188,30 @@ mod tests {
         assert_eq!(verdicts[..3], ["Ok(true)", "Ok(false)", "Ok(true)"]);
         assert!(verdicts[3].contains("does not compile"), "{}", verdicts[3]);
         assert!(verdicts[4].contains("does not parse"), "{}", verdicts[4]);
+    }
+
+    #[test]
+    fn compared_values_and_errors_are_kept_bounded() {
+        // An error that repeats the claim (an unknown key), and a comparison showing it.
+        let long = "é".repeat(5000);
+        let mut q = question(Some(
+            "assertion.s == 'x' || assertion.m[assertion.s] == 1.0",
+        ));
+        q.claims = json!({"sub": "workload", "s": long, "m": {}});
+        let Ok(Judgement::Mapped {
+            clauses, verdict, ..
+        }) = q.judge()
+        else {
+            panic!("judged");
+        };
+        let error = verdict.unwrap_err();
+        assert!(
+            error.contains("éé") && error.len() <= MAX_KEPT_BYTES + 3,
+            "{error}"
+        );
+        let compared = clauses[0].compared[0].1.as_str().unwrap();
+        assert!(compared.len() < MAX_KEPT_BYTES + 64, "{compared}");
+        assert!(compared.ends_with("(10002 bytes in all)"), "{compared}");
     }
 
     #[test]

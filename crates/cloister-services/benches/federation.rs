@@ -1,6 +1,7 @@
 //! Federation throughput on loopback: STS exchange + generateAccessToken pairs per second
-//! with concurrent clients against a real server (SQLite, audit log on), and attribute
-//! condition evaluations per second.
+//! with concurrent clients against a real server (SQLite, audit log on), attribute condition
+//! evaluations per second, and a token's whole judgement in process beside the same through
+//! the judge's worker process (what an exchange pays for the worker's limits), as a ratio.
 //!
 //! `cargo bench -p cloister-services --bench federation` (optional env: BENCH_SECONDS,
 //! BENCH_CONCURRENCY). Client and server share the machine, as they would on one host.
@@ -13,7 +14,8 @@ use std::time::{Duration, Instant};
 use common::codelab::{PRIMUS_SA, claims, condition, exchange, primus};
 use common::{BenchServer, SERVER_THREADS, cpu_seconds, env_or, report, runtimes};
 
-use cloister_condition::{Condition, Input};
+use cloister_condition::{Condition, Input, Judgement, Question};
+use cloister_services::federation::judge::{Judge, WorkerCommand};
 use serde_json::json;
 
 fn main() {
@@ -21,6 +23,7 @@ fn main() {
     let concurrency = env_or("BENCH_CONCURRENCY", 32) as usize;
     cel_evaluations();
     let (server, client) = runtimes();
+    client.block_on(judgements());
     client.block_on(exchanges(server.handle().clone(), seconds, concurrency));
 }
 
@@ -44,6 +47,53 @@ fn cel_evaluations() {
         "cel: codelab condition, 1 thread: {per_sec:.0} evaluations/s ({:.1} µs each)",
         1e6 / per_sec
     );
+}
+
+/// The codelab provider's judgement of its token: compiled and judged in this thread, beside
+/// the same question asked of a worker process (pipes, JSON both ways, its compile).
+async fn judgements() {
+    let question = Question {
+        mapping: [("google.subject".to_owned(), "assertion.sub".to_owned())].into(),
+        condition: Some(condition()),
+        claims: claims(),
+    };
+    let judge = Judge::new(WorkerCommand {
+        program: env!("CARGO_BIN_EXE_cloister-condition-worker").into(),
+        args: Vec::new(),
+    });
+    let in_process = rate(|| async { question.judge().expect("judged") }).await;
+    let worker = rate(|| async { judge.judge(&question).await.expect("judged") }).await;
+    println!(
+        "judgement of the codelab token: in process {in_process:.0}/s ({:.1} µs each), \
+         through the worker {worker:.0}/s ({:.1} µs each): the worker costs {:.2}× in process",
+        1e6 / in_process,
+        1e6 / worker,
+        in_process / worker
+    );
+}
+
+/// Sequential calls of `f` per second, over 2 s after 20 to warm up.
+async fn rate<F, Fut>(f: F) -> f64
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Judgement>,
+{
+    for _ in 0..20 {
+        assert!(matches!(
+            f().await,
+            Judgement::Mapped {
+                verdict: Ok(true),
+                ..
+            }
+        ));
+    }
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(2) {
+        std::hint::black_box(f().await);
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
 }
 
 async fn exchanges(server: tokio::runtime::Handle, seconds: u64, concurrency: usize) {

@@ -41,6 +41,10 @@ pub enum ApiError {
     /// The system is not in a state to do this (a host that cannot provide what was asked).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The server cannot take this now (its condition workers are all busy); a retry later
+    /// may succeed.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -86,6 +90,11 @@ impl ApiError {
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "OUT_OF_RANGE",
                 "requestedRangeNotSatisfiable",
+            ),
+            ApiError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "backendError",
             ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -193,6 +202,7 @@ impl ApiError {
             "FAILED_PRECONDITION" => Code::FailedPrecondition,
             "RESOURCE_EXHAUSTED" => Code::ResourceExhausted,
             "OUT_OF_RANGE" => Code::OutOfRange,
+            "UNAVAILABLE" => Code::Unavailable,
             // PAYLOAD_TOO_LARGE is REST's alone; gRPC says a message is too large this way.
             "PAYLOAD_TOO_LARGE" => Code::ResourceExhausted,
             _ => Code::Internal,

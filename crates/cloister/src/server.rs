@@ -360,9 +360,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             Some(n) => Some(n),
             None => Some(DEFAULT_PROJECT_INSTANCE_QUOTA),
         },
+        // This very binary, even once an upgrade replaced or removed its file: a worker
+        // always speaks the server's protocol and judges with the server's CEL.
+        // This very binary, even once an upgrade replaced or removed its file: a worker
+        // always speaks the server's protocol and judges with the server's CEL.
         condition_worker: cloister_services::federation::judge::WorkerCommand {
-            program: std::env::current_exe()
-                .context("finding this program, the condition worker")?,
+            program: "/proc/self/exe".into(),
             args: vec![CONDITION_WORKER.into()],
         },
         user_project_quota: match args.user_project_quota.or(file.user_project_quota) {

@@ -38,6 +38,9 @@ pub enum ExchangeError {
         reason: String,
         clauses: Vec<ClauseVerdict>,
     },
+    /// Retry later: every condition worker is busy.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Internal(#[from] ApiError),
 }
@@ -50,6 +53,9 @@ impl ExchangeError {
             ExchangeError::InvalidTarget => (StatusCode::BAD_REQUEST, "invalid_target"),
             ExchangeError::InvalidGrant(_) => (StatusCode::BAD_REQUEST, "invalid_grant"),
             ExchangeError::Rejected { .. } => (StatusCode::BAD_REQUEST, "unauthorized_client"),
+            ExchangeError::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+            }
             ExchangeError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
         }
     }
@@ -192,7 +198,10 @@ pub async fn authorize(
                 "The provider could not judge the token: {e}."
             )));
         }
-        Err(e @ JudgeError::Worker(_)) => return Err(ApiError::Internal(e.to_string()).into()),
+        Err(e @ JudgeError::Busy) => return Err(ExchangeError::Unavailable(e.to_string())),
+        Err(e @ JudgeError::Worker { .. }) => {
+            return Err(ApiError::Internal(format!("{e}: {}", e.chain_tail())).into());
+        }
     };
     let clauses: Vec<ClauseVerdict> = clauses.into_iter().map(verdict_of).collect();
     if verdict != Ok(true) {

@@ -71,7 +71,10 @@ pub async fn explain(
             Err(e @ (JudgeError::OverLimits(_) | JudgeError::Expression(_))) => {
                 unjudged(e.to_string())
             }
-            Err(e @ JudgeError::Worker(_)) => return Err(ApiError::Internal(e.to_string())),
+            Err(e @ JudgeError::Busy) => return Err(ApiError::Unavailable(e.to_string())),
+            Err(e @ JudgeError::Worker { .. }) => {
+                return Err(ApiError::Internal(format!("{e}: {}", e.chain_tail())));
+            }
             Ok(Judgement::Mapped {
                 attributes,
                 verdict,

@@ -70,6 +70,8 @@ fn parse_id(id: &str) -> Result<ProjectId, ApiError> {
     ProjectId::parse(id).map_err(|e| ApiError::InvalidArgument(e.to_string()))
 }
 
+const CREATE: &str = "resourcemanager.projects.create";
+
 async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -79,20 +81,20 @@ async fn create(
     let resource = id.resource_name();
     // Like a Google organization where everyone holds Project Creator: any user may create a
     // project and becomes its owner. Workloads (service accounts, federated identities) may not.
+    let refused = |reason: String| {
+        let (caller, resource) = (caller.to_string(), resource.clone());
+        let authorizer = &state.authorizer;
+        async move {
+            authorizer
+                .record(caller, CREATE, &resource, Decision::Deny, reason)
+                .await
+        }
+    };
     if !matches!(caller, Principal::User(_)) {
-        state
-            .authorizer
-            .record(
-                caller.to_string(),
-                "resourcemanager.projects.create",
-                &resource,
-                Decision::Deny,
-                "only users create projects".into(),
-            )
-            .await;
+        refused("only users create projects".into()).await;
         return Err(ApiError::PermissionDenied {
             message: format!("Only users may create projects; {caller} is not a user."),
-            permission: "resourcemanager.projects.create".into(),
+            permission: CREATE.into(),
             resource,
         });
     }
@@ -125,16 +127,7 @@ async fn create(
             Ok(()) => break record,
             // Resource Manager answers a spent project quota with FAILED_PRECONDITION.
             Err(StoreError::QuotaExceeded { limit, .. }) => {
-                state
-                    .authorizer
-                    .record(
-                        caller.to_string(),
-                        "resourcemanager.projects.create",
-                        &resource,
-                        Decision::Deny,
-                        format!("the user's project quota ({limit}) is spent"),
-                    )
-                    .await;
+                refused(format!("the user's project quota ({limit}) is spent")).await;
                 return Err(ApiError::FailedPrecondition(format!(
                     "The project cannot be created because {caller} has already created \
                      {limit} projects, its quota. Delete one of them (an empty project can \
@@ -161,7 +154,7 @@ async fn create(
         .authorizer
         .record(
             caller.to_string(),
-            "resourcemanager.projects.create",
+            CREATE,
             &resource,
             Decision::Allow,
             "any user may create a project".into(),

@@ -218,6 +218,12 @@ async fn delete(
 }
 
 /// `…/repositories/R:getIamPolicy` and friends.
+const POLICY: policy_api::PolicyPermissions = policy_api::PolicyPermissions {
+    get_iam_policy: "artifactregistry.repositories.getIamPolicy",
+    set_iam_policy: "artifactregistry.repositories.setIamPolicy",
+    get: "artifactregistry.repositories.get",
+};
+
 async fn method(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -234,21 +240,8 @@ async fn method(
     let project = project(&path.0)?;
     if state.store.get_repository(&project, id).await?.is_none() {
         let not_found = ApiError::NotFound(format!("Repository {name} not found"));
-        let permissions = policy_api::PolicyPermissions {
-            get_iam_policy: "artifactregistry.repositories.getIamPolicy",
-            set_iam_policy: "artifactregistry.repositories.setIamPolicy",
-            get: "artifactregistry.repositories.get",
-        };
-        return policy_api::on_missing(
-            &state,
-            &caller,
-            &name,
-            method,
-            &permissions,
-            body,
-            not_found,
-        )
-        .await;
+        return policy_api::on_missing(&state, &caller, &name, method, &POLICY, body, not_found)
+            .await;
     }
     match method {
         "getIamPolicy" => {

@@ -283,23 +283,8 @@ async fn a_condition_or_mapping_that_costs_without_bound_is_refused_and_the_next
     ];
     let p = Primus::setup().await;
     for (limit, condition, attribute) in cases {
-        let body = json!({
-            "attributeCondition": condition,
-            "attributeMapping": {"google.subject": "assertion.sub", "attribute.costly": attribute},
-        });
-        let (s, b) = p
-            .api
-            .call(
-                &p.alice,
-                "PATCH",
-                &format!(
-                    "{}?updateMask=attributeCondition,attributeMapping",
-                    p.provider_path()
-                ),
-                Some(body),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{b}");
+        let mapping = json!({"google.subject": "assertion.sub", "attribute.costly": attribute});
+        set_expressions(&p, condition, mapping).await;
         let mut costly = claims();
         costly["l"] = json!(long_list);
         costly["s"] = json!(long_text);
@@ -336,24 +321,20 @@ async fn a_condition_or_mapping_that_costs_without_bound_is_refused_and_the_next
         );
     }
     // Back to the codelab's provider: the next token is judged, and accepted.
-    let body = json!({
-        "attributeCondition": codelab_condition(),
-        "attributeMapping": {"google.subject": "assertion.sub"},
-    });
-    let (s, b) = p
-        .api
-        .call(
-            &p.alice,
-            "PATCH",
-            &format!(
-                "{}?updateMask=attributeCondition,attributeMapping",
-                p.provider_path()
-            ),
-            Some(body),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{b}");
+    let mapping = json!({"google.subject": "assertion.sub"});
+    set_expressions(&p, &codelab_condition(), mapping).await;
     let (s, b) = p.sts(&rsa(&claims())).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}
+
+/// Replaces the provider's condition and mapping.
+async fn set_expressions(p: &Primus, condition: &str, mapping: Value) {
+    let body = json!({"attributeCondition": condition, "attributeMapping": mapping});
+    let path = format!(
+        "{}?updateMask=attributeCondition,attributeMapping",
+        p.provider_path()
+    );
+    let (s, b) = p.api.call(&p.alice, "PATCH", &path, Some(body)).await;
     assert_eq!(s, StatusCode::OK, "{b}");
 }
 
