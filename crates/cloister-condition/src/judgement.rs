@@ -4,7 +4,7 @@
 //! asks a worker process with bounded memory and a deadline ([`serve`]) rather than computing
 //! a [`Judgement`] on its own threads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
@@ -36,17 +36,25 @@ pub enum Judgement {
     },
 }
 
+/// A provider's expressions, compiled.
+type Compiled = (AttributeMapping, Option<Condition>);
+
 impl Question {
     /// Compiles the expressions and judges the claims; an expression that does not compile is
     /// the error (a provider's compiled when it was saved).
     pub fn judge(&self) -> Result<Judgement, ConditionError> {
+        let (mapping, condition) = self.compile()?;
+        Ok(judge(&mapping, condition.as_ref(), &self.claims))
+    }
+
+    fn compile(&self) -> Result<Compiled, ConditionError> {
         let mapping = AttributeMapping::compile(&self.mapping)?;
         let condition = self
             .condition
             .as_deref()
             .map(Condition::compile)
             .transpose()?;
-        Ok(judge(&mapping, condition.as_ref(), &self.claims))
+        Ok((mapping, condition))
     }
 }
 
@@ -124,20 +132,40 @@ fn cut(mut text: String) -> String {
     text
 }
 
+/// How many providers' compiled expressions a worker keeps.
+pub const COMPILED_KEPT: usize = 64;
+
 /// The worker's first line out, once it is ready: what it takes to start is not its question's.
 pub const READY: &str = "ready";
 
 /// The worker's loop: [`READY`], then one [`Question`] per line in, one
 /// `Result<Judgement, String>` per line out (JSON, which never holds a raw newline), until
 /// `input` ends.
+///
+/// A worker keeps what it compiled, by source, for the next question (a provider's tokens ask
+/// the same), up to [`COMPILED_KEPT`] providers' expressions, then starts afresh.
 pub fn serve(input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
+    type Sources = (BTreeMap<String, String>, Option<String>);
+    let mut compiled: HashMap<Sources, Result<Compiled, String>> = HashMap::new();
     writeln!(output, "{READY}")?;
     output.flush()?;
     for line in input.lines() {
         let line = line?;
         let answer: Result<Judgement, String> = serde_json::from_str::<Question>(&line)
             .map_err(|e| format!("the question does not parse: {e}"))
-            .and_then(|q| q.judge().map_err(|e| e.to_string()));
+            .and_then(|q| {
+                let sources = (q.mapping.clone(), q.condition.clone());
+                if !compiled.contains_key(&sources) && compiled.len() >= COMPILED_KEPT {
+                    compiled.clear();
+                }
+                let entry = compiled
+                    .entry(sources)
+                    .or_insert_with(|| q.compile().map_err(|e| e.to_string()));
+                match entry {
+                    Ok((mapping, condition)) => Ok(judge(mapping, condition.as_ref(), &q.claims)),
+                    Err(e) => Err(e.clone()),
+                }
+            });
         serde_json::to_writer(&mut output, &answer)?;
         output.write_all(b"\n")?;
         output.flush()?;
@@ -169,6 +197,12 @@ mod tests {
         .into_iter()
         .map(|c| serde_json::to_string(&question(c)).unwrap())
         .chain(["not json".to_owned()])
+        .chain({
+            // The first provider again (compiled before), on another token.
+            let mut q = question(Some("assertion.n == 3.0 && google.subject == 'workload'"));
+            q.claims["n"] = json!(4);
+            [serde_json::to_string(&q).unwrap()]
+        })
         .collect();
         let mut out = Vec::new();
         serve(lines.join("\n").as_bytes(), &mut out).unwrap();
@@ -188,6 +222,7 @@ mod tests {
         assert_eq!(verdicts[..3], ["Ok(true)", "Ok(false)", "Ok(true)"]);
         assert!(verdicts[3].contains("does not compile"), "{}", verdicts[3]);
         assert!(verdicts[4].contains("does not parse"), "{}", verdicts[4]);
+        assert_eq!(verdicts[5], "Ok(false)");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::codelab::{PRIMUS_SA, claims, condition, exchange, primus};
 use common::{BenchServer, SERVER_THREADS, cpu_seconds, env_or, report, runtimes};
 
-use cloister_condition::{Condition, Input, Judgement, Question};
+use cloister_condition::{AttributeMapping, Condition, Input, Judgement, Question};
 use cloister_services::federation::judge::{Judge, WorkerCommand};
 use serde_json::json;
 
@@ -49,8 +49,9 @@ fn cel_evaluations() {
     );
 }
 
-/// The codelab provider's judgement of its token: compiled and judged in this thread, beside
-/// the same question asked of a worker process (pipes, JSON both ways, its compile).
+/// The codelab provider's judgement of its token in this thread, beside the same question
+/// asked of a worker process (pipes, JSON both ways; it compiles a provider's expressions
+/// once, as the server did).
 async fn judgements() {
     let question = Question {
         mapping: [("google.subject".to_owned(), "assertion.sub".to_owned())].into(),
@@ -61,7 +62,14 @@ async fn judgements() {
         program: env!("CARGO_BIN_EXE_cloister-condition-worker").into(),
         args: Vec::new(),
     });
-    let in_process = rate(|| async { question.judge().expect("judged") }).await;
+    // The reference is what an exchange did before the worker: expressions compiled once
+    // (a provider's are cached), then mapped and judged on the server's thread.
+    let mapping = AttributeMapping::compile(&question.mapping).expect("mapping");
+    let compiled = Condition::compile(&condition()).expect("condition");
+    let in_process = rate(|| async {
+        cloister_condition::judgement::judge(&mapping, Some(&compiled), &question.claims)
+    })
+    .await;
     let worker = rate(|| async { judge.judge(&question).await.expect("judged") }).await;
     println!(
         "judgement of the codelab token: in process {in_process:.0}/s ({:.1} µs each), \
