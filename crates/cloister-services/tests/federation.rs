@@ -206,6 +206,13 @@ impl Primus {
         self.api.send(req).await
     }
 
+    /// The owner's `:explain` of a subject token at the provider.
+    async fn explain(&self, subject_token: &str) -> (StatusCode, Value) {
+        let path = format!("{}:explain", self.provider_path());
+        let body = json!({"subjectToken": subject_token});
+        self.api.call(&self.alice, "POST", &path, Some(body)).await
+    }
+
     async fn impersonate(&self, federated: &str) -> (StatusCode, Value) {
         let body = json!({"scope": ["https://www.googleapis.com/auth/cloud-platform"], "lifetime": "3600s"});
         self.api
@@ -770,15 +777,7 @@ async fn explain_names_each_clause_with_its_outcome_and_values() {
     let p = Primus::setup().await;
     let mut c = claims();
     c["submods"]["container"]["image_digest"] = json!("sha256:0000");
-    let (s, b) = p
-        .api
-        .call(
-            &p.alice,
-            "POST",
-            &format!("{}:explain", p.provider_path()),
-            Some(json!({"subjectToken": rsa(&c)})),
-        )
-        .await;
+    let (s, b) = p.explain(&rsa(&c)).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["result"], "REJECTED");
     assert_eq!(b["tokenVerification"]["outcome"], "PASS");
@@ -790,15 +789,7 @@ async fn explain_names_each_clause_with_its_outcome_and_values() {
         .collect();
     assert_eq!(outcomes, ["PASS", "PASS", "FAIL", "PASS", "PASS"]);
     assert_eq!(clauses[2]["compared"][0][1], "sha256:0000");
-    let (_, b) = p
-        .api
-        .call(
-            &p.alice,
-            "POST",
-            &format!("{}:explain", p.provider_path()),
-            Some(json!({"subjectToken": rsa(&claims())})),
-        )
-        .await;
+    let (_, b) = p.explain(&rsa(&claims())).await;
     assert_eq!(b["result"], "ACCEPTED", "{b}");
 }
 

@@ -206,15 +206,7 @@ async fn malformed_tokens_are_refused_in_plain_words() {
             assert!(d.contains("use RS256 or ES256"), "{d}");
         }
 
-        let (_, b) = p
-            .api
-            .call(
-                &p.alice,
-                "POST",
-                &format!("{}:explain", p.provider_path()),
-                Some(json!({"subjectToken": token})),
-            )
-            .await;
+        let (_, b) = p.explain(token).await;
         assert_plain(&b.to_string());
     }
 }
@@ -241,15 +233,7 @@ async fn subject_tokens_need_iat_and_may_carry_surrounding_whitespace() {
     ] {
         let (s, b) = p.sts(&wrapped).await;
         assert_eq!(s, StatusCode::OK, "{wrapped:?}: {b}");
-        let (_, b) = p
-            .api
-            .call(
-                &p.alice,
-                "POST",
-                &format!("{}:explain", p.provider_path()),
-                Some(json!({"subjectToken": wrapped})),
-            )
-            .await;
+        let (_, b) = p.explain(&wrapped).await;
         assert_eq!(b["result"], "ACCEPTED", "{b}");
     }
     assert_oauth_error(&p.sts(" \n").await, "invalid_request", "subject_token");
@@ -302,15 +286,7 @@ async fn a_condition_or_mapping_that_costs_without_bound_is_refused_and_the_next
             refused.1
         );
         // The owner's explanation says the same, and is no 500.
-        let (s, b) = p
-            .api
-            .call(
-                &p.alice,
-                "POST",
-                &format!("{}:explain", p.provider_path()),
-                Some(json!({"subjectToken": rsa(&costly)})),
-            )
-            .await;
+        let (s, b) = p.explain(&rsa(&costly)).await;
         assert_eq!(s, StatusCode::OK, "{limit}: {b}");
         assert_eq!(b["result"], "REJECTED", "{b}");
         assert!(
