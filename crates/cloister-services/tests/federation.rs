@@ -206,6 +206,13 @@ impl Primus {
         self.api.send(req).await
     }
 
+    /// The refusals the project's audit log holds, oldest first, as the owner reads them.
+    async fn denials(&self) -> Vec<Value> {
+        let path = "/cloister/v1/auditLogs?resource=projects/primus-bank&decision=deny";
+        let (_, log) = self.api.call(&self.alice, "GET", path, None).await;
+        log["entries"].as_array().cloned().unwrap_or_default()
+    }
+
     /// The owner's `:explain` of a subject token at the provider.
     async fn explain(&self, subject_token: &str) -> (StatusCode, Value) {
         let path = format!("{}:explain", self.provider_path());
@@ -357,16 +364,7 @@ async fn each_single_claim_mutation_is_refused_with_googles_exact_text() {
         assert_eq!(resp.0, StatusCode::BAD_REQUEST, "{name}");
     }
     // Each denial is in the audit log with the failing clause.
-    let (_, log) = p
-        .api
-        .call(
-            &p.alice,
-            "GET",
-            "/cloister/v1/auditLogs?resource=projects/primus-bank&decision=deny",
-            None,
-        )
-        .await;
-    let entries = log["entries"].as_array().unwrap();
+    let entries = p.denials().await;
     assert_eq!(entries.len(), 5, "{entries:?}");
     // Each refusal names its failing clause, and keeps every clause's outcome as data.
     let outcome = |e: &Value, clause: &str| {

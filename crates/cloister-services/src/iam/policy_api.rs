@@ -117,21 +117,38 @@ pub struct PolicyPermissions {
     pub get: Permission,
 }
 
-/// A policy method called on a resource that does not exist (`not_found` says which). The
-/// caller hears of its absence only if they may call the method: otherwise they get what a
-/// stranger to an existing one gets (the method's 403; testIamPermissions' empty answer),
-/// so another tenant's key rings and repositories cannot be found by their names.
-/// testIamPermissions needs no permission; the resource is named missing to a caller
-/// holding its `get`.
-pub async fn on_missing(
+/// `:getIamPolicy`, `:setIamPolicy` or `:testIamPermissions` (`method`) on a resource with
+/// these `permissions`; `missing` is the error for a resource that does not exist, none when
+/// it does.
+///
+/// A caller hears of a missing resource only if they may call the method: otherwise they get
+/// what a stranger to an existing one gets (the method's 403; testIamPermissions' empty
+/// answer), so another tenant's key rings and repositories cannot be found by their names.
+/// testIamPermissions needs no permission; the resource is named missing to a caller holding
+/// its `get`.
+pub async fn method(
     state: &AppState,
     caller: &Principal,
     resource: &str,
     method: &str,
     permissions: &PolicyPermissions,
     body: Value,
-    not_found: ApiError,
+    missing: Option<ApiError>,
 ) -> Result<Json<Value>, ApiError> {
+    let Some(not_found) = missing else {
+        return match method {
+            "getIamPolicy" => get(state, caller, resource, permissions.get_iam_policy).await,
+            "setIamPolicy" => {
+                let rules = Rules {
+                    permission: permissions.set_iam_policy,
+                    keep_an_owner: false,
+                };
+                set(state, caller, resource, rules, body).await
+            }
+            "testIamPermissions" => test(state, caller, resource, body).await,
+            other => Err(ApiError::NotFound(format!("Unknown method :{other}"))),
+        };
+    };
     let needed = match method {
         "getIamPolicy" => permissions.get_iam_policy,
         "setIamPolicy" => permissions.set_iam_policy,

@@ -149,20 +149,13 @@ async fn ring_method(
     };
     let name = ring_name(&(project, loc, ring.to_owned()));
     service::parse_key_ring(&name)?;
-    if state.store.get_key_ring(&name).await?.is_none() {
-        let not_found = ApiError::NotFound(format!("KeyRing {name} not found."));
-        return policy_api::on_missing(
-            &state,
-            &caller,
-            &name,
-            method,
-            &RING_POLICY,
-            body,
-            not_found,
-        )
-        .await;
-    }
-    iam_method(&state, &caller, &name, method, body, "cloudkms.keyRings").await
+    let missing = state
+        .store
+        .get_key_ring(&name)
+        .await?
+        .is_none()
+        .then(|| ApiError::NotFound(format!("KeyRing {name} not found.")));
+    policy_api::method(&state, &caller, &name, method, &RING_POLICY, body, missing).await
 }
 
 const RING_POLICY: policy_api::PolicyPermissions = policy_api::PolicyPermissions {
@@ -175,52 +168,6 @@ const KEY_POLICY: policy_api::PolicyPermissions = policy_api::PolicyPermissions 
     set_iam_policy: "cloudkms.cryptoKeys.setIamPolicy",
     get: "cloudkms.cryptoKeys.get",
 };
-
-async fn iam_method(
-    state: &AppState,
-    caller: &Principal,
-    name: &str,
-    method: &str,
-    body: Value,
-    kind: &str,
-) -> Result<Json<Value>, ApiError> {
-    match (method, kind) {
-        ("getIamPolicy", "cloudkms.keyRings") => {
-            policy_api::get(state, caller, name, "cloudkms.keyRings.getIamPolicy").await
-        }
-        ("getIamPolicy", _) => {
-            policy_api::get(state, caller, name, "cloudkms.cryptoKeys.getIamPolicy").await
-        }
-        ("setIamPolicy", "cloudkms.keyRings") => {
-            policy_api::set(
-                state,
-                caller,
-                name,
-                policy_api::Rules {
-                    permission: "cloudkms.keyRings.setIamPolicy",
-                    keep_an_owner: false,
-                },
-                body,
-            )
-            .await
-        }
-        ("setIamPolicy", _) => {
-            policy_api::set(
-                state,
-                caller,
-                name,
-                policy_api::Rules {
-                    permission: "cloudkms.cryptoKeys.setIamPolicy",
-                    keep_an_owner: false,
-                },
-                body,
-            )
-            .await
-        }
-        ("testIamPermissions", _) => policy_api::test(state, caller, name, body).await,
-        (other, _) => Err(ApiError::NotFound(format!("Unknown method :{other}"))),
-    }
-}
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -406,20 +353,13 @@ async fn key_method(
         ))),
         other => {
             service::parse_crypto_key(&name)?;
-            if state.store.get_crypto_key(&name).await?.is_none() {
-                let not_found = ApiError::NotFound(format!("CryptoKey {name} not found."));
-                return policy_api::on_missing(
-                    &state,
-                    &caller,
-                    &name,
-                    other,
-                    &KEY_POLICY,
-                    body,
-                    not_found,
-                )
-                .await;
-            }
-            iam_method(&state, &caller, &name, other, body, "cloudkms.cryptoKeys").await
+            let missing = state
+                .store
+                .get_crypto_key(&name)
+                .await?
+                .is_none()
+                .then(|| ApiError::NotFound(format!("CryptoKey {name} not found.")));
+            policy_api::method(&state, &caller, &name, other, &KEY_POLICY, body, missing).await
         }
     }
 }

@@ -238,31 +238,13 @@ async fn method(
     let path = (project_id, location, id.to_owned());
     let name = format!("projects/{}/locations/{}/repositories/{id}", path.0, path.1);
     let project = project(&path.0)?;
-    if state.store.get_repository(&project, id).await?.is_none() {
-        let not_found = ApiError::NotFound(format!("Repository {name} not found"));
-        return policy_api::on_missing(&state, &caller, &name, method, &POLICY, body, not_found)
-            .await;
-    }
-    match method {
-        "getIamPolicy" => {
-            policy_api::get(
-                &state,
-                &caller,
-                &name,
-                "artifactregistry.repositories.getIamPolicy",
-            )
-            .await
-        }
-        "setIamPolicy" => {
-            let rules = policy_api::Rules {
-                permission: "artifactregistry.repositories.setIamPolicy",
-                keep_an_owner: false,
-            };
-            policy_api::set(&state, &caller, &name, rules, body).await
-        }
-        "testIamPermissions" => policy_api::test(&state, &caller, &name, body).await,
-        other => Err(ApiError::NotFound(format!("Unknown method :{other}"))),
-    }
+    let missing = state
+        .store
+        .get_repository(&project, id)
+        .await?
+        .is_none()
+        .then(|| ApiError::NotFound(format!("Repository {name} not found")));
+    policy_api::method(&state, &caller, &name, method, &POLICY, body, missing).await
 }
 
 /// A repository's manifests with their tags, for whoever may list its images (the API's
